@@ -1,0 +1,221 @@
+"""The NCIP P2P profile as data: which message means which canonical event, required fields.
+
+Source: the Alma NCIP peer-to-peer field table (seed 004) and what real peers send
+(shared/standards/ncip/NOTES.md: dotted NoticeContent values, Ext/ItemNote reason numbers).
+"""
+
+from __future__ import annotations
+
+from hub.model import Event, RequestFormat
+
+NS = "http://www.niso.org/2008/ncip"
+VERSION_URL = "http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd"
+SCHEME_GENERAL = (
+    "http://www.niso.org/ncip/v1_0/schemes/processingerrortype/generalprocessingerror.scm"
+)
+SCHEME_MESSAGING = "http://www.niso.org/ncip/v1_0/schemes/messagingerrortype/messagingerrortype.scm"
+SCHEME_RSHUB = "urn:rshub:ncip:schemes:processingerrortype"
+
+# Messages whose meaning does not depend on Ext/NoticeContent.
+PLAIN: dict[str, Event] = {
+    "RequestItem": Event.REQUEST,
+    "ItemRequested": Event.REQUEST,
+    "RenewItem": Event.RENEW,
+    "ItemRenewed": Event.RENEW_ANSWER,
+    "RecallItem": Event.RECALLED,
+    "ItemRequestCancelled": Event.CANCEL_REPLY,
+}
+
+# (message, NoticeContent without dots) -> event. Alma writes ShippedByLender, NNCIPP peers
+# write ShippedBy.Lender; both are read. Koha's NNCIPP rejects with CancelledBy.Lender.
+BY_NOTICE: dict[tuple[str, str], Event] = {
+    ("CancelRequestItem", "CancelledByBorrower"): Event.CANCEL,
+    ("CancelRequestItem", "CancelledByLender"): Event.UNFILLED,
+    ("CancelRequestItem", "RejectedByLender"): Event.UNFILLED,
+    ("CancelRequestItem", "ExpiredByLender"): Event.EXPIRED,
+    ("ItemRequestCancelled", "CancelledByLender"): Event.CANCEL_REPLY,
+    ("ItemReceived", "ReceivedByBorrower"): Event.RECEIVED,
+    ("ItemReceived", "ReceivedByLender"): Event.LOAN_COMPLETED,
+    ("ItemShipped", "ShippedByLender"): Event.LOANED,
+    ("ItemShipped", "ShippedByBorrower"): Event.SHIPPED_RETURN,
+}
+
+# event -> (message, NoticeContent as written: dotted, as real NNCIPP peers and Alma accept).
+# WillSupply and Overdue have no NCIP P2P message; the outbound connector reports them as
+# not applicable instead of inventing one.
+ENCODE: dict[Event, tuple[str, str | None]] = {
+    Event.REQUEST: ("RequestItem", None),
+    Event.CANCEL: ("CancelRequestItem", "CancelledBy.Borrower"),
+    Event.UNFILLED: ("CancelRequestItem", "RejectedBy.Lender"),
+    Event.EXPIRED: ("CancelRequestItem", "ExpiredBy.Lender"),
+    Event.CANCEL_REPLY: ("ItemRequestCancelled", "CancelledBy.Lender"),
+    Event.RENEW: ("RenewItem", None),
+    Event.RENEW_ANSWER: ("ItemRenewed", None),
+    Event.RECEIVED: ("ItemReceived", "ReceivedBy.Borrower"),
+    Event.LOAN_COMPLETED: ("ItemReceived", "ReceivedBy.Lender"),
+    Event.LOANED: ("ItemShipped", "ShippedBy.Lender"),
+    Event.COPY_COMPLETED: ("ItemShipped", "ShippedBy.Lender"),
+    Event.SHIPPED_RETURN: ("ItemShipped", "ShippedBy.Borrower"),
+    Event.RECALLED: ("RecallItem", None),
+}
+
+# Element order of each message we write (XSD sequence order). Builders in writer.py.
+ORDER: dict[str, list[str]] = {
+    "RequestItem": [
+        "InitiationHeader",
+        "UserId",
+        "BibliographicId",
+        "RequestId",
+        "RequestType",
+        "RequestScopeType",
+        "ItemOptionalFields",
+        "ShippingInformation",
+        "NeedBeforeDate",
+        "PickupLocation",
+        "PickupExpiryDate",
+        "AcknowledgedFeeAmount",
+        "Ext",
+    ],
+    "CancelRequestItem": [
+        "InitiationHeader",
+        "UserId",
+        "RequestId",
+        "ItemId",
+        "RequestType",
+        "Ext",
+    ],
+    "ItemRequestCancelled": [
+        "InitiationHeader",
+        "UserId",
+        "RequestId",
+        "ItemId",
+        "RequestType",
+        "Ext",
+    ],
+    "RenewItem": ["InitiationHeader", "UserId", "ItemId", "DesiredDateDue", "Ext"],
+    "ItemRenewed": ["InitiationHeader", "UserId", "ItemId", "DateDue", "Ext"],
+    "ItemReceived": [
+        "InitiationHeader",
+        "ItemId",
+        "UserId",
+        "RequestId",
+        "DateReceived",
+        "ItemOptionalFields",
+        "Ext",
+    ],
+    "ItemShipped": [
+        "InitiationHeader",
+        "RequestId",
+        "ItemId",
+        "UserId",
+        "DateShipped",
+        "ShippingInformation",
+        "ItemOptionalFields",
+        "Ext",
+    ],
+    "RecallItem": ["InitiationHeader", "ItemId", "DesiredDateDue", "Ext"],
+}
+
+# What a success response echoes from its initiation message, in XSD order.
+RESPONSE_ECHO: dict[str, list[str]] = {
+    "RequestItem": ["RequestId", "ItemId", "UserId", "RequestType", "RequestScopeType"],
+    "CancelRequestItem": ["RequestId", "ItemId", "UserId"],
+    "RenewItem": ["ItemId", "UserId"],
+    "RecallItem": ["ItemId"],
+}
+
+REQUEST_TYPES: dict[str, RequestFormat] = {
+    "physical": RequestFormat.PHYSICAL,
+    "physicalnoreservation": RequestFormat.PHYSICAL,
+    "lii": RequestFormat.PHYSICAL,
+    "liinoreservation": RequestFormat.PHYSICAL,
+    "loan": RequestFormat.PHYSICAL,
+    "hold": RequestFormat.PHYSICAL,
+    "page": RequestFormat.PHYSICAL,
+    "digital": RequestFormat.DIGITAL,
+    "non-returnable": RequestFormat.NON_RETURNABLE,
+    "nonreturnable": RequestFormat.NON_RETURNABLE,
+    "copy": RequestFormat.NON_RETURNABLE,
+}
+REQUEST_TYPE_OUT: dict[RequestFormat, str] = {
+    RequestFormat.PHYSICAL: "Physical",
+    RequestFormat.DIGITAL: "Digital",
+    RequestFormat.NON_RETURNABLE: "Non-Returnable",
+}
+
+WITHOUT_RETURN = "Available For Supply Without Return"
+
+# BibliographicDescription child -> canonical Bibliographic field.
+BIB_FIELDS: dict[str, str] = {
+    "Author": "author",
+    "AuthorOfComponent": "author_of_component",
+    "Edition": "edition",
+    "Pagination": "pagination",
+    "PlaceOfPublication": "place_of_publication",
+    "PublicationDate": "publication_date",
+    "PublicationDateOfComponent": "publication_date_of_component",
+    "Publisher": "publisher",
+    "SeriesTitleNumber": "series_title_number",
+    "Title": "title",
+    "TitleOfComponent": "title_of_component",
+    "BibliographicLevel": "bibliographic_level",
+    "MediumType": "medium_type",
+}
+RECORD_ID_CODES: dict[str, str] = {
+    "isbn": "isbn",
+    "issn": "issn",
+    "localid": "local_id",
+    "ean": "ean",
+    "oclc": "oclc_number",
+}
+
+# (canonical field, NCIP path) required per event, from the seed 004 field table. Renewals and
+# recalls carry no RequestId in the schema and are addressed by ItemId.
+COMMON_REQUIRED = [
+    ("from_agency", "InitiationHeader.FromAgencyId.AgencyId"),
+    ("to_agency", "InitiationHeader.ToAgencyId.AgencyId"),
+]
+_RID = ("request_id", "RequestId.RequestIdentifierValue")
+_ITEM = ("item_id", "ItemId.ItemIdentifierValue")
+REQUIRED: dict[Event, list[tuple[str, str]]] = {
+    Event.REQUEST: [
+        _RID,
+        ("request_format", "RequestType"),
+        ("bibliographic.title", "ItemOptionalFields.BibliographicDescription.Title"),
+        (
+            "bibliographic.bibliographic_level",
+            "ItemOptionalFields.BibliographicDescription.BibliographicLevel",
+        ),
+    ],
+    Event.CANCEL: [_RID, ("patron_id", "UserId.UserIdentifierValue")],
+    Event.UNFILLED: [_RID, ("reason", "Ext.ItemNote")],
+    Event.EXPIRED: [_RID],
+    Event.CANCEL_REPLY: [_RID, ("answer", "Ext.Answer")],
+    Event.RENEW: [_ITEM, ("desired_due_date", "Ext.DesiredDateDue")],
+    Event.RENEW_ANSWER: [_ITEM, ("answer", "Ext.Answer"), ("due_date", "DateDue")],
+    Event.RECEIVED: [_ITEM, ("date_received", "DateReceived")],
+    Event.LOAN_COMPLETED: [_ITEM, ("date_received", "DateReceived")],
+    Event.LOANED: [_RID, _ITEM],
+    Event.COPY_COMPLETED: [_RID, _ITEM],
+    Event.SHIPPED_RETURN: [_ITEM, ("date_shipped", "DateShipped")],
+    Event.RECALLED: [_ITEM],
+}
+
+# (canonical date field) -> where it may stand, relative to the message element.
+DATE_FIELDS: dict[str, list[tuple[str, ...]]] = {
+    "due_date": [("DateDue",), ("Ext", "DateDue"), ("ItemOptionalFields", "DateDue")],
+    "desired_due_date": [("DesiredDateDue",), ("Ext", "DesiredDateDue")],
+    "date_shipped": [("DateShipped",)],
+    "date_received": [("DateReceived",)],
+    "need_before": [("NeedBeforeDate",)],
+    "pickup_expiry": [("PickupExpiryDate",)],
+}
+
+ANSWERS: dict[str, bool] = {
+    "true": True,
+    "yes": True,
+    "y": True,
+    "false": False,
+    "no": False,
+    "n": False,
+}

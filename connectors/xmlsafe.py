@@ -1,0 +1,56 @@
+"""Hardened XML parsing for every XML protocol (NCIP, ISO 18626).
+
+Partners are on the open internet: no entity is expanded, no DTD or schema is fetched, no
+document larger than the configured limit or deeper than DEPTH_LIMIT is built. A DOCTYPE
+without an internal subset (NCIP 1.0 sends one) is allowed; entity declarations are not.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+
+DEFAULT_LIMIT = 1_048_576
+DEPTH_LIMIT = 64
+_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_INTERNAL_SUBSET = re.compile(rb"<!DOCTYPE[^>\[]*\[", re.IGNORECASE)
+
+
+class UnsafeXml(ValueError):
+    """The document is malformed, too large, or uses constructs that are refused."""
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+
+
+def parse(body: bytes, limit: int = DEFAULT_LIMIT) -> etree._Element:
+    if len(body) > limit:
+        raise UnsafeXml(f"message of {len(body)} bytes exceeds the limit of {limit} bytes")
+    if not body.strip():
+        raise UnsafeXml("empty message")
+    if _ENTITY_DECL.search(body) or _INTERNAL_SUBSET.search(body):
+        raise UnsafeXml("DTD internal subsets and entity declarations are not accepted")
+    try:
+        root = etree.fromstring(body, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise UnsafeXml(f"not well-formed XML: {exc}") from None
+    depth = 0
+    for event, _element in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > DEPTH_LIMIT:
+            raise UnsafeXml(f"elements nested deeper than {DEPTH_LIMIT} levels")
+    return root
+
+
+def local(element: etree._Element) -> str:
+    return etree.QName(element).localname if isinstance(element.tag, str) else ""

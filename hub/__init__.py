@@ -1,0 +1,1 @@
+"""rshub: the consortium-wide interlibrary loan hub (state machine, directory, Kafka wiring)."""

@@ -1,0 +1,58 @@
+"""Process settings, read from the environment. Every setting has a default; see README."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+ENV_PREFIX = "RSHUB_"
+
+
+class Settings(BaseModel):
+    bootstrap_servers: str | None = Field(
+        None, description="KAFKA_BOOTSTRAP_SERVERS; unset starts the embedded Tansu broker"
+    )
+    directory: Path = Field(Path("examples/consortium.yaml"), description="consortium YAML")
+    topics_file: Path = Field(Path("topics.yaml"), description="topic declarations")
+    app_id: str = Field("rshub", description="faust application id (consumer group prefix)")
+    data_dir: Path = Field(Path(".rshub-data"), description="faust worker scratch folder")
+    http_host: str = Field("127.0.0.1", description="address of the inbound HTTP endpoints")
+    http_port: int = Field(8000, description="port of the inbound HTTP endpoints")
+    max_body_bytes: int = Field(1_048_576, description="largest accepted inbound message")
+    reply_timeout_s: float = Field(
+        10.0, description="how long an endpoint waits for the state machine's verdict"
+    )
+    outbound_timeout_s: float = Field(30.0, description="HTTP time-out towards partners")
+    outbound_retries: int = Field(5, description="delivery attempts before reporting failure")
+    outbound_backoff_s: float = Field(1.0, description="first retry delay, doubled each time")
+    replication_factor: int = Field(1, description="replication of topics created at start-up")
+    broker_session_timeout_s: float = Field(6.0, description="Kafka consumer session time-out")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_format: str = Field("json", description="json or console")
+    validate_xsd: bool = Field(True, description="validate inbound XML against the XSDs")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            values["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                values[name] = env[key]
+        return cls.model_validate(values)
+
+    @staticmethod
+    def documentation() -> list[tuple[str, str, str]]:
+        rows = []
+        for name, field in Settings.model_fields.items():
+            key = (
+                "KAFKA_BOOTSTRAP_SERVERS"
+                if name == "bootstrap_servers"
+                else ENV_PREFIX + name.upper()
+            )
+            rows.append((key, str(field.default), field.description or ""))
+        return rows
