@@ -406,7 +406,9 @@ def read_response(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Response:
         name = xmlsafe.local(element)
         if name not in ("Problem", "ProcessingError", "MessagingError"):
             continue
-        if name != "Problem" and any(xmlsafe.local(a) == "Problem" for a in element.iterancestors()):
+        if name != "Problem" and any(
+            xmlsafe.local(a) == "Problem" for a in element.iterancestors()
+        ):
             continue  # NCIP 1.0 wraps ProcessingError in Problem: one problem, not two
         kind = next(
             (

@@ -1,0 +1,174 @@
+"""The faust application: the transaction agent and the outbound NCIP agent.
+
+The transaction agent owns the `transactions` table (changelog-backed, so a restarted worker
+recovers it) and does I/O only to write what `hub.transactions` returns. It writes every output
+and waits for the broker's acknowledgement before updating the row; faust commits the input
+offset only after that. A crash in between re-applies the message: the engine's deduplication
+and deterministic record ids make that harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import faust
+import structlog
+
+from connectors.ncip import writer
+from connectors.ncip.transport import NcipClient
+from hub.directory import Directory
+from hub.model import Message
+from hub.records import DeadLetter, Delivery, DeliveryOutcome, DeliveryResult
+from hub.settings import Settings
+from hub.transactions import Output, Transaction, apply, apply_delivery
+
+log = structlog.get_logger(__name__)
+DELIVERED_MEMORY = 100
+HUB_AGENCY = "RSHUB"
+
+
+def create_app(settings: Settings, directory: Directory, bootstrap_servers: str) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{bootstrap_servers}",
+        store="memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=4,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_rebalance_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=1.0,
+        producer_acks=-1,
+        web_enabled=True,
+        table_cleanup_interval=3600.0,
+    )
+    raw = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
+    inputs = app.topic("ill.inbound", "ill.delivery", **raw)
+    outbound_ncip = app.topic("ill.outbound.ncip", **raw)
+    transactions = app.Table("transactions", default=None, partitions=4)
+    delivered = app.Table("delivered", default=list, partitions=4)
+    topics: dict[str, faust.types.TopicT] = {}
+
+    async def write(outputs: list[Output]) -> None:
+        futures = []
+        for output in outputs:
+            topic = topics.setdefault(output.topic, app.topic(output.topic, **raw))
+            value = None if output.value is None else json.dumps(output.value).encode()
+            futures.append(await topic.send(key=output.key, value=value))
+        for future in futures:
+            await future  # acknowledged by the broker
+
+    async def dead(stage: str, error: str, key: str, detail: dict[str, Any]) -> None:
+        letter = DeadLetter(stage=stage, error=error, transaction_id=key, detail=detail)
+        await write([Output(topic="ill.deadletter", key=key, value=letter.model_dump(mode="json"))])
+
+    @app.agent(inputs)
+    async def transaction_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
+            topic = event.message.topic
+            try:
+                row = transactions.get(key)
+                txn = Transaction.model_validate(row) if row else None
+                if topic == "ill.inbound":
+                    result = apply(txn, Message.model_validate_json(event.value), directory)
+                else:
+                    result = apply_delivery(
+                        txn, DeliveryResult.model_validate_json(event.value), directory
+                    )
+            except ValueError as exc:
+                log.error("agent.unreadable", topic=topic, key=key, error=str(exc))
+                await dead(
+                    "apply",
+                    f"unreadable record on {topic}: {exc}",
+                    key,
+                    {"offset": event.message.offset},
+                )
+                continue
+            await write(result.outputs)
+            if result.transaction is not None:
+                transactions[key] = result.transaction.model_dump(mode="json")
+            if result.verdict is not None:
+                log.info(
+                    "transaction.applied",
+                    transaction_id=key,
+                    outcome=result.verdict.outcome.value,
+                    state=result.verdict.state,
+                )
+
+    client = NcipClient(settings)
+
+    @app.agent(outbound_ncip)
+    async def ncip_outbound(stream: faust.StreamT) -> None:
+        await client.start()
+        try:
+            async for event in stream.events():
+                await deliver_ncip(Delivery.model_validate_json(event.value))
+        finally:
+            await client.stop()
+
+    async def deliver_ncip(command: Delivery) -> None:
+        done = delivered[command.transaction_id]
+        if command.command_id in done:
+            log.info("ncip.already_delivered", command_id=command.command_id)
+            return
+        partner = directory.partner(command.recipient)
+        sender = directory.partner(command.message.sender)
+        result = DeliveryResult(
+            command_id=command.command_id,
+            transaction_id=command.transaction_id,
+            recipient=command.recipient,
+            event=command.message.event,
+            attempt=command.attempt,
+            outcome=DeliveryOutcome.SENT,
+        )
+        if partner is None or not partner.endpoint:
+            result.outcome, result.detail = DeliveryOutcome.FAILED, "partner has no endpoint"
+        else:
+            try:
+                body = writer.encode(
+                    command.message,
+                    from_agency=sender.agency_id if sender else HUB_AGENCY,
+                    to_agency=partner.agency_id,
+                    system_id=partner.system_id,
+                )
+            except writer.NotApplicable as exc:
+                result.outcome, result.detail = DeliveryOutcome.NOT_APPLICABLE, str(exc)
+            else:
+                audit = Output(
+                    topic="ill.audit",
+                    key=command.transaction_id,
+                    value={
+                        "direction": "out",
+                        "protocol": "ncip",
+                        "partner": partner.symbol,
+                        "body": body.decode("latin-1"),
+                        "transaction_id": command.transaction_id,
+                    },
+                )
+                await write([audit])
+                attempted, tries = await client.deliver(partner, body)
+                result.tries, result.detail = tries, attempted.detail
+                if not attempted.ok:
+                    result.outcome = DeliveryOutcome.FAILED
+        log.info(
+            "ncip.delivery",
+            recipient=command.recipient,
+            event=command.message.event.value,
+            outcome=result.outcome.value,
+            detail=result.detail,
+        )
+        await write(
+            [
+                Output(
+                    topic="ill.delivery",
+                    key=command.transaction_id,
+                    value=result.model_dump(mode="json"),
+                )
+            ]
+        )
+        delivered[command.transaction_id] = [*done, command.command_id][-DELIVERED_MEMORY:]
+
+    return app

@@ -1,0 +1,187 @@
+"""The `rshub` command: serve, demo, decode, tail, settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import structlog
+
+from hub import logs
+from hub.broker import EmbeddedBroker, wait_for_metadata
+from hub.directory import DirectoryError
+from hub.settings import Settings
+
+log = structlog.get_logger(__name__)
+BROKER_FILE = "broker-address"
+
+
+def _prepare(settings: Settings) -> tuple[str, EmbeddedBroker | None]:
+    """The bootstrap servers to use, starting the embedded broker when none are configured."""
+    from hub import topics
+
+    broker = None
+    bootstrap = settings.bootstrap_servers
+    if not bootstrap:
+        broker = EmbeddedBroker()
+        bootstrap = broker.start()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / BROKER_FILE).write_text(bootstrap)
+    try:
+        asyncio.run(_ready(bootstrap, settings, topics.load(settings.topics_file)))
+    except Exception:
+        if broker:
+            broker.stop()
+        raise
+    return bootstrap, broker
+
+
+async def _ready(bootstrap: str, settings: Settings, specs: list) -> None:  # type: ignore[type-arg]
+    from hub import topics
+
+    await wait_for_metadata(bootstrap)
+    await topics.ensure(bootstrap, specs, settings.replication_factor)
+
+
+def serve(settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from connectors.ncip.transport import NcipGateway
+    from hub import directory as directory_module
+    from hub.agents import create_app
+    from hub.kafka_io import KafkaIO
+
+    try:
+        directory = directory_module.load(settings.directory)
+    except DirectoryError as error:
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    bootstrap, broker = _prepare(settings)
+    try:
+        app = create_app(settings, directory, bootstrap)
+        app.web_server(NcipGateway(settings, directory, KafkaIO(bootstrap)))
+        log.info(
+            "hub.starting",
+            bootstrap_servers=bootstrap,
+            embedded=broker is not None,
+            consortium=directory.consortium,
+            partners=len(directory.partners),
+        )
+        worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+        worker.execute_from_commandline()
+    finally:
+        if broker:
+            broker.stop()
+    return 0
+
+
+def decode(protocol: str, path: Path) -> int:
+    from connectors.ncip import codec, writer
+
+    if protocol != "ncip":
+        print(f"rshub: no decoder for {protocol!r} yet (available: ncip)", file=sys.stderr)
+        return 2
+    try:
+        body = path.read_bytes()
+    except OSError as error:
+        print(f"rshub: cannot read {path}: {error.strerror}", file=sys.stderr)
+        return 2
+    try:
+        parsed = codec.parse(body)
+        if parsed.is_response:
+            print(codec.read_response(body).model_dump_json(indent=2))
+            return 0
+        message = codec.to_canonical(parsed)
+    except codec.NcipError as error:
+        name = None
+        try:
+            name = f"{codec.parse(body).name}Response"
+        except codec.NcipError:
+            pass
+        sys.stdout.write(writer.encode_problem(error.problem, name).decode() + "\n")
+        return 2
+    print(message.model_dump_json(indent=2, exclude_none=True))
+    return 0
+
+
+async def _tail(bootstrap: str, from_beginning: bool) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        "ill.events",
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            change = json.loads(record.value)
+            print(
+                f"{change['at']}  {change['transaction_id']}  {change['kind']:<10} "
+                f"{change['event']:<24} {change['from_state']} -> {change['to_state']}  "
+                f"{change.get('sender') or ''} {change.get('detail') or ''}".rstrip(),
+                flush=True,
+            )
+    finally:
+        await consumer.stop()
+
+
+def tail(settings: Settings, from_beginning: bool) -> int:
+    bootstrap = settings.bootstrap_servers
+    marker = settings.data_dir / BROKER_FILE
+    if not bootstrap and marker.is_file():
+        bootstrap = marker.read_text().strip()
+    if not bootstrap:
+        print("rshub: set KAFKA_BOOTSTRAP_SERVERS or start `rshub serve` first", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_tail(bootstrap, from_beginning))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rshub", description="Resource sharing hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser(
+        "serve", help="run the hub (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    p_serve.add_argument("--directory", type=Path, help="consortium YAML (RSHUB_DIRECTORY)")
+    p_serve.add_argument("--port", type=int, help="HTTP port of the endpoints (RSHUB_HTTP_PORT)")
+    p_demo = sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
+    p_demo.add_argument("--port", type=int, default=8000)
+    p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
+    p_decode.add_argument("protocol", choices=["ncip"])
+    p_decode.add_argument("file", type=Path)
+    p_tail = sub.add_parser("tail", help="follow ill.events")
+    p_tail.add_argument("--from-beginning", action="store_true")
+    sub.add_parser("settings", help="list every setting with its default")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env()
+    if args.command == "decode":
+        return decode(args.protocol, args.file)
+    if args.command == "settings":
+        for key, default, description in Settings.documentation():
+            print(f"{key:<34} {default:<28} {description}")
+        return 0
+    logs.configure(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        updates = {k: v for k, v in (("directory", args.directory), ("http_port", args.port)) if v}
+        return serve(settings.model_copy(update=updates))
+    if args.command == "tail":
+        return tail(settings, args.from_beginning)
+    if args.command == "demo":
+        from hub.demo import run_demo
+
+        return run_demo(settings, args.port)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Small in-process followers of hub topics for the synchronous endpoints.
+
+- `Verdicts` follows ill.replies so an endpoint can answer its partner with what the state
+  machine decided (applied, duplicate, refused), waiting at most a configured time.
+- `ItemIndex` follows the compacted ill.items topic: renewals and recalls carry only an item
+  id (the NCIP schema gives them no RequestId), so the endpoint looks the transaction up here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from contextlib import suppress
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hub.records import Verdict
+
+log = structlog.get_logger(__name__)
+
+
+class _Follower:
+    topic: str
+    from_beginning: bool
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.consumer: AIOKafkaConsumer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            client_id=f"rshub-{self.topic}-{uuid.uuid4().hex[:6]}",
+        )
+        await self.consumer.start()
+        partitions = self.consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            await self.consumer.stop()
+            raise RuntimeError(f"topic {self.topic} does not exist")
+        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self.consumer.assign(assigned)
+        ends = await self.consumer.end_offsets(assigned)
+        if self.from_beginning:
+            await self.consumer.seek_to_beginning(*assigned)
+            self._targets = {tp: end for tp, end in ends.items() if end > 0}
+        else:
+            for tp, end in ends.items():
+                self.consumer.seek(tp, end)
+            self._targets = {}
+        if not self._targets:
+            self.ready.set()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        async for record in self.consumer:
+            try:
+                self.handle(record.key.decode() if record.key else "", record.value)
+            except Exception:
+                log.exception("follower.bad_record", topic=self.topic, offset=record.offset)
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in self._targets and record.offset + 1 >= self._targets[tp]:
+                del self._targets[tp]
+                if not self._targets:
+                    self.ready.set()
+
+    def handle(self, key: str, value: bytes | None) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.task
+        if self.consumer:
+            await self.consumer.stop()
+
+
+class Verdicts(_Follower):
+    topic = "ill.replies"
+    from_beginning = False
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        super().__init__(bootstrap_servers)
+        self.waiting: dict[str, asyncio.Future[Verdict]] = {}
+
+    def expect(self, message_id: str) -> asyncio.Future[Verdict]:
+        future = self.waiting.get(message_id)
+        if future is None or future.done():
+            future = asyncio.get_running_loop().create_future()
+            self.waiting[message_id] = future
+        return future
+
+    def forget(self, message_id: str) -> None:
+        self.waiting.pop(message_id, None)
+
+    def handle(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            return
+        verdict = Verdict.model_validate_json(value)
+        future = self.waiting.pop(verdict.message_id, None)
+        if future is not None and not future.done():
+            future.set_result(verdict)
+
+
+class ItemIndex(_Follower):
+    topic = "ill.items"
+    from_beginning = True
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        super().__init__(bootstrap_servers)
+        self.items: dict[str, str] = {}
+
+    def handle(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self.items.pop(key, None)
+        else:
+            self.items[key] = json.loads(value)["transaction_id"]
+
+    def lookup(self, partner: str, item_id: str) -> str | None:
+        return self.items.get(f"{partner}|{item_id}")

@@ -1,0 +1,69 @@
+"""The connectors' side of Kafka: an acknowledged producer plus the followers they need."""
+
+from __future__ import annotations
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+
+from hub.followers import ItemIndex, Verdicts
+from hub.records import AuditRecord, DeadLetter
+
+log = structlog.get_logger(__name__)
+
+
+class KafkaIO:
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.producer: AIOKafkaProducer | None = None
+        self.verdicts = Verdicts(bootstrap_servers)
+        self.items = ItemIndex(bootstrap_servers)
+
+    async def start(self) -> None:
+        # acks="all": an endpoint answers its partner only once the broker holds the message.
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=0
+        )
+        await self.producer.start()
+        await self.verdicts.start()
+        await self.items.start()
+        await self.items.ready.wait()
+
+    async def stop(self) -> None:
+        await self.verdicts.stop()
+        await self.items.stop()
+        if self.producer:
+            await self.producer.stop()
+
+    async def send(self, topic: str, key: str, value: bytes | None) -> str:
+        assert self.producer is not None, "KafkaIO.start() first"
+        meta = await self.producer.send_and_wait(topic, key=key.encode(), value=value)
+        return f"{topic}/{meta.partition}/{meta.offset}"
+
+    async def send_record(self, topic: str, key: str, record: BaseModel) -> str:
+        return await self.send(topic, key, record.model_dump_json().encode())
+
+    async def audit(
+        self,
+        direction: str,
+        protocol: str,
+        partner: str | None,
+        body: bytes,
+        content_type: str | None = None,
+        transaction_id: str | None = None,
+    ) -> str:
+        record = AuditRecord(
+            direction=direction,
+            protocol=protocol,
+            partner=partner,
+            content_type=content_type,
+            body=body.decode("latin-1"),
+            transaction_id=transaction_id,
+        )
+        return await self.send_record("ill.audit", transaction_id or partner or "unknown", record)
+
+    async def deadletter(self, letter: DeadLetter) -> None:
+        log.warning("deadletter", stage=letter.stage, error=letter.error, partner=letter.partner)
+        await self.send_record(
+            "ill.deadletter", letter.transaction_id or letter.partner or "-", letter
+        )

@@ -1,0 +1,54 @@
+"""Topic declarations (topics.yaml) and their creation at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+import yaml
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import BaseModel, Field
+
+log = structlog.get_logger(__name__)
+
+
+class TopicSpec(BaseModel):
+    name: str
+    partitions: int = Field(ge=1)
+    cleanup: str = Field("delete", pattern="^(delete|compact)$")
+    retention_hours: int | None = None
+    purpose: str
+
+    def config(self) -> dict[str, str]:
+        config = {"cleanup.policy": self.cleanup}
+        if self.retention_hours is not None:
+            config["retention.ms"] = str(self.retention_hours * 3_600_000)
+        return config
+
+
+def load(path: Path) -> list[TopicSpec]:
+    raw = yaml.safe_load(Path(path).read_text())
+    return [TopicSpec.model_validate(item) for item in raw["topics"]]
+
+
+async def ensure(bootstrap_servers: str, specs: list[TopicSpec], replication: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, replication, topic_configs=s.config())
+                    for s in missing
+                ]
+            )
+        for spec in missing:
+            log.info(
+                "topic.created", topic=spec.name, partitions=spec.partitions, cleanup=spec.cleanup
+            )
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
