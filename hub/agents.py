@@ -156,7 +156,7 @@ def create_app(settings: Settings, directory: Directory, bootstrap_servers: str)
         log.info(
             "ncip.delivery",
             recipient=command.recipient,
-            event=command.message.event.value,
+            step=command.message.event.value,
             outcome=result.outcome.value,
             detail=result.detail,
         )

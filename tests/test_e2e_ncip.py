@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.model import Bibliographic, Event, Message, RequestFormat, Role
+from hub.model import Bibliographic, Event, Message, Reason, RequestFormat, Role
 from tests.libraries import Library
 
 pytestmark = pytest.mark.kafka
@@ -53,3 +53,55 @@ async def test_full_loan_is_relayed_both_ways(hub, libraries) -> None:
     done = await north.next()
     assert (done.event, done.request_id) == (Event.LOAN_COMPLETED, "N-1")
     assert Role.BORROWER  # the borrower heard of every lender step
+
+
+async def test_unfilled_moves_to_next_lender_then_borrower_hears_unfilled(hub, libraries) -> None:
+    north, south, east = libraries["NORTH"], libraries["SOUTH"], libraries["EAST"]
+    await say(north, Event.REQUEST, "N-2", patron_id="p", request_format=RequestFormat.PHYSICAL,
+              bibliographic=BOOK)
+    first = await south.next()
+    await say(south, Event.UNFILLED, first.request_id, reason=Reason.from_code(10))
+    second = await east.next()
+    assert second.event is Event.REQUEST and second.request_id != first.request_id
+    assert second.bibliographic and second.bibliographic.title == BOOK.title
+    await say(east, Event.UNFILLED, second.request_id, reason=Reason.from_code(5))
+    told = await north.next()
+    assert (told.event, told.request_id) == (Event.UNFILLED, "N-2")
+    assert told.reason and told.reason.code == 5
+    assert north.received.empty() and south.received.empty()
+
+
+async def test_cancel_is_confirmed_by_the_lender(hub, libraries) -> None:
+    north, south = libraries["NORTH"], libraries["SOUTH"]
+    await say(north, Event.REQUEST, "N-3", patron_id="p", request_format=RequestFormat.PHYSICAL,
+              bibliographic=BOOK)
+    asked = await south.next()
+    await say(north, Event.CANCEL, "N-3", patron_id="p")
+    cancel = await south.next()
+    assert (cancel.event, cancel.request_id) == (Event.CANCEL, asked.request_id)
+    await say(south, Event.CANCEL_REPLY, asked.request_id, answer=True, patron_id="p")
+    reply = await north.next()
+    assert (reply.event, reply.request_id, reply.answer) == (Event.CANCEL_REPLY, "N-3", True)
+    # The transaction is closed: the lender can no longer ship it.
+    status, response = await south.send(Message(event=Event.LOANED, request_id=asked.request_id,
+                                                 item_id="X"))
+    assert status == 200 and response.problems[0].type == "State Transition Prohibited"
+
+
+async def test_renew_is_answered_with_a_new_due_date(hub, libraries) -> None:
+    north, south = libraries["NORTH"], libraries["SOUTH"]
+    await say(north, Event.REQUEST, "N-4", patron_id="p", request_format=RequestFormat.PHYSICAL,
+              bibliographic=BOOK)
+    lender_id = (await south.next()).request_id
+    await say(south, Event.LOANED, lender_id, item_id="SOUTH-BC-4", due_date=DUE)
+    await north.next()
+    await say(north, Event.RECEIVED, "N-4", item_id="SOUTH-BC-4")
+    await south.next()
+    # RenewItem carries only the item id (and our RequestId in Ext): address by item.
+    wanted = datetime(2027, 2, 15, tzinfo=UTC)
+    await say(north, Event.RENEW, "", item_id="SOUTH-BC-4", desired_due_date=wanted)
+    renew = await south.next()
+    assert (renew.event, renew.item_id, renew.desired_due_date) == (Event.RENEW, "SOUTH-BC-4", wanted)
+    await say(south, Event.RENEW_ANSWER, "", item_id="SOUTH-BC-4", answer=True, due_date=wanted)
+    answer = await north.next()
+    assert (answer.event, answer.answer, answer.due_date) == (Event.RENEW_ANSWER, True, wanted)
