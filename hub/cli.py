@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -89,6 +90,7 @@ def decode(protocol: str, path: Path) -> int:
     except OSError as error:
         print(f"rshub: cannot read {path}: {error.strerror}", file=sys.stderr)
         return 2
+    parsed = None
     try:
         parsed = codec.parse(body)
         if parsed.is_response:
@@ -96,11 +98,7 @@ def decode(protocol: str, path: Path) -> int:
             return 0
         message = codec.to_canonical(parsed)
     except codec.NcipError as error:
-        name = None
-        try:
-            name = f"{codec.parse(body).name}Response"
-        except codec.NcipError:
-            pass
+        name = f"{parsed.name}Response" if parsed and not parsed.is_response else None
         sys.stdout.write(writer.encode_problem(error.problem, name).decode() + "\n")
         return 2
     print(message.model_dump_json(indent=2, exclude_none=True))
@@ -138,10 +136,8 @@ def tail(settings: Settings, from_beginning: bool) -> int:
     if not bootstrap:
         print("rshub: set KAFKA_BOOTSTRAP_SERVERS or start `rshub serve` first", file=sys.stderr)
         return 2
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_tail(bootstrap, from_beginning))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

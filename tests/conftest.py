@@ -38,7 +38,9 @@ async def bootstrap(broker: EmbeddedBroker) -> str:
 class Hub:
     """`rshub serve` in a subprocess, against the test's broker."""
 
-    def __init__(self, bootstrap: str, directory: Path, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, bootstrap: str, directory: Path, data_dir: Path, env: dict[str, str]
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -62,8 +64,11 @@ class Hub:
     async def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "serve"], env=self.env, cwd=ROOT,
-                stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "hub.cli", "serve"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         await self.wait_healthy()
 

@@ -49,19 +49,26 @@ class Library:
     async def next(self, timeout: float = 60.0) -> Message:
         return await asyncio.wait_for(self.received.get(), timeout)
 
-    async def send(self, message: Message, to_agency: str = "RSHUB",
-                   secret: str | None = None) -> tuple[int, codec.Response]:
-        body = writer.encode(message, from_agency=self.agency_id, to_agency=to_agency,
-                             system_id=self.symbol)
+    async def send(
+        self, message: Message, to_agency: str = "RSHUB", secret: str | None = None
+    ) -> tuple[int, codec.Response]:
+        body = writer.encode(
+            message, from_agency=self.agency_id, to_agency=to_agency, system_id=self.symbol
+        )
         return await self.post(body, secret)
 
-    async def post(self, body: bytes, secret: str | None = None,
-                   symbol: str | None = None) -> tuple[int, codec.Response]:
-        headers = {"Authorization": f"Bearer {secret or self.secret}",
-                   "Content-Type": "application/xml"}
+    async def post(
+        self, body: bytes, secret: str | None = None, symbol: str | None = None
+    ) -> tuple[int, codec.Response]:
+        headers = {
+            "Authorization": f"Bearer {secret or self.secret}",
+            "Content-Type": "application/xml",
+        }
         url = f"{self.hub_url}/ncip/{symbol or self.symbol}"
-        async with aiohttp.ClientSession() as session, session.post(url, data=body,
-                                                                     headers=headers) as reply:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=body, headers=headers) as reply,
+        ):
             content = await reply.read()
             return reply.status, codec.read_response(content)
 
@@ -77,6 +84,10 @@ def directory_yaml(libraries: list[Library], rota: list[str]) -> str:
             f'    agency_ids: ["{lib.agency_id}"]',
             f"    inbound_auth: {{scheme: bearer, secret_env: RSHUB_SECRET_{lib.symbol}}}",
         ]
-    lines += ["rotas:", "  - name: default", f"    members: [{', '.join(rota)}]",
-              "default_rota: default"]
+    lines += [
+        "rotas:",
+        "  - name: default",
+        f"    members: [{', '.join(rota)}]",
+        "default_rota: default",
+    ]
     return "\n".join(lines) + "\n"

@@ -12,13 +12,22 @@ from tests.libraries import Library
 pytestmark = pytest.mark.kafka
 
 DUE = datetime(2027, 1, 15, tzinfo=UTC)
-BOOK = Bibliographic(title="The Name of the Rose", author="Eco, Umberto", isbn="9780151446476",
-                     bibliographic_level="Book")
+BOOK = Bibliographic(
+    title="The Name of the Rose",
+    author="Eco, Umberto",
+    isbn="9780151446476",
+    bibliographic_level="Book",
+)
 
 
 def request(request_id: str) -> Message:
-    return Message(event=Event.REQUEST, request_id=request_id, patron_id="patron-7",
-                   request_format=RequestFormat.PHYSICAL, bibliographic=BOOK)
+    return Message(
+        event=Event.REQUEST,
+        request_id=request_id,
+        patron_id="patron-7",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
 
 
 async def say(lib: Library, event: Event, request_id: str, **fields: object) -> None:
@@ -28,8 +37,14 @@ async def say(lib: Library, event: Event, request_id: str, **fields: object) -> 
 
 async def test_full_loan_is_relayed_both_ways(hub, libraries) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
-    await say(north, Event.REQUEST, "N-1", patron_id="patron-7",
-              request_format=RequestFormat.PHYSICAL, bibliographic=BOOK)
+    await say(
+        north,
+        Event.REQUEST,
+        "N-1",
+        patron_id="patron-7",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
 
     asked = await south.next()
     assert asked.event is Event.REQUEST
@@ -39,7 +54,11 @@ async def test_full_loan_is_relayed_both_ways(hub, libraries) -> None:
 
     await say(south, Event.LOANED, lender_id, item_id="SOUTH-BC-1", due_date=DUE)
     shipped = await north.next()
-    assert (shipped.event, shipped.request_id, shipped.item_id) == (Event.LOANED, "N-1", "SOUTH-BC-1")
+    assert (shipped.event, shipped.request_id, shipped.item_id) == (
+        Event.LOANED,
+        "N-1",
+        "SOUTH-BC-1",
+    )
     assert shipped.due_date == DUE
 
     await say(north, Event.RECEIVED, "N-1", item_id="SOUTH-BC-1")
@@ -57,8 +76,14 @@ async def test_full_loan_is_relayed_both_ways(hub, libraries) -> None:
 
 async def test_unfilled_moves_to_next_lender_then_borrower_hears_unfilled(hub, libraries) -> None:
     north, south, east = libraries["NORTH"], libraries["SOUTH"], libraries["EAST"]
-    await say(north, Event.REQUEST, "N-2", patron_id="p", request_format=RequestFormat.PHYSICAL,
-              bibliographic=BOOK)
+    await say(
+        north,
+        Event.REQUEST,
+        "N-2",
+        patron_id="p",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
     first = await south.next()
     await say(south, Event.UNFILLED, first.request_id, reason=Reason.from_code(10))
     second = await east.next()
@@ -73,8 +98,14 @@ async def test_unfilled_moves_to_next_lender_then_borrower_hears_unfilled(hub, l
 
 async def test_cancel_is_confirmed_by_the_lender(hub, libraries) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
-    await say(north, Event.REQUEST, "N-3", patron_id="p", request_format=RequestFormat.PHYSICAL,
-              bibliographic=BOOK)
+    await say(
+        north,
+        Event.REQUEST,
+        "N-3",
+        patron_id="p",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
     asked = await south.next()
     await say(north, Event.CANCEL, "N-3", patron_id="p")
     cancel = await south.next()
@@ -83,15 +114,22 @@ async def test_cancel_is_confirmed_by_the_lender(hub, libraries) -> None:
     reply = await north.next()
     assert (reply.event, reply.request_id, reply.answer) == (Event.CANCEL_REPLY, "N-3", True)
     # The transaction is closed: the lender can no longer ship it.
-    status, response = await south.send(Message(event=Event.LOANED, request_id=asked.request_id,
-                                                 item_id="X"))
+    status, response = await south.send(
+        Message(event=Event.LOANED, request_id=asked.request_id, item_id="X")
+    )
     assert status == 200 and response.problems[0].type == "State Transition Prohibited"
 
 
 async def test_renew_is_answered_with_a_new_due_date(hub, libraries) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
-    await say(north, Event.REQUEST, "N-4", patron_id="p", request_format=RequestFormat.PHYSICAL,
-              bibliographic=BOOK)
+    await say(
+        north,
+        Event.REQUEST,
+        "N-4",
+        patron_id="p",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
     lender_id = (await south.next()).request_id
     await say(south, Event.LOANED, lender_id, item_id="SOUTH-BC-4", due_date=DUE)
     await north.next()
@@ -101,7 +139,11 @@ async def test_renew_is_answered_with_a_new_due_date(hub, libraries) -> None:
     wanted = datetime(2027, 2, 15, tzinfo=UTC)
     await say(north, Event.RENEW, "", item_id="SOUTH-BC-4", desired_due_date=wanted)
     renew = await south.next()
-    assert (renew.event, renew.item_id, renew.desired_due_date) == (Event.RENEW, "SOUTH-BC-4", wanted)
+    assert (renew.event, renew.item_id, renew.desired_due_date) == (
+        Event.RENEW,
+        "SOUTH-BC-4",
+        wanted,
+    )
     await say(south, Event.RENEW_ANSWER, "", item_id="SOUTH-BC-4", answer=True, due_date=wanted)
     answer = await north.next()
     assert (answer.event, answer.answer, answer.due_date) == (Event.RENEW_ANSWER, True, wanted)

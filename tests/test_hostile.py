@@ -28,32 +28,59 @@ async def test_hostile_input_is_refused_and_dead_lettered(hub, libraries, bootst
         ("xxe", north.post(XXE), 400, "Invalid Message Syntax Error", "entity declarations"),
         ("entity bomb", north.post(BOMB), 400, "Invalid Message Syntax Error", "entity"),
         ("malformed", north.post(MALFORMED), 400, "Invalid Message Syntax Error", "well-formed"),
-        ("oversized", north.post(b"<a>" + b"x" * (limit + 10) + b"</a>"), 413,
-         "Invalid Message Syntax Error", "exceeds the limit"),
-        ("wrong credentials", north.post(b"<x/>", secret="guess"), 401,
-         "Agency Authentication Failed", "credentials for NORTH"),
-        ("unknown partner", north.post(b"<x/>", symbol="NOWHERE"), 404, "Unknown Agency",
-         "NOWHERE"),
+        (
+            "oversized",
+            north.post(b"<a>" + b"x" * (limit + 10) + b"</a>"),
+            413,
+            "Invalid Message Syntax Error",
+            "exceeds the limit",
+        ),
+        (
+            "wrong credentials",
+            north.post(b"<x/>", secret="guess"),
+            401,
+            "Agency Authentication Failed",
+            "credentials for NORTH",
+        ),
+        (
+            "unknown partner",
+            north.post(b"<x/>", symbol="NOWHERE"),
+            404,
+            "Unknown Agency",
+            "NOWHERE",
+        ),
     ]
     for name, call, status, problem, words in cases:
         got_status, response = await call
         assert got_status == status, name
         assert response.problems and response.problems[0].type == problem, name
-        letter = await wait_for_record(bootstrap, "ill.deadletter",
-                                       lambda r, w=words: w in r["error"])
+        letter = await wait_for_record(
+            bootstrap, "ill.deadletter", lambda r, w=words: w in r["error"]
+        )
         assert letter["partner"] in ("NORTH", "NOWHERE"), name
 
     # Illegal transition: the borrower cannot check an item in for the lender.
-    await say(north, Event.REQUEST, "N-H", patron_id="p", request_format=RequestFormat.PHYSICAL,
-              bibliographic=BOOK)
+    await say(
+        north,
+        Event.REQUEST,
+        "N-H",
+        patron_id="p",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
     lender_id = (await south.next()).request_id
-    status, response = await north.send(Message(event=Event.RECEIVED, request_id="N-H",
-                                                item_id="BC"))
+    status, response = await north.send(
+        Message(event=Event.RECEIVED, request_id="N-H", item_id="BC")
+    )
     assert status == 200
     assert response.problems[0].type == "State Transition Prohibited"
-    assert "Received from the borrower is not allowed in state Requested" in response.problems[0].detail
-    letter = await wait_for_record(bootstrap, "ill.deadletter",
-                                   lambda r: r["stage"] == "apply" and "Received" in r["error"])
+    assert (
+        "Received from the borrower is not allowed in state Requested"
+        in response.problems[0].detail
+    )
+    letter = await wait_for_record(
+        bootstrap, "ill.deadletter", lambda r: r["stage"] == "apply" and "Received" in r["error"]
+    )
     assert letter["detail"]["state"] == "Requested"
     # The transaction is unchanged: the lender can still answer.
     await say(south, Event.LOANED, lender_id, item_id="BC")

@@ -14,15 +14,24 @@ pytestmark = pytest.mark.kafka
 
 async def test_loan_survives_a_crash_of_the_hub(hub, libraries) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
-    await say(north, Event.REQUEST, "N-R", patron_id="p", request_format=RequestFormat.PHYSICAL,
-              bibliographic=BOOK)
+    await say(
+        north,
+        Event.REQUEST,
+        "N-R",
+        patron_id="p",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
     lender_id = (await south.next()).request_id
     await say(south, Event.LOANED, lender_id, item_id="BC-R", due_date=DUE)
     await north.next()
 
     # Accepted and applied, then the process dies before or while delivering it.
-    received_body = writer.encode(Message(event=Event.RECEIVED, request_id="N-R", item_id="BC-R"),
-                                  from_agency=north.agency_id, to_agency="RSHUB")
+    received_body = writer.encode(
+        Message(event=Event.RECEIVED, request_id="N-R", item_id="BC-R"),
+        from_agency=north.agency_id,
+        to_agency="RSHUB",
+    )
     status, response = await north.post(received_body)
     assert status == 200 and response.ok
     hub.kill()
@@ -42,6 +51,7 @@ async def test_loan_survives_a_crash_of_the_hub(hub, libraries) -> None:
 
     # Nothing was delivered twice.
     assert south.received.empty() and north.received.empty()
-    status, response = await south.send(Message(event=Event.LOAN_COMPLETED, request_id=lender_id,
-                                                item_id="BC-R2"))
+    status, response = await south.send(
+        Message(event=Event.LOAN_COMPLETED, request_id=lender_id, item_id="BC-R2")
+    )
     assert response.problems and response.problems[0].type == "State Transition Prohibited"

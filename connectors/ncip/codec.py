@@ -8,6 +8,7 @@ Unique*Id wrappers; ISO-8859-1; date-only dates) and strict about the P2P field 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from lxml import etree
@@ -309,10 +310,25 @@ def _request_fields(parsed: Parsed, fields: dict[str, Any]) -> None:
             fields["delivery_address"] = ", ".join(p for p in parts if p) or None
     fee = parsed.child(None, "AcknowledgedFeeAmount")
     if fee is not None:
-        fields["max_cost"] = Money(
-            amount=parsed.value(parsed.child(fee, "MonetaryValue")) or "0",
-            currency=parsed.value(parsed.child(fee, "CurrencyCode")),
-        )
+        fields["max_cost"] = money(parsed, fee)
+
+
+def money(parsed: Parsed, holder: etree._Element) -> Money:
+    """An NCIP amount (integer minor units) as a decimal canonical amount."""
+    currency = parsed.value(parsed.child(holder, "CurrencyCode"))
+    raw = parsed.value(parsed.child(holder, "MonetaryValue")) or "0"
+    try:
+        amount = Decimal(raw).scaleb(-t.minor_units(currency))
+    except InvalidOperation:
+        raise NcipError(
+            Problem(
+                type="Invalid Amount",
+                element="MonetaryValue",
+                value=raw,
+                detail=f"MonetaryValue {raw!r} is not a number",
+            )
+        ) from None
+    return Money(amount=f"{amount:.{t.minor_units(currency)}f}", currency=currency)
 
 
 def _answer_fields(
@@ -341,10 +357,7 @@ def _answer_fields(
             fields["note"] = note
     fee = parsed.child(None, "Ext", "RequiredFeeAmount")
     if fee is not None:
-        fields["cost"] = Money(
-            amount=parsed.value(parsed.child(fee, "MonetaryValue")) or fee.text or "0",
-            currency=parsed.value(parsed.child(fee, "CurrencyCode")),
-        )
+        fields["cost"] = money(parsed, fee)
 
 
 def _extensions(parsed: Parsed, notice: str | None, ext: dict[str, str]) -> dict[str, Any]:

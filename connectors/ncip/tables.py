@@ -219,3 +219,11 @@ ANSWERS: dict[str, bool] = {
     "no": False,
     "n": False,
 }
+
+# NCIP MonetaryValue is an integer in the currency's minor unit (cents); ISO 18626 and the
+# canonical model use decimal amounts. Currencies without minor units are listed here.
+ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "CLP", "VND"})
+
+
+def minor_units(currency: str | None) -> int:
+    return 0 if (currency or "").upper() in ZERO_DECIMAL_CURRENCIES else 2

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from lxml import etree
 
 from connectors.ncip import tables as t
 from connectors.ncip.codec import Parsed, Problem
-from hub.model import Event, Message, RequestFormat
+from hub.model import Event, Message, Money, RequestFormat
 
 NSMAP = {"ns1": t.NS}
 
@@ -189,15 +190,15 @@ def _date_element(name: str, field: str) -> Callable[[Envelope], etree._Element 
     return build
 
 
+def _amount(name: str, fee: Money) -> etree._Element:
+    currency = fee.currency or "USD"
+    minor = int(Decimal(fee.amount).scaleb(t.minor_units(currency)))
+    return el(name, el("CurrencyCode", currency), el("MonetaryValue", str(minor)))
+
+
 def _fee(env: Envelope) -> etree._Element | None:
     fee = env.message.max_cost
-    if fee is None:
-        return None
-    return el(
-        "AcknowledgedFeeAmount",
-        el("CurrencyCode", fee.currency or "USD"),
-        el("MonetaryValue", fee.amount),
-    )
+    return _amount("AcknowledgedFeeAmount", fee) if fee is not None else None
 
 
 def _ext(env: Envelope) -> etree._Element | None:
@@ -215,13 +216,7 @@ def _ext(env: Envelope) -> etree._Element | None:
     if message.event in (Event.LOANED, Event.COPY_COMPLETED) and message.due_date:
         children.append(el("DateDue", _date(message.due_date)))
     if message.cost is not None:
-        children.append(
-            el(
-                "RequiredFeeAmount",
-                el("CurrencyCode", message.cost.currency or "USD"),
-                el("MonetaryValue", message.cost.amount),
-            )
-        )
+        children.append(_amount("RequiredFeeAmount", message.cost))
     if message.event in (Event.RENEW, Event.RENEW_ANSWER, Event.RECALLED) and message.request_id:
         # The schema gives these no RequestId; carrying it in Ext lets peers correlate.
         children.append(el("RequestId", el("RequestIdentifierValue", message.request_id)))

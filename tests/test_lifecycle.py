@@ -1,0 +1,200 @@
+"""The transition table and the engine that interprets it, without Kafka."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.directory import Directory
+from hub.lifecycle import TERMINAL, TRANSITIONS, IllegalTransition, Previous, State, transition
+from hub.model import SENDER, Event, Message, Reason, Role, lender_request_id, transaction_id
+from hub.records import DeliveryOutcome, DeliveryResult, VerdictOutcome
+from hub.transactions import Transaction, apply, apply_delivery
+
+DIRECTORY = Directory.model_validate(
+    {
+        "consortium": "T",
+        "partners": [
+            {
+                "symbol": s,
+                "name": s,
+                "protocol": "ncip",
+                "endpoint": f"http://127.0.0.1:1/{s}",
+                "agency_ids": [f"{s}-ID"],
+            }
+            for s in ("B", "L1", "L2")
+        ],
+        "rotas": [{"name": "r", "members": ["B", "L1", "L2"]}],
+        "default_rota": "r",
+    }
+)
+TXN = transaction_id("B", "REQ-1")
+
+
+def msg(event: Event, sender: str, request_id: str = "", **fields: object) -> Message:
+    return Message(event=event, sender=sender, request_id=request_id, transaction_id=TXN, **fields)
+
+
+def step(txn: Transaction | None, message: Message) -> Transaction:
+    result = apply(txn, message, DIRECTORY)
+    assert result.verdict is not None and result.verdict.outcome is not VerdictOutcome.REFUSED, (
+        result.verdict
+    )
+    assert result.transaction is not None
+    return result.transaction
+
+
+def requested() -> Transaction:
+    return step(None, msg(Event.REQUEST, "B", "REQ-1"))
+
+
+def lid(n: int) -> str:
+    return lender_request_id(TXN, n)
+
+
+def deliveries(result) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return [
+        (o.value["recipient"], o.value["message"]["event"], o.value["message"]["request_id"])
+        for o in result.outputs
+        if o.topic.startswith("ill.outbound.")
+    ]
+
+
+@pytest.mark.parametrize("key", sorted(TRANSITIONS, key=str))
+def test_every_row_names_a_sender_and_leaves_terminal_states_alone(key) -> None:  # type: ignore[no-untyped-def]
+    state, event, _answer = key
+    assert event in SENDER
+    assert state not in TERMINAL
+
+
+@pytest.mark.parametrize("state", [s for s in State if s is not State.NEW])
+def test_every_state_is_reachable(state: State) -> None:
+    targets = {t.target for t in TRANSITIONS.values() if not isinstance(t.target, Previous)}
+    assert state in targets | {State.UNFILLED}
+
+
+def test_illegal_event_names_event_side_and_state() -> None:
+    with pytest.raises(
+        IllegalTransition, match="Received from the borrower is not allowed in state Requested"
+    ):
+        transition(State.REQUESTED, Event.RECEIVED, None, "borrower")
+
+
+def test_request_asks_first_lender_and_never_the_borrower() -> None:
+    result = apply(None, msg(Event.REQUEST, "B", "REQ-1"), DIRECTORY)
+    assert result.transaction and result.transaction.rota == ["L1", "L2"]
+    assert deliveries(result) == [("L1", "Request", lid(1))]
+    routing = [o.value for o in result.outputs if o.topic == "ill.routing"]
+    assert routing[0]["chosen"] == "L1"
+
+
+def test_whole_loan_walks_the_table() -> None:
+    txn = requested()
+    walk = [
+        (msg(Event.WILL_SUPPLY, "L1", lid(1)), State.WILL_SUPPLY, "B"),
+        (msg(Event.LOANED, "L1", lid(1), item_id="I"), State.LOANED, "B"),
+        (msg(Event.RECEIVED, "B", "REQ-1"), State.RECEIVED, "L1"),
+        (msg(Event.RENEW, "B", "REQ-1"), State.RENEW_PENDING, "L1"),
+        (msg(Event.RENEW_ANSWER, "L1", lid(1), answer=False), State.RECEIVED, "B"),
+        (msg(Event.OVERDUE, "L1", lid(1)), State.OVERDUE, "B"),
+        (msg(Event.RECALLED, "L1", lid(1)), State.RECALLED, "B"),
+        (msg(Event.SHIPPED_RETURN, "B", "REQ-1"), State.RETURNED, "L1"),
+        (msg(Event.LOAN_COMPLETED, "L1", lid(1)), State.LOAN_COMPLETED, "B"),
+    ]
+    for message, state, recipient in walk:
+        result = apply(txn, message, DIRECTORY)
+        assert result.transaction is not None
+        txn = result.transaction
+        assert txn.state is state, message.event
+        sent = deliveries(result)
+        assert [r for r, _e, _i in sent] == [recipient]
+        # Each side sees its own request id.
+        assert sent[0][2] == ("REQ-1" if recipient == "B" else lid(1))
+    items = [
+        o
+        for o in apply(None, msg(Event.REQUEST, "B", "REQ-1"), DIRECTORY).outputs
+        if o.topic == "ill.items"
+    ]
+    assert items == []
+
+
+def test_unfilled_tries_next_lender_then_tells_borrower_with_last_reason() -> None:
+    txn = requested()
+    result = apply(txn, msg(Event.UNFILLED, "L1", lid(1), reason=Reason.from_code(1)), DIRECTORY)
+    assert deliveries(result) == [("L2", "Request", lid(2))]
+    txn = result.transaction
+    result = apply(txn, msg(Event.UNFILLED, "L2", lid(2), reason=Reason.from_code(5)), DIRECTORY)
+    assert result.transaction and result.transaction.state is State.UNFILLED
+    out = [o.value for o in result.outputs if o.topic.startswith("ill.outbound.")]
+    assert out[0]["recipient"] == "B" and out[0]["message"]["reason"]["code"] == 5
+
+
+def test_duplicate_is_applied_once_and_replays_the_same_outputs() -> None:
+    txn = requested()
+    message = msg(Event.LOANED, "L1", lid(1), item_id="I")
+    first = apply(txn, message, DIRECTORY)
+    again = apply(first.transaction, message, DIRECTORY)
+    assert again.verdict and again.verdict.outcome is VerdictOutcome.DUPLICATE
+    assert again.transaction == first.transaction
+    ids = lambda r: [
+        o.value.get("command_id") for o in r.outputs if o.topic.startswith("ill.outbound.")
+    ]
+    assert ids(again) == ids(first) != []
+
+
+def test_refusals_leave_the_transaction_unchanged_and_dead_letter() -> None:
+    txn = requested()
+    cases = [
+        msg(Event.LOANED, "L2", lid(1), item_id="I"),  # not the current lender
+        msg(Event.RECEIVED, "B", "REQ-1"),  # not yet shipped
+        msg(Event.CANCEL, "L1", lid(1)),  # only the borrower cancels
+    ]
+    for message in cases:
+        result = apply(txn, message, DIRECTORY)
+        assert result.verdict and result.verdict.outcome is VerdictOutcome.REFUSED
+        assert result.transaction == txn
+        assert [o.topic for o in result.outputs] == ["ill.deadletter", "ill.events", "ill.replies"]
+
+
+def test_answer_from_an_earlier_lender_is_refused() -> None:
+    txn = step(requested(), msg(Event.UNFILLED, "L1", lid(1)))
+    # A rota may list a lender twice (last resort); its answer to the first ask is stale.
+    txn.attempts[-1].lender = "L1"
+    result = apply(txn, msg(Event.LOANED, "L1", lid(1), item_id="I"), DIRECTORY)
+    assert result.verdict and result.verdict.outcome is VerdictOutcome.REFUSED
+    assert "earlier attempt" in (result.verdict.error or "")
+
+
+def test_message_for_unknown_transaction_is_refused() -> None:
+    result = apply(None, msg(Event.RECEIVED, "B", "REQ-9"), DIRECTORY)
+    assert result.verdict and result.verdict.outcome is VerdictOutcome.REFUSED
+
+
+def test_cancel_refused_returns_to_previous_state() -> None:
+    txn = step(requested(), msg(Event.WILL_SUPPLY, "L1", lid(1)))
+    txn = step(txn, msg(Event.CANCEL, "B", "REQ-1"))
+    assert txn.state is State.CANCEL_PENDING
+    txn = step(txn, msg(Event.CANCEL_REPLY, "L1", lid(1), answer=False))
+    assert txn.state is State.WILL_SUPPLY
+
+
+def test_unreachable_lender_is_skipped() -> None:
+    txn = requested()
+    failure = DeliveryResult(
+        command_id="c1",
+        transaction_id=TXN,
+        recipient="L1",
+        event=Event.REQUEST,
+        attempt=1,
+        outcome=DeliveryOutcome.FAILED,
+        detail="connection refused",
+    )
+    result = apply_delivery(txn, failure, DIRECTORY)
+    assert deliveries(result) == [("L2", "Request", lid(2))]
+    assert result.transaction and "Unreachable" in (result.transaction.attempts[0].outcome or "")
+    # Reported again (a redelivered result): applied once.
+    again = apply_delivery(result.transaction, failure, DIRECTORY)
+    assert again.transaction == result.transaction
+
+
+def test_lender_roles_match_iso18626() -> None:
+    assert SENDER[Event.REQUEST] is Role.BORROWER and SENDER[Event.LOANED] is Role.LENDER
