@@ -149,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_serve.add_argument("--directory", type=Path, help="consortium YAML (RSHUB_DIRECTORY)")
     p_serve.add_argument("--port", type=int, help="HTTP port of the endpoints (RSHUB_HTTP_PORT)")
-    p_demo = sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
-    p_demo.add_argument("--port", type=int, default=8000)
+    sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
     p_decode.add_argument("protocol", choices=["ncip"])
     p_decode.add_argument("file", type=Path)
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from hub.demo import run_demo
 
-        return run_demo(settings, args.port)
+        return run_demo(settings)
     return 2
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connectors.ncip.simulator import Library
 from hub.model import Bibliographic, Event, Message, Reason, RequestFormat, Role
-from tests.libraries import Library
 
 pytestmark = pytest.mark.kafka
 

@@ -1,5 +1,5 @@
-"""Simulated NCIP libraries for the end-to-end tests and the demo: real HTTP servers that
-record what the hub delivers and send their own messages to the hub."""
+"""A simulated NCIP library for the demo, the tests and the benchmark: a real HTTP server that
+records what the hub delivers to it and sends its own messages to the hub."""
 
 from __future__ import annotations
 
