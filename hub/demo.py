@@ -58,7 +58,7 @@ class Script:
     async def hears(self, symbol: str, expected: Event) -> Message:
         message = await self.libraries[symbol].next(timeout=60)
         print(
-            f"  hub    -> {symbol:<6} {_name(message.event):<42} {message.request_id}", flush=True
+            f"  hub    -> {symbol:<7} {_name(message.event):<42} {message.request_id}", flush=True
         )
         if message.event is not expected:
             raise RuntimeError(f"{symbol} got {message.event.value}, expected {expected.value}")
