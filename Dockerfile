@@ -1,0 +1,10 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md topics.yaml ./
+COPY hub hub
+COPY connectors connectors
+COPY examples examples
+RUN pip install --no-cache-dir -e .
+ENV RSHUB_HTTP_HOST=0.0.0.0 RSHUB_LOG_FORMAT=json
+EXPOSE 8000
+CMD ["rshub", "serve"]
