@@ -50,8 +50,13 @@ async def hub(
     directory = tmp_path / "consortium.yaml"
     directory.write_text(directory_yaml(list(libraries.values()), rota=["SOUTH", "EAST", "NORTH"]))
     env = {f"RSHUB_SECRET_{lib.symbol}": lib.secret for lib in libraries.values()}
-    env.update({"RSHUB_OUTBOUND_RETRIES": "3", "RSHUB_OUTBOUND_BACKOFF_S": "0.1",
-                "RSHUB_OUTBOUND_TIMEOUT_S": "5"})
+    env.update(
+        {
+            "RSHUB_OUTBOUND_RETRIES": "3",
+            "RSHUB_OUTBOUND_BACKOFF_S": "0.1",
+            "RSHUB_OUTBOUND_TIMEOUT_S": "5",
+        }
+    )
     running = HubProcess(bootstrap, directory, tmp_path, env)
     for lib in libraries.values():
         lib.hub_url = running.url

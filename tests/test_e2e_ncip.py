@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from datetime import UTC, datetime
 
 import pytest
 
 from connectors.ncip.simulator import Library
 from hub.model import Bibliographic, Event, Message, Reason, RequestFormat, Role
+from tests.kafka_reader import wait_for_record
 
 pytestmark = pytest.mark.kafka
 
@@ -147,3 +151,57 @@ async def test_renew_is_answered_with_a_new_due_date(hub, libraries) -> None:
     await say(south, Event.RENEW_ANSWER, "", item_id="SOUTH-BC-4", answer=True, due_date=wanted)
     answer = await north.next()
     assert (answer.event, answer.answer, answer.due_date) == (Event.RENEW_ANSWER, True, wanted)
+
+
+async def test_unreachable_lender_is_retried_reported_and_skipped(
+    hub, libraries, bootstrap
+) -> None:
+    north, south, east = libraries["NORTH"], libraries["SOUTH"], libraries["EAST"]
+    await south.stop()  # SOUTH's server is down: connection refused
+    await say(
+        north,
+        Event.REQUEST,
+        "N-5",
+        patron_id="p",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
+    asked = await east.next()
+    assert asked.event is Event.REQUEST and asked.request_id.endswith(".2")
+
+    failure = await wait_for_record(
+        bootstrap, "ill.delivery", lambda r: r["recipient"] == "SOUTH" and r["outcome"] == "failed"
+    )
+    assert failure["tries"] == 3 and failure["event"] == "Request"
+    routing = await wait_for_record(bootstrap, "ill.routing", lambda r: r["chosen"] == "EAST")
+    assert routing["attempt"] == 2 and "Unreachable" in routing["reason"]
+    assert routing["skipped"] == [{"lender": "SOUTH", "reason": "already tried"}]
+
+
+async def test_tail_follows_state_changes(hub, libraries, bootstrap) -> None:
+    north, south = libraries["NORTH"], libraries["SOUTH"]
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "tail",
+        "--from-beginning",
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        await say(
+            north,
+            Event.REQUEST,
+            "N-6",
+            patron_id="p",
+            request_format=RequestFormat.PHYSICAL,
+            bibliographic=BOOK,
+        )
+        await south.next()
+        assert tail.stdout is not None
+        line = await asyncio.wait_for(tail.stdout.readline(), 60)
+        assert b"transition" in line and b"Request" in line and b"New -> Requested" in line
+    finally:
+        tail.terminate()
+        await tail.wait()
