@@ -173,45 +173,19 @@ class _Run:
 
     def ask_next_lender(self, why_previous: str | None) -> None:
         txn = self.txn
+        assert txn.request is not None
         tried = {a.lender for a in txn.attempts}
-        skipped = [
-            {"lender": lender, "reason": "already tried"} for lender in txn.rota if lender in tried
-        ]
         chosen = next((lender for lender in txn.rota if lender not in tried), None)
         number = len(txn.attempts) + 1
         if chosen is None:
             reason = "rota exhausted" if txn.rota else "no lender in the rota"
-            self.route(
-                RoutingDecision(
-                    transaction_id=txn.id,
-                    attempt=number,
-                    candidates=txn.rota,
-                    chosen=None,
-                    skipped=skipped,
-                    reason=reason,
-                )
-            )
-            txn.state = State.UNFILLED
-            last = self._last_reason()
-            assert txn.request is not None
-            self.deliver(
-                txn.borrower,
-                Message(
-                    event=Event.UNFILLED,
-                    request_id=txn.borrower_request_id,
-                    sender="rshub",
-                    reason=last,
-                    note=f"rshub: {reason}",
-                    source_protocol="rshub",
-                ),
-                attempt=0,
-            )
-            return
-        attempt = Attempt(
-            number=number, lender=chosen, request_id=lender_request_id(txn.id, number)
-        )
-        txn.attempts.append(attempt)
-        why = "first lender of the rota" if number == 1 else f"previous lender: {why_previous}"
+        elif number == 1:
+            reason = "first lender of the rota"
+        else:
+            reason = f"previous lender: {why_previous}"
+        skipped = [
+            {"lender": lender, "reason": "already tried"} for lender in txn.rota if lender in tried
+        ]
         self.route(
             RoutingDecision(
                 transaction_id=txn.id,
@@ -219,10 +193,25 @@ class _Run:
                 candidates=txn.rota,
                 chosen=chosen,
                 skipped=skipped,
-                reason=why,
+                reason=reason,
             )
         )
-        assert txn.request is not None
+        if chosen is None:
+            txn.state = State.UNFILLED
+            unfilled = Message(
+                event=Event.UNFILLED,
+                request_id=txn.borrower_request_id,
+                sender="rshub",
+                reason=self._last_reason(),
+                note=f"rshub: {reason}",
+                source_protocol="rshub",
+            )
+            self.deliver(txn.borrower, unfilled, attempt=0)
+            return
+        attempt = Attempt(
+            number=number, lender=chosen, request_id=lender_request_id(txn.id, number)
+        )
+        txn.attempts.append(attempt)
         self.deliver(
             chosen, txn.request.model_copy(update={"request_id": attempt.request_id}), number
         )

@@ -39,6 +39,27 @@ async def say(lib: Library, event: Event, request_id: str, **fields: object) -> 
     assert status == 200 and response.ok, (event, status, response)
 
 
+async def ask(borrower: Library, request_id: str) -> None:
+    """The borrower requests BOOK for a patron."""
+    await say(
+        borrower,
+        Event.REQUEST,
+        request_id,
+        patron_id="p",
+        request_format=RequestFormat.PHYSICAL,
+        bibliographic=BOOK,
+    )
+
+
+async def lend(borrower: Library, lender: Library, request_id: str, item_id: str) -> str:
+    """Request, first lender ships, borrower is told; the lender's request id."""
+    await ask(borrower, request_id)
+    lender_id = (await lender.next()).request_id
+    await say(lender, Event.LOANED, lender_id, item_id=item_id, due_date=DUE)
+    assert (await borrower.next()).event is Event.LOANED
+    return lender_id
+
+
 async def test_full_loan_is_relayed_both_ways(hub, libraries) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
     await say(
@@ -80,14 +101,7 @@ async def test_full_loan_is_relayed_both_ways(hub, libraries) -> None:
 
 async def test_unfilled_moves_to_next_lender_then_borrower_hears_unfilled(hub, libraries) -> None:
     north, south, east = libraries["NORTH"], libraries["SOUTH"], libraries["EAST"]
-    await say(
-        north,
-        Event.REQUEST,
-        "N-2",
-        patron_id="p",
-        request_format=RequestFormat.PHYSICAL,
-        bibliographic=BOOK,
-    )
+    await ask(north, "N-2")
     first = await south.next()
     await say(south, Event.UNFILLED, first.request_id, reason=Reason.from_code(10))
     second = await east.next()
@@ -102,14 +116,7 @@ async def test_unfilled_moves_to_next_lender_then_borrower_hears_unfilled(hub, l
 
 async def test_cancel_is_confirmed_by_the_lender(hub, libraries) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
-    await say(
-        north,
-        Event.REQUEST,
-        "N-3",
-        patron_id="p",
-        request_format=RequestFormat.PHYSICAL,
-        bibliographic=BOOK,
-    )
+    await ask(north, "N-3")
     asked = await south.next()
     await say(north, Event.CANCEL, "N-3", patron_id="p")
     cancel = await south.next()
@@ -126,17 +133,7 @@ async def test_cancel_is_confirmed_by_the_lender(hub, libraries) -> None:
 
 async def test_renew_is_answered_with_a_new_due_date(hub, libraries) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
-    await say(
-        north,
-        Event.REQUEST,
-        "N-4",
-        patron_id="p",
-        request_format=RequestFormat.PHYSICAL,
-        bibliographic=BOOK,
-    )
-    lender_id = (await south.next()).request_id
-    await say(south, Event.LOANED, lender_id, item_id="SOUTH-BC-4", due_date=DUE)
-    await north.next()
+    await lend(north, south, "N-4", "SOUTH-BC-4")
     await say(north, Event.RECEIVED, "N-4", item_id="SOUTH-BC-4")
     await south.next()
     # RenewItem carries only the item id (and our RequestId in Ext): address by item.
@@ -158,14 +155,7 @@ async def test_unreachable_lender_is_retried_reported_and_skipped(
 ) -> None:
     north, south, east = libraries["NORTH"], libraries["SOUTH"], libraries["EAST"]
     await south.stop()  # SOUTH's server is down: connection refused
-    await say(
-        north,
-        Event.REQUEST,
-        "N-5",
-        patron_id="p",
-        request_format=RequestFormat.PHYSICAL,
-        bibliographic=BOOK,
-    )
+    await ask(north, "N-5")
     asked = await east.next()
     assert asked.event is Event.REQUEST and asked.request_id.endswith(".2")
 
@@ -190,14 +180,7 @@ async def test_tail_follows_state_changes(hub, libraries, bootstrap) -> None:
         stdout=asyncio.subprocess.PIPE,
     )
     try:
-        await say(
-            north,
-            Event.REQUEST,
-            "N-6",
-            patron_id="p",
-            request_format=RequestFormat.PHYSICAL,
-            bibliographic=BOOK,
-        )
+        await ask(north, "N-6")
         await south.next()
         assert tail.stdout is not None
         line = await asyncio.wait_for(tail.stdout.readline(), 60)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub.model import Event, Message, RequestFormat
+from hub.model import Event, Message
 from tests.kafka_reader import wait_for_record
-from tests.test_e2e_ncip import BOOK, say
+from tests.test_e2e_ncip import ask, say
 
 pytestmark = pytest.mark.kafka
 
@@ -60,14 +60,7 @@ async def test_hostile_input_is_refused_and_dead_lettered(hub, libraries, bootst
         assert letter["partner"] in ("NORTH", "NOWHERE"), name
 
     # Illegal transition: the borrower cannot check an item in for the lender.
-    await say(
-        north,
-        Event.REQUEST,
-        "N-H",
-        patron_id="p",
-        request_format=RequestFormat.PHYSICAL,
-        bibliographic=BOOK,
-    )
+    await ask(north, "N-H")
     lender_id = (await south.next()).request_id
     status, response = await north.send(
         Message(event=Event.RECEIVED, request_id="N-H", item_id="BC")

@@ -6,25 +6,15 @@ from __future__ import annotations
 import pytest
 
 from connectors.ncip import writer
-from hub.model import Event, Message, RequestFormat
-from tests.test_e2e_ncip import BOOK, DUE, say
+from hub.model import Event, Message
+from tests.test_e2e_ncip import lend, say
 
 pytestmark = pytest.mark.kafka
 
 
 async def test_loan_survives_a_crash_of_the_hub(hub, libraries) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
-    await say(
-        north,
-        Event.REQUEST,
-        "N-R",
-        patron_id="p",
-        request_format=RequestFormat.PHYSICAL,
-        bibliographic=BOOK,
-    )
-    lender_id = (await south.next()).request_id
-    await say(south, Event.LOANED, lender_id, item_id="BC-R", due_date=DUE)
-    await north.next()
+    lender_id = await lend(north, south, "N-R", "BC-R")
 
     # Accepted and applied, then the process dies before or while delivering it.
     received_body = writer.encode(
