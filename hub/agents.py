@@ -1,4 +1,4 @@
-"""The faust application: the transaction agent and the outbound NCIP agent.
+"""The faust application: the transaction agent and one outbound agent per protocol.
 
 The transaction agent owns the `transactions` table (changelog-backed, so a restarted worker
 recovers it) and does I/O only to write what `hub.transactions` returns. It writes every output
@@ -15,11 +15,10 @@ from typing import Any
 import faust
 import structlog
 
-from connectors.ncip import writer
-from connectors.ncip.transport import NcipClient
 from hub.directory import Directory
-from hub.model import Message
-from hub.records import DeadLetter, Delivery, DeliveryOutcome, DeliveryResult
+from hub.model import Message, NotApplicable
+from hub.outbound import HttpDelivery, Outbound
+from hub.records import AuditRecord, DeadLetter, Delivery, DeliveryOutcome, DeliveryResult
 from hub.settings import Settings
 from hub.transactions import Output, Transaction, apply, apply_delivery
 
@@ -28,7 +27,9 @@ DELIVERED_MEMORY = 100
 HUB_AGENCY = "RSHUB"
 
 
-def create_app(settings: Settings, directory: Directory, bootstrap_servers: str) -> faust.App:
+def create_app(
+    settings: Settings, directory: Directory, bootstrap_servers: str, outbounds: list[Outbound]
+) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -46,7 +47,6 @@ def create_app(settings: Settings, directory: Directory, bootstrap_servers: str)
     )
     raw = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
     inputs = app.topic("ill.inbound", "ill.delivery", **raw)
-    outbound_ncip = app.topic("ill.outbound.ncip", **raw)
     transactions = app.Table("transactions", default=None, partitions=4)
     delivered = app.Table("delivered", default=list, partitions=4)
     topics: dict[str, faust.types.TopicT] = {}
@@ -98,21 +98,28 @@ def create_app(settings: Settings, directory: Directory, bootstrap_servers: str)
                     state=result.verdict.state,
                 )
 
-    client = NcipClient(settings)
+    for outbound in outbounds:
+        _outbound_agent(app, settings, directory, outbound, write, delivered, raw)
+    return app
 
-    @app.agent(outbound_ncip)
-    async def ncip_outbound(stream: faust.StreamT) -> None:
-        await client.start()
-        try:
-            async for event in stream.events():
-                await deliver_ncip(Delivery.model_validate_json(event.value))
-        finally:
-            await client.stop()
 
-    async def deliver_ncip(command: Delivery) -> None:
+def _outbound_agent(
+    app: faust.App,
+    settings: Settings,
+    directory: Directory,
+    outbound: Outbound,
+    write: Any,
+    delivered: Any,
+    raw: dict[str, Any],
+) -> None:
+    """The agent delivering ill.outbound.<protocol>. A command already delivered (re-read
+    after a restart) is skipped; the result of every delivery goes to ill.delivery."""
+    delivery = HttpDelivery(settings, outbound)
+
+    async def deliver(command: Delivery) -> None:
         done = delivered[command.transaction_id]
         if command.command_id in done:
-            log.info("ncip.already_delivered", command_id=command.command_id)
+            log.info("delivery.already_done", command_id=command.command_id)
             return
         partner = directory.partner(command.recipient)
         sender = directory.partner(command.message.sender)
@@ -128,33 +135,36 @@ def create_app(settings: Settings, directory: Directory, bootstrap_servers: str)
             result.outcome, result.detail = DeliveryOutcome.FAILED, "partner has no endpoint"
         else:
             try:
-                body = writer.encode(
-                    command.message,
-                    from_agency=sender.agency_id if sender else HUB_AGENCY,
-                    to_agency=partner.agency_id,
-                    system_id=partner.system_id,
+                body = outbound.render(
+                    command.message, sender.agency_id if sender else HUB_AGENCY, partner
                 )
-            except writer.NotApplicable as exc:
+            except NotApplicable as exc:
                 result.outcome, result.detail = DeliveryOutcome.NOT_APPLICABLE, str(exc)
             else:
-                audit = Output(
-                    topic="ill.audit",
-                    key=command.transaction_id,
-                    value={
-                        "direction": "out",
-                        "protocol": "ncip",
-                        "partner": partner.symbol,
-                        "body": body.decode("latin-1"),
-                        "transaction_id": command.transaction_id,
-                    },
+                audit = AuditRecord(
+                    direction="out",
+                    protocol=outbound.protocol,
+                    partner=partner.symbol,
+                    body=body.decode("latin-1"),
+                    content_type=outbound.content_type,
+                    transaction_id=command.transaction_id,
                 )
-                await write([audit])
-                attempted, tries = await client.deliver(partner, body)
+                await write(
+                    [
+                        Output(
+                            topic="ill.audit",
+                            key=command.transaction_id,
+                            value=audit.model_dump(mode="json"),
+                        )
+                    ]
+                )
+                attempted, tries = await delivery.deliver(partner, body)
                 result.tries, result.detail = tries, attempted.detail
                 if not attempted.ok:
                     result.outcome = DeliveryOutcome.FAILED
         log.info(
-            "ncip.delivery",
+            "delivery.result",
+            protocol=outbound.protocol,
             recipient=command.recipient,
             step=command.message.event.value,
             outcome=result.outcome.value,
@@ -171,4 +181,13 @@ def create_app(settings: Settings, directory: Directory, bootstrap_servers: str)
         )
         delivered[command.transaction_id] = [*done, command.command_id][-DELIVERED_MEMORY:]
 
-    return app
+    async def outbound_agent(stream: faust.StreamT) -> None:
+        await delivery.start()
+        try:
+            async for event in stream.events():
+                await deliver(Delivery.model_validate_json(event.value))
+        finally:
+            await delivery.stop()
+
+    topic = app.topic(f"ill.outbound.{outbound.protocol}", **raw)
+    app.agent(topic, name=f"outbound_{outbound.protocol}")(outbound_agent)

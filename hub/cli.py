@@ -50,9 +50,10 @@ async def _ready(bootstrap: str, settings: Settings, specs: list) -> None:  # ty
 def serve(settings: Settings) -> int:
     from faust.worker import Worker
 
-    from connectors.ncip.transport import NcipGateway
+    from connectors import registry
     from hub import directory as directory_module
     from hub.agents import create_app
+    from hub.gateway import Gateway
     from hub.kafka_io import KafkaIO
 
     try:
@@ -62,8 +63,10 @@ def serve(settings: Settings) -> int:
         return 2
     bootstrap, broker = _prepare(settings)
     try:
-        app = create_app(settings, directory, bootstrap)
-        app.web_server(NcipGateway(settings, directory, KafkaIO(bootstrap)))
+        app = create_app(settings, directory, bootstrap, registry.outbounds())
+        app.web_server(
+            Gateway(settings, directory, KafkaIO(bootstrap), registry.endpoints(settings))
+        )
         log.info(
             "hub.starting",
             bootstrap_servers=bootstrap,

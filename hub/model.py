@@ -17,6 +17,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class NotApplicable(ValueError):
+    """A protocol has no message for this step (NCIP has no WillSupply, for instance)."""
+
+
 class Role(StrEnum):
     BORROWER = "borrower"
     LENDER = "lender"

@@ -15,7 +15,7 @@ from lxml import etree
 
 from connectors.ncip import tables as t
 from connectors.ncip.codec import Parsed, Problem
-from hub.model import Event, Message, Money, RequestFormat
+from hub.model import Event, Message, Money, NotApplicable, RequestFormat
 
 NSMAP = {"ns1": t.NS}
 
@@ -38,10 +38,6 @@ def el(name: str, *children: etree._Element | str | None) -> etree._Element:
 
 def _date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class NotApplicable(ValueError):
-    """The event has no NCIP P2P message (WillSupply, Overdue)."""
 
 
 @dataclass
