@@ -22,7 +22,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.ncip import writer
-from connectors.ncip.simulator import Library, directory_yaml
+from connectors.simulator import Library, directory_yaml
 from hub import topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
 from hub.model import Bibliographic, Event, Message, RequestFormat, transaction_id

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connectors.ncip import tables
-from connectors.ncip.simulator import Library, directory_yaml
+from connectors.simulator import Library, directory_yaml
 from hub import topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
 from hub.model import Bibliographic, Event, Message, Reason, RequestFormat

@@ -93,7 +93,7 @@ class Directory(BaseModel):
     partners: list[Partner]
     rotas: list[Rota] = Field(default_factory=list)
     default_rota: str | None = None
-    supported_protocols: frozenset[str] = frozenset({"ncip"})
+    supported_protocols: frozenset[str] = frozenset({"ncip", "iso18626"})
 
     @model_validator(mode="after")
     def _consistent(self) -> Directory:

@@ -96,6 +96,14 @@ _ROWS: list[tuple[State, Event, bool | None, State | Previous, Effect]] = [
     (State.RETURNED, Event.LOAN_COMPLETED, None, State.LOAN_COMPLETED, Effect.FORWARD),
 ]
 
+# Notifications are relayed in every open state after the request and change nothing.
+_ROWS += [
+    (state, note, None, state, Effect.FORWARD)
+    for state in State
+    if state not in TERMINAL and state is not State.NEW
+    for note in (Event.LENDER_NOTE, Event.BORROWER_NOTE)
+]
+
 TRANSITIONS: dict[tuple[State, Event, bool | None], Transition] = {
     (state, event, answer): Transition(target, effect)
     for state, event, answer, target, effect in _ROWS

@@ -44,6 +44,9 @@ class Event(StrEnum):
     RENEW_ANSWER = "RenewAnswer"
     RECALLED = "Recalled"
     OVERDUE = "Overdue"
+    # Information that changes no state (ISO 18626 Notification, RequestReceived).
+    LENDER_NOTE = "LenderNotification"
+    BORROWER_NOTE = "BorrowerNotification"
 
 
 # Who may say each event. The transaction agent refuses an event from the wrong side.
@@ -53,6 +56,7 @@ SENDER: dict[Event, Role] = {
     Event.SHIPPED_RETURN: Role.BORROWER,
     Event.CANCEL: Role.BORROWER,
     Event.RENEW: Role.BORROWER,
+    Event.BORROWER_NOTE: Role.BORROWER,
     **{
         e: Role.LENDER
         for e in (
@@ -66,6 +70,7 @@ SENDER: dict[Event, Role] = {
             Event.RENEW_ANSWER,
             Event.RECALLED,
             Event.OVERDUE,
+            Event.LENDER_NOTE,
         )
     },
 }
@@ -87,6 +92,8 @@ ISO18626_FORM: dict[Event, tuple[str, str | None, str | None]] = {
     Event.SHIPPED_RETURN: ("requestingAgencyMessage", "ShippedReturn", None),
     Event.CANCEL: ("requestingAgencyMessage", "Cancel", None),
     Event.RENEW: ("requestingAgencyMessage", "Renew", None),
+    Event.LENDER_NOTE: ("supplyingAgencyMessage", None, "Notification"),
+    Event.BORROWER_NOTE: ("requestingAgencyMessage", "Notification", None),
 }
 
 

@@ -324,7 +324,10 @@ def apply(txn: Transaction | None, message: Message, directory: Directory) -> Re
         if isinstance(rule.target, Previous):
             txn.state, txn.previous_state = txn.previous_state or State.RECEIVED, None
         else:
-            if rule.target in (State.CANCEL_PENDING, State.RENEW_PENDING):
+            if (
+                rule.target in (State.CANCEL_PENDING, State.RENEW_PENDING)
+                and rule.target is not before
+            ):
                 txn.previous_state = before
             txn.state = rule.target
     _learn(run, message)

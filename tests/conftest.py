@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.ncip.simulator import Library, directory_yaml
+from connectors.simulator import Library, directory_yaml
 from hub import topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
 from hub.process import HubProcess

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.ncip.simulator import Library
+from connectors.simulator import Library
 from hub.model import Bibliographic, Event, Message, Reason, RequestFormat, Role
 from tests.kafka_reader import wait_for_record
 
@@ -128,7 +128,7 @@ async def test_cancel_is_confirmed_by_the_lender(hub, libraries) -> None:
     status, response = await south.send(
         Message(event=Event.LOANED, request_id=asked.request_id, item_id="X")
     )
-    assert status == 200 and response.problems[0].type == "State Transition Prohibited"
+    assert status == 200 and response.errors[0].startswith("State Transition Prohibited")
 
 
 async def test_renew_is_answered_with_a_new_due_date(hub, libraries) -> None:

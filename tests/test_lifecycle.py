@@ -199,3 +199,14 @@ def test_unreachable_lender_is_skipped() -> None:
 
 def test_lender_roles_match_iso18626() -> None:
     assert SENDER[Event.REQUEST] is Role.BORROWER and SENDER[Event.LOANED] is Role.LENDER
+
+
+def test_notification_changes_nothing_even_while_a_cancel_is_pending() -> None:
+    txn = step(
+        step(requested(), msg(Event.WILL_SUPPLY, "L1", lid(1))), msg(Event.CANCEL, "B", "REQ-1")
+    )
+    result = apply(txn, msg(Event.LENDER_NOTE, "L1", lid(1), note="looking for it"), DIRECTORY)
+    assert result.transaction and result.transaction.state is State.CANCEL_PENDING
+    assert deliveries(result) == [("B", "LenderNotification", "REQ-1")]
+    txn = step(result.transaction, msg(Event.CANCEL_REPLY, "L1", lid(1), answer=False))
+    assert txn.state is State.WILL_SUPPLY

@@ -44,4 +44,4 @@ async def test_loan_survives_a_crash_of_the_hub(hub, libraries) -> None:
     status, response = await south.send(
         Message(event=Event.LOAN_COMPLETED, request_id=lender_id, item_id="BC-R2")
     )
-    assert response.problems and response.problems[0].type == "State Transition Prohibited"
+    assert response.errors and response.errors[0].startswith("State Transition Prohibited")

@@ -1,0 +1,308 @@
+"""ISO 18626 codec, reading side: bytes -> canonical `Message`, or the Confirmation error.
+
+Sans-IO. Reads v1.2 and 2021 (message-specific headers, element order), prefixed or default
+namespace, bare message roots, nanosecond and +0000 timestamps; empty elements count as absent.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+from pydantic import BaseModel
+
+from connectors import xmlsafe
+from connectors.iso18626 import tables as t
+from hub.model import (
+    UNFILLED_REASONS,
+    Bibliographic,
+    Event,
+    Message,
+    Money,
+    Reason,
+    RequestFormat,
+    ServiceType,
+)
+
+MESSAGES = frozenset(t.CONFIRMATION) | {c for c, _e in t.CONFIRMATION.values()}
+
+
+class Iso18626Error(Exception):
+    """What the Confirmation says: errorType, errorValue, and the HTTP status to answer with."""
+
+    def __init__(
+        self, error_type: str, value: str, http_status: int = 200, kind: str | None = None
+    ) -> None:
+        super().__init__(f"{error_type}: {value}")
+        self.error_type, self.value, self.http_status, self.kind = (
+            error_type,
+            value,
+            http_status,
+            kind,
+        )
+
+
+def _children(node: etree._Element) -> list[etree._Element]:
+    return [c for c in node if isinstance(c.tag, str)]
+
+
+def child(node: etree._Element | None, *path: str) -> etree._Element | None:
+    for name in path:
+        if node is None:
+            return None
+        node = next((c for c in _children(node) if xmlsafe.local(c) == name), None)
+    return node
+
+
+def text(node: etree._Element | None, *path: str) -> str | None:
+    found = child(node, *path) if path else node
+    value = (found.text or "").strip() if found is not None else ""
+    return value or None
+
+
+class Parsed:
+    def __init__(self, root: etree._Element) -> None:
+        if xmlsafe.local(root) == "ISO18626Message":
+            self.version = next(
+                (v for k, v in root.attrib.items() if etree.QName(k).localname == "version"), ""
+            )
+            children = _children(root)
+            if not children:
+                raise Iso18626Error("BadlyFormedMessage", "ISO18626Message holds no message", 400)
+            self.element = children[0]
+        else:
+            self.version, self.element = "", root  # a bare message, as some fixtures are
+        self.kind = xmlsafe.local(self.element)
+        if self.kind not in MESSAGES:
+            raise Iso18626Error(
+                "UnrecognisedDataElement", f"{self.kind} is not an ISO 18626 message", 400
+            )
+        self.root = root
+        # v1.2: <header>; 2021: <requestHeader>, <supplyingAgencyMessageHeader>, ...
+        self.header = next(
+            (c for c in _children(self.element) if xmlsafe.local(c).lower().endswith("header")),
+            None,
+        )
+
+    @property
+    def is_confirmation(self) -> bool:
+        return self.kind.endswith("Confirmation")
+
+
+def parse(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Parsed:
+    try:
+        return Parsed(xmlsafe.parse(body, limit))
+    except xmlsafe.UnsafeXml as exc:
+        status = 413 if "exceeds the limit" in str(exc) else 400
+        raise Iso18626Error("BadlyFormedMessage", str(exc), status) from None
+
+
+_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_date(value: str | None, element: str) -> datetime | None:
+    if not value:
+        return None
+    raw = _FRACTION.sub(r"\1", _OFFSET.sub(r"\1:\2", value.strip().replace("Z", "+00:00")))
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Iso18626Error(
+            "UnrecognisedDataValue", f"{element}: {value!r} is not a dateTime"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _agency(node: etree._Element | None) -> str | None:
+    value = text(node, "agencyIdValue")
+    kind = text(node, "agencyIdType")
+    if value and kind and kind.upper() != "ISIL":
+        return f"{kind}:{value}"
+    return value
+
+
+def _costs(node: etree._Element | None) -> Money | None:
+    amount = text(node, "monetaryValue")
+    return Money(amount=amount, currency=text(node, "currencyCode")) if amount else None
+
+
+def _event(parsed: Parsed) -> Event:
+    element = parsed.element
+    if parsed.kind == "request":
+        return Event.REQUEST
+    if parsed.kind == "requestingAgencyMessage":
+        action = text(element, "action") or ""
+        if action in t.ACTIONS:
+            return t.ACTIONS[action]
+        if action in t.UNSUPPORTED_ACTIONS:
+            raise Iso18626Error("UnsupportedActionType", action, kind=parsed.kind)
+        raise Iso18626Error("UnrecognisedDataValue", f"action: {action!r}", kind=parsed.kind)
+    reason = text(element, "messageInfo", "reasonForMessage") or ""
+    status = text(element, "statusInfo", "status") or ""
+    if reason not in t.REASONS:
+        raise Iso18626Error(
+            "UnsupportedReasonForMessageType" if reason else "UnrecognisedDataValue",
+            f"reasonForMessage: {reason!r}",
+            kind=parsed.kind,
+        )
+    for want_reason, want_status, event in t.SUPPLIER:
+        if want_reason in (None, reason) and want_status in (None, status):
+            return event
+    raise Iso18626Error("UnrecognisedDataValue", f"status: {status!r}", kind=parsed.kind)
+
+
+def to_canonical(parsed: Parsed, sender: str = "") -> Message:
+    """The canonical form of a request, supplyingAgencyMessage or requestingAgencyMessage."""
+    if parsed.is_confirmation:
+        raise Iso18626Error(
+            "UnsupportedActionType",
+            f"{parsed.kind} is a confirmation, not a message to relay",
+            kind=parsed.kind,
+        )
+    event = _event(parsed)
+    header, element = parsed.header, parsed.element
+    request_id = text(header, "requestingAgencyRequestId")
+    if not request_id:
+        raise Iso18626Error(
+            "UnrecognisedDataValue", "requestingAgencyRequestId is missing", kind=parsed.kind
+        )
+    supplier, requester = (
+        _agency(child(header, "supplyingAgencyId")),
+        _agency(child(header, "requestingAgencyId")),
+    )
+    from_lender = parsed.kind == "supplyingAgencyMessage"
+    fields: dict[str, Any] = {
+        "event": event,
+        "sender": sender,
+        "source_protocol": "iso18626",
+        "request_id": request_id,
+        "from_agency": supplier if from_lender else requester,
+        "to_agency": requester if from_lender else supplier,
+        "timestamp": parse_date(text(header, "timestamp"), "timestamp") or datetime.now(UTC),
+    }
+    answer = text(element, "messageInfo", "answerYesNo")
+    if event is Event.CANCEL_REPLY:
+        fields["answer"] = answer == "Y" or text(element, "statusInfo", "status") == "Cancelled"
+    elif event is Event.RENEW_ANSWER:
+        fields["answer"] = answer == "Y"
+    fields["note"] = text(element, "messageInfo", "note") or text(element, "note")
+    reason = text(element, "messageInfo", "reasonUnfilled")
+    status = text(element, "statusInfo", "status")
+    if event is Event.UNFILLED:
+        name = reason or ("RetryPossible" if status == "RetryPossible" else "Other")
+        code = next((c for c, n in UNFILLED_REASONS.items() if n.lower() == name.lower()), None)
+        fields["reason"] = Reason(code=code, name=name)
+    fields["due_date"] = parse_date(text(element, "statusInfo", "dueDate"), "dueDate")
+    fields["date_shipped"] = parse_date(text(element, "deliveryInfo", "dateSent"), "dateSent")
+    fields["item_id"] = text(element, "deliveryInfo", "itemId")
+    fields["cost"] = _costs(child(element, "deliveryInfo", "deliveryCosts")) or _costs(
+        child(element, "messageInfo", "offeredCosts")
+    )
+    if event is Event.REQUEST:
+        _request_fields(element, fields)
+    fields["extensions"] = {"iso18626": _extensions(parsed)}
+    return Message.model_validate(fields)
+
+
+def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:
+    info = child(element, "bibliographicInfo")
+    if info is None or not text(info, "title"):
+        raise Iso18626Error(
+            "UnrecognisedDataValue", "bibliographicInfo/title is missing", kind="request"
+        )
+    bib: dict[str, str | None] = {
+        "title": text(info, "title"),
+        "author": text(info, "author"),
+        "edition": text(info, "edition"),
+        "title_of_component": text(info, "titleOfComponent"),
+        "author_of_component": text(info, "authorOfComponent"),
+        "pagination": text(info, "pagesRequested"),
+        "publisher": text(element, "publicationInfo", "publisher"),
+        "publication_date": text(element, "publicationInfo", "publicationDate"),
+        "place_of_publication": text(element, "publicationInfo", "placeOfPublication"),
+        "local_id": text(info, "supplierUniqueRecordId"),
+    }
+    for node in _children(info):
+        name = xmlsafe.local(node)
+        if name == "bibliographicItemId":
+            code = (text(node, "bibliographicItemIdentifierCode") or "").lower()
+            field = t.ITEM_ID_CODES.get(code)
+            if field and not bib.get(field):
+                bib[field] = text(node, "bibliographicItemIdentifier")
+        elif name == "bibliographicRecordId":
+            code = (text(node, "bibliographicRecordIdentifierCode") or "").lower()
+            field = t.RECORD_ID_CODES.get(code, "local_id")
+            if not bib.get(field):
+                bib[field] = text(node, "bibliographicRecordIdentifier")
+    fields["bibliographic"] = Bibliographic(**{k: v for k, v in bib.items() if v})
+    service = child(element, "serviceInfo")
+    service_type = text(service, "serviceType")
+    if service_type and service_type not in t.SERVICE_TYPES:
+        raise Iso18626Error(
+            "UnrecognisedDataValue", f"serviceType: {service_type!r}", kind="request"
+        )
+    fields["service_type"] = t.SERVICE_TYPES.get(service_type or "Loan", ServiceType.LOAN)
+    fields["request_format"] = (
+        RequestFormat.PHYSICAL
+        if fields["service_type"] is ServiceType.LOAN
+        else RequestFormat.NON_RETURNABLE
+    )
+    fields["need_before"] = parse_date(text(service, "needBeforeDate"), "needBeforeDate")
+    fields["note"] = text(service, "note") or fields.get("note")
+    fields["patron_id"] = text(element, "patronInfo", "patronId")
+    fields["max_cost"] = _costs(child(element, "billingInfo", "maximumCosts"))
+    delivery = child(element, "requestedDeliveryInfo", "address")
+    if delivery is not None:
+        physical = child(delivery, "physicalAddress")
+        if physical is not None:
+            parts = [text(c) for c in _children(physical)]
+            fields["delivery_address"] = ", ".join(p for p in parts if p) or None
+        fields["delivery_email"] = text(delivery, "electronicAddress", "electronicAddressData")
+
+
+def _extensions(parsed: Parsed) -> dict[str, Any]:
+    """Everything in the message as path -> text, so nothing the partner sent is lost."""
+    leaves: dict[str, str] = {}
+    for node in parsed.element.iter():
+        if not isinstance(node.tag, str) or _children(node):
+            continue
+        value = (node.text or "").strip()
+        if value:
+            path, up = [], node
+            while up is not None and up is not parsed.element:
+                path.append(xmlsafe.local(up))
+                up = up.getparent()
+            leaves.setdefault("/".join(reversed(path)), value)
+    return {
+        "message": parsed.kind,
+        "version": parsed.version,
+        "supplying_agency_request_id": text(parsed.header, "supplyingAgencyRequestId"),
+        "fields": leaves,
+    }
+
+
+class Confirmation(BaseModel):
+    kind: str
+    status: str
+    error_type: str | None = None
+    error_value: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "OK"
+
+
+def read_confirmation(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Confirmation:
+    parsed = parse(body, limit)
+    if not parsed.is_confirmation:
+        raise Iso18626Error("BadlyFormedMessage", f"expected a confirmation, got {parsed.kind}")
+    element = parsed.element
+    return Confirmation(
+        kind=parsed.kind,
+        status=text(element, "confirmationHeader", "messageStatus") or "",
+        error_type=text(element, "errorData", "errorType"),
+        error_value=text(element, "errorData", "errorValue"),
+    )

@@ -1,0 +1,82 @@
+"""ISO 18626 as data: statuses, actions and reasons <-> canonical events; error vocabulary."""
+
+from __future__ import annotations
+
+from hub.model import Event, ServiceType
+
+NS = "http://illtransactions.org/2013/iso18626"
+VERSION = "1.2"
+SCHEMA_LOCATION = f"{NS} https://illtransactions.org/schemas/ISO-18626-v1_2.xsd"
+
+# supplyingAgencyMessage: (reasonForMessage, status) -> event, most specific first; None is any.
+SUPPLIER: list[tuple[str | None, str | None, Event]] = [
+    ("CancelResponse", None, Event.CANCEL_REPLY),
+    ("RenewResponse", None, Event.RENEW_ANSWER),
+    ("Notification", None, Event.LENDER_NOTE),
+    (None, "RequestReceived", Event.LENDER_NOTE),
+    (None, "ExpectToSupply", Event.WILL_SUPPLY),
+    (None, "WillSupply", Event.WILL_SUPPLY),
+    (None, "Loaned", Event.LOANED),
+    (None, "Overdue", Event.OVERDUE),
+    (None, "Recalled", Event.RECALLED),
+    # RetryPossible (a conditional answer) moves on to the next lender for now.
+    (None, "RetryPossible", Event.UNFILLED),
+    (None, "Unfilled", Event.UNFILLED),
+    (None, "CopyCompleted", Event.COPY_COMPLETED),
+    (None, "LoanCompleted", Event.LOAN_COMPLETED),
+    (None, "CompletedWithoutReturn", Event.LOAN_COMPLETED),
+    (None, "Cancelled", Event.CANCEL_REPLY),
+]
+REASONS = frozenset(
+    {
+        "RequestResponse",
+        "StatusRequestResponse",
+        "RenewResponse",
+        "CancelResponse",
+        "StatusChange",
+        "Notification",
+    }
+)
+STATUSES = frozenset(s for _r, s, _e in SUPPLIER if s) | {"ExpectToSupply"}
+
+# requestingAgencyMessage action -> event. Known actions rshub does not relay are refused
+# with UnsupportedActionType; unknown ones with UnrecognisedDataValue.
+ACTIONS: dict[str, Event] = {
+    "Received": Event.RECEIVED,
+    "Cancel": Event.CANCEL,
+    "Renew": Event.RENEW,
+    "ShippedReturn": Event.SHIPPED_RETURN,
+    "Notification": Event.BORROWER_NOTE,
+}
+UNSUPPORTED_ACTIONS = frozenset({"StatusRequest", "ShippedForward", "Lost", "HoldReturn"})
+
+# event -> (status, reasonForMessage) when rshub writes a supplyingAgencyMessage.
+SUPPLIER_OUT: dict[Event, tuple[str, str]] = {
+    Event.WILL_SUPPLY: ("WillSupply", "RequestResponse"),
+    Event.LOANED: ("Loaned", "StatusChange"),
+    Event.COPY_COMPLETED: ("CopyCompleted", "StatusChange"),
+    Event.UNFILLED: ("Unfilled", "RequestResponse"),
+    Event.EXPIRED: ("Unfilled", "StatusChange"),
+    Event.LOAN_COMPLETED: ("LoanCompleted", "StatusChange"),
+    Event.CANCEL_REPLY: ("Cancelled", "CancelResponse"),
+    Event.RENEW_ANSWER: ("Loaned", "RenewResponse"),
+    Event.RECALLED: ("Recalled", "StatusChange"),
+    Event.OVERDUE: ("Overdue", "StatusChange"),
+    Event.LENDER_NOTE: ("ExpectToSupply", "Notification"),
+}
+ACTION_OUT: dict[Event, str] = {event: action for action, event in ACTIONS.items()}
+
+SERVICE_TYPES: dict[str, ServiceType] = {
+    "Loan": ServiceType.LOAN,
+    "Copy": ServiceType.COPY,
+    "CopyOrLoan": ServiceType.LOAN,
+}
+ITEM_ID_CODES: dict[str, str] = {"isbn": "isbn", "issn": "issn", "oclc": "oclc_number"}
+RECORD_ID_CODES: dict[str, str] = {"oclc": "oclc_number", "lccn": "local_id", "local": "local_id"}
+
+# The Confirmation each message is answered with, and the element echoed in it.
+CONFIRMATION: dict[str, tuple[str, str | None]] = {
+    "request": ("requestConfirmation", None),
+    "supplyingAgencyMessage": ("supplyingAgencyMessageConfirmation", "reasonForMessage"),
+    "requestingAgencyMessage": ("requestingAgencyMessageConfirmation", "action"),
+}

@@ -1,0 +1,230 @@
+"""ISO 18626 codec, writing side: canonical `Message` -> v1.2 XML; Confirmations.
+
+Sans-IO. Element order follows the v1.2 schema sequences.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from connectors.iso18626 import tables as t
+from connectors.iso18626.codec import Parsed, child, text
+from hub.model import Event, Message, Money, NotApplicable, ServiceType
+
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def el(name: str, *children: etree._Element | str | None) -> etree._Element:
+    node = etree.Element(f"{{{t.NS}}}{name}", nsmap={None: t.NS, "ill": t.NS})
+    for part in children:
+        if part is None:
+            continue
+        if isinstance(part, str):
+            node.text = part
+        else:
+            node.append(part)
+    return node
+
+
+def opt(name: str, value: str | None) -> etree._Element | None:
+    return el(name, value) if value else None
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _agency(name: str, agency: str) -> etree._Element:
+    kind, _, value = agency.rpartition(":") if ":" in agency else ("ISIL", "", agency)
+    return el(name, el("agencyIdType", kind), el("agencyIdValue", value))
+
+
+def _costs(name: str, money: Money | None) -> etree._Element | None:
+    if money is None:
+        return None
+    return el(name, el("currencyCode", money.currency or "USD"), el("monetaryValue", money.amount))
+
+
+def _document(body: etree._Element) -> bytes:
+    root = el("ISO18626Message", body)
+    root.set(f"{{{t.NS}}}version", t.VERSION)
+    root.set(f"{{{XSI}}}schemaLocation", t.SCHEMA_LOCATION)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _header(
+    message: Message, supplier: str, requester: str, supplier_request_id: str | None
+) -> etree._Element:
+    return el(
+        "header",
+        _agency("supplyingAgencyId", supplier),
+        _agency("requestingAgencyId", requester),
+        el("multipleItemRequestId"),
+        el("timestamp", stamp(message.timestamp)),
+        el("requestingAgencyRequestId", message.request_id),
+        opt("supplyingAgencyRequestId", supplier_request_id),
+    )
+
+
+def _request(message: Message, header: etree._Element) -> etree._Element:
+    bib = message.bibliographic
+    info = el("bibliographicInfo")
+    if bib is not None:
+        for name, value in (
+            ("supplierUniqueRecordId", bib.local_id),
+            ("title", bib.title),
+            ("author", bib.author),
+            ("edition", bib.edition),
+            ("titleOfComponent", bib.title_of_component),
+            ("authorOfComponent", bib.author_of_component),
+            ("pagesRequested", bib.pagination),
+        ):
+            if value:
+                info.append(el(name, value))
+        for code, value in (("ISBN", bib.isbn), ("ISSN", bib.issn)):
+            if value:
+                info.append(
+                    el(
+                        "bibliographicItemId",
+                        el("bibliographicItemIdentifier", value),
+                        el("bibliographicItemIdentifierCode", code),
+                    )
+                )
+        if bib.oclc_number:
+            info.append(
+                el(
+                    "bibliographicRecordId",
+                    el("bibliographicRecordIdentifierCode", "OCLC"),
+                    el("bibliographicRecordIdentifier", bib.oclc_number),
+                )
+            )
+    publication = None
+    if bib is not None and (bib.publisher or bib.publication_date or bib.place_of_publication):
+        publication = el(
+            "publicationInfo",
+            opt("publisher", bib.publisher),
+            opt("publicationDate", bib.publication_date),
+            opt("placeOfPublication", bib.place_of_publication),
+        )
+    service = el(
+        "serviceInfo",
+        el("requestType", "New"),
+        el("serviceType", (message.service_type or ServiceType.LOAN).value),
+        opt("needBeforeDate", stamp(message.need_before) if message.need_before else None),
+        opt("note", message.note),
+    )
+    delivery = None
+    if message.delivery_address or message.delivery_email:
+        address = (
+            el(
+                "electronicAddress",
+                el("electronicAddressType", "email"),
+                el("electronicAddressData", message.delivery_email),
+            )
+            if message.delivery_email
+            else el("physicalAddress", el("line1", message.delivery_address))
+        )
+        delivery = el("requestedDeliveryInfo", el("address", address))
+    patron = el("patronInfo", el("patronId", message.patron_id)) if message.patron_id else None
+    billing = (
+        el("billingInfo", _costs("maximumCosts", message.max_cost)) if message.max_cost else None
+    )
+    return el("request", header, info, publication, service, delivery, patron, billing)
+
+
+def _supplying(message: Message, header: etree._Element) -> etree._Element:
+    status, reason = t.SUPPLIER_OUT[message.event]
+    answer = None
+    if message.answer is not None:
+        answer = "Y" if message.answer else "N"
+        if message.event is Event.CANCEL_REPLY and not message.answer:
+            status = "WillSupply"  # a refused cancel leaves the request open
+    info = el(
+        "messageInfo",
+        el("reasonForMessage", reason),
+        opt("answerYesNo", answer),
+        opt("note", message.note),
+        opt("reasonUnfilled", message.reason.name if message.reason else None),
+    )
+    status_info = el(
+        "statusInfo",
+        el("status", status),
+        opt("dueDate", stamp(message.due_date) if message.due_date else None),
+        el("lastChange", stamp(message.timestamp)),
+    )
+    delivery = None
+    if message.event in (Event.LOANED, Event.COPY_COMPLETED):
+        delivery = el(
+            "deliveryInfo",
+            el("dateSent", stamp(message.date_shipped or message.timestamp)),
+            opt("itemId", message.item_id),
+            _costs("deliveryCosts", message.cost),
+        )
+    return el("supplyingAgencyMessage", header, info, status_info, delivery)
+
+
+def encode(message: Message, *, from_agency: str, to_agency: str) -> bytes:
+    """The ISO 18626 v1.2 message for a canonical message (rshub as requester or supplier)."""
+    if message.event is Event.REQUEST:
+        return _document(_request(message, _header(message, to_agency, from_agency, None)))
+    if message.event in t.ACTION_OUT:
+        header = _header(message, to_agency, from_agency, None)
+        return _document(
+            el(
+                "requestingAgencyMessage",
+                header,
+                el("action", t.ACTION_OUT[message.event]),
+                opt("note", message.note),
+            )
+        )
+    if message.event in t.SUPPLIER_OUT:
+        header = _header(message, from_agency, to_agency, message.transaction_id or None)
+        return _document(_supplying(message, header))
+    raise NotApplicable(f"ISO 18626 has no message for {message.event.value}")
+
+
+def confirm(
+    parsed: Parsed | None,
+    error_type: str | None = None,
+    error_value: str | None = None,
+    kind: str | None = None,
+) -> bytes:
+    """The Confirmation of a message: OK, or ERROR with errorData."""
+    source = parsed.kind if parsed is not None else (kind or "request")
+    name, echo = t.CONFIRMATION.get(source, ("requestConfirmation", None))
+    header = parsed.header if parsed is not None else None
+    now = datetime.now(UTC)
+    confirmation_header = el(
+        "confirmationHeader",
+        _copy(child(header, "supplyingAgencyId")),
+        _copy(child(header, "requestingAgencyId")),
+        el("timestamp", text(header, "timestamp") or stamp(now)),
+        opt("requestingAgencyRequestId", text(header, "requestingAgencyRequestId")),
+        el("timestampReceived", stamp(now)),
+        el("messageStatus", "ERROR" if error_type else "OK"),
+    )
+    echoed = None
+    if echo and parsed is not None:
+        value = text(parsed.element, echo) or text(parsed.element, "messageInfo", echo)
+        valid = t.REASONS if echo == "reasonForMessage" else {*t.ACTIONS, *t.UNSUPPORTED_ACTIONS}
+        echoed = opt(echo, value if value in valid else None)
+    error = None
+    if error_type:
+        error = el("errorData", el("errorType", error_type), opt("errorValue", error_value))
+    return _document(el(name, confirmation_header, echoed, error))
+
+
+def _copy(source: etree._Element | None) -> etree._Element | None:
+    """A partner's agency id element, re-namespaced into ISO 18626."""
+    if source is None:
+        return None
+    return el(
+        etree.QName(source).localname,
+        *[
+            el(etree.QName(c).localname, (c.text or "").strip())
+            for c in source
+            if isinstance(c.tag, str)
+        ],
+    )

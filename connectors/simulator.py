@@ -1,0 +1,143 @@
+"""A simulated library for the demo, the tests and the benchmark: a real HTTP server that
+records what the hub delivers to it and sends its own messages to the hub, in NCIP or ISO 18626."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from connectors.iso18626 import codec as iso_codec
+from connectors.iso18626 import writer as iso_writer
+from connectors.ncip import codec as ncip_codec
+from connectors.ncip import writer as ncip_writer
+from hub.broker import free_port
+from hub.model import Message
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The hub's answer: accepted, or the errors (protocol error type first) it gave."""
+
+    ok: bool
+    errors: list[str]
+
+
+def _ncip_answer(body: bytes) -> Answer:
+    response = ncip_codec.read_response(body)
+    return Answer(response.ok, [f"{p.type}: {p.detail}" for p in response.problems])
+
+
+def _iso_answer(body: bytes) -> Answer:
+    confirmation = iso_codec.read_confirmation(body)
+    errors = [] if confirmation.ok else [f"{confirmation.error_type}: {confirmation.error_value}"]
+    return Answer(confirmation.ok, errors)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    encode: Callable[[Message, str, str, str], bytes]  # message, from, to, own symbol
+    decode: Callable[[bytes], Message]
+    answer: Callable[[bytes], bytes]  # what the library answers to a message it received
+    read_answer: Callable[[bytes], Answer]
+
+
+DIALECTS: dict[str, Dialect] = {
+    "ncip": Dialect(
+        encode=lambda m, f, t, s: ncip_writer.encode(m, from_agency=f, to_agency=t, system_id=s),
+        decode=lambda body: ncip_codec.decode(body, sender="rshub"),
+        answer=lambda body: ncip_writer.encode_response(ncip_codec.parse(body)),
+        read_answer=_ncip_answer,
+    ),
+    "iso18626": Dialect(
+        encode=lambda m, f, t, _s: iso_writer.encode(m, from_agency=f, to_agency=t),
+        decode=lambda body: iso_codec.to_canonical(iso_codec.parse(body), sender="rshub"),
+        answer=lambda body: iso_writer.confirm(iso_codec.parse(body)),
+        read_answer=_iso_answer,
+    ),
+}
+
+
+@dataclass
+class Library:
+    symbol: str
+    agency_id: str
+    secret: str
+    hub_url: str = ""
+    port: int = field(default_factory=free_port)
+    received: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
+    protocol: str = "ncip"
+    runner: web.AppRunner | None = None
+
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECTS[self.protocol]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.protocol}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(f"/{self.protocol}", self._receive)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.put_nowait(self.dialect.decode(body))
+        return web.Response(body=self.dialect.answer(body), content_type="application/xml")
+
+    async def next(self, timeout: float = 60.0) -> Message:
+        return await asyncio.wait_for(self.received.get(), timeout)
+
+    def encode(self, message: Message, to_agency: str = "RSHUB") -> bytes:
+        return self.dialect.encode(message, self.agency_id, to_agency, self.symbol)
+
+    async def send(
+        self, message: Message, to_agency: str = "RSHUB", secret: str | None = None
+    ) -> tuple[int, Answer]:
+        return await self.post(self.encode(message, to_agency), secret)
+
+    async def post(
+        self, body: bytes, secret: str | None = None, symbol: str | None = None
+    ) -> tuple[int, Answer]:
+        headers = {
+            "Authorization": f"Bearer {secret or self.secret}",
+            "Content-Type": "application/xml",
+        }
+        url = f"{self.hub_url}/{self.protocol}/{symbol or self.symbol}"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=body, headers=headers) as reply,
+        ):
+            content = await reply.read()
+            return reply.status, self.dialect.read_answer(content)
+
+
+def directory_yaml(libraries: list[Library], rota: list[str]) -> str:
+    lines = ["consortium: Test Consortium", "partners:"]
+    for lib in libraries:
+        lines += [
+            f"  - symbol: {lib.symbol}",
+            f"    name: {lib.symbol} library",
+            f"    protocol: {lib.protocol}",
+            f"    endpoint: {lib.endpoint}",
+            f'    agency_ids: ["{lib.agency_id}"]',
+            f"    inbound_auth: {{scheme: bearer, secret_env: RSHUB_SECRET_{lib.symbol}}}",
+        ]
+    lines += [
+        "rotas:",
+        "  - name: default",
+        f"    members: [{', '.join(rota)}]",
+        "default_rota: default",
+    ]
+    return "\n".join(lines) + "\n"
