@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from connectors.iso18626 import codec as iso18626_codec
 from connectors.iso18626.transport import Iso18626Endpoint, Iso18626Outbound
+from connectors.ncip import codec as ncip_codec
 from connectors.ncip.transport import NcipEndpoint, NcipOutbound
 from hub.gateway import Endpoint
 from hub.outbound import Outbound
@@ -15,3 +19,15 @@ def endpoints(settings: Settings) -> list[Endpoint]:
 
 def outbounds() -> list[Outbound]:
     return [NcipOutbound(), Iso18626Outbound()]
+
+
+def read_answer(protocol: str, body: bytes) -> dict[str, Any] | None:
+    """A partner's response (NCIP) or confirmation (ISO 18626) as data; None if it is not one."""
+    try:
+        if protocol == "ncip":
+            if not ncip_codec.parse(body).is_response:
+                return None
+            return ncip_codec.read_response(body).model_dump()
+        return iso18626_codec.read_confirmation(body).model_dump()
+    except (ncip_codec.NcipError, iso18626_codec.Iso18626Error):
+        return None

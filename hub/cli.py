@@ -82,29 +82,28 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def decode(protocol: str, path: Path) -> int:
-    from connectors.ncip import codec, writer
+def decode(protocol: str, path: Path, settings: Settings) -> int:
+    """Print a partner's message as the hub reads it: canonical JSON (exit 0), a partner's
+    response or confirmation (exit 0), or the protocol error the hub would answer (exit 2)."""
+    from connectors import registry
+    from hub.gateway import Refusal
 
-    if protocol != "ncip":
-        print(f"rshub: no decoder for {protocol!r} yet (available: ncip)", file=sys.stderr)
-        return 2
+    endpoint = {e.protocol: e for e in registry.endpoints(settings)}[protocol]
     try:
         body = path.read_bytes()
     except OSError as error:
         print(f"rshub: cannot read {path}: {error.strerror}", file=sys.stderr)
         return 2
-    parsed = None
     try:
-        parsed = codec.parse(body)
-        if parsed.is_response:
-            print(codec.read_response(body).model_dump_json(indent=2))
+        decoded = endpoint.decode(body, sender="", limit=settings.max_body_bytes)
+    except Refusal as refusal:
+        answer = registry.read_answer(protocol, body)
+        if answer is not None:
+            print(json.dumps(answer, indent=2))
             return 0
-        message = codec.to_canonical(parsed)
-    except codec.NcipError as error:
-        name = f"{parsed.name}Response" if parsed and not parsed.is_response else None
-        sys.stdout.write(writer.encode_problem(error.problem, name).decode() + "\n")
+        sys.stdout.write(refusal.reply.body.decode() + "\n")
         return 2
-    print(message.model_dump_json(indent=2, exclude_none=True))
+    print(decoded.message.model_dump_json(indent=2, exclude_none=True))
     return 0
 
 
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--port", type=int, help="HTTP port of the endpoints (RSHUB_HTTP_PORT)")
     sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
-    p_decode.add_argument("protocol", choices=["ncip"])
+    p_decode.add_argument("protocol", choices=["ncip", "iso18626"])
     p_decode.add_argument("file", type=Path)
     p_tail = sub.add_parser("tail", help="follow ill.events")
     p_tail.add_argument("--from-beginning", action="store_true")
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.from_env()
     if args.command == "decode":
-        return decode(args.protocol, args.file)
+        return decode(args.protocol, args.file, settings)
     if args.command == "settings":
         for key, default, description in Settings.documentation():
             print(f"{key:<34} {default:<28} {description}")

@@ -221,19 +221,21 @@ class _Run:
         return next((a.reason for a in reversed(self.txn.attempts) if a.reason), NO_LENDER)
 
     def forward(self, message: Message, role: Role) -> None:
+        """Pass a step to the other party, under the request id that party knows, with what
+        the transaction knows and the sender's protocol did not say (item id, patron)."""
         txn = self.txn
-        attempt = txn.attempt
+        known = {
+            "item_id": message.item_id or txn.item_id,
+            "patron_id": message.patron_id or (txn.request.patron_id if txn.request else None),
+        }
         if role is Role.BORROWER:
+            attempt = txn.attempt
             assert attempt is not None
-            self.deliver(
-                attempt.lender,
-                message.model_copy(update={"request_id": attempt.request_id}),
-                attempt.number,
-            )
+            update = {**known, "request_id": attempt.request_id}
+            self.deliver(attempt.lender, message.model_copy(update=update), attempt.number)
         else:
-            self.deliver(
-                txn.borrower, message.model_copy(update={"request_id": txn.borrower_request_id}), 0
-            )
+            update = {**known, "request_id": txn.borrower_request_id}
+            self.deliver(txn.borrower, message.model_copy(update=update), 0)
 
 
 def _sender_side(txn: Transaction, message: Message) -> Role:

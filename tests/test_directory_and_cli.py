@@ -88,3 +88,12 @@ def test_decode_of_garbage_and_missing_file_never_tracebacks(tmp_path: Path) -> 
     missing = rshub("decode", "ncip", str(tmp_path / "none.xml"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     assert "Traceback" not in done.stderr + missing.stderr
+
+
+def test_decode_iso18626_message_and_its_error() -> None:
+    samples = SAMPLES.parent.parent / "iso18626" / "samples"
+    done = rshub("decode", "iso18626", str(samples / "crosslink_supmsg-ok.xml"))
+    assert done.returncode == 0 and '"event": "Loaned"' in done.stdout
+    bad = rshub("decode", "iso18626", str(samples / "crosslink_supmsg-invalid-status.xml"))
+    assert bad.returncode == 2
+    assert "<messageStatus>ERROR</messageStatus>" in bad.stdout and "WeCouldLoan" in bad.stdout

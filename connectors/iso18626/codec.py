@@ -223,6 +223,7 @@ def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:
         "publisher": text(element, "publicationInfo", "publisher"),
         "publication_date": text(element, "publicationInfo", "publicationDate"),
         "place_of_publication": text(element, "publicationInfo", "placeOfPublication"),
+        "bibliographic_level": text(element, "publicationInfo", "publicationType"),
         "local_id": text(info, "supplierUniqueRecordId"),
     }
     for node in _children(info):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from connectors.iso18626 import tables as t
-from connectors.iso18626.codec import Parsed, child, text
+from connectors.iso18626.codec import Iso18626Error, Parsed, child, parse_date, text
 from hub.model import Event, Message, Money, NotApplicable, ServiceType
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -33,7 +33,7 @@ def opt(name: str, value: str | None) -> etree._Element | None:
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _agency(name: str, agency: str) -> etree._Element:
@@ -101,10 +101,13 @@ def _request(message: Message, header: etree._Element) -> etree._Element:
                 )
             )
     publication = None
-    if bib is not None and (bib.publisher or bib.publication_date or bib.place_of_publication):
+    if bib is not None and (
+        bib.publisher or bib.publication_date or bib.place_of_publication or bib.bibliographic_level
+    ):
         publication = el(
             "publicationInfo",
             opt("publisher", bib.publisher),
+            opt("publicationType", bib.bibliographic_level),
             opt("publicationDate", bib.publication_date),
             opt("placeOfPublication", bib.place_of_publication),
         )
@@ -200,7 +203,7 @@ def confirm(
         "confirmationHeader",
         _copy(child(header, "supplyingAgencyId")),
         _copy(child(header, "requestingAgencyId")),
-        el("timestamp", text(header, "timestamp") or stamp(now)),
+        el("timestamp", _echo_time(text(header, "timestamp")) or stamp(now)),
         opt("requestingAgencyRequestId", text(header, "requestingAgencyRequestId")),
         el("timestampReceived", stamp(now)),
         el("messageStatus", "ERROR" if error_type else "OK"),
@@ -214,6 +217,14 @@ def confirm(
     if error_type:
         error = el("errorData", el("errorType", error_type), opt("errorValue", error_value))
     return _document(el(name, confirmation_header, echoed, error))
+
+
+def _echo_time(value: str | None) -> str | None:
+    """The partner's timestamp, echoed only if it is one (so our answer stays valid)."""
+    try:
+        return stamp(parse_date(value, "timestamp")) if value else None  # type: ignore[arg-type]
+    except Iso18626Error:
+        return None
 
 
 def _copy(source: etree._Element | None) -> etree._Element | None:

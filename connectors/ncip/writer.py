@@ -130,8 +130,12 @@ def _item_optional(env: Envelope) -> etree._Element | None:
     bib = message.bibliographic
     if message.event is Event.REQUEST and bib is not None:
         description = el("BibliographicDescription")
+        # The P2P profile requires a level; protocols without one (ISO 18626) get it derived.
+        level = bib.bibliographic_level or (
+            "Journal" if bib.issn or bib.title_of_component else "Book"
+        )
         for element, field in t.BIB_FIELDS.items():
-            value = getattr(bib, field)
+            value = level if field == "bibliographic_level" else getattr(bib, field)
             if value:
                 description.append(el(element, value))
         children.append(description)

@@ -1,0 +1,178 @@
+"""The ISO 18626 codec without a network: every shared sample, round trips, Confirmations."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.iso18626 import codec, schema, tables, writer
+from hub.model import Bibliographic, Event, Message, Money, Reason, RequestFormat, ServiceType
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards" / "iso18626" / "samples"
+
+# file -> the event it decodes to, "confirmation", or the errorType its defect deserves.
+EXPECTED: dict[str, object] = {
+    "crosslink_catalog_request-1.xml": Event.REQUEST,
+    "crosslink_catalog_request-2.xml": Event.REQUEST,
+    "crosslink_illmock_cancel-req.xml": Event.REQUEST,
+    "crosslink_illmock_req.xml": Event.REQUEST,
+    "crosslink_illmock_reqform_example.xml": "UnrecognisedDataValue",  # empty request id
+    "crosslink_misc_request-mock-multiple.xml": "UnrecognisedDataValue",  # empty request id
+    "crosslink_msg-invalid.xml": "BadlyFormedMessage",  # no message inside
+    "crosslink_reqmsg-invalid-action.xml": "UnrecognisedDataValue",  # action not in the enum
+    "crosslink_reqmsg-ok.xml": Event.CANCEL,
+    "crosslink_request-loaned-overdue-renew.xml": Event.REQUEST,
+    "crosslink_request-loaned.xml": Event.REQUEST,
+    "crosslink_request-locally-available.xml": Event.REQUEST,
+    "crosslink_request-no-reqid.xml": "UnrecognisedDataValue",
+    "crosslink_request-retry-1.xml": Event.REQUEST,
+    "crosslink_request-retry-cost-loaned.xml": Event.REQUEST,
+    "crosslink_request-unfilled.xml": Event.REQUEST,
+    "crosslink_request-willsupply-loaned-cancel.xml": Event.REQUEST,
+    "crosslink_request-willsupply-loaned.xml": Event.REQUEST,
+    "crosslink_supmsg-invalid-status.xml": "UnrecognisedDataValue",  # status not in the enum
+    "crosslink_supmsg-notification.xml": Event.LENDER_NOTE,
+    "crosslink_supmsg-ok.xml": Event.LOANED,
+    "modrs_ProtocolMessageServiceSpec_sampleErrorXml.xml": "confirmation",
+    "modrs_iso18626_req_1.xml": "UnrecognisedDataValue",  # empty bibliographicInfo
+    "modrs_it_patronRequest.xml": Event.REQUEST,
+    "modrs_it_statusChangeUnfilledTemplate.xml": "UnrecognisedDataValue",  # placeholder timestamp
+    "modrs_it_supplyingAgencyMessage_statusChange.xml": "UnrecognisedDataValue",  # placeholder status
+    "modrs_unit_request.xml": Event.REQUEST,
+    "modrs_unit_requestConfirmation.xml": "confirmation",
+    "modrs_unit_requestingAgencyMessage.xml": "UnsupportedActionType",  # StatusRequest
+    "modrs_unit_supplyingAgencyMessage.xml": Event.LENDER_NOTE,  # RequestReceived
+}
+
+
+def test_every_sample_is_listed() -> None:
+    assert sorted(p.name for p in SAMPLES.glob("*.xml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample(name: str) -> None:
+    body = (SAMPLES / name).read_bytes()
+    expected = EXPECTED[name]
+    if expected == "confirmation":
+        assert codec.read_confirmation(body).kind.endswith("Confirmation")
+        return
+    if isinstance(expected, Event):
+        message = codec.to_canonical(codec.parse(body), sender="X")
+        assert message.event is expected and message.request_id
+        assert message.extensions["iso18626"]["fields"]  # nothing the partner sent is lost
+        return
+    with pytest.raises(codec.Iso18626Error) as caught:
+        codec.to_canonical(codec.parse(body))
+    assert caught.value.error_type == expected
+    # and the Confirmation it gets names the error and validates against v1.2
+    parsed = None
+    with contextlib.suppress(codec.Iso18626Error):
+        parsed = codec.parse(body)
+    reply = writer.confirm(
+        parsed, caught.value.error_type, caught.value.value, kind=caught.value.kind
+    )
+    confirmation = codec.read_confirmation(reply)
+    assert (confirmation.status, confirmation.error_type) == ("ERROR", expected)
+    assert schema.diagnose(codec.parse(reply).root, "1.2") == []
+
+
+def test_crosslink_request_fields() -> None:
+    message = codec.to_canonical(
+        codec.parse((SAMPLES / "crosslink_request-loaned.xml").read_bytes())
+    )
+    assert message.bibliographic is not None
+    assert (message.bibliographic.title, message.bibliographic.author) == (
+        "Lord of the Rings",
+        "JRR Tolkien",
+    )
+    assert message.bibliographic.isbn == "1983"
+    assert message.service_type is ServiceType.LOAN and message.patron_id == "123"
+    assert message.delivery_address == "The Prancing Pony Inn, Bree"
+    assert (message.from_agency, message.to_agency) == ("REQ", "BROKER")
+
+
+def test_nanosecond_timestamps_and_item_id() -> None:
+    message = codec.to_canonical(codec.parse((SAMPLES / "crosslink_supmsg-ok.xml").read_bytes()))
+    assert message.item_id == "12345"
+    assert message.date_shipped is not None and message.date_shipped.microsecond == 629725
+
+
+WHEN = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
+FIELDS = dict(
+    request_id="t0123456789abcdef.1",
+    transaction_id="t0123456789abcdef",
+    patron_id="p1",
+    item_id="BC1",
+    bibliographic=Bibliographic(title="T", author="A", isbn="123", publisher="P"),
+    request_format=RequestFormat.PHYSICAL,
+    service_type=ServiceType.LOAN,
+    due_date=WHEN,
+    date_shipped=WHEN,
+    reason=Reason.from_code(5),
+    cost=Money(amount="5.00", currency="EUR"),
+    timestamp=WHEN,
+)
+WRITTEN = [Event.REQUEST, *tables.SUPPLIER_OUT, *tables.ACTION_OUT]
+
+
+@pytest.mark.parametrize("event", WRITTEN)
+def test_every_written_message_round_trips_and_validates(event: Event) -> None:
+    answer = True if event in (Event.CANCEL_REPLY, Event.RENEW_ANSWER) else None
+    body = writer.encode(
+        Message(event=event, answer=answer, **FIELDS), from_agency="DK-1", to_agency="DK-2"
+    )
+    parsed = codec.parse(body)
+    assert schema.diagnose(parsed.root, "1.2") == []
+    back = codec.to_canonical(parsed)
+    expected = {Event.EXPIRED: Event.UNFILLED}.get(event, event)
+    assert back.event is expected
+    assert (back.request_id, back.from_agency, back.to_agency) == (
+        FIELDS["request_id"],
+        "DK-1",
+        "DK-2",
+    )
+    assert schema.diagnose(codec.parse(writer.confirm(parsed)).root, "1.2") == []
+
+
+def test_fields_survive_the_round_trip() -> None:
+    loaned = codec.to_canonical(
+        codec.parse(
+            writer.encode(Message(event=Event.LOANED, **FIELDS), from_agency="A", to_agency="B")
+        )
+    )
+    assert (loaned.item_id, loaned.due_date, loaned.cost) == ("BC1", WHEN, FIELDS["cost"])
+    unfilled = codec.to_canonical(
+        codec.parse(
+            writer.encode(Message(event=Event.UNFILLED, **FIELDS), from_agency="A", to_agency="B")
+        )
+    )
+    assert unfilled.reason is not None and unfilled.reason.code == 5  # NotOwned, by name
+    refused = codec.to_canonical(
+        codec.parse(
+            writer.encode(
+                Message(event=Event.CANCEL_REPLY, answer=False, **FIELDS),
+                from_agency="A",
+                to_agency="B",
+            )
+        )
+    )
+    assert refused.answer is False
+
+
+def test_non_isil_agency_types_are_kept() -> None:
+    body = writer.encode(
+        Message(event=Event.RECEIVED, **FIELDS), from_agency="OCLC:ABC", to_agency="DK-2"
+    )
+    assert codec.to_canonical(codec.parse(body)).from_agency == "OCLC:ABC"
+
+
+def test_hardened_like_ncip() -> None:
+    with pytest.raises(codec.Iso18626Error) as caught:
+        codec.parse(b'<!DOCTYPE x [<!ENTITY e "boom">]><ISO18626Message>&e;</ISO18626Message>')
+    assert (caught.value.error_type, caught.value.http_status) == ("BadlyFormedMessage", 400)
+    with pytest.raises(codec.Iso18626Error) as caught:
+        codec.parse(b"<ISO18626Message/>" + b" " * 100, limit=50)
+    assert caught.value.http_status == 413
