@@ -215,6 +215,17 @@ class _Run:
         self.deliver(
             chosen, txn.request.model_copy(update={"request_id": attempt.request_id}), number
         )
+        if number > 1:
+            # The borrower hears that the request moved on, not that it failed (ISO 18626:
+            # ExpectToSupply as a Notification); protocols without such a message skip it.
+            moved = Message(
+                event=Event.LENDER_NOTE,
+                request_id=txn.borrower_request_id,
+                sender="rshub",
+                source_protocol="rshub",
+                note=f"rshub: {why_previous}; asking the next lender",
+            )
+            self.deliver(txn.borrower, moved, attempt=0)
         txn.state = State.REQUESTED
 
     def _last_reason(self) -> Reason:

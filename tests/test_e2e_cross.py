@@ -43,6 +43,23 @@ async def hears(lib: Library, event: Event, request_id: str) -> Message:
     return message
 
 
+async def test_iso18626_borrower_hears_expect_to_supply_when_lender_changes(hub, libraries) -> None:
+    east, south, north = libraries["EAST"], libraries["SOUTH"], libraries["NORTH"]
+    await say(east, Event.REQUEST, "E-1", patron_id="p", bibliographic=BOOK)
+    first = await libraries["WEST"].next()
+    await say(libraries["WEST"], Event.UNFILLED, first.request_id, reason=Reason.from_code(1))
+    moved = await hears(east, Event.LENDER_NOTE, "E-1")
+    assert "InUseOnLoan" in (moved.note or "")
+    assert moved.extensions["iso18626"]["fields"]["statusInfo/status"] == "ExpectToSupply"
+    second = await south.next()
+    await say(south, Event.UNFILLED, second.request_id, reason=Reason.from_code(5))
+    await hears(east, Event.LENDER_NOTE, "E-1")
+    third = await north.next()
+    await say(north, Event.UNFILLED, third.request_id, reason=Reason.from_code(4))
+    told = await hears(east, Event.UNFILLED, "E-1")  # rota exhausted: now Unfilled
+    assert told.reason is not None and told.reason.name == "NonCirculating"
+
+
 async def test_iso18626_borrower_ncip_lender_full_loan(hub, libraries) -> None:
     west, south = libraries["WEST"], libraries["SOUTH"]
     await say(west, Event.REQUEST, "W-1", patron_id="p-9", bibliographic=BOOK, note="urgent")
@@ -98,7 +115,7 @@ async def test_unfilled_crosses_protocols_to_the_next_lender(hub, libraries) -> 
     )
     first = await west.next()  # ISO 18626 lender first
     await say(west, Event.UNFILLED, first.request_id, reason=Reason.from_code(5))
-    second = await south.next()  # then the NCIP lender
+    second = await south.next()  # then the NCIP lender; NCIP NORTH is not told (no message)
     assert second.event is Event.REQUEST and second.request_id.endswith(".2")
     await say(south, Event.LOANED, second.request_id, item_id="S-9")
     await hears(north, Event.LOANED, "N-2")
