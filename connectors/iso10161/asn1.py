@@ -1,0 +1,140 @@
+"""The ISO 10161 ASN.1, compiled with asn1tools (BER).
+
+The module texts in `asn/` stay as published. `FIXES` lists every change made in memory before
+compiling, each with the reason asn1tools needs it (see shared/standards/iso10161/NOTES.md).
+None changes a tag or an encoding, so the wire format is the standard's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import asn1tools
+
+ASN = Path(__file__).parent / "asn"
+
+APDUS = [
+    "ILL-Request",
+    "Forward-Notification",
+    "Shipped",
+    "ILL-Answer",
+    "Conditional-Reply",
+    "Cancel",
+    "Cancel-Reply",
+    "Received",
+    "Recall",
+    "Returned",
+    "Checked-In",
+    "Overdue",
+    "Renew",
+    "Renew-Answer",
+    "Lost",
+    "Damaged",
+    "Message",
+    "Status-Query",
+    "Status-Or-Error-Report",
+    "Expired",
+]
+# [APPLICATION n] tag of each APDU, n = 1 (ILL-Request) ... 20 (Expired).
+APPLICATION_TAG = {name: number for number, name in enumerate(APDUS, start=1)}
+
+# X.208 EXTERNAL as real traffic encodes it (single-ASN1-type as [0] EXPLICIT ANY, tag a0);
+# asn1tools' built-in EXTERNAL is the X.680 form and rejects it.
+EXTERNAL_X208 = """
+External-X208 ::= [UNIVERSAL 8] IMPLICIT SEQUENCE {
+    direct-reference OBJECT IDENTIFIER OPTIONAL,
+    indirect-reference INTEGER OPTIONAL,
+    data-value-descriptor ObjectDescriptor OPTIONAL,
+    encoding CHOICE {
+        single-ASN1-type [0] ANY,
+        octet-aligned [1] IMPLICIT OCTET STRING,
+        arbitrary [2] IMPLICIT BIT STRING
+    }
+}
+"""
+
+
+def _name_apdu_alternatives(text: str) -> str:
+    """ILL-APDU ::= CHOICE lists its alternatives unnamed (1988 style): name them."""
+
+    def rename(match: re.Match[str]) -> str:
+        lines = [f"\t{name.lower()} {name}" for name in APDUS]
+        return "ILL-APDU ::= CHOICE {\n" + ",\n".join(lines) + "\n\t}"
+
+    return re.sub(r"ILL-APDU ::= CHOICE \{.*?\}", rename, text, count=1, flags=re.S)
+
+
+def _name_ill_string_alternatives(text: str) -> str:
+    return text.replace(
+        "ILL-String ::= CHOICE {\n\tGeneralString,",
+        "ILL-String ::= CHOICE {\n\tgeneralstring GeneralString,",
+    ).replace(
+        "\t-- (control) character set\n\tEDIFACTString\n",
+        "\t-- (control) character set\n\tedifactstring EDIFACTString\n",
+    )
+
+
+def _enumerated_defaults_by_name(text: str) -> str:
+    """Numeric ENUMERATED defaults decode as ints asn1tools cannot re-encode: use names."""
+    text = text.replace(
+        "IMPLICIT Transaction-Type DEFAULT 1", "IMPLICIT Transaction-Type DEFAULT simple"
+    )
+    text = text.replace(
+        "IMPLICIT Place-On-Hold-Type DEFAULT 3",
+        "IMPLICIT Place-On-Hold-Type DEFAULT according-to-responder-policy",
+    )
+    text = re.sub(r"(no-Expiry\s*\(3\)\s*\})\s*DEFAULT 3", r"\1 DEFAULT no-Expiry", text)
+    return re.sub(r"(unordered\s*\(2\)\s*\})\s*DEFAULT 2", r"\1 DEFAULT unordered", text)
+
+
+FIXES: list[tuple[str, Callable[[str], str]]] = [
+    ("name the 20 ILL-APDU alternatives", _name_apdu_alternatives),
+    ("name the two ILL-String alternatives", _name_ill_string_alternatives),
+    (
+        'drop the """ item asn1tools cannot parse from the EDIFACTString alphabet',
+        lambda t: t.replace('"!"|"""|"%"', '"!"|"%"'),
+    ),
+    (
+        "drop the enum-based constraint of Shipped-Service-Type",
+        lambda t: t.replace("ILL-Service-Type (loan | copy-non-returnable)", "ILL-Service-Type"),
+    ),
+    ("write ENUMERATED defaults by name", _enumerated_defaults_by_name),
+    ("ANY DEFINED BY compiles only as ANY", lambda t: re.sub(r"ANY DEFINED BY [\w-]+", "ANY", t)),
+    (
+        "EXTERNAL in its X.208 form",
+        lambda t: re.sub(r"\bEXTERNAL\b", "External-X208", t).replace(
+            "\nEND", EXTERNAL_X208 + "\nEND"
+        ),
+    ),
+]
+
+
+def ill_module() -> str:
+    text = (ASN / "ill9702.asn").read_text(encoding="latin-1")
+    for _reason, fix in FIXES:
+        text = fix(text)
+    return text
+
+
+def oclc_module() -> str:
+    """OCLC ILL-Request extension 1.0.10161.13.2; SystemNo lacks its opening brace."""
+    text = (ASN / "oclc-ill-req-ext.asn").read_text(encoding="latin-1")
+    return text.replace(
+        "SEQUENCE SIZE (1..10) OF SEQUENCE \n", "SEQUENCE SIZE (1..10) OF SEQUENCE {\n"
+    )
+
+
+def delivery_info_module() -> str:
+    """APDU-Delivery-Info 1.0.10161.13.3: an extract without a module header; wrap it."""
+    body = (ASN / "ill-apdu-delivery-info_1.0.10161.13.3.asn").read_text(encoding="latin-1")
+    return f"ILL-APDU-Delivery-Info DEFINITIONS ::=\nBEGIN\n{body}\nEND\n"
+
+
+@cache
+def compiled() -> asn1tools.compiler.Specification:
+    return asn1tools.compile_string(
+        "\n".join([ill_module(), oclc_module(), delivery_info_module()]), "ber"
+    )
