@@ -3,6 +3,8 @@ APDU boundaries however the bytes arrive, and refuses what would hurt the hub.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -113,3 +115,24 @@ def test_oversized_stream_without_an_end_is_refused() -> None:
     with pytest.raises(codec.FramingError):
         for _ in range(200):
             splitter.feed(b"\x04\x03abc")
+
+
+def test_request_from_yaz_illclient_decodes() -> None:
+    """Captured from Debian's yaz-illclient 5.34: indefinite lengths, empty strings, and a
+    transaction-type of 0, which is outside the ENUMERATED list (decoded as None)."""
+    data = (Path(__file__).parent / "data" / "yaz-illclient-request.ber").read_bytes()
+    assert data[:2] == b"\x61\x80"  # [APPLICATION 1], indefinite length
+    assert codec.Splitter().feed(data) == [data]
+    name, value = codec.decode(data)
+    assert name == "ILL-Request"
+    assert value["transaction-type"] is None
+    assert "transaction-id" in value and "item-id" in value
+
+
+@pytest.mark.parametrize("name", ["Status-Or-Error-Report", "Shipped"])
+def test_wire_form_is_never_mistaken_for_http(name: str) -> None:
+    data = codec.encode(name, apdu_value(name, False))
+    wire = codec.for_the_wire(data)
+    assert not all(0x20 <= b < 0x7F for b in wire[:3])
+    assert codec.decode(wire) == codec.decode(data)
+    assert codec.Splitter().feed(wire) == [wire]

@@ -11,8 +11,10 @@ import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import asn1tools
+import asn1tools.codecs.ber as ber
 
 ASN = Path(__file__).parent / "asn"
 
@@ -133,8 +135,28 @@ def delivery_info_module() -> str:
     return f"ILL-APDU-Delivery-Info DEFINITIONS ::=\nBEGIN\n{body}\nEND\n"
 
 
+def _tolerate_unknown_enumerations(kind: Any, seen: set[int]) -> None:
+    """Decode an ENUMERATED value outside its list as None instead of failing: real clients
+    send such values (yaz-illclient sends transaction-type 0). Encoding stays strict."""
+    if id(kind) in seen:
+        return
+    seen.add(id(kind))
+    if isinstance(kind, ber.Enumerated):
+        kind.has_extension_marker = True
+    for attribute in ("inner", "element_type"):
+        if hasattr(kind, attribute):
+            _tolerate_unknown_enumerations(getattr(kind, attribute), seen)
+    for attribute in ("root_members", "members", "additions"):
+        for member in getattr(kind, attribute, None) or []:
+            _tolerate_unknown_enumerations(member, seen)
+
+
 @cache
 def compiled() -> asn1tools.compiler.Specification:
-    return asn1tools.compile_string(
+    spec = asn1tools.compile_string(
         "\n".join([ill_module(), oclc_module(), delivery_info_module()]), "ber"
     )
+    seen: set[int] = set()
+    for compiled_type in spec.types.values():
+        _tolerate_unknown_enumerations(compiled_type.type, seen)
+    return spec

@@ -136,3 +136,15 @@ class Splitter:
         if end > len(self.buffer):
             raise _NeedMore
         return end
+
+
+def for_the_wire(data: bytes) -> bytes:
+    """The APDU with its outer length in long form (81 nn, 82 nn nn, ...), which BER allows.
+
+    YAZ's comstack takes a packet whose first three bytes are printable ASCII for HTTP and
+    waits for headers; a short APDU such as Status-Or-Error-Report (73 33 30 ...) is exactly
+    that. The long form makes the second byte 0x8n, so YAZ peers read it as BER."""
+    length_byte = data[1]
+    if length_byte & 0x80:
+        return data  # already long form, or indefinite
+    return bytes([data[0], 0x81, length_byte]) + data[2:]
