@@ -120,13 +120,18 @@ class _Run:
     def deliver(self, recipient: str, message: Message, attempt: int) -> None:
         partner = self.directory.partner(recipient)
         protocol = partner.protocol if partner else "unknown"
+        update: dict[str, object] = {"transaction_id": self.txn.id}
+        if recipient == self.txn.borrower and self.txn.request is not None:
+            # What the borrower's protocol said with its request (its own transaction-id in
+            # ISO 10161) goes back with every answer, so the borrower finds its request.
+            update["extensions"] = {**message.extensions, "origin": self.txn.request.extensions}
         command = Delivery(
             command_id=f"{self.ref}:{len(self.outputs)}",
             transaction_id=self.txn.id,
             recipient=recipient,
             protocol=protocol,
             attempt=attempt,
-            message=message.model_copy(update={"transaction_id": self.txn.id}),
+            message=message.model_copy(update=update),
         )
         self.outputs.append(_out(f"ill.outbound.{protocol}", self.txn.id, command))
 

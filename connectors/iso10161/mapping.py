@@ -1,0 +1,380 @@
+"""ISO 10161 APDUs <-> canonical messages, as tables. Sans-IO.
+
+Which APDU is which event, where each canonical field stands in each APDU, and the
+ILL-Answer results. The whole decoded APDU is kept in `extensions["iso10161"]`, so nothing a
+partner sent is lost; the borrower's own transaction-id travels with its transaction so every
+APDU rshub sends back carries it unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from connectors.iso10161.asn1 import compiled
+from connectors.iso10161.codec import Iso10161Error
+from hub.model import (
+    Bibliographic,
+    Event,
+    Message,
+    NotApplicable,
+    Reason,
+    RequestFormat,
+    ServiceType,
+    parse_lender_request_id,
+)
+
+# APDU -> event, for the APDUs whose meaning needs nothing else.
+APDU_EVENTS: dict[str, Event] = {
+    "ILL-Request": Event.REQUEST,
+    "Shipped": Event.LOANED,
+    "Received": Event.RECEIVED,
+    "Returned": Event.SHIPPED_RETURN,
+    "Checked-In": Event.LOAN_COMPLETED,
+    "Cancel": Event.CANCEL,
+    "Cancel-Reply": Event.CANCEL_REPLY,
+    "Renew": Event.RENEW,
+    "Renew-Answer": Event.RENEW_ANSWER,
+    "Recall": Event.RECALLED,
+    "Overdue": Event.OVERDUE,
+    "Expired": Event.EXPIRED,
+}
+# ILL-Answer transaction-results -> event. Retry and locations-provided move on to the next
+# lender; the other conditional answers reach the borrower as information.
+ANSWER_EVENTS: dict[str, Event] = {
+    "will-supply": Event.WILL_SUPPLY,
+    "unfilled": Event.UNFILLED,
+    "retry": Event.UNFILLED,
+    "locations-provided": Event.UNFILLED,
+    "conditional": Event.LENDER_NOTE,
+    "hold-placed": Event.LENDER_NOTE,
+    "estimate": Event.LENDER_NOTE,
+}
+# APDUs rshub does not relay yet; they are answered with unable-to-perform.
+NOT_RELAYED = frozenset(
+    {
+        "Forward-Notification",
+        "Conditional-Reply",
+        "Status-Query",
+        "Status-Or-Error-Report",
+        "Lost",
+        "Damaged",
+    }
+)
+
+# event -> APDU rshub writes. WILL_SUPPLY and UNFILLED are ILL-Answers; notes are Messages.
+EVENT_APDUS: dict[Event, str] = {
+    **{event: apdu for apdu, event in APDU_EVENTS.items()},
+    Event.COPY_COMPLETED: "Shipped",
+    Event.WILL_SUPPLY: "ILL-Answer",
+    Event.UNFILLED: "ILL-Answer",
+    Event.LENDER_NOTE: "Message",
+    Event.BORROWER_NOTE: "Message",
+}
+
+# Item-Id field -> canonical bibliographic field.
+ITEM_FIELDS: dict[str, str] = {
+    "title": "title",
+    "author": "author",
+    "sub-title": "title_of_component",
+    "place-of-publication": "place_of_publication",
+    "publisher": "publisher",
+    "series-title-number": "series_title_number",
+    "edition": "edition",
+    "publication-date": "publication_date",
+    "publication-date-of-component": "publication_date_of_component",
+    "author-of-article": "author_of_component",
+    "title-of-article": "title_of_component",
+    "pagination": "pagination",
+    "iSBN": "isbn",
+    "iSSN": "issn",
+    "call-number": "call_number",
+}
+# Canonical date field -> (APDU, path to the ISO-Date) where it stands.
+DATES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "date_received": [("Received", ("date-received",))],
+    "date_shipped": [
+        ("Shipped", ("supply-details", "date-shipped")),
+        ("Returned", ("date-returned",)),
+    ],
+    "due_date": [
+        ("Shipped", ("supply-details", "date-due", "date-due-field")),
+        ("Renew-Answer", ("date-due", "date-due-field")),
+        ("Overdue", ("date-due", "date-due-field")),
+    ],
+    "desired_due_date": [("Renew", ("desired-due-date",))],
+    "need_before": [("ILL-Request", ("search-type", "need-before-date"))],
+}
+NOTES = ("requester-note", "responder-note", "note")
+
+
+def _text(value: Any) -> str | None:
+    """The text of an ILL-String (a CHOICE of GeneralString and EDIFACTString)."""
+    if isinstance(value, tuple) and len(value) == 2:
+        return _text(value[1])
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _ill_string(text: str) -> tuple[str, str]:
+    return ("generalstring", text)
+
+
+def iso_date(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d")
+
+
+def _parse_date(text: str | None, where: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        day = date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
+    except (ValueError, IndexError):
+        raise Iso10161Error(f"{where}: {text!r} is not an ISO-Date (YYYYMMDD)") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _dig(value: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def system_symbol(system_id: dict[str, Any] | None) -> str | None:
+    """The institution or person symbol of a System-Id, else its name."""
+    if not system_id:
+        return None
+    for key in ("person-or-institution-symbol", "name-of-person-or-institution"):
+        choice = system_id.get(key)
+        if choice and _text(choice[1]):
+            return _text(choice[1])
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _from_jsonable(value: Any) -> Any:
+    """The transaction-id as asn1tools wants it back (CHOICEs are 2-item tuples)."""
+    if isinstance(value, dict):
+        return {k: _from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+        return (value[0], _from_jsonable(value[1]))
+    return value
+
+
+def event_of(name: str, value: dict[str, Any]) -> Event:
+    if name in APDU_EVENTS:
+        if name == "Shipped" and value.get("shipped-service-type") == "copy-non-returnable":
+            return Event.COPY_COMPLETED
+        return APDU_EVENTS[name]
+    if name == "ILL-Answer":
+        results = value.get("transaction-results")
+        if results not in ANSWER_EVENTS:
+            raise Iso10161Error(f"ILL-Answer with transaction-results {results!r}")
+        return ANSWER_EVENTS[results]
+    if name == "Message":
+        qualifier = _text(value["transaction-id"].get("transaction-qualifier")) or ""
+        return Event.LENDER_NOTE if parse_lender_request_id(qualifier) else Event.BORROWER_NOTE
+    raise NotApplicable(f"rshub does not relay {name}")
+
+
+def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
+    event = event_of(name, value)
+    transaction_id = value["transaction-id"]
+    fields: dict[str, Any] = {
+        "event": event,
+        "sender": sender,
+        "source_protocol": "iso10161",
+        "request_id": _text(transaction_id.get("transaction-qualifier")) or "",
+        "from_agency": system_symbol(value.get("requester-id")),
+        "to_agency": system_symbol(value.get("responder-id")),
+    }
+    if event in (
+        Event.WILL_SUPPLY,
+        Event.UNFILLED,
+        Event.LENDER_NOTE,
+        Event.LOANED,
+        Event.COPY_COMPLETED,
+        Event.CANCEL_REPLY,
+        Event.RENEW_ANSWER,
+        Event.RECALLED,
+        Event.OVERDUE,
+        Event.EXPIRED,
+        Event.LOAN_COMPLETED,
+    ):
+        fields["from_agency"], fields["to_agency"] = fields["to_agency"], fields["from_agency"]
+    for field, places in DATES.items():
+        for apdu, path in places:
+            if apdu == name and _dig(value, path):
+                fields[field] = _parse_date(_dig(value, path), "/".join(path))
+    if "answer" in value:
+        fields["answer"] = bool(value["answer"])
+    fields["note"] = next((_text(value[n]) for n in NOTES if value.get(n)), None)
+    if name == "ILL-Answer" and event is Event.UNFILLED:
+        explanation = value.get("results-explanation")
+        reason = (
+            explanation[1].get("reason-unfilled")
+            if explanation and explanation[0] == "unfilled-results"
+            else None
+        )
+        numbers = compiled().types["Reason-Unfilled"].type.data_to_value
+        fields["reason"] = (
+            Reason.from_code(numbers[reason])
+            if reason in numbers
+            else Reason(name=value["transaction-results"])
+        )
+    if name == "ILL-Request":
+        _request_fields(value, fields)
+    fields["extensions"] = {"iso10161": {"apdu": name, **_jsonable(value)}}
+    return Message.model_validate(fields)
+
+
+def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:
+    item = value.get("item-id") or {}
+    bib = {field: _text(item.get(key)) for key, field in ITEM_FIELDS.items()}
+    bib["bibliographic_level"] = {"monograph": "Book", "serial": "Journal"}.get(
+        item.get("item-type")
+    )
+    fields["bibliographic"] = Bibliographic(**{k: v for k, v in bib.items() if v})
+    services = value.get("iLL-service-type") or []
+    loan = not services or "loan" in services
+    fields["service_type"] = ServiceType.LOAN if loan else ServiceType.COPY
+    fields["request_format"] = RequestFormat.PHYSICAL if loan else RequestFormat.NON_RETURNABLE
+    client = value.get("client-id") or {}
+    fields["patron_id"] = _text(client.get("client-identifier")) or _text(client.get("client-name"))
+
+
+def _transaction_id(message: Message, from_agency: str) -> dict[str, Any]:
+    """The borrower's own transaction-id when rshub answers it; a new one towards lenders."""
+    origin = (message.extensions.get("origin") or {}).get("iso10161", {})
+    if origin.get("transaction-id"):
+        return _from_jsonable(origin["transaction-id"])
+    return {
+        "initial-requester-id": {
+            "person-or-institution-symbol": ("institution-symbol", _ill_string(from_agency))
+        },
+        "transaction-group-qualifier": _ill_string(message.transaction_id or message.request_id),
+        "transaction-qualifier": _ill_string(message.request_id),
+    }
+
+
+def _system(agency: str) -> dict[str, Any]:
+    return {"person-or-institution-symbol": ("institution-symbol", _ill_string(agency))}
+
+
+def from_canonical(
+    message: Message, from_agency: str, to_agency: str
+) -> tuple[str, dict[str, Any]]:
+    """The APDU name and value for a canonical message."""
+    name = EVENT_APDUS.get(message.event)
+    if name is None:
+        raise NotApplicable(f"ISO 10161 has no APDU for {message.event.value}")
+    borrower_side = message.event in (
+        Event.REQUEST,
+        Event.RECEIVED,
+        Event.SHIPPED_RETURN,
+        Event.CANCEL,
+        Event.RENEW,
+        Event.BORROWER_NOTE,
+    )
+    requester, responder = (from_agency, to_agency) if borrower_side else (to_agency, from_agency)
+    now = message.timestamp
+    value: dict[str, Any] = {
+        "protocol-version-num": 2,
+        "transaction-id": _transaction_id(message, requester),
+        "service-date-time": {
+            "date-time-of-this-service": {"date": iso_date(now), "time": now.strftime("%H%M%S")}
+        },
+        "requester-id": _system(requester),
+        "responder-id": _system(responder),
+    }
+    note = message.note
+    shipped_type = "copy-non-returnable" if message.event is Event.COPY_COMPLETED else "loan"
+    due = {"date-due-field": iso_date(message.due_date)} if message.due_date else None
+    if name == "ILL-Request":
+        bib = message.bibliographic or Bibliographic()
+        item = {
+            key: _ill_string(getattr(bib, field))
+            for key, field in ITEM_FIELDS.items()
+            if getattr(bib, field)
+        }
+        value.update(
+            {
+                "iLL-service-type": [
+                    "copy-non-returnable" if message.service_type is ServiceType.COPY else "loan"
+                ],
+                "requester-optional-messages": {
+                    "can-send-RECEIVED": True,
+                    "can-send-RETURNED": True,
+                    "requester-SHIPPED": "requires",
+                    "requester-CHECKED-IN": "requires",
+                },
+                "item-id": item,
+                "retry-flag": False,
+                "forward-flag": False,
+            }
+        )
+        if message.patron_id:
+            value["client-id"] = {"client-identifier": _ill_string(message.patron_id)}
+        if message.need_before:
+            value["search-type"] = {"need-before-date": iso_date(message.need_before)}
+        if note:
+            value["requester-note"] = _ill_string(note)
+    elif name == "ILL-Answer":
+        if message.event is Event.WILL_SUPPLY:
+            value["transaction-results"] = "will-supply"
+        else:
+            value["transaction-results"] = "unfilled"
+            reasons = compiled().types["Reason-Unfilled"].type.value_to_data
+            code = message.reason.code if message.reason and message.reason.code in reasons else 27
+            value["results-explanation"] = ("unfilled-results", {"reason-unfilled": reasons[code]})
+        if note:
+            value["responder-note"] = _ill_string(note)
+    elif name == "Shipped":
+        value["shipped-service-type"] = shipped_type
+        details: dict[str, Any] = {"date-shipped": iso_date(message.date_shipped or now)}
+        if due:
+            details["date-due"] = due
+        value["supply-details"] = details
+    elif name == "Received":
+        value.update(
+            {
+                "date-received": iso_date(message.date_received or now),
+                "shipped-service-type": shipped_type,
+            }
+        )
+    elif name == "Returned":
+        value["date-returned"] = iso_date(message.date_shipped or now)
+    elif name == "Checked-In":
+        value["date-checked-in"] = iso_date(message.date_received or now)
+    elif name in ("Cancel-Reply", "Renew-Answer"):
+        value["answer"] = bool(message.answer)
+        if name == "Renew-Answer" and due:
+            value["date-due"] = due
+    elif name == "Renew" and message.desired_due_date:
+        value["desired-due-date"] = iso_date(message.desired_due_date)
+    elif name == "Overdue":
+        value["date-due"] = due or {"date-due-field": iso_date(now)}
+    if name == "Message":
+        value["note"] = _ill_string(note or "")
+    elif note and name in ("Received", "Returned", "Cancel", "Renew"):
+        value["requester-note"] = _ill_string(note)
+    elif note and name in (
+        "Shipped",
+        "Checked-In",
+        "Cancel-Reply",
+        "Renew-Answer",
+        "Recall",
+        "Overdue",
+    ):
+        value["responder-note"] = _ill_string(note)
+    return name, value

@@ -1,0 +1,96 @@
+"""ISO 10161 APDUs <-> canonical messages: every relayed event survives the round trip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.iso10161 import codec, mapping
+from hub.model import Bibliographic, Event, Message, NotApplicable, Reason, ServiceType
+
+DAY = datetime(2026, 12, 1, tzinfo=UTC)
+FIELDS = dict(
+    request_id="t0123456789abcdef.1",
+    transaction_id="t0123456789abcdef",
+    patron_id="p1",
+    bibliographic=Bibliographic(title="T", author="A", isbn="9780151446476", publisher="P"),
+    service_type=ServiceType.LOAN,
+    due_date=DAY,
+    desired_due_date=DAY,
+    date_received=DAY,
+    date_shipped=DAY,
+    reason=Reason.from_code(10),
+    note="a note",
+    timestamp=DAY,
+)
+
+
+@pytest.mark.parametrize("event", sorted(mapping.EVENT_APDUS, key=str))
+def test_every_event_round_trips_through_ber(event: Event) -> None:
+    answer = True if event in (Event.CANCEL_REPLY, Event.RENEW_ANSWER) else None
+    # A Message APDU is told apart by whose request id it carries: the borrower's own, or
+    # the one rshub gave a lender.
+    request_id = "REQ-1" if event is Event.BORROWER_NOTE else FIELDS["request_id"]
+    message = Message(event=event, answer=answer, **{**FIELDS, "request_id": request_id})
+    name, value = mapping.from_canonical(message, "DK-1", "DK-2")
+    data = codec.encode(name, value)
+    back = mapping.to_canonical(*codec.decode(data), sender="X")
+    assert back.event is event
+    assert (back.request_id, back.from_agency, back.to_agency) == (
+        request_id,
+        "DK-1",
+        "DK-2",
+    )
+    assert back.extensions["iso10161"]["apdu"] == name
+
+
+def test_fields_survive() -> None:
+    request = mapping.to_canonical(
+        *codec.decode(
+            codec.encode(
+                *mapping.from_canonical(Message(event=Event.REQUEST, **FIELDS), "DK-1", "DK-2")
+            )
+        )
+    )
+    assert request.bibliographic is not None and request.bibliographic.isbn == "9780151446476"
+    assert (request.patron_id, request.service_type, request.note) == (
+        "p1",
+        ServiceType.LOAN,
+        "a note",
+    )
+    unfilled = mapping.to_canonical(
+        *codec.decode(
+            codec.encode(
+                *mapping.from_canonical(Message(event=Event.UNFILLED, **FIELDS), "DK-1", "DK-2")
+            )
+        )
+    )
+    assert unfilled.reason == Reason.from_code(10)
+    shipped = mapping.to_canonical(
+        *codec.decode(
+            codec.encode(
+                *mapping.from_canonical(Message(event=Event.LOANED, **FIELDS), "DK-1", "DK-2")
+            )
+        )
+    )
+    assert (shipped.due_date, shipped.date_shipped) == (DAY, DAY)
+
+
+def test_borrowers_own_transaction_id_goes_back_unchanged() -> None:
+    data = (Path(__file__).parent / "data" / "yaz-illclient-request.ber").read_bytes()
+    request = mapping.to_canonical(*codec.decode(data), sender="YAZ")
+    answer = Message(
+        event=Event.WILL_SUPPLY, request_id="ignored", extensions={"origin": request.extensions}
+    )
+    name, value = mapping.from_canonical(answer, "LENDER", "YAZ")
+    assert (
+        codec.decode(codec.encode(name, value))[1]["transaction-id"]
+        == codec.decode(data)[1]["transaction-id"]
+    )
+
+
+def test_apdus_not_relayed_say_so() -> None:
+    with pytest.raises(NotApplicable):
+        mapping.event_of("Status-Query", {})
