@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from connectors.iso10161 import codec as ill_codec
+from connectors.iso10161 import mapping as ill_mapping
+from connectors.iso10161 import transport as ill_transport
 from connectors.iso18626 import codec as iso_codec
 from connectors.iso18626 import writer as iso_writer
 from connectors.ncip import codec as ncip_codec
@@ -123,7 +126,80 @@ class Library:
             return reply.status, self.dialect.read_answer(content)
 
 
-def directory_yaml(libraries: list[Library], rota: list[str]) -> str:
+@dataclass
+class TcpLibrary:
+    """A library speaking ISO 10161 over TCP: answers every APDU with a status report."""
+
+    symbol: str
+    agency_id: str
+    secret: str = ""
+    hub_url: str = ""  # unused: TCP libraries reach the hub at hub_tcp
+    hub_tcp: tuple[str, int] = ("127.0.0.1", 0)
+    port: int = field(default_factory=free_port)
+    received: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
+    protocol: str = "iso10161"
+    server: asyncio.Server | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self.server:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        splitter = ill_codec.Splitter()
+        while data := await reader.read(65536):
+            for apdu in splitter.feed(data):
+                name, value = ill_codec.decode(apdu)
+                self.received.put_nowait(ill_mapping.to_canonical(name, value, sender="rshub"))
+                status = {
+                    "user-status-report": {
+                        "date-of-last-transition": "20260101",
+                        "most-recent-service": "mESSAGE",
+                        "date-of-most-recent-service": "20260101",
+                        "initiator-of-most-recent-service": {},
+                    },
+                    "provider-status-report": "iN-PROCESS",
+                }
+                writer.write(ill_transport.report(value, status=status))
+                await writer.drain()
+        writer.close()
+
+    async def next(self, timeout: float = 60.0) -> Message:
+        return await asyncio.wait_for(self.received.get(), timeout)
+
+    def encode(self, message: Message, to_agency: str = "RSHUB") -> bytes:
+        return ill_codec.encode(*ill_mapping.from_canonical(message, self.agency_id, to_agency))
+
+    async def send(
+        self, message: Message, to_agency: str = "RSHUB", secret: str | None = None
+    ) -> tuple[int, Answer]:
+        return await self.post(self.encode(message, to_agency))
+
+    async def post(
+        self, body: bytes, secret: str | None = None, symbol: str | None = None
+    ) -> tuple[int, Answer]:
+        reader, writer = await asyncio.open_connection(*self.hub_tcp)
+        try:
+            writer.write(body)
+            await writer.drain()
+            splitter = ill_codec.Splitter()
+            while not (answers := splitter.feed(await reader.read(65536))):
+                pass
+        finally:
+            writer.close()
+        _name, value = ill_codec.decode(answers[0])
+        error = value.get("error-report")
+        return 200, Answer(error is None, [] if error is None else [str(error)])
+
+
+def directory_yaml(libraries: list[Library | TcpLibrary], rota: list[str]) -> str:
     lines = ["consortium: Test Consortium", "partners:"]
     for lib in libraries:
         lines += [

@@ -17,7 +17,7 @@ import structlog
 
 from hub.directory import Directory
 from hub.model import Message, NotApplicable
-from hub.outbound import HttpDelivery, Outbound
+from hub.outbound import Outbound
 from hub.records import AuditRecord, DeadLetter, Delivery, DeliveryOutcome, DeliveryResult
 from hub.settings import Settings
 from hub.transactions import Output, Transaction, apply, apply_delivery
@@ -114,7 +114,7 @@ def _outbound_agent(
 ) -> None:
     """The agent delivering ill.outbound.<protocol>. A command already delivered (re-read
     after a restart) is skipped; the result of every delivery goes to ill.delivery."""
-    delivery = HttpDelivery(settings, outbound)
+    delivery = outbound.delivery(settings)
 
     async def deliver(command: Delivery) -> None:
         done = delivered[command.transaction_id]

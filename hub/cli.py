@@ -65,7 +65,13 @@ def serve(settings: Settings) -> int:
     try:
         app = create_app(settings, directory, bootstrap, registry.outbounds())
         app.web_server(
-            Gateway(settings, directory, KafkaIO(bootstrap), registry.endpoints(settings))
+            Gateway(
+                settings,
+                directory,
+                KafkaIO(bootstrap),
+                registry.endpoints(settings),
+                registry.fronts(settings),
+            )
         )
         log.info(
             "hub.starting",
@@ -88,12 +94,18 @@ def decode(protocol: str, path: Path, settings: Settings) -> int:
     from connectors import registry
     from hub.gateway import Refusal
 
-    endpoint = {e.protocol: e for e in registry.endpoints(settings)}[protocol]
+    endpoint = registry.decoders(settings)[protocol]
     try:
         body = path.read_bytes()
     except OSError as error:
         print(f"rshub: cannot read {path}: {error.strerror}", file=sys.stderr)
         return 2
+    if (
+        protocol == "iso10161"
+        and body.strip()
+        and all(chr(b) in "0123456789abcdefABCDEF \n\r\t" for b in body)
+    ):
+        body = bytes.fromhex(body.decode())  # BER given as hex
     try:
         decoded = endpoint.decode(body, sender="", limit=settings.max_body_bytes)
     except Refusal as refusal:
@@ -153,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--port", type=int, help="HTTP port of the endpoints (RSHUB_HTTP_PORT)")
     sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
-    p_decode.add_argument("protocol", choices=["ncip", "iso18626"])
+    p_decode.add_argument("protocol", choices=["ncip", "iso18626", "iso10161"])
     p_decode.add_argument("file", type=Path)
     p_tail = sub.add_parser("tail", help="follow ill.events")
     p_tail.add_argument("--from-beginning", action="store_true")

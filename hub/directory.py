@@ -66,6 +66,9 @@ class Partner(BaseModel):
     protocol: str
     endpoint: str | None = Field(None, description="where rshub delivers to this partner")
     agency_ids: list[str] = Field(default_factory=list)
+    addresses: list[str] = Field(
+        default_factory=list, description="source addresses a TCP partner may connect from"
+    )
     system_id: str = Field("RSHUB", description="FromSystemId rshub uses towards this partner")
     inbound_auth: Credential | None = None
     outbound_auth: Credential | None = None
@@ -93,7 +96,7 @@ class Directory(BaseModel):
     partners: list[Partner]
     rotas: list[Rota] = Field(default_factory=list)
     default_rota: str | None = None
-    supported_protocols: frozenset[str] = frozenset({"ncip", "iso18626"})
+    supported_protocols: frozenset[str] = frozenset({"ncip", "iso18626", "iso10161"})
 
     @model_validator(mode="after")
     def _consistent(self) -> Directory:

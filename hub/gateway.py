@@ -14,7 +14,7 @@ import hmac
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -81,8 +81,11 @@ class Endpoint(ABC):
         """The answer to a message the hub accepted."""
 
     @abstractmethod
-    def fault(self, fault: Fault, detail: str, decoded: Decoded | None = None) -> Reply:
-        """The protocol's error reply for a failure the gateway found."""
+    def fault(
+        self, fault: Fault, detail: str, decoded: Decoded | None = None, state: str | None = None
+    ) -> Reply:
+        """The protocol's error reply for a failure the gateway found (`state`: the
+        transaction's state, for a refused step)."""
 
 
 def authenticated(credential: Credential | None, header: str | None) -> bool:
@@ -108,6 +111,14 @@ def authorization(credential: Credential | None) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+class Front(Protocol):
+    """A non-HTTP way in (the ISO 10161 TCP server): it hands messages to `Gateway.take`."""
+
+    async def start(self, gateway: Gateway) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Gateway(Service):
     """The inbound endpoints of every partner in the directory, for every protocol given."""
 
@@ -117,11 +128,13 @@ class Gateway(Service):
         directory: Directory,
         io: KafkaIO,
         endpoints: list[Endpoint],
+        fronts: list[Front] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings, self.directory, self.io = settings, directory, io
         self.endpoints = {endpoint.protocol: endpoint for endpoint in endpoints}
+        self.fronts = fronts or []
         self.runner: web.AppRunner | None = None
 
     def application(self) -> web.Application:
@@ -143,8 +156,12 @@ class Gateway(Service):
             port=self.settings.http_port,
             protocols=sorted(self.endpoints),
         )
+        for front in self.fronts:
+            await front.start(self)
 
     async def on_stop(self) -> None:
+        for front in self.fronts:
+            await front.stop()
         if self.runner:
             await self.runner.cleanup()
         await self.io.stop()
@@ -159,16 +176,19 @@ class Gateway(Service):
         try:
             return (await self._receive(endpoint, symbol, request)).response()
         except Refusal as refusal:
-            await self.io.deadletter(
-                DeadLetter(
-                    stage=refusal.stage,
-                    error=refusal.reason,
-                    partner=symbol,
-                    protocol=protocol,
-                    audit_ref=refusal.audit_ref,
-                )
-            )
+            await self.dead(refusal, symbol, protocol)
             return refusal.reply.response()
+
+    async def dead(self, refusal: Refusal, partner: str | None, protocol: str) -> None:
+        await self.io.deadletter(
+            DeadLetter(
+                stage=refusal.stage,
+                error=refusal.reason,
+                partner=partner,
+                protocol=protocol,
+                audit_ref=refusal.audit_ref,
+            )
+        )
 
     async def _receive(self, endpoint: Endpoint, symbol: str, request: web.Request) -> Reply:
         limit = self.settings.max_body_bytes
@@ -184,7 +204,15 @@ class Gateway(Service):
         if not authenticated(partner.inbound_auth, request.headers.get("Authorization")):
             detail = f"credentials for {symbol} not accepted"
             raise Refusal(detail, endpoint.fault(Fault.UNAUTHENTICATED, detail), "authenticate")
-        audit_ref = await self.io.audit("in", endpoint.protocol, symbol, body, request.content_type)
+        return await self.take(endpoint, symbol, body, request.content_type)
+
+    async def take(
+        self, endpoint: Endpoint, symbol: str, body: bytes, content_type: str | None = None
+    ) -> Reply:
+        """From an authenticated partner: audit, decode, address, write to Kafka, answer.
+        Raises Refusal; the caller dead-letters it and sends its reply."""
+        limit = self.settings.max_body_bytes
+        audit_ref = await self.io.audit("in", endpoint.protocol, symbol, body, content_type)
         try:
             decoded = endpoint.decode(body, symbol, limit)
         except Refusal as refusal:
@@ -200,7 +228,7 @@ class Gateway(Service):
         verdict = await self._publish(message)
         if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
             # The state machine has already written the dead letter for its refusal.
-            return endpoint.fault(Fault.STATE, verdict.error or "", decoded)
+            return endpoint.fault(Fault.STATE, verdict.error or "", decoded, verdict.state)
         return endpoint.accept(decoded)
 
     async def _publish(self, message: Message) -> Verdict | None:

@@ -39,6 +39,10 @@ class Outbound(ABC):
     def judge(self, status: int, body: bytes, limit: int) -> Attempted:
         """Did the partner accept it? Read its answer in the protocol's terms."""
 
+    def delivery(self, settings: Settings) -> HttpDelivery:
+        """How messages reach partners of this protocol (HTTP POST unless overridden)."""
+        return HttpDelivery(settings, self)
+
 
 class HttpDelivery:
     def __init__(self, settings: Settings, outbound: Outbound) -> None:

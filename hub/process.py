@@ -28,6 +28,7 @@ class HubProcess:
         topics_file: Path | None = None,
     ) -> None:
         self.port = free_port()
+        self.iso10161_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -40,6 +41,7 @@ class HubProcess:
             "RSHUB_DIRECTORY": str(directory),
             "RSHUB_TOPICS_FILE": str(topics_file or ROOT / "topics.yaml"),
             "RSHUB_HTTP_PORT": str(self.port),
+            "RSHUB_ISO10161_PORT": str(self.iso10161_port),
             "RSHUB_DATA_DIR": str(data_dir),
         }
         self.log = data_dir / "hub.log"

@@ -20,6 +20,7 @@ class Settings(BaseModel):
     data_dir: Path = Field(Path(".rshub-data"), description="faust worker scratch folder")
     http_host: str = Field("127.0.0.1", description="address of the inbound HTTP endpoints")
     http_port: int = Field(8000, description="port of the inbound HTTP endpoints")
+    iso10161_port: int = Field(1611, description="TCP port of the ISO 10161 endpoint (IANA ill)")
     max_body_bytes: int = Field(1_048_576, description="largest accepted inbound message")
     reply_timeout_s: float = Field(
         10.0, description="how long an endpoint waits for the state machine's verdict"

@@ -326,6 +326,11 @@ def apply(txn: Transaction | None, message: Message, directory: Directory) -> Re
     except IllegalTransition as error:
         return _refuse(txn if before is not State.NEW else None, message, error)
 
+    if message.event in (Event.LOANED, Event.COPY_COMPLETED) and not message.item_id:
+        # Some protocols (ISO 10161 Shipped) name no item; others (NCIP) need one for every
+        # later step. The lender's request id is unique and finds the transaction.
+        assert txn.attempt is not None
+        message = message.model_copy(update={"item_id": txn.attempt.request_id})
     run = _Run(txn, directory, ref)
     if rule.effect is Effect.START:
         txn.request = message

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.simulator import Library, directory_yaml
+from connectors.simulator import Library, TcpLibrary, directory_yaml
 from hub import topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
 from hub.process import HubProcess
@@ -61,6 +61,8 @@ async def hub(
     running = HubProcess(bootstrap, directory, tmp_path, env)
     for lib in libraries.values():
         lib.hub_url = running.url
+        if isinstance(lib, TcpLibrary):
+            lib.hub_tcp = ("127.0.0.1", running.iso10161_port)
     await running.start()
     yield running
     running.stop()

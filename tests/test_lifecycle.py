@@ -210,3 +210,11 @@ def test_notification_changes_nothing_even_while_a_cancel_is_pending() -> None:
     assert deliveries(result) == [("B", "LenderNotification", "REQ-1")]
     txn = step(result.transaction, msg(Event.CANCEL_REPLY, "L1", lid(1), answer=False))
     assert txn.state is State.WILL_SUPPLY
+
+
+def test_a_shipment_without_item_id_gets_the_lender_request_id() -> None:
+    result = apply(requested(), msg(Event.LOANED, "L1", lid(1)), DIRECTORY)
+    assert result.transaction and result.transaction.item_id == lid(1)
+    sent = [o.value["message"] for o in result.outputs if o.topic.startswith("ill.outbound.")]
+    assert sent[0]["item_id"] == lid(1)
+    assert any(o.topic == "ill.items" and o.key == f"B|{lid(1)}" for o in result.outputs)

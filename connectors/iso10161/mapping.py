@@ -246,7 +246,7 @@ def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:
     )
     fields["bibliographic"] = Bibliographic(**{k: v for k, v in bib.items() if v})
     services = value.get("iLL-service-type") or []
-    loan = not services or "loan" in services
+    loan = "copy-non-returnable" not in services or "loan" in services
     fields["service_type"] = ServiceType.LOAN if loan else ServiceType.COPY
     fields["request_format"] = RequestFormat.PHYSICAL if loan else RequestFormat.NON_RETURNABLE
     client = value.get("client-id") or {}

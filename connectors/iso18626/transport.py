@@ -56,7 +56,9 @@ class Iso18626Endpoint(Endpoint):
     def accept(self, decoded: Decoded) -> Reply:
         return Reply(200, writer.confirm(decoded.context))
 
-    def fault(self, fault: Fault, detail: str, decoded: Decoded | None = None) -> Reply:
+    def fault(
+        self, fault: Fault, detail: str, decoded: Decoded | None = None, state: str | None = None
+    ) -> Reply:
         parsed = decoded.context if decoded else None
         if fault is Fault.STATE:
             kind = parsed.kind if parsed else "request"

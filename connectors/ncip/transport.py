@@ -61,7 +61,9 @@ class NcipEndpoint(Endpoint):
     def accept(self, decoded: Decoded) -> Reply:
         return Reply(200, writer.encode_response(decoded.context))
 
-    def fault(self, fault: Fault, detail: str, decoded: Decoded | None = None) -> Reply:
+    def fault(
+        self, fault: Fault, detail: str, decoded: Decoded | None = None, state: str | None = None
+    ) -> Reply:
         kind, scheme, status = FAULTS[fault]
         element = "RequestId" if fault is Fault.UNKNOWN_REQUEST else None
         problem = codec.Problem(
