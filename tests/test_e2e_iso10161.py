@@ -113,13 +113,13 @@ async def test_unfilled_on_iso10161_lender_moves_to_next_and_state_errors_are_re
     await say(aleph, Event.LOANED, second.request_id, due_date=DUE)
     await hears(south, Event.LOANED, "S-9")
     # VDX's late answer: refused with state-transition-prohibited, on the same connection.
-    status, answer = await vdx.send(Message(event=Event.LOANED, request_id=first.request_id))
+    _status, answer = await vdx.send(Message(event=Event.LOANED, request_id=first.request_id))
     assert not answer.ok and "state-transition-prohibited" in answer.errors[0]
 
 
 async def test_unknown_system_and_garbage_get_error_reports(hub, libraries, bootstrap) -> None:
     stranger = TcpLibrary("NOBODY", "NOBODY-LIB", hub_tcp=libraries["VDX"].hub_tcp)
-    status, answer = await stranger.send(
+    _status, answer = await stranger.send(
         Message(event=Event.REQUEST, request_id="X-1", bibliographic=BOOK)
     )
     assert not answer.ok and "security-problem" in answer.errors[0]
