@@ -48,9 +48,11 @@ def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
     }
 
 
-async def raw_pipe(bootstrap: str, size: int, count: int) -> dict[str, float]:
-    """aiokafka through the same broker: throughput pipelined, latency one message at a time."""
-    topic = "bench.pipe"
+async def raw_pipe(
+    bootstrap: str, size: int, count: int, topic: str = "bench.pipe"
+) -> dict[str, float]:
+    """aiokafka through the same broker: throughput pipelined, latency one message at a time.
+    The topic must be fresh: the consumer reads it from the beginning."""
     await topics.ensure(bootstrap, [topics.TopicSpec(name=topic, partitions=4, purpose="bench")])
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
