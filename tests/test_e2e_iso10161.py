@@ -21,11 +21,12 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture
 async def libraries() -> AsyncIterator[dict[str, Library | TcpLibrary]]:
-    # Rota order: VDX (ISO 10161), SOUTH (NCIP), ALEPH (ISO 10161).
+    # Rota order: VDX (ISO 10161), SOUTH (NCIP), ALEPH (ISO 10161), WEST (ISO 18626).
     libs: dict[str, Library | TcpLibrary] = {
         "VDX": TcpLibrary("VDX", "VDX-LIB"),
         "SOUTH": Library("SOUTH", "01SOUTH_INST||MAIN", "south-secret"),
         "ALEPH": TcpLibrary("ALEPH", "ALEPH-LIB"),
+        "WEST": Library("WEST", "DK-710100", "west-secret", protocol="iso18626"),
     }
     for lib in libs.values():
         await lib.start()
@@ -136,3 +137,48 @@ async def test_unknown_system_and_garbage_get_error_reports(hub, libraries, boot
         lambda r: r["protocol"] == "iso10161" and r["stage"] == "authenticate",
     )
     assert "System-Id" in letter["error"]
+
+
+async def test_iso18626_borrower_iso10161_lender_full_loan(hub, libraries) -> None:
+    west, vdx = libraries["WEST"], libraries["VDX"]
+    await say(west, Event.REQUEST, "W-1", patron_id="p", bibliographic=BOOK, note="please")
+    asked = await vdx.next()  # ISO 10161 ILL-Request
+    assert asked.bibliographic is not None and asked.bibliographic.title == BOOK.title
+    assert asked.note == "please" and asked.patron_id == "p"
+    lender_id = asked.request_id
+    await say(vdx, Event.WILL_SUPPLY, lender_id)
+    await hears(west, Event.WILL_SUPPLY, "W-1")  # ISO 18626 WillSupply
+    await say(vdx, Event.LOANED, lender_id, due_date=DUE)
+    shipped = await hears(west, Event.LOANED, "W-1")
+    assert shipped.due_date == DUE and shipped.item_id == lender_id
+    await say(west, Event.RECEIVED, "W-1")
+    await hears(vdx, Event.RECEIVED, lender_id)
+    await say(west, Event.SHIPPED_RETURN, "W-1")
+    await hears(vdx, Event.SHIPPED_RETURN, lender_id)
+    await say(vdx, Event.LOAN_COMPLETED, lender_id)
+    await hears(west, Event.LOAN_COMPLETED, "W-1")
+
+
+async def test_iso10161_borrower_unfilled_twice_then_iso18626_lender(hub, libraries) -> None:
+    aleph, vdx, south, west = (libraries[s] for s in ("ALEPH", "VDX", "SOUTH", "WEST"))
+    await say(aleph, Event.REQUEST, "A-1", patron_id="p", bibliographic=BOOK)
+    first = await vdx.next()
+    await say(vdx, Event.UNFILLED, first.request_id, reason=Reason.from_code(1))
+    second = await south.next()
+    await say(south, Event.UNFILLED, second.request_id, reason=Reason.from_code(5))
+    third = await west.next()  # ISO 18626 lender, third in the rota
+    assert third.request_id.endswith(".3")
+    await say(west, Event.LOANED, third.request_id, item_id="W-9", due_date=DUE)
+    told = await aleph.next()
+    # Before that, ISO 10161 Messages: "asking the next lender" (a Message is read by whose
+    # request id it carries, so on the borrower's side it looks like its own note).
+    notes = []
+    while told.event in (Event.LENDER_NOTE, Event.BORROWER_NOTE):
+        notes.append(told.note or "")
+        told = await aleph.next()
+    assert len(notes) == 2 and "InUseOnLoan" in notes[0]
+    assert (told.event, told.request_id, told.due_date) == (Event.LOANED, "A-1", DUE)
+    # Too late to cancel a loan: refused with state-transition-prohibited (current state sHIPPED).
+    _status, answer = await aleph.send(Message(event=Event.CANCEL, request_id="A-1"))
+    assert not answer.ok and "state-transition-prohibited" in answer.errors[0]
+    assert "sHIPPED" in answer.errors[0]
