@@ -94,3 +94,47 @@ def test_borrowers_own_transaction_id_goes_back_unchanged() -> None:
 def test_apdus_not_relayed_say_so() -> None:
     with pytest.raises(NotApplicable):
         mapping.event_of("Status-Query", {})
+
+
+def test_extensions_are_decoded_and_credentials_never_kept() -> None:
+    """yaz-illclient -o -u USER -p PASSWORD: a Z39.50 prompt (credentials) and OCLC's 13.2."""
+    data = (Path(__file__).parent / "data" / "yaz-illclient-request-oclc.ber").read_bytes()
+    message = mapping.to_canonical(*codec.decode(data), sender="OCLC")
+    extensions = message.extensions["iso10161"]["extensions"]
+    assert [e["oid"] for e in extensions] == ["1.2.840.10003.8.1", "1.0.10161.13.2"]
+    assert extensions[0]["redacted"].startswith("Z39.50 prompt")
+    assert extensions[1]["type"] == "OCLCILLRequestExtension" and extensions[1]["value"] == {}
+    assert (
+        "secretpw" not in message.model_dump_json()
+        and "736563726574" not in message.model_dump_json()
+    )
+
+
+def test_delivery_info_extension_13_3_is_decoded() -> None:
+    spec = codec.compiled()
+    info = {
+        "sender-info": [
+            {
+                "encoding": ["bER"],
+                "transport": {
+                    "telecom-service-identifier": ("generalstring", "tcp"),
+                    "telecom-service-address": ("generalstring", "ill.example.org:1611"),
+                },
+            }
+        ],
+        "recipient-info": [],
+    }
+    inner = spec.encode("APDU-Delivery-Info", info)
+    external = spec.encode(
+        "External-X208",
+        {"direct-reference": "1.0.10161.13.3", "encoding": ("single-ASN1-type", inner)},
+    )
+    name, value = mapping.from_canonical(Message(event=Event.REQUEST, **FIELDS), "A", "B")
+    value["iLL-request-extensions"] = [{"identifier": 1, "critical": False, "item": external}]
+    message = mapping.to_canonical(*codec.decode(codec.encode(name, value)))
+    [entry] = message.extensions["iso10161"]["extensions"]
+    assert entry["type"] == "APDU-Delivery-Info"
+    assert entry["value"]["sender-info"][0]["transport"]["telecom-service-address"] == [
+        "generalstring",
+        "ill.example.org:1611",
+    ]

@@ -107,6 +107,48 @@ DATES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
 }
 NOTES = ("requester-note", "responder-note", "note")
 
+# Extensions (EXTERNAL, X.208 form) decoded by their OID into canonical `extensions`.
+EXTENSION_TYPES: dict[str, str] = {
+    "1.0.10161.13.2": "OCLCILLRequestExtension",
+    "1.0.10161.13.3": "APDU-Delivery-Info",
+}
+# Extensions that carry credentials: recorded by OID only, never stored or put on Kafka.
+CREDENTIAL_OIDS: dict[str, str] = {"1.2.840.10003.8.1": "Z39.50 prompt (user id and password)"}
+
+
+def decode_extensions(value: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every extension of an APDU (its `*-extensions` field), decoded where the OID is known."""
+    out: list[dict[str, Any]] = []
+    for field, items in value.items():
+        if not field.endswith("-extensions") or not isinstance(items, list):
+            continue
+        for item in items:
+            entry: dict[str, Any] = {
+                "field": field,
+                "identifier": item.get("identifier"),
+                "critical": bool(item.get("critical", False)),
+            }
+            try:
+                external = compiled().decode("External-X208", bytes(item["item"]))
+            except Exception:  # an extension we cannot read is kept, not fatal
+                entry["raw"] = bytes(item["item"]).hex()
+                out.append(entry)
+                continue
+            oid = external.get("direct-reference")
+            kind, data = external["encoding"]
+            entry["oid"] = oid
+            if oid in CREDENTIAL_OIDS:
+                entry["redacted"] = CREDENTIAL_OIDS[oid]
+            elif oid in EXTENSION_TYPES and kind == "single-ASN1-type":
+                entry["type"] = EXTENSION_TYPES[oid]
+                entry["value"] = _jsonable(compiled().decode(EXTENSION_TYPES[oid], bytes(data)))
+            else:
+                entry["raw"] = (
+                    bytes(data).hex() if isinstance(data, (bytes, bytearray)) else str(data)
+                )
+            out.append(entry)
+    return out
+
 
 def _text(value: Any) -> str | None:
     """The text of an ILL-String (a CHOICE of GeneralString and EDIFACTString)."""
@@ -153,8 +195,8 @@ def system_symbol(system_id: dict[str, Any] | None) -> str | None:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -234,7 +276,10 @@ def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
         )
     if name == "ILL-Request":
         _request_fields(value, fields)
-    fields["extensions"] = {"iso10161": {"apdu": name, **_jsonable(value)}}
+    plain = {k: v for k, v in value.items() if not k.endswith("-extensions")}
+    fields["extensions"] = {
+        "iso10161": {"apdu": name, **_jsonable(plain), "extensions": decode_extensions(value)}
+    }
     return Message.model_validate(fields)
 
 
