@@ -77,8 +77,9 @@ class Endpoint(ABC):
         """The canonical message, or raise Refusal with the protocol's error reply."""
 
     @abstractmethod
-    def accept(self, decoded: Decoded) -> Reply:
-        """The answer to a message the hub accepted."""
+    def accept(self, decoded: Decoded, state: str | None = None) -> Reply:
+        """The answer to a message the hub accepted (`state`: the transaction's state after
+        it, when the verdict came in time)."""
 
     @abstractmethod
     def fault(
@@ -229,7 +230,7 @@ class Gateway(Service):
         if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
             # The state machine has already written the dead letter for its refusal.
             return endpoint.fault(Fault.STATE, verdict.error or "", decoded, verdict.state)
-        return endpoint.accept(decoded)
+        return endpoint.accept(decoded, verdict.state if verdict else None)
 
     async def _publish(self, message: Message) -> Verdict | None:
         """Write to ill.inbound (acknowledged), then wait a while for the verdict."""

@@ -211,6 +211,7 @@ class Message(BaseModel):
     note: str | None = None
     cost: Money | None = None
     max_cost: Money | None = None
+    relay: bool = Field(True, description="False: recorded and answered, not passed on")
     audit_ref: str | None = Field(None, description="id of the raw message on ill.audit")
     extensions: dict[str, Any] = Field(default_factory=dict)
 

@@ -240,6 +240,8 @@ class _Run:
         """Pass a step to the other party, under the request id that party knows, with what
         the transaction knows and the sender's protocol did not say (item id, patron)."""
         txn = self.txn
+        if not message.relay:
+            return  # a question for the hub itself (ISO 10161 Status-Query)
         known = {
             "item_id": message.item_id or txn.item_id,
             "patron_id": message.patron_id or (txn.request.patron_id if txn.request else None),

@@ -148,6 +148,28 @@ async def test_iso18626_borrower_iso10161_lender_full_loan(hub, libraries) -> No
     lender_id = asked.request_id
     await say(vdx, Event.WILL_SUPPLY, lender_id)
     await hears(west, Event.WILL_SUPPLY, "W-1")  # ISO 18626 WillSupply
+    # The lender asks for the status: answered from the transaction, not passed on to WEST.
+    query = codec.encode(
+        "Status-Query",
+        {
+            "protocol-version-num": 2,
+            "transaction-id": {
+                "transaction-group-qualifier": ("generalstring", ""),
+                "transaction-qualifier": ("generalstring", lender_id),
+            },
+            "service-date-time": {"date-time-of-this-service": {"date": "20261122"}},
+            "responder-id": {
+                "person-or-institution-symbol": ("institution-symbol", ("generalstring", "VDX-LIB"))
+            },
+        },
+    )
+    reader, writer = await asyncio.open_connection(*vdx.hub_tcp)
+    writer.write(query)
+    await writer.drain()
+    name, value = codec.decode(await asyncio.wait_for(reader.read(65536), 30))
+    writer.close()
+    assert name == "Status-Or-Error-Report"
+    assert value["status-report"]["provider-status-report"] == "iN-PROCESS"
     await say(vdx, Event.LOANED, lender_id, due_date=DUE)
     shipped = await hears(west, Event.LOANED, "W-1")
     assert shipped.due_date == DUE and shipped.item_id == lender_id

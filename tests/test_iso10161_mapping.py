@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from connectors.iso10161 import codec, mapping
-from hub.model import Bibliographic, Event, Message, NotApplicable, Reason, ServiceType
+from hub.model import Bibliographic, Event, Message, Reason, ServiceType
+from tests.asn1_values import value_for
 
 DAY = datetime(2026, 12, 1, tzinfo=UTC)
 FIELDS = dict(
@@ -91,9 +92,17 @@ def test_borrowers_own_transaction_id_goes_back_unchanged() -> None:
     )
 
 
-def test_apdus_not_relayed_say_so() -> None:
-    with pytest.raises(NotApplicable):
-        mapping.event_of("Status-Query", {})
+@pytest.mark.parametrize("name", sorted(mapping.NOTE_APDUS))
+def test_every_other_apdu_is_relayed_as_a_note_or_answered(name: str) -> None:
+    value = value_for(codec.compiled().types[name].type, False)
+    value["transaction-id"]["transaction-qualifier"] = ("generalstring", FIELDS["request_id"])
+    message = mapping.to_canonical(name, value)
+    assert message.event in (Event.LENDER_NOTE, Event.BORROWER_NOTE)
+    assert message.relay is (name != "Status-Query")  # a status query is answered, not passed on
+    if name != "Message":
+        assert (message.note or "").startswith(name)
+    if mapping.NOTE_APDUS[name] is None:  # either side: a hub lender id means the lender
+        assert message.event is Event.LENDER_NOTE
 
 
 def test_extensions_are_decoded_and_credentials_never_kept() -> None:

@@ -218,3 +218,12 @@ def test_a_shipment_without_item_id_gets_the_lender_request_id() -> None:
     sent = [o.value["message"] for o in result.outputs if o.topic.startswith("ill.outbound.")]
     assert sent[0]["item_id"] == lid(1)
     assert any(o.topic == "ill.items" and o.key == f"B|{lid(1)}" for o in result.outputs)
+
+
+def test_a_status_query_is_recorded_but_not_passed_on() -> None:
+    txn = step(requested(), msg(Event.WILL_SUPPLY, "L1", lid(1)))
+    result = apply(
+        txn, msg(Event.LENDER_NOTE, "L1", lid(1), note="Status-Query", relay=False), DIRECTORY
+    )
+    assert result.verdict and result.verdict.outcome is VerdictOutcome.APPLIED
+    assert result.verdict.state == State.WILL_SUPPLY and deliveries(result) == []

@@ -50,17 +50,17 @@ ANSWER_EVENTS: dict[str, Event] = {
     "hold-placed": Event.LENDER_NOTE,
     "estimate": Event.LENDER_NOTE,
 }
-# APDUs rshub does not relay yet; they are answered with unable-to-perform.
-NOT_RELAYED = frozenset(
-    {
-        "Forward-Notification",
-        "Conditional-Reply",
-        "Status-Query",
-        "Status-Or-Error-Report",
-        "Lost",
-        "Damaged",
-    }
-)
+# APDUs that carry information for the other party and change no state, by who sends them
+# (None: either side, told apart by whose request id the APDU carries).
+NOTE_APDUS: dict[str, Event | None] = {
+    "Message": None,
+    "Lost": None,
+    "Damaged": None,
+    "Status-Or-Error-Report": None,
+    "Status-Query": None,  # answered by rshub with the current state, not passed on
+    "Forward-Notification": Event.LENDER_NOTE,
+    "Conditional-Reply": Event.BORROWER_NOTE,
+}
 
 # event -> APDU rshub writes. WILL_SUPPLY and UNFILLED are ILL-Answers; notes are Messages.
 EVENT_APDUS: dict[Event, str] = {
@@ -223,10 +223,13 @@ def event_of(name: str, value: dict[str, Any]) -> Event:
         if results not in ANSWER_EVENTS:
             raise Iso10161Error(f"ILL-Answer with transaction-results {results!r}")
         return ANSWER_EVENTS[results]
-    if name == "Message":
+    if name in NOTE_APDUS:
+        fixed = NOTE_APDUS[name]
+        if fixed is not None:
+            return fixed
         qualifier = _text(value["transaction-id"].get("transaction-qualifier")) or ""
         return Event.LENDER_NOTE if parse_lender_request_id(qualifier) else Event.BORROWER_NOTE
-    raise NotApplicable(f"rshub does not relay {name}")
+    raise NotApplicable(f"{name} is not an ILL APDU rshub knows")
 
 
 def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
@@ -261,6 +264,10 @@ def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
     if "answer" in value:
         fields["answer"] = bool(value["answer"])
     fields["note"] = next((_text(value[n]) for n in NOTES if value.get(n)), None)
+    if name in NOTE_APDUS and name != "Message":
+        # Say what the APDU was: the other party may speak a protocol without it.
+        fields["note"] = f"{name}: {fields['note']}" if fields["note"] else name
+        fields["relay"] = name != "Status-Query"
     if name == "ILL-Answer" and event is Event.UNFILLED:
         explanation = value.get("results-explanation")
         reason = (

@@ -162,7 +162,7 @@ class Iso10161Endpoint(Endpoint):
             )
             raise Refusal(str(exc), Reply(200, reply, BER)) from None
 
-    def accept(self, decoded: Decoded) -> Reply:
+    def accept(self, decoded: Decoded, state: str | None = None) -> Reply:
         name, value = decoded.context
         today = mapping.iso_date(datetime.now(UTC))
         status = {
@@ -172,7 +172,8 @@ class Iso10161Endpoint(Endpoint):
                 "date-of-most-recent-service": today,
                 "initiator-of-most-recent-service": {},
             },
-            "provider-status-report": STATE_AFTER.get(decoded.message.event, "uNKNOWN"),
+            "provider-status-report": CURRENT_STATE.get(state or "")
+            or STATE_AFTER.get(decoded.message.event, "uNKNOWN"),
         }
         return Reply(200, report(value, status=status), BER)
 

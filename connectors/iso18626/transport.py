@@ -53,7 +53,7 @@ class Iso18626Endpoint(Endpoint):
                 message.extensions["iso18626"]["schema_errors"] = errors[:5]
         return Decoded(message, parsed)
 
-    def accept(self, decoded: Decoded) -> Reply:
+    def accept(self, decoded: Decoded, state: str | None = None) -> Reply:
         return Reply(200, writer.confirm(decoded.context))
 
     def fault(

@@ -58,7 +58,7 @@ class NcipEndpoint(Endpoint):
                 message.extensions["ncip"]["schema_errors"] = errors[:5]
         return Decoded(message, parsed)
 
-    def accept(self, decoded: Decoded) -> Reply:
+    def accept(self, decoded: Decoded, state: str | None = None) -> Reply:
         return Reply(200, writer.encode_response(decoded.context))
 
     def fault(
