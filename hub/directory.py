@@ -70,6 +70,11 @@ class Partner(BaseModel):
         default_factory=list, description="source addresses a TCP partner may connect from"
     )
     system_id: str = Field("RSHUB", description="FromSystemId rshub uses towards this partner")
+    iso18626_version: str = Field(
+        "1.2",
+        pattern=r"^(1\.2|2021-2)$",
+        description="ISO 18626 version rshub writes to this partner",
+    )
     inbound_auth: Credential | None = None
     outbound_auth: Credential | None = None
     services: list[str] = Field(default_factory=lambda: ["loan", "copy"])

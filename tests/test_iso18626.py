@@ -176,3 +176,31 @@ def test_hardened_like_ncip() -> None:
     with pytest.raises(codec.Iso18626Error) as caught:
         codec.parse(b"<ISO18626Message/>" + b" " * 100, limit=50)
     assert caught.value.http_status == 413
+
+
+@pytest.mark.parametrize("event", WRITTEN)
+def test_2021_2_output_validates_and_round_trips(event: Event) -> None:
+    answer = True if event in (Event.CANCEL_REPLY, Event.RENEW_ANSWER) else None
+    body = writer.encode(
+        Message(event=event, answer=answer, **FIELDS),
+        from_agency="DK-1",
+        to_agency="DK-2",
+        version="2021-2",
+    )
+    parsed = codec.parse(body)
+    assert parsed.version == "2021-2"
+    assert schema.diagnose(parsed.root, "2021-2") == []
+    assert schema.diagnose(parsed.root, "1.2") != []  # it really is the other form
+    back = codec.to_canonical(parsed)
+    assert back.event is {Event.EXPIRED: Event.UNFILLED}.get(event, event)
+    assert back.request_id == FIELDS["request_id"]
+    confirmation = codec.parse(writer.confirm(parsed))
+    assert confirmation.version == "2021-2"
+    assert schema.diagnose(confirmation.root, "2021-2") == []
+
+
+def test_unknown_version_is_refused() -> None:
+    with pytest.raises(ValueError, match="version"):
+        writer.encode(
+            Message(event=Event.RECEIVED, **FIELDS), from_agency="A", to_agency="B", version="1.0"
+        )

@@ -6,7 +6,11 @@ from hub.model import Event, ServiceType
 
 NS = "http://illtransactions.org/2013/iso18626"
 VERSION = "1.2"
-SCHEMA_LOCATION = f"{NS} https://illtransactions.org/schemas/ISO-18626-v1_2.xsd"
+# What rshub can write: ill:version -> schemaLocation. Partners choose (directory).
+SCHEMA_LOCATIONS: dict[str, str] = {
+    "1.2": f"{NS} https://illtransactions.org/schemas/ISO-18626-v1_2.xsd",
+    "2021-2": f"{NS} https://illtransactions.org/schemas/ISO-18626-2021-2.xsd",
+}
 
 # supplyingAgencyMessage: (reasonForMessage, status) -> event, most specific first; None is any.
 SUPPLIER: list[tuple[str | None, str | None, Event]] = [

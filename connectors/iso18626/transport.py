@@ -73,7 +73,12 @@ class Iso18626Outbound(Outbound):
     protocol = "iso18626"
 
     def render(self, message: Message, sender_agency: str, recipient: Partner) -> bytes:
-        return writer.encode(message, from_agency=sender_agency, to_agency=recipient.agency_id)
+        return writer.encode(
+            message,
+            from_agency=sender_agency,
+            to_agency=recipient.agency_id,
+            version=recipient.iso18626_version,
+        )
 
     def judge(self, status: int, body: bytes, limit: int) -> Attempted:
         try:

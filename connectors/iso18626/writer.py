@@ -47,28 +47,33 @@ def _costs(name: str, money: Money | None) -> etree._Element | None:
     return el(name, el("currencyCode", money.currency or "USD"), el("monetaryValue", money.amount))
 
 
-def _document(body: etree._Element) -> bytes:
+def _document(body: etree._Element, version: str = t.VERSION) -> bytes:
     root = el("ISO18626Message", body)
-    root.set(f"{{{t.NS}}}version", t.VERSION)
-    root.set(f"{{{XSI}}}schemaLocation", t.SCHEMA_LOCATION)
+    root.set(f"{{{t.NS}}}version", version)
+    root.set(f"{{{XSI}}}schemaLocation", t.SCHEMA_LOCATIONS[version])
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
 def _header(
-    message: Message, supplier: str, requester: str, supplier_request_id: str | None
+    message: Message,
+    supplier: str,
+    requester: str,
+    supplier_request_id: str | None,
+    version: str = t.VERSION,
 ) -> etree._Element:
+    # 2021 headers are per message and drop the (v1.2 required, empty) multipleItemRequestId.
     return el(
         "header",
         _agency("supplyingAgencyId", supplier),
         _agency("requestingAgencyId", requester),
-        el("multipleItemRequestId"),
+        el("multipleItemRequestId") if version == "1.2" else None,
         el("timestamp", stamp(message.timestamp)),
         el("requestingAgencyRequestId", message.request_id),
         opt("supplyingAgencyRequestId", supplier_request_id),
     )
 
 
-def _request(message: Message, header: etree._Element) -> etree._Element:
+def _request(message: Message, header: etree._Element, version: str = t.VERSION) -> etree._Element:
     bib = message.bibliographic
     info = el("bibliographicInfo")
     if bib is not None:
@@ -85,13 +90,13 @@ def _request(message: Message, header: etree._Element) -> etree._Element:
                 info.append(el(name, value))
         for code, value in (("ISBN", bib.isbn), ("ISSN", bib.issn)):
             if value:
-                info.append(
-                    el(
-                        "bibliographicItemId",
-                        el("bibliographicItemIdentifier", value),
-                        el("bibliographicItemIdentifierCode", code),
-                    )
-                )
+                parts = [
+                    el("bibliographicItemIdentifier", value),
+                    el("bibliographicItemIdentifierCode", code),
+                ]
+                if version != "1.2":
+                    parts.reverse()  # 2021 puts the code first
+                info.append(el("bibliographicItemId", *parts))
         if bib.oclc_number:
             info.append(
                 el(
@@ -168,23 +173,32 @@ def _supplying(message: Message, header: etree._Element) -> etree._Element:
     return el("supplyingAgencyMessage", header, info, status_info, delivery)
 
 
-def encode(message: Message, *, from_agency: str, to_agency: str) -> bytes:
-    """The ISO 18626 v1.2 message for a canonical message (rshub as requester or supplier)."""
+def encode(
+    message: Message, *, from_agency: str, to_agency: str, version: str = t.VERSION
+) -> bytes:
+    """The ISO 18626 message (v1.2, or 2021-2) for a canonical message (rshub as requester or
+    supplier)."""
+    if version not in t.SCHEMA_LOCATIONS:
+        raise ValueError(
+            f"ISO 18626 version {version!r} is not one of {sorted(t.SCHEMA_LOCATIONS)}"
+        )
     if message.event is Event.REQUEST:
-        return _document(_request(message, _header(message, to_agency, from_agency, None)))
+        header = _header(message, to_agency, from_agency, None, version)
+        return _document(_request(message, header, version), version)
     if message.event in t.ACTION_OUT:
-        header = _header(message, to_agency, from_agency, None)
+        header = _header(message, to_agency, from_agency, None, version)
         return _document(
             el(
                 "requestingAgencyMessage",
                 header,
                 el("action", t.ACTION_OUT[message.event]),
                 opt("note", message.note),
-            )
+            ),
+            version,
         )
     if message.event in t.SUPPLIER_OUT:
-        header = _header(message, from_agency, to_agency, message.transaction_id or None)
-        return _document(_supplying(message, header))
+        header = _header(message, from_agency, to_agency, message.transaction_id or None, version)
+        return _document(_supplying(message, header), version)
     raise NotApplicable(f"ISO 18626 has no message for {message.event.value}")
 
 
@@ -216,7 +230,9 @@ def confirm(
     error = None
     if error_type:
         error = el("errorData", el("errorType", error_type), opt("errorValue", error_value))
-    return _document(el(name, confirmation_header, echoed, error))
+    # Answer in the partner's version.
+    version = "2021-2" if parsed is not None and parsed.version.startswith("2021") else t.VERSION
+    return _document(el(name, confirmation_header, echoed, error), version)
 
 
 def _echo_time(value: str | None) -> str | None:
