@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench.ncip_e2e import raw_pipe
+from bench.e2e import raw_pipe
 from connectors.iso10161 import codec as ill_codec
 from connectors.iso10161 import mapping as ill_mapping
 from connectors.iso18626 import codec as iso_codec

@@ -1,11 +1,14 @@
-"""Benchmark: the end-to-end NCIP path beside the raw broker pipe, measured in the same run.
+"""Benchmark: the end-to-end path beside the raw broker pipe, measured in the same run.
 
-End to end: a borrower POSTs RequestItem to the hub; the hub acknowledges it in Kafka, applies
-it in the transaction agent, routes it and POSTs it to the lender; the time is taken when the
-lender's server has the message. Raw pipe: aiokafka produces and consumes messages of the same
-size through the same broker. Figures are reported as a ratio of the two.
+End to end: a borrower sends a request to the hub in its protocol; the hub acknowledges it in
+Kafka, applies it in the transaction agent, routes it and sends it to the lender in the
+lender's protocol; the time is taken when the lender has the message. Raw pipe: aiokafka
+produces and consumes messages of the same size through the same broker. Figures are reported
+as a ratio of the two.
 
-    python -m bench.ncip_e2e [--messages 400] [--concurrency 16]
+    python -m bench.e2e [--borrower ncip] [--lender ncip] [--messages 400] [--concurrency 16]
+
+Protocols: ncip, iso18626 (HTTP) and iso10161 (TCP).
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from connectors.ncip import writer
-from connectors.simulator import Library, directory_yaml
+from connectors.simulator import Library, TcpLibrary, directory_yaml
 from hub import topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
 from hub.model import Bibliographic, Event, Message, RequestFormat, transaction_id
@@ -143,11 +145,23 @@ async def unloaded_latency(borrower: Library, lender: Library, count: int) -> di
     return summary(latencies, 1.0)
 
 
-async def main(count: int, concurrency: int, warmup: int) -> dict[str, object]:
+def library(protocol: str, symbol: str) -> Library | TcpLibrary:
+    if protocol == "iso10161":
+        return TcpLibrary(symbol, f"{symbol}-LIB")
+    return Library(symbol, f"{symbol}-LIB", f"bench-{symbol.lower()}", protocol=protocol)
+
+
+async def main(
+    count: int,
+    concurrency: int,
+    warmup: int,
+    borrower_protocol: str = "ncip",
+    lender_protocol: str = "ncip",
+) -> dict[str, object]:
     broker = EmbeddedBroker()
     bootstrap = broker.start()
-    borrower = Library("NORTH", "01NORTH_INST||MAIN", "bench-north")
-    lender = Library("SOUTH", "01SOUTH_INST||MAIN", "bench-south")
+    borrower = library(borrower_protocol, "NORTH")
+    lender = library(lender_protocol, "SOUTH")
     hub = None
     try:
         await wait_for_metadata(bootstrap)
@@ -169,21 +183,19 @@ async def main(count: int, concurrency: int, warmup: int) -> dict[str, object]:
         )
         print("starting the hub ...", file=sys.stderr, flush=True)
         await hub.start()
-        borrower.hub_url = lender.hub_url = hub.url
+        for lib in (borrower, lender):
+            lib.hub_url = hub.url
+            if isinstance(lib, TcpLibrary):
+                lib.hub_tcp = ("127.0.0.1", hub.iso10161_port)
         size = len(
-            writer.encode(
-                Message(event=Event.REQUEST, request_id="B-0", patron_id="p", bibliographic=BOOK),
-                from_agency="A",
-                to_agency="B",
+            borrower.encode(
+                Message(event=Event.REQUEST, request_id="B-0", patron_id="p", bibliographic=BOOK)
             )
         )
         if warmup:
             print(f"warm-up ({warmup} requests) ...", file=sys.stderr, flush=True)
-            warm = Library(
-                "NORTH", borrower.agency_id, borrower.secret, hub_url=hub.url, port=borrower.port
-            )
             for i in range(warmup):
-                await warm.send(
+                await borrower.send(
                     Message(
                         event=Event.REQUEST,
                         request_id=f"W-{i}",
@@ -198,10 +210,12 @@ async def main(count: int, concurrency: int, warmup: int) -> dict[str, object]:
         single = await unloaded_latency(borrower, lender, max(10, count // 20))
         e2e.update(p50_ms=single["p50_ms"], p99_ms=single["p99_ms"])
         return {
+            "borrower": borrower_protocol,
+            "lender": lender_protocol,
             "message_bytes": size,
             "concurrency": concurrency,
             "raw_pipe": pipe,
-            "ncip_end_to_end": e2e,
+            "end_to_end": e2e,
             "ratio_throughput_e2e_to_pipe": e2e["per_second"] / pipe["per_second"],
             "ratio_p50_latency_e2e_to_pipe": e2e["p50_ms"] / pipe["p50_ms"],
             "note": "throughput under load (concurrent senders / pipelined producer); "
@@ -220,9 +234,14 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=20)
+    choices = ["ncip", "iso18626", "iso10161"]
+    parser.add_argument("--borrower", choices=choices, default="ncip")
+    parser.add_argument("--lender", choices=choices, default="ncip")
     args = parser.parse_args()
-    result = asyncio.run(main(args.messages, args.concurrency, args.warmup))
+    result = asyncio.run(
+        main(args.messages, args.concurrency, args.warmup, args.borrower, args.lender)
+    )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "ncip_e2e.json").write_text(json.dumps(result, indent=2))
+    (out / f"e2e-{args.borrower}-{args.lender}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
