@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors.iso10161 import codec, mapping
-from hub.model import Bibliographic, Event, Message, Reason, ServiceType
+from hub.model import Bibliographic, Event, Message, Money, Reason, ServiceType
 from tests.asn1_values import value_for
 
 DAY = datetime(2026, 12, 1, tzinfo=UTC)
@@ -25,6 +25,8 @@ FIELDS = dict(
     reason=Reason.from_code(10),
     note="a note",
     timestamp=DAY,
+    cost=Money(amount="12.50", currency="EUR"),
+    max_cost=Money(amount="30.00", currency="EUR"),
 )
 
 
@@ -77,6 +79,8 @@ def test_fields_survive() -> None:
         )
     )
     assert (shipped.due_date, shipped.date_shipped) == (DAY, DAY)
+    assert shipped.cost == Money(amount="12.50", currency="EUR")
+    assert request.max_cost == Money(amount="30.00", currency="EUR")
 
 
 def test_borrowers_own_transaction_id_goes_back_unchanged() -> None:

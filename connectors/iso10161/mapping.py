@@ -17,6 +17,7 @@ from hub.model import (
     Bibliographic,
     Event,
     Message,
+    Money,
     NotApplicable,
     Reason,
     RequestFormat,
@@ -165,6 +166,23 @@ def iso_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d")
 
 
+def _money(amount: dict[str, Any] | None) -> Money | None:
+    """An ISO 10161 Amount (a decimal string, optional ISO 4217 code) as canonical money."""
+    if not amount or not amount.get("monetary-value"):
+        return None
+    return Money(
+        amount=amount["monetary-value"].strip().replace(",", "."),
+        currency=amount.get("currency-code"),
+    )
+
+
+def _amount(money: Money) -> dict[str, Any]:
+    amount: dict[str, Any] = {"monetary-value": money.amount[:10]}
+    if money.currency:
+        amount["currency-code"] = money.currency[:3]
+    return amount
+
+
 def _parse_date(text: str | None, where: str) -> datetime | None:
     if not text:
         return None
@@ -281,8 +299,11 @@ def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
             if reason in numbers
             else Reason(name=value["transaction-results"])
         )
+    if name == "Shipped":
+        fields["cost"] = _money(_dig(value, ("supply-details", "cost")))
     if name == "ILL-Request":
         _request_fields(value, fields)
+        fields["max_cost"] = _money(_dig(value, ("cost-info-type", "maximum-cost")))
     plain = {k: v for k, v in value.items() if not k.endswith("-extensions")}
     fields["extensions"] = {
         "iso10161": {"apdu": name, **_jsonable(plain), "extensions": decode_extensions(value)}
@@ -379,6 +400,8 @@ def from_canonical(
             value["client-id"] = {"client-identifier": _ill_string(message.patron_id)}
         if message.need_before:
             value["search-type"] = {"need-before-date": iso_date(message.need_before)}
+        if message.max_cost:
+            value["cost-info-type"] = {"maximum-cost": _amount(message.max_cost)}
         if note:
             value["requester-note"] = _ill_string(note)
     elif name == "ILL-Answer":
@@ -396,6 +419,8 @@ def from_canonical(
         details: dict[str, Any] = {"date-shipped": iso_date(message.date_shipped or now)}
         if due:
             details["date-due"] = due
+        if message.cost:
+            details["cost"] = _amount(message.cost)
         value["supply-details"] = details
     elif name == "Received":
         value.update(
