@@ -8,6 +8,7 @@ without an internal subset (NCIP 1.0 sends one) is allowed; entity declarations 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from lxml import etree
 
@@ -54,3 +55,24 @@ def parse(body: bytes, limit: int = DEFAULT_LIMIT) -> etree._Element:
 
 def local(element: etree._Element) -> str:
     return etree.QName(element).localname if isinstance(element.tag, str) else ""
+
+
+Child = etree._Element | str | None
+
+
+def element_maker(namespace: str, nsmap: dict[str | None, str]) -> Callable[..., etree._Element]:
+    """A builder of elements in one namespace: el(name, *children). A str child is the text,
+    None is skipped, so optional parts can be written inline."""
+
+    def el(name: str, *children: Child) -> etree._Element:
+        node = etree.Element(f"{{{namespace}}}{name}", nsmap=nsmap)
+        for part in children:
+            if part is None:
+                continue
+            if isinstance(part, str):
+                node.text = part
+            else:
+                node.append(part)
+        return node
+
+    return el

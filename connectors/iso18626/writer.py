@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
+from connectors import xmlsafe
 from connectors.iso18626 import tables as t
 from connectors.iso18626.codec import Iso18626Error, Parsed, child, parse_date, text
 from hub.model import Event, Message, Money, NotApplicable, ServiceType
@@ -16,16 +17,7 @@ from hub.model import Event, Message, Money, NotApplicable, ServiceType
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
 
-def el(name: str, *children: etree._Element | str | None) -> etree._Element:
-    node = etree.Element(f"{{{t.NS}}}{name}", nsmap={None: t.NS, "ill": t.NS})
-    for part in children:
-        if part is None:
-            continue
-        if isinstance(part, str):
-            node.text = part
-        else:
-            node.append(part)
-    return node
+el = xmlsafe.element_maker(t.NS, {None: t.NS, "ill": t.NS})
 
 
 def opt(name: str, value: str | None) -> etree._Element | None:

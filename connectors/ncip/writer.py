@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from lxml import etree
 
+from connectors import xmlsafe
 from connectors.ncip import tables as t
 from connectors.ncip.codec import Parsed, Problem
 from hub.model import Event, Message, Money, NotApplicable, RequestFormat
@@ -24,16 +25,7 @@ def _q(name: str) -> str:
     return f"{{{t.NS}}}{name}"
 
 
-def el(name: str, *children: etree._Element | str | None) -> etree._Element:
-    node = etree.Element(_q(name), nsmap=NSMAP)
-    for child in children:
-        if child is None:
-            continue
-        if isinstance(child, str):
-            node.text = child
-        else:
-            node.append(child)
-    return node
+el = xmlsafe.element_maker(t.NS, NSMAP)
 
 
 def _date(moment: datetime) -> str:
