@@ -20,7 +20,7 @@ from hub.model import Message, NotApplicable
 from hub.outbound import Outbound
 from hub.records import AuditRecord, DeadLetter, Delivery, DeliveryOutcome, DeliveryResult
 from hub.settings import Settings
-from hub.transactions import Output, Transaction, apply, apply_delivery
+from hub.transactions import Output, Transaction, apply, apply_delivery, as_output
 
 log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100
@@ -62,7 +62,7 @@ def create_app(
 
     async def dead(stage: str, error: str, key: str, detail: dict[str, Any]) -> None:
         letter = DeadLetter(stage=stage, error=error, transaction_id=key, detail=detail)
-        await write([Output(topic="ill.deadletter", key=key, value=letter.model_dump(mode="json"))])
+        await write([as_output("ill.deadletter", key, letter)])
 
     @app.agent(inputs)
     async def transaction_agent(stream: faust.StreamT) -> None:
@@ -149,15 +149,7 @@ def _outbound_agent(
                     content_type=outbound.content_type,
                     transaction_id=command.transaction_id,
                 )
-                await write(
-                    [
-                        Output(
-                            topic="ill.audit",
-                            key=command.transaction_id,
-                            value=audit.model_dump(mode="json"),
-                        )
-                    ]
-                )
+                await write([as_output("ill.audit", command.transaction_id, audit)])
                 attempted, tries = await delivery.deliver(partner, body)
                 result.tries, result.detail = tries, attempted.detail
                 if not attempted.ok:
@@ -170,15 +162,7 @@ def _outbound_agent(
             outcome=result.outcome.value,
             detail=result.detail,
         )
-        await write(
-            [
-                Output(
-                    topic="ill.delivery",
-                    key=command.transaction_id,
-                    value=result.model_dump(mode="json"),
-                )
-            ]
-        )
+        await write([as_output("ill.delivery", command.transaction_id, result)])
         delivered[command.transaction_id] = [*done, command.command_id][-DELIVERED_MEMORY:]
 
     async def outbound_agent(stream: faust.StreamT) -> None:

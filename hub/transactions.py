@@ -104,7 +104,7 @@ class Result(BaseModel):
     verdict: Verdict | None = None
 
 
-def _out(topic: str, key: str, record: BaseModel | None) -> Output:
+def as_output(topic: str, key: str, record: BaseModel | None) -> Output:
     return Output(
         topic=topic, key=key, value=None if record is None else record.model_dump(mode="json")
     )
@@ -133,7 +133,7 @@ class _Run:
             attempt=attempt,
             message=message.model_copy(update=update),
         )
-        self.outputs.append(_out(f"ill.outbound.{protocol}", self.txn.id, command))
+        self.outputs.append(as_output(f"ill.outbound.{protocol}", self.txn.id, command))
 
     def record(
         self, kind: str, event: str, sender: str | None, before: State, detail: str = ""
@@ -148,7 +148,7 @@ class _Run:
             to_state=self.txn.state,
             detail=detail,
         )
-        self.outputs.append(_out("ill.events", self.txn.id, change))
+        self.outputs.append(as_output("ill.events", self.txn.id, change))
         if kind == "transition":
             self.txn.history.append(
                 Step(
@@ -162,7 +162,7 @@ class _Run:
             )
 
     def route(self, decision: RoutingDecision) -> None:
-        self.outputs.append(_out("ill.routing", self.txn.id, decision))
+        self.outputs.append(as_output("ill.routing", self.txn.id, decision))
 
     def index_item(self, item_id: str, lender: str, alive: bool) -> None:
         for partner in (lender, self.txn.borrower):
@@ -304,7 +304,7 @@ def apply(txn: Transaction | None, message: Message, directory: Directory) -> Re
         )
         return Result(
             transaction=txn,
-            outputs=[*outputs, _out("ill.replies", txn.id, verdict)],
+            outputs=[*outputs, as_output("ill.replies", txn.id, verdict)],
             verdict=verdict,
         )
     if txn is None:
@@ -363,7 +363,9 @@ def apply(txn: Transaction | None, message: Message, directory: Directory) -> Re
         message_id=ref, transaction_id=txn.id, outcome=VerdictOutcome.APPLIED, state=txn.state
     )
     return Result(
-        transaction=txn, outputs=[*outputs, _out("ill.replies", txn.id, verdict)], verdict=verdict
+        transaction=txn,
+        outputs=[*outputs, as_output("ill.replies", txn.id, verdict)],
+        verdict=verdict,
     )
 
 
@@ -410,9 +412,9 @@ def _refuse(txn: Transaction | None, message: Message, error: IllegalTransition)
         detail=str(error),
     )
     outputs = [
-        _out("ill.deadletter", key, letter),
-        _out("ill.events", key, change),
-        _out("ill.replies", key, verdict),
+        as_output("ill.deadletter", key, letter),
+        as_output("ill.events", key, change),
+        as_output("ill.replies", key, verdict),
     ]
     return Result(transaction=txn, outputs=outputs, verdict=verdict)
 
