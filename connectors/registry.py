@@ -9,7 +9,10 @@ from connectors.iso18626 import codec as iso18626_codec
 from connectors.iso18626.transport import Iso18626Endpoint, Iso18626Outbound
 from connectors.ncip import codec as ncip_codec
 from connectors.ncip.transport import NcipEndpoint, NcipOutbound
+from connectors.sru import client as sru_client
+from connectors.z3950 import client as z3950_client
 from hub.gateway import Endpoint, Front
+from hub.locate import Client
 from hub.outbound import Outbound
 from hub.settings import Settings
 
@@ -31,6 +34,11 @@ def decoders(settings: Settings) -> dict[str, Endpoint]:
 
 def outbounds() -> list[Outbound]:
     return [NcipOutbound(), Iso18626Outbound(), Iso10161Outbound()]
+
+
+def catalogue_clients() -> dict[str, Client]:
+    """Holdings look-up clients by catalogue kind (directory `catalogue.kind`)."""
+    return {"z3950": z3950_client.lookup, "sru": sru_client.lookup}
 
 
 def read_answer(protocol: str, body: bytes) -> dict[str, Any] | None:

@@ -10,17 +10,37 @@ and deterministic record ids make that harmless.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import faust
 import structlog
 
 from hub.directory import Directory
-from hub.model import Message, NotApplicable
+from hub.followers import LoadIndex
+from hub.locate import Client, Locator
+from hub.model import Message, NotApplicable, now
 from hub.outbound import Outbound
-from hub.records import AuditRecord, DeadLetter, Delivery, DeliveryOutcome, DeliveryResult
+from hub.records import (
+    CONTROL,
+    AuditRecord,
+    DeadLetter,
+    Delivery,
+    DeliveryOutcome,
+    DeliveryResult,
+    Locate,
+    Located,
+    Tick,
+)
 from hub.settings import Settings
-from hub.transactions import Output, Transaction, apply, apply_delivery, as_output
+from hub.transactions import (
+    Output,
+    Transaction,
+    apply,
+    apply_control,
+    apply_delivery,
+    as_output,
+)
 
 log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100
@@ -28,7 +48,11 @@ HUB_AGENCY = "RSHUB"
 
 
 def create_app(
-    settings: Settings, directory: Directory, bootstrap_servers: str, outbounds: list[Outbound]
+    settings: Settings,
+    directory: Directory,
+    bootstrap_servers: str,
+    outbounds: list[Outbound],
+    catalogue_clients: dict[str, Client] | None = None,
 ) -> faust.App:
     app = faust.App(
         settings.app_id,
@@ -46,10 +70,11 @@ def create_app(
         table_cleanup_interval=3600.0,
     )
     raw = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
-    inputs = app.topic("ill.inbound", "ill.delivery", **raw)
+    inputs = app.topic("ill.inbound", "ill.delivery", "ill.control", **raw)
     transactions = app.Table("transactions", default=None, partitions=4)
     delivered = app.Table("delivered", default=list, partitions=4)
     topics: dict[str, faust.types.TopicT] = {}
+    load = LoadIndex(bootstrap_servers)
 
     async def write(outputs: list[Output]) -> None:
         futures = []
@@ -66,6 +91,15 @@ def create_app(
 
     @app.agent(inputs)
     async def transaction_agent(stream: faust.StreamT) -> None:
+        # The rota reads the load counts: rebuild them from ill.load before the first request.
+        await load.start()
+        await load.ready.wait()
+        try:
+            await _transactions(stream)
+        finally:
+            await load.stop()
+
+    async def _transactions(stream: faust.StreamT) -> None:
         async for event in stream.events():
             key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
             topic = event.message.topic
@@ -73,11 +107,14 @@ def create_app(
                 row = transactions.get(key)
                 txn = Transaction.model_validate(row) if row else None
                 if topic == "ill.inbound":
-                    result = apply(txn, Message.model_validate_json(event.value), directory)
+                    message = Message.model_validate_json(event.value)
+                    result = apply(txn, message, directory, load.book)
+                elif topic == "ill.delivery":
+                    report = DeliveryResult.model_validate_json(event.value)
+                    result = apply_delivery(txn, report, directory, load.book)
                 else:
-                    result = apply_delivery(
-                        txn, DeliveryResult.model_validate_json(event.value), directory
-                    )
+                    control = CONTROL.validate_json(event.value)
+                    result = apply_control(txn, control, directory, load.book)
             except ValueError as exc:
                 log.error("agent.unreadable", topic=topic, key=key, error=str(exc))
                 await dead(
@@ -88,6 +125,11 @@ def create_app(
                 )
                 continue
             await write(result.outputs)
+            for output in result.outputs:
+                if output.topic == "ill.load":
+                    # Counted now, not when the follower reads it back: the next request
+                    # this worker routes must see it.
+                    load.book.apply(output.key, output.value)
             if result.transaction is not None:
                 transactions[key] = result.transaction.model_dump(mode="json")
             if result.verdict is not None:
@@ -100,6 +142,38 @@ def create_app(
 
     for outbound in outbounds:
         _outbound_agent(app, settings, directory, outbound, write, delivered, raw)
+
+    locator = Locator(directory, catalogue_clients or {}, settings.holdings_cache_s)
+
+    @app.agent(app.topic("ill.locate", **raw), concurrency=settings.locate_concurrency)
+    async def locate_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            command = Locate.model_validate_json(event.value)
+            results = await locator.locate(command.lenders, command.terms)
+            located = Located(
+                locate_id=command.locate_id, transaction_id=command.transaction_id, results=results
+            )
+            await write([as_output("ill.control", command.transaction_id, located)])
+
+    ticked: dict[str, str] = {}
+
+    @app.timer(settings.timer_interval_s)
+    async def clock() -> None:
+        """Send a Tick to each transaction whose next deadline has passed (once per deadline:
+        the engine clears or moves the deadline when it acts)."""
+        at = now()
+        due = []
+        for key, row in list(transactions.items()):
+            deadline = row.get("next_deadline") if row else None
+            if not deadline or ticked.get(key) == deadline:
+                continue
+            if datetime.fromisoformat(deadline) <= at:
+                ticked[key] = deadline
+                due.append(as_output("ill.control", key, Tick(transaction_id=key, at=at)))
+        if due:
+            log.info("clock.ticks", count=len(due))
+            await write(due)
+
     return app
 
 

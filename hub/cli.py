@@ -63,7 +63,9 @@ def serve(settings: Settings) -> int:
         return 2
     bootstrap, broker = _prepare(settings)
     try:
-        app = create_app(settings, directory, bootstrap, registry.outbounds())
+        app = create_app(
+            settings, directory, bootstrap, registry.outbounds(), registry.catalogue_clients()
+        )
         app.web_server(
             Gateway(
                 settings,

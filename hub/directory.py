@@ -14,6 +14,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hub.holdings import Catalogue
+from hub.model import Message, RequestFormat, ServiceType
+
 
 class DirectoryError(ValueError):
     """The directory file is missing, unreadable or inconsistent."""
@@ -55,8 +58,15 @@ class Credential(BaseModel):
 
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    overload: int | None = Field(None, ge=0, description="open requests before demotion")
-    max_open_incoming: int | None = Field(None, ge=0, description="open requests before rejection")
+    overload: int | None = Field(
+        None, ge=1, description="open requests in total at which the lender is ranked lower"
+    )
+    overload_from_borrower: int | None = Field(
+        None, ge=1, description="open requests from one borrower at which it is ranked lower"
+    )
+    max_open_incoming: int | None = Field(
+        None, ge=0, description="open requests at which new ones are rejected on its behalf"
+    )
 
 
 class Partner(BaseModel):
@@ -80,6 +90,13 @@ class Partner(BaseModel):
     services: list[str] = Field(default_factory=lambda: ["loan", "copy"])
     lends: bool = True
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    catalogue: Catalogue | None = Field(None, description="where the holdings check searches")
+    answer_timeout_days: float = Field(
+        5.0, gt=0, description="days a lender has to answer a request before the next is asked"
+    )
+    delivery_time_offset_days: float = Field(
+        0.0, ge=0, description="days taken off a lender's due date before it reaches this borrower"
+    )
 
     @property
     def agency_id(self) -> str:
@@ -88,11 +105,34 @@ class Partner(BaseModel):
 
 
 class Rota(BaseModel):
+    """A rota profile: who may be asked, and how they are ranked."""
+
     model_config = ConfigDict(extra="forbid")
     name: str
-    ordered: bool = True
+    ordered: bool = Field(True, description="tried in order; unordered is ranked by load")
     members: list[str]
     last_resort: list[str] = Field(default_factory=list)
+    check_holdings: bool = Field(True, description="search members' catalogues first")
+    unknown_holdings_last: bool = Field(
+        True, description="rank lenders whose catalogue did not answer after confirmed holders"
+    )
+
+
+class RotaRule(BaseModel):
+    """Attaches a rota to the requests it matches; every given condition must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    rota: str
+    service_type: ServiceType | None = None
+    request_format: RequestFormat | None = None
+    borrowers: list[str] = Field(default_factory=list, description="empty: any borrower")
+
+    def matches(self, request: Message) -> bool:
+        return (
+            (self.service_type is None or request.service_type is self.service_type)
+            and (self.request_format is None or request.request_format is self.request_format)
+            and (not self.borrowers or request.sender in self.borrowers)
+        )
 
 
 class Directory(BaseModel):
@@ -100,6 +140,7 @@ class Directory(BaseModel):
     consortium: str
     partners: list[Partner]
     rotas: list[Rota] = Field(default_factory=list)
+    rules: list[RotaRule] = Field(default_factory=list, description="first match wins")
     default_rota: str | None = None
     supported_protocols: frozenset[str] = frozenset({"ncip", "iso18626", "iso10161"})
 
@@ -131,6 +172,12 @@ class Directory(BaseModel):
             for member in [*rota.members, *rota.last_resort]:
                 if member not in seen:
                     problems.append(f"rotas ({rota.name}): unknown partner {member!r}")
+        for i, rule in enumerate(self.rules):
+            if rule.rota not in names:
+                problems.append(f"rules[{i}]: no rota named {rule.rota!r}")
+            for borrower in rule.borrowers:
+                if borrower not in seen:
+                    problems.append(f"rules[{i}]: unknown partner {borrower!r}")
         if self.default_rota and self.default_rota not in names:
             problems.append(f"default_rota: no rota named {self.default_rota!r}")
         if problems:
@@ -143,17 +190,26 @@ class Directory(BaseModel):
     def by_agency(self, agency_id: str) -> Partner | None:
         return next((p for p in self.partners if agency_id in p.agency_ids), None)
 
-    def rota_for(self, borrower: str) -> list[str]:
-        """Lenders to try, in order, for a borrower's request (never the borrower itself)."""
-        rota = next((r for r in self.rotas if r.name == self.default_rota), None)
+    def rota(self, name: str) -> Rota | None:
+        return next((r for r in self.rotas if r.name == name), None)
+
+    def profile_for(self, request: Message) -> Rota:
+        """The rota for a request: the first matching rule's, else the default, else the first
+        rota, else every lending partner in directory order."""
+        rule = next((r for r in self.rules if r.matches(request)), None)
+        name = rule.rota if rule else self.default_rota
+        rota = self.rota(name) if name else None
         if rota is None and self.rotas:
             rota = self.rotas[0]
-        members = (
-            [*rota.members, *rota.last_resort]
-            if rota
-            else [p.symbol for p in self.partners if p.lends]
-        )
-        return [m for m in dict.fromkeys(members) if m != borrower]
+        if rota is None:
+            rota = Rota(name="all lenders", members=[p.symbol for p in self.partners if p.lends])
+        return rota
+
+    def rota_for(self, request: Message) -> list[str]:
+        """The profile's members then its lenders of last resort, without the borrower."""
+        rota = self.profile_for(request)
+        members = [*rota.members, *rota.last_resort]
+        return [m for m in dict.fromkeys(members) if m != request.sender]
 
 
 def _describe(error: ValidationError, raw: dict[str, Any]) -> str:

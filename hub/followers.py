@@ -2,6 +2,7 @@
 
 - `Verdicts` follows ill.replies so an endpoint can answer its partner with what the state
   machine decided (applied, duplicate, refused), waiting at most a configured time.
+- `LoadIndex` follows the compacted ill.load topic: the open-request counts the rota reads.
 - `ItemIndex` follows the compacted ill.items topic: renewals and recalls carry only an item
   id (the NCIP schema gives them no RequestId), so the endpoint looks the transaction up here.
 """
@@ -16,6 +17,7 @@ from contextlib import suppress
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from hub.load import LoadBook
 from hub.records import Verdict
 
 log = structlog.get_logger(__name__)
@@ -125,3 +127,17 @@ class ItemIndex(_Follower):
 
     def lookup(self, partner: str, item_id: str) -> str | None:
         return self.items.get(f"{partner}|{item_id}")
+
+
+class LoadIndex(_Follower):
+    """Follows the compacted ill.load topic into a `LoadBook` (open requests per lender)."""
+
+    topic = "ill.load"
+    from_beginning = True
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        super().__init__(bootstrap_servers)
+        self.book = LoadBook()
+
+    def handle(self, key: str, value: bytes | None) -> None:
+        self.book.apply(key, None if value is None else json.loads(value))

@@ -15,6 +15,7 @@ from hub.model import Event
 
 class State(StrEnum):
     NEW = "New"
+    LOCATING = "Locating"  # the lenders' catalogues are being searched
     REQUESTED = "Requested"  # a lender has been asked and has not answered
     WILL_SUPPLY = "WillSupply"
     LOANED = "Loaned"  # shipped by the lender, not yet received
@@ -28,15 +29,21 @@ class State(StrEnum):
     COPY_COMPLETED = "CopyCompleted"
     CANCELLED = "Cancelled"
     UNFILLED = "Unfilled"  # every lender of the rota said no
+    EXPIRED = "Expired"  # the borrower's need-before date passed before a lender supplied
 
 
-TERMINAL = frozenset({State.LOAN_COMPLETED, State.COPY_COMPLETED, State.CANCELLED, State.UNFILLED})
+TERMINAL = frozenset(
+    {State.LOAN_COMPLETED, State.COPY_COMPLETED, State.CANCELLED, State.UNFILLED, State.EXPIRED}
+)
+# States in which the request is still looking for a lender (routing may be changed).
+ROUTABLE = frozenset({State.LOCATING, State.REQUESTED, State.WILL_SUPPLY})
 
 
 class Effect(StrEnum):
     START = "start"  # build the rota and ask the first lender
     FORWARD = "forward"  # pass the step on to the other party
     NEXT_LENDER = "next_lender"  # close this lender's attempt, ask the next (or tell Unfilled)
+    ANSWER = "answer"  # no lender holds the request yet: the hub answers the borrower itself
 
 
 class Previous(StrEnum):
@@ -54,7 +61,8 @@ class Transition:
 # (state, event, answer) -> transition. `answer` is the yes/no of cancel replies and renew
 # answers and None for every other event.
 _ROWS: list[tuple[State, Event, bool | None, State | Previous, Effect]] = [
-    (State.NEW, Event.REQUEST, None, State.REQUESTED, Effect.START),
+    (State.NEW, Event.REQUEST, None, State.LOCATING, Effect.START),
+    (State.LOCATING, Event.CANCEL, None, State.CANCELLED, Effect.ANSWER),
     # The lender answers.
     (State.REQUESTED, Event.WILL_SUPPLY, None, State.WILL_SUPPLY, Effect.FORWARD),
     (State.REQUESTED, Event.LOANED, None, State.LOANED, Effect.FORWARD),
@@ -100,7 +108,7 @@ _ROWS: list[tuple[State, Event, bool | None, State | Previous, Effect]] = [
 _ROWS += [
     (state, note, None, state, Effect.FORWARD)
     for state in State
-    if state not in TERMINAL and state is not State.NEW
+    if state not in TERMINAL and state not in (State.NEW, State.LOCATING)
     for note in (Event.LENDER_NOTE, Event.BORROWER_NOTE)
 ]
 

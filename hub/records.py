@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
+from hub.holdings import HoldingsResult
 from hub.model import Event, Message, now
 
 
@@ -83,13 +84,79 @@ class AuditRecord(BaseModel):
 
 
 class RoutingDecision(BaseModel):
+    """Why a lender was asked (or none could be): on ill.routing, one per choice."""
+
     transaction_id: str
-    attempt: int
-    candidates: list[str]
+    attempt: int = Field(description="number of the attempt the chosen lender gets")
+    profile: str | None = None
+    candidates: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="every rota member: holdings, load figures, rank or skip reason",
+    )
     chosen: str | None
     skipped: list[dict[str, str]] = Field(default_factory=list)
     reason: str
     at: datetime = Field(default_factory=now)
+
+
+class Locate(BaseModel):
+    """A command to the locate agent (ill.locate): search these lenders' catalogues."""
+
+    locate_id: str
+    transaction_id: str
+    terms: list[tuple[str, str]]
+    lenders: list[str]
+
+
+class Located(BaseModel):
+    """The locate agent's answer, back to the transaction (ill.control)."""
+
+    kind: Literal["located"] = "located"
+    locate_id: str
+    transaction_id: str
+    results: list[HoldingsResult]
+
+    @property
+    def ref(self) -> str:
+        return self.locate_id + ":located"
+
+
+class Tick(BaseModel):
+    """The clock reached `at` for a transaction with a deadline (ill.control). The engine
+    reads time only from here, so tests move the clock by sending a Tick."""
+
+    kind: Literal["tick"] = "tick"
+    transaction_id: str
+    at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"tick:{self.at.isoformat()}"
+
+
+class RouteAction(StrEnum):
+    LENDER = "lender"  # ask this lender now
+    SKIP = "skip"  # never ask this lender for this request
+    RESTART = "restart"  # search the catalogues again and rebuild the rota
+
+
+class RouteCommand(BaseModel):
+    """Staff intervention in a request's routing (`rshub route`), on ill.control."""
+
+    kind: Literal["route"] = "route"
+    command_id: str
+    transaction_id: str
+    action: RouteAction
+    lender: str | None = None
+    by: str = Field("staff", description="who asked, for the record")
+
+    @property
+    def ref(self) -> str:
+        return self.command_id
+
+
+Control = Annotated[Located | Tick | RouteCommand, Field(discriminator="kind")]
+CONTROL: TypeAdapter[Located | Tick | RouteCommand] = TypeAdapter(Control)
 
 
 class StateChange(BaseModel):

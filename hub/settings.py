@@ -28,6 +28,14 @@ class Settings(BaseModel):
     outbound_timeout_s: float = Field(30.0, description="HTTP time-out towards partners")
     outbound_retries: int = Field(5, description="delivery attempts before reporting failure")
     outbound_backoff_s: float = Field(1.0, description="first retry delay, doubled each time")
+    holdings_cache_s: float = Field(
+        600.0, description="how long a catalogue's held / not held answer is reused"
+    )
+    locate_concurrency: int = Field(4, description="requests whose catalogues are searched at once")
+    timer_interval_s: float = Field(
+        60.0,
+        description="how often deadlines (answer time-outs, need-before, due dates) are checked",
+    )
     replication_factor: int = Field(1, description="replication of topics created at start-up")
     broker_session_timeout_s: float = Field(6.0, description="Kafka consumer session time-out")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")

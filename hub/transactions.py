@@ -8,13 +8,15 @@ downstream consumers drop by id: a step is applied once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from hub.directory import Directory
+from hub.holdings import HoldingsResult, search_terms
 from hub.lifecycle import (
+    ROUTABLE,
     TERMINAL,
     Effect,
     IllegalTransition,
@@ -22,6 +24,7 @@ from hub.lifecycle import (
     State,
     transition,
 )
+from hub.load import LoadView, NoLoad, load_key
 from hub.model import (
     SENDER,
     Event,
@@ -37,15 +40,33 @@ from hub.records import (
     Delivery,
     DeliveryOutcome,
     DeliveryResult,
+    Locate,
+    Located,
+    RouteAction,
+    RouteCommand,
     RoutingDecision,
     StateChange,
+    Tick,
     Verdict,
     VerdictOutcome,
 )
+from hub.rota import Candidate, at_limit, rank
 
 SEEN_LIMIT = 200
 REPLAY_LIMIT = 8
 NO_LENDER = Reason.from_code(18, "no lender in the rota could supply")
+NO_ANSWER = Reason.from_code(27, "no answer in time")
+# Deadlines by state: the need-before date while no lender has shipped, the lender's answer
+# time-out while it has not answered, the due date while the item is out.
+NEED_BEFORE_STATES = ROUTABLE
+DUE_STATES = frozenset({State.LOANED, State.RECEIVED, State.RECALLED})
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """Partners send bare dates too; deadlines compare in UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 class Output(BaseModel):
@@ -60,6 +81,7 @@ class Attempt(BaseModel):
     request_id: str
     outcome: str | None = None
     reason: Reason | None = None
+    automatic: bool = Field(False, description="rejected by rshub on the lender's behalf")
 
 
 class Step(BaseModel):
@@ -78,10 +100,18 @@ class Transaction(BaseModel):
     borrower: str
     borrower_request_id: str
     request: Message | None = None
+    profile: str | None = None
     rota: list[str] = Field(default_factory=list)
+    ranking: list[Candidate] = Field(default_factory=list)
+    locate_id: str | None = None
+    skipped_by_staff: list[str] = Field(default_factory=list)
+    round_start: int = Field(0, description="attempts before a staff restart do not count")
     attempts: list[Attempt] = Field(default_factory=list)
     item_id: str | None = None
     due_date: datetime | None = None
+    need_before: datetime | None = None
+    lender_deadline: datetime | None = None
+    next_deadline: datetime | None = None
     needs_attention: str | None = None
     history: list[Step] = Field(default_factory=list)
     seen: list[str] = Field(default_factory=list)
@@ -90,6 +120,22 @@ class Transaction(BaseModel):
     @property
     def attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def open_with(self) -> str | None:
+        """The lender holding this request open (counted in its load), if any."""
+        attempt = self.attempt
+        if attempt is None or attempt.outcome is not None or self.state in TERMINAL:
+            return None
+        return attempt.lender if self.state is not State.LOCATING else None
+
+    def deadline(self) -> datetime | None:
+        due = [
+            self.need_before if self.state in NEED_BEFORE_STATES else None,
+            self.lender_deadline if self.state is State.REQUESTED else None,
+            self.due_date if self.state in DUE_STATES else None,
+        ]
+        return min((d for d in due if d is not None), default=None)
 
     def remember(self, ref: str, outputs: list[Output]) -> None:
         self.seen = [*self.seen, ref][-SEEN_LIMIT:]
@@ -113,9 +159,19 @@ def as_output(topic: str, key: str, record: BaseModel | None) -> Output:
 class _Run:
     """Collects the outputs of applying one message to one transaction."""
 
-    def __init__(self, txn: Transaction, directory: Directory, ref: str) -> None:
+    def __init__(
+        self,
+        txn: Transaction,
+        directory: Directory,
+        ref: str,
+        load: LoadView | None = None,
+        at: datetime | None = None,
+    ) -> None:
         self.txn, self.directory, self.ref = txn, directory, ref
+        self.load = load or NoLoad()
+        self.at = at or now()
         self.outputs: list[Output] = []
+        self.open_before = txn.open_with
 
     def deliver(self, recipient: str, message: Message, attempt: int) -> None:
         partner = self.directory.partner(recipient)
@@ -170,32 +226,131 @@ class _Run:
             self.outputs.append(Output(topic="ill.items", key=f"{partner}|{item_id}", value=value))
 
     def finish(self) -> list[Output]:
+        txn = self.txn
+        after = txn.open_with
+        if after != self.open_before:
+            if self.open_before:
+                key = load_key(self.open_before, txn.id)
+                self.outputs.append(Output(topic="ill.load", key=key, value=None))
+            if after:
+                value = {"borrower": txn.borrower, "lender": after, "transaction_id": txn.id}
+                self.outputs.append(
+                    Output(topic="ill.load", key=load_key(after, txn.id), value=value)
+                )
+        txn.next_deadline = txn.deadline()
         snapshot = self.txn.model_dump(mode="json", exclude={"replay", "seen"})
         self.outputs.append(Output(topic="ill.transactions", key=self.txn.id, value=snapshot))
         return self.outputs
 
     # -- effects ---------------------------------------------------------------------------
 
-    def ask_next_lender(self, why_previous: str | None) -> None:
+    def start(self) -> None:
+        """Choose the rota profile; search the members' catalogues, or rank them at once when
+        there is nothing to search (no catalogue, or nothing in the request to search by)."""
         txn = self.txn
         assert txn.request is not None
-        tried = {a.lender for a in txn.attempts}
-        chosen = next((lender for lender in txn.rota if lender not in tried), None)
-        number = len(txn.attempts) + 1
-        if chosen is None:
-            reason = "rota exhausted" if txn.rota else "no lender in the rota"
-        elif number == 1:
-            reason = "first lender of the rota"
-        else:
-            reason = f"previous lender: {why_previous}"
-        skipped = [
+        profile = self.directory.profile_for(txn.request)
+        txn.profile = profile.name
+        members = self.directory.rota_for(txn.request)
+        terms = search_terms(txn.request.bibliographic) if profile.check_holdings else []
+        searchable = [
+            m
+            for m in members
+            if m not in txn.skipped_by_staff
+            and (partner := self.directory.partner(m)) is not None
+            and partner.catalogue is not None
+        ]
+        txn.state = State.LOCATING
+        if terms and searchable:
+            txn.locate_id = f"{self.ref}:locate"
+            command = Locate(
+                locate_id=txn.locate_id, transaction_id=txn.id, terms=terms, lenders=searchable
+            )
+            self.outputs.append(as_output("ill.locate", txn.id, command))
+            return
+        self.rank({})
+        self.ask_next_lender(None)
+
+    def rank(self, holdings: dict[str, HoldingsResult]) -> None:
+        txn = self.txn
+        assert txn.request is not None
+        txn.locate_id = None
+        ranked = rank(
+            self.directory.profile_for(txn.request),
+            self.directory.rota_for(txn.request),
+            txn.borrower,
+            txn.request.service_type,
+            holdings,
+            self.load,
+            self.directory,
+        )
+        txn.ranking = ranked
+        txn.rota = [c.lender for c in ranked if not c.skip]
+
+    def ask_next_lender(self, why_previous: str | None, forced: str | None = None) -> None:
+        """Ask the best lender not yet tried in this round (or `forced`, named by staff). A
+        lender at its limit of open incoming requests gets an automatic rejection recorded on
+        its behalf, and the next is considered."""
+        txn = self.txn
+        assert txn.request is not None
+        tried = {a.lender for a in txn.attempts[txn.round_start :]}
+        skipped = [{"lender": c.lender, "reason": c.skip} for c in txn.ranking if c.skip]
+        skipped += [
             {"lender": lender, "reason": "already tried"} for lender in txn.rota if lender in tried
         ]
+        skipped += [
+            {"lender": lender, "reason": "skipped by staff"}
+            for lender in txn.rota
+            if lender in txn.skipped_by_staff and lender not in tried
+        ]
+        queue = (
+            [forced]
+            if forced
+            else [
+                lender
+                for lender in txn.rota
+                if lender not in tried and lender not in txn.skipped_by_staff
+            ]
+        )
+        chosen = None
+        for lender in queue:
+            limit = (
+                None
+                if forced
+                else at_limit(self.directory, lender, self.load.figures(lender, txn.borrower))
+            )
+            if limit is None:
+                chosen = lender
+                break
+            number = len(txn.attempts) + 1
+            txn.attempts.append(
+                Attempt(
+                    number=number,
+                    lender=lender,
+                    request_id=lender_request_id(txn.id, number),
+                    outcome=f"Unfilled: rejected by rshub on the lender's behalf ({limit})",
+                    reason=Reason.from_code(20, f"over limit: {limit}"),
+                    automatic=True,
+                )
+            )
+            skipped.append({"lender": lender, "reason": f"rejected on its behalf: {limit}"})
+            self.record("automatic", Event.UNFILLED.value, lender, txn.state, detail=limit)
+            why_previous = f"{lender} is at its limit ({limit})"
+        number = len(txn.attempts) + 1
+        if forced:
+            reason = f"chosen by staff ({why_previous})" if why_previous else "chosen by staff"
+        elif chosen is None:
+            reason = "rota exhausted" if txn.rota else "no lender in the rota"
+        elif number == 1 or why_previous is None:
+            reason = "best ranked lender of the rota"
+        else:
+            reason = f"next in the rota; previous: {why_previous}"
         self.route(
             RoutingDecision(
                 transaction_id=txn.id,
                 attempt=number,
-                candidates=txn.rota,
+                profile=txn.profile,
+                candidates=[{**c.model_dump(mode="json"), "why": c.why} for c in txn.ranking],
                 chosen=chosen,
                 skipped=skipped,
                 reason=reason,
@@ -217,6 +372,9 @@ class _Run:
             number=number, lender=chosen, request_id=lender_request_id(txn.id, number)
         )
         txn.attempts.append(attempt)
+        partner = self.directory.partner(chosen)
+        days = partner.answer_timeout_days if partner else 5.0
+        txn.lender_deadline = self.at + timedelta(days=days)
         self.deliver(
             chosen, txn.request.model_copy(update={"request_id": attempt.request_id}), number
         )
@@ -228,10 +386,40 @@ class _Run:
                 request_id=txn.borrower_request_id,
                 sender="rshub",
                 source_protocol="rshub",
-                note=f"rshub: {why_previous}; asking the next lender",
+                note=f"rshub: {why_previous or reason}; asking the next lender",
             )
             self.deliver(txn.borrower, moved, attempt=0)
         txn.state = State.REQUESTED
+
+    def withdraw(self, why: str) -> None:
+        """Take the request back from the lender holding it (staff rerouting, time-out,
+        expiry): the lender gets a Cancel, the attempt ends."""
+        txn = self.txn
+        attempt = txn.attempt
+        if attempt is None or attempt.outcome is not None or txn.state not in ROUTABLE:
+            return
+        attempt.outcome = why
+        cancel = Message(
+            event=Event.CANCEL,
+            request_id=attempt.request_id,
+            sender=txn.borrower,
+            source_protocol="rshub",
+            note=f"rshub: {why}",
+        )
+        self.deliver(attempt.lender, cancel, attempt.number)
+
+    def answer_cancel(self) -> None:
+        """A cancel before any lender was asked: the hub itself says yes."""
+        reply = Message(
+            event=Event.CANCEL_REPLY,
+            request_id=self.txn.borrower_request_id,
+            sender="rshub",
+            source_protocol="rshub",
+            answer=True,
+            note="rshub: cancelled before a lender was asked",
+        )
+        self.txn.locate_id = None
+        self.deliver(self.txn.borrower, reply, attempt=0)
 
     def _last_reason(self) -> Reason:
         return next((a.reason for a in reversed(self.txn.attempts) if a.reason), NO_LENDER)
@@ -253,7 +441,55 @@ class _Run:
             self.deliver(attempt.lender, message.model_copy(update=update), attempt.number)
         else:
             update = {**known, "request_id": txn.borrower_request_id}
+            borrower = self.directory.partner(txn.borrower)
+            if message.due_date and borrower and borrower.delivery_time_offset_days:
+                # The patron must return it in time for the library to ship it back.
+                offset = timedelta(days=borrower.delivery_time_offset_days)
+                update["due_date"] = message.due_date - offset
             self.deliver(txn.borrower, message.model_copy(update=update), 0)
+
+    # -- the clock -------------------------------------------------------------------------
+
+    def tick(self) -> str | None:
+        """Fire what is due at `self.at`; returns what happened (None: nothing was due)."""
+        txn = self.txn
+        if txn.need_before and txn.state in NEED_BEFORE_STATES and self.at >= txn.need_before:
+            why = f"need-before date {txn.need_before.date().isoformat()} passed"
+            self.withdraw(f"request expired: {why}")
+            txn.state = State.EXPIRED
+            txn.locate_id = None
+            expired = Message(
+                event=Event.EXPIRED,
+                request_id=txn.borrower_request_id,
+                sender="rshub",
+                source_protocol="rshub",
+                reason=Reason.from_code(27, why),
+                note=f"rshub: {why}",
+            )
+            self.deliver(txn.borrower, expired, attempt=0)
+            return f"expired: {why}"
+        if txn.lender_deadline and txn.state is State.REQUESTED and self.at >= txn.lender_deadline:
+            attempt = txn.attempt
+            assert attempt is not None
+            why = f"no answer from {attempt.lender} by {txn.lender_deadline.isoformat()}"
+            self.withdraw(f"Expired: {why}")
+            attempt.reason = NO_ANSWER
+            self.ask_next_lender(why)
+            return f"lender timed out: {why}"
+        if txn.due_date and txn.state in DUE_STATES and self.at >= txn.due_date:
+            attempt = txn.attempt
+            assert attempt is not None
+            txn.state = State.OVERDUE
+            overdue = Message(
+                event=Event.OVERDUE,
+                sender=attempt.lender,
+                source_protocol="rshub",
+                due_date=txn.due_date,
+                note=f"rshub: due date {txn.due_date.date().isoformat()} passed without a return",
+            )
+            self.forward(overdue, Role.LENDER)
+            return "overdue"
+        return None
 
 
 def _sender_side(txn: Transaction, message: Message) -> Role:
@@ -294,8 +530,15 @@ def new_transaction(message: Message) -> Transaction:
     )
 
 
-def apply(txn: Transaction | None, message: Message, directory: Directory) -> Result:
-    """Apply a partner's message to its transaction (None when the row does not exist yet)."""
+def apply(
+    txn: Transaction | None,
+    message: Message,
+    directory: Directory,
+    load: LoadView | None = None,
+    at: datetime | None = None,
+) -> Result:
+    """Apply a partner's message to its transaction (None when the row does not exist yet).
+    `load` gives the lenders' open requests; `at` is the hub's clock (default: now)."""
     ref = message.message_id
     if txn is not None and ref in txn.seen:
         outputs = [*txn.replay.get(ref, [])]
@@ -333,11 +576,15 @@ def apply(txn: Transaction | None, message: Message, directory: Directory) -> Re
         # later step. The lender's request id is unique and finds the transaction.
         assert txn.attempt is not None
         message = message.model_copy(update={"item_id": txn.attempt.request_id})
-    run = _Run(txn, directory, ref)
+    run = _Run(txn, directory, ref, load, at)
     if rule.effect is Effect.START:
         txn.request = message
-        txn.rota = directory.rota_for(txn.borrower)
-        run.ask_next_lender(None)
+        txn.need_before = aware(message.need_before)
+        run.start()
+    elif rule.effect is Effect.ANSWER:
+        run.answer_cancel()
+        assert not isinstance(rule.target, Previous)
+        txn.state = rule.target
     elif rule.effect is Effect.NEXT_LENDER:
         assert txn.attempt is not None
         reason = message.reason.name if message.reason else "no reason given"
@@ -357,7 +604,11 @@ def apply(txn: Transaction | None, message: Message, directory: Directory) -> Re
             txn.state = rule.target
     _learn(run, message)
     run.record("transition", message.event.value, message.sender, before)
-    outputs = run.finish()
+    return _applied(run, ref, run.finish())
+
+
+def _applied(run: _Run, ref: str, outputs: list[Output]) -> Result:
+    txn = run.txn
     txn.remember(ref, outputs)
     verdict = Verdict(
         message_id=ref, transaction_id=txn.id, outcome=VerdictOutcome.APPLIED, state=txn.state
@@ -369,6 +620,101 @@ def apply(txn: Transaction | None, message: Message, directory: Directory) -> Re
     )
 
 
+def apply_control(
+    txn: Transaction | None,
+    control: Located | Tick | RouteCommand,
+    directory: Directory,
+    load: LoadView | None = None,
+) -> Result:
+    """Apply a hub-internal input: holdings found, a clock tick or a staff routing command.
+    Stale holdings and ticks with nothing due change nothing and write nothing."""
+    ref = control.ref
+    if txn is not None and ref in txn.seen:
+        return Result(transaction=txn, outputs=[*txn.replay.get(ref, [])])
+    if isinstance(control, RouteCommand):
+        return _route(txn, control, directory, load)
+    if txn is None:
+        return Result(transaction=None, outputs=[])
+    at = control.at if isinstance(control, Tick) else None
+    run = _Run(txn.model_copy(deep=True), directory, ref, load, at)
+    before = run.txn.state
+    if isinstance(control, Located):
+        if before is not State.LOCATING or control.locate_id != txn.locate_id:
+            return Result(transaction=txn, outputs=[])
+        run.rank({result.lender: result for result in control.results})
+        run.ask_next_lender(None)
+        run.record("transition", "Located", "rshub", before, detail=_holdings_line(control))
+    else:
+        happened = run.tick()
+        if happened is None:
+            return Result(transaction=txn, outputs=[])
+        run.record("timer", "Tick", "rshub", before, detail=happened)
+    outputs = run.finish()
+    run.txn.remember(ref, outputs)
+    return Result(transaction=run.txn, outputs=outputs)
+
+
+def _holdings_line(located: Located) -> str:
+    return ", ".join(f"{r.lender}: {r.status.value}" for r in located.results)
+
+
+ROUTE_NEEDS_LENDER = frozenset({RouteAction.LENDER, RouteAction.SKIP})
+
+
+def _route(
+    txn: Transaction | None, command: RouteCommand, directory: Directory, load: LoadView | None
+) -> Result:
+    """Staff routing: ask a named lender now, skip one, or restart the rota."""
+    key = command.transaction_id
+    label = f"route {command.action.value}" + (f" {command.lender}" if command.lender else "")
+    if txn is None:
+        return _refusal(None, command.ref, key, command.by, label, f"no transaction {key}")
+    if txn.state not in ROUTABLE:
+        return _refusal(
+            txn,
+            command.ref,
+            key,
+            command.by,
+            label,
+            f"not possible in state {txn.state.value}: routing can change only while the "
+            f"request looks for a lender ({', '.join(sorted(s.value for s in ROUTABLE))})",
+        )
+    lender = command.lender
+    if command.action in ROUTE_NEEDS_LENDER:
+        partner = directory.partner(lender or "")
+        if partner is None:
+            return _refusal(txn, command.ref, key, command.by, label, f"unknown partner {lender}")
+        if command.action is RouteAction.LENDER and (
+            not partner.lends or partner.symbol == txn.borrower
+        ):
+            return _refusal(
+                txn, command.ref, key, command.by, label, f"{lender} cannot lend this request"
+            )
+    run = _Run(txn.model_copy(deep=True), directory, command.ref, load)
+    work = run.txn
+    before = work.state
+    holder = work.open_with
+    if command.action is RouteAction.LENDER:
+        assert lender is not None
+        run.withdraw(f"staff sent the request to {lender}")
+        work.locate_id = None
+        if not work.ranking:
+            run.rank({})
+        run.ask_next_lender(f"{command.by} chose {lender}", forced=lender)
+    elif command.action is RouteAction.SKIP:
+        assert lender is not None
+        work.skipped_by_staff = [*dict.fromkeys([*work.skipped_by_staff, lender])]
+        if holder == lender:
+            run.withdraw(f"skipped by {command.by}")
+            run.ask_next_lender(f"{lender} skipped by {command.by}")
+    else:
+        run.withdraw(f"rota restarted by {command.by}")
+        work.round_start = len(work.attempts)
+        run.start()
+    run.record("transition", label, command.by, before)
+    return _applied(run, command.ref, run.finish())
+
+
 def _learn(run: _Run, message: Message) -> None:
     """Keep what later steps need: the item id (renewals are addressed by it) and due date."""
     txn = run.txn
@@ -377,39 +723,58 @@ def _learn(run: _Run, message: Message) -> None:
         assert txn.attempt is not None
         run.index_item(message.item_id, txn.attempt.lender, alive=True)
     if message.due_date and message.event in (Event.LOANED, Event.RENEW_ANSWER):
-        txn.due_date = message.due_date
+        txn.due_date = aware(message.due_date)
     if txn.state in TERMINAL and txn.item_id and txn.attempt is not None:
         run.index_item(txn.item_id, txn.attempt.lender, alive=False)
 
 
 def _refuse(txn: Transaction | None, message: Message, error: IllegalTransition) -> Result:
-    state = txn.state if txn else State.NEW
     key = message.transaction_id or message.request_id or "unaddressed"
+    return _refusal(
+        txn,
+        message.message_id,
+        key,
+        message.sender,
+        message.event.value,
+        str(error),
+        protocol=message.source_protocol,
+        audit_ref=message.audit_ref,
+    )
+
+
+def _refusal(
+    txn: Transaction | None,
+    ref: str,
+    key: str,
+    sender: str | None,
+    event: str,
+    error: str,
+    protocol: str | None = "rshub",
+    audit_ref: str | None = None,
+) -> Result:
+    """Refuse an input: the row stays as it was; a dead letter, an event and the verdict."""
+    state = txn.state if txn else State.NEW
     verdict = Verdict(
-        message_id=message.message_id,
-        transaction_id=key,
-        outcome=VerdictOutcome.REFUSED,
-        state=state,
-        error=str(error),
+        message_id=ref, transaction_id=key, outcome=VerdictOutcome.REFUSED, state=state, error=error
     )
     letter = DeadLetter(
         stage="apply",
-        error=str(error),
-        partner=message.sender,
-        protocol=message.source_protocol,
+        error=error,
+        partner=sender,
+        protocol=protocol,
         transaction_id=key,
-        audit_ref=message.audit_ref,
-        detail={"event": message.event.value, "state": state.value},
+        audit_ref=audit_ref,
+        detail={"event": event, "state": state.value},
     )
     change = StateChange(
-        event_id=f"{message.message_id}:refused",
+        event_id=f"{ref}:refused",
         transaction_id=key,
         kind="refused",
-        event=message.event.value,
-        sender=message.sender,
+        event=event,
+        sender=sender,
         from_state=state,
         to_state=state,
-        detail=str(error),
+        detail=error,
     )
     outputs = [
         as_output("ill.deadletter", key, letter),
@@ -419,13 +784,18 @@ def _refuse(txn: Transaction | None, message: Message, error: IllegalTransition)
     return Result(transaction=txn, outputs=outputs, verdict=verdict)
 
 
-def apply_delivery(txn: Transaction | None, result: DeliveryResult, directory: Directory) -> Result:
+def apply_delivery(
+    txn: Transaction | None,
+    result: DeliveryResult,
+    directory: Directory,
+    load: LoadView | None = None,
+) -> Result:
     """Apply an outbound connector's report. A request no lender can be reached for moves on."""
     ref = result.result_id
     if txn is None or ref in txn.seen:
         return Result(transaction=txn, outputs=[*(txn.replay.get(ref, []) if txn else [])])
     txn = txn.model_copy(deep=True)
-    run = _Run(txn, directory, ref)
+    run = _Run(txn, directory, ref, load)
     before = txn.state
     attempt = txn.attempt
     lender_unreachable = (

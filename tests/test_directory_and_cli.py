@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.directory import DirectoryError, load
+from hub.model import Event, Message
 from tests.test_ncip_samples import SAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_example_consortium_loads() -> None:
     directory = load(ROOT / "examples" / "consortium.yaml")
-    assert directory.rota_for("NORTH") == ["SOUTH", "EAST"]
+    assert directory.rota_for(Message(event=Event.REQUEST, sender="NORTH")) == ["SOUTH", "EAST"]
     assert directory.by_agency("01NORTH_INST||MAIN").symbol == "NORTH"  # type: ignore[union-attr]
 
 

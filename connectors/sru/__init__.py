@@ -1,0 +1,1 @@
+"""SRU client for holdings look-ups: codec (sans-IO) and an aiohttp client."""

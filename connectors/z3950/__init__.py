@@ -1,0 +1,1 @@
+"""Z39.50 client for holdings look-ups: codec (sans-IO) and an asyncio client."""

@@ -1,0 +1,86 @@
+"""The locate step's I/O: search candidate lenders' catalogues concurrently, with time-outs
+and a cache, and return one `HoldingsResult` per lender.
+
+The catalogue clients (Z39.50, SRU) come from `connectors.registry.catalogue_clients`; a
+client never raises (a failure is an UNKNOWN result), and a lender whose catalogue kind has
+no client is UNKNOWN with that said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from hub.directory import Directory
+from hub.holdings import Catalogue, Holding, HoldingsResult
+
+log = structlog.get_logger(__name__)
+Client = Callable[[str, Catalogue, list[tuple[str, str]]], Awaitable[HoldingsResult]]
+
+
+class Locator:
+    def __init__(
+        self,
+        directory: Directory,
+        clients: dict[str, Client],
+        cache_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory, self.clients, self.cache_s, self.clock = directory, clients, cache_s, clock
+        # Only definite answers are kept: a catalogue that failed is asked again next time.
+        self.cache: dict[
+            tuple[str, str, str, tuple[tuple[str, str], ...]], tuple[float, HoldingsResult]
+        ] = {}
+
+    def cached(self, lender: str, terms: list[tuple[str, str]]) -> HoldingsResult | None:
+        key = self._key(lender, terms)
+        if key is None or key not in self.cache:
+            return None
+        stored, result = self.cache[key]
+        if self.clock() - stored > self.cache_s:
+            del self.cache[key]
+            return None
+        return result.model_copy(update={"lender": lender})
+
+    def _key(
+        self, lender: str, terms: list[tuple[str, str]]
+    ) -> tuple[str, str, str, tuple[tuple[str, str], ...]] | None:
+        partner = self.directory.partner(lender)
+        catalogue = partner.catalogue if partner else None
+        if catalogue is None:
+            return None
+        return (catalogue.kind, catalogue.address, catalogue.database, tuple(map(tuple, terms)))
+
+    async def one(self, lender: str, terms: list[tuple[str, str]]) -> HoldingsResult:
+        hit = self.cached(lender, terms)
+        if hit is not None:
+            return hit.model_copy(update={"detail": hit.detail + " (cached)"})
+        partner = self.directory.partner(lender)
+        catalogue = partner.catalogue if partner else None
+        if catalogue is None:
+            return HoldingsResult(lender=lender, status=Holding.UNCHECKED, detail="no catalogue")
+        client = self.clients.get(catalogue.kind)
+        if client is None:
+            return HoldingsResult(
+                lender=lender, status=Holding.UNKNOWN, detail=f"no {catalogue.kind} client"
+            )
+        result = await client(lender, catalogue, terms)
+        key = self._key(lender, terms)
+        if key is not None and result.status in (Holding.HELD, Holding.NOT_HELD):
+            self.cache[key] = (self.clock(), result)
+        return result
+
+    async def locate(
+        self, lenders: list[str], terms: list[tuple[str, str]]
+    ) -> list[HoldingsResult]:
+        """Every lender's result, in the order given; all asked at once."""
+        results = await asyncio.gather(*(self.one(lender, terms) for lender in lenders))
+        log.info(
+            "locate.done",
+            terms=terms,
+            results={r.lender: r.status.value for r in results},
+        )
+        return list(results)
