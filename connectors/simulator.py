@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+import yaml
 from aiohttp import web
 
 from connectors.iso10161 import codec as ill_codec
@@ -199,21 +200,30 @@ class TcpLibrary:
         return 200, Answer(error is None, [] if error is None else [str(error)])
 
 
-def directory_yaml(libraries: list[Library | TcpLibrary], rota: list[str]) -> str:
-    lines = ["consortium: Test Consortium", "partners:"]
-    for lib in libraries:
-        lines += [
-            f"  - symbol: {lib.symbol}",
-            f"    name: {lib.symbol} library",
-            f"    protocol: {lib.protocol}",
-            f"    endpoint: {lib.endpoint}",
-            f'    agency_ids: ["{lib.agency_id}"]',
-            f"    inbound_auth: {{scheme: bearer, secret_env: RSHUB_SECRET_{lib.symbol}}}",
-        ]
-    lines += [
-        "rotas:",
-        "  - name: default",
-        f"    members: [{', '.join(rota)}]",
-        "default_rota: default",
+def directory_yaml(
+    libraries: list[Library | TcpLibrary],
+    rota: list[str],
+    extra: dict[str, dict[str, object]] | None = None,
+    rota_options: dict[str, object] | None = None,
+) -> str:
+    """A directory for simulated libraries; `extra` adds fields per symbol (catalogue,
+    thresholds, ...), `rota_options` to the rota (ordered, last_resort, ...)."""
+    partners = [
+        {
+            "symbol": lib.symbol,
+            "name": f"{lib.symbol} library",
+            "protocol": lib.protocol,
+            "endpoint": lib.endpoint,
+            "agency_ids": [lib.agency_id],
+            "inbound_auth": {"scheme": "bearer", "secret_env": f"RSHUB_SECRET_{lib.symbol}"},
+            **(extra or {}).get(lib.symbol, {}),
+        }
+        for lib in libraries
     ]
-    return "\n".join(lines) + "\n"
+    document = {
+        "consortium": "Test Consortium",
+        "partners": partners,
+        "rotas": [{"name": "default", "members": rota, **(rota_options or {})}],
+        "default_rota": "default",
+    }
+    return yaml.safe_dump(document, sort_keys=False)

@@ -378,9 +378,10 @@ class _Run:
         self.deliver(
             chosen, txn.request.model_copy(update={"request_id": attempt.request_id}), number
         )
-        if number > 1:
+        if any(not a.automatic for a in txn.attempts[:-1]):
             # The borrower hears that the request moved on, not that it failed (ISO 18626:
             # ExpectToSupply as a Notification); protocols without such a message skip it.
+            # Automatic rejections alone are not news: no lender had been asked.
             moved = Message(
                 event=Event.LENDER_NOTE,
                 request_id=txn.borrower_request_id,
