@@ -1,4 +1,4 @@
-"""The `rshub` command: serve, demo, decode, tail, settings."""
+"""The `rshub` command: serve, demo, decode, tail, route, settings."""
 
 from __future__ import annotations
 
@@ -144,13 +144,58 @@ async def _tail(bootstrap: str, from_beginning: bool) -> None:
         await consumer.stop()
 
 
-def tail(settings: Settings, from_beginning: bool) -> int:
+def _running_bootstrap(settings: Settings) -> str | None:
+    """The broker of a running hub: configured, or the embedded one `rshub serve` noted."""
     bootstrap = settings.bootstrap_servers
     marker = settings.data_dir / BROKER_FILE
     if not bootstrap and marker.is_file():
         bootstrap = marker.read_text().strip()
     if not bootstrap:
         print("rshub: set KAFKA_BOOTSTRAP_SERVERS or start `rshub serve` first", file=sys.stderr)
+    return bootstrap
+
+
+def route(settings: Settings, args: argparse.Namespace) -> int:
+    from hub import route_cli
+    from hub.records import RouteAction
+
+    words = args.words
+    bootstrap = _running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    if words[0] == "show":
+        if len(words) != 2:
+            print("rshub: usage: rshub route show TXN", file=sys.stderr)
+            return 2
+        found = asyncio.run(route_cli.decisions(bootstrap, words[1]))
+        if not found:
+            print(f"rshub: no routing decisions for {words[1]}", file=sys.stderr)
+            return 1
+        for decision in found:
+            print("\n".join(route_cli.describe(decision)))
+        return 0
+    chosen = [(a, v) for a, v in (("lender", args.lender), ("skip", args.skip)) if v]
+    if args.restart:
+        chosen.append(("restart", None))
+    if len(words) != 1 or len(chosen) != 1:
+        print(
+            "rshub: usage: rshub route TXN (--lender SYM | --skip SYM | --restart)",
+            file=sys.stderr,
+        )
+        return 2
+    action, lender = chosen[0]
+    code, text = asyncio.run(
+        route_cli.command(
+            bootstrap, words[0], RouteAction(action), lender, settings.reply_timeout_s
+        )
+    )
+    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def tail(settings: Settings, from_beginning: bool) -> int:
+    bootstrap = _running_bootstrap(settings)
+    if not bootstrap:
         return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_tail(bootstrap, from_beginning))
@@ -172,6 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     p_tail = sub.add_parser("tail", help="follow ill.events")
     p_tail.add_argument("--from-beginning", action="store_true")
     sub.add_parser("settings", help="list every setting with its default")
+    p_route = sub.add_parser(
+        "route",
+        help="show a request's routing (route show TXN) or change it (route TXN --lender SYM)",
+    )
+    p_route.add_argument("words", nargs="+", metavar="show TXN | TXN")
+    p_route.add_argument("--lender", metavar="SYM", help="send the request to this lender now")
+    p_route.add_argument("--skip", metavar="SYM", help="never ask this lender for this request")
+    p_route.add_argument(
+        "--restart", action="store_true", help="search the catalogues again, rebuild the rota"
+    )
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -187,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(settings.model_copy(update=updates))
     if args.command == "tail":
         return tail(settings, args.from_beginning)
+    if args.command == "route":
+        return route(settings, args)
     if args.command == "demo":
         from hub.demo import run_demo
 

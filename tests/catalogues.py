@@ -8,6 +8,7 @@ MARC records in tests/data/zebra, one database per library, and answers USMARC o
 
 from __future__ import annotations
 
+import copy
 import shutil
 import socket
 import subprocess
@@ -114,7 +115,7 @@ def zebra(workdir: Path, databases: dict[str, list[str]]) -> Iterator[str]:
         chosen = etree.Element("{http://www.loc.gov/MARC21/slim}collection", nsmap={None: ns["m"]})
         for record in collection.getroot().findall("m:record", ns):
             if record.findtext("m:controlfield[@tag='001']", namespaces=ns) in ids:
-                chosen.append(record)
+                chosen.append(copy.deepcopy(record))  # append would move it
         xml = root / f"{database}.xml"
         xml.write_bytes(etree.tostring(chosen, xml_declaration=True, encoding="UTF-8"))
         marc = subprocess.run(

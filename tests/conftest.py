@@ -44,12 +44,23 @@ async def libraries() -> AsyncIterator[dict[str, Library]]:
 
 
 @pytest.fixture
+def directory_extra() -> dict[str, dict[str, object]]:
+    """Directory fields per library symbol (catalogue, thresholds); modules override it."""
+    return {}
+
+
+@pytest.fixture
 async def hub(
-    bootstrap: str, libraries: dict[str, Library], tmp_path: Path
+    bootstrap: str,
+    libraries: dict[str, Library],
+    directory_extra: dict[str, dict[str, object]],
+    tmp_path: Path,
 ) -> AsyncIterator[HubProcess]:
     directory = tmp_path / "consortium.yaml"
     # The rota is the libraries in order; a library is never asked to lend to itself.
-    directory.write_text(directory_yaml(list(libraries.values()), rota=list(libraries)))
+    directory.write_text(
+        directory_yaml(list(libraries.values()), rota=list(libraries), extra=directory_extra)
+    )
     env = {f"RSHUB_SECRET_{lib.symbol}": lib.secret for lib in libraries.values()}
     env.update(
         {

@@ -1,0 +1,93 @@
+"""`rshub route`: show why a request went where it did, and change its routing.
+
+    rshub route show TXN              every routing decision of the transaction
+    rshub route TXN --lender SYM      send the request to SYM now
+    rshub route TXN --skip SYM        never ask SYM for this request
+    rshub route TXN --restart         search the catalogues again and rebuild the rota
+
+Commands go to the state machine on ill.control; the answer (applied, or refused with the
+reason) is read back from ill.replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hub.followers import Verdicts
+from hub.kafka_io import KafkaIO
+from hub.records import RouteAction, RouteCommand, VerdictOutcome
+
+
+async def decisions(bootstrap: str, transaction_id: str) -> list[dict[str, Any]]:
+    """Every record of ill.routing for the transaction, oldest first."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition("ill.routing", p)
+            for p in consumer.partitions_for_topic("ill.routing") or []
+        ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found = []
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.key and record.key.decode() == transaction_id and record.value:
+                        found.append(json.loads(record.value))
+                    if record.offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+        return sorted(found, key=lambda d: d["at"])
+    finally:
+        await consumer.stop()
+
+
+def describe(decision: dict[str, Any]) -> list[str]:
+    chosen = decision.get("chosen") or "nobody"
+    lines = [
+        f"{decision['at']}  attempt {decision['attempt']}  rota {decision.get('profile') or '-'}"
+        f"  -> {chosen}: {decision['reason']}"
+    ]
+    for candidate in decision.get("candidates", []):
+        lines.append(f"    {candidate['lender']:<12} {candidate.get('why', '')}")
+    for skipped in decision.get("skipped", []):
+        lines.append(f"    not asked: {skipped['lender']} ({skipped['reason']})")
+    return lines
+
+
+async def command(
+    bootstrap: str, transaction_id: str, action: RouteAction, lender: str | None, wait_s: float
+) -> tuple[int, str]:
+    order = RouteCommand(
+        command_id=f"route-{uuid.uuid4().hex}",
+        transaction_id=transaction_id,
+        action=action,
+        lender=lender,
+    )
+    verdicts = Verdicts(bootstrap)
+    await verdicts.start()
+    kafka = KafkaIO(bootstrap)
+    await kafka.start()
+    try:
+        waiting = verdicts.expect(order.command_id)
+        await kafka.send("ill.control", transaction_id, order.model_dump_json().encode())
+        try:
+            verdict = await asyncio.wait_for(waiting, wait_s)
+        except TimeoutError:
+            return 1, f"no answer from the hub within {wait_s:g} s (is it running?)"
+    finally:
+        await kafka.stop()
+        await verdicts.stop()
+    if verdict.outcome is VerdictOutcome.REFUSED:
+        return 2, f"refused: {verdict.error}"
+    return 0, f"done: {transaction_id} is now {verdict.state}"
