@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from hub.holdings import Catalogue
 from hub.model import Message, RequestFormat, ServiceType
@@ -143,6 +150,7 @@ class Directory(BaseModel):
     rules: list[RotaRule] = Field(default_factory=list, description="first match wins")
     default_rota: str | None = None
     supported_protocols: frozenset[str] = frozenset({"ncip", "iso18626", "iso10161"})
+    _index: dict[str, Partner] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Directory:
@@ -185,7 +193,11 @@ class Directory(BaseModel):
         return self
 
     def partner(self, symbol: str) -> Partner | None:
-        return next((p for p in self.partners if p.symbol == symbol), None)
+        # Rebuilt if the list changed (tests edit directories in place); rota ranking asks
+        # this for every member, so a scan would make a 500-lender rota quadratic.
+        if self._index is None or len(self._index) != len(self.partners):
+            self._index = {p.symbol: p for p in self.partners}
+        return self._index.get(symbol)
 
     def by_agency(self, agency_id: str) -> Partner | None:
         return next((p for p in self.partners if agency_id in p.agency_ids), None)
