@@ -108,7 +108,9 @@ async def test_rota_skips_demotes_rejects_and_explains(
     assert skipped["CHARLIE"] == "rejected on its behalf: 1 open incoming requests, limit 1"
     by = {c["lender"]: c for c in routing["candidates"]}
     assert by["BRAVO"]["overloaded"] == "1 open, threshold 1" and by["BRAVO"]["rank"] == 2
-    assert by["CHARLIE"]["rank"] == 1 and by["CHARLIE"]["holdings"] == "held", by["CHARLIE"]["holdings_detail"]
+    assert by["CHARLIE"]["rank"] == 1 and by["CHARLIE"]["holdings"] == "held", by["CHARLIE"][
+        "holdings_detail"
+    ]
     automatic = await wait_for_record(
         bootstrap, "ill.events", lambda e: e["transaction_id"] == txn3 and e["kind"] == "automatic"
     )
