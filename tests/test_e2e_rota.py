@@ -158,3 +158,28 @@ async def test_load_counts_survive_a_restart(
     # BRAVO's open request was counted before the restart: it is still overloaded.
     await ask(north, "S-2")
     assert (await charlie.next()).event is Event.REQUEST
+
+
+async def test_need_before_date_expires_the_request(
+    bootstrap: str, hub: HubProcess, libraries: dict[str, Library]
+) -> None:
+    north, _alpha, bravo, _charlie = libraries.values()
+    need_before = now() + timedelta(days=2)
+    await say(
+        north, Event.REQUEST, "E-1", patron_id="p", bibliographic=BOOK, need_before=need_before
+    )
+    assert (await bravo.next()).event is Event.REQUEST
+    txn = transaction_id("NORTH", "E-1")
+    kafka = KafkaIO(bootstrap)
+    await kafka.start()
+    try:
+        tick = Tick(transaction_id=txn, at=need_before + timedelta(hours=1))
+        await kafka.send("ill.control", txn, tick.model_dump_json().encode())
+    finally:
+        await kafka.stop()
+    assert (await bravo.next()).event is Event.CANCEL
+    assert (await north.next()).event is Event.EXPIRED
+    snapshot = await wait_for_record(
+        bootstrap, "ill.transactions", lambda t: t["id"] == txn and t["state"] == "Expired"
+    )
+    assert snapshot["next_deadline"] is None
