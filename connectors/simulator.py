@@ -4,8 +4,10 @@ records what the hub delivers to it and sends its own messages to the hub, in NC
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aiohttp
 import yaml
@@ -198,6 +200,21 @@ class TcpLibrary:
         _name, value = ill_codec.decode(answers[0])
         error = value.get("error-report")
         return 200, Answer(error is None, [] if error is None else [str(error)])
+
+
+LibraryT = TypeVar("LibraryT", bound="Library | TcpLibrary")
+
+
+@asynccontextmanager
+async def running(libraries: dict[str, LibraryT]) -> AsyncIterator[dict[str, LibraryT]]:
+    """Start every simulated library; stop them all on the way out."""
+    for lib in libraries.values():
+        await lib.start()
+    try:
+        yield libraries
+    finally:
+        for lib in libraries.values():
+            await lib.stop()
 
 
 def directory_yaml(

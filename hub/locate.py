@@ -18,6 +18,7 @@ from hub.directory import Directory
 from hub.holdings import Catalogue, Holding, HoldingsResult
 
 log = structlog.get_logger(__name__)
+CacheKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
 Client = Callable[[str, Catalogue, list[tuple[str, str]]], Awaitable[HoldingsResult]]
 
 
@@ -31,45 +32,25 @@ class Locator:
     ) -> None:
         self.directory, self.clients, self.cache_s, self.clock = directory, clients, cache_s, clock
         # Only definite answers are kept: a catalogue that failed is asked again next time.
-        self.cache: dict[
-            tuple[str, str, str, tuple[tuple[str, str], ...]], tuple[float, HoldingsResult]
-        ] = {}
-
-    def cached(self, lender: str, terms: list[tuple[str, str]]) -> HoldingsResult | None:
-        key = self._key(lender, terms)
-        if key is None or key not in self.cache:
-            return None
-        stored, result = self.cache[key]
-        if self.clock() - stored > self.cache_s:
-            del self.cache[key]
-            return None
-        return result.model_copy(update={"lender": lender})
-
-    def _key(
-        self, lender: str, terms: list[tuple[str, str]]
-    ) -> tuple[str, str, str, tuple[tuple[str, str], ...]] | None:
-        partner = self.directory.partner(lender)
-        catalogue = partner.catalogue if partner else None
-        if catalogue is None:
-            return None
-        return (catalogue.kind, catalogue.address, catalogue.database, tuple(map(tuple, terms)))
+        self.cache: dict[CacheKey, tuple[float, HoldingsResult]] = {}
 
     async def one(self, lender: str, terms: list[tuple[str, str]]) -> HoldingsResult:
-        hit = self.cached(lender, terms)
-        if hit is not None:
-            return hit.model_copy(update={"detail": hit.detail + " (cached)"})
         partner = self.directory.partner(lender)
         catalogue = partner.catalogue if partner else None
         if catalogue is None:
             return HoldingsResult(lender=lender, status=Holding.UNCHECKED, detail="no catalogue")
+        key = (catalogue.kind, catalogue.address, catalogue.database, tuple(terms))
+        stored = self.cache.get(key)
+        if stored is not None and self.clock() - stored[0] <= self.cache_s:
+            hit = stored[1]
+            return hit.model_copy(update={"lender": lender, "detail": hit.detail + " (cached)"})
         client = self.clients.get(catalogue.kind)
         if client is None:
             return HoldingsResult(
                 lender=lender, status=Holding.UNKNOWN, detail=f"no {catalogue.kind} client"
             )
         result = await client(lender, catalogue, terms)
-        key = self._key(lender, terms)
-        if key is not None and result.status in (Holding.HELD, Holding.NOT_HELD):
+        if result.status in (Holding.HELD, Holding.NOT_HELD):
             self.cache[key] = (self.clock(), result)
         return result
 

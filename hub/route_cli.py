@@ -16,40 +16,36 @@ import json
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from hub.followers import Verdicts
+from hub.followers import Verdicts, _Follower
 from hub.kafka_io import KafkaIO
 from hub.records import RouteAction, RouteCommand, VerdictOutcome
 
 
+class _Decisions(_Follower):
+    """Reads ill.routing from the beginning, keeping one transaction's decisions."""
+
+    topic = "ill.routing"
+    from_beginning = True
+
+    def __init__(self, bootstrap_servers: str, transaction_id: str) -> None:
+        super().__init__(bootstrap_servers)
+        self.transaction_id = transaction_id
+        self.found: list[dict[str, Any]] = []
+
+    def handle(self, key: str, value: bytes | None) -> None:
+        if key == self.transaction_id and value is not None:
+            self.found.append(json.loads(value))
+
+
 async def decisions(bootstrap: str, transaction_id: str) -> list[dict[str, Any]]:
     """Every record of ill.routing for the transaction, oldest first."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
+    reader = _Decisions(bootstrap, transaction_id)
+    await reader.start()
     try:
-        partitions = [
-            TopicPartition("ill.routing", p)
-            for p in consumer.partitions_for_topic("ill.routing") or []
-        ]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        found = []
-        remaining = {tp for tp, end in ends.items() if end > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.key and record.key.decode() == transaction_id and record.value:
-                        found.append(json.loads(record.value))
-                    if record.offset + 1 >= ends[tp]:
-                        remaining.discard(tp)
-        return sorted(found, key=lambda d: d["at"])
+        await reader.ready.wait()  # read up to the end offsets seen at start
     finally:
-        await consumer.stop()
+        await reader.stop()
+    return sorted(reader.found, key=lambda d: d["at"])
 
 
 def describe(decision: dict[str, Any]) -> list[str]:

@@ -68,18 +68,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def ztest(workdir: Path) -> Iterator[str]:
-    """yaz-ztest on a free port; yields host:port."""
-    port = free_port()
-    log = workdir / "ztest.log"
-    process = subprocess.Popen(
-        ["yaz-ztest", "-l", str(log), f"tcp:127.0.0.1:{port}"], stdout=subprocess.DEVNULL
-    )
+def _serving(command: list[str], port: int, cwd: Path) -> Iterator[str]:
+    """Run a server until the block ends; yields host:port once it listens."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, process, "yaz-ztest")
+        _wait_for_port(port, process, command[0])
         yield f"127.0.0.1:{port}"
     finally:
         _stop(process)
+
+
+@contextmanager
+def ztest(workdir: Path) -> Iterator[str]:
+    """yaz-ztest on a free port; yields host:port."""
+    port = free_port()
+    listener = f"tcp:127.0.0.1:{port}"
+    with _serving(["yaz-ztest", "-l", "ztest.log", listener], port, workdir) as address:
+        yield address
 
 
 def _zebra_modules() -> str:
@@ -127,16 +132,9 @@ def zebra(workdir: Path, databases: dict[str, list[str]]) -> Iterator[str]:
         run("-d", database, "update", f"{database}.mrc")
     run("commit")
     port = free_port()
-    process = subprocess.Popen(
-        ["zebrasrv", "-c", "zebra.cfg", "-l", "zebrasrv.log", f"tcp:127.0.0.1:{port}"],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_port(port, process, "zebrasrv")
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop(process)
+    command = ["zebrasrv", "-c", "zebra.cfg", "-l", "zebrasrv.log", f"tcp:127.0.0.1:{port}"]
+    with _serving(command, port, root) as address:
+        yield address
 
 
 def installed() -> bool:

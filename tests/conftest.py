@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.simulator import Library, TcpLibrary, directory_yaml
+from connectors.simulator import Library, TcpLibrary, directory_yaml, running
 from hub import topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
 from hub.process import HubProcess
@@ -36,11 +36,8 @@ async def libraries() -> AsyncIterator[dict[str, Library]]:
         "SOUTH": Library("SOUTH", "01SOUTH_INST||MAIN", "south-secret"),
         "EAST": Library("EAST", "01EAST_INST||CENTRAL", "east-secret"),
     }
-    for lib in libs.values():
-        await lib.start()
-    yield libs
-    for lib in libs.values():
-        await lib.stop()
+    async with running(libs):
+        yield libs
 
 
 @pytest.fixture

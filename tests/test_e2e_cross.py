@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.simulator import Library
+from connectors.simulator import Library, running
 from hub.model import Event, Message, Reason
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import BOOK, DUE
@@ -25,11 +25,8 @@ async def libraries() -> AsyncIterator[dict[str, Library]]:
         "NORTH": Library("NORTH", "01NORTH_INST||MAIN", "north-secret"),
         "EAST": Library("EAST", "DK-820010", "east-secret", protocol="iso18626"),
     }
-    for lib in libs.values():
-        await lib.start()
-    yield libs
-    for lib in libs.values():
-        await lib.stop()
+    async with running(libs):
+        yield libs
 
 
 async def say(lib: Library, event: Event, request_id: str, **fields: object) -> None:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from connectors.iso10161 import codec
-from connectors.simulator import Library, TcpLibrary
+from connectors.simulator import Library, TcpLibrary, running
 from hub.model import Event, Message, Reason
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import BOOK, DUE
@@ -28,11 +28,8 @@ async def libraries() -> AsyncIterator[dict[str, Library | TcpLibrary]]:
         "ALEPH": TcpLibrary("ALEPH", "ALEPH-LIB"),
         "WEST": Library("WEST", "DK-710100", "west-secret", protocol="iso18626"),
     }
-    for lib in libs.values():
-        await lib.start()
-    yield libs
-    for lib in libs.values():
-        await lib.stop()
+    async with running(libs):
+        yield libs
 
 
 async def say(lib: Library | TcpLibrary, event: Event, request_id: str, **fields: object) -> None:

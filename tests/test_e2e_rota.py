@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 
-from connectors.simulator import Library
+from connectors.simulator import Library, running
 from hub.kafka_io import KafkaIO
 from hub.model import Event, now, transaction_id
 from hub.process import HubProcess
@@ -47,11 +47,8 @@ async def libraries() -> AsyncIterator[dict[str, Library]]:
         "BRAVO": Library("BRAVO", "01BRAVO_INST||MAIN", "bravo-secret"),
         "CHARLIE": Library("CHARLIE", "01CHARLIE_INST||MAIN", "charlie-secret"),
     }
-    for lib in libs.values():
-        await lib.start()
-    yield libs
-    for lib in libs.values():
-        await lib.stop()
+    async with running(libs):
+        yield libs
 
 
 @pytest.fixture

@@ -291,6 +291,19 @@ def asked(d: Directory, **fields: object) -> Transaction:
     return txn
 
 
+def shipment(txn: Transaction, **fields: object) -> Message:
+    """L1, the first lender asked, ships item I1."""
+    first = txn.attempts[0].request_id
+    return Message(
+        event=Event.LOANED,
+        sender="L1",
+        request_id=first,
+        transaction_id=txn.id,
+        item_id="I1",
+        **fields,
+    )
+
+
 def test_lender_that_does_not_answer_in_time_is_replaced() -> None:
     d = directory()
     txn = asked(d)
@@ -322,18 +335,7 @@ def test_due_date_reaches_borrower_minus_offset_and_overdue_is_sent() -> None:
     d = directory()
     txn = asked(d)
     due = T0 + timedelta(days=30)
-    shipped = apply(
-        txn,
-        Message(
-            event=Event.LOANED,
-            sender="L1",
-            request_id=txn.attempts[0].request_id,
-            transaction_id=txn.id,
-            item_id="I1",
-            due_date=due,
-        ),
-        d,
-    )
+    shipped = apply(txn, shipment(txn, due_date=due), d)
     to_borrower = next(o.value for o in shipped.outputs if o.topic == "ill.outbound.ncip")
     assert to_borrower["message"]["due_date"].startswith(
         (due - timedelta(days=3)).date().isoformat()
@@ -378,17 +380,7 @@ def test_staff_routing_refused_once_shipped_and_for_unknown_lenders() -> None:
     bad = apply_control(txn, command(txn, RouteAction.LENDER, "NOPE"), d)
     assert bad.verdict and bad.verdict.outcome is VerdictOutcome.REFUSED
     assert "unknown partner NOPE" in (bad.verdict.error or "")
-    shipped = apply(
-        txn,
-        Message(
-            event=Event.LOANED,
-            sender="L1",
-            request_id=txn.attempts[0].request_id,
-            transaction_id=txn.id,
-            item_id="I1",
-        ),
-        d,
-    ).transaction
+    shipped = apply(txn, shipment(txn), d).transaction
     refused = apply_control(shipped, command(txn, RouteAction.SKIP, "L1"), d)
     assert refused.verdict and refused.verdict.outcome is VerdictOutcome.REFUSED
     assert "not possible in state Loaned" in (refused.verdict.error or "")
