@@ -1,10 +1,15 @@
 """The faust application: the transaction agent and one outbound agent per protocol.
 
-The transaction agent owns the `transactions` table (changelog-backed, so a restarted worker
-recovers it) and does I/O only to write what `hub.transactions` returns. It writes every output
-and waits for the broker's acknowledgement before updating the row; faust commits the input
-offset only after that. A crash in between re-applies the message: the engine's deduplication
-and deterministic record ids make that harmless.
+The transaction agent owns the `transactions` table (its changelog is ill.transactions, so a
+restarted worker recovers it) and does I/O only to write what `hub.transactions` returns. It
+writes every output and waits for the broker's acknowledgement before updating the row; faust
+commits the input offset only after that. A crash in between re-applies the message: the
+engine's deduplication and deterministic record ids make that harmless. One record it cannot
+read or apply, or whose outputs would not fit in the broker, is dead-lettered; the agent goes on.
+
+The outbound agents deliver through `hub.delivery.PartnerQueues` (one queue per partner) and
+acknowledge a command only once its result and the "delivered" mark are durable, so a crash
+re-sends at most the calls that were in flight.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 import faust
 import structlog
 
+from hub import fetching
+from hub.delivery import PartnerQueues
 from hub.directory import Directory
-from hub.followers import LoadIndex
+from hub.kafka_io import REPLY_TO, KafkaIO
 from hub.locate import Client, Locator
 from hub.model import Message, NotApplicable, now
 from hub.outbound import Outbound
@@ -30,11 +37,16 @@ from hub.records import (
     DeliveryResult,
     Locate,
     Located,
+    PartnerBack,
+    Redeliver,
     Tick,
+    Verdict,
 )
 from hub.settings import Settings
 from hub.transactions import (
     Output,
+    Result,
+    Sending,
     Transaction,
     apply,
     apply_control,
@@ -45,6 +57,12 @@ from hub.transactions import (
 log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100
 HUB_AGENCY = "RSHUB"
+HELD = "held back: an earlier step to this partner has not been delivered"
+RAW = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
+
+
+class TooLarge(ValueError):
+    """An output would exceed the largest record the broker takes."""
 
 
 def create_app(
@@ -53,8 +71,12 @@ def create_app(
     bootstrap_servers: str,
     outbounds: list[Outbound],
     catalogue_clients: dict[str, Client] | None = None,
+    io: KafkaIO | None = None,
+    fetch_wait_ms: int | None = None,
 ) -> faust.App:
-    app = faust.App(
+    """`io`: the gateway's Kafka side when it runs in this worker: verdicts for its waiting
+    partners and the item and load views are then updated here at once, not read back."""
+    app = fetching.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
         store="memory://",
@@ -66,27 +88,50 @@ def create_app(
         broker_rebalance_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=1.0,
         producer_acks=-1,
+        producer_linger=settings.producer_linger_ms / 1000.0,
         web_enabled=True,
         table_cleanup_interval=3600.0,
     )
-    raw = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
-    inputs = app.topic("ill.inbound", "ill.delivery", "ill.control", **raw)
-    transactions = app.Table("transactions", default=None, partitions=4)
+    app.fetch_wait_ms = (
+        fetch_wait_ms
+        if fetch_wait_ms is not None
+        else fetching.detect(bootstrap_servers, settings.fetch_wait_ms)
+    )
+    inputs = app.topic("ill.inbound", "ill.delivery", "ill.control", **RAW)
+    # The table's changelog is ill.transactions itself: one write per step serves recovery
+    # and the operators' view of every transaction.
+    transactions = app.Table(
+        "transactions",
+        default=None,
+        partitions=4,
+        changelog_topic=app.topic("ill.transactions", key_type=str, value_serializer="json"),
+    )
     delivered = app.Table("delivered", default=list, partitions=4)
     topics: dict[str, faust.types.TopicT] = {}
-    load = LoadIndex(bootstrap_servers)
+    hub_io = io or KafkaIO(bootstrap_servers)
+    load = hub_io.load
+    limit = settings.max_record_bytes
 
     async def write(outputs: list[Output]) -> None:
-        futures = []
+        """Write outputs, all or none: sizes are checked before anything is produced."""
+        encoded = []
         for output in outputs:
-            topic = topics.setdefault(output.topic, app.topic(output.topic, **raw))
             value = None if output.value is None else json.dumps(output.value).encode()
+            if value is not None and len(value) > limit:
+                raise TooLarge(
+                    f"a record for {output.topic} would be {len(value)} bytes "
+                    f"(the limit is {limit})"
+                )
+            encoded.append((output, value))
+        futures = []
+        for output, value in encoded:
+            topic = topics.setdefault(output.topic, app.topic(output.topic, **RAW))
             futures.append(await topic.send(key=output.key, value=value))
         for future in futures:
             await future  # acknowledged by the broker
 
     async def dead(stage: str, error: str, key: str, detail: dict[str, Any]) -> None:
-        letter = DeadLetter(stage=stage, error=error, transaction_id=key, detail=detail)
+        letter = DeadLetter(stage=stage, error=error[:2000], transaction_id=key, detail=detail)
         await write([as_output("ill.deadletter", key, letter)])
 
     @app.agent(inputs)
@@ -95,57 +140,127 @@ def create_app(
         await load.start()
         await load.ready.wait()
         try:
-            await _transactions(stream)
+            async for event in stream.events():
+                await _one(event)
         finally:
             await load.stop()
 
-    async def _transactions(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
-            topic = event.message.topic
-            try:
-                row = transactions.get(key)
-                txn = Transaction.model_validate(row) if row else None
-                if topic == "ill.inbound":
-                    message = Message.model_validate_json(event.value)
-                    result = apply(txn, message, directory, load.book)
-                elif topic == "ill.delivery":
-                    report = DeliveryResult.model_validate_json(event.value)
-                    result = apply_delivery(txn, report, directory, load.book)
-                else:
-                    control = CONTROL.validate_json(event.value)
-                    result = apply_control(txn, control, directory, load.book)
-            except ValueError as exc:
-                log.error("agent.unreadable", topic=topic, key=key, error=str(exc))
-                await dead(
-                    "apply",
-                    f"unreadable record on {topic}: {exc}",
-                    key,
-                    {"offset": event.message.offset},
-                )
-                continue
-            await write(result.outputs)
-            for output in result.outputs:
-                if output.topic == "ill.load":
-                    # Counted now, not when the follower reads it back: the next request
-                    # this worker routes must see it.
-                    load.book.apply(output.key, output.value)
-            if result.transaction is not None:
-                transactions[key] = result.transaction.model_dump(mode="json")
-            if result.verdict is not None:
-                log.info(
-                    "transaction.applied",
-                    transaction_id=key,
-                    outcome=result.verdict.outcome.value,
-                    state=result.verdict.state,
-                )
+    async def _one(event: Any) -> None:
+        key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
+        topic = event.message.topic
+        headers = dict(event.headers or {})
+        try:
+            result = _apply(key, topic, event.value)
+            if result is None:
+                return
+            await _commit(key, result, headers.get(REPLY_TO))
+        except Exception as exc:
+            # One record must never stop the agent: it is recorded and the next one is read.
+            log.error("agent.record_failed", topic=topic, key=key, error=str(exc)[:500])
+            await dead(
+                "apply",
+                f"record on {topic} not applied: {exc}",
+                key,
+                {
+                    "offset": event.message.offset,
+                    "partition": event.message.partition,
+                },
+            )
+            if topic == "ill.inbound":
+                await _refused_verdict(key, event.value, str(exc), headers.get(REPLY_TO))
 
+    def _apply(key: str, topic: str, value: bytes) -> Result | None:
+        row = transactions.get(key)
+        txn = Transaction.model_validate(row) if row else None
+        if topic == "ill.inbound":
+            return apply(txn, Message.model_validate_json(value), directory, load.book)
+        if topic == "ill.delivery":
+            report = DeliveryResult.model_validate_json(value)
+            return apply_delivery(txn, report, directory, load.book)
+        control = CONTROL.validate_json(value)
+        if isinstance(control, PartnerBack):
+            return None  # handled in _partner_back, which needs the whole table
+        return apply_control(txn, control, directory, load.book)
+
+    async def _commit(key: str, result: Result, reply_to: bytes | None) -> None:
+        local = reply_to is not None and reply_to.decode() == hub_io.instance
+        outputs = [o for o in result.outputs if not (local and o.topic == "ill.replies")]
+        await write(outputs)
+        for output in outputs:
+            if output.topic == "ill.load":
+                # Counted now, not when the follower reads it back: the next request
+                # this worker routes must see it.
+                load.book.apply(output.key, output.value)
+            elif output.topic == "ill.items":
+                hub_io.items.handle(output.key, output.value)
+        if result.transaction is not None:
+            transactions[key] = result.transaction.model_dump(mode="json")
+        if result.verdict is not None:
+            if local:
+                hub_io.verdicts.resolve(result.verdict)
+            log.info(
+                "transaction.applied",
+                transaction_id=key,
+                outcome=result.verdict.outcome.value,
+                state=result.verdict.state,
+            )
+
+    async def _refused_verdict(key: str, value: bytes, error: str, reply_to: bytes | None) -> None:
+        """The partner is waiting for a word on a message the agent could not apply."""
+        try:
+            message_id = json.loads(value).get("message_id")
+        except ValueError:
+            return
+        if not message_id:
+            return
+        verdict = Verdict(
+            message_id=message_id,
+            transaction_id=key,
+            outcome="refused",
+            state="unchanged",
+            error="the hub could not apply this message; it was recorded for the operators",
+        )
+        if reply_to is not None and reply_to.decode() == hub_io.instance:
+            hub_io.verdicts.resolve(verdict)
+        else:
+            await write([as_output("ill.replies", key, verdict)])
+
+    control_topic = app.topic("ill.control", **RAW)
+
+    @app.agent(app.topic("ill.partners", **RAW))
+    async def partner_agent(stream: faust.StreamT) -> None:
+        """A partner answers again: every transaction of this worker with deliveries waiting
+        for it sends them now (each through the engine, as a Redeliver)."""
+        async for event in stream.events():
+            back = PartnerBack.model_validate_json(event.value)
+            waiting = [
+                key
+                for key, row in list(transactions.items())
+                if row
+                and any(
+                    p["command"]["recipient"] == back.partner
+                    and p["status"] in (Sending.RETRY.value, Sending.PARKED.value)
+                    for p in row.get("pending", [])
+                )
+            ]
+            for key in waiting:
+                command = Redeliver(
+                    command_id=f"{back.ref}:{key}",
+                    transaction_id=key,
+                    partner=back.partner,
+                    by="rshub (partner answered again)",
+                )
+                await control_topic.send(key=key, value=command.model_dump_json().encode())
+            if waiting:
+                log.info("partner.back", partner=back.partner, transactions=len(waiting))
+
+    queues = PartnerQueues(settings.delivery_per_partner, settings.delivery_total)
     for outbound in outbounds:
-        _outbound_agent(app, settings, directory, outbound, write, delivered, raw)
+        _outbound_agent(app, settings, directory, outbound, write, delivered, queues)
 
     locator = Locator(directory, catalogue_clients or {}, settings.holdings_cache_s)
 
-    @app.agent(app.topic("ill.locate", **raw), concurrency=settings.locate_concurrency)
+    @app.agent(app.topic("ill.locate", **RAW), concurrency=settings.locate_concurrency)
     async def locate_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             command = Locate.model_validate_json(event.value)
@@ -184,17 +299,23 @@ def _outbound_agent(
     outbound: Outbound,
     write: Any,
     delivered: Any,
-    raw: dict[str, Any],
+    queues: PartnerQueues,
 ) -> None:
-    """The agent delivering ill.outbound.<protocol>. A command already delivered (re-read
-    after a restart) is skipped; the result of every delivery goes to ill.delivery."""
+    """The agent reading ill.outbound.<protocol>. Each command becomes a job on its partner's
+    queue; the input is acknowledged once the job's result is durable. A command already
+    delivered (re-read after a restart) is acknowledged without a second delivery."""
     delivery = outbound.delivery(settings)
+    failing: set[str] = set()  # partners whose last delivery from this worker failed
+    partners_topic = app.topic("ill.partners", **RAW)
 
-    async def deliver(command: Delivery) -> None:
-        done = delivered[command.transaction_id]
-        if command.command_id in done:
-            log.info("delivery.already_done", command_id=command.command_id)
-            return
+    async def partner_back(symbol: str) -> None:
+        back = PartnerBack(partner=symbol, at=now())
+        value = back.model_dump_json().encode()
+        # Every partition: each worker looks after the transactions it holds.
+        for partition in range(partners_topic.partitions or 4):
+            await partners_topic.send(key=symbol, value=value, partition=partition)
+
+    async def attempt(command: Delivery) -> DeliveryResult:
         partner = directory.partner(command.recipient)
         sender = directory.partner(command.message.sender)
         result = DeliveryResult(
@@ -203,49 +324,119 @@ def _outbound_agent(
             recipient=command.recipient,
             event=command.message.event,
             attempt=command.attempt,
+            try_number=command.try_number,
             outcome=DeliveryOutcome.SENT,
         )
+        if command.try_number > 1:
+            queues.release(command.transaction_id, command.recipient)
+        elif queues.is_held(command.transaction_id, command.recipient):
+            result.outcome, result.detail = DeliveryOutcome.FAILED, HELD
+            return result
         if partner is None or not partner.endpoint:
-            result.outcome, result.detail = DeliveryOutcome.FAILED, "partner has no endpoint"
-        else:
-            try:
-                body = outbound.render(
-                    command.message, sender.agency_id if sender else HUB_AGENCY, partner
-                )
-            except NotApplicable as exc:
-                result.outcome, result.detail = DeliveryOutcome.NOT_APPLICABLE, str(exc)
-            else:
-                audit = AuditRecord(
-                    direction="out",
-                    protocol=outbound.protocol,
-                    partner=partner.symbol,
-                    body=body.decode("latin-1"),
-                    content_type=outbound.content_type,
-                    transaction_id=command.transaction_id,
-                )
-                await write([as_output("ill.audit", command.transaction_id, audit)])
-                attempted, tries = await delivery.deliver(partner, body)
-                result.tries, result.detail = tries, attempted.detail
-                if not attempted.ok:
-                    result.outcome = DeliveryOutcome.FAILED
-        log.info(
-            "delivery.result",
+            result.outcome, result.retryable = DeliveryOutcome.FAILED, False
+            result.detail = "partner has no endpoint"
+            return result
+        try:
+            body = outbound.render(
+                command.message, sender.agency_id if sender else HUB_AGENCY, partner
+            )
+        except NotApplicable as exc:
+            result.outcome, result.detail = DeliveryOutcome.NOT_APPLICABLE, str(exc)
+            return result
+        except Exception as exc:
+            # Rendering is total: a step that cannot be written in the partner's protocol is
+            # a failed delivery the engine handles (next lender, or parked for staff).
+            result.outcome, result.retryable = DeliveryOutcome.FAILED, False
+            result.detail = f"cannot be written in {outbound.protocol}: {exc}"[:1000]
+            return result
+        audit = AuditRecord(
+            direction="out",
             protocol=outbound.protocol,
-            recipient=command.recipient,
-            step=command.message.event.value,
-            outcome=result.outcome.value,
-            detail=result.detail,
+            partner=partner.symbol,
+            body=body.decode("latin-1"),
+            content_type=outbound.content_type,
+            transaction_id=command.transaction_id,
         )
-        await write([as_output("ill.delivery", command.transaction_id, result)])
-        delivered[command.transaction_id] = [*done, command.command_id][-DELIVERED_MEMORY:]
+        await write([as_output("ill.audit", command.transaction_id, audit)])
+        attempted, tries = await delivery.deliver(partner, body)
+        result.tries, result.detail = tries, attempted.detail[:1000]
+        if not attempted.ok:
+            result.outcome, result.retryable = DeliveryOutcome.FAILED, attempted.retryable
+        result.at = now()
+        return result
+
+    def job(command: Delivery, event: Any, stream: faust.StreamT) -> Any:
+        async def run() -> bool:
+            try:
+                result = await attempt(command)
+            except Exception as exc:
+                result = DeliveryResult(
+                    command_id=command.command_id,
+                    transaction_id=command.transaction_id,
+                    recipient=command.recipient,
+                    event=command.message.event,
+                    attempt=command.attempt,
+                    try_number=command.try_number,
+                    outcome=DeliveryOutcome.FAILED,
+                    detail=f"{type(exc).__name__}: {exc}"[:1000],
+                )
+            log.info(
+                "delivery.result",
+                protocol=outbound.protocol,
+                recipient=command.recipient,
+                step=command.message.event.value,
+                outcome=result.outcome.value,
+                try_number=command.try_number,
+                detail=result.detail,
+            )
+            await write([as_output("ill.delivery", command.transaction_id, result)])
+            accepted = result.outcome is not DeliveryOutcome.FAILED
+            if accepted:
+                # Durable before the input is acknowledged: replayed after a crash, this
+                # command is recognised and not sent twice.
+                done = [*delivered.get(command.transaction_id, []), command.command_id]
+                await _durable_set(
+                    delivered, event, command.transaction_id, done[-DELIVERED_MEMORY:]
+                )
+                if command.recipient in failing:
+                    failing.discard(command.recipient)
+                    await partner_back(command.recipient)
+            elif result.retryable and result.detail != HELD:
+                failing.add(command.recipient)
+            await stream.ack(event)
+            return accepted
+
+        return run
 
     async def outbound_agent(stream: faust.StreamT) -> None:
         await delivery.start()
+        manual = stream.noack()
         try:
-            async for event in stream.events():
-                await deliver(Delivery.model_validate_json(event.value))
+            async for event in manual.events():
+                try:
+                    command = Delivery.model_validate_json(event.value)
+                except ValueError as exc:
+                    log.error("delivery.unreadable", topic=event.message.topic, error=str(exc))
+                    await manual.ack(event)
+                    continue
+                if command.command_id in delivered.get(command.transaction_id, []):
+                    log.info("delivery.already_done", command_id=command.command_id)
+                    await manual.ack(event)
+                    continue
+                await queues.submit(
+                    command.transaction_id, command.recipient, job(command, event, manual)
+                )
         finally:
+            queues.cancel()
             await delivery.stop()
 
-    topic = app.topic(f"ill.outbound.{outbound.protocol}", **raw)
+    topic = app.topic(f"ill.outbound.{outbound.protocol}", **RAW)
     app.agent(topic, name=f"outbound_{outbound.protocol}")(outbound_agent)
+
+
+async def _durable_set(table: Any, event: Any, key: str, value: Any) -> None:
+    """table[key] = value, returning once the changelog record is acknowledged (faust's own
+    assignment only schedules it)."""
+    future = table.send_changelog(event.message.partition, key, value)
+    table.data[key] = value
+    await future

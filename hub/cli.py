@@ -63,14 +63,20 @@ def serve(settings: Settings) -> int:
         return 2
     bootstrap, broker = _prepare(settings)
     try:
+        io = KafkaIO(bootstrap)
         app = create_app(
-            settings, directory, bootstrap, registry.outbounds(), registry.catalogue_clients()
+            settings,
+            directory,
+            bootstrap,
+            registry.outbounds(),
+            registry.catalogue_clients(),
+            io=io,
         )
         app.web_server(
             Gateway(
                 settings,
                 directory,
-                KafkaIO(bootstrap),
+                io,
                 registry.endpoints(settings),
                 registry.fronts(settings),
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -103,6 +103,21 @@ class Partner(BaseModel):
     )
     delivery_time_offset_days: float = Field(
         0.0, ge=0, description="days taken off a lender's due date before it reaches this borrower"
+    )
+    # Libraries' systems go down for hours (nightly jobs, upgrades): retries are spaced in
+    # minutes, in the spirit of ReShare (3 tries 10 minutes apart) and crosslink (5 minutes).
+    retry_minutes: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [5.0, 10.0, 10.0, 30.0, 60.0],
+        max_length=50,
+        description="wait before each new try of a failed delivery; after the last, parked",
+    )
+    parked_retry_minutes: float = Field(
+        60.0, gt=0, description="how often a parked delivery is tried again on its own"
+    )
+    unreachable_after_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="a new request this lender cannot be reached for in this time goes to the next",
     )
 
     @property

@@ -17,6 +17,7 @@ from contextlib import suppress
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from hub.fetching import FOLLOWER_WAIT_MS
 from hub.load import LoadBook
 from hub.records import Verdict
 
@@ -39,6 +40,7 @@ class _Follower:
             enable_auto_commit=False,
             group_id=None,
             client_id=f"rshub-{self.topic}-{uuid.uuid4().hex[:6]}",
+            fetch_max_wait_ms=FOLLOWER_WAIT_MS,
         )
         await self.consumer.start()
         partitions = self.consumer.partitions_for_topic(self.topic)
@@ -103,9 +105,11 @@ class Verdicts(_Follower):
         self.waiting.pop(message_id, None)
 
     def handle(self, key: str, value: bytes | None) -> None:
-        if value is None:
-            return
-        verdict = Verdict.model_validate_json(value)
+        if value is not None:
+            self.resolve(Verdict.model_validate_json(value))
+
+    def resolve(self, verdict: Verdict) -> None:
+        """Hand a verdict to the endpoint waiting for it (read back, or from the agent)."""
         future = self.waiting.pop(verdict.message_id, None)
         if future is not None and not future.done():
             future.set_result(verdict)
@@ -119,11 +123,13 @@ class ItemIndex(_Follower):
         super().__init__(bootstrap_servers)
         self.items: dict[str, str] = {}
 
-    def handle(self, key: str, value: bytes | None) -> None:
+    def handle(self, key: str, value: bytes | dict[str, str] | None) -> None:
+        """From the topic (bytes) or from the agent that wrote it in this process (dict)."""
         if value is None:
             self.items.pop(key, None)
         else:
-            self.items[key] = json.loads(value)["transaction_id"]
+            record = json.loads(value) if isinstance(value, bytes) else value
+            self.items[key] = record["transaction_id"]
 
     def lookup(self, partner: str, item_id: str) -> str | None:
         return self.items.get(f"{partner}|{item_id}")

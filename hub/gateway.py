@@ -236,7 +236,10 @@ class Gateway(Service):
         """Write to ill.inbound (acknowledged), then wait a while for the verdict."""
         waiting = self.io.verdicts.expect(message.message_id)
         await self.io.send(
-            "ill.inbound", message.transaction_id, message.model_dump_json().encode()
+            "ill.inbound",
+            message.transaction_id,
+            message.model_dump_json().encode(),
+            wait_verdict=True,
         )
         try:
             return await asyncio.wait_for(asyncio.shield(waiting), self.settings.reply_timeout_s)

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
+
 import structlog
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
-from hub.followers import ItemIndex, Verdicts
+from hub.followers import ItemIndex, LoadIndex, Verdicts
 from hub.records import AuditRecord, DeadLetter
 
 log = structlog.get_logger(__name__)
+# Header naming the gateway instance waiting for a message's verdict: the agent that applies
+# it in the same process hands the verdict over directly instead of through ill.replies.
+REPLY_TO = "rshub-reply-to"
 
 
 class KafkaIO:
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.instance = uuid.uuid4().hex
         self.producer: AIOKafkaProducer | None = None
         self.verdicts = Verdicts(bootstrap_servers)
         self.items = ItemIndex(bootstrap_servers)
+        self.load = LoadIndex(bootstrap_servers)
 
     async def start(self) -> None:
         # acks="all": an endpoint answers its partner only once the broker holds the message.
@@ -35,9 +42,16 @@ class KafkaIO:
         if self.producer:
             await self.producer.stop()
 
-    async def send(self, topic: str, key: str, value: bytes | None) -> str:
+    async def send(
+        self, topic: str, key: str, value: bytes | None, wait_verdict: bool = False
+    ) -> str:
+        """Produce and wait for the broker's acknowledgement. `wait_verdict`: this instance
+        waits for the state machine's verdict on the message."""
         assert self.producer is not None, "KafkaIO.start() first"
-        meta = await self.producer.send_and_wait(topic, key=key.encode(), value=value)
+        headers = [(REPLY_TO, self.instance.encode())] if wait_verdict else None
+        meta = await self.producer.send_and_wait(
+            topic, key=key.encode(), value=value, headers=headers
+        )
         return f"{topic}/{meta.partition}/{meta.offset}"
 
     async def send_record(self, topic: str, key: str, record: BaseModel) -> str:

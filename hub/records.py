@@ -20,6 +20,7 @@ class Delivery(BaseModel):
     recipient: str
     protocol: str
     attempt: int = Field(0, description="lender attempt the message belongs to (0: borrower)")
+    try_number: int = Field(1, ge=1, description="1 for the first try; retries count up")
     message: Message
 
 
@@ -37,13 +38,15 @@ class DeliveryResult(BaseModel):
     event: Event
     attempt: int = 0
     outcome: DeliveryOutcome
+    retryable: bool = Field(True, description="a failure another try may cure (network, 5xx)")
     detail: str = ""
-    tries: int = 1
+    tries: int = Field(1, description="attempts made in this try (quick in-call retries)")
+    try_number: int = 1
     at: datetime = Field(default_factory=now)
 
     @property
     def result_id(self) -> str:
-        return f"{self.command_id}:{self.outcome.value}"
+        return f"{self.command_id}:{self.try_number}:{self.outcome.value}"
 
 
 class VerdictOutcome(StrEnum):
@@ -155,8 +158,37 @@ class RouteCommand(BaseModel):
         return self.command_id
 
 
-Control = Annotated[Located | Tick | RouteCommand, Field(discriminator="kind")]
-CONTROL: TypeAdapter[Located | Tick | RouteCommand] = TypeAdapter(Control)
+class Redeliver(BaseModel):
+    """Send a transaction's failed or parked deliveries again now (to one partner, or all):
+    `rshub redeliver`, or the hub itself once a partner answers again (ill.control)."""
+
+    kind: Literal["redeliver"] = "redeliver"
+    command_id: str
+    transaction_id: str
+    partner: str | None = None
+    by: str = Field("staff", description="who asked, for the record")
+
+    @property
+    def ref(self) -> str:
+        return self.command_id
+
+
+class PartnerBack(BaseModel):
+    """A partner answered again after failed deliveries (ill.control, every partition): each
+    worker asks its transactions with deliveries parked for that partner to send them."""
+
+    kind: Literal["partner_back"] = "partner_back"
+    partner: str
+    at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"back:{self.partner}:{self.at.isoformat()}"
+
+
+ControlRecord = Located | Tick | RouteCommand | Redeliver | PartnerBack
+Control = Annotated[ControlRecord, Field(discriminator="kind")]
+CONTROL: TypeAdapter[ControlRecord] = TypeAdapter(Control)
 
 
 class StateChange(BaseModel):

@@ -26,8 +26,31 @@ class Settings(BaseModel):
         10.0, description="how long an endpoint waits for the state machine's verdict"
     )
     outbound_timeout_s: float = Field(30.0, description="HTTP time-out towards partners")
-    outbound_retries: int = Field(5, description="delivery attempts before reporting failure")
-    outbound_backoff_s: float = Field(1.0, description="first retry delay, doubled each time")
+    outbound_retries: int = Field(
+        2,
+        description="quick tries of one delivery (network blips) before it is reported failed; "
+        "later tries follow the partner's retry_minutes",
+    )
+    outbound_backoff_s: float = Field(1.0, description="pause between quick tries, doubled")
+    delivery_per_partner: int = Field(
+        4, ge=1, description="deliveries under way at once to one partner"
+    )
+    delivery_total: int = Field(256, ge=1, description="deliveries under way at once in all")
+    fetch_wait_ms: int | None = Field(
+        None,
+        ge=0,
+        description="how long a consumer's fetch waits at the broker; unset: 10 on the "
+        "embedded broker (it polls), 500 on Apache Kafka",
+    )
+    producer_linger_ms: float = Field(
+        0.0, ge=0, description="how long the agents' producer waits to batch records"
+    )
+    max_record_bytes: int = Field(
+        900_000,
+        ge=10_000,
+        description="largest record the hub writes (below the broker's message.max.bytes); "
+        "a step whose records would be larger is dead-lettered, not written",
+    )
     holdings_cache_s: float = Field(
         600.0, description="how long a catalogue's held / not held answer is reused"
     )

@@ -9,6 +9,7 @@ downstream consumers drop by id: a step is applied once.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -42,6 +43,7 @@ from hub.records import (
     DeliveryResult,
     Locate,
     Located,
+    Redeliver,
     RouteAction,
     RouteCommand,
     RoutingDecision,
@@ -93,6 +95,29 @@ class Step(BaseModel):
     ref: str
 
 
+class Sending(StrEnum):
+    IN_FLIGHT = "in_flight"  # handed to the outbound connector, no result yet
+    QUEUED = "queued"  # waits behind an earlier step to the same recipient
+    RETRY = "retry"  # failed; tried again at next_at
+    PARKED = "parked"  # failed every scheduled try; tried again rarely, or on demand
+
+
+class Pending(BaseModel):
+    """A delivery its recipient has not accepted yet. Kept until it has: a crash, a restart
+    or a partner outage between the decision and the delivery loses nothing."""
+
+    command: Delivery
+    status: Sending = Sending.IN_FLIGHT
+    failures: int = Field(0, description="failed tries so far")
+    first_failed: datetime | None = None
+    next_at: datetime | None = Field(None, description="next try (retry and parked)")
+    error: str = ""
+
+    @property
+    def recipient(self) -> str:
+        return self.command.recipient
+
+
 class Transaction(BaseModel):
     id: str
     state: State = State.NEW
@@ -113,6 +138,9 @@ class Transaction(BaseModel):
     lender_deadline: datetime | None = None
     next_deadline: datetime | None = None
     needs_attention: str | None = None
+    pending: list[Pending] = Field(
+        default_factory=list, description="deliveries not yet accepted, oldest first"
+    )
     history: list[Step] = Field(default_factory=list)
     seen: list[str] = Field(default_factory=list)
     replay: dict[str, list[Output]] = Field(default_factory=dict)
@@ -134,8 +162,9 @@ class Transaction(BaseModel):
             self.need_before if self.state in NEED_BEFORE_STATES else None,
             self.lender_deadline if self.state is State.REQUESTED else None,
             self.due_date if self.state in DUE_STATES else None,
+            *(p.next_at for p in self.pending),
         ]
-        return min((d for d in due if d is not None), default=None)
+        return min((aware(d) for d in due if d is not None), default=None)
 
     def remember(self, ref: str, outputs: list[Output]) -> None:
         self.seen = [*self.seen, ref][-SEEN_LIMIT:]
@@ -189,7 +218,103 @@ class _Run:
             attempt=attempt,
             message=message.model_copy(update=update),
         )
-        self.outputs.append(as_output(f"ill.outbound.{protocol}", self.txn.id, command))
+        self.txn.pending.append(Pending(command=command, status=Sending.QUEUED))
+        self.release(recipient)
+
+    def release(self, recipient: str, force: bool = False) -> int:
+        """Send what may go to `recipient` now, in order. Steps in flight do not hold back the
+        next (the outbound connector keeps one transaction's steps in order and fails a step
+        whose predecessor failed); a failed step does, until its retry is due, staff ask, or
+        the partner accepted something again (`force`: send the first failed one)."""
+        sent = 0
+        for pending in [p for p in self.txn.pending if p.recipient == recipient]:
+            if pending.status is Sending.IN_FLIGHT:
+                continue
+            if pending.status is not Sending.QUEUED:
+                if not force:
+                    break
+                force = False
+            pending.status, pending.next_at = Sending.IN_FLIGHT, None
+            command = pending.command.model_copy(update={"try_number": pending.failures + 1})
+            self.outputs.append(as_output(f"ill.outbound.{command.protocol}", self.txn.id, command))
+            sent += 1
+        return sent
+
+    # -- deliveries: results, retries, parking ---------------------------------------------
+
+    def delivery_failed(self, result: DeliveryResult) -> str:
+        """Schedule the next try of a failed delivery, park it after the last, or (a request
+        its lender cannot be reached for in time) move on to the next lender."""
+        txn = self.txn
+        pending = _pending(txn, result.command_id)
+        if pending is not None and pending.status is not Sending.IN_FLIGHT:
+            return "stale result"
+        failures = (pending.failures if pending else 0) + 1
+        first_failed = (pending.first_failed if pending else None) or self.at
+        partner = self.directory.partner(result.recipient)
+        schedule = partner.retry_minutes if partner else []
+        attempt = txn.attempt
+        if (
+            result.event is Event.REQUEST
+            and attempt is not None
+            and result.attempt == attempt.number
+            and txn.state is State.REQUESTED
+        ):
+            limit = timedelta(minutes=partner.unreachable_after_minutes if partner else 0)
+            if not result.retryable or self.at - first_failed >= limit or failures > len(schedule):
+                txn.pending = [p for p in txn.pending if p.recipient != result.recipient]
+                attempt.outcome = f"Unreachable: {result.detail}"
+                self.ask_next_lender(attempt.outcome)
+                return "lender unreachable, next lender asked"
+        if pending is None:
+            # Not a delivery this engine sent (or from before pending deliveries were kept).
+            txn.needs_attention = (
+                f"delivery of {result.event.value} to {result.recipient} failed: {result.detail}"
+            )
+            return "failed"
+        pending.failures, pending.first_failed, pending.error = (
+            failures,
+            first_failed,
+            result.detail,
+        )
+        if result.retryable and failures <= len(schedule):
+            pending.status = Sending.RETRY
+            pending.next_at = self.at + timedelta(minutes=schedule[failures - 1])
+            return f"try {failures + 1} at {pending.next_at.isoformat()}"
+        every = partner.parked_retry_minutes if partner else 60.0
+        pending.status = Sending.PARKED
+        pending.next_at = self.at + timedelta(minutes=every)
+        txn.needs_attention = (
+            f"delivery of {result.event.value} to {result.recipient} parked after "
+            f"{failures} failed tries: {result.detail}"
+        )
+        return f"parked after {failures} tries; tried again every {every:g} minutes"
+
+    def delivered(self, command_id: str) -> None:
+        """The recipient accepted a delivery: the next step queued for it goes now."""
+        txn = self.txn
+        done = _pending(txn, command_id)
+        if done is None:
+            return
+        txn.pending.remove(done)
+        parked = any(p.status is Sending.PARKED for p in txn.pending)
+        if not parked and (txn.needs_attention or "").startswith("delivery of"):
+            txn.needs_attention = None
+        self.release(done.recipient, force=True)
+
+    def retry_due(self) -> int:
+        """Send again every failed step whose time has come (one per recipient, in order)."""
+        due = {
+            p.recipient
+            for p in self.txn.pending
+            if p.next_at is not None and aware(p.next_at) <= self.at  # type: ignore[operator]
+        }
+        return sum(self.release(recipient, force=True) for recipient in sorted(due))
+
+    def redeliver(self, recipient: str | None) -> int:
+        recipients = {p.recipient for p in self.txn.pending}
+        chosen = sorted(recipients if recipient is None else recipients & {recipient})
+        return sum(self.release(r, force=True) for r in chosen)
 
     def record(
         self, kind: str, event: str, sender: str | None, before: State, detail: str = ""
@@ -238,8 +363,6 @@ class _Run:
                     Output(topic="ill.load", key=load_key(after, txn.id), value=value)
                 )
         txn.next_deadline = txn.deadline()
-        snapshot = self.txn.model_dump(mode="json", exclude={"replay", "seen"})
-        self.outputs.append(Output(topic="ill.transactions", key=self.txn.id, value=snapshot))
         return self.outputs
 
     # -- effects ---------------------------------------------------------------------------
@@ -406,6 +529,8 @@ class _Run:
             sender=txn.borrower,
             source_protocol="rshub",
             note=f"rshub: {why}",
+            patron_id=txn.request.patron_id if txn.request else None,
+            item_id=txn.item_id,
         )
         self.deliver(attempt.lender, cancel, attempt.number)
 
@@ -453,6 +578,12 @@ class _Run:
 
     def tick(self) -> str | None:
         """Fire what is due at `self.at`; returns what happened (None: nothing was due)."""
+        retried = self.retry_due()
+        happened = self.deadline_due()
+        said = [f"{retried} failed deliveries sent again"] if retried else []
+        return "; ".join([*said, *([happened] if happened else [])]) or None
+
+    def deadline_due(self) -> str | None:
         txn = self.txn
         if txn.need_before and txn.state in NEED_BEFORE_STATES and self.at >= txn.need_before:
             why = f"need-before date {txn.need_before.date().isoformat()} passed"
@@ -502,17 +633,17 @@ def _sender_side(txn: Transaction, message: Message) -> Role:
                 message.event,
                 message.sender or "unknown partner",
                 txn.state,
-                f"only the borrower {txn.borrower} may send it",
+                "only this request's borrower may send it",
             )
         return role
     attempt = txn.attempt
     if attempt is None or message.sender != attempt.lender:
-        current = attempt.lender if attempt else "none"
+        # Say only what the sender may know: not who the lender is.
         raise IllegalTransition(
             message.event,
             message.sender or "unknown partner",
             txn.state,
-            f"the current lender is {current}",
+            "the sender is not this request's current lender",
         )
     parsed = parse_lender_request_id(message.request_id) if message.request_id else None
     if parsed and parsed[1] != attempt.number:
@@ -623,17 +754,19 @@ def _applied(run: _Run, ref: str, outputs: list[Output]) -> Result:
 
 def apply_control(
     txn: Transaction | None,
-    control: Located | Tick | RouteCommand,
+    control: Located | Tick | RouteCommand | Redeliver,
     directory: Directory,
     load: LoadView | None = None,
 ) -> Result:
-    """Apply a hub-internal input: holdings found, a clock tick or a staff routing command.
-    Stale holdings and ticks with nothing due change nothing and write nothing."""
+    """Apply a hub-internal input: holdings found, a clock tick, a staff routing command or a
+    request to redeliver. Stale holdings and ticks with nothing due change nothing."""
     ref = control.ref
     if txn is not None and ref in txn.seen:
         return Result(transaction=txn, outputs=[*txn.replay.get(ref, [])])
     if isinstance(control, RouteCommand):
         return _route(txn, control, directory, load)
+    if isinstance(control, Redeliver):
+        return _redeliver(txn, control, directory, load)
     if txn is None:
         return Result(transaction=None, outputs=[])
     at = control.at if isinstance(control, Tick) else None
@@ -653,6 +786,26 @@ def apply_control(
     outputs = run.finish()
     run.txn.remember(ref, outputs)
     return Result(transaction=run.txn, outputs=outputs)
+
+
+def _redeliver(
+    txn: Transaction | None, command: Redeliver, directory: Directory, load: LoadView | None
+) -> Result:
+    key = command.transaction_id
+    label = "redeliver" + (f" to {command.partner}" if command.partner else "")
+    if txn is None:
+        return _refusal(None, command.ref, key, command.by, label, f"no transaction {key}")
+    run = _Run(txn.model_copy(deep=True), directory, command.ref, load)
+    before = run.txn.state
+    sent = run.redeliver(command.partner)
+    if not sent:
+        waiting = [p for p in txn.pending if p.status is not Sending.IN_FLIGHT]
+        if command.partner:
+            waiting = [p for p in waiting if p.recipient == command.partner]
+        if not waiting:
+            return _refusal(txn, command.ref, key, command.by, label, "nothing waits for delivery")
+    run.record("delivery", label, command.by, before, detail=f"{sent} deliveries sent again")
+    return _applied(run, command.ref, run.finish())
 
 
 def _holdings_line(located: Located) -> str:
@@ -785,41 +938,36 @@ def _refusal(
     return Result(transaction=txn, outputs=outputs, verdict=verdict)
 
 
+def _pending(txn: Transaction, command_id: str) -> Pending | None:
+    return next((p for p in txn.pending if p.command.command_id == command_id), None)
+
+
 def apply_delivery(
     txn: Transaction | None,
     result: DeliveryResult,
     directory: Directory,
     load: LoadView | None = None,
 ) -> Result:
-    """Apply an outbound connector's report. A request no lender can be reached for moves on."""
+    """Apply an outbound connector's report; the clock is the report's time. Accepted: the
+    next step to that partner may go. Failed: retried on the partner's schedule, parked after
+    it; a request no lender can be reached for moves on to the next lender."""
     ref = result.result_id
     if txn is None or ref in txn.seen:
         return Result(transaction=txn, outputs=[*(txn.replay.get(ref, []) if txn else [])])
     txn = txn.model_copy(deep=True)
-    run = _Run(txn, directory, ref, load)
+    run = _Run(txn, directory, ref, load, aware(result.at))
     before = txn.state
-    attempt = txn.attempt
-    lender_unreachable = (
-        result.outcome is DeliveryOutcome.FAILED
-        and result.event is Event.REQUEST
-        and attempt is not None
-        and result.attempt == attempt.number
-        and txn.state is State.REQUESTED
-    )
-    if lender_unreachable:
-        assert attempt is not None
-        attempt.outcome = f"Unreachable: {result.detail}"
-        run.ask_next_lender(attempt.outcome)
-    elif result.outcome is DeliveryOutcome.FAILED:
-        txn.needs_attention = (
-            f"delivery of {result.event.value} to {result.recipient} failed: {result.detail}"
-        )
+    detail = result.detail
+    if result.outcome is DeliveryOutcome.FAILED:
+        detail = run.delivery_failed(result) + (f" ({result.detail})" if result.detail else "")
+    else:
+        run.delivered(result.command_id)
     run.record(
         "delivery",
         f"{result.event.value}:{result.outcome.value}",
         result.recipient,
         before,
-        detail=result.detail,
+        detail=detail,
     )
     outputs = run.finish()
     txn.remember(ref, outputs)

@@ -150,6 +150,13 @@ async def test_renew_is_answered_with_a_new_due_date(hub, libraries) -> None:
     assert (answer.event, answer.answer, answer.due_date) == (Event.RENEW_ANSWER, True, wanted)
 
 
+@pytest.fixture
+def directory_extra() -> dict[str, dict[str, object]]:
+    # SOUTH has no retry schedule: a request it cannot be reached for moves on at once (the
+    # schedule in minutes is tested with a controlled clock in tests/test_delivery.py).
+    return {"SOUTH": {"retry_minutes": []}}
+
+
 async def test_unreachable_lender_is_retried_reported_and_skipped(
     hub, libraries, bootstrap
 ) -> None:

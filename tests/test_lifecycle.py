@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from hub.directory import Directory
 from hub.lifecycle import TERMINAL, TRANSITIONS, IllegalTransition, Previous, State, transition
 from hub.model import SENDER, Event, Message, Reason, Role, lender_request_id, transaction_id
-from hub.records import DeliveryOutcome, DeliveryResult, VerdictOutcome
-from hub.transactions import Transaction, apply, apply_delivery
+from hub.records import DeliveryOutcome, DeliveryResult, Tick, VerdictOutcome
+from hub.transactions import Transaction, apply, apply_control, apply_delivery
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 DIRECTORY = Directory.model_validate(
     {
@@ -181,15 +185,25 @@ def test_cancel_refused_returns_to_previous_state() -> None:
 
 def test_unreachable_lender_is_skipped() -> None:
     txn = requested()
+    # Retried on the lender's schedule until its unreachable_after (30 minutes) has passed.
+    command = txn.pending[0].command
     failure = DeliveryResult(
-        command_id="c1",
+        command_id=command.command_id,
         transaction_id=TXN,
         recipient="L1",
         event=Event.REQUEST,
         attempt=1,
         outcome=DeliveryOutcome.FAILED,
         detail="connection refused",
+        at=T0,
     )
+    txn = apply_delivery(txn, failure, DIRECTORY).transaction
+    assert txn is not None
+    txn = apply_control(
+        txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=6)), DIRECTORY
+    ).transaction
+    assert txn is not None
+    failure = failure.model_copy(update={"try_number": 2, "at": T0 + timedelta(minutes=31)})
     result = apply_delivery(txn, failure, DIRECTORY)
     assert deliveries(result)[0] == ("L2", "Request", lid(2))
     assert result.transaction and "Unreachable" in (result.transaction.attempts[0].outcome or "")
