@@ -231,8 +231,12 @@ def create_app(
     async def partner_agent(stream: faust.StreamT) -> None:
         """A partner answers again: every transaction of this worker with deliveries waiting
         for it sends them now (each through the engine, as a Redeliver)."""
+        handled: set[str] = set()
         async for event in stream.events():
             back = PartnerBack.model_validate_json(event.value)
+            if back.ref in handled:
+                continue  # one copy per partition; this worker's table answers for all of them
+            handled.add(back.ref)
             waiting = [
                 key
                 for key, row in list(transactions.items())
@@ -367,6 +371,12 @@ def _outbound_agent(
 
     def job(command: Delivery, event: Any, stream: faust.StreamT) -> Any:
         async def run() -> bool:
+            if command.command_id in delivered.get(command.transaction_id, []):
+                # The same command twice in the queue (a replayed engine output): the first
+                # delivered it while this one waited behind it.
+                log.info("delivery.already_done", command_id=command.command_id)
+                await stream.ack(event)
+                return True
             try:
                 result = await attempt(command)
             except Exception as exc:

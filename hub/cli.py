@@ -199,6 +199,34 @@ def route(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def deliveries(settings: Settings, as_json: bool) -> int:
+    from hub import delivery_cli
+
+    bootstrap = _running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    found = asyncio.run(delivery_cli.waiting(bootstrap))
+    print(json.dumps(found, indent=2) if as_json else "\n".join(delivery_cli.describe(found)))
+    return 0
+
+
+def redeliver(settings: Settings, args: argparse.Namespace) -> int:
+    from hub import delivery_cli
+
+    if not args.transaction and not args.partner:
+        usage = "rshub: usage: rshub redeliver (TXN [--partner SYM] | --partner SYM)"
+        print(usage, file=sys.stderr)
+        return 2
+    bootstrap = _running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    code, text = asyncio.run(
+        delivery_cli.redeliver(bootstrap, args.transaction, args.partner, settings.reply_timeout_s)
+    )
+    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def tail(settings: Settings, from_beginning: bool) -> int:
     bootstrap = _running_bootstrap(settings)
     if not bootstrap:
@@ -233,6 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     p_route.add_argument(
         "--restart", action="store_true", help="search the catalogues again, rebuild the rota"
     )
+    p_deliveries = sub.add_parser(
+        "deliveries", help="steps waiting for delivery (retrying and parked), per partner"
+    )
+    p_deliveries.add_argument("--json", action="store_true")
+    p_redeliver = sub.add_parser(
+        "redeliver", help="send a transaction's waiting steps (or all for a partner) again now"
+    )
+    p_redeliver.add_argument("transaction", nargs="?", metavar="TXN")
+    p_redeliver.add_argument("--partner", metavar="SYM", help="only the steps to this partner")
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -250,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         return tail(settings, args.from_beginning)
     if args.command == "route":
         return route(settings, args)
+    if args.command == "deliveries":
+        return deliveries(settings, args.json)
+    if args.command == "redeliver":
+        return redeliver(settings, args)
     if args.command == "demo":
         from hub.demo import run_demo
 

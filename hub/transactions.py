@@ -225,19 +225,21 @@ class _Run:
         """Send what may go to `recipient` now, in order. Steps in flight do not hold back the
         next (the outbound connector keeps one transaction's steps in order and fails a step
         whose predecessor failed); a failed step does, until its retry is due, staff ask, or
-        the partner accepted something again (`force`: send the first failed one)."""
+        the partner accepted something again (`force`: send the first failed one, and wait
+        for its result before sending what follows)."""
         sent = 0
         for pending in [p for p in self.txn.pending if p.recipient == recipient]:
             if pending.status is Sending.IN_FLIGHT:
                 continue
-            if pending.status is not Sending.QUEUED:
-                if not force:
-                    break
-                force = False
+            retry = pending.status is not Sending.QUEUED
+            if retry and not force:
+                break
             pending.status, pending.next_at = Sending.IN_FLIGHT, None
             command = pending.command.model_copy(update={"try_number": pending.failures + 1})
             self.outputs.append(as_output(f"ill.outbound.{command.protocol}", self.txn.id, command))
             sent += 1
+            if retry:
+                break  # the partner was failing: what follows waits for this one's result
         return sent
 
     # -- deliveries: results, retries, parking ---------------------------------------------
@@ -303,13 +305,35 @@ class _Run:
         self.release(done.recipient, force=True)
 
     def retry_due(self) -> int:
-        """Send again every failed step whose time has come (one per recipient, in order)."""
+        """Send again every failed step whose time has come (one per recipient, in order).
+        A request its lender has not taken within unreachable_after goes to the next lender
+        instead of being tried again."""
+        txn, attempt = self.txn, self.txn.attempt
+        moved_on = 0
+        if attempt is not None and txn.state is State.REQUESTED:
+            request = next(
+                (
+                    p
+                    for p in txn.pending
+                    if p.recipient == attempt.lender
+                    and p.command.message.event is Event.REQUEST
+                    and p.first_failed is not None
+                ),
+                None,
+            )
+            partner = self.directory.partner(attempt.lender)
+            limit = timedelta(minutes=partner.unreachable_after_minutes if partner else 0)
+            if request is not None and self.at - aware(request.first_failed) >= limit:  # type: ignore[operator]
+                txn.pending = [p for p in txn.pending if p.recipient != attempt.lender]
+                attempt.outcome = f"Unreachable: {request.error}"
+                self.ask_next_lender(attempt.outcome)
+                moved_on = 1
         due = {
             p.recipient
             for p in self.txn.pending
             if p.next_at is not None and aware(p.next_at) <= self.at  # type: ignore[operator]
         }
-        return sum(self.release(recipient, force=True) for recipient in sorted(due))
+        return moved_on + sum(self.release(recipient, force=True) for recipient in sorted(due))
 
     def redeliver(self, recipient: str | None) -> int:
         recipients = {p.recipient for p in self.txn.pending}
@@ -580,7 +604,7 @@ class _Run:
         """Fire what is due at `self.at`; returns what happened (None: nothing was due)."""
         retried = self.retry_due()
         happened = self.deadline_due()
-        said = [f"{retried} failed deliveries sent again"] if retried else []
+        said = [f"{retried} failed deliveries sent again or moved on"] if retried else []
         return "; ".join([*said, *([happened] if happened else [])]) or None
 
     def deadline_due(self) -> str | None:

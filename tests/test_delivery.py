@@ -1,0 +1,231 @@
+"""Deliveries that fail: retried on the partner's schedule, parked, redelivered, in order, once.
+
+The engine's part runs without Kafka on a controlled clock; the partner queues run on asyncio
+with jobs that hang until released; nothing here waits on real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from hub.delivery import PartnerQueues
+from hub.directory import Directory
+from hub.model import Event, Message, lender_request_id, transaction_id
+from hub.records import DeliveryOutcome, DeliveryResult, Redeliver, Tick, VerdictOutcome
+from hub.transactions import Sending, Transaction, apply, apply_control, apply_delivery
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+TXN = transaction_id("B", "REQ-1")
+
+
+def directory(**extra: dict[str, object]) -> Directory:
+    return Directory.model_validate(
+        {
+            "consortium": "T",
+            "partners": [
+                {
+                    "symbol": s,
+                    "name": s,
+                    "protocol": "ncip",
+                    "endpoint": f"http://127.0.0.1:1/{s}",
+                    "retry_minutes": [5, 10],
+                    "parked_retry_minutes": 60,
+                    "unreachable_after_minutes": 30,
+                    **extra.get(s, {}),
+                }
+                for s in ("B", "L1", "L2")
+            ],
+            "rotas": [{"name": "r", "members": ["B", "L1", "L2"]}],
+            "default_rota": "r",
+        }
+    )
+
+
+D = directory()
+
+
+def msg(event: Event, sender: str, request_id: str, **fields: object) -> Message:
+    return Message(event=event, sender=sender, request_id=request_id, transaction_id=TXN, **fields)
+
+
+def sent(result) -> list[tuple[str, str, int]]:  # type: ignore[no-untyped-def]
+    return [
+        (o.value["recipient"], o.value["message"]["event"], o.value["try_number"])
+        for o in result.outputs
+        if o.topic.startswith("ill.outbound.")
+    ]
+
+
+def report(txn: Transaction, recipient: str, outcome: DeliveryOutcome, at: datetime, **kw: object):  # type: ignore[no-untyped-def]
+    """The outbound connector's result for the step to `recipient` now in flight."""
+    pending = next(
+        p for p in txn.pending if p.recipient == recipient and p.status is Sending.IN_FLIGHT
+    )
+    return DeliveryResult(
+        command_id=pending.command.command_id,
+        transaction_id=TXN,
+        recipient=recipient,
+        event=pending.command.message.event,
+        attempt=pending.command.attempt,
+        try_number=pending.failures + 1,
+        outcome=outcome,
+        detail=str(kw.pop("detail", "connection refused")),
+        at=at,
+        **kw,
+    )
+
+
+def shipped() -> Transaction:
+    """Requested from L1, delivered, L1 shipped; the Loaned step to B is in flight."""
+    txn = apply(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
+    assert txn is not None
+    txn = apply_delivery(txn, report(txn, "L1", DeliveryOutcome.SENT, T0), D).transaction
+    assert txn is not None
+    lid = lender_request_id(TXN, 1)
+    txn = apply(txn, msg(Event.LOANED, "L1", lid, item_id="I-1"), D).transaction
+    assert txn is not None
+    return txn
+
+
+def test_a_failed_step_is_retried_on_schedule_and_later_steps_wait_behind_it() -> None:
+    txn = shipped()
+    failed = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D)
+    txn = failed.transaction
+    assert txn is not None and txn.pending[-1].status is Sending.RETRY
+    assert txn.next_deadline == T0 + timedelta(minutes=5)
+    # The lender's next word for the borrower waits: B must not get it before Loaned.
+    note = apply(txn, msg(Event.LENDER_NOTE, "L1", lender_request_id(TXN, 1), note="n"), D)
+    assert sent(note) == []
+    txn = note.transaction
+    assert txn is not None
+    early = apply_control(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=4)), D)
+    assert sent(early) == []
+    due = apply_control(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=5)), D)
+    assert sent(due) == [("B", "Loaned", 2)]
+    txn = due.transaction
+    assert txn is not None
+    ok = apply_delivery(txn, report(txn, "B", DeliveryOutcome.SENT, T0 + timedelta(minutes=5)), D)
+    assert sent(ok) == [("B", "LenderNotification", 1)]
+    assert ok.transaction is not None and [p.status for p in ok.transaction.pending] == [
+        Sending.IN_FLIGHT
+    ]
+
+
+def test_after_the_schedule_a_step_is_parked_then_redelivered_on_demand_once() -> None:
+    txn = shipped()
+    at = T0
+    for minutes in (5, 10):
+        txn = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D).transaction
+        assert txn is not None
+        at += timedelta(minutes=minutes)
+        txn = apply_control(txn, Tick(transaction_id=TXN, at=at), D).transaction
+        assert txn is not None
+    parked = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D).transaction
+    assert parked is not None
+    assert parked.pending[-1].status is Sending.PARKED
+    assert "parked after 3 failed tries" in (parked.needs_attention or "")
+    order = Redeliver(command_id="r-1", transaction_id=TXN, partner="B")
+    again = apply_control(parked, order, D)
+    assert sent(again) == [("B", "Loaned", 4)]
+    assert again.verdict is not None and again.verdict.outcome is VerdictOutcome.APPLIED
+    # The same command re-read (a replay) sends nothing new: the same command, same id.
+    replayed = apply_control(again.transaction, order, D)
+    ids = [
+        [o.value["command_id"] for o in r.outputs if o.topic.startswith("ill.outbound.")]
+        for r in (again, replayed)
+    ]
+    assert ids[0] == ids[1] != []
+    assert again.transaction is not None
+    done = apply_delivery(
+        again.transaction, report(again.transaction, "B", DeliveryOutcome.SENT, at), D
+    )
+    assert done.transaction is not None and done.transaction.pending == []
+    assert done.transaction.needs_attention is None
+
+
+def test_a_parked_step_is_tried_again_on_its_own_every_parked_interval() -> None:
+    txn = shipped()
+    quick = directory(B={"retry_minutes": []})
+    parked = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), quick).transaction
+    assert parked is not None and parked.pending[-1].status is Sending.PARKED
+    probe = apply_control(parked, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=60)), quick)
+    assert sent(probe) == [("B", "Loaned", 2)]
+
+
+def test_a_request_its_lender_cannot_take_within_unreachable_after_goes_to_the_next() -> None:
+    txn = apply(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
+    assert txn is not None
+    txn = apply_delivery(txn, report(txn, "L1", DeliveryOutcome.FAILED, T0), D).transaction
+    assert txn is not None and txn.state.value == "Requested"
+    txn = apply_control(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=5)), D).transaction
+    assert txn is not None
+    # The retry hangs; by the next tick the lender has had its 30 minutes.
+    later = apply_control(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=31)), D)
+    assert ("L2", "Request", 1) in sent(later)
+    assert later.transaction is not None
+    assert "Unreachable" in (later.transaction.attempts[0].outcome or "")
+
+
+def test_a_request_that_cannot_be_rendered_goes_to_the_next_lender_at_once() -> None:
+    txn = apply(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
+    assert txn is not None
+    refused = report(txn, "L1", DeliveryOutcome.FAILED, T0, detail="cannot be written")
+    refused.retryable = False
+    result = apply_delivery(txn, refused, D)
+    assert ("L2", "Request", 1) in sent(result)
+
+
+def test_a_step_to_another_partner_is_not_held_by_a_failing_one() -> None:
+    txn = shipped()
+    txn = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D).transaction
+    assert txn is not None
+    # B is failing; the borrower's "received" still goes to L1 at once.
+    received = apply(txn, msg(Event.RECEIVED, "B", "REQ-1"), D)
+    assert sent(received) == [("L1", "Received", 1)]
+
+
+async def test_a_hung_partner_delays_no_other_partner_and_one_transaction_stays_in_order() -> None:
+    queues = PartnerQueues(per_partner=2, total=10)
+    hang = asyncio.Event()
+    order: list[str] = []
+
+    def job(name: str, gate: asyncio.Event | None = None, accepted: bool = True):  # type: ignore[no-untyped-def]
+        async def run() -> bool:
+            if gate is not None:
+                await gate.wait()
+            order.append(name)
+            return accepted
+
+        return run
+
+    second = asyncio.Event()
+    await queues.submit("t1", "SLOW", job("t1-slow-1", hang))
+    await queues.submit("t1", "FAST", job("t1-fast-after-slow", None))
+    await queues.submit("t2", "FAST", job("t2-fast", None))
+    await queues.submit("t3", "SLOW", job("t3-slow", hang))
+    await queues.submit("t4", "SLOW", job("t4-slow-waits-for-a-place", second))
+    # t2 needs nothing from the hung partner: done while SLOW still hangs.
+    while "t2-fast" not in order:
+        await asyncio.sleep(0)
+    assert order == ["t2-fast"]
+    hang.set()
+    second.set()
+    await queues.drain()
+    assert order.index("t1-slow-1") < order.index("t1-fast-after-slow")
+    assert sorted(order) == sorted(
+        ["t1-slow-1", "t1-fast-after-slow", "t2-fast", "t3-slow", "t4-slow-waits-for-a-place"]
+    )
+
+
+async def test_a_failed_step_holds_back_the_next_to_that_partner_until_its_retry() -> None:
+    queues = PartnerQueues(per_partner=4, total=10)
+
+    async def fails() -> bool:
+        return False
+
+    await queues.submit("t1", "B", fails)
+    await queues.drain()
+    assert queues.is_held("t1", "B") and not queues.is_held("t1", "L1")
+    queues.release("t1", "B")
+    assert not queues.is_held("t1", "B")
