@@ -85,15 +85,14 @@ class Splitter:
             at = self._at
             if at >= len(buffer):
                 return None
-            if self._open:
-                if buffer[at] == 0:  # end-of-contents (00 00) closes the innermost one
-                    if at + 1 >= len(buffer):
-                        return None
-                    if buffer[at + 1] == 0:
-                        self._at, self._open = at + 2, self._open - 1
-                        if self._open == 0:
-                            return self._at
-                        continue
+            if self._open and buffer[at] == 0:  # 00 00 (end-of-contents) closes the innermost
+                if at + 1 >= len(buffer):
+                    return None
+                if buffer[at + 1] == 0:
+                    self._at, self._open = at + 2, self._open - 1
+                    if self._open == 0:
+                        return self._at
+                    continue
             try:
                 header_end, length = self._header(at, start)
             except _NeedMore:
@@ -104,9 +103,7 @@ class Splitter:
                 continue
             end = header_end + length
             if end - start > self.max_apdu:
-                raise FramingError(
-                    f"declared length {length} exceeds the limit of {self.max_apdu}"
-                )
+                raise FramingError(f"declared length {length} exceeds the limit of {self.max_apdu}")
             self._skip_to = end
 
     def _byte(self, at: int) -> int:

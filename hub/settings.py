@@ -83,7 +83,9 @@ class Settings(BaseModel):
         gt=0,
         description="how often deadlines (answer time-outs, need-before, due dates) are checked",
     )
-    replication_factor: int = Field(1, ge=1, description="replication of topics created at start-up")
+    replication_factor: int = Field(
+        1, ge=1, description="replication of topics created at start-up"
+    )
     broker_session_timeout_s: float = Field(
         6.0, gt=0, description="Kafka consumer session time-out"
     )
