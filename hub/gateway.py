@@ -213,7 +213,9 @@ class Gateway(Service):
                     await self.io.producer.client.fetch_all_metadata()
                 up, error = True, ""
             except (KafkaError, OSError, TimeoutError) as exc:
-                up, error = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
+                text = str(exc)
+                name = type(exc).__name__
+                up, error = False, text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
             if up != self.broker_up:
                 if up:
                     log.info("broker.reachable")

@@ -115,7 +115,8 @@ class Settings(BaseModel):
             values["bootstrap_servers"] = env[BOOTSTRAP_ENV]
         for name in cls.model_fields:
             key = env_name(name)
-            if key in env and key != BOOTSTRAP_ENV:
+            # Empty is unset: docker compose passes `${VAR:-}` through as "".
+            if env.get(key) and key != BOOTSTRAP_ENV:
                 values[name] = env[key]
         try:
             return cls.model_validate(values)

@@ -498,3 +498,8 @@ def test_repeats_filter_reports_the_count_after_the_window() -> None:
     assert not any(repeats.filter(record) for _ in range(100))
     now[0] = 31
     assert repeats.filter(record) and record.repeated == 100  # type: ignore[attr-defined]
+
+
+def test_empty_variables_are_unset() -> None:
+    settings = Settings.from_env({"RSHUB_ISO10161_TLS_CERT_FILE": "", "RSHUB_HTTP_PORT": ""})
+    assert settings.iso10161_tls_cert_file is None and settings.http_port == 8000
