@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import TextIO
 
 import structlog
 
@@ -44,10 +45,17 @@ class Repeats(logging.Filter):
         return True
 
 
-def configure(level: str = "INFO", fmt: str = "json", quiet_libraries: bool = False) -> None:
+def configure(
+    level: str = "INFO",
+    fmt: str = "json",
+    quiet_libraries: bool = False,
+    stream: TextIO | None = None,
+) -> None:
     """`quiet_libraries`: only errors from the Kafka clients (for `tail` and `route`, whose
-    output is for people and must not be interleaved with client chatter)."""
+    output is for people and must not be interleaved with client chatter). `stream`: where
+    to (stderr)."""
     level = level.upper()
+    stream = stream or sys.stderr
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
     )
@@ -56,7 +64,7 @@ def configure(level: str = "INFO", fmt: str = "json", quiet_libraries: bool = Fa
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _extras],
@@ -78,7 +86,7 @@ def configure(level: str = "INFO", fmt: str = "json", quiet_libraries: bool = Fa
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
 

@@ -477,17 +477,42 @@ def test_settings_shows_values_in_effect_and_whether_secrets_are_set() -> None:
     assert "very-secret-value" not in done.stdout
 
 
-def test_library_log_lines_are_json_and_repeats_are_counted(capsys) -> None:
-    logs.configure("INFO", "json")
-    try:
-        for _ in range(5):
-            logging.getLogger("aiokafka.conn").warning("Unable connect to %s", "node 1")
-        logging.getLogger("faust.worker").info("Worker ready")
-        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    finally:
-        logging.getLogger().handlers.clear()
+@pytest.fixture
+def log_output():  # type: ignore[no-untyped-def]
+    """A stream the logging set-up writes to; the process's logging is restored after."""
+    import io
+
+    import structlog
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in logs.KAFKA_CLIENTS}
+    output = io.StringIO()
+    yield output
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
+
+
+def test_library_log_lines_are_json_and_repeats_are_counted(log_output) -> None:
+    logs.configure("INFO", "json", stream=log_output)
+    for _ in range(5):
+        logging.getLogger("aiokafka.conn").warning("Unable connect to %s", "node 1")
+    logging.getLogger("faust.worker").info("Worker ready")
+    lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
     assert [line["event"] for line in lines] == ["Unable connect to node 1", "Worker ready"]
     assert lines[0]["logger"] == "aiokafka.conn" and lines[0]["level"] == "warning"
+
+
+def test_tail_and_route_hide_kafka_client_chatter(log_output) -> None:
+    logs.configure("INFO", "json", quiet_libraries=True, stream=log_output)
+    logging.getLogger("aiokafka.consumer").warning("Heartbeat failed")
+    logging.getLogger("aiokafka.consumer").error("Fetch failed")
+    lines = log_output.getvalue().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["Fetch failed"]
 
 
 def test_repeats_filter_reports_the_count_after_the_window() -> None:
