@@ -12,7 +12,7 @@ import pytest
 from hub.broker import EmbeddedBroker
 from hub.model import Event
 from tests.kafka_reader import wait_for_record
-from tests.test_e2e_ncip import request, say
+from tests.test_e2e_ncip import request
 from tests.test_edges import raw_http
 
 pytestmark = pytest.mark.kafka
@@ -34,8 +34,8 @@ async def test_request_in_two_segments_is_answered_and_audited_whole(
         bootstrap, "ill.audit", lambda r: r["partner"] == "NORTH" and "N-SEG" in r["body"]
     )
     assert audited["body"].encode("latin-1") == body
-    asked = await south.next()
-    await say(south, Event.WILL_SUPPLY, asked.request_id)
+    asked = await south.next()  # and it went on to the lender
+    assert asked.event is Event.REQUEST and asked.bibliographic == request("N-SEG").bibliographic
 
 
 async def test_dead_broker_is_a_temporary_failure_at_once(
