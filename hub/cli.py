@@ -6,18 +6,46 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from hub import logs
 from hub.broker import EmbeddedBroker, wait_for_metadata
-from hub.directory import DirectoryError
-from hub.settings import Settings
+from hub.connections import ListenError, bind
+from hub.directory import Directory, DirectoryError
+from hub.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 BROKER_FILE = "broker-address"
+BROKER_CHECK_S = 3.0
+
+
+class BrokerNote:
+    """`data_dir/broker-address`: where `rshub tail` and `route` find the embedded broker of
+    a running `rshub serve`. Written atomically once the broker answers, removed on exit
+    (only if it still names this hub's broker: a later serve may have replaced it)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / BROKER_FILE
+        self.written: str | None = None
+
+    def write(self, bootstrap: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{BROKER_FILE}.{os.getpid()}")
+        temporary.write_text(bootstrap)
+        os.replace(temporary, self.path)  # readers see the old address or the new, never half
+        self.written = bootstrap
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.written and self.path.read_text().strip() == self.written:
+                self.path.unlink()
 
 
 def _prepare(settings: Settings) -> tuple[str, EmbeddedBroker | None]:
@@ -29,8 +57,6 @@ def _prepare(settings: Settings) -> tuple[str, EmbeddedBroker | None]:
     if not bootstrap:
         broker = EmbeddedBroker()
         bootstrap = broker.start()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        (settings.data_dir / BROKER_FILE).write_text(bootstrap)
     try:
         asyncio.run(_ready(bootstrap, settings, topics.load(settings.topics_file)))
     except Exception:
@@ -47,6 +73,48 @@ async def _ready(bootstrap: str, settings: Settings, specs: list) -> None:  # ty
     await topics.ensure(bootstrap, specs, settings.replication_factor)
 
 
+def start_up_problems(directory: Directory, settings: Settings) -> list[str]:
+    """What stops the hub before it starts (each names the setting or partner)."""
+    from connectors.iso10161.transport import identity_problems, tls_context
+
+    problems = identity_problems(directory, settings)
+    if bool(settings.iso10161_tls_cert_file) != bool(settings.iso10161_tls_key_file):
+        problems.append("RSHUB_ISO10161_TLS_CERT_FILE and RSHUB_ISO10161_TLS_KEY_FILE go together")
+    elif not problems:
+        try:
+            tls_context(settings)
+        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+            problems.append(f"ISO 10161 TLS certificate or key not usable: {error}")
+    return problems
+
+
+def warn_unset_secrets(directory: Directory) -> None:
+    """A partner whose secret is missing gets nothing but 401s: say so at start."""
+    for partner, direction, credential in directory.credentials():
+        if credential.secret() is None:
+            log.warning(
+                "partner.secret_unset",
+                partner=partner.symbol,
+                direction=direction,
+                secret=credential.source(),
+                effect="this partner cannot authenticate"
+                if direction == "inbound"
+                else "rshub cannot log in to this partner",
+            )
+
+
+def _agent_states(app: Any) -> dict[str, str]:
+    """Each faust agent's state; an agent whose actor has crashed (faust restarts it) counts
+    as crashed until the restart is running."""
+    states = {}
+    for name, agent in app.agents.items():
+        state = agent.state
+        if state == "running" and any(actor.crashed for actor in list(agent._actors)):
+            state = "crashed"
+        states[name.rsplit(".", 1)[-1]] = state
+    return states
+
+
 def serve(settings: Settings) -> int:
     from faust.worker import Worker
 
@@ -61,8 +129,28 @@ def serve(settings: Settings) -> int:
     except DirectoryError as error:
         print(f"rshub: {error}", file=sys.stderr)
         return 2
-    bootstrap, broker = _prepare(settings)
+    problems = start_up_problems(directory, settings)
+    if problems:
+        print(f"rshub: {'; '.join(problems)}", file=sys.stderr)
+        return 2
+    warn_unset_secrets(directory)
+    # Both ports are taken before anything starts, ISO 10161 first: a port in use is one
+    # clear line, not a failure after the broker, the agents and the HTTP side are up.
+    sockets = {}
     try:
+        sockets["iso10161"] = bind(settings.http_host, settings.iso10161_port, "ISO 10161")
+        sockets["http"] = bind(settings.http_host, settings.http_port, "HTTP")
+    except ListenError as error:
+        for sock in sockets.values():
+            sock.close()
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    note = BrokerNote(settings.data_dir)
+    broker = None
+    try:
+        bootstrap, broker = _prepare(settings)
+        if broker:
+            note.write(bootstrap)
         io = KafkaIO(bootstrap)
         app = create_app(
             settings,
@@ -79,6 +167,8 @@ def serve(settings: Settings) -> int:
                 io,
                 registry.endpoints(settings),
                 registry.fronts(settings),
+                sockets=sockets,
+                agents=lambda: _agent_states(app),
             )
         )
         log.info(
@@ -91,16 +181,58 @@ def serve(settings: Settings) -> int:
         worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         worker.execute_from_commandline()
     finally:
+        note.remove()
         if broker:
             broker.stop()
+        for sock in sockets.values():
+            sock.close()
     return 0
+
+
+def _hex_input(body: bytes) -> bytes | None:
+    """The hex digits of a file holding BER as hex (spaces, new lines and a 0x prefix
+    allowed), or None if it is not hex text."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    digits = "".join(text.split())
+    if digits[:2].lower() == "0x":
+        digits = digits[2:]
+    if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        return None
+    return digits.encode()
+
+
+def _jsonable(value: Any) -> Any:
+    """An asn1tools value as JSON: CHOICEs as {name: value}, bytes as hex."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return {value[0]: _jsonable(value[1])}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    return value
+
+
+def _print_reply(protocol: str, body: bytes) -> None:
+    """The answer a partner would get: XML as text; ISO 10161's BER decoded, as JSON."""
+    if protocol == "iso10161":
+        from connectors.iso10161 import codec
+
+        name, value = codec.decode(body)
+        print(json.dumps({name: _jsonable(value)}, indent=2))
+    else:
+        sys.stdout.write(body.decode("utf-8", errors="replace") + "\n")
 
 
 def decode(protocol: str, path: Path, settings: Settings) -> int:
     """Print a partner's message as the hub reads it: canonical JSON (exit 0), a partner's
     response or confirmation (exit 0), or the protocol error the hub would answer (exit 2)."""
     from connectors import registry
-    from hub.gateway import Refusal
+    from hub.gateway import Fault, Refusal
 
     endpoint = registry.decoders(settings)[protocol]
     try:
@@ -108,12 +240,12 @@ def decode(protocol: str, path: Path, settings: Settings) -> int:
     except OSError as error:
         print(f"rshub: cannot read {path}: {error.strerror}", file=sys.stderr)
         return 2
-    if (
-        protocol == "iso10161"
-        and body.strip()
-        and all(chr(b) in "0123456789abcdefABCDEF \n\r\t" for b in body)
-    ):
-        body = bytes.fromhex(body.decode())  # BER given as hex
+    if protocol == "iso10161" and (digits := _hex_input(body)) is not None:
+        if len(digits) % 2:
+            detail = f"hex input has an odd number of digits ({len(digits)})"
+            _print_reply(protocol, endpoint.fault(Fault.SYNTAX, detail).body)
+            return 2
+        body = bytes.fromhex(digits.decode())
     try:
         decoded = endpoint.decode(body, sender="", limit=settings.max_body_bytes)
     except Refusal as refusal:
@@ -121,7 +253,7 @@ def decode(protocol: str, path: Path, settings: Settings) -> int:
         if answer is not None:
             print(json.dumps(answer, indent=2))
             return 0
-        sys.stdout.write(refusal.reply.body.decode() + "\n")
+        _print_reply(protocol, refusal.reply.body)
         return 2
     print(decoded.message.model_dump_json(indent=2, exclude_none=True))
     return 0
@@ -150,14 +282,31 @@ async def _tail(bootstrap: str, from_beginning: bool) -> None:
         await consumer.stop()
 
 
+def _answers(bootstrap: str) -> bool:
+    """Whether something accepts connections at the first bootstrap address."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=BROKER_CHECK_S):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _running_bootstrap(settings: Settings) -> str | None:
-    """The broker of a running hub: configured, or the embedded one `rshub serve` noted."""
+    """The broker of a running hub: configured, or the embedded one `rshub serve` noted,
+    checked to answer (a note can outlive its hub if that was killed)."""
     bootstrap = settings.bootstrap_servers
     marker = settings.data_dir / BROKER_FILE
-    if not bootstrap and marker.is_file():
+    noted = not bootstrap and marker.is_file()
+    if noted:
         bootstrap = marker.read_text().strip()
     if not bootstrap:
         print("rshub: set KAFKA_BOOTSTRAP_SERVERS or start `rshub serve` first", file=sys.stderr)
+        return None
+    if not _answers(bootstrap):
+        where = f"noted in {marker} by an `rshub serve` that has stopped?" if noted else ""
+        print(f"rshub: no broker answers at {bootstrap} {where}".rstrip(), file=sys.stderr)
+        return None
     return bootstrap
 
 
@@ -236,6 +385,26 @@ def tail(settings: Settings, from_beginning: bool) -> int:
     return 0
 
 
+def show_settings(settings: Settings) -> int:
+    """Every setting as in effect now (with its default), then each partner secret the
+    directory names and whether it is set; never a secret's value."""
+    from hub import directory as directory_module
+
+    print(f"{'variable':<34} {'in effect':<28} {'default':<28} meaning")
+    for key, value, default, description in settings.rows():
+        print(f"{key:<34} {value:<28} {default:<28} {description}")
+    try:
+        directory = directory_module.load(settings.directory)
+    except DirectoryError as error:
+        print(f"\npartner secrets: cannot read the directory: {error}")
+        return 0
+    print(f"\npartner secrets ({settings.directory}):")
+    for partner, direction, credential in directory.credentials():
+        state = "set" if credential.secret() is not None else "NOT SET"
+        print(f"  {partner.symbol:<12} {direction:<9} {credential.source():<40} {state}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rshub", description="Resource sharing hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -244,13 +413,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_serve.add_argument("--directory", type=Path, help="consortium YAML (RSHUB_DIRECTORY)")
     p_serve.add_argument("--port", type=int, help="HTTP port of the endpoints (RSHUB_HTTP_PORT)")
+    p_serve.add_argument(
+        "--iso10161-port", type=int, help="TCP port of ISO 10161 (RSHUB_ISO10161_PORT)"
+    )
     sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
     p_decode.add_argument("protocol", choices=["ncip", "iso18626", "iso10161"])
     p_decode.add_argument("file", type=Path)
     p_tail = sub.add_parser("tail", help="follow ill.events")
     p_tail.add_argument("--from-beginning", action="store_true")
-    sub.add_parser("settings", help="list every setting with its default")
+    sub.add_parser(
+        "settings",
+        help="list every setting: value in effect, default; whether each partner secret is set",
+    )
     p_route = sub.add_parser(
         "route",
         help="show a request's routing (route show TXN) or change it (route TXN --lender SYM)",
@@ -272,17 +447,38 @@ def main(argv: list[str] | None = None) -> int:
     p_redeliver.add_argument("--partner", metavar="SYM", help="only the steps to this partner")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            options = (
+                ("directory", args.directory),
+                ("http_port", args.port),
+                ("iso10161_port", args.iso10161_port),
+            )
+            updates = {k: v for k, v in options if v is not None}
+            settings = Settings.model_validate({**settings.model_dump(), **updates})
+    except SettingsError as error:
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    except ValidationError as error:  # a command-line option out of range
+        first = error.errors()[0]
+        option = {"http_port": "--port", "iso10161_port": "--iso10161-port"}
+        print(
+            f"rshub: {option.get(str(first['loc'][0]), '--directory')}: {first['msg']}",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "decode":
         return decode(args.protocol, args.file, settings)
     if args.command == "settings":
-        for key, default, description in Settings.documentation():
-            print(f"{key:<34} {default:<28} {description}")
-        return 0
-    logs.configure(settings.log_level, settings.log_format)
+        return show_settings(settings)
+    logs.configure(
+        settings.log_level,
+        settings.log_format,
+        quiet_libraries=args.command in ("tail", "route"),
+    )
     if args.command == "serve":
-        updates = {k: v for k, v in (("directory", args.directory), ("http_port", args.port)) if v}
-        return serve(settings.model_copy(update=updates))
+        return serve(settings)
     if args.command == "tail":
         return tail(settings, args.from_beginning)
     if args.command == "route":

@@ -110,7 +110,7 @@ async def _demo(settings: Settings) -> int:
     }
     try:
         await wait_for_metadata(bootstrap)
-        await topics.ensure(bootstrap, topics.load(ROOT / "topics.yaml"))
+        await topics.ensure(bootstrap, topics.load())
         for library in libraries.values():
             await library.start()
         workdir = Path(tempfile.mkdtemp(prefix="rshub-demo-"))

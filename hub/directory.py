@@ -6,18 +6,22 @@ Secrets are never in the file: an entry names the environment variable or file h
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -62,6 +66,17 @@ class Credential(BaseModel):
             return self.secret_file.read_text().strip() or None
         return None
 
+    def source(self) -> str:
+        """Where the secret is read from, for people (never the secret itself)."""
+        return " or ".join(
+            part
+            for part in (
+                self.secret_env and f"${self.secret_env}",
+                self.secret_file and str(self.secret_file),
+            )
+            if part
+        )
+
 
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -83,8 +98,14 @@ class Partner(BaseModel):
     protocol: str
     endpoint: str | None = Field(None, description="where rshub delivers to this partner")
     agency_ids: list[str] = Field(default_factory=list)
-    addresses: list[str] = Field(
-        default_factory=list, description="source addresses a TCP partner may connect from"
+    addresses: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="networks (CIDR; a bare address is one host) a TCP partner connects from",
+    )
+    tls_client_cert_sha256: str | None = Field(
+        None,
+        description="SHA-256 fingerprint of the client certificate the partner presents over "
+        "TLS (hex, colons allowed)",
     )
     system_id: str = Field("RSHUB", description="FromSystemId rshub uses towards this partner")
     iso18626_version: str = Field(
@@ -119,6 +140,46 @@ class Partner(BaseModel):
         gt=0,
         description="a new request this lender cannot be reached for in this time goes to the next",
     )
+
+    @field_validator("tls_client_cert_sha256")
+    @classmethod
+    def _fingerprint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.replace(":", "").lower()
+        if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+            raise ValueError("expected 64 hex digits (the certificate's SHA-256 fingerprint)")
+        return digits
+
+    @model_validator(mode="after")
+    def _endpoint_fits_protocol(self) -> Partner:
+        # A mistyped endpoint is otherwise only found when every delivery fails.
+        if self.endpoint is None:
+            return self
+        target = urlsplit(self.endpoint)
+        try:
+            port = target.port
+        except ValueError:
+            port = -1
+        if self.protocol == "iso10161":
+            if target.scheme != "tcp" or not target.hostname or not port or port < 0:
+                raise ValueError(f"endpoint {self.endpoint!r} is not tcp://host:port")
+        elif target.scheme not in ("http", "https") or not target.hostname or port == -1:
+            raise ValueError(f"endpoint {self.endpoint!r} is not an http:// or https:// URL")
+        return self
+
+    def connects_from(self, address: str) -> bool:
+        """Whether a connection from `address` may be this partner's (by `addresses`; a
+        partner with none is identified by its certificate alone)."""
+        if not self.addresses:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.addresses)
 
     @property
     def agency_id(self) -> str:
@@ -184,6 +245,16 @@ class Directory(BaseModel):
                 )
             if partner.lends and not partner.endpoint:
                 problems.append(f"{where}: a lending partner needs an endpoint")
+            if (
+                partner.protocol == "iso10161"
+                and not partner.addresses
+                and not partner.tls_client_cert_sha256
+            ):
+                # A System-Id is only a claim: anyone reaching the port could make it.
+                problems.append(
+                    f"{where}: an ISO 10161 partner needs addresses (the networks it connects "
+                    "from) or tls_client_cert_sha256 (its pinned client certificate)"
+                )
             for agency in partner.agency_ids:
                 if agency in agencies and agencies[agency] != partner.symbol:
                     problems.append(
@@ -213,6 +284,18 @@ class Directory(BaseModel):
         if self._index is None or len(self._index) != len(self.partners):
             self._index = {p.symbol: p for p in self.partners}
         return self._index.get(symbol)
+
+    def credentials(self) -> list[tuple[Partner, str, Credential]]:
+        """Every credential of every partner: (partner, inbound/outbound, credential)."""
+        return [
+            (partner, direction, credential)
+            for partner in self.partners
+            for direction, credential in (
+                ("inbound", partner.inbound_auth),
+                ("outbound", partner.outbound_auth),
+            )
+            if credential is not None and credential.scheme is not AuthScheme.NONE
+        ]
 
     def by_agency(self, agency_id: str) -> Partner | None:
         return next((p for p in self.partners if agency_id in p.agency_ids), None)

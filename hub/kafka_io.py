@@ -29,7 +29,10 @@ class KafkaIO:
     async def start(self) -> None:
         # acks="all": an endpoint answers its partner only once the broker holds the message.
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=0
+            bootstrap_servers=self.bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            request_timeout_ms=10_000,  # a dead broker: a 503 to the partner within 10 s
         )
         await self.producer.start()
         await self.verdicts.start()

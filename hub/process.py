@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from hub import topics
 from hub.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ class HubProcess:
             **(env or {}),
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "RSHUB_DIRECTORY": str(directory),
-            "RSHUB_TOPICS_FILE": str(topics_file or ROOT / "topics.yaml"),
+            "RSHUB_TOPICS_FILE": str(topics_file or topics.DEFAULT),
             "RSHUB_HTTP_PORT": str(self.port),
             "RSHUB_ISO10161_PORT": str(self.iso10161_port),
             "RSHUB_DATA_DIR": str(data_dir),

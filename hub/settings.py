@@ -1,13 +1,23 @@
-"""Process settings, read from the environment. Every setting has a default; see README."""
+"""Process settings, read from the environment. Every setting has a default; see README.
+
+Values are checked here, once, so a bad one stops `rshub` with one line naming the variable
+rather than failing later inside the part that reads it.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 ENV_PREFIX = "RSHUB_"
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is not acceptable; the message names the variable."""
 
 
 class Settings(BaseModel):
@@ -15,23 +25,58 @@ class Settings(BaseModel):
         None, description="KAFKA_BOOTSTRAP_SERVERS; unset starts the embedded Tansu broker"
     )
     directory: Path = Field(Path("examples/consortium.yaml"), description="consortium YAML")
-    topics_file: Path = Field(Path("topics.yaml"), description="topic declarations")
-    app_id: str = Field("rshub", description="faust application id (consumer group prefix)")
-    data_dir: Path = Field(Path(".rshub-data"), description="faust worker scratch folder")
-    http_host: str = Field("127.0.0.1", description="address of the inbound HTTP endpoints")
-    http_port: int = Field(8000, description="port of the inbound HTTP endpoints")
-    iso10161_port: int = Field(1611, description="TCP port of the ISO 10161 endpoint (IANA ill)")
-    max_body_bytes: int = Field(1_048_576, description="largest accepted inbound message")
-    reply_timeout_s: float = Field(
-        10.0, description="how long an endpoint waits for the state machine's verdict"
+    topics_file: Path | None = Field(
+        None, description="topic declarations; unset: the ones installed with rshub"
     )
-    outbound_timeout_s: float = Field(30.0, description="HTTP time-out towards partners")
+    app_id: str = Field("rshub", description="faust application id (consumer group prefix)")
+    data_dir: Path = Field(
+        Path(".rshub-data"),
+        description="worker scratch folder (holds the embedded broker's address for tail/route)",
+    )
+    http_host: str = Field(
+        "127.0.0.1", description="address of the inbound endpoints (HTTP and ISO 10161)"
+    )
+    http_port: int = Field(8000, ge=0, le=65535, description="port of the inbound HTTP endpoints")
+    iso10161_port: int = Field(
+        1611, ge=0, le=65535, description="TCP port of the ISO 10161 endpoint (IANA ill)"
+    )
+    iso10161_tls_cert_file: Path | None = Field(
+        None, description="PEM certificate: serve ISO 10161 over TLS (with the key file)"
+    )
+    iso10161_tls_key_file: Path | None = Field(
+        None, description="PEM private key of the ISO 10161 TLS certificate"
+    )
+    iso10161_tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM certificates that partners' client certificates are verified "
+        "against (a CA, or the partners' self-signed certificates)",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1, description="largest accepted inbound message")
+    idle_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="a connection that has not sent a whole HTTP request head, or the first "
+        "byte of an APDU, within this is closed",
+    )
+    read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="an HTTP body, or an ISO 10161 APDU once begun, must arrive whole within this",
+    )
+    max_connections_per_source: int = Field(
+        32, ge=1, description="open connections one source address may hold, per port"
+    )
+    reply_timeout_s: float = Field(
+        10.0, gt=0, description="how long an endpoint waits for the state machine's verdict"
+    )
+    outbound_timeout_s: float = Field(30.0, gt=0, description="HTTP time-out towards partners")
     outbound_retries: int = Field(
         2,
+        ge=1,
         description="quick tries of one delivery (network blips) before it is reported failed; "
         "later tries follow the partner's retry_minutes",
     )
-    outbound_backoff_s: float = Field(1.0, description="pause between quick tries, doubled")
+    outbound_backoff_s: float = Field(1.0, ge=0, description="pause between quick tries, doubled")
     delivery_per_partner: int = Field(
         4, ge=1, description="deliveries under way at once to one partner"
     )
@@ -52,39 +97,80 @@ class Settings(BaseModel):
         "a step whose records would be larger is dead-lettered, not written",
     )
     holdings_cache_s: float = Field(
-        600.0, description="how long a catalogue's held / not held answer is reused"
+        600.0, ge=0, description="how long a catalogue's held / not held answer is reused"
     )
-    locate_concurrency: int = Field(4, description="requests whose catalogues are searched at once")
+    locate_concurrency: int = Field(
+        4, ge=1, description="requests whose catalogues are searched at once"
+    )
     timer_interval_s: float = Field(
         60.0,
+        gt=0,
         description="how often deadlines (answer time-outs, need-before, due dates) are checked",
     )
-    replication_factor: int = Field(1, description="replication of topics created at start-up")
-    broker_session_timeout_s: float = Field(6.0, description="Kafka consumer session time-out")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
-    log_format: str = Field("json", description="json or console")
+    replication_factor: int = Field(
+        1, ge=1, description="replication of topics created at start-up"
+    )
+    broker_session_timeout_s: float = Field(
+        6.0, gt=0, description="Kafka consumer session time-out"
+    )
+    broker_check_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="how often the gateway checks that the broker answers (endpoints answer "
+        "a temporary failure while it does not)",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG, INFO, WARNING, ERROR"
+    )
+    log_format: Literal["json", "console"] = Field("json", description="json or console")
     validate_xsd: bool = Field(True, description="validate inbound XML against the XSDs")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """The settings in effect; raises SettingsError naming the first bad variable."""
         env = os.environ if environ is None else environ
         values: dict[str, str] = {}
-        if env.get("KAFKA_BOOTSTRAP_SERVERS"):
-            values["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+        if env.get(BOOTSTRAP_ENV):
+            values["bootstrap_servers"] = env[BOOTSTRAP_ENV]
         for name in cls.model_fields:
-            key = ENV_PREFIX + name.upper()
-            if key in env:
+            key = env_name(name)
+            # Empty is unset: docker compose passes `${VAR:-}` through as "".
+            if env.get(key) and key != BOOTSTRAP_ENV:
                 values[name] = env[key]
-        return cls.model_validate(values)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else ""
+            raise SettingsError(
+                f"{env_name(name)}={values.get(name, '')!r}: {error['msg']}"
+            ) from None
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(variable, value in effect, default, meaning) for every setting."""
+        rows = []
+        for name, field in Settings.model_fields.items():
+            value = getattr(self, name)
+            rows.append(
+                (
+                    env_name(name),
+                    "unset" if value is None else str(value),
+                    "unset" if field.default is None else str(field.default),
+                    field.description or "",
+                )
+            )
+        return rows
 
     @staticmethod
     def documentation() -> list[tuple[str, str, str]]:
-        rows = []
-        for name, field in Settings.model_fields.items():
-            key = (
-                "KAFKA_BOOTSTRAP_SERVERS"
-                if name == "bootstrap_servers"
-                else ENV_PREFIX + name.upper()
-            )
-            rows.append((key, str(field.default), field.description or ""))
-        return rows
+        """(variable, default, meaning) for every setting."""
+        return [(key, default, text) for key, _value, default, text in Settings().rows()]
+
+
+def env_name(field: str) -> str:
+    return BOOTSTRAP_ENV if field == "bootstrap_servers" else ENV_PREFIX + field.upper()

@@ -1,4 +1,9 @@
-"""Topic declarations (topics.yaml) and their creation at start-up."""
+"""Topic declarations (topics.yaml) and their creation at start-up.
+
+The declarations are installed with the package (`hub/topics.yaml`), so `rshub serve` works
+from any folder; the repository's top-level `topics.yaml` is the same file (a test keeps the
+two identical) and `RSHUB_TOPICS_FILE` replaces them.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +31,11 @@ class TopicSpec(BaseModel):
         return config
 
 
-def load(path: Path) -> list[TopicSpec]:
-    raw = yaml.safe_load(Path(path).read_text())
+DEFAULT = Path(__file__).with_name("topics.yaml")
+
+
+def load(path: Path | None = None) -> list[TopicSpec]:
+    raw = yaml.safe_load(Path(path or DEFAULT).read_text())
     return [TopicSpec.model_validate(item) for item in raw["topics"]]
 
 

@@ -150,9 +150,7 @@ async def test_a_borrower_down_gets_every_step_afterwards_in_order_once(
         bootstrap,
         "ill.delivery",
         lambda r: (
-            r["recipient"] == "NORTH"
-            and r["event"] == "LoanCompleted"
-            and r["outcome"] == "sent"
+            r["recipient"] == "NORTH" and r["event"] == "LoanCompleted" and r["outcome"] == "sent"
         ),
     )
     assert north.received.empty()

@@ -1,17 +1,25 @@
 """ISO 10161 over TCP: the protocol's part of the gateway, a TCP front, and TCP delivery.
 
 Inbound, APDUs arrive back to back on a connection (no length prefix; `codec.Splitter`).
-A partner is identified by the System-Id in the APDU (requester-id or responder-id, as its
-role says) and, where the directory lists addresses, by its source address. Each APDU is
-answered on the same connection with a Status-Or-Error-Report: a status report when it was
-accepted, an error report (security problem, unrecognized APDU, unknown transaction,
-state-transition-prohibited with the current state) when not.
+Who is speaking is decided by what a partner cannot simply claim (see `identify`): its
+pinned TLS client certificate, or its source address; the System-Id in the APDU
+(requester-id or responder-id, as its role says) then only chooses among the partners that
+connection may be. Each APDU is answered on the same connection with a
+Status-Or-Error-Report: a status report when it was accepted, an error report (security
+problem, unrecognized APDU, unknown transaction, state-transition-prohibited with the current
+state, resource limitation while the broker is away) when not.
+
+A connection is closed when it sends nothing for `idle_timeout_s` between APDUs, when an APDU
+once begun is not complete within `read_timeout_s`, and refused when its source already holds
+`max_connections_per_source`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import ssl
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +27,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from connectors.iso10161 import codec, mapping
+from hub.connections import SourceLimit
 from hub.directory import Directory, Partner
 from hub.gateway import Decoded, Endpoint, Fault, Gateway, Refusal, Reply
 from hub.model import SENDER, Event, Message, NotApplicable, Role
@@ -183,6 +192,8 @@ class Iso10161Endpoint(Endpoint):
         value = decoded.context[1] if decoded else None
         if fault in (Fault.UNKNOWN_PARTNER, Fault.UNAUTHENTICATED):
             error = error_report(detail, user=("security-problem", ("generalstring", detail[:200])))
+        elif fault is Fault.UNAVAILABLE:
+            error = error_report(detail, user=("unable-to-perform", "resource-limitation"))
         elif fault is Fault.UNKNOWN_REQUEST:
             error = error_report(
                 detail, provider=("transaction-id-problem", "unknown-transaction-id")
@@ -204,10 +215,39 @@ class Iso10161Endpoint(Endpoint):
         return Reply(200, report(value, error=error, note=detail), BER)
 
 
+def fingerprint(der: bytes | None) -> str | None:
+    """SHA-256 of a DER certificate, as the directory's tls_client_cert_sha256 holds it."""
+    return hashlib.sha256(der).hexdigest() if der else None
+
+
+def candidates(directory: Directory, address: str, certificate: str | None) -> list[Partner]:
+    """The ISO 10161 partners a connection may be, from what it cannot simply claim.
+
+    A connection presenting a certificate pinned in the directory is that partner and no
+    other. Otherwise it may be any partner without a pinned certificate whose `addresses`
+    include its source. Several partners can share a network (all the simulated ones share
+    127.0.0.1); among them only the System-Id chooses, so partners that must be told apart
+    exactly need certificates."""
+    iso = [p for p in directory.partners if p.protocol == "iso10161"]
+    pinned = [p for p in iso if certificate and p.tls_client_cert_sha256 == certificate]
+    if pinned:
+        return [p for p in pinned if p.connects_from(address)]
+    return [p for p in iso if not p.tls_client_cert_sha256 and p.connects_from(address)]
+
+
 def identify(
-    directory: Directory, name: str, value: dict[str, Any], address: str
+    directory: Directory,
+    name: str,
+    value: dict[str, Any],
+    address: str,
+    certificate: str | None = None,
 ) -> Partner | None:
-    """The ISO 10161 partner that sent this APDU: by System-Id, and by address if listed."""
+    """The partner that sent this APDU: the one among the connection's `candidates` whose
+    System-Id the APDU names on its side (the lender's responder-id or the borrower's
+    requester-id, falling back to the other), or None."""
+    allowed = candidates(directory, address, certificate)
+    if not allowed:
+        return None
     try:
         event = mapping.event_of(name, value)
         lender_side = SENDER[event] is Role.LENDER
@@ -216,14 +256,46 @@ def identify(
     order = ("responder-id", "requester-id") if lender_side else ("requester-id", "responder-id")
     for field in order:
         symbol = mapping.system_symbol(value.get(field))
-        for partner in directory.partners:
-            if partner.protocol != "iso10161" or not symbol:
-                continue
+        if not symbol:
+            continue
+        for partner in allowed:
             if symbol in (partner.symbol, *partner.agency_ids):
-                if partner.addresses and address not in partner.addresses:
-                    continue
                 return partner
     return None
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The ISO 10161 port's TLS context (None: plain TCP). Client certificates are asked
+    for, verified against `iso10161_tls_client_ca_file` and then matched by fingerprint."""
+    if not settings.iso10161_tls_cert_file:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.iso10161_tls_cert_file, settings.iso10161_tls_key_file)
+    if settings.iso10161_tls_client_ca_file:
+        context.load_verify_locations(cafile=str(settings.iso10161_tls_client_ca_file))
+        context.verify_mode = ssl.CERT_OPTIONAL  # partners identified by address need none
+    return context
+
+
+def identity_problems(directory: Directory, settings: Settings) -> list[str]:
+    """Why the ISO 10161 port cannot identify some partner as configured (empty: it can)."""
+    pinned = [p.symbol for p in directory.partners if p.tls_client_cert_sha256]
+    if not pinned:
+        return []
+    problems = []
+    if not (settings.iso10161_tls_cert_file and settings.iso10161_tls_key_file):
+        problems.append(
+            f"partners {', '.join(pinned)} are identified by a client certificate, but "
+            "RSHUB_ISO10161_TLS_CERT_FILE and RSHUB_ISO10161_TLS_KEY_FILE are not both set"
+        )
+    if not settings.iso10161_tls_client_ca_file:
+        problems.append(
+            f"partners {', '.join(pinned)} are identified by a client certificate, but "
+            "RSHUB_ISO10161_TLS_CLIENT_CA_FILE (what their certificates are verified "
+            "against) is not set"
+        )
+    return problems
 
 
 class Iso10161Server:
@@ -234,14 +306,27 @@ class Iso10161Server:
         self.server: asyncio.Server | None = None
         self.endpoint = Iso10161Endpoint()
         self.gateway: Gateway | None = None
+        self.sources = SourceLimit(settings.max_connections_per_source, "iso10161")
 
     async def start(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        tls = tls_context(self.settings)
+        where: dict[str, Any] = (
+            {"sock": gateway.sockets["iso10161"]}
+            if "iso10161" in gateway.sockets
+            else {"host": self.settings.http_host, "port": self.settings.iso10161_port}
+        )
         self.server = await asyncio.start_server(
-            self._connection, self.settings.http_host, self.settings.iso10161_port
+            self._connection,
+            ssl=tls,
+            ssl_handshake_timeout=self.settings.read_timeout_s if tls else None,
+            **where,
         )
         log.info(
-            "iso10161.listening", host=self.settings.http_host, port=self.settings.iso10161_port
+            "iso10161.listening",
+            host=self.settings.http_host,
+            port=self.server.sockets[0].getsockname()[1],
+            tls=tls is not None,
         )
 
     async def stop(self) -> None:
@@ -251,24 +336,63 @@ class Iso10161Server:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
-        splitter = codec.Splitter(max_apdu=self.settings.max_body_bytes)
+        address = str(peer[0])
+        if not self.sources.admit(address):
+            writer.transport.abort()
+            return
+        tls = writer.get_extra_info("ssl_object")
+        certificate = fingerprint(tls.getpeercert(binary_form=True)) if tls else None
         try:
-            while data := await reader.read(65536):
-                try:
-                    apdus = splitter.feed(data)
-                except codec.FramingError as error:
-                    # The stream has lost its APDU boundaries: say why, then hang up.
-                    await self._refuse_stream(str(error), peer[0], writer)
-                    return
-                for apdu in apdus:
-                    writer.write((await self._one(apdu, peer[0])).body)
-                    await writer.drain()
+            await self._serve(reader, writer, address, certificate)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.sources.release(address)
             writer.close()
-            with contextlib.suppress(ConnectionError):
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: str,
+        certificate: str | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        splitter = codec.Splitter(max_apdu=self.settings.max_body_bytes)
+        begun: float | None = None  # when the first byte of the pending APDU arrived
+        while True:
+            # Idle between APDUs; once an APDU has begun, it has read_timeout_s in all.
+            if begun is None:
+                deadline = loop.time() + self.settings.idle_timeout_s
+            else:
+                deadline = begun + self.settings.read_timeout_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    data = await reader.read(65536)
+            except TimeoutError:
+                log.info(
+                    "iso10161.timeout",
+                    source=address,
+                    waiting="idle" if begun is None else f"APDU incomplete ({splitter.pending} B)",
+                )
+                return
+            if not data:
+                return
+            try:
+                apdus = splitter.feed(data)
+            except codec.FramingError as error:
+                # The stream has lost its APDU boundaries: say why, then hang up.
+                await self._refuse_stream(str(error), address, writer)
+                return
+            for apdu in apdus:
+                writer.write((await self._one(apdu, address, certificate)).body)
+                await writer.drain()
+            if not splitter.pending:
+                begun = None
+            elif begun is None or apdus:
+                begun = loop.time()
 
     async def _refuse_stream(self, detail: str, address: str, writer: asyncio.StreamWriter) -> None:
         assert self.gateway is not None
@@ -277,17 +401,20 @@ class Iso10161Server:
         writer.write(reply.body)
         await writer.drain()
 
-    async def _one(self, apdu: bytes, address: str) -> Reply:
+    async def _one(self, apdu: bytes, address: str, certificate: str | None = None) -> Reply:
         assert self.gateway is not None
+        if not self.gateway.broker_up:
+            return self.gateway.unavailable(self.endpoint).reply
         try:
             name, value = codec.decode(apdu)
         except codec.Iso10161Error as error:
             refusal = Refusal(str(error), self.endpoint.fault(Fault.SYNTAX, str(error)))
             await self.gateway.dead(refusal, address, "iso10161")
             return refusal.reply
-        partner = identify(self.gateway.directory, name, value, address)
+        partner = identify(self.gateway.directory, name, value, address, certificate)
         if partner is None:
-            detail = f"no ISO 10161 partner with this System-Id at {address}"
+            who = f"certificate {certificate[:16]}..." if certificate else "no client certificate"
+            detail = f"no ISO 10161 partner with this System-Id at {address} ({who})"
             decoded = Decoded(Message(event=Event.BORROWER_NOTE), (name, value))
             refusal = Refusal(
                 detail, self.endpoint.fault(Fault.UNAUTHENTICATED, detail, decoded), "authenticate"

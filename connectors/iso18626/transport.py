@@ -19,6 +19,8 @@ FAULTS: dict[Fault, tuple[str, int]] = {
     Fault.UNKNOWN_PARTNER: ("UnrecognisedDataValue", 404),
     Fault.UNAUTHENTICATED: ("UnrecognisedDataValue", 401),
     Fault.UNKNOWN_REQUEST: ("UnrecognisedDataValue", 200),
+    # ISO 18626 has no error type for "try again later": HTTP 503 says it, errorValue explains.
+    Fault.UNAVAILABLE: ("UnrecognisedDataValue", 503),
 }
 # A step the transaction's state does not allow, by message kind.
 STATE_FAULTS: dict[str, str] = {

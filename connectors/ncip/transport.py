@@ -23,6 +23,7 @@ FAULTS: dict[Fault, tuple[str, str, int]] = {
     Fault.UNAUTHENTICATED: ("Agency Authentication Failed", tables.SCHEME_GENERAL, 401),
     Fault.UNKNOWN_REQUEST: ("Unknown Request", tables.SCHEME_GENERAL, 200),
     Fault.STATE: (STATE_PROBLEM, tables.SCHEME_RSHUB, 200),
+    Fault.UNAVAILABLE: ("Temporary Processing Failure", tables.SCHEME_GENERAL, 503),
 }
 
 
