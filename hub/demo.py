@@ -14,7 +14,7 @@ from connectors.simulator import Library, directory_yaml
 from hub import topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
 from hub.model import Bibliographic, Event, Message, Reason, RequestFormat
-from hub.process import ROOT, HubProcess
+from hub.process import HubProcess
 from hub.settings import Settings
 
 BOOKS = [
