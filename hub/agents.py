@@ -1,7 +1,7 @@
 """The faust application: the transaction agent and one outbound agent per protocol.
 
-The transaction agent owns the `transactions` table (its changelog is ill.transactions, so a
-restarted worker recovers it) and does I/O only to write what `hub.transactions` returns. It
+The transaction agent owns the `transactions` table (changelog-backed, so a restarted worker
+recovers it) and does I/O only to write what `hub.transactions` returns. It
 writes every output and waits for the broker's acknowledgement before updating the row; faust
 commits the input offset only after that. A crash in between re-applies the message: the
 engine's deduplication and deterministic record ids make that harmless. One record it cannot
@@ -98,14 +98,7 @@ def create_app(
         else fetching.detect(bootstrap_servers, settings.fetch_wait_ms)
     )
     inputs = app.topic("ill.inbound", "ill.delivery", "ill.control", **RAW)
-    # The table's changelog is ill.transactions itself: one write per step serves recovery
-    # and the operators' view of every transaction.
-    transactions = app.Table(
-        "transactions",
-        default=None,
-        partitions=4,
-        changelog_topic=app.topic("ill.transactions", key_type=str, value_serializer="json"),
-    )
+    transactions = app.Table("transactions", default=None, partitions=4)
     delivered = app.Table("delivered", default=list, partitions=4)
     topics: dict[str, faust.types.TopicT] = {}
     hub_io = io or KafkaIO(bootstrap_servers)

@@ -387,6 +387,8 @@ class _Run:
                     Output(topic="ill.load", key=load_key(after, txn.id), value=value)
                 )
         txn.next_deadline = txn.deadline()
+        snapshot = self.txn.model_dump(mode="json", exclude={"replay", "seen"})
+        self.outputs.append(Output(topic="ill.transactions", key=self.txn.id, value=snapshot))
         return self.outputs
 
     # -- effects ---------------------------------------------------------------------------
