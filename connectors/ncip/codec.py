@@ -470,10 +470,13 @@ def decode(body: bytes, sender: str = "", limit: int = xmlsafe.DEFAULT_LIMIT) ->
 
 
 class Response(BaseModel):
-    """What a partner answered to one of our messages."""
+    """What a partner answered to one of our messages: its Problems, and what a successful
+    answer tells (a RenewItemResponse's new due date)."""
 
     name: str
     problems: list[Problem]
+    item_id: str | None = None
+    due_date: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -518,4 +521,12 @@ def read_response(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Response:
                 value=parsed.value(parsed.descendant(element, "ProblemValue")),
             )
         )
-    return Response(name=parsed.name, problems=problems)
+    due = next(
+        (found for place in t.DATE_FIELDS["due_date"] if (found := parsed.at(*place))), None
+    )
+    return Response(
+        name=parsed.name,
+        problems=problems,
+        item_id=parsed.ident(("ItemId", "UniqueItemId"), "ItemIdentifierValue"),
+        due_date=parse_date(due, "DateDue") if due and not problems else None,
+    )
