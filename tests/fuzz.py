@@ -40,7 +40,7 @@ HOSTILE_VALUES = [
     "",
     " ",
     "\u202e",
-    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "\U0001d518\U0001d52b",  # outside the BMP (UTF-16 surrogate pairs)
     "書" * 20_000,
     "x" * 150_000,
     "0000-00-00",

@@ -521,9 +521,7 @@ def read_response(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Response:
                 value=parsed.value(parsed.descendant(element, "ProblemValue")),
             )
         )
-    due = next(
-        (found for place in t.DATE_FIELDS["due_date"] if (found := parsed.at(*place))), None
-    )
+    due = next((found for place in t.DATE_FIELDS["due_date"] if (found := parsed.at(*place))), None)
     return Response(
         name=parsed.name,
         problems=problems,
