@@ -12,7 +12,7 @@ from lxml import etree
 from connectors import xmlsafe
 from connectors.iso18626 import tables as t
 from connectors.iso18626.codec import Iso18626Error, Parsed, child, parse_date, text
-from hub.model import Event, Message, Money, NotApplicable, RenderError, ServiceType
+from hub.model import LIMITS, Event, Message, Money, NotApplicable, RenderError, ServiceType
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
@@ -214,7 +214,7 @@ def confirm(
         _copy(child(header, "supplyingAgencyId")),
         _copy(child(header, "requestingAgencyId")),
         el("timestamp", _echo_time(text(header, "timestamp")) or stamp(now)),
-        opt("requestingAgencyRequestId", text(header, "requestingAgencyRequestId")),
+        opt("requestingAgencyRequestId", _echoable(text(header, "requestingAgencyRequestId"))),
         el("timestampReceived", stamp(now)),
         el("messageStatus", "ERROR" if error_type else "OK"),
     )
@@ -239,9 +239,17 @@ def _echo_time(value: str | None) -> str | None:
         return None
 
 
+def _echoable(value: str | None) -> str | None:
+    """A partner's id echoed in a Confirmation only if it is one (within the canonical bound):
+    the answer to a huge value is not itself huge. The elements echoed are optional."""
+    return value if value is not None and len(value) <= LIMITS["id"] else None
+
+
 def _copy(source: etree._Element | None) -> etree._Element | None:
     """A partner's agency id element, re-namespaced into ISO 18626."""
-    if source is None:
+    if source is None or any(
+        _echoable((c.text or "").strip()) is None for c in source if isinstance(c.tag, str)
+    ):
         return None
     return el(
         etree.QName(source).localname,
