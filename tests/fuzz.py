@@ -110,7 +110,9 @@ def iso18626_seeds() -> list[bytes]:
     return [p.read_bytes() for p in samples] + written
 
 
-def iso10161_seeds() -> list[bytes]:
+def iso10161_seeds(agency: str = "A") -> list[bytes]:
+    """APDUs of every type (standard and IMPLICIT-tagged), rshub's own (from `agency`), and
+    those captured from yaz-illclient."""
     types = asn1.compiled().types
     apdus = [codec.encode(n, value_for(types[n].type, full)) for n in asn1.APDUS for full in (0, 1)]
     implicit = [
@@ -120,7 +122,7 @@ def iso10161_seeds() -> list[bytes]:
     written = []
     for message in canonical_messages():
         try:
-            written.append(mapping.render(message, "A", "B"))
+            written.append(mapping.render(message, agency, "RSHUB"))
         except NotApplicable:
             continue
     captured = [p.read_bytes() for p in sorted(DATA.glob("*.ber"))]
@@ -266,6 +268,14 @@ XML: list[Mutation] = [
     other_encoding,
 ]
 BER: list[Mutation] = [*COMMON, huge_string, huge_string, ber_nesting, wrong_tag]
+
+
+def sample(
+    seeds: list[bytes], mutations: list[Mutation], count: int, seed: int
+) -> list[tuple[str, bytes]]:
+    """`count` inputs drawn from a larger generated set: seeds and mutations mixed."""
+    generated = list(inputs(seeds, mutations, max(count * 8, len(seeds) * 2), seed))
+    return random.Random(seed).sample(generated, count)
 
 
 def inputs(
