@@ -180,7 +180,13 @@ def test_repeated_elements_and_unknown_content_are_bounded() -> None:
     repeated = "<Foo>x</Foo>" * 50 + "".join(f"<F{i}>x</F{i}>" for i in range(600))
     body = ncip_request().replace(b"<RequestType>", f"<Ext>{repeated}</Ext><RequestType>".encode())
     problem = ncip_problem(body)
-    assert problem.type == "Element Rule Violated" and "more than 500" in problem.detail
+    assert (problem.type, problem.element) == ("Element Rule Violated", "Ext")
+    assert "more than 500" in problem.detail
+    unread = "<Foo>" + "x" * (LIMITS["extension_text"] + 1) + "</Foo>"
+    body = ncip_request().replace(b"<RequestType>", f"{unread}<RequestType>".encode())
+    assert ncip_problem(body).element == "Foo"
+    iso = iso_error(iso_request(("</serviceInfo>", f"</serviceInfo>{unread}")))
+    assert iso.error_value.startswith("Foo: longer than")
 
 
 def test_characters_xml_cannot_carry_are_refused() -> None:

@@ -230,9 +230,10 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
     except ValidationError as error:
         found = violation(error)
         where = t.ELEMENTS.get(found.field, found.field)
-        if found.field == "extensions":  # the reason starts with the path in the message
-            where, _, reason = found.reason.removeprefix("iso18626/fields/").partition(": ")
-            found = type(found)(found.field, reason)
+        if found.field == "extensions":  # the reason starts with its path: iso18626/fields/..
+            path, _, reason = found.reason.partition(": ")
+            inner = path.removeprefix("iso18626").removeprefix("/fields").removeprefix("/")
+            where, found = inner or parsed.kind, type(found)(found.field, reason)
         raise Iso18626Error(
             "UnrecognisedDataValue", f"{where}: {found.reason}", kind=parsed.kind
         ) from None

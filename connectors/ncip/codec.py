@@ -214,6 +214,18 @@ def element(name: str, problem: str = "Element Rule Violated") -> Iterator[None]
         raise rule_violated(name, violation(error).reason, problem) from None
 
 
+def _extension_element(reason: str, parsed: Parsed) -> tuple[str, str]:
+    """The NCIP element of a bound broken in extensions, whose reason starts with its path
+    there: ncip/unmapped/<path of an unread element> or ncip/ext/<Ext child>."""
+    path, _, why = reason.partition(": ")
+    parts = path.split("/")[1:]
+    if parts[:1] == ["ext"]:
+        return ".".join(["Ext", *parts[1:]]), why
+    if parts[:1] == ["unmapped"] and len(parts) > 1:
+        return ".".join(parts[1:]), why
+    return parsed.name, why
+
+
 def _element_of(field: str, parsed: Parsed) -> str:
     """The NCIP element of a canonical field (tables.ELEMENTS); extensions name their path."""
     if field in t.ELEMENTS:
@@ -293,14 +305,11 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
         message = Message.model_validate(fields)
     except ValidationError as error:
         found = violation(error)
-        where = _element_of(found.field, parsed)
+        where, reason = _element_of(found.field, parsed), found.reason
         if found.field == "extensions":
-            # The reason starts with the path inside extensions: ncip/unmapped/<NCIP path>.
-            path = found.reason.split(":", 1)[0].split("/")
-            where = path[2] if path[1:2] in (["unmapped"], ["ext"]) and len(path) > 2 else where
-            where = f"Ext.{where}" if path[1:2] == ["ext"] else where
+            where, reason = _extension_element(found.reason, parsed)
         problem = "Invalid Amount" if found.field.endswith("amount") else "Element Rule Violated"
-        raise rule_violated(where, found.reason, problem) from None
+        raise rule_violated(where, reason, problem) from None
     _check_required(message, parsed)
     return message
 
