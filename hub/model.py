@@ -7,18 +7,176 @@ ISO 18626 counterpart go into `extensions`, the raw bytes into `ill.audit` (see 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import hmac
 import json
+import os
 import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 
 class NotApplicable(ValueError):
     """A protocol has no message for this step (NCIP has no WillSupply, for instance)."""
+
+
+class RenderError(ValueError):
+    """A writer cannot render this (valid) canonical message in its protocol: a value the
+    protocol cannot carry (an ISO 10161 amount longer than 10 characters, a character outside
+    GeneralString), or a field the protocol requires and the message lacks (an NCIP
+    RequestItem without a title). The outbound side records it as a failed delivery.
+
+    Writers raise only this or `NotApplicable`, whatever valid `Message` they are given."""
+
+
+# Bounds of the canonical model, checked whenever a message is built from a partner's bytes;
+# each codec answers a violation with its own protocol error naming the element. Why: one
+# message is stored in its transaction row and copied into several outputs, and a Kafka record
+# holds at most 1 MB; with these bounds a whole message stays in the tens of kilobytes,
+# whatever a partner sends. Each bound is generous for real traffic.
+LIMITS: dict[str, int] = {
+    # request, item, patron and agency ids, symbols, standard numbers, codes: real ones are
+    # under 50 characters (ISO 18626 ids are typically UUIDs, NCIP's Alma ids 20 digits).
+    "id": 256,
+    # titles: the longest real serial and conference titles are a few hundred characters.
+    "title": 2_000,
+    # author, publisher, edition, pagination, places, call numbers, dates written as text.
+    "text": 1_000,
+    # free text a partner writes to the other (notes, reason notes).
+    "note": 4_000,
+    # a postal address or e-mail address (RFC 5321: 254 for the address).
+    "address": 1_000,
+    # one value kept in `extensions` (an unmapped element, a hex-encoded ISO 10161 extension).
+    "extension_text": 8_192,
+    # entries of one list or map in `extensions`: repeated elements a partner sends.
+    "extension_items": 500,
+    # nesting in `extensions` (a decoded ISO 10161 APDU is about 10 deep).
+    "extension_depth": 32,
+    # each top-level entry of `extensions` as JSON (one per protocol, plus the origin).
+    "extension_bytes": 65_536,
+}
+# Amounts (costs, maximum costs): decimals, finite, not negative, below a billion in any
+# currency, at most 4 decimal places (ISO 4217 minor units are at most 4).
+MAX_AMOUNT = Decimal("999999999.9999")
+AMOUNT_PLACES = 4
+# Dates: years every protocol can write as four digits (ISO 10161 YYYYMMDD, xs:dateTime).
+YEARS = (1000, 9999)
+
+# What XML 1.0 can carry: every canonical string is rendered into NCIP or ISO 18626 XML.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(value: str) -> str:
+    found = _NOT_XML.search(value)
+    if found:
+        raise ValueError(
+            f"character U+{ord(found.group()):04X} at {found.start()} cannot be carried in XML"
+        )
+    return value
+
+
+def _bounded(limit: str) -> Any:
+    return Annotated[str, Field(max_length=LIMITS[limit]), AfterValidator(_xml_text)]
+
+
+Id = _bounded("id")
+Title = _bounded("title")
+Text = _bounded("text")
+Note = _bounded("note")
+Address = _bounded("address")
+
+
+def _moment(value: datetime) -> datetime:
+    try:
+        year = value.astimezone(UTC).year  # as every writer converts it (naive: local time)
+    except (OverflowError, OSError):
+        year = 0
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise ValueError(f"year outside {YEARS[0]}..{YEARS[1]}")
+    return value
+
+
+Moment = Annotated[datetime, AfterValidator(_moment)]
+
+
+def _plain(value: Decimal) -> Decimal:
+    """1E+3 as 1000: every protocol writes plain decimals (xs:decimal has no exponent)."""
+    return Decimal(f"{value:f}")
+
+
+Amount = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_AMOUNT, decimal_places=AMOUNT_PLACES, allow_inf_nan=False),
+    AfterValidator(_plain),
+]
+_AMOUNT_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def parse_amount(text: str) -> Decimal:
+    """A decimal number as partners write it (no exponent, no NaN), short enough that
+    arithmetic on it cannot overflow; ValueError otherwise. The range is Money's to check."""
+    raw = text.strip()
+    if len(raw) > 40 or not _AMOUNT_TEXT.fullmatch(raw):
+        raise ValueError(f"{raw[:40]!r} is not a decimal number")
+    return Decimal(raw)
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A partner's value as quoted back in an error: its start only, so that an error about
+    an oversized value is not itself oversized."""
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first bound a candidate message breaks: the canonical field (dotted) and why."""
+
+    field: str
+    reason: str
+
+
+def violation(error: ValidationError) -> Violation:
+    first = error.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
+    reason = first["msg"].removeprefix("Value error, ")
+    return Violation(field, reason)
+
+
+def _extensions(value: Any, path: str = "", depth: int = 0) -> None:
+    """Raise ValueError naming the path of the first value past the extension bounds."""
+    if depth > LIMITS["extension_depth"]:
+        raise ValueError(f"{path}: nested deeper than {LIMITS['extension_depth']}")
+    if isinstance(value, str):
+        if len(value) > LIMITS["extension_text"]:
+            raise ValueError(f"{path}: longer than {LIMITS['extension_text']} characters")
+        _xml_text(value)
+        return
+    items: Any = value.items() if isinstance(value, Mapping) else None
+    if items is None and isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    if items is None:
+        return
+    if len(value) > LIMITS["extension_items"]:
+        raise ValueError(f"{path}: more than {LIMITS['extension_items']} entries")
+    for key, item in items:
+        _extensions(item, f"{path}/{key}" if path else str(key), depth + 1)
 
 
 class Role(StrEnum):
@@ -144,9 +302,9 @@ UNFILLED_REASONS: dict[int, str] = {
 
 class Reason(BaseModel):
     model_config = ConfigDict(frozen=True)
-    code: int | None = None
-    name: str
-    note: str | None = None
+    code: int | None = Field(None, ge=0, le=999)
+    name: Id
+    note: Note | None = None
 
     @classmethod
     def from_code(cls, code: int, note: str | None = None) -> Reason:
@@ -154,66 +312,82 @@ class Reason(BaseModel):
 
 
 class Money(BaseModel):
-    amount: str
-    currency: str | None = None
+    amount: Amount
+    # ISO 4217 in principle; partners' placeholders ("currencyCode1") are kept, not refused.
+    currency: Id | None = None
 
 
 class Bibliographic(BaseModel):
-    title: str | None = None
-    author: str | None = None
-    title_of_component: str | None = None
-    author_of_component: str | None = None
-    edition: str | None = None
-    pagination: str | None = None
-    place_of_publication: str | None = None
-    publication_date: str | None = None
-    publication_date_of_component: str | None = None
-    publisher: str | None = None
-    series_title_number: str | None = None
-    bibliographic_level: str | None = None
-    medium_type: str | None = None
-    call_number: str | None = None
-    isbn: str | None = None
-    issn: str | None = None
-    oclc_number: str | None = None
-    local_id: str | None = None
-    ean: str | None = None
+    title: Title | None = None
+    author: Text | None = None
+    title_of_component: Title | None = None
+    author_of_component: Text | None = None
+    edition: Text | None = None
+    pagination: Text | None = None
+    place_of_publication: Text | None = None
+    publication_date: Text | None = None
+    publication_date_of_component: Text | None = None
+    publisher: Text | None = None
+    series_title_number: Text | None = None
+    bibliographic_level: Id | None = None
+    medium_type: Id | None = None
+    call_number: Text | None = None
+    isbn: Id | None = None
+    issn: Id | None = None
+    oclc_number: Id | None = None
+    local_id: Id | None = None
+    ean: Id | None = None
+
+    @property
+    def identified(self) -> bool:
+        """Whether the item can be found without a title (a record id or standard number)."""
+        return any((self.isbn, self.issn, self.oclc_number, self.local_id, self.ean))
 
 
 class Message(BaseModel):
     """One step of a loan as a partner said it, in canonical form."""
 
     event: Event
-    transaction_id: str = ""
-    sender: str = Field("", description="directory symbol of the partner who sent it")
-    request_id: str = Field("", description="request id as the sender knows it")
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    source_protocol: str = ""
-    from_agency: str | None = None
-    to_agency: str | None = None
-    on_behalf_of_agency: str | None = None
-    patron_id: str | None = None
+    transaction_id: Id = ""
+    sender: Id = Field("", description="directory symbol of the partner who sent it")
+    request_id: Id = Field("", description="request id as the sender knows it")
+    timestamp: Moment = Field(default_factory=lambda: datetime.now(UTC))
+    source_protocol: Id = ""
+    from_agency: Id | None = None
+    to_agency: Id | None = None
+    on_behalf_of_agency: Id | None = None
+    patron_id: Id | None = None
     service_type: ServiceType | None = None
     request_format: RequestFormat | None = None
     bibliographic: Bibliographic | None = None
-    item_id: str | None = None
-    due_date: datetime | None = None
-    desired_due_date: datetime | None = None
-    date_shipped: datetime | None = None
-    date_received: datetime | None = None
-    need_before: datetime | None = None
-    pickup_expiry: datetime | None = None
-    pickup_location: str | None = None
-    delivery_address: str | None = None
-    delivery_email: str | None = None
+    item_id: Id | None = None
+    due_date: Moment | None = None
+    desired_due_date: Moment | None = None
+    date_shipped: Moment | None = None
+    date_received: Moment | None = None
+    need_before: Moment | None = None
+    pickup_expiry: Moment | None = None
+    pickup_location: Text | None = None
+    delivery_address: Address | None = None
+    delivery_email: Address | None = None
     answer: bool | None = Field(None, description="yes/no of a cancel reply or renew answer")
     reason: Reason | None = None
-    note: str | None = None
+    note: Note | None = None
     cost: Money | None = None
     max_cost: Money | None = None
     relay: bool = Field(True, description="False: recorded and answered, not passed on")
-    audit_ref: str | None = Field(None, description="id of the raw message on ill.audit")
+    audit_ref: Id | None = Field(None, description="id of the raw message on ill.audit")
     extensions: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("extensions")
+    @classmethod
+    def _bounded_extensions(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _extensions(value)
+        for key, entry in value.items():
+            size = len(json.dumps(entry, default=str))
+            if size > LIMITS["extension_bytes"]:
+                raise ValueError(f"{key}: {size} bytes of JSON, over {LIMITS['extension_bytes']}")
+        return value
 
     @property
     def message_id(self) -> str:
@@ -231,10 +405,49 @@ class Message(BaseModel):
 TXN_PATTERN = re.compile(r"^(t[0-9a-f]{16})\.(\d+)$")
 
 
-def transaction_id(borrower: str, borrower_request_id: str) -> str:
-    """The transaction id of a borrower's request: stable, so a re-sent request finds it."""
+ID_SECRET_VARIABLE = "RSHUB_ID_SECRET"
+ID_SECRET_FILE = "id-secret"
+
+
+def id_key(environ: Mapping[str, str] | None = None) -> bytes:
+    """The deployment's secret for transaction ids: `RSHUB_ID_SECRET`, else the file
+    `<RSHUB_DATA_DIR or .rshub-data>/id-secret`, created once (32 random bytes, mode 0600)."""
+    env = os.environ if environ is None else environ
+    secret = env.get(ID_SECRET_VARIABLE)
+    if secret:
+        return secret.encode()
+    folder = Path(env.get("RSHUB_DATA_DIR") or ".rshub-data")
+    return _secret_file((folder / ID_SECRET_FILE).resolve())
+
+
+@functools.cache
+def _secret_file(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a temporary name, then linked into place: linking fails if the
+        # file exists, so two workers starting together end up with the same secret.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(secrets.token_bytes(32))
+            with contextlib.suppress(FileExistsError):  # the other worker's secret stands
+                os.link(temporary, path)
+        finally:
+            temporary.unlink()
+    secret = path.read_bytes()
+    if len(secret) < 16:
+        raise ValueError(f"{path} holds {len(secret)} bytes; an id secret needs at least 16")
+    return secret
+
+
+def transaction_id(borrower: str, borrower_request_id: str, key: bytes | None = None) -> str:
+    """The transaction id of a borrower's request: stable within a deployment, so a re-sent
+    request finds it, and keyed with its secret (`id_key`), so no one outside can compute the
+    id of someone else's request."""
     raw = f"{borrower}\x00{borrower_request_id}".encode()
-    return "t" + hashlib.blake2b(raw, digest_size=8).hexdigest()
+    digest = hmac.new(id_key() if key is None else key, raw, hashlib.sha256).hexdigest()
+    return "t" + digest[:16]
 
 
 def lender_request_id(txn_id: str, attempt: int) -> str:

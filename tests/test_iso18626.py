@@ -37,7 +37,8 @@ EXPECTED: dict[str, object] = {
     "crosslink_supmsg-notification.xml": Event.LENDER_NOTE,
     "crosslink_supmsg-ok.xml": Event.LOANED,
     "modrs_ProtocolMessageServiceSpec_sampleErrorXml.xml": "confirmation",
-    "modrs_iso18626_req_1.xml": "UnrecognisedDataValue",  # empty bibliographicInfo
+    # No title: the item is named by supplierUniqueRecordId (the title is optional).
+    "modrs_iso18626_req_1.xml": Event.REQUEST,
     "modrs_it_patronRequest.xml": Event.REQUEST,
     "modrs_it_statusChangeUnfilledTemplate.xml": "UnrecognisedDataValue",  # placeholder timestamp
     "modrs_it_supplyingAgencyMessage_statusChange.xml": "UnrecognisedDataValue",  # placeholder status

@@ -135,28 +135,101 @@ def delivery_info_module() -> str:
     return f"ILL-APDU-Delivery-Info DEFINITIONS ::=\nBEGIN\n{body}\nEND\n"
 
 
-def _tolerate_unknown_enumerations(kind: Any, seen: set[int]) -> None:
-    """Decode an ENUMERATED value outside its list as None instead of failing: real clients
-    send such values (yaz-illclient sends transaction-type 0). Encoding stays strict."""
+def _own_tags(kind: Any, constructed: bool) -> list[bytes]:
+    """The tags the type itself starts with (a CHOICE: each alternative's), of one form."""
+    while isinstance(kind, ber.Recursive) and kind.inner is not None:
+        kind = kind.inner
+    tags = list(kind.tag_to_member) if isinstance(kind, ber.Choice) else [bytes(kind.tag or b"")]
+    return [tag for tag in tags if tag and bool(tag[0] & 0x20) == constructed]
+
+
+class TolerantExplicitTag(ber.ExplicitTag):
+    """An EXPLICIT tag that also reads the IMPLICIT form some encoders write in its place.
+
+    Encoders built on Perl's Convert::ASN1 know no EXPLICIT tags: they write
+    `[APPLICATION n] SEQUENCE` as `6n len 80 01 02 ...` (no inner `30 len`), a tagged date as
+    `8n len 20260101` and a tagged ILL-String as `8n len text`. Read that way, the content is
+    the inner type's content: it is decoded as if it carried the inner type's own tag (for a
+    CHOICE, the first alternative whose form fits: GeneralString for an ILL-String). The
+    standard form is tried first and is what rshub writes."""
+
+    def decode(self, data: Any, offset: int, values: Any = None) -> tuple[Any, int]:
+        try:
+            decoded, end = super().decode(data, offset, values)
+        except ber.DecodeError:
+            implicit = self._implicit(data, offset)
+            if implicit is None:
+                raise
+            return implicit
+        if decoded is ber.TAG_MISMATCH:
+            return self._implicit(data, offset) or (decoded, end)
+        return decoded, end
+
+    def _implicit(self, data: Any, offset: int) -> tuple[Any, int] | None:
+        start = offset + self.tag_len
+        tag = bytes(data[offset:start])
+        primitive = bytes([self.tag[0] & ~0x20]) + bytes(self.tag[1:])
+        if tag not in (bytes(self.tag), primitive):
+            return None
+        length, content_at = ber.decode_length(data, start, enforce_definite=False)
+        if length is None:  # indefinite: the content ends before the end-of-contents octets
+            end = ber.skip_tag_length_contents(data, offset)
+            content = bytes(data[content_at : end - 2])
+        else:
+            end = content_at + length
+            content = bytes(data[content_at:end])
+        for inner_tag in _own_tags(self.inner, constructed=bool(tag[0] & 0x20)):
+            rebuilt = bytearray(inner_tag + ber.encode_length_definite(len(content)) + content)
+            try:
+                value, used = self.inner.decode(rebuilt, 0)
+            except ber.DecodeError:
+                continue
+            if value is not ber.TAG_MISMATCH and used == len(rebuilt):
+                return value, end
+        return None
+
+
+def _tolerate(kind: Any, seen: set[int]) -> None:
+    """Make the compiled types lenient where real encoders deviate; encoding stays strict.
+
+    - an ENUMERATED value outside its list decodes as None instead of failing: real clients
+      send such values (yaz-illclient sends transaction-type 0);
+    - an EXPLICIT tag also reads its IMPLICIT form (TolerantExplicitTag)."""
     if id(kind) in seen:
         return
     seen.add(id(kind))
     if isinstance(kind, ber.Enumerated):
         kind.has_extension_marker = True
+    if type(kind) is ber.ExplicitTag:
+        kind.__class__ = TolerantExplicitTag
     for attribute in ("inner", "element_type"):
         if hasattr(kind, attribute):
-            _tolerate_unknown_enumerations(getattr(kind, attribute), seen)
+            _tolerate(getattr(kind, attribute), seen)
     for attribute in ("root_members", "members", "additions"):
         for member in getattr(kind, attribute, None) or []:
-            _tolerate_unknown_enumerations(member, seen)
+            _tolerate(member, seen)
+
+
+def _compile(tags: str = "EXPLICIT") -> asn1tools.compiler.Specification:
+    text = ill_module()
+    if tags == "IMPLICIT":
+        # X.680: a tagged ANY (like a tagged CHOICE) stays explicit; asn1tools would drop it.
+        text = re.sub(r"(\[\d+\])\s+ANY\b", r"\1 EXPLICIT ANY", text)
+        text = text.replace("DEFINITIONS EXPLICIT TAGS", "DEFINITIONS IMPLICIT TAGS", 1)
+    return asn1tools.compile_string("\n".join([text, oclc_module(), delivery_info_module()]), "ber")
 
 
 @cache
 def compiled() -> asn1tools.compiler.Specification:
-    spec = asn1tools.compile_string(
-        "\n".join([ill_module(), oclc_module(), delivery_info_module()]), "ber"
-    )
+    spec = _compile()
     seen: set[int] = set()
     for compiled_type in spec.types.values():
-        _tolerate_unknown_enumerations(compiled_type.type, seen)
+        _tolerate(compiled_type.type, seen)
     return spec
+
+
+@cache
+def compiled_implicit() -> asn1tools.compiler.Specification:
+    """The module as Convert::ASN1-based encoders write it (every tag IMPLICIT where X.680
+    allows): what tests feed the tolerant decoder with. Not used to read or write traffic."""
+    return _compile("IMPLICIT")

@@ -12,13 +12,18 @@ import asn1tools
 from connectors import ber
 from connectors.ber import FramingError
 from connectors.iso10161.asn1 import APDUS, compiled
+from hub.model import shown
 
 __all__ = ["FramingError", "Iso10161Error", "Splitter", "decode", "encode", "for_the_wire"]
 _BY_ALTERNATIVE = {name.lower(): name for name in APDUS}
 
 
 class Iso10161Error(ValueError):
-    """An APDU that cannot be decoded or encoded."""
+    """An APDU that cannot be decoded or encoded. The text goes into a Status-Or-Error-Report
+    and onto ill.deadletter, so it is kept short whatever the library quoted of the input."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(shown(detail, 500))
 
 
 def encode(name: str, value: dict[str, Any]) -> bytes:

@@ -11,6 +11,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
+from connectors.iso10161 import codec
 from connectors.iso10161.asn1 import compiled
 from connectors.iso10161.codec import Iso10161Error
 from hub.model import (
@@ -20,9 +23,13 @@ from hub.model import (
     Money,
     NotApplicable,
     Reason,
+    RenderError,
     RequestFormat,
     ServiceType,
+    parse_amount,
     parse_lender_request_id,
+    shown,
+    violation,
 )
 
 # APDU -> event, for the APDUs whose meaning needs nothing else.
@@ -107,6 +114,18 @@ DATES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "need_before": [("ILL-Request", ("search-type", "need-before-date"))],
 }
 NOTES = ("requester-note", "responder-note", "note")
+# Canonical field -> the APDU element it comes from, to name it in an error report (the
+# agencies depend on who sent the APDU; bibliographic fields and dates: ITEM_FIELDS, DATES).
+ELEMENTS: dict[str, str] = {
+    "request_id": "transaction-id/transaction-qualifier",
+    "patron_id": "client-id/client-identifier",
+    "cost": "supply-details/cost",
+    "max_cost": "cost-info-type/maximum-cost",
+}
+# Amount ::= SEQUENCE { currency-code PrintableString (SIZE (3)), monetary-value AmountString
+# (SIZE (1..10)) }: what rshub can write.
+AMOUNT_DIGITS = 10
+CURRENCY_LENGTH = 3
 
 # Extensions (EXTERNAL, X.208 form) decoded by their OID into canonical `extensions`.
 EXTENSION_TYPES: dict[str, str] = {
@@ -142,7 +161,12 @@ def decode_extensions(value: dict[str, Any]) -> list[dict[str, Any]]:
                 entry["redacted"] = CREDENTIAL_OIDS[oid]
             elif oid in EXTENSION_TYPES and kind == "single-ASN1-type":
                 entry["type"] = EXTENSION_TYPES[oid]
-                entry["value"] = _jsonable(compiled().decode(EXTENSION_TYPES[oid], bytes(data)))
+                try:
+                    decoded = compiled().decode(EXTENSION_TYPES[oid], bytes(data))
+                except Exception:  # a known extension written wrongly is kept as it came
+                    entry["raw"] = bytes(data).hex()
+                else:
+                    entry["value"] = _jsonable(decoded)
             else:
                 entry["raw"] = (
                     bytes(data).hex() if isinstance(data, (bytes, bytearray)) else str(data)
@@ -158,7 +182,14 @@ def _text(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def _ill_string(text: str) -> tuple[str, str]:
+def _ill_string(text: str, field: str) -> tuple[str, str]:
+    """An ILL-String as rshub writes it: GeneralString, which asn1tools writes as Latin-1."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError as error:
+        raise RenderError(
+            f"ISO 10161 {field}: {text[error.start]!r} cannot be written as a GeneralString"
+        ) from None
     return ("generalstring", text)
 
 
@@ -166,20 +197,31 @@ def iso_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d")
 
 
-def _money(amount: dict[str, Any] | None) -> Money | None:
+def _money(amount: dict[str, Any] | None, where: str) -> Money | None:
     """An ISO 10161 Amount (a decimal string, optional ISO 4217 code) as canonical money."""
     if not amount or not amount.get("monetary-value"):
         return None
-    return Money(
-        amount=amount["monetary-value"].strip().replace(",", "."),
-        currency=amount.get("currency-code"),
-    )
+    raw = amount["monetary-value"]
+    try:
+        return Money(
+            amount=parse_amount(raw.replace(",", ".")), currency=amount.get("currency-code")
+        )
+    except ValidationError as error:
+        raise Iso10161Error(f"{where}: {violation(error).reason}") from None
+    except ValueError:
+        raise Iso10161Error(f"{where}/monetary-value: {shown(raw)!r} is not an amount") from None
 
 
-def _amount(money: Money) -> dict[str, Any]:
-    amount: dict[str, Any] = {"monetary-value": money.amount[:10]}
+def _amount(money: Money, field: str) -> dict[str, Any]:
+    """Money as an ISO 10161 Amount; RenderError where it does not fit the Amount's sizes."""
+    digits = f"{money.amount:f}"
+    if len(digits) > AMOUNT_DIGITS:
+        raise RenderError(f"ISO 10161 {field}: {digits} is longer than {AMOUNT_DIGITS} characters")
+    amount: dict[str, Any] = {"monetary-value": digits}
     if money.currency:
-        amount["currency-code"] = money.currency[:3]
+        if len(money.currency) != CURRENCY_LENGTH or not money.currency.isascii():
+            raise RenderError(f"ISO 10161 {field}: currency {money.currency!r} is not 3 letters")
+        amount["currency-code"] = money.currency
     return amount
 
 
@@ -251,6 +293,21 @@ def event_of(name: str, value: dict[str, Any]) -> Event:
 
 
 def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
+    """The canonical message of an APDU; Iso10161Error naming the element of a value out of
+    the canonical model's bounds."""
+    fields, elements = _fields(name, value, sender)
+    try:
+        return Message.model_validate(fields)
+    except ValidationError as error:
+        found = violation(error)
+        if found.field == "extensions":  # the reason starts with the path in the APDU
+            raise Iso10161Error(found.reason.removeprefix("iso10161/")) from None
+        where = elements.get(found.field) or elements.get(found.field.split(".")[0], found.field)
+        raise Iso10161Error(f"{where}: {found.reason}") from None
+
+
+def _fields(name: str, value: dict[str, Any], sender: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The canonical fields of an APDU, and the APDU element each came from."""
     event = event_of(name, value)
     transaction_id = value["transaction-id"]
     fields: dict[str, Any] = {
@@ -260,6 +317,12 @@ def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
         "request_id": _text(transaction_id.get("transaction-qualifier")) or "",
         "from_agency": system_symbol(value.get("requester-id")),
         "to_agency": system_symbol(value.get("responder-id")),
+    }
+    elements = {
+        **ELEMENTS,
+        "from_agency": "requester-id",
+        "to_agency": "responder-id",
+        **{f"bibliographic.{field}": f"item-id/{key}" for key, field in ITEM_FIELDS.items()},
     }
     if event in (
         Event.WILL_SUPPLY,
@@ -275,13 +338,17 @@ def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
         Event.LOAN_COMPLETED,
     ):
         fields["from_agency"], fields["to_agency"] = fields["to_agency"], fields["from_agency"]
+        elements.update(from_agency="responder-id", to_agency="requester-id")
     for field, places in DATES.items():
         for apdu, path in places:
             if apdu == name and _dig(value, path):
                 fields[field] = _parse_date(_dig(value, path), "/".join(path))
+                elements[field] = "/".join(path)
     if "answer" in value:
         fields["answer"] = bool(value["answer"])
-    fields["note"] = next((_text(value[n]) for n in NOTES if value.get(n)), None)
+    source = next((n for n in NOTES if value.get(n)), None)
+    fields["note"] = _text(value[source]) if source else None
+    elements["note"] = source or "note"
     if name in NOTE_APDUS and name != "Message":
         # Say what the APDU was: the other party may speak a protocol without it.
         fields["note"] = f"{name}: {fields['note']}" if fields["note"] else name
@@ -300,15 +367,17 @@ def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
             else Reason(name=value["transaction-results"])
         )
     if name == "Shipped":
-        fields["cost"] = _money(_dig(value, ("supply-details", "cost")))
+        fields["cost"] = _money(_dig(value, ("supply-details", "cost")), ELEMENTS["cost"])
     if name == "ILL-Request":
         _request_fields(value, fields)
-        fields["max_cost"] = _money(_dig(value, ("cost-info-type", "maximum-cost")))
+        fields["max_cost"] = _money(
+            _dig(value, ("cost-info-type", "maximum-cost")), ELEMENTS["max_cost"]
+        )
     plain = {k: v for k, v in value.items() if not k.endswith("-extensions")}
     fields["extensions"] = {
         "iso10161": {"apdu": name, **_jsonable(plain), "extensions": decode_extensions(value)}
     }
-    return Message.model_validate(fields)
+    return fields, elements
 
 
 def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -317,7 +386,7 @@ def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:
     bib["bibliographic_level"] = {"monograph": "Book", "serial": "Journal"}.get(
         item.get("item-type")
     )
-    fields["bibliographic"] = Bibliographic(**{k: v for k, v in bib.items() if v})
+    fields["bibliographic"] = {k: v for k, v in bib.items() if v}
     services = value.get("iLL-service-type") or []
     loan = "copy-non-returnable" not in services or "loan" in services
     fields["service_type"] = ServiceType.LOAN if loan else ServiceType.COPY
@@ -328,20 +397,23 @@ def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:
 
 def _transaction_id(message: Message, from_agency: str) -> dict[str, Any]:
     """The borrower's own transaction-id when rshub answers it; a new one towards lenders."""
-    origin = (message.extensions.get("origin") or {}).get("iso10161", {})
-    if origin.get("transaction-id"):
+    origin = message.extensions.get("origin")
+    origin = origin.get("iso10161") if isinstance(origin, dict) else None
+    if isinstance(origin, dict) and isinstance(origin.get("transaction-id"), dict):
         return _from_jsonable(origin["transaction-id"])
     return {
-        "initial-requester-id": {
-            "person-or-institution-symbol": ("institution-symbol", _ill_string(from_agency))
-        },
-        "transaction-group-qualifier": _ill_string(message.transaction_id or message.request_id),
-        "transaction-qualifier": _ill_string(message.request_id),
+        "initial-requester-id": _system(from_agency),
+        "transaction-group-qualifier": _ill_string(
+            message.transaction_id or message.request_id, "transaction-group-qualifier"
+        ),
+        "transaction-qualifier": _ill_string(message.request_id, "transaction-qualifier"),
     }
 
 
 def _system(agency: str) -> dict[str, Any]:
-    return {"person-or-institution-symbol": ("institution-symbol", _ill_string(agency))}
+    return {
+        "person-or-institution-symbol": ("institution-symbol", _ill_string(agency, "System-Id"))
+    }
 
 
 def from_canonical(
@@ -376,7 +448,7 @@ def from_canonical(
     if name == "ILL-Request":
         bib = message.bibliographic or Bibliographic()
         item = {
-            key: _ill_string(getattr(bib, field))
+            key: _ill_string(getattr(bib, field), f"item-id/{key}")
             for key, field in ITEM_FIELDS.items()
             if getattr(bib, field)
         }
@@ -397,13 +469,17 @@ def from_canonical(
             }
         )
         if message.patron_id:
-            value["client-id"] = {"client-identifier": _ill_string(message.patron_id)}
+            value["client-id"] = {
+                "client-identifier": _ill_string(message.patron_id, ELEMENTS["patron_id"])
+            }
         if message.need_before:
             value["search-type"] = {"need-before-date": iso_date(message.need_before)}
         if message.max_cost:
-            value["cost-info-type"] = {"maximum-cost": _amount(message.max_cost)}
+            value["cost-info-type"] = {
+                "maximum-cost": _amount(message.max_cost, ELEMENTS["max_cost"])
+            }
         if note:
-            value["requester-note"] = _ill_string(note)
+            value["requester-note"] = _ill_string(note, "requester-note")
     elif name == "ILL-Answer":
         if message.event is Event.WILL_SUPPLY:
             value["transaction-results"] = "will-supply"
@@ -413,14 +489,14 @@ def from_canonical(
             code = message.reason.code if message.reason and message.reason.code in reasons else 27
             value["results-explanation"] = ("unfilled-results", {"reason-unfilled": reasons[code]})
         if note:
-            value["responder-note"] = _ill_string(note)
+            value["responder-note"] = _ill_string(note, "responder-note")
     elif name == "Shipped":
         value["shipped-service-type"] = shipped_type
         details: dict[str, Any] = {"date-shipped": iso_date(message.date_shipped or now)}
         if due:
             details["date-due"] = due
         if message.cost:
-            details["cost"] = _amount(message.cost)
+            details["cost"] = _amount(message.cost, ELEMENTS["cost"])
         value["supply-details"] = details
     elif name == "Received":
         value.update(
@@ -442,9 +518,9 @@ def from_canonical(
     elif name == "Overdue":
         value["date-due"] = due or {"date-due-field": iso_date(now)}
     if name == "Message":
-        value["note"] = _ill_string(note or "")
+        value["note"] = _ill_string(note or "", "note")
     elif note and name in ("Received", "Returned", "Cancel", "Renew"):
-        value["requester-note"] = _ill_string(note)
+        value["requester-note"] = _ill_string(note, "requester-note")
     elif note and name in (
         "Shipped",
         "Checked-In",
@@ -453,5 +529,15 @@ def from_canonical(
         "Recall",
         "Overdue",
     ):
-        value["responder-note"] = _ill_string(note)
+        value["responder-note"] = _ill_string(note, "responder-note")
     return name, value
+
+
+def render(message: Message, from_agency: str, to_agency: str) -> bytes:
+    """The APDU's BER for a canonical message: NotApplicable where ISO 10161 has no APDU,
+    RenderError where a value does not fit it; nothing else (what the outbound side uses)."""
+    name, value = from_canonical(message, from_agency, to_agency)
+    try:
+        return codec.encode(name, value)
+    except Iso10161Error as error:
+        raise RenderError(f"ISO 10161 {name}: {error}") from None

@@ -11,19 +11,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from connectors import xmlsafe
 from connectors.iso18626 import tables as t
 from hub.model import (
     UNFILLED_REASONS,
-    Bibliographic,
     Event,
     Message,
     Money,
-    Reason,
     RequestFormat,
     ServiceType,
+    parse_amount,
+    shown,
+    violation,
 )
 
 MESSAGES = frozenset(t.CONFIRMATION) | {c for c, _e in t.CONFIRMATION.values()}
@@ -35,6 +36,9 @@ class Iso18626Error(Exception):
     def __init__(
         self, error_type: str, value: str, http_status: int = 200, kind: str | None = None
     ) -> None:
+        # errorValue quotes the partner's input: bounded, since it is sent back and written to
+        # ill.deadletter however large the input was.
+        value = shown(value, 500)
         super().__init__(f"{error_type}: {value}")
         self.error_type, self.value, self.http_status, self.kind = (
             error_type,
@@ -111,7 +115,7 @@ def parse_date(value: str | None, element: str) -> datetime | None:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise Iso18626Error(
-            "UnrecognisedDataValue", f"{element}: {value!r} is not a dateTime"
+            "UnrecognisedDataValue", f"{element}: {shown(value)!r} is not a dateTime"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -124,9 +128,24 @@ def _agency(node: etree._Element | None) -> str | None:
     return value
 
 
-def _costs(node: etree._Element | None) -> Money | None:
+def _costs(node: etree._Element | None, where: str, kind: str) -> Money | None:
+    """Costs as canonical money: a decimal in range (hub.model), else UnrecognisedDataValue."""
     amount = text(node, "monetaryValue")
-    return Money(amount=amount, currency=text(node, "currencyCode")) if amount else None
+    if not amount:
+        return None
+    try:
+        return Money(amount=parse_amount(amount), currency=text(node, "currencyCode"))
+    except ValidationError as error:
+        found = violation(error)
+        raise Iso18626Error(
+            "UnrecognisedDataValue",
+            f"{where}/{t.ELEMENTS.get(found.field, found.field)}: {found.reason}",
+            kind=kind,
+        ) from None
+    except ValueError as error:
+        raise Iso18626Error(
+            "UnrecognisedDataValue", f"{where}/monetaryValue: {error}", kind=kind
+        ) from None
 
 
 def _event(parsed: Parsed) -> Event:
@@ -194,25 +213,36 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
     if event is Event.UNFILLED:
         name = reason or ("RetryPossible" if status == "RetryPossible" else "Other")
         code = next((c for c, n in UNFILLED_REASONS.items() if n.lower() == name.lower()), None)
-        fields["reason"] = Reason(code=code, name=name)
+        fields["reason"] = {"code": code, "name": name}
     fields["due_date"] = parse_date(text(element, "statusInfo", "dueDate"), "dueDate")
     fields["date_shipped"] = parse_date(text(element, "deliveryInfo", "dateSent"), "dateSent")
     fields["item_id"] = text(element, "deliveryInfo", "itemId")
-    fields["cost"] = _costs(child(element, "deliveryInfo", "deliveryCosts")) or _costs(
-        child(element, "messageInfo", "offeredCosts")
+    fields["cost"] = _costs(
+        child(element, "deliveryInfo", "deliveryCosts"), "deliveryInfo/deliveryCosts", parsed.kind
+    ) or _costs(
+        child(element, "messageInfo", "offeredCosts"), "messageInfo/offeredCosts", parsed.kind
     )
     if event is Event.REQUEST:
         _request_fields(element, fields)
     fields["extensions"] = {"iso18626": _extensions(parsed)}
-    return Message.model_validate(fields)
+    try:
+        return Message.model_validate(fields)
+    except ValidationError as error:
+        found = violation(error)
+        where = t.ELEMENTS.get(found.field, found.field)
+        if found.field == "extensions":  # the reason starts with its path: iso18626/fields/..
+            path, _, reason = found.reason.partition(": ")
+            inner = path.removeprefix("iso18626").removeprefix("/fields").removeprefix("/")
+            where, found = inner or parsed.kind, type(found)(found.field, reason)
+        raise Iso18626Error(
+            "UnrecognisedDataValue", f"{where}: {found.reason}", kind=parsed.kind
+        ) from None
 
 
 def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:
     info = child(element, "bibliographicInfo")
-    if info is None or not text(info, "title"):
-        raise Iso18626Error(
-            "UnrecognisedDataValue", "bibliographicInfo/title is missing", kind="request"
-        )
+    if info is None:
+        raise Iso18626Error("UnrecognisedDataValue", "bibliographicInfo is missing", kind="request")
     bib: dict[str, str | None] = {
         "title": text(info, "title"),
         "author": text(info, "author"),
@@ -238,7 +268,15 @@ def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:
             field = t.RECORD_ID_CODES.get(code, "local_id")
             if not bib.get(field):
                 bib[field] = text(node, "bibliographicRecordIdentifier")
-    fields["bibliographic"] = Bibliographic(**{k: v for k, v in bib.items() if v})
+    # The title is optional: an item can be named by a record id or a standard number.
+    if not any(bib.get(field) for field in ("title", *t.IDENTIFYING)):
+        raise Iso18626Error(
+            "UnrecognisedDataValue",
+            "bibliographicInfo names no item: it needs a title, a supplierUniqueRecordId, "
+            "or a bibliographicItemId or bibliographicRecordId",
+            kind="request",
+        )
+    fields["bibliographic"] = {k: v for k, v in bib.items() if v}
     service = child(element, "serviceInfo")
     service_type = text(service, "serviceType")
     if service_type and service_type not in t.SERVICE_TYPES:
@@ -254,7 +292,9 @@ def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:
     fields["need_before"] = parse_date(text(service, "needBeforeDate"), "needBeforeDate")
     fields["note"] = text(service, "note") or fields.get("note")
     fields["patron_id"] = text(element, "patronInfo", "patronId")
-    fields["max_cost"] = _costs(child(element, "billingInfo", "maximumCosts"))
+    fields["max_cost"] = _costs(
+        child(element, "billingInfo", "maximumCosts"), "billingInfo/maximumCosts", "request"
+    )
     delivery = child(element, "requestedDeliveryInfo", "address")
     if delivery is not None:
         physical = child(delivery, "physicalAddress")

@@ -21,6 +21,9 @@ def _schema(name: str) -> etree.XMLSchema:
 def diagnose(root: etree._Element, version: str) -> list[str]:
     """Errors against the schema of the message's version (2021 for 2021-*, else v1.2)."""
     schema = _schema(SCHEMAS["2021" if version.startswith("2021") else "1.2"])
-    if schema.validate(root):
-        return []
+    try:
+        if schema.validate(root):
+            return []
+    except etree.Error as error:  # a diagnostic: libxml2's own failures are reported, not raised
+        return [f"schema validation failed: {error}"]
     return [f"line {e.line}: {e.message}" for e in schema.error_log][:20]

@@ -84,3 +84,41 @@ CONFIRMATION: dict[str, tuple[str, str | None]] = {
     "supplyingAgencyMessage": ("supplyingAgencyMessageConfirmation", "reasonForMessage"),
     "requestingAgencyMessage": ("requestingAgencyMessageConfirmation", "action"),
 }
+
+# Bibliographic fields that identify an item without its title (bibliographicInfo/title is
+# optional in ISO 18626).
+IDENTIFYING = ("local_id", "isbn", "issn", "oclc_number")
+
+# Canonical field -> the ISO 18626 element it comes from, to name it in errorValue.
+_BIB = "bibliographicInfo"
+ELEMENTS: dict[str, str] = {
+    "request_id": "header/requestingAgencyRequestId",
+    "from_agency": "header/requestingAgencyId or supplyingAgencyId",
+    "to_agency": "header/supplyingAgencyId or requestingAgencyId",
+    "timestamp": "header/timestamp",
+    "note": "note",
+    "reason.name": "messageInfo/reasonUnfilled",
+    "due_date": "statusInfo/dueDate",
+    "date_shipped": "deliveryInfo/dateSent",
+    "item_id": "deliveryInfo/itemId",
+    "need_before": "serviceInfo/needBeforeDate",
+    "patron_id": "patronInfo/patronId",
+    "delivery_address": "requestedDeliveryInfo/address/physicalAddress",
+    "delivery_email": "requestedDeliveryInfo/address/electronicAddress/electronicAddressData",
+    "amount": "monetaryValue",
+    "currency": "currencyCode",
+    "bibliographic.title": f"{_BIB}/title",
+    "bibliographic.author": f"{_BIB}/author",
+    "bibliographic.edition": f"{_BIB}/edition",
+    "bibliographic.title_of_component": f"{_BIB}/titleOfComponent",
+    "bibliographic.author_of_component": f"{_BIB}/authorOfComponent",
+    "bibliographic.pagination": f"{_BIB}/pagesRequested",
+    "bibliographic.local_id": f"{_BIB}/supplierUniqueRecordId or bibliographicRecordId",
+    "bibliographic.isbn": f"{_BIB}/bibliographicItemId",
+    "bibliographic.issn": f"{_BIB}/bibliographicItemId",
+    "bibliographic.oclc_number": f"{_BIB}/bibliographicItemId or bibliographicRecordId",
+    "bibliographic.publisher": "publicationInfo/publisher",
+    "bibliographic.publication_date": "publicationInfo/publicationDate",
+    "bibliographic.place_of_publication": "publicationInfo/placeOfPublication",
+    "bibliographic.bibliographic_level": "publicationInfo/publicationType",
+}

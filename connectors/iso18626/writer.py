@@ -12,7 +12,7 @@ from lxml import etree
 from connectors import xmlsafe
 from connectors.iso18626 import tables as t
 from connectors.iso18626.codec import Iso18626Error, Parsed, child, parse_date, text
-from hub.model import Event, Message, Money, NotApplicable, ServiceType
+from hub.model import LIMITS, Event, Message, Money, NotApplicable, RenderError, ServiceType
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
@@ -36,7 +36,11 @@ def _agency(name: str, agency: str) -> etree._Element:
 def _costs(name: str, money: Money | None) -> etree._Element | None:
     if money is None:
         return None
-    return el(name, el("currencyCode", money.currency or "USD"), el("monetaryValue", money.amount))
+    return el(
+        name,
+        el("currencyCode", money.currency or "USD"),
+        el("monetaryValue", f"{money.amount:f}"),  # xs:decimal: never an exponent
+    )
 
 
 def _document(body: etree._Element, version: str = t.VERSION) -> bytes:
@@ -171,7 +175,7 @@ def encode(
     """The ISO 18626 message (v1.2, or 2021-2) for a canonical message (rshub as requester or
     supplier)."""
     if version not in t.SCHEMA_LOCATIONS:
-        raise ValueError(
+        raise RenderError(
             f"ISO 18626 version {version!r} is not one of {sorted(t.SCHEMA_LOCATIONS)}"
         )
     if message.event is Event.REQUEST:
@@ -210,7 +214,7 @@ def confirm(
         _copy(child(header, "supplyingAgencyId")),
         _copy(child(header, "requestingAgencyId")),
         el("timestamp", _echo_time(text(header, "timestamp")) or stamp(now)),
-        opt("requestingAgencyRequestId", text(header, "requestingAgencyRequestId")),
+        opt("requestingAgencyRequestId", _echoable(text(header, "requestingAgencyRequestId"))),
         el("timestampReceived", stamp(now)),
         el("messageStatus", "ERROR" if error_type else "OK"),
     )
@@ -235,9 +239,17 @@ def _echo_time(value: str | None) -> str | None:
         return None
 
 
+def _echoable(value: str | None) -> str | None:
+    """A partner's id echoed in a Confirmation only if it is one (within the canonical bound):
+    the answer to a huge value is not itself huge. The elements echoed are optional."""
+    return value if value is not None and len(value) <= LIMITS["id"] else None
+
+
 def _copy(source: etree._Element | None) -> etree._Element | None:
     """A partner's agency id element, re-namespaced into ISO 18626."""
-    if source is None:
+    if source is None or any(
+        _echoable((c.text or "").strip()) is None for c in source if isinstance(c.tag, str)
+    ):
         return None
     return el(
         etree.QName(source).localname,

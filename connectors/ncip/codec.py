@@ -7,16 +7,28 @@ Unique*Id wrappers; ISO-8859-1; date-only dates) and strict about the P2P field 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from lxml import etree
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError, field_validator
 
 from connectors import xmlsafe
 from connectors.ncip import tables as t
-from hub.model import Bibliographic, Event, Message, Money, Reason, RequestFormat, ServiceType
+from hub.model import (
+    Event,
+    Message,
+    Money,
+    Reason,
+    RequestFormat,
+    ServiceType,
+    parse_amount,
+    shown,
+    violation,
+)
 
 
 class Problem(BaseModel):
@@ -28,6 +40,18 @@ class Problem(BaseModel):
     element: str | None = None
     value: str | None = None
     http_status: int = 200  # Alma and most responders answer Problems with HTTP 200
+
+    # A Problem quotes the partner's input; bounded, so that it stays small when the input
+    # was huge (it is sent back, and written to ill.deadletter).
+    @field_validator("detail")
+    @classmethod
+    def _short_detail(cls, detail: str) -> str:
+        return shown(detail, 500)
+
+    @field_validator("value")
+    @classmethod
+    def _short_value(cls, value: str | None) -> str | None:
+        return shown(value) if value is not None else None
 
 
 class NcipError(Exception):
@@ -170,10 +194,49 @@ def parse_date(text: str, element: str) -> datetime:
                 type="Invalid Date",
                 element=element,
                 value=raw,
-                detail=f"{element}: {raw!r} is not an ISO 8601 date",
+                detail=f"{element}: {shown(raw)!r} is not an ISO 8601 date",
             )
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def rule_violated(element: str, reason: str, problem: str = "Element Rule Violated") -> NcipError:
+    """A value outside the canonical model's bounds (hub.model.LIMITS), named by element."""
+    return NcipError(Problem(type=problem, element=element, detail=f"{element}: {reason}"))
+
+
+@contextmanager
+def element(name: str, problem: str = "Element Rule Violated") -> Iterator[None]:
+    """Part of a message built from one NCIP element: a bound it breaks is named by it."""
+    try:
+        yield
+    except ValidationError as error:
+        raise rule_violated(name, violation(error).reason, problem) from None
+
+
+def _extension_element(reason: str, parsed: Parsed) -> tuple[str, str]:
+    """The NCIP element of a bound broken in extensions, whose reason starts with its path
+    there: ncip/unmapped/<path of an unread element> or ncip/ext/<Ext child>."""
+    path, _, why = reason.partition(": ")
+    parts = path.split("/")[1:]
+    if parts[:1] == ["ext"]:
+        return ".".join(["Ext", *parts[1:]]), why
+    if parts[:1] == ["unmapped"] and len(parts) > 1:
+        return ".".join(parts[1:]), why
+    return parsed.name, why
+
+
+def _element_of(field: str, parsed: Parsed) -> str:
+    """The NCIP element of a canonical field (tables.ELEMENTS); extensions name their path."""
+    if field in t.ELEMENTS:
+        return t.ELEMENTS[field]
+    if field.startswith("bibliographic."):
+        name = t.BIB_ELEMENTS.get(field.removeprefix("bibliographic."))
+        if name:
+            return name
+    if field in t.DATE_FIELDS:
+        return ".".join(t.DATE_FIELDS[field][0])
+    return parsed.name
 
 
 def event_of(parsed: Parsed, notice: str | None) -> Event:
@@ -238,7 +301,15 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
     _request_fields(parsed, fields)
     _answer_fields(parsed, event, ext, fields)
     fields["extensions"] = _extensions(parsed, notice, ext)
-    message = Message.model_validate(fields)
+    try:
+        message = Message.model_validate(fields)
+    except ValidationError as error:
+        found = violation(error)
+        where, reason = _element_of(found.field, parsed), found.reason
+        if found.field == "extensions":
+            where, reason = _extension_element(found.reason, parsed)
+        problem = "Invalid Amount" if found.field.endswith("amount") else "Element Rule Violated"
+        raise rule_violated(where, reason, problem) from None
     _check_required(message, parsed)
     return message
 
@@ -298,7 +369,7 @@ def _request_fields(parsed: Parsed, fields: dict[str, Any]) -> None:
                     bib[field] = ident
     bib["call_number"] = parsed.at("ItemOptionalFields", "ItemDescription", "CallNumber")
     if any(bib.values()):
-        fields["bibliographic"] = Bibliographic(**{k: v for k, v in bib.items() if v})
+        fields["bibliographic"] = {k: v for k, v in bib.items() if v}
     address = parsed.child(None, "ShippingInformation")
     if address is not None:
         fields["delivery_email"] = parsed.value(parsed.descendant(address, "ElectronicAddressData"))
@@ -310,25 +381,26 @@ def _request_fields(parsed: Parsed, fields: dict[str, Any]) -> None:
             fields["delivery_address"] = ", ".join(p for p in parts if p) or None
     fee = parsed.child(None, "AcknowledgedFeeAmount")
     if fee is not None:
-        fields["max_cost"] = money(parsed, fee)
+        fields["max_cost"] = money(parsed, fee, "AcknowledgedFeeAmount")
 
 
-def money(parsed: Parsed, holder: etree._Element) -> Money:
-    """An NCIP amount (integer minor units) as a decimal canonical amount."""
+def money(parsed: Parsed, holder: etree._Element, where: str) -> Money:
+    """An NCIP amount (integer minor units) as a decimal canonical amount, in range."""
     currency = parsed.value(parsed.child(holder, "CurrencyCode"))
     raw = parsed.value(parsed.child(holder, "MonetaryValue")) or "0"
     try:
-        amount = Decimal(raw).scaleb(-t.minor_units(currency))
-    except InvalidOperation:
+        amount = parse_amount(raw).scaleb(-t.minor_units(currency))
+    except ValueError:
         raise NcipError(
             Problem(
                 type="Invalid Amount",
-                element="MonetaryValue",
+                element=f"{where}.MonetaryValue",
                 value=raw,
-                detail=f"MonetaryValue {raw!r} is not a number",
+                detail=f"{where}.MonetaryValue {shown(raw)!r} is not a number",
             )
         ) from None
-    return Money(amount=f"{amount:.{t.minor_units(currency)}f}", currency=currency)
+    with element(f"{where}.MonetaryValue", "Invalid Amount"):
+        return Money(amount=amount, currency=currency)
 
 
 def _answer_fields(
@@ -351,13 +423,20 @@ def _answer_fields(
     if note is not None:
         parsed.value(parsed.child(None, "Ext", "ItemNote"))
         if event in (Event.UNFILLED, Event.EXPIRED):
-            code = int(note) if note.isdigit() else 27
-            fields["reason"] = Reason.from_code(code, None if note.isdigit() else note)
+            # A reason number (ASCII digits: str.isdigit() also takes "²"), else free text.
+            numbered = REASON_NUMBER.fullmatch(note)
+            with element("Ext.ItemNote"):
+                fields["reason"] = (
+                    Reason.from_code(int(note)) if numbered else Reason.from_code(27, note)
+                )
         else:
             fields["note"] = note
     fee = parsed.child(None, "Ext", "RequiredFeeAmount")
     if fee is not None:
-        fields["cost"] = money(parsed, fee)
+        fields["cost"] = money(parsed, fee, "Ext.RequiredFeeAmount")
+
+
+REASON_NUMBER = re.compile(r"[0-9]{1,3}")
 
 
 def _extensions(parsed: Parsed, notice: str | None, ext: dict[str, str]) -> dict[str, Any]:
@@ -400,10 +479,13 @@ def decode(body: bytes, sender: str = "", limit: int = xmlsafe.DEFAULT_LIMIT) ->
 
 
 class Response(BaseModel):
-    """What a partner answered to one of our messages."""
+    """What a partner answered to one of our messages: its Problems, and what a successful
+    answer tells (a RenewItemResponse's new due date)."""
 
     name: str
     problems: list[Problem]
+    item_id: str | None = None
+    due_date: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -448,4 +530,10 @@ def read_response(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Response:
                 value=parsed.value(parsed.descendant(element, "ProblemValue")),
             )
         )
-    return Response(name=parsed.name, problems=problems)
+    due = next((found for place in t.DATE_FIELDS["due_date"] if (found := parsed.at(*place))), None)
+    return Response(
+        name=parsed.name,
+        problems=problems,
+        item_id=parsed.ident(("ItemId", "UniqueItemId"), "ItemIdentifierValue"),
+        due_date=parse_date(due, "DateDue") if due and not problems else None,
+    )

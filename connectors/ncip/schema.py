@@ -37,6 +37,9 @@ def normalized(root: etree._Element) -> etree._Element:
 def diagnose(root: etree._Element) -> list[str]:
     """Schema errors of the message (after normalizing what is commonly sent unqualified)."""
     schema = _schema()
-    if schema.validate(normalized(root)):
-        return []
+    try:
+        if schema.validate(normalized(root)):
+            return []
+    except etree.Error as error:  # a diagnostic: libxml2's own failures are reported, not raised
+        return [f"schema validation failed: {error}"]
     return [f"line {e.line}: {e.message}" for e in schema.error_log][:20]

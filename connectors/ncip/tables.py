@@ -201,6 +201,13 @@ REQUIRED: dict[Event, list[tuple[str, str]]] = {
     Event.RECALLED: [_ITEM],
 }
 
+# What rshub cannot write a message without, though the canonical message may lack it: the
+# P2P profile requires a title (an ISO 18626 request may come with an identifier only; the
+# engine fills the title from holdings where it can). The bibliographic level is derived.
+WRITE_REQUIRED: dict[Event, list[tuple[str, str]]] = {
+    Event.REQUEST: [("bibliographic.title", "ItemOptionalFields.BibliographicDescription.Title")],
+}
+
 # (canonical date field) -> where it may stand, relative to the message element.
 DATE_FIELDS: dict[str, list[tuple[str, ...]]] = {
     "due_date": [("DateDue",), ("Ext", "DateDue"), ("ItemOptionalFields", "DateDue")],
@@ -227,3 +234,34 @@ ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "CLP", "VND"})
 
 def minor_units(currency: str | None) -> int:
     return 0 if (currency or "").upper() in ZERO_DECIMAL_CURRENCIES else 2
+
+
+# Canonical field -> the NCIP element it comes from, to name it in a Problem (bibliographic
+# fields and dates: BIB_ELEMENTS and DATE_FIELDS).
+ELEMENTS: dict[str, str] = {
+    "request_id": "RequestId.RequestIdentifierValue",
+    "item_id": "ItemId.ItemIdentifierValue",
+    "patron_id": "UserId.UserIdentifierValue",
+    "from_agency": "InitiationHeader.FromAgencyId.AgencyId",
+    "to_agency": "InitiationHeader.ToAgencyId.AgencyId",
+    "on_behalf_of_agency": "InitiationHeader.OnBehalfOfAgency.AgencyId",
+    "pickup_location": "PickupLocation",
+    "delivery_address": "ShippingInformation.PhysicalAddress",
+    "delivery_email": "ShippingInformation.ElectronicAddress.ElectronicAddressData",
+    "note": "Ext.ItemNote",
+    "reason.note": "Ext.ItemNote",
+    "cost.amount": "Ext.RequiredFeeAmount.MonetaryValue",
+    "cost.currency": "Ext.RequiredFeeAmount.CurrencyCode",
+    "max_cost.amount": "AcknowledgedFeeAmount.MonetaryValue",
+    "max_cost.currency": "AcknowledgedFeeAmount.CurrencyCode",
+}
+_RECORD_ID = "BibliographicId.BibliographicRecordId.BibliographicRecordIdentifier"
+BIB_ELEMENTS: dict[str, str] = {
+    **{
+        field: f"ItemOptionalFields.BibliographicDescription.{name}"
+        for name, field in BIB_FIELDS.items()
+    },
+    **{field: _RECORD_ID for field in RECORD_ID_CODES.values()},
+    "oclc_number": _RECORD_ID,
+    "call_number": "ItemOptionalFields.ItemDescription.CallNumber",
+}

@@ -94,4 +94,5 @@ class NcipOutbound(Outbound):
             return Attempted(False, False, f"NCIP Problem: {text}")
         if status >= 400:
             return Attempted(False, False, f"HTTP {status}")
-        return Attempted(True, False, f"HTTP {status} {response.name}")
+        due = f", due {response.due_date.isoformat()}" if response.due_date else ""
+        return Attempted(True, False, f"HTTP {status} {response.name}{due}")

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP
 
 from lxml import etree
 
 from connectors import xmlsafe
 from connectors.ncip import tables as t
 from connectors.ncip.codec import Parsed, Problem
-from hub.model import Event, Message, Money, NotApplicable, RequestFormat
+from hub.model import Event, Message, Money, NotApplicable, RenderError, RequestFormat
 
 NSMAP = {"ns1": t.NS}
 
@@ -183,9 +183,10 @@ def _date_element(name: str, field: str) -> Callable[[Envelope], etree._Element 
 
 
 def _amount(name: str, fee: Money) -> etree._Element:
+    """NCIP MonetaryValue is an integer of minor units: a finer amount is rounded to them."""
     currency = fee.currency or "USD"
-    minor = int(Decimal(fee.amount).scaleb(t.minor_units(currency)))
-    return el(name, el("CurrencyCode", currency), el("MonetaryValue", str(minor)))
+    minor = fee.amount.scaleb(t.minor_units(currency)).to_integral_value(ROUND_HALF_UP)
+    return el(name, el("CurrencyCode", currency), el("MonetaryValue", f"{minor:f}"))
 
 
 def _fee(env: Envelope) -> etree._Element | None:
@@ -245,12 +246,27 @@ def _document(body: etree._Element) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+def _has(message: Message, field: str) -> bool:
+    value: object = message
+    for part in field.split("."):
+        value = getattr(value, part, None)
+    return value not in (None, "")
+
+
 def encode(
     message: Message, *, from_agency: str, to_agency: str, system_id: str = "RSHUB"
 ) -> bytes:
     """The NCIP initiation message for a canonical message; NotApplicable if NCIP has none."""
     if message.event not in t.ENCODE:
         raise NotApplicable(f"NCIP P2P has no message for {message.event.value}")
+    missing = [
+        path for field, path in t.WRITE_REQUIRED.get(message.event, []) if not _has(message, field)
+    ]
+    if missing:
+        raise RenderError(
+            f"NCIP {t.ENCODE[message.event][0]} needs {', '.join(missing)}; "
+            f"the {message.event.value} has none"
+        )
     name, notice = t.ENCODE[message.event]
     env = Envelope(message, from_agency, to_agency, system_id, notice)
     body = el(name)
