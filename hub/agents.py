@@ -340,7 +340,7 @@ def _outbound_agent(
         except NotApplicable as exc:
             result.outcome, result.detail = DeliveryOutcome.NOT_APPLICABLE, str(exc)
             return result
-        except Exception as exc:
+        except Exception as exc:  # RenderError, and any defect of a writer
             # Rendering is total: a step that cannot be written in the partner's protocol is
             # a failed delivery the engine handles (next lender, or parked for staff).
             result.outcome, result.retryable = DeliveryOutcome.FAILED, False

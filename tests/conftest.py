@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,6 +16,10 @@ from hub.process import HubProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "standards" / "ncip" / "samples"
+# Transaction ids are keyed with the deployment's secret (hub.model.id_key). The tests and the
+# hubs they start (which inherit the environment) share one, so a test can compute the id the
+# hub gives a request.
+os.environ.setdefault("RSHUB_ID_SECRET", "rshub-tests-id-secret")
 
 
 @pytest.fixture

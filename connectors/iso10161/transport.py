@@ -491,8 +491,7 @@ class Iso10161Outbound(Outbound):
     content_type = BER
 
     def render(self, message: Message, sender_agency: str, recipient: Partner) -> bytes:
-        name, value = mapping.from_canonical(message, sender_agency, recipient.agency_id)
-        return codec.encode(name, value)
+        return mapping.render(message, sender_agency, recipient.agency_id)
 
     def judge(self, status: int, body: bytes, limit: int) -> Attempted:
         try:
