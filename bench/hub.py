@@ -172,7 +172,7 @@ def report(result: dict[str, Any]) -> str:
         ["cpu_ms_per_request", to_fwd["cpu_ms_per_request"], None],
         ["idle_cpu (with broker)", to_fwd["idle_cpu"], None],
     ]
-    ratio_table = measure.table(["ratio", "hub/forwarder", "hub/pipe"], ratio_rows, digits=2)
+    ratio_table = measure.table(["ratio", "hub/forwarder", "hub/pipe"], ratio_rows, digits=-3)
     head = (
         f"hub {result['borrower']} -> {result['lender']}, {result['message_bytes']} bytes, "
         f"broker {result['broker']}, fetch wait {result['fetch_wait_ms']} ms "

@@ -270,10 +270,14 @@ def hub_knows_fetch_wait() -> bool:
 
 
 def fmt(value: object, digits: int = 1) -> str:
+    """A float with `digits` decimals; a negative `digits` means that many significant
+    digits (for ratios, which range from 0.003 to 400)."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if value == value else "nan"
+        if value != value:
+            return "nan"
+        return f"{value:.{-digits}g}" if digits < 0 else f"{value:.{digits}f}"
     return str(value)
 
 
