@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bench import measure
 from bench.measure import Arrivals
+from connectors.iso10161 import codec as ill_codec
 from connectors.simulator import Answer, Library, TcpLibrary
 from hub import topics
 from hub.model import Bibliographic, Event, Message, RequestFormat, transaction_id
@@ -121,11 +122,58 @@ class SlowLibrary(BenchLibrary):
         await super().stop()
 
 
-def library(protocol: str, symbol: str) -> BenchLibrary | TcpLibrary:
-    """A simulated partner. ISO 10161 partners open one TCP connection per message (the
-    simulator's TcpLibrary); HTTP partners keep one session."""
+@dataclass
+class BenchTcpLibrary(TcpLibrary):
+    """An ISO 10161 library that keeps its connections to the hub: a sender takes an idle one
+    (or opens one) and puts it back after the answer. The hub answers the APDUs of one
+    connection in turn, so concurrent senders need a connection each, as with HTTP/1.1."""
+
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for _reader, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+        await super().stop()
+
+    async def post(
+        self, body: bytes, secret: str | None = None, symbol: str | None = None
+    ) -> tuple[int, Answer]:
+        for attempt in (1, 2):  # a kept connection the hub has closed: open a new one once
+            reused = bool(self.idle)
+            reader, writer = (
+                self.idle.pop() if reused else await asyncio.open_connection(*self.hub_tcp)
+            )
+            try:
+                writer.write(body)
+                await writer.drain()
+                splitter = ill_codec.Splitter()
+                while not (answers := splitter.feed(await _read(reader))):
+                    pass
+            except BaseException as exc:
+                writer.close()
+                if isinstance(exc, ConnectionError) and reused and attempt == 1:
+                    continue
+                raise
+            self.idle.append((reader, writer))
+            _name, value = ill_codec.decode(answers[0])
+            error = value.get("error-report")
+            return 200, Answer(error is None, [] if error is None else [str(error)])
+        raise AssertionError("unreachable")
+
+
+async def _read(reader: asyncio.StreamReader) -> bytes:
+    data = await reader.read(65536)
+    if not data:
+        raise ConnectionResetError("the hub closed the connection")
+    return data
+
+
+def library(protocol: str, symbol: str) -> BenchLibrary | BenchTcpLibrary:
+    """A simulated partner that keeps its connections: one HTTP session, or a pool of TCP
+    connections for ISO 10161."""
     if protocol == "iso10161":
-        return TcpLibrary(symbol, f"{symbol}-LIB")
+        return BenchTcpLibrary(symbol, f"{symbol}-LIB")
     return BenchLibrary(symbol, f"{symbol}-LIB", f"bench-{symbol.lower()}", protocol=protocol)
 
 
