@@ -161,7 +161,7 @@ def report(result: dict[str, Any]) -> str:
     head = (
         f"slow lender ({result['slow_protocol']}) answers "
         + ("never" if result["delay_s"] is None else f"after {result['delay_s']:g} s")
-        + f"; {result['slow_requests']} requests to it; healthy lender "
+        + f"; requests to it: {result['slow_requests']}; healthy lender "
         f"({result['healthy_protocol']}) gets one request every {result['interval_s']:g} s"
     )
     rows = []
