@@ -14,14 +14,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench.e2e import raw_pipe
+from bench.measure import fetch_wait_ms
+from bench.pipe import pipelined_throughput
 from connectors.iso10161 import codec as ill_codec
 from connectors.iso10161 import mapping as ill_mapping
 from connectors.iso18626 import codec as iso_codec
 from connectors.iso18626 import writer as iso_writer
 from connectors.ncip import codec as ncip_codec
 from connectors.ncip import writer as ncip_writer
-from hub import topics
+from hub import logs, topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
 from hub.model import Bibliographic, Event, Message, RequestFormat
 from hub.process import ROOT
@@ -74,17 +75,15 @@ def measure(work: Callable[[bytes], bytes], body: bytes, count: int) -> float:
 
 async def main(count: int) -> dict[str, object]:
     results: dict[str, object] = {}
+    logs.configure("WARNING", "console")
     with EmbeddedBroker() as broker:
         await wait_for_metadata(broker.bootstrap_servers)
         await topics.ensure(broker.bootstrap_servers, topics.load(ROOT / "topics.yaml"))
         for protocol, (body, work) in round_trips().items():
             print(f"  {protocol}: decode+encode x{count}", file=sys.stderr, flush=True)
             per_second = measure(work, body, count)
-            pipe = await raw_pipe(
-                broker.bootstrap_servers,
-                len(body),
-                min(count, 2000),
-                topic=f"bench.pipe.{protocol}",
+            pipe = await pipelined_throughput(
+                broker.bootstrap_servers, len(body), min(count, 2000), fetch_wait_ms(True)
             )
             results[protocol] = {
                 "message_bytes": len(body),

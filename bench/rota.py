@@ -28,7 +28,9 @@ from hub.transactions import apply, apply_control
 
 def consortium(size: int) -> Directory:
     lenders = [f"L{i:03d}" for i in range(size)]
-    partners = [{"symbol": "B", "name": "B", "protocol": "ncip", "endpoint": "http://b"}]
+    partners: list[dict[str, object]] = [
+        {"symbol": "B", "name": "B", "protocol": "ncip", "endpoint": "http://b"}
+    ]
     partners += [
         {
             "symbol": s,
