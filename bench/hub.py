@@ -107,7 +107,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "message_bytes": size,
         "broker": "embedded tansu" if broker.embedded else broker.bootstrap,
         "fetch_wait_ms": wait,
-        "hub_has_fetch_wait_setting": measure.hub_knows_fetch_wait(),
         "inflight": levels,
         "raw_pipe": pipe,
         "forwarder": forwarder,
@@ -175,8 +174,7 @@ def report(result: dict[str, Any]) -> str:
     ratio_table = measure.table(["ratio", "hub/forwarder", "hub/pipe"], ratio_rows, digits=-3)
     head = (
         f"hub {result['borrower']} -> {result['lender']}, {result['message_bytes']} bytes, "
-        f"broker {result['broker']}, fetch wait {result['fetch_wait_ms']} ms "
-        f"(hub has the setting: {result['hub_has_fetch_wait_setting']})"
+        f"broker {result['broker']}, fetch wait {result['fetch_wait_ms']} ms"
     )
     return "\n\n".join([head, latency, load, cpu, ratio_table])
 

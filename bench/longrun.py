@@ -93,7 +93,6 @@ async def main(args: argparse.Namespace, name: str) -> dict[str, Any]:
                 "every": args.every,
                 "inflight": args.inflight,
                 "fetch_wait_ms": wait,
-                "hub_has_fetch_wait_setting": measure.hub_knows_fetch_wait(),
                 "fresh_probe": fresh,
                 "fresh_hub_rss_mb": rss_mb(pids["hub"]),
                 "blocks": [],

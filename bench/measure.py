@@ -246,24 +246,15 @@ async def broker() -> AsyncIterator[Broker]:
 
 def fetch_wait_ms(embedded: bool, given: int | None = None) -> int:
     """The consumers' fetch max wait: the argument, else RSHUB_FETCH_WAIT_MS, else what the hub
-    uses on this broker kind (a field of hub.settings if it has one; else 5 ms on the embedded
-    broker, which does not park fetches, and aiokafka's 500 ms elsewhere)."""
+    uses on this broker kind (`hub.fetching`), so the baselines wait as the hub does."""
+    from hub import fetching
+
     if given is not None:
         return given
-    if os.environ.get("RSHUB_FETCH_WAIT_MS"):
-        return int(os.environ["RSHUB_FETCH_WAIT_MS"])
-    from hub.settings import Settings
-
-    field = Settings.model_fields.get("fetch_wait_ms")
-    if field is not None and isinstance(field.default, int):
-        return field.default
-    return 5 if embedded else 500
-
-
-def hub_knows_fetch_wait() -> bool:
-    from hub.settings import Settings
-
-    return "fetch_wait_ms" in Settings.model_fields
+    configured = os.environ.get("RSHUB_FETCH_WAIT_MS")
+    return fetching.fetch_wait_ms(
+        int(configured) if configured else None, "tansu" if embedded else "kafka"
+    )
 
 
 # -- output -----------------------------------------------------------------------------------

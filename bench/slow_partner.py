@@ -141,7 +141,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "duration_s": args.duration,
                 "deadline_s": args.deadline,
                 "fetch_wait_ms": wait,
-                "hub_has_fetch_wait_setting": measure.hub_knows_fetch_wait(),
                 "hub_env": parse_env(args.hub_env),
                 "without_slow_lender": without,
                 "with_slow_lender": with_slow,
