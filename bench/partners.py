@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +29,10 @@ from connectors.simulator import Answer, Library, TcpLibrary
 from hub import topics
 from hub.model import Bibliographic, Event, Message, RequestFormat, transaction_id
 from hub.process import ROOT, HubProcess
+
+# The hub keys transaction ids with its deployment secret; the benchmark computes the ids of
+# what it sends, so it and the hubs it starts (which inherit the environment) share one.
+os.environ.setdefault("RSHUB_ID_SECRET", secrets.token_hex(32))
 
 BOOK = Bibliographic(
     title="Benchmark title", author="Author, A.", isbn="9780000000001", bibliographic_level="Book"
