@@ -227,6 +227,8 @@ async def hub_running(
         {
             "RSHUB_LOG_LEVEL": "WARNING",
             "RSHUB_FETCH_WAIT_MS": str(fetch_wait_ms),
+            # Every simulated partner connects from loopback, up to 128 at once.
+            "RSHUB_MAX_CONNECTIONS_PER_SOURCE": "1024",
             **secrets_env(libraries),
             **(env or {}),
         },
