@@ -200,8 +200,9 @@ class TcpLibrary:
             writer.write(body)
             await writer.drain()
             splitter = ill_codec.Splitter()
-            while not (answers := splitter.feed(await reader.read(65536))):
-                pass
+            while not (answers := splitter.feed(data := await reader.read(65536))):
+                if not data:
+                    raise ConnectionError("the hub closed the connection without an answer")
         finally:
             writer.close()
         _name, value = ill_codec.decode(answers[0])

@@ -55,7 +55,9 @@ class FakeKafka:
         self.audited.append(body)
         return f"ill.audit/0/{len(self.audited)}"
 
-    async def send(self, topic: str, key: str, value: bytes | None) -> str:
+    async def send(
+        self, topic: str, key: str, value: bytes | None, wait_verdict: bool = False
+    ) -> str:
         if not self.up:
             raise KafkaConnectionError("broker down")
         self.inbound.append(value or b"")
