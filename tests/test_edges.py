@@ -303,10 +303,14 @@ async def test_broker_gone_gives_temporary_failure_at_once_and_recovers(monkeypa
             status, body = await health()
             assert status == 503 and str(body["broker"]).startswith("unreachable")
             started = asyncio.get_running_loop().time()
-            status, answer = await north.send(Message(event=Event.REQUEST, request_id="N-9"))
+            status, answer = await north.send(
+                Message(event=Event.REQUEST, request_id="N-9", bibliographic=BOOK)
+            )
             assert asyncio.get_running_loop().time() - started < 2
             assert status == 503 and answer.errors[0].startswith("Temporary Processing Failure")
-            _status, answer = await vdx.send(Message(event=Event.REQUEST, request_id="V-9"))
+            _status, answer = await vdx.send(
+                Message(event=Event.REQUEST, request_id="V-9", bibliographic=BOOK)
+            )
             assert not answer.ok and "resource-limitation" in answer.errors[0]
             kafka.up = True
             while not running.broker_up:
