@@ -11,14 +11,12 @@ reason) is read back from ill.replies.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
 
-from hub.followers import Verdicts, _Follower
-from hub.kafka_io import KafkaIO
-from hub.records import RouteAction, RouteCommand, VerdictOutcome
+from hub.followers import _Follower
+from hub.records import RouteAction, RouteCommand
 
 
 class _Decisions(_Follower):
@@ -70,20 +68,6 @@ async def command(
         action=action,
         lender=lender,
     )
-    verdicts = Verdicts(bootstrap)
-    await verdicts.start()
-    kafka = KafkaIO(bootstrap)
-    await kafka.start()
-    try:
-        waiting = verdicts.expect(order.command_id)
-        await kafka.send("ill.control", transaction_id, order.model_dump_json().encode())
-        try:
-            verdict = await asyncio.wait_for(waiting, wait_s)
-        except TimeoutError:
-            return 1, f"no answer from the hub within {wait_s:g} s (is it running?)"
-    finally:
-        await kafka.stop()
-        await verdicts.stop()
-    if verdict.outcome is VerdictOutcome.REFUSED:
-        return 2, f"refused: {verdict.error}"
-    return 0, f"done: {transaction_id} is now {verdict.state}"
+    from hub.delivery_cli import send_control
+
+    return await send_control(bootstrap, transaction_id, order, order.ref, wait_s)
