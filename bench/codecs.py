@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from bench.measure import fetch_wait_ms
 from bench.pipe import pipelined_throughput
+from connectors.core.model import Bibliographic, Event, Message, RequestFormat
 from connectors.iso10161 import codec as ill_codec
 from connectors.iso10161 import mapping as ill_mapping
 from connectors.iso18626 import codec as iso_codec
@@ -24,7 +25,6 @@ from connectors.ncip import codec as ncip_codec
 from connectors.ncip import writer as ncip_writer
 from hub import logs, topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
-from hub.model import Bibliographic, Event, Message, RequestFormat
 from hub.process import ROOT
 
 REQUEST = Message(

@@ -33,8 +33,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import measure
 from bench.measure import Arrivals
+from connectors.core.connections import free_port
 from hub import topics
-from hub.broker import free_port
 from hub.process import ROOT
 
 # -- the forwarder process ----------------------------------------------------------------

@@ -24,10 +24,10 @@ from aiohttp import web
 
 from bench import measure
 from bench.measure import Arrivals
+from connectors.core.model import Bibliographic, Event, Message, RequestFormat, transaction_id
 from connectors.iso10161 import codec as ill_codec
 from connectors.simulator import Answer, Library, TcpLibrary
 from hub import topics
-from hub.model import Bibliographic, Event, Message, RequestFormat, transaction_id
 from hub.process import ROOT, HubProcess
 
 # The hub keys transaction ids with its deployment secret; the benchmark computes the ids of

@@ -16,13 +16,13 @@ import json
 import sys
 import time
 
+from connectors.core.directory import Directory
+from connectors.core.holdings import Catalogue, Holding, HoldingsResult
+from connectors.core.model import Bibliographic, Event, Message, transaction_id
+from connectors.core.records import Located
 from hub import logs
-from hub.directory import Directory
-from hub.holdings import Catalogue, Holding, HoldingsResult
 from hub.load import LoadBook
 from hub.locate import Locator
-from hub.model import Bibliographic, Event, Message, transaction_id
-from hub.records import Located
 from hub.transactions import apply, apply_control
 
 

@@ -14,6 +14,8 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from connectors.core.connections import free_port
+from connectors.core.model import Message
 from connectors.iso10161 import codec as ill_codec
 from connectors.iso10161 import mapping as ill_mapping
 from connectors.iso10161 import transport as ill_transport
@@ -21,8 +23,6 @@ from connectors.iso18626 import codec as iso_codec
 from connectors.iso18626 import writer as iso_writer
 from connectors.ncip import codec as ncip_codec
 from connectors.ncip import writer as ncip_writer
-from hub.broker import free_port
-from hub.model import Message
 
 
 @dataclass(frozen=True)

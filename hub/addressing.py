@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hub.model import SENDER, Event, Message, Role, parse_lender_request_id, transaction_id
+from connectors.core.model import (
+    SENDER,
+    Event,
+    Message,
+    Role,
+    parse_lender_request_id,
+    transaction_id,
+)
 
 
 def address(message: Message, lookup_item: Callable[[str, str], str | None]) -> str | None:
@@ -12,7 +19,8 @@ def address(message: Message, lookup_item: Callable[[str, str], str | None]) -> 
 
     - a request: derived from (borrower, its request id), so a re-sent request finds its row;
     - an id rshub gave a lender: it embeds the transaction id;
-    - a borrower's own request id: derived as for the request;
+    - a borrower's own request id (an event only borrowers say, or either side does):
+      derived as for the request;
     - otherwise the item id, through the item index (NCIP renewals and recalls).
     """
     if message.event is Event.REQUEST:
@@ -21,7 +29,7 @@ def address(message: Message, lookup_item: Callable[[str, str], str | None]) -> 
         parsed = parse_lender_request_id(message.request_id)
         if parsed:
             return parsed[0]
-        if SENDER[message.event] is Role.BORROWER:
+        if SENDER.get(message.event, Role.BORROWER) is Role.BORROWER:
             return transaction_id(message.sender, message.request_id)
     if message.item_id:
         return lookup_item(message.sender, message.item_id)

@@ -21,14 +21,9 @@ from typing import Any
 import faust
 import structlog
 
-from hub import fetching
-from hub.delivery import PartnerQueues
-from hub.directory import Directory
-from hub.kafka_io import REPLY_TO, KafkaIO
-from hub.locate import Client, Locator
-from hub.model import Message, NotApplicable, now
-from hub.outbound import Outbound
-from hub.records import (
+from connectors.core.directory import Directory
+from connectors.core.model import Message, NotApplicable, now
+from connectors.core.records import (
     CONTROL,
     AuditRecord,
     DeadLetter,
@@ -42,6 +37,11 @@ from hub.records import (
     Tick,
     Verdict,
 )
+from hub import fetching
+from hub.delivery import PartnerQueues
+from hub.kafka_io import REPLY_TO, KafkaIO
+from hub.locate import Client, Locator
+from hub.outbound import Outbound
 from hub.settings import Settings
 from hub.transactions import (
     Output,

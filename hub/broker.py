@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from connectors.core.connections import free_port
+
 log = structlog.get_logger(__name__)
 
 READY_TIMEOUT_S = 20.0
@@ -43,12 +45,6 @@ os.execv(sys.argv[2], sys.argv[2:])
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -15,10 +15,10 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from connectors.core.connections import ListenError, bind
+from connectors.core.directory import Directory, DirectoryError
 from hub import logs
 from hub.broker import EmbeddedBroker, wait_for_metadata
-from hub.connections import ListenError, bind
-from hub.directory import Directory, DirectoryError
 from hub.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -119,7 +119,7 @@ def serve(settings: Settings) -> int:
     from faust.worker import Worker
 
     from connectors import registry
-    from hub import directory as directory_module
+    from connectors.core import directory as directory_module
     from hub.agents import create_app
     from hub.gateway import Gateway
     from hub.kafka_io import KafkaIO
@@ -311,8 +311,8 @@ def _running_bootstrap(settings: Settings) -> str | None:
 
 
 def route(settings: Settings, args: argparse.Namespace) -> int:
+    from connectors.core.records import RouteAction
     from hub import route_cli
-    from hub.records import RouteAction
 
     words = args.words
     bootstrap = _running_bootstrap(settings)
@@ -388,7 +388,7 @@ def tail(settings: Settings, from_beginning: bool) -> int:
 def show_settings(settings: Settings) -> int:
     """Every setting as in effect now (with its default), then each partner secret the
     directory names and whether it is set; never a secret's value."""
-    from hub import directory as directory_module
+    from connectors.core import directory as directory_module
 
     print(f"{'variable':<34} {'in effect':<28} {'default':<28} meaning")
     for key, value, default, description in settings.rows():

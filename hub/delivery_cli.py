@@ -20,9 +20,9 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.core.records import PartnerBack, Redeliver, VerdictOutcome
 from hub.followers import Verdicts, _Follower
 from hub.kafka_io import KafkaIO
-from hub.records import PartnerBack, Redeliver, VerdictOutcome
 
 WAITING = ("retry", "parked")
 

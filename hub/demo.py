@@ -9,11 +9,11 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from connectors.core.model import Bibliographic, Event, Message, Reason, RequestFormat
 from connectors.ncip import tables
 from connectors.simulator import Library, directory_yaml
 from hub import topics
 from hub.broker import EmbeddedBroker, wait_for_metadata
-from hub.model import Bibliographic, Event, Message, Reason, RequestFormat
 from hub.process import HubProcess
 from hub.settings import Settings
 

@@ -17,9 +17,9 @@ from contextlib import suppress
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from connectors.core.records import Verdict
 from hub.fetching import FOLLOWER_WAIT_MS
 from hub.load import LoadBook
-from hub.records import Verdict
 
 log = structlog.get_logger(__name__)
 

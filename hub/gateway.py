@@ -27,12 +27,12 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from mode import Service
 
+from connectors.core.connections import SourceLimit, capped
+from connectors.core.directory import AuthScheme, Credential, Directory
+from connectors.core.model import Message
+from connectors.core.records import DeadLetter, Verdict, VerdictOutcome
 from hub.addressing import address
-from hub.connections import SourceLimit, capped
-from hub.directory import AuthScheme, Credential, Directory
 from hub.kafka_io import KafkaIO
-from hub.model import Message
-from hub.records import DeadLetter, Verdict, VerdictOutcome
 from hub.settings import Settings
 
 log = structlog.get_logger(__name__)

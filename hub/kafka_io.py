@@ -8,8 +8,8 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
+from connectors.core.records import AuditRecord, DeadLetter
 from hub.followers import ItemIndex, LoadIndex, Verdicts
-from hub.records import AuditRecord, DeadLetter
 
 log = structlog.get_logger(__name__)
 # Header naming the gateway instance waiting for a message's verdict: the agent that applies

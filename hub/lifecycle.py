@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from hub.model import Event
+from connectors.core.model import Event
 
 
 class State(StrEnum):
@@ -44,6 +44,7 @@ class Effect(StrEnum):
     FORWARD = "forward"  # pass the step on to the other party
     NEXT_LENDER = "next_lender"  # close this lender's attempt, ask the next (or tell Unfilled)
     ANSWER = "answer"  # no lender holds the request yet: the hub answers the borrower itself
+    NONE = "none"  # recorded and answered; nothing is passed on (a status query)
 
 
 class Previous(StrEnum):
@@ -110,6 +111,25 @@ _ROWS += [
     for state in State
     if state not in TERMINAL and state not in (State.NEW, State.LOCATING)
     for note in (Event.LENDER_NOTE, Event.BORROWER_NOTE)
+]
+
+# Evidence with its own event; the table decides what it means.
+_OPEN = [s for s in State if s not in TERMINAL and s not in (State.NEW,)]
+_ROWS += [(state, Event.STATUS_QUERY, None, state, Effect.NONE) for state in _OPEN]
+_ROWS += [
+    (state, event, None, State.REQUESTED, Effect.NEXT_LENDER)
+    for state in (State.REQUESTED, State.WILL_SUPPLY)
+    for event in (Event.RETRY_POSSIBLE,)
+]
+_ROWS += [
+    (state, Event.CONDITIONAL, None, state, Effect.FORWARD)
+    for state in (State.REQUESTED, State.WILL_SUPPLY)
+]
+_ROWS += [
+    (state, event, None, state, Effect.FORWARD)
+    for state in _OPEN
+    if state is not State.LOCATING
+    for event in (Event.LOST, Event.DAMAGED)
 ]
 
 TRANSITIONS: dict[tuple[State, Event, bool | None], Transition] = {

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from hub.directory import Directory
-from hub.holdings import Catalogue, Holding, HoldingsResult
+from connectors.core.directory import Directory
+from connectors.core.holdings import Catalogue, Holding, HoldingsResult
 
 log = structlog.get_logger(__name__)
 CacheKey = tuple[str, str, str, tuple[tuple[str, str], ...]]

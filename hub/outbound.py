@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from hub.directory import Partner
+from connectors.core.directory import Partner
+from connectors.core.model import Message, NotApplicable
 from hub.gateway import authorization
-from hub.model import Message, NotApplicable
 from hub.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
+from connectors.core.connections import free_port
 from hub import topics
-from hub.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from hub.directory import Directory, Rota
-from hub.holdings import Holding, HoldingsResult
+from connectors.core.directory import Directory, Rota
+from connectors.core.holdings import Holding, HoldingsResult
+from connectors.core.model import ServiceType
 from hub.load import LoadFigures, LoadView
-from hub.model import ServiceType
 
 SERVICE_NAME = {ServiceType.LOAN: "loan", ServiceType.COPY: "copy"}
 

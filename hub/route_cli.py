@@ -15,8 +15,8 @@ import json
 import uuid
 from typing import Any
 
+from connectors.core.records import RouteAction, RouteCommand
 from hub.followers import _Follower
-from hub.records import RouteAction, RouteCommand
 
 
 class _Decisions(_Follower):

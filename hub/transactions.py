@@ -14,19 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from hub.directory import Directory
-from hub.holdings import HoldingsResult, search_terms
-from hub.lifecycle import (
-    ROUTABLE,
-    TERMINAL,
-    Effect,
-    IllegalTransition,
-    Previous,
-    State,
-    transition,
-)
-from hub.load import LoadView, NoLoad, load_key
-from hub.model import (
+from connectors.core.directory import Directory
+from connectors.core.holdings import HoldingsResult, search_terms
+from connectors.core.model import (
+    EITHER_SIDE,
     SENDER,
     Event,
     Message,
@@ -36,7 +27,7 @@ from hub.model import (
     now,
     parse_lender_request_id,
 )
-from hub.records import (
+from connectors.core.records import (
     DeadLetter,
     Delivery,
     DeliveryOutcome,
@@ -52,6 +43,16 @@ from hub.records import (
     Verdict,
     VerdictOutcome,
 )
+from hub.lifecycle import (
+    ROUTABLE,
+    TERMINAL,
+    Effect,
+    IllegalTransition,
+    Previous,
+    State,
+    transition,
+)
+from hub.load import LoadView, NoLoad, load_key
 from hub.rota import Candidate, at_limit, rank
 
 SEEN_LIMIT = 200
@@ -580,8 +581,6 @@ class _Run:
         """Pass a step to the other party, under the request id that party knows, with what
         the transaction knows and the sender's protocol did not say (item id, patron)."""
         txn = self.txn
-        if not message.relay:
-            return  # a question for the hub itself (ISO 10161 Status-Query)
         known = {
             "item_id": message.item_id or txn.item_id,
             "patron_id": message.patron_id or (txn.request.patron_id if txn.request else None),
@@ -652,7 +651,10 @@ class _Run:
 
 def _sender_side(txn: Transaction, message: Message) -> Role:
     """Check that the message comes from the party allowed to say it; return that party."""
-    role = SENDER[message.event]
+    if message.event in EITHER_SIDE:
+        role = Role.BORROWER if message.sender == txn.borrower else Role.LENDER
+    else:
+        role = SENDER[message.event]
     if role is Role.BORROWER:
         if message.sender != txn.borrower:
             raise IllegalTransition(
@@ -743,6 +745,8 @@ def apply(
         run.answer_cancel()
         assert not isinstance(rule.target, Previous)
         txn.state = rule.target
+    elif rule.effect is Effect.NONE:
+        pass
     elif rule.effect is Effect.NEXT_LENDER:
         assert txn.attempt is not None
         reason = message.reason.name if message.reason else "no reason given"

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hub.broker import free_port
+from connectors.core.connections import free_port
 
 DATA = Path(__file__).parent / "data" / "zebra"
 ZEBRA_CFG = """\

@@ -15,7 +15,7 @@ from hub.process import HubProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "standards" / "ncip" / "samples"
-# Transaction ids are keyed with the deployment's secret (hub.model.id_key). The tests and the
+# Transaction ids are keyed with the deployment's secret (connectors.core.model.id_key). The tests and the
 # hubs they start (which inherit the environment) share one, so a test can compute the id the
 # hub gives a request.
 os.environ.setdefault("RSHUB_ID_SECRET", "rshub-tests-id-secret")

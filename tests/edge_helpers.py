@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka.errors import KafkaConnectionError
 
 from connectors import registry
-from hub.directory import Directory
+from connectors.core.directory import Directory
 from hub.gateway import Gateway
 from hub.settings import Settings
 
@@ -70,7 +70,7 @@ class FakeKafka:
 @asynccontextmanager
 async def gateway(directory: Directory, **settings: Any) -> AsyncIterator[tuple[Gateway, Any]]:
     """A started gateway (HTTP and ISO 10161 on free loopback ports) over FakeKafka."""
-    from hub.connections import bind
+    from connectors.core.connections import bind
 
     config = Settings(http_port=0, iso10161_port=0, broker_check_interval_s=0.05, **settings)
     sockets = {"http": bind("127.0.0.1", 0, "HTTP"), "iso10161": bind("127.0.0.1", 0, "ISO")}

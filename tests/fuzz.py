@@ -13,11 +13,19 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connectors.core.model import (
+    Bibliographic,
+    Event,
+    Message,
+    Money,
+    NotApplicable,
+    Reason,
+    RequestFormat,
+)
 from connectors.iso10161 import asn1, codec, mapping
 from connectors.iso18626 import writer as iso18626_writer
 from connectors.ncip import tables as ncip_tables
 from connectors.ncip import writer as ncip_writer
-from hub.model import Bibliographic, Event, Message, Money, NotApplicable, Reason, RequestFormat
 from tests.asn1_values import value_for
 
 STANDARDS = Path(__file__).resolve().parents[2] / "shared" / "standards"

@@ -16,17 +16,7 @@ from asn1tools.codecs.ber import encode_length_definite
 from pydantic import ValidationError
 
 from connectors import xmlsafe
-from connectors.iso10161 import asn1, mapping
-from connectors.iso10161 import codec as ill
-from connectors.iso10161.transport import Iso10161Endpoint
-from connectors.iso18626 import codec as iso
-from connectors.iso18626 import writer as iso_writer
-from connectors.iso18626.transport import Iso18626Endpoint
-from connectors.ncip import codec as ncip
-from connectors.ncip import writer as ncip_writer
-from connectors.ncip.transport import NcipEndpoint
-from hub.gateway import Refusal
-from hub.model import (
+from connectors.core.model import (
     LIMITS,
     TXN_PATTERN,
     Bibliographic,
@@ -39,6 +29,16 @@ from hub.model import (
     parse_lender_request_id,
     transaction_id,
 )
+from connectors.iso10161 import asn1, mapping
+from connectors.iso10161 import codec as ill
+from connectors.iso10161.transport import Iso10161Endpoint
+from connectors.iso18626 import codec as iso
+from connectors.iso18626 import writer as iso_writer
+from connectors.iso18626.transport import Iso18626Endpoint
+from connectors.ncip import codec as ncip
+from connectors.ncip import writer as ncip_writer
+from connectors.ncip.transport import NcipEndpoint
+from hub.gateway import Refusal
 from tests.asn1_values import value_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards"

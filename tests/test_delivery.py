@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from connectors.core.directory import Directory
+from connectors.core.model import Event, Message, lender_request_id, transaction_id
+from connectors.core.records import DeliveryOutcome, DeliveryResult, Redeliver, Tick, VerdictOutcome
 from hub.delivery import PartnerQueues
-from hub.directory import Directory
-from hub.model import Event, Message, lender_request_id, transaction_id
-from hub.records import DeliveryOutcome, DeliveryResult, Redeliver, Tick, VerdictOutcome
 from hub.transactions import Sending, Transaction, apply, apply_control, apply_delivery
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.directory import DirectoryError, load
-from hub.model import Event, Message
+from connectors.core.directory import DirectoryError, load
+from connectors.core.model import Event, Message
 from tests.test_ncip_samples import SAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent

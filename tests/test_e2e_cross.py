@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connectors.core.model import Event, Message, Reason
 from connectors.simulator import Library, running
-from hub.model import Event, Message, Reason
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import BOOK, DUE
 

@@ -9,8 +9,8 @@ import asyncio
 import aiohttp
 import pytest
 
+from connectors.core.model import Event
 from hub.broker import EmbeddedBroker
-from hub.model import Event
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import request
 from tests.test_edges import raw_http

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from connectors.core.model import Event, Message, Reason
 from connectors.iso10161 import codec
 from connectors.simulator import Library, TcpLibrary, running
-from hub.model import Event, Message, Reason
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import BOOK, DUE
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connectors.core.model import Bibliographic, Event, Message, Reason, RequestFormat, Role
 from connectors.simulator import Library
-from hub.model import Bibliographic, Event, Message, Reason, RequestFormat, Role
 from tests.kafka_reader import wait_for_record
 
 pytestmark = pytest.mark.kafka

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from connectors.core.directory import Directory, DirectoryError, load
+from connectors.core.model import Event, Message
 from connectors.iso10161 import codec
 from connectors.simulator import TcpLibrary
 from hub import logs, topics
 from hub.cli import BrokerNote, start_up_problems
-from hub.directory import Directory, DirectoryError, load
-from hub.model import Event, Message
 from hub.settings import Settings
 from tests.edge_helpers import Certificates, gateway, port
 from tests.test_e2e_ncip import BOOK

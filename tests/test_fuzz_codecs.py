@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from connectors.core.model import Message, NotApplicable, RenderError
 from connectors.iso10161 import codec as iso10161_codec
 from connectors.iso10161 import mapping
 from connectors.iso10161.transport import Iso10161Endpoint
@@ -21,12 +22,11 @@ from connectors.ncip import codec as ncip_codec
 from connectors.ncip import writer as ncip_writer
 from connectors.ncip.transport import NcipEndpoint
 from hub.gateway import Endpoint, Refusal
-from hub.model import Message, NotApplicable, RenderError
 from tests import fuzz
 
 COUNT = 1_000
 LIMIT = 1_048_576
-# A decoded message stays far below the broker's 1 MB record limit (hub.model.LIMITS).
+# A decoded message stays far below the broker's 1 MB record limit (connectors.core.model.LIMITS).
 MAX_MESSAGE_JSON = 300_000
 # What a refusal writes to ill.deadletter stays small whatever the input.
 MAX_REASON = 2_000

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from connectors.core.model import Event, id_key, transaction_id
 from connectors.iso10161 import codec as iso10161_codec
 from connectors.iso18626 import codec as iso18626_codec
 from connectors.ncip import codec as ncip_codec
 from connectors.simulator import Library, TcpLibrary, running
-from hub.model import Event, id_key, transaction_id
 from tests import fuzz
 from tests.test_e2e_ncip import DUE, ask, say
 

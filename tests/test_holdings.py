@@ -8,14 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from connectors.core.directory import Directory
+from connectors.core.holdings import Catalogue, Holding, search_terms
+from connectors.core.model import Bibliographic
 from connectors.sru import client as sru
 from connectors.sru import codec as sru_codec
 from connectors.z3950 import client as z3950
 from connectors.z3950 import codec as z_codec
-from hub.directory import Directory
-from hub.holdings import Catalogue, Holding, search_terms
 from hub.locate import Locator
-from hub.model import Bibliographic
 from tests import catalogues
 
 # CI installs the servers (.ci/run), so there the tests must run, not skip.
@@ -66,7 +66,7 @@ async def test_z3950_slow_catalogue_times_out_as_unknown(ztest: str) -> None:
 
 
 async def test_z3950_unreachable_catalogue_is_unknown() -> None:
-    from hub.broker import free_port
+    from connectors.core.connections import free_port
 
     result = await z3950.lookup("L", z(f"127.0.0.1:{free_port()}"), [("isbn", "3")])
     assert result.status is Holding.UNKNOWN and "connection failed" in result.detail

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.model import Event, Message
+from connectors.core.model import Event, Message
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import ask, say
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.core.model import Bibliographic, Event, Message, Money, Reason, ServiceType
 from connectors.iso10161 import codec, mapping
-from hub.model import Bibliographic, Event, Message, Money, Reason, ServiceType
 from tests.asn1_values import value_for
 
 DAY = datetime(2026, 12, 1, tzinfo=UTC)
@@ -97,16 +97,34 @@ def test_borrowers_own_transaction_id_goes_back_unchanged() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(mapping.NOTE_APDUS))
-def test_every_other_apdu_is_relayed_as_a_note_or_answered(name: str) -> None:
+def test_every_other_apdu_is_relayed_as_a_note(name: str) -> None:
     value = value_for(codec.compiled().types[name].type, False)
     value["transaction-id"]["transaction-qualifier"] = ("generalstring", FIELDS["request_id"])
     message = mapping.to_canonical(name, value)
     assert message.event in (Event.LENDER_NOTE, Event.BORROWER_NOTE)
-    assert message.relay is (name != "Status-Query")  # a status query is answered, not passed on
     if name != "Message":
         assert (message.note or "").startswith(name)
     if mapping.NOTE_APDUS[name] is None:  # either side: a hub lender id means the lender
         assert message.event is Event.LENDER_NOTE
+
+
+@pytest.mark.parametrize(
+    ("name", "event"),
+    [
+        ("Lost", Event.LOST),
+        ("Damaged", Event.DAMAGED),
+        ("Status-Query", Event.STATUS_QUERY),
+        ("ILL-Answer", Event.RETRY_POSSIBLE),
+    ],
+)
+def test_evidence_is_reported_as_its_own_event(name: str, event: Event) -> None:
+    """The codec says what the partner said; what it means for the loan is the engine's."""
+    value = value_for(codec.compiled().types[name].type, False)
+    value["transaction-id"]["transaction-qualifier"] = ("generalstring", FIELDS["request_id"])
+    if name == "ILL-Answer":
+        value["transaction-results"] = "retry"
+        value.pop("results-explanation", None)
+    assert mapping.to_canonical(name, value).event is event
 
 
 def test_extensions_are_decoded_and_credentials_never_kept() -> None:

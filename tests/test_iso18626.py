@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from connectors.core.model import (
+    Bibliographic,
+    Event,
+    Message,
+    Money,
+    Reason,
+    RequestFormat,
+    ServiceType,
+)
 from connectors.iso18626 import codec, schema, tables, writer
-from hub.model import Bibliographic, Event, Message, Money, Reason, RequestFormat, ServiceType
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards" / "iso18626" / "samples"
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from connectors import xmlsafe
+from connectors.core.model import Bibliographic, Event, Message, Money, Reason, RequestFormat
 from connectors.ncip import codec, schema, tables, writer
-from hub.model import Bibliographic, Event, Message, Money, Reason, RequestFormat
 
 WHEN = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
 FIELDS = dict(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.core.model import Event
 from connectors.ncip import codec
-from hub.model import Event
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards" / "ncip" / "samples"
 

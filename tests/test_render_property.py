@@ -13,16 +13,16 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from connectors.core.model import LIMITS, MAX_AMOUNT, Event, Message, NotApplicable, RenderError
 from connectors.iso10161 import codec as iso10161_codec
 from connectors.iso10161 import mapping
 from connectors.iso18626 import codec as iso18626_codec
 from connectors.iso18626 import writer as iso18626_writer
 from connectors.ncip import codec as ncip_codec
 from connectors.ncip import writer as ncip_writer
-from hub.model import LIMITS, MAX_AMOUNT, Event, Message, NotApplicable, RenderError
 
 
-# Text of any Unicode, now and then at the edge of its bound (hub.model.LIMITS).
+# Text of any Unicode, now and then at the edge of its bound (connectors.core.model.LIMITS).
 def text(limit: str) -> st.SearchStrategy[str]:
     size = LIMITS[limit]
     return st.one_of(

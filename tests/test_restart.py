@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.core.model import Event, Message
 from connectors.ncip import writer
-from hub.model import Event, Message
 from tests.test_e2e_ncip import lend, say
 
 pytestmark = pytest.mark.kafka

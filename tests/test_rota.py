@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.directory import Directory, Rota
-from hub.holdings import Holding, HoldingsResult
+from connectors.core.directory import Directory, Rota
+from connectors.core.holdings import Holding, HoldingsResult
+from connectors.core.model import Bibliographic, Event, Message, Reason, ServiceType, transaction_id
+from connectors.core.records import Located, RouteAction, RouteCommand, Tick, VerdictOutcome
 from hub.lifecycle import State
 from hub.load import LoadBook, LoadFigures
-from hub.model import Bibliographic, Event, Message, Reason, ServiceType, transaction_id
-from hub.records import Located, RouteAction, RouteCommand, Tick, VerdictOutcome
 from hub.rota import rank
 from hub.transactions import Transaction, apply, apply_control
 

@@ -11,8 +11,8 @@ import asn1tools
 
 from connectors import ber
 from connectors.ber import FramingError
+from connectors.core.model import shown
 from connectors.iso10161.asn1 import APDUS, compiled
-from hub.model import shown
 
 __all__ = ["FramingError", "Iso10161Error", "Splitter", "decode", "encode", "for_the_wire"]
 _BY_ALTERNATIVE = {name.lower(): name for name in APDUS}

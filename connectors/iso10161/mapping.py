@@ -13,10 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.iso10161 import codec
-from connectors.iso10161.asn1 import compiled
-from connectors.iso10161.codec import Iso10161Error
-from hub.model import (
+from connectors.core.model import (
+    EITHER_SIDE,
+    SENDER,
     Bibliographic,
     Event,
     Message,
@@ -25,12 +24,16 @@ from hub.model import (
     Reason,
     RenderError,
     RequestFormat,
+    Role,
     ServiceType,
     parse_amount,
     parse_lender_request_id,
     shown,
     violation,
 )
+from connectors.iso10161 import codec
+from connectors.iso10161.asn1 import compiled
+from connectors.iso10161.codec import Iso10161Error
 
 # APDU -> event, for the APDUs whose meaning needs nothing else.
 APDU_EVENTS: dict[str, Event] = {
@@ -46,15 +49,18 @@ APDU_EVENTS: dict[str, Event] = {
     "Recall": Event.RECALLED,
     "Overdue": Event.OVERDUE,
     "Expired": Event.EXPIRED,
+    "Lost": Event.LOST,
+    "Damaged": Event.DAMAGED,
+    "Status-Query": Event.STATUS_QUERY,
 }
 # ILL-Answer transaction-results -> event. Retry and locations-provided move on to the next
 # lender; the other conditional answers reach the borrower as information.
 ANSWER_EVENTS: dict[str, Event] = {
     "will-supply": Event.WILL_SUPPLY,
     "unfilled": Event.UNFILLED,
-    "retry": Event.UNFILLED,
+    "retry": Event.RETRY_POSSIBLE,
     "locations-provided": Event.UNFILLED,
-    "conditional": Event.LENDER_NOTE,
+    "conditional": Event.CONDITIONAL,
     "hold-placed": Event.LENDER_NOTE,
     "estimate": Event.LENDER_NOTE,
 }
@@ -62,10 +68,7 @@ ANSWER_EVENTS: dict[str, Event] = {
 # (None: either side, told apart by whose request id the APDU carries).
 NOTE_APDUS: dict[str, Event | None] = {
     "Message": None,
-    "Lost": None,
-    "Damaged": None,
     "Status-Or-Error-Report": None,
-    "Status-Query": None,  # answered by rshub with the current state, not passed on
     "Forward-Notification": Event.LENDER_NOTE,
     "Conditional-Reply": Event.BORROWER_NOTE,
 }
@@ -324,19 +327,13 @@ def _fields(name: str, value: dict[str, Any], sender: str) -> tuple[dict[str, An
         "to_agency": "responder-id",
         **{f"bibliographic.{field}": f"item-id/{key}" for key, field in ITEM_FIELDS.items()},
     }
-    if event in (
-        Event.WILL_SUPPLY,
-        Event.UNFILLED,
-        Event.LENDER_NOTE,
-        Event.LOANED,
-        Event.COPY_COMPLETED,
-        Event.CANCEL_REPLY,
-        Event.RENEW_ANSWER,
-        Event.RECALLED,
-        Event.OVERDUE,
-        Event.EXPIRED,
-        Event.LOAN_COMPLETED,
-    ):
+    qualifier = fields["request_id"]
+    lender_sent = (
+        parse_lender_request_id(qualifier) is not None
+        if event in EITHER_SIDE
+        else SENDER[event] is Role.LENDER
+    )
+    if lender_sent:
         fields["from_agency"], fields["to_agency"] = fields["to_agency"], fields["from_agency"]
         elements.update(from_agency="responder-id", to_agency="requester-id")
     for field, places in DATES.items():
@@ -352,7 +349,6 @@ def _fields(name: str, value: dict[str, Any], sender: str) -> tuple[dict[str, An
     if name in NOTE_APDUS and name != "Message":
         # Say what the APDU was: the other party may speak a protocol without it.
         fields["note"] = f"{name}: {fields['note']}" if fields["note"] else name
-        fields["relay"] = name != "Status-Query"
     if name == "ILL-Answer" and event is Event.UNFILLED:
         explanation = value.get("results-explanation")
         reason = (
@@ -417,20 +413,20 @@ def _system(agency: str) -> dict[str, Any]:
 
 
 def from_canonical(
-    message: Message, from_agency: str, to_agency: str
+    message: Message, from_agency: str, to_agency: str, lender_side: bool | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """The APDU name and value for a canonical message."""
+    """The APDU name and value for a canonical message. `lender_side`: whether the sender
+    is the lender (responder); None derives it from the event, and for an event either side
+    may say (Lost, Damaged) from the request id as `to_canonical` reads it."""
     name = EVENT_APDUS.get(message.event)
     if name is None:
         raise NotApplicable(f"ISO 10161 has no APDU for {message.event.value}")
-    borrower_side = message.event in (
-        Event.REQUEST,
-        Event.RECEIVED,
-        Event.SHIPPED_RETURN,
-        Event.CANCEL,
-        Event.RENEW,
-        Event.BORROWER_NOTE,
-    )
+    if lender_side is None:
+        if message.event in EITHER_SIDE:
+            lender_side = parse_lender_request_id(message.request_id) is not None
+        else:
+            lender_side = SENDER[message.event] is Role.LENDER
+    borrower_side = not lender_side
     requester, responder = (from_agency, to_agency) if borrower_side else (to_agency, from_agency)
     now = message.timestamp
     value: dict[str, Any] = {

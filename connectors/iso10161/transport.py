@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from connectors.core.connections import SourceLimit
+from connectors.core.directory import Directory, Partner
+from connectors.core.model import SENDER, Event, Message, NotApplicable, Role
 from connectors.iso10161 import codec, mapping
-from hub.connections import SourceLimit
-from hub.directory import Directory, Partner
 from hub.gateway import Decoded, Endpoint, Fault, Gateway, Refusal, Reply
-from hub.model import SENDER, Event, Message, NotApplicable, Role
 from hub.outbound import Attempted, Outbound
 from hub.settings import Settings
 
@@ -250,7 +250,7 @@ def identify(
         return None
     try:
         event = mapping.event_of(name, value)
-        lender_side = SENDER[event] is Role.LENDER
+        lender_side = SENDER.get(event) is Role.LENDER
     except (NotApplicable, codec.Iso10161Error):
         lender_side = False
     order = ("responder-id", "requester-id") if lender_side else ("requester-id", "responder-id")

@@ -14,8 +14,7 @@ from lxml import etree
 from pydantic import BaseModel, ValidationError
 
 from connectors import xmlsafe
-from connectors.iso18626 import tables as t
-from hub.model import (
+from connectors.core.model import (
     UNFILLED_REASONS,
     Event,
     Message,
@@ -26,6 +25,7 @@ from hub.model import (
     shown,
     violation,
 )
+from connectors.iso18626 import tables as t
 
 MESSAGES = frozenset(t.CONFIRMATION) | {c for c, _e in t.CONFIRMATION.values()}
 
@@ -129,7 +129,7 @@ def _agency(node: etree._Element | None) -> str | None:
 
 
 def _costs(node: etree._Element | None, where: str, kind: str) -> Money | None:
-    """Costs as canonical money: a decimal in range (hub.model), else UnrecognisedDataValue."""
+    """Costs as canonical money: a decimal in range (core model), else UnrecognisedDataValue."""
     amount = text(node, "monetaryValue")
     if not amount:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.model import Event, ServiceType
+from connectors.core.model import Event, ServiceType
 
 NS = "http://illtransactions.org/2013/iso18626"
 VERSION = "1.2"
@@ -23,8 +23,7 @@ SUPPLIER: list[tuple[str | None, str | None, Event]] = [
     (None, "Loaned", Event.LOANED),
     (None, "Overdue", Event.OVERDUE),
     (None, "Recalled", Event.RECALLED),
-    # RetryPossible (a conditional answer) moves on to the next lender for now.
-    (None, "RetryPossible", Event.UNFILLED),
+    (None, "RetryPossible", Event.RETRY_POSSIBLE),
     (None, "Unfilled", Event.UNFILLED),
     (None, "CopyCompleted", Event.COPY_COMPLETED),
     (None, "LoanCompleted", Event.LOAN_COMPLETED),

@@ -6,10 +6,10 @@ deserves. Outbound, a Confirmation with messageStatus ERROR is a refusal (not re
 
 from __future__ import annotations
 
+from connectors.core.directory import Partner
+from connectors.core.model import Message
 from connectors.iso18626 import codec, writer
-from hub.directory import Partner
 from hub.gateway import Decoded, Endpoint, Fault, Refusal, Reply
-from hub.model import Message
 from hub.outbound import Attempted, Outbound
 
 # Gateway faults in ISO 18626 terms: (errorType, HTTP status).

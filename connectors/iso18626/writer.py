@@ -10,9 +10,17 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from connectors import xmlsafe
+from connectors.core.model import (
+    LIMITS,
+    Event,
+    Message,
+    Money,
+    NotApplicable,
+    RenderError,
+    ServiceType,
+)
 from connectors.iso18626 import tables as t
 from connectors.iso18626.codec import Iso18626Error, Parsed, child, parse_date, text
-from hub.model import LIMITS, Event, Message, Money, NotApplicable, RenderError, ServiceType
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 

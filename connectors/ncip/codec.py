@@ -17,8 +17,7 @@ from lxml import etree
 from pydantic import BaseModel, ValidationError, field_validator
 
 from connectors import xmlsafe
-from connectors.ncip import tables as t
-from hub.model import (
+from connectors.core.model import (
     Event,
     Message,
     Money,
@@ -29,6 +28,7 @@ from hub.model import (
     shown,
     violation,
 )
+from connectors.ncip import tables as t
 
 
 class Problem(BaseModel):
@@ -201,7 +201,7 @@ def parse_date(text: str, element: str) -> datetime:
 
 
 def rule_violated(element: str, reason: str, problem: str = "Element Rule Violated") -> NcipError:
-    """A value outside the canonical model's bounds (hub.model.LIMITS), named by element."""
+    """A value outside the canonical model's bounds (core model LIMITS), named by element."""
     return NcipError(Problem(type=problem, element=element, detail=f"{element}: {reason}"))
 
 

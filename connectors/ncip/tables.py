@@ -6,7 +6,7 @@ Source: the Alma NCIP peer-to-peer field table (seed 004) and what real peers se
 
 from __future__ import annotations
 
-from hub.model import Event, RequestFormat
+from connectors.core.model import Event, RequestFormat
 
 NS = "http://www.niso.org/2008/ncip"
 VERSION_URL = "http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd"

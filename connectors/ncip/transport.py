@@ -7,10 +7,10 @@ partner's answer (a Problem in a 200 answer is a refusal, as Alma answers).
 
 from __future__ import annotations
 
+from connectors.core.directory import Partner
+from connectors.core.model import Message
 from connectors.ncip import codec, tables, writer
-from hub.directory import Partner
 from hub.gateway import Decoded, Endpoint, Fault, Refusal, Reply
-from hub.model import Message
 from hub.outbound import Attempted, Outbound
 
 STATE_PROBLEM = "State Transition Prohibited"

@@ -14,9 +14,9 @@ from decimal import ROUND_HALF_UP
 from lxml import etree
 
 from connectors import xmlsafe
+from connectors.core.model import Event, Message, Money, NotApplicable, RenderError, RequestFormat
 from connectors.ncip import tables as t
 from connectors.ncip.codec import Parsed, Problem
-from hub.model import Event, Message, Money, NotApplicable, RenderError, RequestFormat
 
 NSMAP = {"ns1": t.NS}
 

@@ -6,8 +6,8 @@ import time
 
 import aiohttp
 
+from connectors.core.holdings import Catalogue, Holding, HoldingsResult
 from connectors.sru import codec
-from hub.holdings import Catalogue, Holding, HoldingsResult
 
 MAX_BODY = 4 * 1_048_576
 

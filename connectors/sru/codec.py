@@ -12,7 +12,7 @@ import re
 from lxml import etree
 
 from connectors import xmlsafe
-from hub.holdings import CQL_INDEX, Catalogue, Copy, Holding, HoldingsResult
+from connectors.core.holdings import CQL_INDEX, Catalogue, Copy, Holding, HoldingsResult
 
 MAX_RECORDS = 3
 _CQL_SPECIAL = re.compile(r'[\s"()=<>/\\]|^(and|or|not|prox)$', re.IGNORECASE)

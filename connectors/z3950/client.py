@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 
+from connectors.core.holdings import Catalogue, HoldingsResult
 from connectors.z3950.codec import Lookup
-from hub.holdings import Catalogue, HoldingsResult
 
 READ_SIZE = 65536
 

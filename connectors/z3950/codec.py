@@ -20,8 +20,8 @@ import asn1tools
 import pymarc
 
 from connectors.ber import FramingError, Splitter
+from connectors.core.holdings import Z3950_USE, Catalogue, Copy, Holding, HoldingsResult
 from connectors.z3950.asn1 import BIB1, OPAC, USMARC, compiled
-from hub.holdings import Z3950_USE, Catalogue, Copy, Holding, HoldingsResult
 
 MAX_PDU = 4 * 1_048_576
 PRESENT_COUNT = 3

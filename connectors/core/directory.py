@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from hub.holdings import Catalogue
-from hub.model import Message, RequestFormat, ServiceType
+from connectors.core.holdings import Catalogue
+from connectors.core.model import Message, RequestFormat, ServiceType
 
 
 class DirectoryError(ValueError):

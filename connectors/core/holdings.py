@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.model import Bibliographic
+from connectors.core.model import Bibliographic
 
 
 class Holding(StrEnum):

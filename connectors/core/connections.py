@@ -101,3 +101,10 @@ class _Capped(asyncio.Protocol):
 
 def capped(factory: Callable[[], Any], limit: SourceLimit) -> Callable[[], asyncio.Protocol]:
     return lambda: _Capped(factory(), limit)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for simulators, tests and the embedded broker)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

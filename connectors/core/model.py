@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     field_validator,
 )
@@ -185,7 +186,7 @@ class Role(StrEnum):
 
 
 class Event(StrEnum):
-    """What a partner said, in the hub's lifecycle vocabulary (see ISO18626_FORM)."""
+    """What a partner said, in the hub's lifecycle vocabulary (ISO 18626's, where it has a word)."""
 
     REQUEST = "Request"
     WILL_SUPPLY = "WillSupply"
@@ -205,9 +206,17 @@ class Event(StrEnum):
     # Information that changes no state (ISO 18626 Notification, RequestReceived).
     LENDER_NOTE = "LenderNotification"
     BORROWER_NOTE = "BorrowerNotification"
+    # Evidence the engine's table decides about (connectors report, never interpret).
+    RETRY_POSSIBLE = "RetryPossible"  # the lender could supply on other terms, later
+    CONDITIONAL = "Conditional"  # the lender will supply if the borrower accepts conditions
+    LOST = "Lost"  # the item was lost (either side may say so)
+    DAMAGED = "Damaged"  # the item was damaged (either side may say so)
+    STATUS_QUERY = "StatusQuery"  # a question for the hub itself: where is this request?
 
 
 # Who may say each event. The transaction agent refuses an event from the wrong side.
+# Events either side may say are in EITHER_SIDE instead.
+EITHER_SIDE: frozenset[Event] = frozenset({Event.LOST, Event.DAMAGED, Event.STATUS_QUERY})
 SENDER: dict[Event, Role] = {
     Event.REQUEST: Role.BORROWER,
     Event.RECEIVED: Role.BORROWER,
@@ -229,29 +238,10 @@ SENDER: dict[Event, Role] = {
             Event.RECALLED,
             Event.OVERDUE,
             Event.LENDER_NOTE,
+            Event.RETRY_POSSIBLE,
+            Event.CONDITIONAL,
         )
     },
-}
-
-# The ISO 18626 form of each event: (message, status or action, reasonForMessage).
-ISO18626_FORM: dict[Event, tuple[str, str | None, str | None]] = {
-    Event.REQUEST: ("request", None, None),
-    Event.WILL_SUPPLY: ("supplyingAgencyMessage", "WillSupply", "RequestResponse"),
-    Event.LOANED: ("supplyingAgencyMessage", "Loaned", "StatusChange"),
-    Event.COPY_COMPLETED: ("supplyingAgencyMessage", "CopyCompleted", "StatusChange"),
-    Event.UNFILLED: ("supplyingAgencyMessage", "Unfilled", "RequestResponse"),
-    Event.EXPIRED: ("supplyingAgencyMessage", "Unfilled", "StatusChange"),
-    Event.LOAN_COMPLETED: ("supplyingAgencyMessage", "LoanCompleted", "StatusChange"),
-    Event.CANCEL_REPLY: ("supplyingAgencyMessage", "Cancelled", "CancelResponse"),
-    Event.RENEW_ANSWER: ("supplyingAgencyMessage", "Loaned", "RenewResponse"),
-    Event.RECALLED: ("supplyingAgencyMessage", "Recalled", "StatusChange"),
-    Event.OVERDUE: ("supplyingAgencyMessage", "Overdue", "StatusChange"),
-    Event.RECEIVED: ("requestingAgencyMessage", "Received", None),
-    Event.SHIPPED_RETURN: ("requestingAgencyMessage", "ShippedReturn", None),
-    Event.CANCEL: ("requestingAgencyMessage", "Cancel", None),
-    Event.RENEW: ("requestingAgencyMessage", "Renew", None),
-    Event.LENDER_NOTE: ("supplyingAgencyMessage", None, "Notification"),
-    Event.BORROWER_NOTE: ("requestingAgencyMessage", "Notification", None),
 }
 
 
@@ -344,6 +334,19 @@ class Bibliographic(BaseModel):
         return any((self.isbn, self.issn, self.oclc_number, self.local_id, self.ean))
 
 
+class Correlation(BaseModel):
+    """What one party needs to recognise its own messages about a request, as it gave them:
+    its protocol, its own request id, and its protocol's other keys (ISO 10161 transaction-id
+    qualifiers, an e-mail's reference, an SLNP order id). Each connector declares a subclass
+    with typed fields; the engine stores it as it came and hands it back with every delivery
+    to that party, and the connector reads it back with its own model (`Connector.correlation`).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    protocol: Id
+    request_id: Id = ""
+
+
 class Message(BaseModel):
     """One step of a loan as a partner said it, in canonical form."""
 
@@ -375,7 +378,9 @@ class Message(BaseModel):
     note: Note | None = None
     cost: Money | None = None
     max_cost: Money | None = None
-    relay: bool = Field(True, description="False: recorded and answered, not passed on")
+    correlation: SerializeAsAny[Correlation] | None = Field(
+        None, description="what the sender needs to recognise its own messages (typed per protocol)"
+    )
     audit_ref: Id | None = Field(None, description="id of the raw message on ill.audit")
     extensions: dict[str, Any] = Field(default_factory=dict)
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from hub.holdings import HoldingsResult
-from hub.model import Event, Message, now
+from connectors.core.holdings import HoldingsResult
+from connectors.core.model import Event, Message, now
 
 
 class Delivery(BaseModel):

@@ -1,0 +1,337 @@
+"""The connector contract: what a protocol package gives the hub, and what the hub gives it.
+
+A protocol package exports one `Connector`. It declares the protocol's name (the URL segment,
+the directory's `protocol:`, the `ill.outbound.<name>` topic), its sans-IO `Codec`, how
+partners reach the hub (`inbound`: HTTP endpoints the hub serves, and/or `Listener`s the
+connector runs itself: TCP sessions, mailboxes), how the hub reaches partners (`sender`), its
+per-partner directory options, its settings, its correlation data and its simulator. The hub
+derives everything else (routes, topics, agents, CLI choices, fixtures) from the list of
+connectors in `connectors.registry`.
+
+What the hub offers a connector's transports is the `Intake` (inbound) and nothing else: a
+transport never sees Kafka, faust or the gateway. Connectors report evidence (canonical
+messages); only the engine decides what it means for a transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from connectors.core.directory import Directory, Partner
+from connectors.core.model import Correlation, Event, Message
+
+__all__ = [
+    "Answer",
+    "Attempt",
+    "Codec",
+    "Connector",
+    "Decoded",
+    "Fault",
+    "HttpInbound",
+    "Intake",
+    "Limits",
+    "Listener",
+    "NoOptions",
+    "NoSettings",
+    "Outgoing",
+    "Refusal",
+    "Sender",
+]
+
+
+class Fault(StrEnum):
+    """Failures every protocol must be able to report, each in its own vocabulary."""
+
+    SYNTAX = "syntax"
+    TOO_LARGE = "too_large"
+    UNKNOWN_PARTNER = "unknown_partner"
+    UNAUTHENTICATED = "unauthenticated"
+    UNKNOWN_REQUEST = "unknown_request"
+    STATE = "state"
+    UNAVAILABLE = "unavailable"  # the broker cannot take the message now; try again later
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a partner is told, in its protocol. `status` matters to HTTP channels only (a
+    TCP session or a mailbox ignores it)."""
+
+    body: bytes
+    content_type: str = "application/xml; charset=utf-8"
+    status: int = 200
+
+
+class Refusal(Exception):
+    """A protocol-level refusal: the answer the partner gets, and the stage it failed at
+    (parse, authenticate, address, apply; `unavailable` for a temporary failure)."""
+
+    def __init__(
+        self, reason: str, answer: Answer, stage: str = "parse", audit_ref: str | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason, self.answer, self.stage, self.audit_ref = reason, answer, stage, audit_ref
+
+
+C = TypeVar("C")
+
+
+@dataclass
+class Decoded(Generic[C]):
+    """A partner's message in canonical form, with what the codec needs to answer it in its
+    own protocol (`context`: the parsed document, the APDU ...)."""
+
+    message: Message
+    context: C
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What a codec renders: a canonical step for one recipient. `correlation` is what the
+    recipient gave to recognise its own messages (its request id, ISO 10161 transaction-id
+    qualifiers ...), None when the hub speaks first (a new request to a lender)."""
+
+    message: Message
+    sender_agency: str
+    recipient: Partner
+    correlation: Correlation | None = None
+
+
+@dataclass
+class Attempt:
+    """One try of a delivery: accepted or not, whether another try may cure a failure, what
+    happened in words, and the partner's answer where its protocol has one (relays return it
+    to their caller)."""
+
+    ok: bool
+    retryable: bool
+    detail: str
+    answer: bytes | None = None
+
+
+class Limits(BaseModel):
+    """The hub's settings every transport needs (built by the hub from its settings)."""
+
+    model_config = ConfigDict(frozen=True)
+    host: str = "127.0.0.1"
+    max_body_bytes: int = 1_048_576
+    idle_timeout_s: float = 15.0
+    read_timeout_s: float = 30.0
+    max_connections_per_source: int = 32
+    outbound_timeout_s: float = 30.0
+    outbound_retries: int = 2
+    outbound_backoff_s: float = 1.0
+    validate_xsd: bool = True
+
+
+@runtime_checkable
+class Codec(Protocol[C]):
+    """A protocol's sans-IO part: bytes <-> canonical messages, no I/O.
+
+    Inbound: `decode` a partner's bytes (raise `Refusal` with the protocol's error answer),
+    `accept` what the hub applied, `fault` what it did not. Outbound: `render` a step (raise
+    `NotApplicable` when the protocol has no form for it, `RenderError` when it cannot carry
+    it) and `judge` the partner's answer to a delivery.
+
+    `events_in`: every event `decode` can report; `events_out`: every event `render` has a
+    form for. The hub checks that each event the lifecycle can send a partner is in
+    `events_out` or explicitly in `not_applicable`, so a gap fails a test, not a partner."""
+
+    protocol: str
+    events_in: frozenset[Event]
+    events_out: frozenset[Event]
+    not_applicable: frozenset[Event]
+
+    def decode(self, body: bytes, sender: str, limit: int) -> Decoded[C]: ...
+
+    def accept(self, decoded: Decoded[C], state: str | None = None) -> Answer: ...
+
+    def fault(
+        self,
+        fault: Fault,
+        detail: str,
+        decoded: Decoded[C] | None = None,
+        state: str | None = None,
+    ) -> Answer: ...
+
+    def render(self, outgoing: Outgoing) -> bytes: ...
+
+    def judge(self, body: bytes, status: int | None = None) -> Attempt: ...
+
+
+class Intake(Protocol):
+    """What the hub offers a connector's listeners: the directory, the limits, and one way to
+    hand over a partner's message. `take` audits, decodes, addresses, makes it durable and
+    (with `wait`) waits for the engine's verdict, and returns the partner's answer; it raises
+    `Refusal`, which the listener passes to `refuse` (the dead letter) before answering with
+    `refusal.answer`. A mailbox passes `wait=False`: nothing waits for a mail's answer, and
+    the engine drops a re-read mail by its content id."""
+
+    directory: Directory
+    limits: Limits
+
+    @property
+    def broker_up(self) -> bool: ...
+
+    async def take(
+        self,
+        codec: Codec[Any],
+        partner: str,
+        body: bytes,
+        content_type: str | None = None,
+        *,
+        wait: bool = True,
+    ) -> Answer: ...
+
+    async def refuse(self, refusal: Refusal, partner: str | None, protocol: str) -> None: ...
+
+    def unavailable(self, codec: Codec[Any]) -> Refusal: ...
+
+
+class Listener(Protocol):
+    """An inbound channel the connector runs itself: a TCP server, a mailbox poller."""
+
+    async def start(self, intake: Intake) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Sender(Protocol):
+    """How steps reach a partner of this protocol (HTTP POST, a TCP session, SMTP)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, partner: Partner, body: bytes) -> Attempt: ...
+
+
+@dataclass(frozen=True)
+class HttpInbound:
+    """Partners POST to `/<protocol>/<symbol>` on the hub's HTTP port; the hub serves it,
+    authenticates the partner by its `inbound_auth` and hands the body to the codec."""
+
+    content_types: tuple[str, ...] = ("application/xml", "text/xml")
+
+
+class NoOptions(BaseModel):
+    """A protocol without per-partner options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoSettings(BaseModel):
+    """A protocol without settings of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Connector(Generic[OptionsT, SettingsT]):
+    """Everything the hub needs to know about one protocol.
+
+    - `name`: URL segment, directory `protocol:`, topic suffix, CLI choice.
+    - `codec`: the sans-IO codec.
+    - `http`: served by the hub's HTTP port (None: not over HTTP).
+    - `listeners`: other inbound channels, built from the limits, the connector's settings
+      and the directory.
+    - `sender`: the outbound transport, built from the limits, the settings and the codec
+      (None: the hub never sends in this protocol).
+    - `options`: the pydantic model of a partner's `options:` in the directory, validated
+      at start-up; `settings`: the model of its settings, read from `RSHUB_<NAME>_<FIELD>`.
+    - `endpoint_schemes`: URL schemes a partner's `endpoint` may have.
+    - `correlation`: the model of what its partners need to recognise their own messages.
+    - `simulator`: builds a simulated partner for tests, the demo and the bench.
+    - `topics`: topics this connector needs besides the hub's own and its outbound topic.
+    """
+
+    name: str
+    codec: Codec[Any]
+    http: HttpInbound | None = None
+    listeners: Callable[[Limits, SettingsT, Directory], list[Listener]] | None = None
+    sender: Callable[[Limits, SettingsT, Codec[Any]], Sender] | None = None
+    options: type[OptionsT] = NoOptions  # type: ignore[assignment]
+    settings: type[SettingsT] = NoSettings  # type: ignore[assignment]
+    endpoint_schemes: tuple[str, ...] = ("http", "https")
+    correlation: type[Correlation] = Correlation
+    simulator: Callable[..., Any] | None = None
+    topics: tuple[str, ...] = ()
+    describe: str = ""
+    ENV_PREFIX: ClassVar[str] = "RSHUB_"
+
+    @property
+    def outbound_topic(self) -> str:
+        return f"ill.outbound.{self.name}"
+
+    def env_prefix(self) -> str:
+        return f"{self.ENV_PREFIX}{self.name.upper()}_"
+
+    def load_settings(self, environ: Mapping[str, str]) -> SettingsT:
+        """The connector's settings from `RSHUB_<NAME>_<FIELD>` variables (defaults else);
+        pydantic's ValidationError names the field."""
+        prefix = self.env_prefix()
+        values = {
+            name: environ[prefix + name.upper()]
+            for name in self.settings.model_fields
+            if prefix + name.upper() in environ
+        }
+        return self.settings.model_validate(values)
+
+    def partner_options(self, partner: Partner) -> OptionsT:
+        """A partner's `options:` as this connector's typed model."""
+        return self.options.model_validate(partner.options)
+
+
+@dataclass
+class Registry:
+    """The connectors of this build, by name; everything protocol-specific is derived here."""
+
+    connectors: list[Connector[Any, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.connectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"connector names repeat: {names}")
+
+    def __iter__(self) -> Any:
+        return iter(self.connectors)
+
+    def get(self, name: str) -> Connector[Any, Any] | None:
+        return next((c for c in self.connectors if c.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.connectors]
+
+    def check(self, directory: Directory) -> list[str]:
+        """What is wrong with the directory for these connectors (empty: nothing): unknown
+        protocols, endpoints of the wrong scheme, options the connector does not accept."""
+        problems: list[str] = []
+        for partner in directory.partners:
+            connector = self.get(partner.protocol)
+            if connector is None:
+                problems.append(
+                    f"partner {partner.symbol}: unknown protocol {partner.protocol!r} "
+                    f"(known: {', '.join(self.names)})"
+                )
+                continue
+            if partner.endpoint:
+                scheme = partner.endpoint.split(":", 1)[0].lower()
+                if scheme not in connector.endpoint_schemes:
+                    problems.append(
+                        f"partner {partner.symbol}: endpoint {partner.endpoint!r} is not a "
+                        f"{' or '.join(connector.endpoint_schemes)} address"
+                    )
+            try:
+                connector.partner_options(partner)
+            except ValueError as error:
+                problems.append(f"partner {partner.symbol}: options: {error}")
+        return problems
