@@ -6,10 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, SerializeAsAny, TypeAdapter
 
 from connectors.core.holdings import HoldingsResult
-from connectors.core.model import Event, Message, now
+from connectors.core.model import Correlation, Event, Message, now
 
 
 class Delivery(BaseModel):
@@ -22,6 +22,10 @@ class Delivery(BaseModel):
     attempt: int = Field(0, description="lender attempt the message belongs to (0: borrower)")
     try_number: int = Field(1, ge=1, description="1 for the first try; retries count up")
     message: Message
+    correlation: SerializeAsAny[Correlation] | None = Field(
+        None, description="what the recipient gave to recognise its own messages (None: new)"
+    )
+    state: str | None = Field(None, description="the transaction's state after this step")
 
 
 class DeliveryOutcome(StrEnum):
