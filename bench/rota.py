@@ -21,9 +21,9 @@ from connectors.core.holdings import Catalogue, Holding, HoldingsResult
 from connectors.core.model import Bibliographic, Event, Message, transaction_id
 from connectors.core.records import Located
 from hub import logs
+from hub.engine import apply
 from hub.load import LoadBook
 from hub.locate import Locator
-from hub.transactions import apply, apply_control
 
 
 def consortium(size: int) -> Directory:
@@ -59,19 +59,23 @@ async def run(size: int, decisions: int) -> float:
         for n in range(i % 9):
             book.apply(f"{partner.symbol}|x{n}", {"borrower": "B" if n % 2 else "X"})
     bib = Bibliographic(title="T", isbn="9780262033848")
-    warm = apply(None, _request(0, bib), directory, book).outputs
+    first = _request(0, bib)
+    warm = apply(None, first, first.timestamp, directory=directory, load=book).outputs
     command = next(json.loads(json.dumps(o.value)) for o in warm if o.topic == "ill.locate")
     await locator.locate(command["lenders"], [tuple(t) for t in command["terms"]])  # fill cache
     started = time.perf_counter()
     for n in range(decisions):
-        started_txn = apply(None, _request(n, bib), directory, book).transaction
+        request = _request(n, bib)
+        started_txn = apply(
+            None, request, request.timestamp, directory=directory, load=book
+        ).transaction
         assert started_txn is not None and started_txn.locate_id is not None
         terms = [("isbn", "9780262033848")]
         results = await locator.locate(command["lenders"], terms)
         located = Located(
             locate_id=started_txn.locate_id, transaction_id=started_txn.id, results=results
         )
-        decided = apply_control(started_txn, located, directory, book)
+        decided = apply(started_txn, located, request.timestamp, directory=directory, load=book)
         assert decided.transaction is not None and decided.transaction.attempt is not None
     return decisions / (time.perf_counter() - started)
 

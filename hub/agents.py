@@ -15,7 +15,7 @@ re-sends at most the calls that were in flight.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -39,20 +39,12 @@ from connectors.core.records import (
 )
 from hub import fetching
 from hub.delivery import PartnerQueues
+from hub.engine import apply
 from hub.kafka_io import REPLY_TO, KafkaIO
 from hub.locate import Client, Locator
 from hub.outbound import Outbound
 from hub.settings import Settings
-from hub.transactions import (
-    Output,
-    Result,
-    Sending,
-    Transaction,
-    apply,
-    apply_control,
-    apply_delivery,
-    as_output,
-)
+from hub.transaction import Output, Result, Sending, Transaction, as_output
 
 log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100
@@ -143,7 +135,7 @@ def create_app(
         topic = event.message.topic
         headers = dict(event.headers or {})
         try:
-            result = _apply(key, topic, event.value)
+            result = _apply(key, topic, event.value, _written_at(event))
             if result is None:
                 return
             await _commit(key, result, headers.get(REPLY_TO))
@@ -162,18 +154,23 @@ def create_app(
             if topic == "ill.inbound":
                 await _refused_verdict(key, event.value, str(exc), headers.get(REPLY_TO))
 
-    def _apply(key: str, topic: str, value: bytes) -> Result | None:
+    def _apply(key: str, topic: str, value: bytes, written: datetime) -> Result | None:
+        """The engine reads no clock: a message counts from its receipt at the gateway, a
+        delivery result and a tick from their own time, other control records from when
+        they were written to the topic."""
         row = transactions.get(key)
         txn = Transaction.model_validate(row) if row else None
         if topic == "ill.inbound":
-            return apply(txn, Message.model_validate_json(value), directory, load.book)
+            message = Message.model_validate_json(value)
+            return apply(txn, message, message.timestamp, directory=directory, load=load.book)
         if topic == "ill.delivery":
             report = DeliveryResult.model_validate_json(value)
-            return apply_delivery(txn, report, directory, load.book)
+            return apply(txn, report, report.at, directory=directory, load=load.book)
         control = CONTROL.validate_json(value)
         if isinstance(control, PartnerBack):
             return None  # handled in _partner_back, which needs the whole table
-        return apply_control(txn, control, directory, load.book)
+        at = control.at if isinstance(control, Tick) else written
+        return apply(txn, control, at, directory=directory, load=load.book)
 
     async def _commit(key: str, result: Result, reply_to: bytes | None) -> None:
         local = reply_to is not None and reply_to.decode() == hub_io.instance
@@ -287,6 +284,13 @@ def create_app(
             await write(due)
 
     return app
+
+
+def _written_at(event: Any) -> datetime:
+    """When the record was written to its topic (the broker's timestamp; now, if it has
+    none)."""
+    stamp = getattr(event.message, "timestamp", None)
+    return datetime.fromtimestamp(stamp, UTC) if stamp and stamp > 0 else now()
 
 
 def _outbound_agent(

@@ -13,7 +13,8 @@ from connectors.core.directory import Directory
 from connectors.core.model import Event, Message, lender_request_id, transaction_id
 from connectors.core.records import DeliveryOutcome, DeliveryResult, Redeliver, Tick, VerdictOutcome
 from hub.delivery import PartnerQueues
-from hub.transactions import Sending, Transaction, apply, apply_control, apply_delivery
+from hub.transaction import Sending, Transaction
+from tests.engine_steps import feed
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TXN = transaction_id("B", "REQ-1")
@@ -78,34 +79,34 @@ def report(txn: Transaction, recipient: str, outcome: DeliveryOutcome, at: datet
 
 def shipped() -> Transaction:
     """Requested from L1, delivered, L1 shipped; the Loaned step to B is in flight."""
-    txn = apply(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
+    txn = feed(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
     assert txn is not None
-    txn = apply_delivery(txn, report(txn, "L1", DeliveryOutcome.SENT, T0), D).transaction
+    txn = feed(txn, report(txn, "L1", DeliveryOutcome.SENT, T0), D).transaction
     assert txn is not None
     lid = lender_request_id(TXN, 1)
-    txn = apply(txn, msg(Event.LOANED, "L1", lid, item_id="I-1"), D).transaction
+    txn = feed(txn, msg(Event.LOANED, "L1", lid, item_id="I-1"), D).transaction
     assert txn is not None
     return txn
 
 
 def test_a_failed_step_is_retried_on_schedule_and_later_steps_wait_behind_it() -> None:
     txn = shipped()
-    failed = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D)
+    failed = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D)
     txn = failed.transaction
     assert txn is not None and txn.pending[-1].status is Sending.RETRY
     assert txn.next_deadline == T0 + timedelta(minutes=5)
     # The lender's next word for the borrower waits: B must not get it before Loaned.
-    note = apply(txn, msg(Event.LENDER_NOTE, "L1", lender_request_id(TXN, 1), note="n"), D)
+    note = feed(txn, msg(Event.LENDER_NOTE, "L1", lender_request_id(TXN, 1), note="n"), D)
     assert sent(note) == []
     txn = note.transaction
     assert txn is not None
-    early = apply_control(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=4)), D)
+    early = feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=4)), D)
     assert sent(early) == []
-    due = apply_control(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=5)), D)
+    due = feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=5)), D)
     assert sent(due) == [("B", "Loaned", 2)]
     txn = due.transaction
     assert txn is not None
-    ok = apply_delivery(txn, report(txn, "B", DeliveryOutcome.SENT, T0 + timedelta(minutes=5)), D)
+    ok = feed(txn, report(txn, "B", DeliveryOutcome.SENT, T0 + timedelta(minutes=5)), D)
     assert sent(ok) == [("B", "LenderNotification", 1)]
     assert ok.transaction is not None and [p.status for p in ok.transaction.pending] == [
         Sending.IN_FLIGHT
@@ -116,30 +117,28 @@ def test_after_the_schedule_a_step_is_parked_then_redelivered_on_demand_once() -
     txn = shipped()
     at = T0
     for minutes in (5, 10):
-        txn = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D).transaction
+        txn = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D).transaction
         assert txn is not None
         at += timedelta(minutes=minutes)
-        txn = apply_control(txn, Tick(transaction_id=TXN, at=at), D).transaction
+        txn = feed(txn, Tick(transaction_id=TXN, at=at), D).transaction
         assert txn is not None
-    parked = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D).transaction
+    parked = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D).transaction
     assert parked is not None
     assert parked.pending[-1].status is Sending.PARKED
     assert "parked after 3 failed tries" in (parked.needs_attention or "")
     order = Redeliver(command_id="r-1", transaction_id=TXN, partner="B")
-    again = apply_control(parked, order, D)
+    again = feed(parked, order, D, at=at)
     assert sent(again) == [("B", "Loaned", 4)]
     assert again.verdict is not None and again.verdict.outcome is VerdictOutcome.APPLIED
     # The same command re-read (a replay) sends nothing new: the same command, same id.
-    replayed = apply_control(again.transaction, order, D)
+    replayed = feed(again.transaction, order, D, at=at)
     ids = [
         [o.value["command_id"] for o in r.outputs if o.topic.startswith("ill.outbound.")]
         for r in (again, replayed)
     ]
     assert ids[0] == ids[1] != []
     assert again.transaction is not None
-    done = apply_delivery(
-        again.transaction, report(again.transaction, "B", DeliveryOutcome.SENT, at), D
-    )
+    done = feed(again.transaction, report(again.transaction, "B", DeliveryOutcome.SENT, at), D)
     assert done.transaction is not None and done.transaction.pending == []
     assert done.transaction.needs_attention is None
 
@@ -147,41 +146,41 @@ def test_after_the_schedule_a_step_is_parked_then_redelivered_on_demand_once() -
 def test_a_parked_step_is_tried_again_on_its_own_every_parked_interval() -> None:
     txn = shipped()
     quick = directory(B={"retry_minutes": []})
-    parked = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), quick).transaction
+    parked = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), quick).transaction
     assert parked is not None and parked.pending[-1].status is Sending.PARKED
-    probe = apply_control(parked, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=60)), quick)
+    probe = feed(parked, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=60)), quick)
     assert sent(probe) == [("B", "Loaned", 2)]
 
 
 def test_a_request_its_lender_cannot_take_within_unreachable_after_goes_to_the_next() -> None:
-    txn = apply(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
+    txn = feed(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
     assert txn is not None
-    txn = apply_delivery(txn, report(txn, "L1", DeliveryOutcome.FAILED, T0), D).transaction
+    txn = feed(txn, report(txn, "L1", DeliveryOutcome.FAILED, T0), D).transaction
     assert txn is not None and txn.state.value == "Requested"
-    txn = apply_control(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=5)), D).transaction
+    txn = feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=5)), D).transaction
     assert txn is not None
     # The retry hangs; by the next tick the lender has had its 30 minutes.
-    later = apply_control(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=31)), D)
+    later = feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=31)), D)
     assert ("L2", "Request", 1) in sent(later)
     assert later.transaction is not None
     assert "Unreachable" in (later.transaction.attempts[0].outcome or "")
 
 
 def test_a_request_that_cannot_be_rendered_goes_to_the_next_lender_at_once() -> None:
-    txn = apply(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
+    txn = feed(None, msg(Event.REQUEST, "B", "REQ-1"), D).transaction
     assert txn is not None
     refused = report(txn, "L1", DeliveryOutcome.FAILED, T0, detail="cannot be written")
     refused.retryable = False
-    result = apply_delivery(txn, refused, D)
+    result = feed(txn, refused, D)
     assert ("L2", "Request", 1) in sent(result)
 
 
 def test_a_step_to_another_partner_is_not_held_by_a_failing_one() -> None:
     txn = shipped()
-    txn = apply_delivery(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D).transaction
+    txn = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D).transaction
     assert txn is not None
     # B is failing; the borrower's "received" still goes to L1 at once.
-    received = apply(txn, msg(Event.RECEIVED, "B", "REQ-1"), D)
+    received = feed(txn, msg(Event.RECEIVED, "B", "REQ-1"), D)
     assert sent(received) == [("L1", "Received", 1)]
 
 

@@ -19,7 +19,8 @@ from connectors.core.model import (
 )
 from connectors.core.records import DeliveryOutcome, DeliveryResult, Tick, VerdictOutcome
 from hub.lifecycle import TERMINAL, TRANSITIONS, IllegalTransition, Previous, State, transition
-from hub.transactions import Transaction, apply, apply_control, apply_delivery
+from hub.transaction import Transaction
+from tests.engine_steps import feed
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -48,7 +49,7 @@ def msg(event: Event, sender: str, request_id: str = "", **fields: object) -> Me
 
 
 def step(txn: Transaction | None, message: Message) -> Transaction:
-    result = apply(txn, message, DIRECTORY)
+    result = feed(txn, message, DIRECTORY)
     assert result.verdict is not None and result.verdict.outcome is not VerdictOutcome.REFUSED, (
         result.verdict
     )
@@ -94,7 +95,7 @@ def test_illegal_event_names_event_side_and_state() -> None:
 
 
 def test_request_asks_first_lender_and_never_the_borrower() -> None:
-    result = apply(None, msg(Event.REQUEST, "B", "REQ-1"), DIRECTORY)
+    result = feed(None, msg(Event.REQUEST, "B", "REQ-1"), DIRECTORY)
     assert result.transaction and result.transaction.rota == ["L1", "L2"]
     assert deliveries(result) == [("L1", "Request", lid(1))]
     routing = [o.value for o in result.outputs if o.topic == "ill.routing"]
@@ -115,7 +116,7 @@ def test_whole_loan_walks_the_table() -> None:
         (msg(Event.LOAN_COMPLETED, "L1", lid(1)), State.LOAN_COMPLETED, "B"),
     ]
     for message, state, recipient in walk:
-        result = apply(txn, message, DIRECTORY)
+        result = feed(txn, message, DIRECTORY)
         assert result.transaction is not None
         txn = result.transaction
         assert txn.state is state, message.event
@@ -125,7 +126,7 @@ def test_whole_loan_walks_the_table() -> None:
         assert sent[0][2] == ("REQ-1" if recipient == "B" else lid(1))
     items = [
         o
-        for o in apply(None, msg(Event.REQUEST, "B", "REQ-1"), DIRECTORY).outputs
+        for o in feed(None, msg(Event.REQUEST, "B", "REQ-1"), DIRECTORY).outputs
         if o.topic == "ill.items"
     ]
     assert items == []
@@ -133,10 +134,10 @@ def test_whole_loan_walks_the_table() -> None:
 
 def test_unfilled_tries_next_lender_then_tells_borrower_with_last_reason() -> None:
     txn = requested()
-    result = apply(txn, msg(Event.UNFILLED, "L1", lid(1), reason=Reason.from_code(1)), DIRECTORY)
+    result = feed(txn, msg(Event.UNFILLED, "L1", lid(1), reason=Reason.from_code(1)), DIRECTORY)
     assert deliveries(result) == [("L2", "Request", lid(2)), ("B", "LenderNotification", "REQ-1")]
     txn = result.transaction
-    result = apply(txn, msg(Event.UNFILLED, "L2", lid(2), reason=Reason.from_code(5)), DIRECTORY)
+    result = feed(txn, msg(Event.UNFILLED, "L2", lid(2), reason=Reason.from_code(5)), DIRECTORY)
     assert result.transaction and result.transaction.state is State.UNFILLED
     out = [o.value for o in result.outputs if o.topic.startswith("ill.outbound.")]
     assert out[0]["recipient"] == "B" and out[0]["message"]["reason"]["code"] == 5
@@ -145,8 +146,8 @@ def test_unfilled_tries_next_lender_then_tells_borrower_with_last_reason() -> No
 def test_duplicate_is_applied_once_and_replays_the_same_outputs() -> None:
     txn = requested()
     message = msg(Event.LOANED, "L1", lid(1), item_id="I")
-    first = apply(txn, message, DIRECTORY)
-    again = apply(first.transaction, message, DIRECTORY)
+    first = feed(txn, message, DIRECTORY)
+    again = feed(first.transaction, message, DIRECTORY)
     assert again.verdict and again.verdict.outcome is VerdictOutcome.DUPLICATE
     assert again.transaction == first.transaction
     commands = [
@@ -164,7 +165,7 @@ def test_refusals_leave_the_transaction_unchanged_and_dead_letter() -> None:
         msg(Event.CANCEL, "L1", lid(1)),  # only the borrower cancels
     ]
     for message in cases:
-        result = apply(txn, message, DIRECTORY)
+        result = feed(txn, message, DIRECTORY)
         assert result.verdict and result.verdict.outcome is VerdictOutcome.REFUSED
         assert result.transaction == txn
         assert [o.topic for o in result.outputs] == ["ill.deadletter", "ill.events", "ill.replies"]
@@ -174,13 +175,13 @@ def test_answer_from_an_earlier_lender_is_refused() -> None:
     txn = step(requested(), msg(Event.UNFILLED, "L1", lid(1)))
     # A rota may list a lender twice (last resort); its answer to the first ask is stale.
     txn.attempts[-1].lender = "L1"
-    result = apply(txn, msg(Event.LOANED, "L1", lid(1), item_id="I"), DIRECTORY)
+    result = feed(txn, msg(Event.LOANED, "L1", lid(1), item_id="I"), DIRECTORY)
     assert result.verdict and result.verdict.outcome is VerdictOutcome.REFUSED
     assert "earlier attempt" in (result.verdict.error or "")
 
 
 def test_message_for_unknown_transaction_is_refused() -> None:
-    result = apply(None, msg(Event.RECEIVED, "B", "REQ-9"), DIRECTORY)
+    result = feed(None, msg(Event.RECEIVED, "B", "REQ-9"), DIRECTORY)
     assert result.verdict and result.verdict.outcome is VerdictOutcome.REFUSED
 
 
@@ -206,18 +207,16 @@ def test_unreachable_lender_is_skipped() -> None:
         detail="connection refused",
         at=T0,
     )
-    txn = apply_delivery(txn, failure, DIRECTORY).transaction
+    txn = feed(txn, failure, DIRECTORY).transaction
     assert txn is not None
-    txn = apply_control(
-        txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=6)), DIRECTORY
-    ).transaction
+    txn = feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=6)), DIRECTORY).transaction
     assert txn is not None
     failure = failure.model_copy(update={"try_number": 2, "at": T0 + timedelta(minutes=31)})
-    result = apply_delivery(txn, failure, DIRECTORY)
+    result = feed(txn, failure, DIRECTORY)
     assert deliveries(result)[0] == ("L2", "Request", lid(2))
     assert result.transaction and "Unreachable" in (result.transaction.attempts[0].outcome or "")
     # Reported again (a redelivered result): applied once.
-    again = apply_delivery(result.transaction, failure, DIRECTORY)
+    again = feed(result.transaction, failure, DIRECTORY)
     assert again.transaction == result.transaction
 
 
@@ -229,25 +228,15 @@ def test_notification_changes_nothing_even_while_a_cancel_is_pending() -> None:
     txn = step(
         step(requested(), msg(Event.WILL_SUPPLY, "L1", lid(1))), msg(Event.CANCEL, "B", "REQ-1")
     )
-    result = apply(txn, msg(Event.LENDER_NOTE, "L1", lid(1), note="looking for it"), DIRECTORY)
+    result = feed(txn, msg(Event.LENDER_NOTE, "L1", lid(1), note="looking for it"), DIRECTORY)
     assert result.transaction and result.transaction.state is State.CANCEL_PENDING
     assert deliveries(result) == [("B", "LenderNotification", "REQ-1")]
     txn = step(result.transaction, msg(Event.CANCEL_REPLY, "L1", lid(1), answer=False))
     assert txn.state is State.WILL_SUPPLY
 
 
-def test_a_shipment_without_item_id_gets_the_lender_request_id() -> None:
-    result = apply(requested(), msg(Event.LOANED, "L1", lid(1)), DIRECTORY)
-    assert result.transaction and result.transaction.item_id == lid(1)
-    sent = [o.value["message"] for o in result.outputs if o.topic.startswith("ill.outbound.")]
-    assert sent[0]["item_id"] == lid(1)
-    assert any(o.topic == "ill.items" and o.key == f"B|{lid(1)}" for o in result.outputs)
-
-
 def test_a_status_query_is_recorded_but_not_passed_on() -> None:
     txn = step(requested(), msg(Event.WILL_SUPPLY, "L1", lid(1)))
-    result = apply(
-        txn, msg(Event.STATUS_QUERY, "L1", lid(1), note="Status-Query"), DIRECTORY
-    )
+    result = feed(txn, msg(Event.STATUS_QUERY, "L1", lid(1), note="Status-Query"), DIRECTORY)
     assert result.verdict and result.verdict.outcome is VerdictOutcome.APPLIED
     assert result.verdict.state == State.WILL_SUPPLY and deliveries(result) == []

@@ -14,7 +14,8 @@ from connectors.core.records import Located, RouteAction, RouteCommand, Tick, Ve
 from hub.lifecycle import State
 from hub.load import LoadBook, LoadFigures
 from hub.rota import rank
-from hub.transactions import Transaction, apply, apply_control
+from hub.transaction import Transaction
+from tests.engine_steps import feed
 
 LENDERS = ["L1", "L2", "L3", "L4"]
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -86,7 +87,7 @@ def outbound(result) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 def located(txn: Transaction, results: list[HoldingsResult], d: Directory, book=None):  # type: ignore[no-untyped-def]
     assert txn.locate_id is not None
     control = Located(locate_id=txn.locate_id, transaction_id=txn.id, results=results)
-    return apply_control(txn, control, d, book)
+    return feed(txn, control, d, book, at=T0)
 
 
 # -- ranking -------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def located(txn: Transaction, results: list[HoldingsResult], d: Directory, book=
 
 def test_request_with_catalogues_waits_for_the_holdings_check() -> None:
     d = directory()
-    result = apply(None, request(), d)
+    result = feed(None, request(), d)
     txn = result.transaction
     assert txn and txn.state is State.LOCATING and not outbound(result)
     locate = [o.value for o in result.outputs if o.topic == "ill.locate"]
@@ -104,7 +105,7 @@ def test_request_with_catalogues_waits_for_the_holdings_check() -> None:
 
 def test_lender_without_holdings_is_skipped_and_reason_recorded() -> None:
     d = directory()
-    txn = apply(None, request(), d).transaction
+    txn = feed(None, request(), d).transaction
     result = located(txn, held(Holding.NOT_HELD, Holding.HELD, Holding.UNKNOWN), d)
     assert outbound(result) == [("L2", "Request")]
     decision = next(o.value for o in result.outputs if o.topic == "ill.routing")
@@ -116,13 +117,14 @@ def test_lender_without_holdings_is_skipped_and_reason_recorded() -> None:
 
 def test_stale_or_repeated_locate_results_change_nothing() -> None:
     d = directory()
-    txn = apply(None, request(), d).transaction
+    txn = feed(None, request(), d).transaction
     assert txn is not None
     first = located(txn, held(Holding.HELD, Holding.HELD, Holding.HELD), d)
-    again = apply_control(
+    again = feed(
         first.transaction,
         Located(locate_id=txn.locate_id or "", transaction_id=txn.id, results=[]),
         d,
+        at=T0,
     )
     assert again.transaction == first.transaction
     assert outbound(again) == outbound(first)  # a replay, not a second request
@@ -131,7 +133,7 @@ def test_stale_or_repeated_locate_results_change_nothing() -> None:
 def test_overloaded_lender_ranked_last_and_lender_at_limit_rejected_on_its_behalf() -> None:
     d = directory(L1={"overload": 2}, L2={"max_open_incoming": 1})
     book = Book({"L1": 2, "L2": 1})
-    txn = apply(None, request(), d).transaction
+    txn = feed(None, request(), d).transaction
     result = located(txn, held(Holding.HELD, Holding.HELD, Holding.NOT_HELD), d, book)
     after = result.transaction
     assert after is not None
@@ -249,7 +251,7 @@ def test_engine_load_records_match_open_requests(actions) -> None:  # type: igno
     for n, action in actions:
         txn = txns.get(n)
         if txn is None:
-            result = apply(None, request(f"R{n}", bibliographic=None), d, book, at=T0)
+            result = feed(None, request(f"R{n}", bibliographic=None), d, book, at=T0)
             run(result)
             continue
         lender = txn.attempt.lender if txn.attempt else ""
@@ -276,7 +278,7 @@ def test_engine_load_records_match_open_requests(actions) -> None:  # type: igno
             )
         else:
             m = Message(event=Event.CANCEL, sender="B", request_id=f"R{n}", transaction_id=txn.id)
-        run(apply(txn, m, d, book, at=T0))
+        run(feed(txn, m, d, book, at=T0))
     for lender in LENDERS:
         expected = sum(1 for t in txns.values() if t.open_with == lender)
         assert book.figures(lender, "B").total == expected >= 0
@@ -286,7 +288,7 @@ def test_engine_load_records_match_open_requests(actions) -> None:  # type: igno
 
 
 def asked(d: Directory, **fields: object) -> Transaction:
-    txn = apply(None, request(bibliographic=None, **fields), d, at=T0).transaction
+    txn = feed(None, request(bibliographic=None, **fields), d, at=T0).transaction
     assert txn and txn.state is State.REQUESTED and txn.attempt and txn.attempt.lender == "L1"
     return txn
 
@@ -308,9 +310,9 @@ def test_lender_that_does_not_answer_in_time_is_replaced() -> None:
     d = directory()
     txn = asked(d)
     assert txn.next_deadline == T0 + timedelta(days=5)
-    early = apply_control(txn, Tick(transaction_id=txn.id, at=T0 + timedelta(days=4)), d)
+    early = feed(txn, Tick(transaction_id=txn.id, at=T0 + timedelta(days=4)), d)
     assert early.outputs == [] and early.transaction == txn
-    late = apply_control(txn, Tick(transaction_id=txn.id, at=T0 + timedelta(days=5, hours=1)), d)
+    late = feed(txn, Tick(transaction_id=txn.id, at=T0 + timedelta(days=5, hours=1)), d)
     assert outbound(late) == [("L1", "Cancel"), ("L2", "Request"), ("B", "LenderNotification")]
     after = late.transaction
     assert after and after.attempts[0].outcome and after.attempts[0].outcome.startswith("Expired")
@@ -325,7 +327,7 @@ def test_need_before_date_expires_the_request_and_tells_the_borrower() -> None:
     d = directory()
     txn = asked(d, need_before=T0 + timedelta(days=2))
     assert txn.next_deadline == T0 + timedelta(days=2)
-    result = apply_control(txn, Tick(transaction_id=txn.id, at=T0 + timedelta(days=3)), d)
+    result = feed(txn, Tick(transaction_id=txn.id, at=T0 + timedelta(days=3)), d)
     assert outbound(result) == [("L1", "Cancel"), ("B", "Expired")]
     assert result.transaction and result.transaction.state is State.EXPIRED
     assert result.transaction.next_deadline is None
@@ -335,14 +337,14 @@ def test_due_date_reaches_borrower_minus_offset_and_overdue_is_sent() -> None:
     d = directory()
     txn = asked(d)
     due = T0 + timedelta(days=30)
-    shipped = apply(txn, shipment(txn, due_date=due), d)
+    shipped = feed(txn, shipment(txn, due_date=due), d)
     to_borrower = next(o.value for o in shipped.outputs if o.topic == "ill.outbound.ncip")
     assert to_borrower["message"]["due_date"].startswith(
         (due - timedelta(days=3)).date().isoformat()
     )
     loaned = shipped.transaction
     assert loaned and loaned.due_date == due and loaned.next_deadline == due
-    overdue = apply_control(loaned, Tick(transaction_id=txn.id, at=due + timedelta(hours=1)), d)
+    overdue = feed(loaned, Tick(transaction_id=txn.id, at=due + timedelta(hours=1)), d)
     assert outbound(overdue) == [("B", "Overdue")]
     assert overdue.transaction and overdue.transaction.state is State.OVERDUE
 
@@ -356,7 +358,7 @@ def command(txn: Transaction, action: RouteAction, lender: str | None = None) ->
 def test_staff_sends_the_request_to_a_named_lender() -> None:
     d = directory()
     txn = asked(d)
-    result = apply_control(txn, command(txn, RouteAction.LENDER, "L3"), d)
+    result = feed(txn, command(txn, RouteAction.LENDER, "L3"), d, at=T0)
     assert result.verdict and result.verdict.outcome is VerdictOutcome.APPLIED
     assert outbound(result) == [("L1", "Cancel"), ("L3", "Request"), ("B", "LenderNotification")]
     decision = next(o.value for o in result.outputs if o.topic == "ill.routing")
@@ -366,9 +368,9 @@ def test_staff_sends_the_request_to_a_named_lender() -> None:
 def test_staff_skip_and_restart() -> None:
     d = directory()
     txn = asked(d)
-    skipped = apply_control(txn, command(txn, RouteAction.SKIP, "L1"), d).transaction
+    skipped = feed(txn, command(txn, RouteAction.SKIP, "L1"), d, at=T0).transaction
     assert skipped and skipped.attempt and skipped.attempt.lender == "L2"
-    restarted = apply_control(skipped, command(skipped, RouteAction.RESTART), d).transaction
+    restarted = feed(skipped, command(skipped, RouteAction.RESTART), d, at=T0).transaction
     # a new round: L1 stays skipped by staff, L2 is asked again under a new attempt
     assert restarted and restarted.attempt and restarted.attempt.lender == "L2"
     assert restarted.attempt.number == 3
@@ -377,11 +379,11 @@ def test_staff_skip_and_restart() -> None:
 def test_staff_routing_refused_once_shipped_and_for_unknown_lenders() -> None:
     d = directory()
     txn = asked(d)
-    bad = apply_control(txn, command(txn, RouteAction.LENDER, "NOPE"), d)
+    bad = feed(txn, command(txn, RouteAction.LENDER, "NOPE"), d, at=T0)
     assert bad.verdict and bad.verdict.outcome is VerdictOutcome.REFUSED
     assert "unknown partner NOPE" in (bad.verdict.error or "")
-    shipped = apply(txn, shipment(txn), d).transaction
-    refused = apply_control(shipped, command(txn, RouteAction.SKIP, "L1"), d)
+    shipped = feed(txn, shipment(txn), d).transaction
+    refused = feed(shipped, command(txn, RouteAction.SKIP, "L1"), d, at=T0)
     assert refused.verdict and refused.verdict.outcome is VerdictOutcome.REFUSED
     assert "not possible in state Loaned" in (refused.verdict.error or "")
     assert refused.transaction == shipped
