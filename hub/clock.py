@@ -18,7 +18,6 @@ from hub.lifecycle import Hub, accepts
 from hub.transaction import Pending, Transaction, aware
 
 NO_ANSWER = Reason.from_code(27, "no answer in time")
-TIMER = "timer"  # the kind of the clock's steps on ill.events
 
 
 def next_deadline(txn: Transaction) -> datetime | None:
@@ -71,11 +70,11 @@ def _unreachable(txn: Transaction, at: datetime, directory: Directory) -> Input 
     if at - aware(request.first_failed) < unreachable_after(directory, attempt.lender):
         return None
     outcome = f"Unreachable: {request.error}"
-    return Input(Hub.LENDER_UNREACHABLE, kind=TIMER, outcome=outcome, why=outcome)
+    return Input(Hub.LENDER_UNREACHABLE, outcome=outcome, why=outcome)
 
 
 def _retry(txn: Transaction, at: datetime, directory: Directory) -> Input | None:
-    return Input(Hub.RETRY_DUE, kind=TIMER) if due_recipients(txn, at) else None
+    return Input(Hub.RETRY_DUE) if due_recipients(txn, at) else None
 
 
 def _need_before(txn: Transaction, at: datetime, directory: Directory) -> Input | None:
@@ -83,7 +82,7 @@ def _need_before(txn: Transaction, at: datetime, directory: Directory) -> Input 
     if need is None or not accepts(txn.state, Hub.NEED_BEFORE_PASSED) or at < aware(need):
         return None
     why = f"need-before date {need.date().isoformat()} passed"
-    return Input(Hub.NEED_BEFORE_PASSED, kind=TIMER, why=why, withdraw=f"request expired: {why}")
+    return Input(Hub.NEED_BEFORE_PASSED, why=why, withdraw=f"request expired: {why}")
 
 
 def _lender_timed_out(txn: Transaction, at: datetime, directory: Directory) -> Input | None:
@@ -95,7 +94,6 @@ def _lender_timed_out(txn: Transaction, at: datetime, directory: Directory) -> I
     why = f"no answer from {attempt.lender} by {deadline.isoformat()}"
     return Input(
         Hub.LENDER_TIMED_OUT,
-        kind=TIMER,
         note=f"lender timed out: {why}",
         why=why,
         withdraw=f"Expired: {why}",
@@ -108,7 +106,7 @@ def _due_date(txn: Transaction, at: datetime, directory: Directory) -> Input | N
     due = txn.due_date
     if due is None or not accepts(txn.state, Hub.DUE_DATE_PASSED) or at < aware(due):
         return None
-    return Input(Hub.DUE_DATE_PASSED, kind=TIMER)
+    return Input(Hub.DUE_DATE_PASSED)
 
 
 # In this order: a lender past reach is replaced before its request is tried again; failed

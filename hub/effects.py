@@ -390,7 +390,7 @@ def retry_later(run: Run, given: Input) -> Note:
     first_failed = (pending.first_failed if pending else None) or run.at
     if deliveries.request_unreachable(run, result, first_failed):
         outcome = f"Unreachable: {result.detail}"
-        run.emit(Input(Hub.LENDER_UNREACHABLE, kind="delivery", outcome=outcome, why=outcome))
+        run.emit(Input(Hub.LENDER_UNREACHABLE, outcome=outcome, why=outcome))
         return "lender unreachable, next lender asked"
     return deliveries.schedule_retry(run, result)
 

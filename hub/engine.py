@@ -40,7 +40,7 @@ from connectors.core.records import (
 from hub import deliveries
 from hub.clock import CHECKS
 from hub.effects import EFFECTS
-from hub.inputs import Input
+from hub.inputs import HUB, Input
 from hub.lifecycle import (
     OUT_OF_TURN,
     REMEMBERS_PREVIOUS,
@@ -108,16 +108,21 @@ def _replay(txn: Transaction, ref: str, answered: bool) -> Result:
 # -- the table -----------------------------------------------------------------------------
 
 
-def _through_table(run: Run, first: Input, rule: Transition) -> None:
-    """Apply `first` by its row, then every follow-up its effects emit, in order."""
-    _step(run, first, rule)
+def _through_table(run: Run, first: Input, rule: Transition) -> str:
+    """Apply `first` by its row, then every follow-up its effects emit, in order. Returns
+    what happened, for the step's line on ill.events: what the first row's effects said,
+    then each follow-up by name."""
+    said = [_step(run, first, rule)]
     while run.follow_ups:
         given = run.follow_ups.popleft()
         # A follow-up without a row is a bug in the table (tests/test_table.py proves none).
-        _step(run, given, transition(run.txn.state, given.name, given.answer, "hub"))
+        detail = _step(run, given, transition(run.txn.state, given.name, given.answer, "hub"))
+        said.append(f"{given.name.value}: {detail}" if detail else given.name.value)
+    return "; ".join(part for part in said if part)
 
 
-def _step(run: Run, given: Input, rule: Transition) -> None:
+def _step(run: Run, given: Input, rule: Transition) -> str:
+    """One row: its effects, then its target."""
     txn = run.txn
     before = txn.state
     notes = [EFFECTS[effect](run, given) for effect in rule.effects]
@@ -130,7 +135,7 @@ def _step(run: Run, given: Input, rule: Transition) -> None:
     detail = "; ".join(note for note in notes if note)
     if given.note:
         detail = f"{detail} ({given.note})" if detail else given.note
-    run.record(given.kind, given.event, given.sender, before, detail)
+    return detail
 
 
 def _row(txn: Transaction, given: Input) -> Transition | None:
@@ -203,8 +208,9 @@ def _message(
         why=outcome,
         reason=message.reason,
     )
-    _through_table(run, given, rule)
+    detail = _through_table(run, given, rule)
     _learn(run, message)
+    run.record("transition", message.event.value, message.sender, before, detail)
     return _applied(run, answered=True)
 
 
@@ -288,8 +294,6 @@ def _delivery(
     given = Input(
         Hub.DELIVERY_FAILED if failed else Hub.DELIVERED,
         sender=result.recipient,
-        kind="delivery",
-        label=f"{result.event.value}:{result.outcome.value}",
         note=result.detail,
         result=result,
     )
@@ -297,7 +301,9 @@ def _delivery(
     if rule is None:
         return _unchanged(txn)
     run = Run(txn.model_copy(deep=True), directory, result.result_id, at, load)
-    _through_table(run, given, rule)
+    detail = _through_table(run, given, rule)
+    label = f"{result.event.value}:{result.outcome.value}"
+    run.record("delivery", label, result.recipient, txn.state, detail)
     return _applied(run, answered=False)
 
 
@@ -317,7 +323,8 @@ def _located(
     if rule is None:
         return _unchanged(txn)
     run = Run(txn.model_copy(deep=True), directory, located.ref, at, load)
-    _through_table(run, given, rule)
+    detail = _through_table(run, given, rule)
+    run.record("transition", Hub.LOCATED.value, HUB, txn.state, detail)
     return _applied(run, answered=False)
 
 
@@ -332,13 +339,17 @@ def _tick(
     if txn is None:
         return _unchanged(None)
     run = Run(txn.model_copy(deep=True), directory, tick.ref, at, load)
-    happened = False
+    happened = []
     for check in CHECKS:
         given = check(run.txn, at, directory)
         if given is not None:
-            _through_table(run, given, transition(run.txn.state, given.name, None, "hub"))
-            happened = True
-    return _applied(run, answered=False) if happened else _unchanged(txn)
+            rule = transition(run.txn.state, given.name, None, "hub")
+            detail = _through_table(run, given, rule)
+            happened.append(f"{given.name.value}: {detail}" if detail else given.name.value)
+    if not happened:
+        return _unchanged(txn)
+    run.record("timer", "Tick", HUB, txn.state, "; ".join(happened))
+    return _applied(run, answered=False)
 
 
 ROUTES: dict[RouteAction, Hub] = {
@@ -384,9 +395,10 @@ def _route(
         RouteAction.RESTART: (f"rota restarted by {by}", None),
     }
     withdraw, why = texts[command.action]
-    given = Input(name, sender=by, label=label, lender=lender, withdraw=withdraw, why=why)
+    given = Input(name, sender=by, lender=lender, withdraw=withdraw, why=why)
     run = Run(txn.model_copy(deep=True), directory, command.ref, at, load)
-    _through_table(run, given, transition(txn.state, name, None, "staff"))
+    detail = _through_table(run, given, transition(txn.state, name, None, "staff"))
+    run.record("transition", label, by, txn.state, detail)
     return _applied(run, answered=True)
 
 
@@ -405,11 +417,10 @@ def _redeliver(
         return _refusal(None, command.ref, key, command.by, label, f"no transaction {key}", at)
     if not deliveries.waiting(txn, command.partner):
         return _refusal(txn, command.ref, key, command.by, label, "nothing waits for delivery", at)
-    given = Input(
-        Hub.REDELIVER, sender=command.by, kind="delivery", label=label, partner=command.partner
-    )
+    given = Input(Hub.REDELIVER, sender=command.by, partner=command.partner)
     run = Run(txn.model_copy(deep=True), directory, command.ref, at, load)
-    _through_table(run, given, transition(txn.state, Hub.REDELIVER, None, "staff"))
+    detail = _through_table(run, given, transition(txn.state, Hub.REDELIVER, None, "staff"))
+    run.record("delivery", label, command.by, txn.state, detail)
     return _applied(run, answered=True)
 
 

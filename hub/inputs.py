@@ -22,10 +22,7 @@ class Input:
     name: Event | Hub
     sender: str | None = HUB
     answer: bool | None = None
-    # How the step is listed on ill.events: its kind (transition, timer, delivery), its
-    # label (default: the name) and a note after what the effects said.
-    kind: str = "transition"
-    label: str = ""
+    # Said on ill.events after what the effects said (the holdings found, a delivery's error).
     note: str = ""
     # A partner's message and the side that said it.
     message: Message | None = None
@@ -41,7 +38,3 @@ class Input:
     withdraw: str = ""
     outcome: str = ""
     reason: Reason | None = None
-
-    @property
-    def event(self) -> str:
-        return self.label or self.name.value

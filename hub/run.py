@@ -67,7 +67,7 @@ class Run:
             at=self.at,
         )
         self.write("ill.events", change)
-        if kind in ("transition", "timer"):
+        if kind == "transition":
             self.txn.history.append(
                 Step(
                     at=self.at,
