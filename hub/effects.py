@@ -215,13 +215,17 @@ def _ask(run: Run, why_previous: str | None, forced: str | None = None) -> None:
         deliveries.deliver(run, txn.borrower, moved, attempt=0)
 
 
-def skip(run: Run, given: Input) -> Note:
-    """Never ask this lender for this request; if it holds the request, take it back."""
+def never_ask(run: Run, given: Input) -> Note:
+    """Never ask this lender for this request."""
     txn = run.txn
     assert given.lender is not None
-    holder = txn.open_with
     txn.skipped_by_staff = [*dict.fromkeys([*txn.skipped_by_staff, given.lender])]
-    if holder == given.lender:
+    return None
+
+
+def skip_holder(run: Run, given: Input) -> Note:
+    """The lender skipped holds the request: take it back; the next is asked (a follow-up)."""
+    if run.txn.open_with == given.lender:
         _withdraw(run, given.withdraw)
         run.emit(Input(Hub.LENDER_SKIPPED, sender=given.sender, why=given.why))
     return None
@@ -380,19 +384,28 @@ def release(run: Run, given: Input) -> Note:
 
 
 def retry_later(run: Run, given: Input) -> Note:
-    """Schedule the next try of a failed delivery, park it after the last, or (a request
-    its lender cannot be reached for in time) emit LenderUnreachable."""
+    """Schedule the next try of a failed delivery, or park it after the last."""
     result = given.result
     assert result is not None
     pending = deliveries.pending_for(run.txn, result.command_id)
     if pending is not None and pending.status is not Sending.IN_FLIGHT:
         return "stale result"
-    first_failed = (pending.first_failed if pending else None) or run.at
-    if deliveries.request_unreachable(run, result, first_failed):
-        outcome = f"Unreachable: {result.detail}"
-        run.emit(Input(Hub.LENDER_UNREACHABLE, outcome=outcome, why=outcome))
-        return "lender unreachable, next lender asked"
     return deliveries.schedule_retry(run, result)
+
+
+def retry_or_move_on(run: Run, given: Input) -> Note:
+    """As retry_later; but a request its lender cannot be reached for in time (a final
+    failure, unreachable_after passed, the schedule run out) emits LenderUnreachable."""
+    result = given.result
+    assert result is not None
+    pending = deliveries.pending_for(run.txn, result.command_id)
+    if pending is None or pending.status is Sending.IN_FLIGHT:
+        first_failed = (pending.first_failed if pending else None) or run.at
+        if deliveries.request_unreachable(run, result, first_failed):
+            outcome = f"Unreachable: {result.detail}"
+            run.emit(Input(Hub.LENDER_UNREACHABLE, outcome=outcome, why=outcome))
+            return "lender unreachable, next lender asked"
+    return retry_later(run, given)
 
 
 def resend_due(run: Run, given: Input) -> Note:
@@ -419,13 +432,15 @@ EFFECTS: dict[Effect, Callable[[Run, Input], Note]] = {
     Effect.DROP_DELIVERIES: drop_deliveries,
     Effect.NEXT_LENDER: next_lender,
     Effect.ASK_NAMED: ask_named,
-    Effect.SKIP: skip,
+    Effect.NEVER_ASK: never_ask,
+    Effect.SKIP_HOLDER: skip_holder,
     Effect.ANSWER_CANCEL: answer_cancel,
     Effect.TELL_UNFILLED: tell_unfilled,
     Effect.TELL_EXPIRED: tell_expired,
     Effect.TELL_OVERDUE: tell_overdue,
     Effect.RELEASE: release,
     Effect.RETRY_LATER: retry_later,
+    Effect.RETRY_OR_MOVE_ON: retry_or_move_on,
     Effect.RESEND_DUE: resend_due,
     Effect.RESEND: resend,
     Effect.NONE: nothing,

@@ -103,13 +103,17 @@ class Effect(StrEnum):
     DROP_DELIVERIES = "drop_deliveries"  # give up delivering to an unreachable lender
     NEXT_LENDER = "next_lender"  # ask the next lender, or emit RotaExhausted
     ASK_NAMED = "ask_named"  # ask the lender staff named
-    SKIP = "skip"  # never ask this lender again; emit LenderSkipped if it holds the request
+    NEVER_ASK = "never_ask"  # staff: never ask this lender for this request
+    # If the skipped lender holds the request: take it back and emit LenderSkipped.
+    SKIP_HOLDER = "skip_holder"
     ANSWER_CANCEL = "answer_cancel"  # no lender holds the request: the hub says yes itself
     TELL_UNFILLED = "tell_unfilled"  # tell the borrower no lender could supply
     TELL_EXPIRED = "tell_expired"  # tell the borrower its need-before date passed
     TELL_OVERDUE = "tell_overdue"  # tell the borrower the due date passed
     RELEASE = "release"  # a delivery was accepted: the next one to that partner goes
     RETRY_LATER = "retry_later"  # schedule a failed delivery again, or park it
+    # The same, but a request its lender cannot be reached for in time emits LenderUnreachable.
+    RETRY_OR_MOVE_ON = "retry_or_move_on"
     RESEND_DUE = "resend_due"  # send the failed deliveries whose retry time came
     RESEND = "resend"  # send the waiting deliveries now (staff, or a partner back)
     NONE = "none"  # recorded and answered; nothing is passed on (a status query)
@@ -120,8 +124,8 @@ class Effect(StrEnum):
 EMITS: dict[Effect, frozenset[Hub]] = {
     Effect.START: frozenset({Hub.LOCATED}),
     Effect.NEXT_LENDER: frozenset({Hub.ROTA_EXHAUSTED}),
-    Effect.SKIP: frozenset({Hub.LENDER_SKIPPED}),
-    Effect.RETRY_LATER: frozenset({Hub.LENDER_UNREACHABLE}),
+    Effect.SKIP_HOLDER: frozenset({Hub.LENDER_SKIPPED}),
+    Effect.RETRY_OR_MOVE_ON: frozenset({Hub.LENDER_UNREACHABLE}),
 }
 
 
@@ -139,11 +143,6 @@ REMEMBERS_PREVIOUS = frozenset({State.CANCEL_PENDING, State.RENEW_PENDING})
 class Transition:
     target: State | Previous
     effects: tuple[Effect, ...]
-
-    @property
-    def effect(self) -> Effect:
-        """The row's main effect (its last): what the row is for."""
-        return self.effects[-1] if self.effects else Effect.NONE
 
 
 Row = tuple[State, Input, bool | None, State | Previous, tuple[Effect, ...]]
@@ -257,7 +256,11 @@ _HUB: list[Row] = [
         (s, Hub.ROUTE_LENDER, None, State.REQUESTED, (Effect.WITHDRAW, Effect.ASK_NAMED))
         for s in sorted(ROUTABLE)
     ],
-    *[(s, Hub.ROUTE_SKIP, None, s, (Effect.SKIP,)) for s in sorted(ROUTABLE)],
+    (State.LOCATING, Hub.ROUTE_SKIP, None, State.LOCATING, (Effect.NEVER_ASK,)),
+    *[
+        (s, Hub.ROUTE_SKIP, None, s, (Effect.NEVER_ASK, Effect.SKIP_HOLDER))
+        for s in sorted(WITH_LENDER)
+    ],
     *[
         (
             s,
@@ -274,8 +277,10 @@ _HUB: list[Row] = [
     *[
         (s, Hub.DELIVERY_FAILED, None, s, (Effect.RETRY_LATER,))
         for s in State
-        if s is not State.NEW
+        if s not in (State.NEW, State.REQUESTED)
     ],
+    # The request to the lender now asked: given up on once the lender is past reaching.
+    (State.REQUESTED, Hub.DELIVERY_FAILED, None, State.REQUESTED, (Effect.RETRY_OR_MOVE_ON,)),
     *[(s, Hub.RETRY_DUE, None, s, (Effect.RESEND_DUE,)) for s in State if s is not State.NEW],
     *[(s, Hub.REDELIVER, None, s, (Effect.RESEND,)) for s in State if s is not State.NEW],
 ]
