@@ -74,6 +74,7 @@ class _Capped(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         source = source_of(transport)
         if not self.limit.admit(source):
+            assert isinstance(transport, asyncio.Transport)  # a server's stream transport
             transport.abort()
             return
         self.source = source

@@ -15,7 +15,7 @@ messages); only the engine decides what it means for a transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
@@ -41,6 +41,9 @@ __all__ = [
     "Outgoing",
     "Refusal",
     "Sender",
+    "WebRequest",
+    "WebResponse",
+    "WebRoute",
 ]
 
 
@@ -191,6 +194,37 @@ class Intake(Protocol):
 
     def unavailable(self, codec: Codec[Any]) -> Refusal: ...
 
+    def authenticated(self, partner: str, authorization: str | None) -> bool:
+        """Whether an HTTP Authorization header proves `partner` (its `inbound_auth`)."""
+        ...
+
+    async def audit(
+        self,
+        direction: str,
+        protocol: str,
+        partner: str | None,
+        body: bytes,
+        content_type: str | None,
+    ) -> str:
+        """Write raw bytes to ill.audit (acknowledged); the audit reference."""
+        ...
+
+    async def relay(
+        self, protocol: str, caller: str, target: str, body: bytes, content_type: str
+    ) -> Attempt:
+        """A synchronous call through the hub: the call is written to the relay topic
+        (acknowledged), carried out by the relay agent with `target`'s connector sender, and
+        its `Attempt` (with the target's answer bytes) returned here."""
+        ...
+
+    async def load_checkpoint(self, key: str) -> str | None:
+        """A listener's durable position (a mailbox's UIDVALIDITY and last UID), or None."""
+        ...
+
+    async def save_checkpoint(self, key: str, value: str) -> None:
+        """Store a listener's position durably (acknowledged by the broker on return)."""
+        ...
+
 
 class Listener(Protocol):
     """An inbound channel the connector runs itself: a TCP server, a mailbox poller."""
@@ -212,10 +246,44 @@ class Sender(Protocol):
 
 @dataclass(frozen=True)
 class HttpInbound:
-    """Partners POST to `/<protocol>/<symbol>` on the hub's HTTP port; the hub serves it,
-    authenticates the partner by its `inbound_auth` and hands the body to the codec."""
+    """Partners POST to `/<path>/<symbol>` on the hub's HTTP port (path: the connector's
+    name unless given); the hub serves it, authenticates the partner by its `inbound_auth`
+    and hands the body to the codec of the partner's own protocol. Several connectors may
+    share a path (NCIP peers and NCIP brokers): the partner's `protocol` chooses."""
 
-    content_types: tuple[str, ...] = ("application/xml", "text/xml")
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class WebRequest:
+    """An HTTP request as a connector's web route sees it (no aiohttp in the contract)."""
+
+    method: str
+    path: str
+    match: Mapping[str, str]
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
+    body: bytes
+    remote: str
+
+
+@dataclass(frozen=True)
+class WebResponse:
+    status: int
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebRoute:
+    """A route a connector adds to the hub's HTTP port (an OpenURL form, a relay). The hub
+    bounds the body (`max_body_bytes`, `read_timeout_s`) before the handler runs and turns
+    any exception in it into a logged 500-free refusal; handlers answer in their protocol."""
+
+    method: str
+    path: str  # aiohttp pattern, e.g. "/openurl/{symbol}"
+    handler: Callable[[WebRequest], Awaitable[WebResponse]]
 
 
 class NoOptions(BaseModel):
@@ -243,6 +311,8 @@ class Connector(Generic[OptionsT, SettingsT]):
     - `http`: served by the hub's HTTP port (None: not over HTTP).
     - `listeners`: other inbound channels, built from the limits, the connector's settings
       and the directory.
+    - `web`: routes it adds to the hub's HTTP port, built from the intake, the limits and
+      the settings (pages, relays: anything that is not a POST answered by the codec).
     - `sender`: the outbound transport, built from the limits, the settings and the codec
       (None: the hub never sends in this protocol).
     - `options`: the pydantic model of a partner's `options:` in the directory, validated
@@ -257,6 +327,7 @@ class Connector(Generic[OptionsT, SettingsT]):
     codec: Codec[Any]
     http: HttpInbound | None = None
     listeners: Callable[[Limits, SettingsT, Directory], list[Listener]] | None = None
+    web: Callable[[Intake, Limits, SettingsT], list[WebRoute]] | None = None
     sender: Callable[[Limits, SettingsT, Codec[Any]], Sender] | None = None
     options: type[OptionsT] = NoOptions  # type: ignore[assignment]
     settings: type[SettingsT] = NoSettings  # type: ignore[assignment]

@@ -115,6 +115,10 @@ class Partner(BaseModel):
     )
     inbound_auth: Credential | None = None
     outbound_auth: Credential | None = None
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="settings of the partner's protocol, checked by its connector at start-up",
+    )
     services: list[str] = Field(default_factory=lambda: ["loan", "copy"])
     lends: bool = True
     thresholds: Thresholds = Field(default_factory=Thresholds)

@@ -93,15 +93,11 @@ def _xml_text(value: str) -> str:
     return value
 
 
-def _bounded(limit: str) -> Any:
-    return Annotated[str, Field(max_length=LIMITS[limit]), AfterValidator(_xml_text)]
-
-
-Id = _bounded("id")
-Title = _bounded("title")
-Text = _bounded("text")
-Note = _bounded("note")
-Address = _bounded("address")
+Id = Annotated[str, Field(max_length=LIMITS["id"]), AfterValidator(_xml_text)]
+Title = Annotated[str, Field(max_length=LIMITS["title"]), AfterValidator(_xml_text)]
+Text = Annotated[str, Field(max_length=LIMITS["text"]), AfterValidator(_xml_text)]
+Note = Annotated[str, Field(max_length=LIMITS["note"]), AfterValidator(_xml_text)]
+Address = Annotated[str, Field(max_length=LIMITS["address"]), AfterValidator(_xml_text)]
 
 
 def _moment(value: datetime) -> datetime:
