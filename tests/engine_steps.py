@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from connectors.core.directory import Directory
 from connectors.core.model import Message
@@ -30,3 +31,14 @@ def feed(
         else:
             raise TypeError(f"say when the {type(given).__name__} is applied")
     return apply(txn, given, at, directory=directory, load=load)
+
+
+def row(result: Result) -> Transaction:
+    """The transaction an applied input left."""
+    assert result.transaction is not None
+    return result.transaction
+
+
+def records(result: Result, topic: str) -> list[dict[str, Any]]:
+    """The records written to `topic` (a prefix: "ill.outbound." for every protocol)."""
+    return [o.value for o in result.outputs if o.topic.startswith(topic) and o.value is not None]

@@ -7,14 +7,16 @@ with jobs that hang until released; nothing here waits on real time.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from connectors.core.directory import Directory
 from connectors.core.model import Event, Message, lender_request_id, transaction_id
 from connectors.core.records import DeliveryOutcome, DeliveryResult, Redeliver, Tick, VerdictOutcome
 from hub.delivery import PartnerQueues
-from hub.transaction import Sending, Transaction
-from tests.engine_steps import feed
+from hub.transaction import Result, Sending, Transaction
+from tests.engine_steps import feed, records, row
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TXN = transaction_id("B", "REQ-1")
@@ -50,15 +52,16 @@ def msg(event: Event, sender: str, request_id: str, **fields: object) -> Message
     return Message(event=event, sender=sender, request_id=request_id, transaction_id=TXN, **fields)
 
 
-def sent(result) -> list[tuple[str, str, int]]:  # type: ignore[no-untyped-def]
+def sent(result: Result) -> list[tuple[str, str, int]]:
     return [
-        (o.value["recipient"], o.value["message"]["event"], o.value["try_number"])
-        for o in result.outputs
-        if o.topic.startswith("ill.outbound.")
+        (v["recipient"], v["message"]["event"], v["try_number"])
+        for v in records(result, "ill.outbound.")
     ]
 
 
-def report(txn: Transaction, recipient: str, outcome: DeliveryOutcome, at: datetime, **kw: object):  # type: ignore[no-untyped-def]
+def report(
+    txn: Transaction, recipient: str, outcome: DeliveryOutcome, at: datetime, **kw: Any
+) -> DeliveryResult:
     """The outbound connector's result for the step to `recipient` now in flight."""
     pending = next(
         p for p in txn.pending if p.recipient == recipient and p.status is Sending.IN_FLIGHT
@@ -92,19 +95,19 @@ def shipped() -> Transaction:
 def test_a_failed_step_is_retried_on_schedule_and_later_steps_wait_behind_it() -> None:
     txn = shipped()
     failed = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D)
-    txn = failed.transaction
+    txn = row(failed)
     assert txn is not None and txn.pending[-1].status is Sending.RETRY
     assert txn.next_deadline == T0 + timedelta(minutes=5)
     # The lender's next word for the borrower waits: B must not get it before Loaned.
     note = feed(txn, msg(Event.LENDER_NOTE, "L1", lender_request_id(TXN, 1), note="n"), D)
     assert sent(note) == []
-    txn = note.transaction
+    txn = row(note)
     assert txn is not None
     early = feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=4)), D)
     assert sent(early) == []
     due = feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=5)), D)
     assert sent(due) == [("B", "Loaned", 2)]
-    txn = due.transaction
+    txn = row(due)
     assert txn is not None
     ok = feed(txn, report(txn, "B", DeliveryOutcome.SENT, T0 + timedelta(minutes=5)), D)
     assert sent(ok) == [("B", "LenderNotification", 1)]
@@ -117,10 +120,10 @@ def test_after_the_schedule_a_step_is_parked_then_redelivered_on_demand_once() -
     txn = shipped()
     at = T0
     for minutes in (5, 10):
-        txn = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D).transaction
+        txn = row(feed(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D))
         assert txn is not None
         at += timedelta(minutes=minutes)
-        txn = feed(txn, Tick(transaction_id=TXN, at=at), D).transaction
+        txn = row(feed(txn, Tick(transaction_id=TXN, at=at), D))
         assert txn is not None
     parked = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, at), D).transaction
     assert parked is not None
@@ -132,10 +135,7 @@ def test_after_the_schedule_a_step_is_parked_then_redelivered_on_demand_once() -
     assert again.verdict is not None and again.verdict.outcome is VerdictOutcome.APPLIED
     # The same command re-read (a replay) sends nothing new: the same command, same id.
     replayed = feed(again.transaction, order, D, at=at)
-    ids = [
-        [o.value["command_id"] for o in r.outputs if o.topic.startswith("ill.outbound.")]
-        for r in (again, replayed)
-    ]
+    ids = [[v["command_id"] for v in records(r, "ill.outbound.")] for r in (again, replayed)]
     assert ids[0] == ids[1] != []
     assert again.transaction is not None
     done = feed(again.transaction, report(again.transaction, "B", DeliveryOutcome.SENT, at), D)
@@ -177,7 +177,7 @@ def test_a_request_that_cannot_be_rendered_goes_to_the_next_lender_at_once() -> 
 
 def test_a_step_to_another_partner_is_not_held_by_a_failing_one() -> None:
     txn = shipped()
-    txn = feed(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D).transaction
+    txn = row(feed(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D))
     assert txn is not None
     # B is failing; the borrower's "received" still goes to L1 at once.
     received = feed(txn, msg(Event.RECEIVED, "B", "REQ-1"), D)
@@ -189,7 +189,9 @@ async def test_a_hung_partner_delays_no_other_partner_and_one_transaction_stays_
     hang = asyncio.Event()
     order: list[str] = []
 
-    def job(name: str, gate: asyncio.Event | None = None, accepted: bool = True):  # type: ignore[no-untyped-def]
+    def job(
+        name: str, gate: asyncio.Event | None = None, accepted: bool = True
+    ) -> Callable[[], Awaitable[bool]]:
         async def run() -> bool:
             if gate is not None:
                 await gate.wait()

@@ -19,8 +19,8 @@ from connectors.core.model import (
 )
 from connectors.core.records import DeliveryOutcome, DeliveryResult, Tick, VerdictOutcome
 from hub.lifecycle import TERMINAL, TRANSITIONS, IllegalTransition, Previous, State, transition
-from hub.transaction import Transaction
-from tests.engine_steps import feed
+from hub.transaction import Result, Transaction
+from tests.engine_steps import feed, records, row
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -65,16 +65,17 @@ def lid(n: int) -> str:
     return lender_request_id(TXN, n)
 
 
-def deliveries(result) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def deliveries(result: Result) -> list[tuple[str, str, str]]:
     return [
-        (o.value["recipient"], o.value["message"]["event"], o.value["message"]["request_id"])
-        for o in result.outputs
-        if o.topic.startswith("ill.outbound.")
+        (v["recipient"], v["message"]["event"], v["message"]["request_id"])
+        for v in records(result, "ill.outbound.")
     ]
 
 
 @pytest.mark.parametrize("key", sorted(TRANSITIONS, key=str))
-def test_every_row_names_a_sender_and_leaves_terminal_states_alone(key) -> None:  # type: ignore[no-untyped-def]
+def test_every_row_names_a_sender_and_leaves_terminal_states_alone(
+    key: tuple[State, Event, bool | None],
+) -> None:
     state, event, _answer = key
     assert event in SENDER or event in EITHER_SIDE
     assert state not in TERMINAL
@@ -98,7 +99,7 @@ def test_request_asks_first_lender_and_never_the_borrower() -> None:
     result = feed(None, msg(Event.REQUEST, "B", "REQ-1"), DIRECTORY)
     assert result.transaction and result.transaction.rota == ["L1", "L2"]
     assert deliveries(result) == [("L1", "Request", lid(1))]
-    routing = [o.value for o in result.outputs if o.topic == "ill.routing"]
+    routing = records(result, "ill.routing")
     assert routing[0]["chosen"] == "L1"
 
 
@@ -136,10 +137,10 @@ def test_unfilled_tries_next_lender_then_tells_borrower_with_last_reason() -> No
     txn = requested()
     result = feed(txn, msg(Event.UNFILLED, "L1", lid(1), reason=Reason.from_code(1)), DIRECTORY)
     assert deliveries(result) == [("L2", "Request", lid(2)), ("B", "LenderNotification", "REQ-1")]
-    txn = result.transaction
+    txn = row(result)
     result = feed(txn, msg(Event.UNFILLED, "L2", lid(2), reason=Reason.from_code(5)), DIRECTORY)
     assert result.transaction and result.transaction.state is State.UNFILLED
-    out = [o.value for o in result.outputs if o.topic.startswith("ill.outbound.")]
+    out = records(result, "ill.outbound.")
     assert out[0]["recipient"] == "B" and out[0]["message"]["reason"]["code"] == 5
 
 
@@ -150,10 +151,7 @@ def test_duplicate_is_applied_once_and_replays_the_same_outputs() -> None:
     again = feed(first.transaction, message, DIRECTORY)
     assert again.verdict and again.verdict.outcome is VerdictOutcome.DUPLICATE
     assert again.transaction == first.transaction
-    commands = [
-        [o.value["command_id"] for o in r.outputs if o.topic.startswith("ill.outbound.")]
-        for r in (first, again)
-    ]
+    commands = [[v["command_id"] for v in records(r, "ill.outbound.")] for r in (first, again)]
     assert commands[0] == commands[1] != []
 
 
@@ -207,9 +205,9 @@ def test_unreachable_lender_is_skipped() -> None:
         detail="connection refused",
         at=T0,
     )
-    txn = feed(txn, failure, DIRECTORY).transaction
+    txn = row(feed(txn, failure, DIRECTORY))
     assert txn is not None
-    txn = feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=6)), DIRECTORY).transaction
+    txn = row(feed(txn, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=6)), DIRECTORY))
     assert txn is not None
     failure = failure.model_copy(update={"try_number": 2, "at": T0 + timedelta(minutes=31)})
     result = feed(txn, failure, DIRECTORY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,8 +15,8 @@ from connectors.core.records import Located, RouteAction, RouteCommand, Tick, Ve
 from hub.lifecycle import State
 from hub.load import LoadBook, LoadFigures
 from hub.rota import rank
-from hub.transaction import Transaction
-from tests.engine_steps import feed
+from hub.transaction import Result, Transaction
+from tests.engine_steps import feed, records
 
 LENDERS = ["L1", "L2", "L3", "L4"]
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -76,15 +77,17 @@ def held(*status: Holding) -> list[HoldingsResult]:
     ]
 
 
-def outbound(result) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    return [
-        (o.value["recipient"], o.value["message"]["event"])
-        for o in result.outputs
-        if o.topic.startswith("ill.outbound.")
-    ]
+def outbound(result: Result) -> list[tuple[str, str]]:
+    return [(v["recipient"], v["message"]["event"]) for v in records(result, "ill.outbound.")]
 
 
-def located(txn: Transaction, results: list[HoldingsResult], d: Directory, book=None):  # type: ignore[no-untyped-def]
+def located(
+    txn: Transaction | None,
+    results: list[HoldingsResult],
+    d: Directory,
+    book: LoadBook | None = None,
+) -> Result:
+    assert txn is not None
     assert txn.locate_id is not None
     control = Located(locate_id=txn.locate_id, transaction_id=txn.id, results=results)
     return feed(txn, control, d, book, at=T0)
@@ -98,7 +101,7 @@ def test_request_with_catalogues_waits_for_the_holdings_check() -> None:
     result = feed(None, request(), d)
     txn = result.transaction
     assert txn and txn.state is State.LOCATING and not outbound(result)
-    locate = [o.value for o in result.outputs if o.topic == "ill.locate"]
+    locate = records(result, "ill.locate")
     assert locate[0]["lenders"] == ["L1", "L2", "L3"]  # L4 has no catalogue; never B
     assert locate[0]["terms"] == [["isbn", "9780262033848"]]
 
@@ -108,7 +111,7 @@ def test_lender_without_holdings_is_skipped_and_reason_recorded() -> None:
     txn = feed(None, request(), d).transaction
     result = located(txn, held(Holding.NOT_HELD, Holding.HELD, Holding.UNKNOWN), d)
     assert outbound(result) == [("L2", "Request")]
-    decision = next(o.value for o in result.outputs if o.topic == "ill.routing")
+    decision = records(result, "ill.routing")[0]
     assert decision["chosen"] == "L2"
     # held first, then the failed catalogue and the unchecked one, in rota order
     assert [c["lender"] for c in decision["candidates"] if c["rank"]] == ["L2", "L3", "L4"]
@@ -142,9 +145,9 @@ def test_overloaded_lender_ranked_last_and_lender_at_limit_rejected_on_its_behal
     assert after.attempts[0].reason and after.attempts[0].reason.code == 20
     assert outbound(result) == [("L4", "Request")]
     assert after.rota == ["L2", "L4", "L1"]
-    events = [o.value for o in result.outputs if o.topic == "ill.events"]
+    events = records(result, "ill.events")
     assert any(e["kind"] == "automatic" and e["sender"] == "L2" for e in events)
-    decision = next(o.value for o in result.outputs if o.topic == "ill.routing")
+    decision = records(result, "ill.routing")[0]
     by = {c["lender"]: c for c in decision["candidates"]}
     assert by["L1"]["overloaded"] == "2 open, threshold 2"
     assert by["L2"]["load"] == {"total": 1, "from_borrower": 0}
@@ -180,7 +183,7 @@ statuses = st.dictionaries(st.sampled_from(LENDERS), st.sampled_from(list(Holdin
     counts=figures, found=statuses, ordered=st.booleans(), last=st.sets(st.sampled_from(LENDERS))
 )
 @settings(max_examples=200, deadline=None)
-def test_rota_order_properties(counts, found, ordered, last) -> None:  # type: ignore[no-untyped-def]
+def test_rota_order_properties(counts, found, ordered, last) -> None:
     d = directory(L1={"overload": 3}, L2={"overload_from_borrower": 2}, L3={"overload": 1})
     rota = Rota(name="p", ordered=ordered, members=["B", *LENDERS], last_resort=sorted(last))
     holdings = {x: HoldingsResult(lender=x, status=s) for x, s in found.items()}
@@ -208,7 +211,7 @@ ops = st.lists(
 
 
 @given(ops)
-def test_load_book_counts_open_sets(operations) -> None:  # type: ignore[no-untyped-def]
+def test_load_book_counts_open_sets(operations) -> None:
     book, model = LoadBook(), {}
     for lender, txn, is_open, borrower in operations:
         key = f"{lender}|t{txn}"
@@ -234,14 +237,14 @@ steps = st.lists(
 
 @given(steps)
 @settings(max_examples=150, deadline=None)
-def test_engine_load_records_match_open_requests(actions) -> None:  # type: ignore[no-untyped-def]
+def test_engine_load_records_match_open_requests(actions) -> None:
     """Whatever happens to a handful of requests, the ill.load records the engine writes
     leave exactly the open requests counted: never negative, never a closed one."""
     d = directory()
     book = LoadBook()
     txns: dict[int, Transaction] = {}
 
-    def run(result) -> None:  # type: ignore[no-untyped-def]
+    def run(result: Result) -> None:
         for output in result.outputs:
             if output.topic == "ill.load":
                 book.apply(output.key, output.value)
@@ -287,7 +290,7 @@ def test_engine_load_records_match_open_requests(actions) -> None:  # type: igno
 # -- timers and staff routing ---------------------------------------------------------------
 
 
-def asked(d: Directory, **fields: object) -> Transaction:
+def asked(d: Directory, **fields: Any) -> Transaction:
     txn = feed(None, request(bibliographic=None, **fields), d, at=T0).transaction
     assert txn and txn.state is State.REQUESTED and txn.attempt and txn.attempt.lender == "L1"
     return txn
@@ -338,7 +341,7 @@ def test_due_date_reaches_borrower_minus_offset_and_overdue_is_sent() -> None:
     txn = asked(d)
     due = T0 + timedelta(days=30)
     shipped = feed(txn, shipment(txn, due_date=due), d)
-    to_borrower = next(o.value for o in shipped.outputs if o.topic == "ill.outbound.ncip")
+    to_borrower = records(shipped, "ill.outbound.ncip")[0]
     assert to_borrower["message"]["due_date"].startswith(
         (due - timedelta(days=3)).date().isoformat()
     )
@@ -361,7 +364,7 @@ def test_staff_sends_the_request_to_a_named_lender() -> None:
     result = feed(txn, command(txn, RouteAction.LENDER, "L3"), d, at=T0)
     assert result.verdict and result.verdict.outcome is VerdictOutcome.APPLIED
     assert outbound(result) == [("L1", "Cancel"), ("L3", "Request"), ("B", "LenderNotification")]
-    decision = next(o.value for o in result.outputs if o.topic == "ill.routing")
+    decision = records(result, "ill.routing")[0]
     assert decision["chosen"] == "L3" and decision["reason"].startswith("chosen by staff")
 
 
