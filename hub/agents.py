@@ -1,7 +1,7 @@
 """The faust application: the transaction agent and one outbound agent per protocol.
 
 The transaction agent owns the `transactions` table (changelog-backed, so a restarted worker
-recovers it) and does I/O only to write what `hub.transactions` returns. It
+recovers it) and does I/O only to write what `hub.engine.apply` returns. It
 writes every output and waits for the broker's acknowledgement before updating the row; faust
 commits the input offset only after that. A crash in between re-applies the message: the
 engine's deduplication and deterministic record ids make that harmless. One record it cannot

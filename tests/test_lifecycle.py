@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from connectors.core.directory import Directory
 from connectors.core.model import (
     EITHER_SIDE,
     SENDER,
+    Correlation,
     Event,
     Message,
     Reason,
@@ -17,7 +19,14 @@ from connectors.core.model import (
     lender_request_id,
     transaction_id,
 )
-from connectors.core.records import DeliveryOutcome, DeliveryResult, Tick, VerdictOutcome
+from connectors.core.records import (
+    DeliveryOutcome,
+    DeliveryResult,
+    RouteAction,
+    RouteCommand,
+    Tick,
+    VerdictOutcome,
+)
 from hub.lifecycle import TERMINAL, TRANSITIONS, IllegalTransition, Previous, State, transition
 from hub.transaction import Result, Transaction
 from tests.engine_steps import feed, records, row
@@ -238,3 +247,71 @@ def test_a_status_query_is_recorded_but_not_passed_on() -> None:
     result = feed(txn, msg(Event.STATUS_QUERY, "L1", lid(1), note="Status-Query"), DIRECTORY)
     assert result.verdict and result.verdict.outcome is VerdictOutcome.APPLIED
     assert result.verdict.state == State.WILL_SUPPLY and deliveries(result) == []
+
+
+# -- correlation: what each party gave to recognise its messages, handed back to it only ----
+
+
+def keys(protocol: str, request_id: str, **more: str) -> Correlation:
+    return Correlation.model_validate({"protocol": protocol, "request_id": request_id, **more})
+
+
+def delivered(result: Result) -> list[dict[str, Any]]:
+    return records(result, "ill.outbound.")
+
+
+def test_each_party_gets_back_only_the_correlation_it_gave() -> None:
+    mine = keys("iso10161", "REQ-1", **{"transaction-group-qualifier": "G-7"})
+    txn = step(None, msg(Event.REQUEST, "B", "REQ-1", correlation=mine))
+    [request] = [p.command for p in txn.pending]
+    # The lender hears of the request with nothing of the borrower's keys.
+    assert request.recipient == "L1" and request.correlation is None
+    assert request.message.correlation is None
+    theirs = keys("ncip", lid(1), **{"ncip_request": "L1-99"})
+    answered = feed(txn, msg(Event.WILL_SUPPLY, "L1", lid(1), correlation=theirs), DIRECTORY)
+    [to_borrower] = delivered(answered)
+    assert to_borrower["recipient"] == "B"
+    assert to_borrower["correlation"] == mine.model_dump(mode="json")
+    assert to_borrower["message"]["correlation"] is None
+    cancelled = feed(row(answered), msg(Event.CANCEL, "B", "REQ-1"), DIRECTORY)
+    [to_lender] = delivered(cancelled)
+    assert to_lender["recipient"] == "L1"
+    assert to_lender["correlation"] == theirs.model_dump(mode="json")
+
+
+def test_a_lender_asked_again_starts_without_its_old_correlation() -> None:
+    first = keys("x", lid(1))
+    txn = step(requested(), msg(Event.WILL_SUPPLY, "L1", lid(1), correlation=first))
+    again = RouteCommand(
+        command_id="c-1", transaction_id=TXN, action=RouteAction.LENDER, lender="L1"
+    )
+    result = feed(txn, again, DIRECTORY, at=T0)
+    [cancel, request, _note] = delivered(result)
+    # The Cancel ends the first attempt, in its keys; the new request starts afresh.
+    assert (cancel["recipient"], cancel["message"]["event"]) == ("L1", "Cancel")
+    assert cancel["correlation"] == first.model_dump(mode="json")
+    assert (request["recipient"], request["message"]["request_id"]) == ("L1", lid(2))
+    assert request["correlation"] is None
+
+
+def test_a_later_message_adds_keys_but_never_changes_the_first() -> None:
+    txn = step(None, msg(Event.REQUEST, "B", "REQ-1", correlation=keys("p", "REQ-1", a="1")))
+    txn = step(txn, msg(Event.WILL_SUPPLY, "L1", lid(1)))
+    later = keys("p", "REQ-1", a="changed", b="2")
+    txn = step(txn, msg(Event.CANCEL, "B", "REQ-1", correlation=later))
+    assert txn.parties["B"].model_dump() == {
+        "protocol": "p",
+        "request_id": "REQ-1",
+        "a": "1",
+        "b": "2",
+    }
+
+
+def test_every_delivery_says_the_state_after_its_step() -> None:
+    result = feed(requested(), msg(Event.UNFILLED, "L1", lid(1)), DIRECTORY)
+    assert [(v["recipient"], v["state"]) for v in delivered(result)] == [
+        ("L2", "Requested"),
+        ("B", "Requested"),
+    ]
+    last = feed(row(result), msg(Event.UNFILLED, "L2", lid(2)), DIRECTORY)
+    assert [(v["recipient"], v["state"]) for v in delivered(last)] == [("B", "Unfilled")]
