@@ -22,8 +22,14 @@ from datetime import datetime
 from typing import Any
 
 from connectors.core.directory import Directory
-from connectors.core.model import EITHER_SIDE, SENDER, Event, Message, Role
-from connectors.core.model import parse_lender_request_id as parse_lender_id
+from connectors.core.model import (
+    EITHER_SIDE,
+    SENDER,
+    Event,
+    Message,
+    Role,
+    parse_lender_request_id,
+)
 from connectors.core.records import (
     DeadLetter,
     DeliveryOutcome,
@@ -84,11 +90,6 @@ def apply(
     if txn is not None and ref in txn.seen:
         return _replay(txn, ref, reader.answered)
     return reader.read(txn, given, aware(at), directory, load)
-
-
-def reference(given: Record) -> str:
-    """The input's id: what deduplication remembers, and what record ids derive from."""
-    return READERS[type(given)].ref(given)
 
 
 def _replay(txn: Transaction, ref: str, answered: bool) -> Result:
@@ -238,7 +239,7 @@ def _sender_side(txn: Transaction, message: Message) -> Role:
             txn.state,
             "the sender is not this request's current lender",
         )
-    parsed = parse_lender_id(message.request_id) if message.request_id else None
+    parsed = parse_lender_request_id(message.request_id) if message.request_id else None
     if parsed and parsed[1] != attempt.number:
         raise IllegalTransition(
             message.event,
