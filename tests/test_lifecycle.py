@@ -246,8 +246,6 @@ def test_a_shipment_without_item_id_gets_the_lender_request_id() -> None:
 
 def test_a_status_query_is_recorded_but_not_passed_on() -> None:
     txn = step(requested(), msg(Event.WILL_SUPPLY, "L1", lid(1)))
-    result = apply(
-        txn, msg(Event.STATUS_QUERY, "L1", lid(1), note="Status-Query"), DIRECTORY
-    )
+    result = apply(txn, msg(Event.STATUS_QUERY, "L1", lid(1), note="Status-Query"), DIRECTORY)
     assert result.verdict and result.verdict.outcome is VerdictOutcome.APPLIED
     assert result.verdict.state == State.WILL_SUPPLY and deliveries(result) == []
