@@ -179,6 +179,7 @@ class SlnpCodec:
             vocabulary.ORDER_MAX_COST,
             *(p for line in vocabulary.ADDRESS_LINES for p in line),
         }
+        fields["bibliographic"] = bib  # validated with the message: errors name its field
         correlation = SlnpCorrelation(
             request_id=fields["request_id"],
             order_id=fields["request_id"],
@@ -191,7 +192,6 @@ class SlnpCodec:
             source_protocol=PROTOCOL,
             service_type=service,
             request_format=RequestFormat.PHYSICAL if service is ServiceType.LOAN else None,
-            bibliographic=Bibliographic(**bib),
             correlation=correlation,
             extensions={PROTOCOL: _extension(command, known)},
             **fields,
