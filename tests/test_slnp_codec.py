@@ -280,7 +280,7 @@ STEPS: dict[Event, dict[str, object]] = {
 
 @pytest.mark.parametrize("event", sorted(CONNECTOR.codec.events_out - {Event.REQUEST}))
 def test_every_step_renders_and_reads_back_as_itself(event: Event) -> None:
-    message = Message(event=event, request_id="t0123456789abcdef.1", **STEPS.get(event, {}))  # type: ignore[arg-type]
+    message = Message(event=event, request_id="t0123456789abcdef.1", **STEPS.get(event, {}))
     correlation = SlnpCorrelation(request_id="BsNr1234", order_id="BsNr1234", local_number="t1")
     body = codec.render(outgoing(message, correlation))
     back = codec.decode(body, "ZFL", 1 << 20).message

@@ -13,7 +13,7 @@ import pytest
 from connectors.core.contract import Answer, Attempt, Codec, Fault, Limits, Refusal
 from connectors.core.directory import Credential, Directory, Partner
 from connectors.core.model import Bibliographic, Event, Message
-from connectors.slnp import CONNECTOR
+from connectors.slnp import CODEC, CONNECTOR
 from connectors.slnp.client import SlnpSender
 from connectors.slnp.models import SlnpSettings
 from connectors.slnp.server import SlnpListener
@@ -112,8 +112,8 @@ def partners() -> tuple[Partner, ...]:
 async def hub_port(partners: tuple[Partner, ...]) -> AsyncIterator[tuple[int, FakeIntake]]:
     intake = FakeIntake(directory(*partners), LIMITS)
     listener = SlnpListener(
-        LIMITS, SlnpSettings(port=0, max_line_bytes=1024, max_command_bytes=4096), CONNECTOR.codec
-    )  # type: ignore[arg-type]
+        LIMITS, SlnpSettings(port=0, max_line_bytes=1024, max_command_bytes=4096), CODEC
+    )
     await listener.start(intake)
     try:
         yield listener.port, intake
@@ -373,14 +373,14 @@ def a_change() -> bytes:
     from connectors.slnp.models import SlnpCorrelation
 
     target = partner("ZFL", agency_ids=["456DEF"])
-    return CONNECTOR.codec.render(
+    return CODEC.render(
         Outgoing(message, "123ABC", target, SlnpCorrelation(request_id="BsNr1", order_id="BsNr1"))
     )
 
 
 async def test_the_sender_delivers_and_the_partner_accepts() -> None:
     async with SimulatedZfl() as zfl:
-        sender = SlnpSender(SEND_LIMITS, SlnpSettings(), CONNECTOR.codec)  # type: ignore[arg-type]
+        sender = SlnpSender(SEND_LIMITS, SlnpSettings(), CODEC)
         attempt = await sender.send(lender(zfl), a_change())
         assert attempt.ok, attempt.detail
         command = await zfl.arrived()
@@ -394,7 +394,7 @@ async def test_the_sender_logs_in_where_the_partner_wants_it(
     monkeypatch.setenv(SECRET_ENV, "pw")
     auth = Credential(scheme="basic", username="rshub", secret_env=SECRET_ENV)
     async with SimulatedZfl(user="rshub", secret="pw") as zfl:
-        sender = SlnpSender(SEND_LIMITS, SlnpSettings(), CONNECTOR.codec)  # type: ignore[arg-type]
+        sender = SlnpSender(SEND_LIMITS, SlnpSettings(), CODEC)
         assert (await sender.send(lender(zfl, outbound_auth=auth), a_change())).ok
         monkeypatch.setenv(SECRET_ENV, "wrong")
         refused = await sender.send(lender(zfl, outbound_auth=auth), a_change())
@@ -403,7 +403,7 @@ async def test_the_sender_logs_in_where_the_partner_wants_it(
 
 async def test_a_partners_refusal_is_final_and_its_server_error_is_retried() -> None:
     async with SimulatedZfl() as zfl:
-        sender = SlnpSender(SEND_LIMITS, SlnpSettings(), CONNECTOR.codec)  # type: ignore[arg-type]
+        sender = SlnpSender(SEND_LIMITS, SlnpSettings(), CODEC)
         zfl.refuse_next = "SLNP_PARAM_VALUE_NOT_VALID"
         final = await sender.send(lender(zfl), a_change())
         assert (final.ok, final.retryable) == (False, False)
@@ -416,7 +416,7 @@ async def test_a_partners_refusal_is_final_and_its_server_error_is_retried() -> 
 
 async def test_an_unreachable_partner_is_a_retryable_failure() -> None:
     zfl = SimulatedZfl()  # never started: nothing listens on its port
-    sender = SlnpSender(SEND_LIMITS, SlnpSettings(), CONNECTOR.codec)  # type: ignore[arg-type]
+    sender = SlnpSender(SEND_LIMITS, SlnpSettings(), CODEC)
     attempt = await sender.send(lender(zfl), a_change())
     assert (attempt.ok, attempt.retryable) == (False, True)
 
