@@ -50,11 +50,14 @@ _LCCN = re.compile(r"[a-z]{0,3}(\d{2}|\d{4})\d{6}")
 
 
 def _strip_prefix(kind: str, value: str) -> str:
+    """Prefixes taken off as long as one matches (`(OCoLC)ocm00012345`)."""
     text = value.strip()
-    lowered = text.lower()
-    for prefix in PREFIXES[kind]:
-        if lowered.startswith(prefix):
-            return text[len(prefix) :].strip()
+    for _ in range(3):
+        lowered = text.lower()
+        prefix = next((p for p in PREFIXES[kind] if lowered.startswith(p)), None)
+        if prefix is None:
+            break
+        text = text[len(prefix) :].strip()
     return text
 
 
