@@ -30,7 +30,13 @@ class RecordingIntake:
         return self.up
 
     async def take(
-        self, codec: Codec[Any], partner: str, body: bytes, content_type: str | None = None, *, wait: bool = True
+        self,
+        codec: Codec[Any],
+        partner: str,
+        body: bytes,
+        content_type: str | None = None,
+        *,
+        wait: bool = True,
     ) -> Answer:
         decoded = codec.decode(body, partner, self.limits.max_body_bytes)
         txn = transaction_id(partner, decoded.message.request_id)
@@ -74,7 +80,9 @@ def application(routes: list[WebRoute]) -> web.Application:
                     remote=request.remote or "",
                 )
             )
-            response = web.Response(body=answer.body, status=answer.status, headers=dict(answer.headers))
+            response = web.Response(
+                body=answer.body, status=answer.status, headers=dict(answer.headers)
+            )
             response.content_type = answer.content_type.split(";")[0]
             response.charset = "utf-8"
             return response

@@ -24,7 +24,9 @@ from connectors.openurl import CONNECTOR
 from connectors.openurl.codec import CODEC, parse
 from connectors.openurl.kev import KevError, pairs
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "standards" / "openurl" / "samples"
+SAMPLES = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "standards" / "openurl" / "samples"
+)
 LINES = [
     line
     for path in sorted(SAMPLES.glob("*.txt"))
@@ -70,7 +72,10 @@ def test_double_question_mark_and_raw_spaces() -> None:
     m = decode(LINES[1])
     assert m.extensions["openurl"]["version"] == "1.0"
     assert m.bibliographic.title == "Mayo Clinic Proceedings"
-    assert m.bibliographic.title_of_component == "Postural Pseudoanemia: Posture-Dependent Change in Hematocrit"
+    assert (
+        m.bibliographic.title_of_component
+        == "Postural Pseudoanemia: Posture-Dependent Change in Hematocrit"
+    )
     assert m.bibliographic.issn == "0025-6196"  # 00256196 with its check digit verified
     assert m.bibliographic.pagination == "611-614"
 
@@ -121,7 +126,12 @@ def test_hub_keys_become_patron_and_request_fields() -> None:
         "&rshub.request_id=OU-1&rshub.patron=p1&rshub.email=p%40x.org&rshub.service=loan"
         "&rshub.need_before=2031-01-31&rshub.pickup=Main&rshub.note=hi",
     )
-    assert (m.patron_id, m.delivery_email, m.pickup_location, m.note) == ("p1", "p@x.org", "Main", "hi")
+    assert (m.patron_id, m.delivery_email, m.pickup_location, m.note) == (
+        "p1",
+        "p@x.org",
+        "Main",
+        "hi",
+    )
     assert m.service_type is ServiceType.LOAN and m.request_format is RequestFormat.PHYSICAL
     assert m.need_before.date().isoformat() == "2031-01-31"
     assert m.correlation.request_id == "OU-1"
@@ -180,7 +190,14 @@ def test_any_bytes_give_a_request_or_a_refusal(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["title", "rft.atitle", "isbn", "rft_id", "sid", "x"]), st.text()), max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["title", "rft.atitle", "isbn", "rft_id", "sid", "x"]), st.text()
+        ),
+        max_size=20,
+    )
+)
 def test_any_text_pairs_parse(items: list[tuple[str, str]]) -> None:
     from urllib.parse import urlencode
 
