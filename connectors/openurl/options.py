@@ -104,7 +104,7 @@ class OpenUrlSettings(BaseModel):
         4 * 3600, ge=60, description="seconds a request form may take to be submitted"
     )
     signature_max_age_s: int = Field(
-        86_400, ge=60, description="oldest req_exp-less signed patron link accepted (req_exp)"
+        86_400, ge=60, description="longest validity a signed patron link may claim (req_exp - now)"
     )
     cookie_secure: bool = Field(
         False, description="mark the form's session cookie Secure (set when served over HTTPS)"
