@@ -178,6 +178,45 @@ async def test_form_flow_creates_the_request_and_shows_its_status(
     assert forged.status == 404
 
 
+async def test_form_as_a_browser_sends_it_with_every_field(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    fields, _ = await _form(client, "/openurl/NORTH?rshub_token=north-link-token&genre=book")
+    names = [
+        "title",
+        "atitle",
+        "author",
+        "volume",
+        "issue",
+        "pages",
+        "date",
+        "publisher",
+        "place",
+        "edition",
+        "isbn",
+        "issn",
+        "doi",
+        "pmid",
+        "oclc",
+        "need_before",
+        "pickup",
+        "note",
+        "patron_id",
+        "patron_email",
+    ]
+    form = {
+        **fields,
+        **dict.fromkeys(names, ""),
+        "title": "Crime & Punishment",
+        "patron_id": "card-9",
+        "service": "loan",
+    }
+    reply = await client.post("/openurl/NORTH", data=form)
+    assert reply.status == 200, await reply.text()
+    (message,) = intake.taken
+    assert message.bibliographic.title == "Crime & Punishment" and message.pickup_location is None
+
+
 async def test_form_without_the_session_cookie_is_refused(
     client: TestClient, intake: RecordingIntake
 ) -> None:

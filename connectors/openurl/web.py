@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from connectors.core.contract import (
     Answer,
@@ -91,6 +91,10 @@ def _strip(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
         and k not in SIGNATURE_KEYS
         and not k.startswith(("req.", "req_"))
     ]
+
+
+def _is_form(body: bytes) -> bool:
+    return body.startswith(b"csrf=") or b"&csrf=" in body
 
 
 def _first(items: list[tuple[str, str]], key: str) -> str:
@@ -162,7 +166,18 @@ class OpenUrlWeb:
             else from_query(request.query)
         )
         if request.method == "POST" and request.body:
-            items += pairs(request.body, self.settings.max_pairs)
+            if _is_form(request.body):
+                # Our own form: plain form decoding (empty fields are fields, not the rest
+                # of a value cut by an unencoded `&`, as in a link).
+                try:
+                    text = request.body.decode("utf-8")
+                    items += parse_qsl(
+                        text, keep_blank_values=True, max_num_fields=self.settings.max_pairs
+                    )
+                except (UnicodeDecodeError, ValueError) as error:
+                    raise KevError(f"form not readable: {error}") from None
+            else:
+                items += pairs(request.body, self.settings.max_pairs)
         if len(items) > self.settings.max_pairs:
             raise KevError(f"more than {self.settings.max_pairs} key/value pairs", too_large=True)
         return items
