@@ -383,6 +383,10 @@ class RelayCodec:
             return Attempt(False, status is None or status >= 500, f"HTTP {status}, not NCIP")
         return Attempt(True, False, f"HTTP {status} {service}", answer=body)
 
+    def replay_key(self, body: bytes) -> str | None:
+        """For the hub's relay agent (`hub.relay`): see `replay_key`."""
+        return replay_key(body)
+
     @staticmethod
     def _answer(problem: ncip.Problem, call: Call | None) -> Answer:
         return Answer(problem_answer(problem, call, "2.0"), CONTENT_TYPE, problem.http_status)
