@@ -418,3 +418,21 @@ def test_contract_codec_never_takes_a_loan_step() -> None:
     attempt = c.CODEC.judge(alma.answer(parsed(relais.call("LookupUser", NORTH_INST))), 200)
     assert attempt.ok and attempt.answer
     assert not c.CODEC.judge(b"<html/>", 502).ok
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "relais-to-folio__LookupUser.xml",
+        "relais-to-folio__AcceptItem__v2_0-default-ns.xml",
+        "relais-to-folio__RequestItem__no-namespace.xml",
+        "folio-test__CheckOutItem__prefixed-version-attr.xml",
+        "illiad-to-alma__CheckInItem__latin1-decl__reconstructed.xml",
+        "shareit-autographics__CheckInItem__v1_0.xml",
+    ],
+)
+def test_describe_every_broker_sample(name: str) -> None:
+    """What `rshub decode` shows for the broker calls the peer NCIP codec refuses."""
+    described = c.describe(SAMPLES_BY_NAME[name].read_bytes())
+    assert described["service"] in t.SERVICES and described["to_agency"]
+    assert described["user_id"] or described["item_id"] or described["request_id"]

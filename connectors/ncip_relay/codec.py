@@ -393,3 +393,21 @@ class RelayCodec:
 
 
 CODEC = RelayCodec()
+
+
+def describe(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> dict[str, Any]:
+    """A broker's call as data, for `rshub decode ncip-relay FILE` (RelayProblem if it is
+    not one the relay takes)."""
+    call = read_call(body, limit)
+    parsed = ncip.parse(v.write_v2(call.tree), limit)
+    return {
+        "service": call.service,
+        "ncip_version": call.version,
+        "from_agency": call.from_agency,
+        "to_agency": call.to_agency,
+        "application_profile": parsed.at("InitiationHeader", "ApplicationProfileType"),
+        "user_id": parsed.ident(("UserId",), "UserIdentifierValue"),
+        "item_id": parsed.ident(("ItemId",), "ItemIdentifierValue"),
+        "request_id": parsed.ident(("RequestId",), "RequestIdentifierValue"),
+        "changes_state": t.SERVICES[call.service].changes_state,
+    }
