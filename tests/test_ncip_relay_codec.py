@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 from pydantic import ValidationError
 
+from connectors.core.directory import Partner
 from connectors.ncip import codec as ncip
 from connectors.ncip.schema import diagnose
 from connectors.ncip_relay import codec as c
@@ -23,11 +24,16 @@ SAMPLES = sorted((STANDARDS / "samples").glob("*.xml"))
 DTD = etree.DTD(str(STANDARDS / "ncip_v1_0.dtd"))
 
 DIRECTORY = relay_directory()
-RELAIS = DIRECTORY.partner("RELAIS")
-INNREACH = DIRECTORY.partner("INNREACH")
-NORTH = DIRECTORY.partner("NORTH-CIRC")
-SOUTH = DIRECTORY.partner("SOUTH-CIRC")
-assert RELAIS and INNREACH and NORTH and SOUTH
+
+
+def _partner(symbol: str) -> Partner:
+    found = DIRECTORY.partner(symbol)
+    assert found is not None
+    return found
+
+
+RELAIS, INNREACH = _partner("RELAIS"), _partner("INNREACH")
+NORTH, SOUTH = _partner("NORTH-CIRC"), _partner("SOUTH-CIRC")
 
 relais = Broker("RELAIS", "Relais", "relais-token")
 innreach = Broker("INNREACH", "innr1", "innreach-token", version="1.0")
@@ -44,7 +50,7 @@ def parsed(body: bytes) -> ncip.Parsed:
     return ncip.parse(body)
 
 
-def route(broker_body: bytes, broker=RELAIS):  # type: ignore[no-untyped-def]
+def route(broker_body: bytes, broker: Partner = RELAIS) -> tuple[c.Call, Partner, bytes]:
     call = c.read_call(broker_body)
     member, options = c.member_for(call, broker, DIRECTORY)
     return call, member, c.to_member(call, broker, member, options)
@@ -160,13 +166,9 @@ def test_v1_processing_error_becomes_a_v2_problem_naming_the_element() -> None:
     tree = v.to_v2(ncip.parse(sample).root)
     [problem] = tree.iter(f"{{{t.NS}}}Problem")
     assert v._text(v.child(problem, "ProblemType")) == "Item Not Checked Out"
-    assert (
-        v.child(problem, "ProblemType")
-        .get(f"{{{t.NS}}}Scheme")
-        .endswith(  # type: ignore[union-attr]
-            "checkinitemprocessingerror.scm"
-        )
-    )
+    kind = v.child(problem, "ProblemType")
+    assert kind is not None
+    assert str(kind.get(f"{{{t.NS}}}Scheme")).endswith("checkinitemprocessingerror.scm")
     assert v._text(v.child(problem, "ProblemElement")) == "ItemId/ItemIdentifierValue"
     assert v._text(v.child(problem, "ProblemValue")) == "Item not on loan."
     again = v.to_v1(tree, v.V1Context("TNS"))
