@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
@@ -231,12 +231,18 @@ def install(
     topics: dict[str, Any] = {}
     replays = app.Table("relay_replays", default=None, partitions=4)
     inflight: dict[str, asyncio.Future[RelayResult]] = {}
+    unacknowledged: dict[str, Awaitable[Any]] = {}  # a call's audit of the member's answer
     window = timedelta(seconds=replay_window_s)
 
-    async def write(topic: str, key: str, record: BaseModel) -> None:
+    async def produce(topic: str, key: str, record: BaseModel) -> Awaitable[Any]:
+        """Hand a record to the producer; the returned future is its acknowledgement."""
         channel = topics.setdefault(topic, app.topic(topic, **RAW))
-        future = await channel.send(key=key, value=record.model_dump_json().encode())
-        await future  # acknowledged by the broker
+        return cast(
+            Awaitable[Any], await channel.send(key=key, value=record.model_dump_json().encode())
+        )
+
+    async def write(topic: str, key: str, record: BaseModel) -> None:
+        await (await produce(topic, key, record))  # acknowledged by the broker
 
     async def call_target(call: RelayCall) -> RelayResult:
         started = time.monotonic()
@@ -253,7 +259,8 @@ def install(
             result.detail = f"no {call.protocol} target {call.target!r} in this consortium"
             return result
         body = call.body.encode("latin-1")
-        await write(
+        # Acknowledged while the member works: the relay adds one round trip, not two.
+        audited = await produce(
             "ill.audit",
             call.call_id,
             AuditRecord(
@@ -269,8 +276,10 @@ def install(
             attempt = await sender.send(partner, body)
         except Exception as error:  # a sender's defect is a failed call, not a dead agent
             attempt = Attempt(False, True, f"{type(error).__name__}: {error}"[:500])
+        await audited
         if attempt.answer is not None:
-            await write(
+            # acknowledged beside the result (`one` waits for both before answering)
+            unacknowledged[call.call_id] = await produce(
                 "ill.audit",
                 call.call_id,
                 AuditRecord(
@@ -341,8 +350,8 @@ def install(
                 )
                 return
             result = await carry_out(call, event.message.partition)
-            await write(RESULTS_TOPIC, call.call_id, result)
-            await write(
+            stored = await produce(RESULTS_TOPIC, call.call_id, result)
+            noted = await produce(
                 "ill.events",
                 call.call_id,
                 StateChange(
@@ -357,9 +366,14 @@ def install(
                     f"({result.elapsed_ms:g} ms)",
                 ),
             )
+            await stored  # the answer is durable before the caller gets it
+            audit = unacknowledged.pop(call.call_id, None)
+            if audit is not None:
+                await audit
             reply_to = dict(event.headers or {}).get(REPLY_TO)
             if answers is not None and io is not None and reply_to == io.instance.encode():
                 answers.resolve(result)
+            await noted
             log.info(
                 "relay.result",
                 call_id=call.call_id,
