@@ -4,9 +4,10 @@ derived from this list."""
 
 from __future__ import annotations
 
-from connectors import iso10161, iso18626, ncip
+from connectors import iso10161, iso18626, ncip, openurl, slnp
 from connectors.core.contract import Registry
 from connectors.core.holdings import Client
+from connectors.ncip_relay.connector import CONNECTOR as NCIP_RELAY
 from connectors.sru import client as sru_client
 from connectors.z3950 import client as z3950_client
 
@@ -15,6 +16,9 @@ CONNECTORS = Registry(
         ncip.CONNECTOR,
         iso18626.CONNECTOR,
         iso10161.CONNECTOR,
+        slnp.CONNECTOR,
+        openurl.CONNECTOR,
+        NCIP_RELAY,
     ]
 )
 

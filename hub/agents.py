@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime
 from typing import Any
 
@@ -40,10 +41,11 @@ from connectors.core.records import (
     Tick,
     Verdict,
 )
-from hub import fetching
+from hub import fetching, relay
 from hub.delivery import PartnerQueues
 from hub.kafka_io import REPLY_TO, KafkaIO
 from hub.locate import Locator
+from hub.relay import RelayAnswers
 from hub.settings import Settings
 from hub.transactions import (
     Output,
@@ -76,9 +78,11 @@ def create_app(
     catalogue_clients: dict[str, Client] | None = None,
     io: KafkaIO | None = None,
     fetch_wait_ms: int | None = None,
+    relay_answers: RelayAnswers | None = None,
 ) -> fetching.App:
     """`io`: the gateway's Kafka side when it runs in this worker: verdicts for its waiting
-    partners and the item and load views are then updated here at once, not read back."""
+    partners and the item and load views are then updated here at once, not read back;
+    `relay_answers`: its relay desk's, for the same reason."""
     app = fetching.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -268,6 +272,21 @@ def create_app(
         own = (connector_settings or {}).get(connector.name) or connector.settings()
         sender = connector.sender(shared, own, connector.codec)
         _outbound_agent(app, settings, directory, connector, sender, write, delivered, queues)
+
+    relaying = relay.relay_senders(connectors, shared, os.environ)
+    if relaying:
+        # Relay connectors (NCIP brokers) declare the relay topic; their settings say how
+        # many calls run at once and how long a repeated call gets the first answer again.
+        own = (connector_settings or {}).get(next(iter(relaying)))
+        relay.install(
+            app,
+            directory,
+            relaying,
+            io=hub_io,
+            answers=relay_answers,
+            concurrency=int(getattr(own, "concurrency", 64)),
+            replay_window_s=float(getattr(own, "replay_window_s", 900.0)),
+        )
 
     locator = Locator(directory, catalogue_clients or {}, settings.holdings_cache_s)
 

@@ -62,11 +62,20 @@ def connector_settings(
 
 
 def listeners(
-    registry: Registry, settings: Settings, loaded: dict[str, Any], directory: Directory
+    registry: Registry,
+    settings: Settings,
+    loaded: dict[str, Any],
+    directory: Directory,
+    every: bool = False,
 ) -> list[Listener]:
+    """The listeners of the connectors that have partners in the directory (a port is
+    opened only for a protocol someone speaks; `every`: all of them)."""
     shared = settings.limits()
+    spoken = {partner.protocol for partner in directory.partners}
+    if every:
+        spoken = set(registry.names)
     built: list[Listener] = []
     for connector in registry:
-        if connector.listeners is not None:
+        if connector.listeners is not None and connector.name in spoken:
             built.extend(connector.listeners(shared, loaded[connector.name], directory))
     return built

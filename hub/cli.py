@@ -124,6 +124,7 @@ def serve(settings: Settings) -> int:
     from hub.agents import create_app
     from hub.gateway import Gateway
     from hub.kafka_io import KafkaIO
+    from hub.relay import RelayDesk, connectors_replay_keys
 
     try:
         registry = assembly.connectors(settings)
@@ -156,6 +157,7 @@ def serve(settings: Settings) -> int:
         if broker:
             note.write(bootstrap)
         io = KafkaIO(bootstrap)
+        desk = RelayDesk(io, connectors_replay_keys(registry))
         app = create_app(
             settings,
             directory,
@@ -164,6 +166,7 @@ def serve(settings: Settings) -> int:
             loaded,
             assembly.catalogue_clients(),
             io=io,
+            relay_answers=desk.answers,
         )
         app.web_server(
             Gateway(
@@ -177,6 +180,7 @@ def serve(settings: Settings) -> int:
                 http_socket=http_socket,
                 agents=lambda: _agent_states(app),
                 states=app.transaction_state,
+                relayer=desk,
             )
         )
         log.info(

@@ -45,12 +45,12 @@ from connectors.core.records import DeadLetter, Verdict, VerdictOutcome
 from hub.addressing import address
 from hub.checkpoints import Checkpoints
 from hub.kafka_io import KafkaIO
+from hub.relay import RelayDesk
 from hub.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 UNAVAILABLE = "unavailable"  # the Refusal stage of a temporary failure: nothing to dead-letter
-Relayer = Callable[[str, str, str, bytes, str], Awaitable[Attempt]]
 
 
 def web_request(request: web.Request, body: bytes) -> WebRequest:
@@ -96,7 +96,7 @@ class Gateway(Service):
         listeners: list[Listener] | None = None,
         http_socket: socket.socket | None = None,
         agents: Callable[[], dict[str, str]] | None = None,
-        relayer: Relayer | None = None,
+        relayer: RelayDesk | None = None,
         states: Callable[[str], str | None] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -144,6 +144,8 @@ class Gateway(Service):
 
     async def on_start(self) -> None:
         await self.io.start()
+        if self.relayer is not None:
+            await self.relayer.start()  # its follower reads relay results from now on
         # keepalive_timeout: aiohttp closes a connection that has not completed a request
         # head within it (from connect, or from the last answer): the idle and header limit.
         self.runner = web.AppRunner(
@@ -173,6 +175,8 @@ class Gateway(Service):
     async def on_stop(self) -> None:
         for listener in self.listeners:
             await listener.stop()
+        if self.relayer is not None:
+            await self.relayer.stop()
         if self.http:
             self.http.close()
         if self.runner:
@@ -251,7 +255,7 @@ class Gateway(Service):
     ) -> Attempt:
         if self.relayer is None:
             return Attempt(False, False, "this hub relays no calls")
-        return await self.relayer(protocol, caller, target, body, content_type)
+        return await self.relayer.relay(protocol, caller, target, body, content_type)
 
     async def status(self, transaction_id: str) -> str | None:
         return self.states(transaction_id) if self.states else None
@@ -308,8 +312,9 @@ class Gateway(Service):
                 if connector.http.handler is not None:
                     # The connector answers itself (a relay); the body is bounded here.
                     body = await self._body(codec, request)
-                    answer = await connector.http.handler(self, symbol, web_request(request, body))
-                    return web_response(answer)
+                    own = self.connector_settings.get(connector.name) or connector.settings()
+                    seen = web_request(request, body)
+                    return web_response(await connector.http.handler(self, own, symbol, seen))
                 return response(await self._receive(codec, symbol, request))
             except Refusal as refusal:
                 await self.refuse(refusal, symbol, connector.name if connector else path)

@@ -79,10 +79,14 @@ async def gateway(directory: Directory, **settings: Any) -> AsyncIterator[tuple[
     hub = {k: v for k, v in settings.items() if not k.startswith("iso10161_")}
     config = Settings(http_port=0, broker_check_interval_s=0.05, **hub)
     loaded = {
-        c.name: c.settings.model_validate({"port": 0, **own} if c.name == "iso10161" else {})
+        c.name: c.settings.model_validate(
+            {"port": 0, **(own if c.name == "iso10161" else {})}
+            if "port" in c.settings.model_fields
+            else {}
+        )
         for c in CONNECTORS
     }
-    listeners = assembly.listeners(CONNECTORS, config, loaded, directory)
+    listeners = assembly.listeners(CONNECTORS, config, loaded, directory, every=True)
     for listener in listeners:
         listener.bind()
     kafka = FakeKafka()

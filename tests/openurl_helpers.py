@@ -9,9 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.core.contract import Answer, Codec, Limits, Refusal, WebRequest, WebRoute
+from connectors.core.contract import Answer, Codec, Limits, Refusal, WebRoute
 from connectors.core.directory import Directory
 from connectors.core.model import Message, transaction_id
+from hub.gateway import web_request
 
 
 @dataclass
@@ -38,7 +39,7 @@ class RecordingIntake:
         *,
         wait: bool = True,
     ) -> Answer:
-        decoded = codec.decode(body, partner, self.limits.max_body_bytes)
+        decoded = codec.decode(body, partner, self.limits)
         txn = transaction_id(partner, decoded.message.request_id)
         if all(m.request_id != decoded.message.request_id for m in self.taken):
             self.taken.append(decoded.message)
@@ -70,15 +71,7 @@ def application(routes: list[WebRoute]) -> web.Application:
         async def handler(request: web.Request) -> web.Response:
             body = await request.read()
             answer = await route.handler(
-                WebRequest(
-                    method=request.method,
-                    path=request.path,
-                    match=dict(request.match_info),
-                    query=tuple(request.query.items()),
-                    headers=dict(request.headers),
-                    body=body,
-                    remote=request.remote or "",
-                )
+                web_request(request, body)  # as the hub's gateway builds it
             )
             response = web.Response(
                 body=answer.body, status=answer.status, headers=dict(answer.headers)

@@ -21,13 +21,7 @@ from hub.process import HubProcess
 from tests.kafka_reader import wait_for_record
 from tests.relay_fixtures import NORTH_INST, SOUTH_INST, SUPPORTED, relay_partners
 
-# The hub serves brokers once the lead has wired the relay (notes/relay-requests.md); until
-# then this module says so instead of failing on a missing route.
-WIRED = "RelayDesk" in (Path(__file__).resolve().parents[1] / "hub" / "cli.py").read_text()
-pytestmark = [
-    pytest.mark.kafka,
-    pytest.mark.skipif(not WIRED, reason="the relay is not wired into hub/cli.py yet"),
-]
+pytestmark = [pytest.mark.kafka]
 PATH = "ncip"  # brokers share /ncip/<symbol> with NCIP peers: the partner's protocol chooses
 RELAY_TOPICS = [
     {"name": name, "partitions": 4, "cleanup": "delete", "retention_hours": 24, "purpose": "relay"}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.core.contract import Fault, Outgoing, Refusal
+from connectors.core.contract import Fault, Limits, Outgoing, Refusal
 from connectors.core.directory import Partner
 from connectors.core.model import (
     Bibliographic,
@@ -36,7 +36,7 @@ LINES = [
 
 
 def decode(line: bytes, hub: str = "&rshub.request_id=OU-TEST-0001"):
-    return CODEC.decode(line + hub.encode(), "NORTH", 1_048_576).message
+    return CODEC.decode(line + hub.encode(), "NORTH", Limits(max_body_bytes=1_048_576)).message
 
 
 def test_the_samples_are_there() -> None:
@@ -139,7 +139,7 @@ def test_hub_keys_become_patron_and_request_fields() -> None:
 
 def test_no_title_no_identifier_is_refused_with_reason() -> None:
     with pytest.raises(Refusal) as refused:
-        CODEC.decode(b"sid=x&genre=book&isbn=123", "NORTH", 10_000)
+        CODEC.decode(b"sid=x&genre=book&isbn=123", "NORTH", Limits(max_body_bytes=10_000))
     assert "no title and no valid identifier" in refused.value.reason
     assert "isbn" in refused.value.reason
     assert refused.value.answer.status == 400
@@ -147,7 +147,7 @@ def test_no_title_no_identifier_is_refused_with_reason() -> None:
 
 def test_huge_query_is_too_large() -> None:
     with pytest.raises(Refusal) as refused:
-        CODEC.decode(b"title=" + b"a" * 20_000, "NORTH", 16_384)
+        CODEC.decode(b"title=" + b"a" * 20_000, "NORTH", Limits(max_body_bytes=16_384))
     assert refused.value.answer.status == 413
 
 
@@ -159,7 +159,7 @@ def test_too_many_pairs() -> None:
 
 def test_over_long_title_is_refused_naming_the_field() -> None:
     with pytest.raises(Refusal) as refused:
-        CODEC.decode(b"title=" + b"x" * 3_000, "NORTH", 100_000)
+        CODEC.decode(b"title=" + b"x" * 3_000, "NORTH", Limits(max_body_bytes=100_000))
     assert refused.value.reason.startswith("title:") and "2000" in refused.value.reason
 
 
@@ -182,7 +182,7 @@ def test_html_escaped_ampersands_and_markup_in_titles() -> None:
 @given(st.binary(max_size=2_000))
 def test_any_bytes_give_a_request_or_a_refusal(data: bytes) -> None:
     try:
-        message = CODEC.decode(data, "NORTH", 1_000)
+        message = CODEC.decode(data, "NORTH", Limits(max_body_bytes=1_000))
     except Refusal as refusal:
         assert refusal.reason and refusal.answer.status in (400, 413)
     else:

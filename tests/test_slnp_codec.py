@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.core.contract import Fault, Outgoing, Refusal
+from connectors.core.contract import Fault, Limits, Outgoing, Refusal
 from connectors.core.directory import Partner
 from connectors.core.model import (
     Bibliographic,
@@ -42,7 +42,7 @@ def test_the_samples_are_there() -> None:
 def test_each_sample_request_is_answered_as_the_sample_says(path: Path) -> None:
     expected = path.with_name(path.name.replace("request", "response")).read_text()
     try:
-        decoded = codec.decode(path.read_bytes(), "ZFL", 1 << 20)
+        decoded = codec.decode(path.read_bytes(), "ZFL", Limits(max_body_bytes=1 << 20))
     except Refusal as refusal:
         assert refusal.answer.body.decode() == expected
         return
@@ -78,7 +78,9 @@ def test_each_sample_response_round_trips(path: Path) -> None:
 
 def test_the_minimal_order_in_canonical_form() -> None:
     decoded = codec.decode(
-        (SAMPLES / "01-flbestellung-pfl-minimal.request.txt").read_bytes(), "ZFL", 1 << 20
+        (SAMPLES / "01-flbestellung-pfl-minimal.request.txt").read_bytes(),
+        "ZFL",
+        Limits(max_body_bytes=1 << 20),
     )
     message = decoded.message
     assert message.event is Event.REQUEST
@@ -146,7 +148,7 @@ def test_every_optional_order_parameter_lands_somewhere() -> None:
         Band="3",
         Heft="4",
     )
-    message = codec.decode(body, "ZFL", 1 << 20).message
+    message = codec.decode(body, "ZFL", Limits(max_body_bytes=1 << 20)).message
     bib = message.bibliographic
     assert bib is not None
     assert (bib.author, bib.publisher, bib.issn, bib.title_of_component) == (
@@ -186,7 +188,7 @@ def test_bad_values_are_refused_naming_the_parameter(
     params: dict[str, str], kind: str, names: str
 ) -> None:
     with pytest.raises(Refusal) as caught:
-        codec.decode(order(**params), "ZFL", 1 << 20)
+        codec.decode(order(**params), "ZFL", Limits(max_body_bytes=1 << 20))
     reply = parse_response(caught.value.answer.body.decode())
     assert reply.code == 520 and reply.error_type == kind
     assert f"'{names}'" in reply.text
@@ -220,21 +222,21 @@ def test_bad_values_are_refused_naming_the_parameter(
 )
 def test_malformed_commands_get_their_slnp_error(body: bytes, kind: str, code: int) -> None:
     with pytest.raises(Refusal) as caught:
-        codec.decode(body, "ZFL", 1 << 20)
+        codec.decode(body, "ZFL", Limits(max_body_bytes=1 << 20))
     reply = parse_response(caught.value.answer.body.decode())
     assert (reply.code, reply.error_type) == (code, kind)
 
 
 def test_a_command_over_the_limit_is_refused() -> None:
     with pytest.raises(Refusal) as caught:
-        codec.decode(order(Bemerkung="x" * 2000), "ZFL", 1000)
+        codec.decode(order(Bemerkung="x" * 2000), "ZFL", Limits(max_body_bytes=1000))
     assert "longer than 1000 bytes" in caught.value.reason
 
 
 @pytest.mark.parametrize("word", sorted(vocabulary.STATUS))
 def test_each_status_word_is_its_event(word: str) -> None:
     body = f"SLNPFLDatenÄnderung\nBestellId:B1\nStatus:{word}\nSLNPEndCommand\n".encode()
-    decoded = codec.decode(body, "ZFL", 1 << 20)
+    decoded = codec.decode(body, "ZFL", Limits(max_body_bytes=1 << 20))
     assert decoded.message.event is vocabulary.STATUS[word]
     assert decoded.message.request_id == "B1"
     reply = parse_response(codec.accept(decoded, "Loaned").body.decode())
@@ -243,7 +245,7 @@ def test_each_status_word_is_its_event(word: str) -> None:
 
 def test_the_ascii_spelling_and_any_case_are_understood() -> None:
     body = b"SLNPFLDatenAenderung\nBestellId:B1\nStatus:geliefert\nLeihfrist:20300131\nMediennummer:X1\nSLNPEndCommand\n"
-    message = codec.decode(body, "ZFL", 1 << 20).message
+    message = codec.decode(body, "ZFL", Limits(max_body_bytes=1 << 20)).message
     assert message.event is Event.LOANED
     assert message.due_date == datetime(2030, 1, 31, tzinfo=UTC)
     assert message.item_id == "X1"
@@ -252,7 +254,9 @@ def test_the_ascii_spelling_and_any_case_are_understood() -> None:
 def test_a_status_word_outside_the_table_is_refused() -> None:
     with pytest.raises(Refusal) as caught:
         codec.decode(
-            b"SLNPFLDatenAenderung\nBestellId:B1\nStatus:Weg\nSLNPEndCommand\n", "Z", 1 << 20
+            b"SLNPFLDatenAenderung\nBestellId:B1\nStatus:Weg\nSLNPEndCommand\n",
+            "Z",
+            Limits(max_body_bytes=1 << 20),
         )
     assert (
         parse_response(caught.value.answer.body.decode()).error_type == "SLNP_PARAM_VALUE_NOT_VALID"
@@ -283,7 +287,7 @@ def test_every_step_renders_and_reads_back_as_itself(event: Event) -> None:
     message = Message(event=event, request_id="t0123456789abcdef.1", **STEPS.get(event, {}))
     correlation = SlnpCorrelation(request_id="BsNr1234", order_id="BsNr1234", local_number="t1")
     body = codec.render(outgoing(message, correlation))
-    back = codec.decode(body, "ZFL", 1 << 20).message
+    back = codec.decode(body, "ZFL", Limits(max_body_bytes=1 << 20)).message
     assert back.event is event
     assert back.request_id == "BsNr1234"  # the partner's own order id, from the correlation
     for field, value in STEPS.get(event, {}).items():
@@ -309,7 +313,9 @@ def test_a_request_renders_as_an_afl_order_and_reads_back() -> None:
     assert command.get("BsTyp") == "AFL" and command.get("BsTyp2") == "C"
     assert command.get("SigelListe") == "456DEF" and command.get("SigelNB") == "123ABC"
     assert command.get("BenutzerNummer") == "123ABC"  # the borrowing library, not its patron
-    back = codec.decode(codec.render(outgoing(message)), "X", 1 << 20).message
+    back = codec.decode(
+        codec.render(outgoing(message)), "X", Limits(max_body_bytes=1 << 20)
+    ).message
     assert back.bibliographic == message.bibliographic
     assert (back.need_before, back.note, back.service_type) == (
         message.need_before,

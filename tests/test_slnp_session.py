@@ -47,7 +47,7 @@ class FakeIntake:
         *,
         wait: bool = True,
     ) -> Answer:
-        decoded = codec.decode(body, partner, self.limits.max_body_bytes)
+        decoded = codec.decode(body, partner, self.limits)
         if self.refuse_with is not None:
             raise Refusal("no", codec.fault(self.refuse_with, "refused in test", decoded), "apply")
         self.taken.append((partner, decoded.message))

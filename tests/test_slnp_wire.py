@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.core.contract import Refusal
+from connectors.core.contract import Limits, Refusal
 from connectors.slnp.codec import SlnpCodec
 from connectors.slnp.wire import (
     Command,
@@ -130,7 +130,7 @@ def test_any_bytes_cut_anyhow_give_frames_or_a_framing_error(chunks: list[bytes]
         for chunk in chunks:
             for frame in f.feed(chunk):
                 try:
-                    codec.decode(frame, "ZFL", 1000)
+                    codec.decode(frame, "ZFL", Limits(max_body_bytes=1000))
                 except Refusal as refusal:
                     assert refusal.answer.body.startswith(b"5")
                     assert refusal.answer.body.count(b"\n") == 1

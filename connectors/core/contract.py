@@ -271,9 +271,10 @@ class HttpInbound:
 
     path: str | None = None
     # A connector that answers the request itself (a relay: the call is not a loan step)
-    # instead of through `Intake.take`: called with the intake, the partner's symbol and the
-    # request (body already bounded); it authenticates, audits and answers.
-    handler: Callable[[Intake, str, WebRequest], Awaitable[WebResponse]] | None = None
+    # instead of through `Intake.take`: called with the intake, the connector's settings, the
+    # partner's symbol and the request (body already bounded); it authenticates, audits and
+    # answers.
+    handler: Callable[[Intake, Any, str, WebRequest], Awaitable[WebResponse]] | None = None
 
 
 @dataclass(frozen=True)

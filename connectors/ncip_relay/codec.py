@@ -377,6 +377,9 @@ class RelayCodec:
     def render(self, outgoing: Outgoing) -> bytes:
         raise NotApplicable("the hub sends relay partners no loan steps; brokers call them")
 
+    def read_answer(self, body: bytes) -> dict[str, Any] | None:
+        return None  # `rshub decode` shows partners' messages; answers read as refusals
+
     def judge(self, body: bytes, status: int | None = None) -> Attempt:
         service = service_of(body, max(len(body), 1))
         if service is None:

@@ -12,7 +12,7 @@ from connectors.ncip_relay.options import RelayOptions, RelaySettings
 CONNECTOR: Connector[RelayOptions, RelaySettings] = Connector(
     name=codec.PROTOCOL,
     codec=codec.CODEC,
-    http=HttpInbound(path="ncip"),
+    http=HttpInbound(path="ncip", handler=front.http_handler),
     web=front.routes,
     sender=sender.member_sender,
     options=RelayOptions,

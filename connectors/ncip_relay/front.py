@@ -174,6 +174,22 @@ async def _relay(
         return Attempt(False, True, f"the hub could not relay the call ({type(error).__name__})")
 
 
+async def http_handler(
+    intake: Intake, settings: RelaySettings, symbol: str, request: WebRequest
+) -> WebResponse:
+    """`HttpInbound.handler`: a broker's call on the shared `/ncip/{symbol}`."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    answer = await handle(
+        intake,
+        settings,
+        symbol,
+        request.body,
+        headers.get("content-type"),
+        headers.get("authorization"),
+    )
+    return WebResponse(answer.status, answer.body, answer.content_type)
+
+
 def routes(intake: Intake, limits: Limits, settings: RelaySettings) -> list[WebRoute]:
     """`Connector.web`: the relay's own door, `POST /ncip-relay/{symbol}` (the shared
     `/ncip/{symbol}` reaches `handle` through the gateway, by the partner's protocol)."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from pydantic import ValidationError
 
-from connectors.core.contract import Answer, Attempt, Decoded, Fault, Outgoing, Refusal
+from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import (
     Event,
     Message,
@@ -119,6 +120,7 @@ def _query(items: list[tuple[str, str]]) -> str:
 
 class OpenUrlCodec:
     protocol = PROTOCOL
+    content_type = "application/x-www-form-urlencoded"
     events_in = frozenset({Event.REQUEST})
     events_out = frozenset({Event.REQUEST})
     # An OpenURL carries a request and nothing after it: the patron follows the request on
@@ -129,7 +131,8 @@ class OpenUrlCodec:
         self.max_pairs = max_pairs
 
     # --- inbound ---
-    def decode(self, body: bytes, sender: str, limit: int) -> Decoded[Parsed]:
+    def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Parsed]:
+        limit = limits.max_body_bytes
         if len(body) > limit:
             detail = f"OpenURL of {len(body)} bytes exceeds the limit of {limit} bytes"
             raise Refusal(detail, self.fault(Fault.TOO_LARGE, detail))
@@ -192,6 +195,9 @@ class OpenUrlCodec:
             items += _keys_10(message, extension, options)
         separator = "&" if "?" in base else "?"
         return f"{base}{separator}{_query(items)}".encode()
+
+    def read_answer(self, body: bytes) -> dict[str, Any] | None:
+        return None  # `rshub decode` shows partners' messages; answers read as refusals
 
     def judge(self, body: bytes, status: int | None = None) -> Attempt:
         if status is None:

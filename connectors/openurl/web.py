@@ -159,12 +159,10 @@ class OpenUrlWeb:
                 f"OpenURL of {size} bytes exceeds the limit of {self.settings.max_query_bytes}",
                 too_large=True,
             )
-        raw = getattr(request, "raw_query", None)
-        items = (
-            pairs(raw, self.settings.max_pairs)
-            if isinstance(raw, bytes)
-            else from_query(request.query)
-        )
+        # The undecoded query (links arrive in Latin-1 too); the decoded pairs only where
+        # the raw form is not at hand.
+        raw = request.raw_query
+        items = pairs(raw, self.settings.max_pairs) if raw else from_query(request.query)
         if request.method == "POST" and request.body:
             if _is_form(request.body):
                 # Our own form: plain form decoding (empty fields are fields, not the rest

@@ -15,6 +15,7 @@ from connectors.core.contract import Connector, Limits, Listener, Sender
 from connectors.core.directory import Directory
 from connectors.slnp.client import SCHEMES, SlnpSender
 from connectors.slnp.codec import SlnpCodec
+from connectors.slnp.identity import problems
 from connectors.slnp.models import SlnpCorrelation, SlnpOptions, SlnpSettings
 from connectors.slnp.server import SlnpListener
 from connectors.slnp.simulator import simulator
@@ -24,6 +25,10 @@ CODEC = SlnpCodec()
 
 def listeners(limits: Limits, settings: SlnpSettings, directory: Directory) -> list[Listener]:
     return [SlnpListener(limits, settings, CODEC)]
+
+
+def check(settings: SlnpSettings, directory: Directory) -> list[str]:
+    return problems(directory, settings)
 
 
 def sender(limits: Limits, settings: SlnpSettings, codec: object) -> Sender:
@@ -40,6 +45,7 @@ CONNECTOR: Connector[SlnpOptions, SlnpSettings] = Connector(
     endpoint_schemes=SCHEMES,
     correlation=SlnpCorrelation,
     simulator=simulator,
+    check=check,
     describe="SLNP over TCP: the German regional ILL servers (ZFL)",
 )
 

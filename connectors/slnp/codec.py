@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.core.contract import Answer, Attempt, Decoded, Fault, Outgoing, Refusal
+from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import (
     SENDER,
     Bibliographic,
@@ -80,6 +80,7 @@ def options_of(partner_options: dict[str, Any]) -> SlnpOptions:
 
 class SlnpCodec:
     protocol = PROTOCOL
+    content_type = "text/plain; charset=utf-8"
     events_in = frozenset({Event.REQUEST, *vocabulary.STATUS.values()})
     events_out = frozenset({Event.REQUEST, *vocabulary.STATUS.values()})
     not_applicable = vocabulary.NOT_APPLICABLE
@@ -101,8 +102,8 @@ class SlnpCodec:
         except SlnpError as exc:
             raise refusal(exc.kind, exc.detail) from None
 
-    def decode(self, body: bytes, sender: str, limit: int) -> Decoded[Command]:
-        command = self.parse(body, limit)
+    def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Command]:
+        command = self.parse(body, limits.max_body_bytes)
         name = canonical_name(command.name)
         if name == vocabulary.ORDER:
             mandatory = vocabulary.ORDER_MANDATORY
@@ -372,6 +373,9 @@ class SlnpCodec:
         if message.note:
             params.append(("Bemerkung", message.note))
         return Command(vocabulary.CHANGE, tuple(_one_line(params)))
+
+    def read_answer(self, body: bytes) -> dict[str, Any] | None:
+        return None  # `rshub decode` shows partners' messages; answers read as refusals
 
     def judge(self, body: bytes, status: int | None = None) -> Attempt:
         text = body.decode("utf-8", errors="replace")

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from typing import Any
 
 import structlog
 
-from connectors.core.connections import SourceLimit
+from connectors.core.connections import SourceLimit, bind
 from connectors.core.contract import Answer, Fault, Intake, Limits, Refusal
 from connectors.core.directory import Directory, Partner
 from connectors.slnp import identity, vocabulary
@@ -48,19 +49,25 @@ class SlnpListener:
         self.server: asyncio.Server | None = None
         self.intake: Intake | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
+        self.sock: socket.socket | None = None
 
     @property
     def port(self) -> int:
         assert self.server is not None
         return int(self.server.sockets[0].getsockname()[1])
 
+    def bind(self) -> None:
+        """Take the port now: a port in use stops start-up with one line."""
+        self.sock = bind(self.limits.host, self.settings.port, "SLNP")
+
     async def start(self, intake: Intake) -> None:
         self.intake = intake
         tls = identity.server_context(self.settings)
+        if self.sock is None:
+            self.bind()
         self.server = await asyncio.start_server(
             self._connection,
-            host=self.limits.host,
-            port=self.settings.port,
+            sock=self.sock,
             ssl=tls,
             ssl_handshake_timeout=self.limits.read_timeout_s if tls else None,
         )
