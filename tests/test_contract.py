@@ -203,3 +203,19 @@ async def test_a_loan_through_a_connector_defined_in_a_test(line_hub) -> None:  
     # A step the borrower may not say: the line protocol's own error.
     answer = await borrower.say(port, "LoanCompleted R-1 from=LINE item=SOUTH-1")
     assert answer.startswith("ERR state"), answer
+
+
+def test_topics_yaml_documents_every_connectors_topics() -> None:
+    """The file operators read names every topic the built-in connectors use; a topic of an
+    extra connector the file does not name is still created (with the outbound defaults)."""
+    from hub import topics
+
+    declared = {spec.name for spec in topics.load(topics.DEFAULT)}
+    for connector in CONNECTORS:
+        assert {connector.outbound_topic, *connector.topics} <= declared, connector.name
+    stray = {n for n in declared if n.startswith("ill.outbound.")} - {
+        c.outbound_topic for c in CONNECTORS
+    }
+    assert not stray
+    completed = {spec.name for spec in topics.complete(topics.load(topics.DEFAULT), EVERY)}
+    assert "ill.outbound.line" in completed
