@@ -54,7 +54,9 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path, what: str
                 return
         except OSError:
             time.sleep(0.05)  # polling a port that is not open yet: nothing to await
-    raise RuntimeError(f"{what} did not open port {port}: {log.read_text() if log.exists() else ''}")
+    raise RuntimeError(
+        f"{what} did not open port {port}: {log.read_text() if log.exists() else ''}"
+    )
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -62,9 +64,22 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
         ],
         check=True,
         capture_output=True,
@@ -202,7 +217,9 @@ service stats {{
     def count(self, user: str, folder: str = "INBOX") -> int:
         """Mails in a folder, read from the Maildir (new + cur) as the server stored them."""
         box = self.maildir(user, folder)
-        return sum(len(list((box / sub).glob("*"))) for sub in ("new", "cur") if (box / sub).is_dir())
+        return sum(
+            len(list((box / sub).glob("*"))) for sub in ("new", "cur") if (box / sub).is_dir()
+        )
 
     def mails(self, user: str, folder: str = "INBOX") -> list[bytes]:
         box = self.maildir(user, folder)
@@ -236,10 +253,20 @@ class SmtpServer:
         log = self.folder / f"smtp-{self.port}.log"
         self.process = subprocess.Popen(
             [
-                sys.executable, str(HERE / "smtp_server.py"),
-                "--port", str(self.port), "--lmtp-port", str(self.lmtp_port),
-                "--user", self.user, "--tls", self.tls,
-                "--cert", str(self.folder / "cert.pem"), "--key", str(self.folder / "key.pem"),
+                sys.executable,
+                str(HERE / "smtp_server.py"),
+                "--port",
+                str(self.port),
+                "--lmtp-port",
+                str(self.lmtp_port),
+                "--user",
+                self.user,
+                "--tls",
+                self.tls,
+                "--cert",
+                str(self.folder / "cert.pem"),
+                "--key",
+                str(self.folder / "key.pem"),
             ],  # fmt: skip
             stdout=open(log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
@@ -275,7 +302,9 @@ USERS = {
 
 
 @contextmanager
-def mail_servers(capabilities: str | None = None, smtp_tls: str = "starttls") -> Iterator[MailServers]:
+def mail_servers(
+    capabilities: str | None = None, smtp_tls: str = "starttls"
+) -> Iterator[MailServers]:
     folder = Path(tempfile.mkdtemp(prefix="rshub-mail-"))
     dovecot = Dovecot(folder, dict(USERS), capabilities=capabilities)
     smtp = SmtpServer(folder, dovecot.lmtp_port, "hub-out", USERS["hub-out"], tls=smtp_tls)
