@@ -74,7 +74,9 @@ def main() -> None:
             require_starttls=args.tls == "starttls",
             authenticator=authenticate,
             auth_required=True,
-            auth_require_tls=True,
+            # Implicit TLS wraps the socket below aiosmtpd, which then does not know the
+            # session is encrypted; it is, so AUTH is offered from the start.
+            auth_require_tls=args.tls == "starttls",
         )
 
     async def serve() -> None:

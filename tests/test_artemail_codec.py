@@ -142,9 +142,10 @@ def test_batched_orders_match_the_batch_sample_byte_for_byte() -> None:
 def test_a_resent_order_is_the_same_mail() -> None:
     assert render(article_1301()) == render(article_1301())
     other = article_1301().model_copy(update={"request_id": "UH-1302"})
-    assert email.message_from_bytes(render(other))["Message-ID"] != email.message_from_bytes(
-        render(article_1301())
-    )["Message-ID"]
+    assert (
+        email.message_from_bytes(render(other))["Message-ID"]
+        != email.message_from_bytes(render(article_1301()))["Message-ID"]
+    )
 
 
 @pytest.mark.parametrize("sample", ALL, ids=[p.name for p in ALL])
@@ -206,20 +207,36 @@ EXPECTED: dict[str, tuple[str, Event, dict[str, object]]] = {
     "CAT*REAPPLY": ("CAT*REAPPLY 6 being catalogued", Event.RETRY_POSSIBLE, {}),
     "CRF*CANNOT MATCH ITEM": ("CRF*CANNOT MATCH ITEM", Event.UNFILLED, {"reason": 17}),
     "DIRECT": ("DIRECT supplied by another library", Event.LENDER_NOTE, {}),
-    "DUE": ("DUE 15-02-2027 Loan despatched", Event.LOANED, {"due": datetime(2027, 2, 15, tzinfo=UTC)}),
+    "DUE": (
+        "DUE 15-02-2027 Loan despatched",
+        Event.LOANED,
+        {"due": datetime(2027, 2, 15, tzinfo=UTC)},
+    ),
     "DUE*AUTOMATIC RENEWAL PENDING": ("DUE*AUTOMATIC RENEWAL PENDING", Event.LENDER_NOTE, {}),
     "DUE WAIT": ("DUE WAIT 01-03-2027", Event.LENDER_NOTE, {}),
     "*FINAL DEMAND": ("*FINAL DEMAND please return", Event.OVERDUE, {}),
     "*INVALID ORDERING OPTIONS": ("*INVALID ORDERING OPTIONS", Event.UNFILLED, {"reason": 23}),
     "NCANC": ("NCANC already despatched", Event.CANCEL_REPLY, {"answer": False}),
-    "NO RENEW": ("NO RENEW item requested by another reader", Event.RENEW_ANSWER, {"answer": False}),
+    "NO RENEW": (
+        "NO RENEW item requested by another reader",
+        Event.RENEW_ANSWER,
+        {"answer": False},
+    ),
     "NOT": ("NOT not available for loan", Event.UNFILLED, {"reason": 27}),
     "NOT*NUKL": ("NOT*NUKL", Event.UNFILLED, {"reason": 18}),
     "RCOP": ("RCOP copy request noted", Event.LENDER_NOTE, {}),
-    "RENEWED*": ("RENEWED*20-04-2027", Event.RENEW_ANSWER, {"answer": True, "due": datetime(2027, 4, 20, tzinfo=UTC)}),
+    "RENEWED*": (
+        "RENEWED*20-04-2027",
+        Event.RENEW_ANSWER,
+        {"answer": True, "due": datetime(2027, 4, 20, tzinfo=UTC)},
+    ),
     "SHIPPED COPY": ("SHIPPED COPY sent by secure electronic delivery", Event.COPY_COMPLETED, {}),
     "*TOTAL LIBRARY": ("*TOTAL LIBRARY", Event.LENDER_NOTE, {}),
-    "*TOTAL LIBRARY MAX COST": ("*TOTAL LIBRARY MAX COST 45.50", Event.CONDITIONAL, {"cost": Decimal("45.50")}),
+    "*TOTAL LIBRARY MAX COST": (
+        "*TOTAL LIBRARY MAX COST 45.50",
+        Event.CONDITIONAL,
+        {"cost": Decimal("45.50")},
+    ),
     "TOTAL LOAN*MORE THAN 1 VOLUME": ("TOTAL LOAN*MORE THAN 1 VOLUME", Event.LENDER_NOTE, {}),
     "USE O/D": ("USE O/D", Event.LENDER_NOTE, {}),
     "USE*": ("USE*12345", Event.LENDER_NOTE, {}),

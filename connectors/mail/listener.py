@@ -64,6 +64,19 @@ class Position:
             return None
 
 
+def _uids(lines: list[Any]) -> list[int]:
+    """UIDs of a SEARCH answer (aioimaplib hands the untagged data with or without its
+    `SEARCH` word; the last line is the tagged status)."""
+    found: set[int] = set()
+    for line in lines[:-1]:
+        words = bytes(line).split()
+        if words[:1] == [b"SEARCH"]:
+            words = words[1:]
+        if all(word.isdigit() for word in words):
+            found.update(int(word) for word in words)
+    return sorted(found)
+
+
 def tls_context(settings: MailSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=settings.ca_file)
 
@@ -180,12 +193,8 @@ class MailboxListener:
 
     async def _new(self, imap: aioimaplib.IMAP4, last: int) -> list[int]:
         response = _ok(await imap.uid_search("UID", f"{last + 1}:*", charset=None), "SEARCH")
-        found: list[int] = []
-        for line in response.lines:
-            if line.startswith(b"SEARCH"):
-                found += [int(n) for n in line.split()[1:] if n.isdigit()]
         # `n:*` always matches the newest mail, even one at or below n.
-        return sorted(uid for uid in set(found) if uid > last)
+        return [uid for uid in _uids(response.lines) if uid > last]
 
     async def _finish(self, imap: aioimaplib.IMAP4, position: Position) -> None:
         """Move mails taken before a restart that are still in the inbox."""
@@ -195,15 +204,7 @@ class MailboxListener:
 
     async def _below(self, imap: aioimaplib.IMAP4, uid: int) -> list[int]:
         response = _ok(await imap.uid_search("UID", f"1:{uid}", charset=None), "SEARCH")
-        return sorted(
-            {
-                int(n)
-                for line in response.lines
-                if line.startswith(b"SEARCH")
-                for n in line.split()[1:]
-                if n.isdigit() and int(n) <= uid
-            }
-        )
+        return [found for found in _uids(response.lines) if found <= uid]
 
     async def _wait(self, imap: aioimaplib.IMAP4) -> None:
         if self.settings.use_idle and imap.has_capability("IDLE"):
