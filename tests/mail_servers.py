@@ -267,7 +267,7 @@ class SmtpServer:
                 str(self.folder / "cert.pem"),
                 "--key",
                 str(self.folder / "key.pem"),
-            ],  # fmt: skip
+            ],
             stdout=open(log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             env={**os.environ, "SMTP_TEST_PASSWORD": self.password},
