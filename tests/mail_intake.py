@@ -43,7 +43,7 @@ class MemoryIntake:
         wait: bool = True,
     ) -> Answer:
         await self.audit("in", codec.protocol, partner, body, content_type)
-        decoded = codec.decode(body, partner, self.limits.max_body_bytes)
+        decoded = codec.decode(body, partner, self.limits)
         message = decoded.message
         self.taken[message.request_id] += 1
         self.applied.setdefault(message.message_id, message.request_id)

@@ -16,7 +16,7 @@ from connectors.artemail.batch import merge
 from connectors.artemail.codec import ArtemailCodec
 from connectors.artemail.codes import CODES
 from connectors.artemail.order import read_order
-from connectors.core.contract import Fault, Outgoing, Refusal
+from connectors.core.contract import Fault, Limits, Outgoing, Refusal
 from connectors.core.directory import Partner
 from connectors.core.model import (
     Bibliographic,
@@ -154,7 +154,7 @@ def test_every_sample_reads_back(sample: Path) -> None:
     order = read_order(text)
     assert order.customer == "00-0000"
     assert all(len(line) <= 40 for r in order.requests for line in r.lines)
-    decoded = ArtemailCodec().decode(sample.read_bytes(), "TEST", 1_000_000)
+    decoded = ArtemailCodec().decode(sample.read_bytes(), "TEST", Limits(max_body_bytes=1_000_000))
     assert decoded.message.event is Event.REQUEST
     assert decoded.message.request_id == order.requests[0].reference
     refs = [r["reference"] for r in decoded.message.extensions["artemail"]["requests"]]
@@ -250,7 +250,7 @@ def test_the_table_covers_every_reply_code() -> None:
 @pytest.mark.parametrize("code", sorted(EXPECTED))
 def test_every_reply_code_becomes_its_evidence(code: str) -> None:
     line, event, expect = EXPECTED[code]
-    message = ArtemailCodec().decode(reply(line), "BL", 1_000_000).message
+    message = ArtemailCodec().decode(reply(line), "BL", Limits(max_body_bytes=1_000_000)).message
     assert message.event is event
     assert message.request_id == REF and message.sender == "BL"
     assert message.extensions["artemail"]["code"] == code
@@ -268,11 +268,17 @@ def test_every_reply_code_becomes_its_evidence(code: str) -> None:
 
 def test_reference_found_in_the_subject_only() -> None:
     raw = (f"From: b@bl.uk\r\nSubject: Re: FILEREFNO {REF}\r\n\r\nSHIPPED COPY\r\n").encode()
-    assert ArtemailCodec().decode(raw, "BL", 10_000).message.request_id == REF
+    assert (
+        ArtemailCodec().decode(raw, "BL", Limits(max_body_bytes=10_000)).message.request_id == REF
+    )
 
 
 def test_unknown_code_with_a_reference_is_a_notification_with_the_text() -> None:
-    message = ArtemailCodec().decode(reply("ZZTOP something new"), "BL", 10_000).message
+    message = (
+        ArtemailCodec()
+        .decode(reply("ZZTOP something new"), "BL", Limits(max_body_bytes=10_000))
+        .message
+    )
     assert message.event is Event.LENDER_NOTE
     assert message.note and "ZZTOP something new" in message.note
 
@@ -280,20 +286,23 @@ def test_unknown_code_with_a_reference_is_a_notification_with_the_text() -> None
 def test_unknown_reference_is_refused_not_dropped() -> None:
     raw = b"From: b@bl.uk\r\nSubject: status\r\n\r\nDUE 01-01-2027\r\n"
     with pytest.raises(Refusal) as caught:
-        ArtemailCodec().decode(raw, "BL", 10_000)
+        ArtemailCodec().decode(raw, "BL", Limits(max_body_bytes=10_000))
     assert caught.value.answer.status == 404 and b"unknown_request" in caught.value.answer.body
 
 
 def test_plain_body_reply_reads_too() -> None:
     text = f"TX{REF}\nNOT*NUKL\n".encode()
-    assert ArtemailCodec().decode(text, "BL", 10_000).message.event is Event.UNFILLED
+    assert (
+        ArtemailCodec().decode(text, "BL", Limits(max_body_bytes=10_000)).message.event
+        is Event.UNFILLED
+    )
 
 
 def test_reply_about_two_requests_is_refused() -> None:
     other = "t00000000000000ff.2"
     raw = f"Subject: x\r\n\r\nTX{REF}\r\nDUE 01-01-2027\r\nTX{other}\r\nNOT\r\n".encode()
     with pytest.raises(Refusal, match="2 requests"):
-        ArtemailCodec().decode(raw, "BL", 10_000)
+        ArtemailCodec().decode(raw, "BL", Limits(max_body_bytes=10_000))
 
 
 def test_reference_pattern_is_partner_data() -> None:
@@ -302,7 +311,7 @@ def test_reference_pattern_is_partner_data() -> None:
     codec = ArtemailCodec()
     codec.patterns["BL"] = re.compile(r"YOUR REF (?P<ref>\S+)")
     raw = b"Subject: x\r\n\r\nYOUR REF UH-77\r\nSHIPPED COPY\r\n"
-    assert codec.decode(raw, "BL", 10_000).message.request_id == "UH-77"
+    assert codec.decode(raw, "BL", Limits(max_body_bytes=10_000)).message.request_id == "UH-77"
 
 
 def test_faults_name_the_fault() -> None:

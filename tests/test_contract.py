@@ -64,7 +64,14 @@ def partner(connector: Connector) -> Partner:  # type: ignore[type-arg]
 
 
 @pytest.mark.parametrize("connector", list(EVERY), ids=lambda c: c.name)
-def test_every_event_is_rendered_or_declared_not_applicable(connector: Connector) -> None:  # type: ignore[type-arg]
+def test_every_event_is_rendered_or_declared_not_applicable(
+    connector: Connector,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Secrets a partner's options name by variable (the BL's customer code): set, as in use.
+    for name, field in connector.options.model_fields.items():
+        if name.endswith("_env") and isinstance(field.default, str):
+            monkeypatch.setenv(field.default, "x1")
     codec = connector.codec
     assert codec.events_out | codec.not_applicable == frozenset(Event)
     assert not codec.events_out & codec.not_applicable

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from connectors.core.contract import Outgoing, Refusal
+from connectors.core.contract import Limits, Outgoing, Refusal
 from connectors.core.directory import Partner
 from connectors.core.model import Bibliographic, Event, Message, RenderError, ServiceType
 from connectors.illiad_email import CONNECTOR
@@ -91,5 +91,7 @@ def test_username_is_required() -> None:
 
 def test_nothing_is_read_by_mail() -> None:
     with pytest.raises(Refusal):
-        CONNECTOR.codec.decode(b"Subject: x\r\n\r\nhello\r\n", "ILLIAD", 1000)
+        CONNECTOR.codec.decode(
+            b"Subject: x\r\n\r\nhello\r\n", "ILLIAD", Limits(max_body_bytes=1000)
+        )
     assert CONNECTOR.listeners is None and CONNECTOR.name == "illiad-email"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.artemail.codec import ArtemailCodec
-from connectors.core.contract import Fault, Refusal
+from connectors.core.contract import Fault, Limits, Refusal
 from connectors.mail.mime import MailError, MailLimits, parse_mail
 
 HEAD = b"From: bldss@bl.uk\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
@@ -74,7 +74,7 @@ def test_hostile_mail_is_a_mail_error_naming_the_problem(kind: str) -> None:
 def test_the_codec_refuses_hostile_mail_in_its_own_terms(kind: str) -> None:
     raw, fault, _ = HOSTILE[kind]
     with pytest.raises(Refusal) as caught:
-        ArtemailCodec().decode(raw, "BL", 2_000_000)
+        ArtemailCodec().decode(raw, "BL", Limits(max_body_bytes=2_000_000))
     assert caught.value.answer.body.startswith(fault.value.encode())
 
 
@@ -91,4 +91,4 @@ def test_html_beside_plain_text_reads_the_plain_text() -> None:
 @given(st.binary(max_size=4000))
 def test_any_bytes_are_read_or_refused(raw: bytes) -> None:
     with contextlib.suppress(Refusal):  # read, or refused in ARTEmail's terms: nothing else
-        ArtemailCodec().decode(HEAD + raw, "BL", 1_000_000)
+        ArtemailCodec().decode(HEAD + raw, "BL", Limits(max_body_bytes=1_000_000))

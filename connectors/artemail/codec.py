@@ -13,7 +13,7 @@ from connectors.artemail import order as orders
 from connectors.artemail.codes import EVENTS_IN
 from connectors.artemail.options import DEFAULT_REFERENCE, ArtemailCorrelation, ArtemailOptions
 from connectors.artemail.reply import Report, amount_in, date_in, number_in, read_reply
-from connectors.core.contract import Answer, Attempt, Decoded, Fault, Outgoing, Refusal
+from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import (
     Bibliographic,
     Event,
@@ -33,22 +33,12 @@ PROTOCOL = "artemail"
 
 class ArtemailCodec:
     protocol = PROTOCOL
+    content_type = "message/rfc822"
     events_in = EVENTS_IN | {Event.REQUEST}
     events_out = frozenset({Event.REQUEST})
     # No mail form of these is known for the BL (FORMAT.md): the borrower is told the step
     # is not supported by this partner.
-    not_applicable = frozenset(
-        {
-            Event.CANCEL,
-            Event.RENEW,
-            Event.RECEIVED,
-            Event.SHIPPED_RETURN,
-            Event.BORROWER_NOTE,
-            Event.LOST,
-            Event.DAMAGED,
-            Event.STATUS_QUERY,
-        }
-    )
+    not_applicable = frozenset(Event) - events_out
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = environ
@@ -61,7 +51,8 @@ class ArtemailCodec:
     def _refuse(self, fault: Fault, detail: str, stage: str = "parse") -> Refusal:
         return Refusal(detail, fault_answer(fault, detail), stage=stage)
 
-    def decode(self, body: bytes, sender: str, limit: int) -> Decoded[Any]:
+    def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Any]:
+        limit = limits.max_body_bytes
         subject = ""
         if looks_like_mail(body):
             try:
@@ -214,6 +205,9 @@ class ArtemailCodec:
             ),
             date=message.timestamp,
         )
+
+    def read_answer(self, body: bytes) -> dict[str, Any] | None:
+        return None  # a mail is a message; `rshub decode` shows it as one
 
     def judge(self, body: bytes, status: int | None = None) -> Attempt:
         # SMTP has no answer to read: a mail accepted by the server is a request sent.

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from pydantic import ValidationError
 
-from connectors.core.contract import Answer, Attempt, Decoded, Fault, Outgoing, Refusal
+from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import Event, Message, NotApplicable, RenderError, ServiceType
 from connectors.illiad_email.options import IlliadEmailOptions
 from connectors.mail.channel import TEXT, fault_answer, partner_address
@@ -95,23 +95,13 @@ def body(message: Message, options: IlliadEmailOptions) -> str:
 
 class IlliadEmailCodec:
     protocol = PROTOCOL
+    content_type = "message/rfc822"
     events_in: frozenset[Event] = frozenset()
     events_out = frozenset({Event.REQUEST})
     # ILLiad's own circulation reaches the hub over NCIP; by mail only the request goes.
-    not_applicable = frozenset(
-        {
-            Event.CANCEL,
-            Event.RENEW,
-            Event.RECEIVED,
-            Event.SHIPPED_RETURN,
-            Event.BORROWER_NOTE,
-            Event.LOST,
-            Event.DAMAGED,
-            Event.STATUS_QUERY,
-        }
-    )
+    not_applicable = frozenset(Event) - events_out
 
-    def decode(self, body: bytes, sender: str, limit: int) -> Decoded[Any]:
+    def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Any]:
         detail = "ILLiad sends nothing by mail (its circulation comes over NCIP)"
         raise Refusal(detail, fault_answer(Fault.SYNTAX, detail))
 
@@ -152,6 +142,9 @@ class IlliadEmailCodec:
             ),
             date=message.timestamp,
         )
+
+    def read_answer(self, body: bytes) -> dict[str, Any] | None:
+        return None  # a mail is a message; `rshub decode` shows it as one
 
     def judge(self, body: bytes, status: int | None = None) -> Attempt:
         return Attempt(True, False, "accepted by the SMTP server")

@@ -116,6 +116,9 @@ class MailboxListener:
 
     # -- life cycle -------------------------------------------------------------------------
 
+    def bind(self) -> None:
+        """Nothing to reserve: a mailbox listener connects out to its IMAP server."""
+
     async def start(self, intake: Intake) -> None:
         self._task = asyncio.create_task(self._run(intake), name=f"mailbox {self.key}")
 
