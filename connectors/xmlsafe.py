@@ -10,6 +10,7 @@ DTD), not on its bytes, so it holds in every encoding (UTF-16, UTF-32, ...).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 from lxml import etree
 
@@ -59,7 +60,7 @@ def local(element: etree._Element) -> str:
     return etree.QName(element).localname if isinstance(element.tag, str) else ""
 
 
-Child = etree._Element | str | None
+Child: TypeAlias = etree._Element | str | None
 
 
 def element_maker(namespace: str, nsmap: dict[str | None, str]) -> Callable[..., etree._Element]:

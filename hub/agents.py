@@ -14,14 +14,18 @@ re-sends at most the calls that were in flight.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import structlog
 
-from connectors.core.directory import Directory
+from connectors.core.contract import Attempt, Connector, Outgoing, Registry, Sender
+from connectors.core.directory import Directory, Partner
+from connectors.core.holdings import Client
 from connectors.core.model import Message, NotApplicable, now
 from connectors.core.records import (
     CONTROL,
@@ -37,12 +41,12 @@ from connectors.core.records import (
     Tick,
     Verdict,
 )
-from hub import fetching
+from hub import fetching, relay
 from hub.delivery import PartnerQueues
 from hub.engine import apply
 from hub.kafka_io import REPLY_TO, KafkaIO
-from hub.locate import Client, Locator
-from hub.outbound import Outbound
+from hub.locate import Locator
+from hub.relay import RelayAnswers
 from hub.settings import Settings
 from hub.transaction import Output, Result, Sending, Transaction, as_output
 
@@ -50,7 +54,7 @@ log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100
 HUB_AGENCY = "RSHUB"
 HELD = "held back: an earlier step to this partner has not been delivered"
-RAW = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
+RAW: dict[str, Any] = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
 
 
 class TooLarge(ValueError):
@@ -61,13 +65,16 @@ def create_app(
     settings: Settings,
     directory: Directory,
     bootstrap_servers: str,
-    outbounds: list[Outbound],
+    connectors: Registry,
+    connector_settings: dict[str, Any] | None = None,
     catalogue_clients: dict[str, Client] | None = None,
     io: KafkaIO | None = None,
     fetch_wait_ms: int | None = None,
-) -> faust.App:
+    relay_answers: RelayAnswers | None = None,
+) -> fetching.App:
     """`io`: the gateway's Kafka side when it runs in this worker: verdicts for its waiting
-    partners and the item and load views are then updated here at once, not read back."""
+    partners and the item and load views are then updated here at once, not read back;
+    `relay_answers`: its relay desk's, for the same reason."""
     app = fetching.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -92,6 +99,12 @@ def create_app(
     inputs = app.topic("ill.inbound", "ill.delivery", "ill.control", **RAW)
     transactions = app.Table("transactions", default=None, partitions=4)
     delivered = app.Table("delivered", default=list, partitions=4)
+
+    def transaction_state(key: str) -> str | None:
+        row = transactions.get(key)
+        return str(row["state"]) if row else None
+
+    app.transaction_state = transaction_state
     topics: dict[str, faust.types.TopicT] = {}
     hub_io = io or KafkaIO(bootstrap_servers)
     load = hub_io.load
@@ -249,8 +262,28 @@ def create_app(
                 log.info("partner.back", partner=back.partner, transactions=len(waiting))
 
     queues = PartnerQueues(settings.delivery_per_partner, settings.delivery_total)
-    for outbound in outbounds:
-        _outbound_agent(app, settings, directory, outbound, write, delivered, queues)
+    shared = settings.limits()
+    for connector in connectors:
+        if connector.sender is None:
+            continue
+        own = (connector_settings or {}).get(connector.name) or connector.settings()
+        sender = connector.sender(shared, own, connector.codec)
+        _outbound_agent(app, settings, directory, connector, sender, write, delivered, queues)
+
+    relaying = relay.relay_senders(connectors, shared, os.environ)
+    if relaying:
+        # Relay connectors (NCIP brokers) declare the relay topic; their settings say how
+        # many calls run at once and how long a repeated call gets the first answer again.
+        own = (connector_settings or {}).get(next(iter(relaying)))
+        relay.install(
+            app,
+            directory,
+            relaying,
+            io=hub_io,
+            answers=relay_answers,
+            concurrency=int(getattr(own, "concurrency", 64)),
+            replay_window_s=float(getattr(own, "replay_window_s", 900.0)),
+        )
 
     locator = Locator(directory, catalogue_clients or {}, settings.holdings_cache_s)
 
@@ -293,11 +326,29 @@ def _written_at(event: Any) -> datetime:
     return datetime.fromtimestamp(stamp, UTC) if stamp and stamp > 0 else now()
 
 
+async def _send(
+    settings: Settings, sender: Sender, partner: Partner, body: bytes
+) -> tuple[Attempt, int]:
+    """One delivery with quick retries (doubling back-off) for failures another try may
+    cure within seconds; the engine's schedule takes over after `outbound_retries`. The last
+    attempt and the number of tries."""
+    delay, tries = settings.outbound_backoff_s, 0
+    while True:
+        tries += 1
+        attempted = await sender.send(partner, body)
+        if attempted.ok or not attempted.retryable or tries >= settings.outbound_retries:
+            return attempted, tries
+        log.info("delivery.retry", partner=partner.symbol, tries=tries, detail=attempted.detail)
+        await asyncio.sleep(delay)
+        delay *= 2
+
+
 def _outbound_agent(
     app: faust.App,
     settings: Settings,
     directory: Directory,
-    outbound: Outbound,
+    connector: Connector[Any, Any],
+    delivery: Sender,
     write: Any,
     delivered: Any,
     queues: PartnerQueues,
@@ -305,7 +356,7 @@ def _outbound_agent(
     """The agent reading ill.outbound.<protocol>. Each command becomes a job on its partner's
     queue; the input is acknowledged once the job's result is durable. A command already
     delivered (re-read after a restart) is acknowledged without a second delivery."""
-    delivery = outbound.delivery(settings)
+    codec = connector.codec
     failing: set[str] = set()  # partners whose last delivery from this worker failed
     partners_topic = app.topic("ill.partners", **RAW)
 
@@ -337,10 +388,16 @@ def _outbound_agent(
             result.outcome, result.retryable = DeliveryOutcome.FAILED, False
             result.detail = "partner has no endpoint"
             return result
+        outgoing = Outgoing(
+            message=command.message,
+            sender_agency=sender.agency_id if sender else HUB_AGENCY,
+            recipient=partner,
+            correlation=command.correlation,
+            state=command.state,
+            to_borrower=command.attempt == 0,
+        )
         try:
-            body = outbound.render(
-                command.message, sender.agency_id if sender else HUB_AGENCY, partner
-            )
+            body = codec.render(outgoing)
         except NotApplicable as exc:
             result.outcome, result.detail = DeliveryOutcome.NOT_APPLICABLE, str(exc)
             return result
@@ -348,18 +405,18 @@ def _outbound_agent(
             # Rendering is total: a step that cannot be written in the partner's protocol is
             # a failed delivery the engine handles (next lender, or parked for staff).
             result.outcome, result.retryable = DeliveryOutcome.FAILED, False
-            result.detail = f"cannot be written in {outbound.protocol}: {exc}"[:1000]
+            result.detail = f"cannot be written in {connector.name}: {exc}"[:1000]
             return result
         audit = AuditRecord(
             direction="out",
-            protocol=outbound.protocol,
+            protocol=connector.name,
             partner=partner.symbol,
             body=body.decode("latin-1"),
-            content_type=outbound.content_type,
+            content_type=codec.content_type,
             transaction_id=command.transaction_id,
         )
         await write([as_output("ill.audit", command.transaction_id, audit)])
-        attempted, tries = await delivery.deliver(partner, body)
+        attempted, tries = await _send(settings, delivery, partner, body)
         result.tries, result.detail = tries, attempted.detail[:1000]
         if not attempted.ok:
             result.outcome, result.retryable = DeliveryOutcome.FAILED, attempted.retryable
@@ -389,7 +446,7 @@ def _outbound_agent(
                 )
             log.info(
                 "delivery.result",
-                protocol=outbound.protocol,
+                protocol=connector.name,
                 recipient=command.recipient,
                 step=command.message.event.value,
                 outcome=result.outcome.value,
@@ -417,7 +474,7 @@ def _outbound_agent(
 
     async def outbound_agent(stream: faust.StreamT) -> None:
         await delivery.start()
-        manual = stream.noack()
+        manual = stream.noack()  # type: ignore[attr-defined]  # StreamT omits noack
         try:
             async for event in manual.events():
                 try:
@@ -437,8 +494,8 @@ def _outbound_agent(
             queues.cancel()
             await delivery.stop()
 
-    topic = app.topic(f"ill.outbound.{outbound.protocol}", **RAW)
-    app.agent(topic, name=f"outbound_{outbound.protocol}")(outbound_agent)
+    topic = app.topic(connector.outbound_topic, **RAW)
+    app.agent(topic, name=f"outbound_{connector.name}")(outbound_agent)
 
 
 async def _durable_set(table: Any, event: Any, key: str, value: Any) -> None:

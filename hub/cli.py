@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import structlog
 from pydantic import ValidationError
 
 from connectors.core.connections import ListenError, bind
+from connectors.core.contract import Registry
 from connectors.core.directory import Directory, DirectoryError
 from hub import logs
 from hub.broker import EmbeddedBroker, wait_for_metadata
@@ -48,7 +50,7 @@ class BrokerNote:
                 self.path.unlink()
 
 
-def _prepare(settings: Settings) -> tuple[str, EmbeddedBroker | None]:
+def _prepare(settings: Settings, registry: Registry) -> tuple[str, EmbeddedBroker | None]:
     """The bootstrap servers to use, starting the embedded broker when none are configured."""
     from hub import topics
 
@@ -58,7 +60,8 @@ def _prepare(settings: Settings) -> tuple[str, EmbeddedBroker | None]:
         broker = EmbeddedBroker()
         bootstrap = broker.start()
     try:
-        asyncio.run(_ready(bootstrap, settings, topics.load(settings.topics_file)))
+        specs = topics.complete(topics.load(settings.topics_file), registry)
+        asyncio.run(_ready(bootstrap, settings, specs))
     except Exception:
         if broker:
             broker.stop()
@@ -66,26 +69,24 @@ def _prepare(settings: Settings) -> tuple[str, EmbeddedBroker | None]:
     return bootstrap, broker
 
 
-async def _ready(bootstrap: str, settings: Settings, specs: list) -> None:  # type: ignore[type-arg]
+async def _ready(bootstrap: str, settings: Settings, specs: list[Any]) -> None:
     from hub import topics
 
     await wait_for_metadata(bootstrap)
     await topics.ensure(bootstrap, specs, settings.replication_factor)
 
 
-def start_up_problems(directory: Directory, settings: Settings) -> list[str]:
-    """What stops the hub before it starts (each names the setting or partner)."""
-    from connectors.iso10161.transport import identity_problems, tls_context
+def start_up_problems(
+    directory: Directory, settings: Settings, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """What stops the hub before it starts (each names the setting or partner): partners of
+    unknown protocols, or with endpoints or options their connector does not accept, and
+    each connector's own checks (ISO 10161: partners it cannot identify, TLS set up
+    halfway)."""
+    from hub import assembly
 
-    problems = identity_problems(directory, settings)
-    if bool(settings.iso10161_tls_cert_file) != bool(settings.iso10161_tls_key_file):
-        problems.append("RSHUB_ISO10161_TLS_CERT_FILE and RSHUB_ISO10161_TLS_KEY_FILE go together")
-    elif not problems:
-        try:
-            tls_context(settings)
-        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
-            problems.append(f"ISO 10161 TLS certificate or key not usable: {error}")
-    return problems
+    registry = assembly.connectors(settings)
+    return registry.check(directory, assembly.connector_settings(registry, environ))
 
 
 def warn_unset_secrets(directory: Directory) -> None:
@@ -118,57 +119,68 @@ def _agent_states(app: Any) -> dict[str, str]:
 def serve(settings: Settings) -> int:
     from faust.worker import Worker
 
-    from connectors import registry
     from connectors.core import directory as directory_module
+    from hub import assembly
     from hub.agents import create_app
     from hub.gateway import Gateway
     from hub.kafka_io import KafkaIO
+    from hub.relay import RelayDesk, connectors_replay_keys
 
     try:
-        directory = directory_module.load(settings.directory)
-    except DirectoryError as error:
+        registry = assembly.connectors(settings)
+        directory = directory_module.load(settings.directory, registry.names)
+        loaded = assembly.connector_settings(registry)
+    except (DirectoryError, SettingsError) as error:
         print(f"rshub: {error}", file=sys.stderr)
         return 2
-    problems = start_up_problems(directory, settings)
+    problems = registry.check(directory, loaded)
     if problems:
         print(f"rshub: {'; '.join(problems)}", file=sys.stderr)
         return 2
     warn_unset_secrets(directory)
-    # Both ports are taken before anything starts, ISO 10161 first: a port in use is one
-    # clear line, not a failure after the broker, the agents and the HTTP side are up.
-    sockets = {}
+    # Every port is taken before anything starts, the connectors' first: a port in use or
+    # a listener set up wrongly is one clear line, not a failure after the broker, the
+    # agents and the HTTP side are up.
+    listeners = assembly.listeners(registry, settings, loaded, directory)
+    http_socket = None
     try:
-        sockets["iso10161"] = bind(settings.http_host, settings.iso10161_port, "ISO 10161")
-        sockets["http"] = bind(settings.http_host, settings.http_port, "HTTP")
-    except ListenError as error:
-        for sock in sockets.values():
-            sock.close()
+        for listener in listeners:
+            listener.bind()
+        http_socket = bind(settings.http_host, settings.http_port, "HTTP")
+    except (ListenError, ValueError, OSError) as error:
         print(f"rshub: {error}", file=sys.stderr)
         return 2
     note = BrokerNote(settings.data_dir)
     broker = None
     try:
-        bootstrap, broker = _prepare(settings)
+        bootstrap, broker = _prepare(settings, registry)
         if broker:
             note.write(bootstrap)
         io = KafkaIO(bootstrap)
+        desk = RelayDesk(io, connectors_replay_keys(registry))
         app = create_app(
             settings,
             directory,
             bootstrap,
-            registry.outbounds(),
-            registry.catalogue_clients(),
+            registry,
+            loaded,
+            assembly.catalogue_clients(),
             io=io,
+            relay_answers=desk.answers,
         )
         app.web_server(
             Gateway(
                 settings,
                 directory,
                 io,
-                registry.endpoints(settings),
-                registry.fronts(settings),
-                sockets=sockets,
+                registry,
+                settings.limits(),
+                connector_settings=loaded,
+                listeners=listeners,
+                http_socket=http_socket,
                 agents=lambda: _agent_states(app),
+                states=app.transaction_state,
+                relayer=desk,
             )
         )
         log.info(
@@ -177,6 +189,7 @@ def serve(settings: Settings) -> int:
             embedded=broker is not None,
             consortium=directory.consortium,
             partners=len(directory.partners),
+            protocols=registry.names,
         )
         worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         worker.execute_from_commandline()
@@ -184,8 +197,8 @@ def serve(settings: Settings) -> int:
         note.remove()
         if broker:
             broker.stop()
-        for sock in sockets.values():
-            sock.close()
+        if http_socket is not None:
+            http_socket.close()
     return 0
 
 
@@ -231,10 +244,12 @@ def _print_reply(protocol: str, body: bytes) -> None:
 def decode(protocol: str, path: Path, settings: Settings) -> int:
     """Print a partner's message as the hub reads it: canonical JSON (exit 0), a partner's
     response or confirmation (exit 0), or the protocol error the hub would answer (exit 2)."""
-    from connectors import registry
-    from hub.gateway import Fault, Refusal
+    from connectors.core.contract import Fault, Refusal
+    from hub import assembly
 
-    endpoint = registry.decoders(settings)[protocol]
+    connector = assembly.connectors(settings).get(protocol)
+    assert connector is not None  # argparse offers only known protocols
+    codec = connector.codec
     try:
         body = path.read_bytes()
     except OSError as error:
@@ -243,17 +258,17 @@ def decode(protocol: str, path: Path, settings: Settings) -> int:
     if protocol == "iso10161" and (digits := _hex_input(body)) is not None:
         if len(digits) % 2:
             detail = f"hex input has an odd number of digits ({len(digits)})"
-            _print_reply(protocol, endpoint.fault(Fault.SYNTAX, detail).body)
+            _print_reply(protocol, codec.fault(Fault.SYNTAX, detail).body)
             return 2
         body = bytes.fromhex(digits.decode())
     try:
-        decoded = endpoint.decode(body, sender="", limit=settings.max_body_bytes)
+        decoded = codec.decode(body, "", settings.limits())
     except Refusal as refusal:
-        answer = registry.read_answer(protocol, body)
+        answer = codec.read_answer(body)
         if answer is not None:
-            print(json.dumps(answer, indent=2))
+            print(json.dumps(answer, indent=2, default=str))
             return 0
-        _print_reply(protocol, refusal.reply.body)
+        _print_reply(protocol, refusal.answer.body)
         return 2
     print(decoded.message.model_dump_json(indent=2, exclude_none=True))
     return 0
@@ -389,12 +404,24 @@ def show_settings(settings: Settings) -> int:
     """Every setting as in effect now (with its default), then each partner secret the
     directory names and whether it is set; never a secret's value."""
     from connectors.core import directory as directory_module
+    from hub import assembly
 
     print(f"{'variable':<34} {'in effect':<28} {'default':<28} meaning")
     for key, value, default, description in settings.rows():
         print(f"{key:<34} {value:<28} {default:<28} {description}")
+    registry = assembly.connectors(settings)
+    for connector in registry:
+        own = connector.load_settings(os.environ)
+        for name, field in connector.settings.model_fields.items():
+            value, default = getattr(own, name), field.default
+            key = f"{connector.env_prefix()}{name.upper()}"
+            shown = "unset" if value is None else str(value)
+            print(
+                f"{key:<34} {shown:<28} {'unset' if default is None else str(default):<28} "
+                f"{field.description or ''}"
+            )
     try:
-        directory = directory_module.load(settings.directory)
+        directory = directory_module.load(settings.directory, registry.names)
     except DirectoryError as error:
         print(f"\npartner secrets: cannot read the directory: {error}")
         return 0
@@ -413,12 +440,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_serve.add_argument("--directory", type=Path, help="consortium YAML (RSHUB_DIRECTORY)")
     p_serve.add_argument("--port", type=int, help="HTTP port of the endpoints (RSHUB_HTTP_PORT)")
-    p_serve.add_argument(
-        "--iso10161-port", type=int, help="TCP port of ISO 10161 (RSHUB_ISO10161_PORT)"
-    )
+    from hub import assembly
+
+    try:
+        registry = assembly.connectors(Settings.from_env())
+    except SettingsError as error:
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    ports = [c for c in registry if "port" in c.settings.model_fields]
+    for connector in ports:  # a listening port per connector that has one
+        p_serve.add_argument(
+            f"--{connector.name}-port",
+            type=int,
+            help=f"TCP port of {connector.name} ({connector.env_prefix()}PORT)",
+        )
     sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
-    p_decode.add_argument("protocol", choices=["ncip", "iso18626", "iso10161"])
+    p_decode.add_argument("protocol", choices=registry.names)
     p_decode.add_argument("file", type=Path)
     p_tail = sub.add_parser("tail", help="follow ill.events")
     p_tail.add_argument("--from-beginning", action="store_true")
@@ -450,11 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "serve":
-            options = (
-                ("directory", args.directory),
-                ("http_port", args.port),
-                ("iso10161_port", args.iso10161_port),
-            )
+            for connector in ports:
+                value = getattr(args, f"{connector.name}_port".replace("-", "_"))
+                if value is not None:
+                    os.environ[f"{connector.env_prefix()}PORT"] = str(value)
+            options = (("directory", args.directory), ("http_port", args.port))
             updates = {k: v for k, v in options if v is not None}
             settings = Settings.model_validate({**settings.model_dump(), **updates})
     except SettingsError as error:
@@ -462,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValidationError as error:  # a command-line option out of range
         first = error.errors()[0]
-        option = {"http_port": "--port", "iso10161_port": "--iso10161-port"}
+        option = {"http_port": "--port"}
         print(
             f"rshub: {option.get(str(first['loc'][0]), '--directory')}: {first['msg']}",
             file=sys.stderr,

@@ -8,6 +8,7 @@ import secrets
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from connectors.core.model import Bibliographic, Event, Message, Reason, RequestFormat
 from connectors.ncip import tables
@@ -42,18 +43,23 @@ class Script:
     def __init__(self, libraries: dict[str, Library]) -> None:
         self.libraries = libraries
 
-    async def say(self, symbol: str, event: Event, request_id: str, **fields: object) -> None:
+    async def say(
+        self, symbol: str, event: Event, request_id: str, refused: bool = False, **fields: Any
+    ) -> None:
+        """`refused`: the step is one the hub must refuse (the demo shows its answer)."""
         status, response = await self.libraries[symbol].send(
             Message(event=event, request_id=request_id, **fields)
         )
-        verdict = "accepted" if status == 200 and response.ok else f"REFUSED {response.problems}"
+        accepted = status == 200 and response.ok
+        verdict = "accepted" if accepted else f"REFUSED: {'; '.join(response.errors)}"
         print(
             f"  {symbol:<6} -> hub     {_name(event):<42} {request_id or fields.get('item_id')}"
             f"  [{verdict}]",
             flush=True,
         )
-        if verdict != "accepted":
-            raise RuntimeError(f"the hub refused {event.value} from {symbol}")
+        if accepted == refused:
+            wanted = "refused" if refused else "accepted"
+            raise RuntimeError(f"the hub should have {wanted} {event.value} from {symbol}")
 
     async def hears(self, symbol: str, expected: Event) -> Message:
         message = await self.libraries[symbol].next(timeout=60)
@@ -131,7 +137,15 @@ async def _demo(settings: Settings) -> int:
         )
         await _loan(script, "EAST", "NORTH-1002", BOOKS[1], refusing="SOUTH")
         print(
-            "\ndone: both loans completed. Every step is on ill.events and ill.audit.", flush=True
+            "\n3. A step out of turn: NORTH says it received a loan that is already completed."
+            "\n   The hub refuses it with an NCIP Problem and records a dead letter.\n",
+            flush=True,
+        )
+        await script.say("NORTH", Event.RECEIVED, "NORTH-1001", refused=True, item_id="none")
+        print(
+            "\ndone: both loans completed, the step out of turn refused. Every step is on"
+            " ill.events and ill.audit, the refusal on ill.deadletter.",
+            flush=True,
         )
         return 0
     finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -131,6 +132,9 @@ class App(faust.App):
     """faust.App whose worker consumer fetches with `fetch_wait_ms`."""
 
     fetch_wait_ms: int = KAFKA_WAIT_MS
+    # A transaction's state as this worker's table holds it (set by hub.agents.create_app;
+    # the gateway's status pages read it).
+    transaction_state: Callable[[str], str | None] = staticmethod(lambda _key: None)
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

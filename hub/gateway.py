@@ -1,9 +1,11 @@
-"""The inbound HTTP gateway: one aiohttp server, one URL per (protocol, partner).
+"""The inbound gateway: the hub's side of the connector contract (`Intake`).
 
-What every protocol's endpoint does is here, in order: size limit, partner, authentication,
-audit, decode, address, write to ill.inbound (acknowledged), wait for the state machine's
-verdict, answer. What differs per protocol (decoding, the success answer, the error vocabulary)
-is an `Endpoint` in the protocol's connector package.
+It serves every connector's HTTP endpoints on one aiohttp server (POST /<path>/<symbol>, and
+the connectors' own web routes), starts the connectors' listeners (TCP sessions, mailboxes),
+and does what every way in shares, in order: size limit, partner, authentication, audit,
+decode, address, write to ill.inbound (acknowledged), wait for the state machine's verdict,
+answer. What differs per protocol (decoding, the answers, the error vocabulary) is the
+connector's codec.
 
 The gateway also watches the broker: while it does not answer, every endpoint answers the
 protocol's temporary failure at once (nothing can be made durable, so nothing is accepted),
@@ -13,14 +15,9 @@ and `/health` says so, with the state of each faust agent.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
 import socket
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -28,146 +25,127 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from connectors.core.connections import SourceLimit, capped
-from connectors.core.directory import AuthScheme, Credential, Directory
+from connectors.core.contract import (
+    Answer,
+    Attempt,
+    Codec,
+    Connector,
+    Fault,
+    Limits,
+    Listener,
+    Refusal,
+    Registry,
+    WebRequest,
+    WebResponse,
+    WebRoute,
+)
+from connectors.core.directory import Directory, authenticated
 from connectors.core.model import Message
 from connectors.core.records import DeadLetter, Verdict, VerdictOutcome
 from hub.addressing import address
+from hub.checkpoints import Checkpoints
 from hub.kafka_io import KafkaIO
+from hub.relay import RelayDesk
 from hub.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-
-class Fault(StrEnum):
-    """Failures every protocol must be able to report, each in its own vocabulary."""
-
-    SYNTAX = "syntax"
-    TOO_LARGE = "too_large"
-    UNKNOWN_PARTNER = "unknown_partner"
-    UNAUTHENTICATED = "unauthenticated"
-    UNKNOWN_REQUEST = "unknown_request"
-    STATE = "state"
-    UNAVAILABLE = "unavailable"  # the broker cannot take the message now; try again later
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/xml; charset=utf-8"
-
-    def response(self) -> web.Response:
-        return web.Response(
-            body=self.body, status=self.status, headers={"Content-Type": self.content_type}
-        )
-
-
-class Refusal(Exception):
-    """A protocol-level refusal, with the reply the partner gets and the stage it failed at."""
-
-    def __init__(
-        self, reason: str, reply: Reply, stage: str = "parse", audit_ref: str | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason, self.reply, self.stage, self.audit_ref = reason, reply, stage, audit_ref
-
-
-@dataclass
-class Decoded:
-    message: Message
-    context: Any  # whatever the endpoint needs to build its answer (parsed document)
-
-
-class Endpoint(ABC):
-    protocol: str
-
-    @abstractmethod
-    def decode(self, body: bytes, sender: str, limit: int) -> Decoded:
-        """The canonical message, or raise Refusal with the protocol's error reply."""
-
-    @abstractmethod
-    def accept(self, decoded: Decoded, state: str | None = None) -> Reply:
-        """The answer to a message the hub accepted (`state`: the transaction's state after
-        it, when the verdict came in time)."""
-
-    @abstractmethod
-    def fault(
-        self, fault: Fault, detail: str, decoded: Decoded | None = None, state: str | None = None
-    ) -> Reply:
-        """The protocol's error reply for a failure the gateway found (`state`: the
-        transaction's state, for a refused step)."""
-
-
-def authenticated(credential: Credential | None, header: str | None) -> bool:
-    """Constant-time check of an Authorization header against a partner's credential."""
-    if credential is None:
-        return False
-    if credential.scheme is AuthScheme.NONE:
-        return True
-    expected = authorization(credential).get("Authorization")
-    if not expected or not header or not credential.secret():
-        return False
-    return hmac.compare_digest(header.encode(), expected.encode())
-
-
-def authorization(credential: Credential | None) -> dict[str, str]:
-    """The Authorization header rshub sends with a credential (none for scheme none)."""
-    if credential is None or credential.scheme is AuthScheme.NONE:
-        return {}
-    secret = credential.secret() or ""
-    if credential.scheme is AuthScheme.BEARER:
-        return {"Authorization": f"Bearer {secret}"}
-    token = base64.b64encode(f"{credential.username}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-class Front(Protocol):
-    """A non-HTTP way in (the ISO 10161 TCP server): it hands messages to `Gateway.take`."""
-
-    async def start(self, gateway: Gateway) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 UNAVAILABLE = "unavailable"  # the Refusal stage of a temporary failure: nothing to dead-letter
 
 
+def web_request(request: web.Request, body: bytes) -> WebRequest:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return WebRequest(
+        method=request.method,
+        path=request.path,
+        match=dict(request.match_info),
+        query=tuple(request.query.items()),
+        headers=dict(request.headers),
+        body=body,
+        remote=str(peer[0]) if peer else "?",
+        raw_query=request.rel_url.raw_query_string.encode(),
+    )
+
+
+def web_response(answer: WebResponse) -> web.Response:
+    return web.Response(
+        body=answer.body,
+        status=answer.status,
+        headers={"Content-Type": answer.content_type, **answer.headers},
+    )
+
+
+def response(answer: Answer) -> web.Response:
+    return web.Response(
+        body=answer.body, status=answer.status, headers={"Content-Type": answer.content_type}
+    )
+
+
 class Gateway(Service):
-    """The inbound endpoints of every partner in the directory, for every protocol given."""
+    """The inbound side of every connector in the registry, for every partner in the
+    directory. Implements `connectors.core.contract.Intake`."""
 
     def __init__(
         self,
         settings: Settings,
         directory: Directory,
         io: KafkaIO,
-        endpoints: list[Endpoint],
-        fronts: list[Front] | None = None,
-        sockets: dict[str, socket.socket] | None = None,
+        connectors: Registry,
+        limits: Limits,
+        connector_settings: dict[str, Any] | None = None,
+        listeners: list[Listener] | None = None,
+        http_socket: socket.socket | None = None,
         agents: Callable[[], dict[str, str]] | None = None,
+        relayer: RelayDesk | None = None,
+        states: Callable[[str], str | None] | None = None,
         **kwargs: Any,
     ) -> None:
-        """`sockets`: listening sockets bound before start-up, by port name ("http",
-        "iso10161"); `agents`: the state of each faust agent, for /health."""
+        """`listeners`: the connectors' own inbound channels, already bound; `http_socket`:
+        the HTTP port bound before start-up; `agents`: the state of each faust agent, for
+        /health; `relayer`: carries out `relay` calls (the relay agent's client); `states`:
+        a transaction's state in this worker's table, for status pages."""
         super().__init__(**kwargs)
         self.settings, self.directory, self.io = settings, directory, io
-        self.endpoints = {endpoint.protocol: endpoint for endpoint in endpoints}
-        self.fronts = fronts or []
-        self.sockets = sockets or {}
+        self.connectors, self.limits = connectors, limits
+        self.connector_settings = connector_settings or {}
+        self.listeners = listeners or []
+        self.http_socket = http_socket
         self.agents = agents
+        self.relayer = relayer
+        self.states = states
+        self.checkpoints = Checkpoints(io)
         self.runner: web.AppRunner | None = None
         self.http: asyncio.Server | None = None
-        self.broker_up = True
+        self._broker_up = True
         self.broker_error = ""
+
+    @property
+    def broker_up(self) -> bool:
+        return self._broker_up
+
+    def http_paths(self) -> dict[str, list[Connector[Any, Any]]]:
+        paths: dict[str, list[Connector[Any, Any]]] = {}
+        for connector in self.connectors:
+            if connector.http is not None:
+                paths.setdefault(connector.http.path or connector.name, []).append(connector)
+        return paths
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
-        for protocol in self.endpoints:
-            app.router.add_post(f"/{protocol}/{{symbol}}", self.receive)
+        for path, connectors in self.http_paths().items():
+            app.router.add_post(f"/{path}/{{symbol}}", self._receiver(path, connectors))
+        for connector in self.connectors:
+            if connector.web is not None:
+                settings = self.connector_settings.get(connector.name) or connector.settings()
+                for route in connector.web(self, self.limits, settings):
+                    app.router.add_route(route.method, route.path, self._web(route))
         app.router.add_get("/health", self.health)
         return app
 
     async def on_start(self) -> None:
         await self.io.start()
+        if self.relayer is not None:
+            await self.relayer.start()  # its follower reads relay results from now on
         # keepalive_timeout: aiohttp closes a connection that has not completed a request
         # head within it (from connect, or from the last answer): the idle and header limit.
         self.runner = web.AppRunner(
@@ -178,8 +156,8 @@ class Gateway(Service):
         limit = SourceLimit(self.settings.max_connections_per_source, "http")
         factory = capped(self.runner.server, limit)
         loop = asyncio.get_running_loop()
-        if "http" in self.sockets:
-            self.http = await loop.create_server(factory, sock=self.sockets["http"])
+        if self.http_socket is not None:
+            self.http = await loop.create_server(factory, sock=self.http_socket)
         else:
             self.http = await loop.create_server(
                 factory, self.settings.http_host, self.settings.http_port
@@ -188,15 +166,17 @@ class Gateway(Service):
             "gateway.listening",
             host=self.settings.http_host,
             port=self.http.sockets[0].getsockname()[1],
-            protocols=sorted(self.endpoints),
+            paths=sorted(self.http_paths()),
         )
-        for front in self.fronts:
-            await front.start(self)
+        for listener in self.listeners:
+            await listener.start(self)
         self.add_future(self._watch_broker())
 
     async def on_stop(self) -> None:
-        for front in self.fronts:
-            await front.stop()
+        for listener in self.listeners:
+            await listener.stop()
+        if self.relayer is not None:
+            await self.relayer.stop()
         if self.http:
             self.http.close()
         if self.runner:
@@ -216,40 +196,46 @@ class Gateway(Service):
                 text = str(exc)
                 name = type(exc).__name__
                 up, error = False, text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
-            if up != self.broker_up:
+            if up != self._broker_up:
                 if up:
                     log.info("broker.reachable")
                 else:
                     log.error("broker.unreachable", error=error)
-            self.broker_up, self.broker_error = up, error
+            self._broker_up, self.broker_error = up, error
             await self.sleep(interval)
 
     async def health(self, request: web.Request) -> web.Response:
         """200 when the broker answers and every agent runs; 503 with what is wrong."""
         agents = self.agents() if self.agents else {}
-        ok = self.broker_up and all(state == "running" for state in agents.values())
+        ok = self._broker_up and all(state == "running" for state in agents.values())
         body = {
             "status": "ok" if ok else "unavailable",
-            "broker": "reachable" if self.broker_up else f"unreachable: {self.broker_error}",
+            "broker": "reachable" if self._broker_up else f"unreachable: {self.broker_error}",
             "agents": agents,
         }
         return web.json_response(body, status=200 if ok else 503)
 
-    def unavailable(self, endpoint: Endpoint, decoded: Decoded | None = None) -> Refusal:
+    # -- the Intake ------------------------------------------------------------------------
+
+    def unavailable(self, codec: Codec[Any], decoded: Any = None) -> Refusal:
         detail = "the hub cannot store messages at the moment (broker unreachable); try again"
-        return Refusal(detail, endpoint.fault(Fault.UNAVAILABLE, detail, decoded), UNAVAILABLE)
+        return Refusal(detail, codec.fault(Fault.UNAVAILABLE, detail, decoded), UNAVAILABLE)
 
-    async def receive(self, request: web.Request) -> web.Response:
-        protocol = request.path.split("/")[1]
-        endpoint = self.endpoints[protocol]
-        symbol = request.match_info["symbol"]
-        try:
-            return (await self._receive(endpoint, symbol, request)).response()
-        except Refusal as refusal:
-            await self.dead(refusal, symbol, protocol)
-            return refusal.reply.response()
+    def authenticated(self, partner: str, authorization: str | None) -> bool:
+        found = self.directory.partner(partner)
+        return found is not None and authenticated(found.inbound_auth, authorization)
 
-    async def dead(self, refusal: Refusal, partner: str | None, protocol: str) -> None:
+    async def audit(
+        self,
+        direction: str,
+        protocol: str,
+        partner: str | None,
+        body: bytes,
+        content_type: str | None,
+    ) -> str:
+        return await self.io.audit(direction, protocol, partner, body, content_type)
+
+    async def refuse(self, refusal: Refusal, partner: str | None, protocol: str) -> None:
         if refusal.stage == UNAVAILABLE:
             # The dead letter could not be written either; the partner was told to retry.
             log.warning("gateway.unavailable", partner=partner, protocol=protocol)
@@ -264,57 +250,136 @@ class Gateway(Service):
             )
         )
 
-    async def _receive(self, endpoint: Endpoint, symbol: str, request: web.Request) -> Reply:
-        if not self.broker_up:
-            raise self.unavailable(endpoint)
-        body = await self._body(endpoint, request)
-        partner = self.directory.partner(symbol)
-        if partner is None or partner.protocol != endpoint.protocol:
-            detail = f"no {endpoint.protocol} partner {symbol!r} in this consortium"
-            raise Refusal(detail, endpoint.fault(Fault.UNKNOWN_PARTNER, detail), "authenticate")
-        if not authenticated(partner.inbound_auth, request.headers.get("Authorization")):
-            detail = f"credentials for {symbol} not accepted"
-            raise Refusal(detail, endpoint.fault(Fault.UNAUTHENTICATED, detail), "authenticate")
-        return await self.take(endpoint, symbol, body, request.content_type)
+    async def relay(
+        self, protocol: str, caller: str, target: str, body: bytes, content_type: str
+    ) -> Attempt:
+        if self.relayer is None:
+            return Attempt(False, False, "this hub relays no calls")
+        return await self.relayer.relay(protocol, caller, target, body, content_type)
 
-    async def _body(self, endpoint: Endpoint, request: web.Request) -> bytes:
+    async def status(self, transaction_id: str) -> str | None:
+        return self.states(transaction_id) if self.states else None
+
+    async def load_checkpoint(self, key: str) -> str | None:
+        return await self.checkpoints.load(key)
+
+    async def save_checkpoint(self, key: str, value: str) -> None:
+        await self.checkpoints.save(key, value)
+
+    async def take(
+        self,
+        codec: Codec[Any],
+        partner: str,
+        body: bytes,
+        content_type: str | None = None,
+        *,
+        wait: bool = True,
+    ) -> Answer:
+        """From an authenticated partner: audit, decode, address, write to Kafka, answer.
+        Raises Refusal; the caller dead-letters it (`refuse`) and sends its answer. A broker
+        that fails on the way is a temporary failure for the partner, not an HTTP 500."""
+        if not self._broker_up:
+            raise self.unavailable(codec)
+        try:
+            return await self._take(codec, partner, body, content_type, wait)
+        except KafkaError as error:
+            log.error("gateway.broker_failed", error=f"{type(error).__name__}: {error}")
+            raise self.unavailable(codec) from None
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _receiver(
+        self, path: str, connectors: list[Connector[Any, Any]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        by_name = {c.name: c for c in connectors}
+        first = connectors[0]
+
+        async def receive(request: web.Request) -> web.Response:
+            symbol = request.match_info["symbol"]
+            partner = self.directory.partner(symbol)
+            connector = by_name.get(partner.protocol) if partner else None
+            codec = (connector or first).codec
+            try:
+                if connector is None:
+                    # Read (bounded) before answering, as for a known partner: the answer
+                    # must not tell who is a partner by how fast it comes.
+                    await self._body(codec, request)
+                    detail = f"no {path} partner {symbol!r} in this consortium"
+                    raise Refusal(
+                        detail, codec.fault(Fault.UNKNOWN_PARTNER, detail), "authenticate"
+                    )
+                assert connector.http is not None
+                if connector.http.handler is not None:
+                    # The connector answers itself (a relay); the body is bounded here.
+                    body = await self._body(codec, request)
+                    own = self.connector_settings.get(connector.name) or connector.settings()
+                    seen = web_request(request, body)
+                    return web_response(await connector.http.handler(self, own, symbol, seen))
+                return response(await self._receive(codec, symbol, request))
+            except Refusal as refusal:
+                await self.refuse(refusal, symbol, connector.name if connector else path)
+                return response(refusal.answer)
+
+        return receive
+
+    def _web(self, route: WebRoute) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            limit = self.settings.max_body_bytes
+            if request.content_length is not None and request.content_length > limit:
+                return web.Response(status=413, text=f"body over {limit} bytes")
+            try:
+                async with asyncio.timeout(self.settings.read_timeout_s):
+                    body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return web.Response(status=413, text=f"body over {limit} bytes")
+            except TimeoutError:
+                return web.Response(status=408, text="body not complete in time")
+            try:
+                answer: WebResponse = await route.handler(web_request(request, body))
+            except Exception as exc:  # a defect in a connector's page must not be a 500
+                log.error("web.route_failed", path=route.path, error=f"{type(exc).__name__}: {exc}")
+                return web.Response(status=400, text="the request could not be handled")
+            return web_response(answer)
+
+        return handle
+
+    async def _receive(self, codec: Codec[Any], symbol: str, request: web.Request) -> Answer:
+        if not self._broker_up:
+            raise self.unavailable(codec)
+        body = await self._body(codec, request)
+        if not self.authenticated(symbol, request.headers.get("Authorization")):
+            detail = f"credentials for {symbol} not accepted"
+            raise Refusal(detail, codec.fault(Fault.UNAUTHENTICATED, detail), "authenticate")
+        return await self.take(codec, symbol, body, request.content_type)
+
+    async def _body(self, codec: Codec[Any], request: web.Request) -> bytes:
         """The whole body (Content-Length or chunked) up to the limit, within
         `read_timeout_s`: a body arriving in several segments is read to its end."""
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             detail = f"message of {request.content_length} bytes exceeds the limit of {limit} bytes"
-            raise Refusal(detail, endpoint.fault(Fault.TOO_LARGE, detail))
+            raise Refusal(detail, codec.fault(Fault.TOO_LARGE, detail))
         try:
             async with asyncio.timeout(self.settings.read_timeout_s):
                 return await request.read()  # bounded by client_max_size (= the limit)
         except web.HTTPRequestEntityTooLarge:
             detail = f"message exceeds the limit of {limit} bytes"
-            raise Refusal(detail, endpoint.fault(Fault.TOO_LARGE, detail)) from None
+            raise Refusal(detail, codec.fault(Fault.TOO_LARGE, detail)) from None
         except TimeoutError:
             detail = f"message body not complete after {self.settings.read_timeout_s:g} s"
-            raise Refusal(detail, endpoint.fault(Fault.SYNTAX, detail)) from None
-
-    async def take(
-        self, endpoint: Endpoint, symbol: str, body: bytes, content_type: str | None = None
-    ) -> Reply:
-        """From an authenticated partner: audit, decode, address, write to Kafka, answer.
-        Raises Refusal; the caller dead-letters it and sends its reply. A broker that fails
-        on the way is a temporary failure for the partner, not an HTTP 500."""
-        if not self.broker_up:
-            raise self.unavailable(endpoint)
-        try:
-            return await self._take(endpoint, symbol, body, content_type)
-        except KafkaError as error:
-            log.error("gateway.broker_failed", error=f"{type(error).__name__}: {error}")
-            raise self.unavailable(endpoint) from None
+            raise Refusal(detail, codec.fault(Fault.SYNTAX, detail)) from None
 
     async def _take(
-        self, endpoint: Endpoint, symbol: str, body: bytes, content_type: str | None
-    ) -> Reply:
-        limit = self.settings.max_body_bytes
-        audit_ref = await self.io.audit("in", endpoint.protocol, symbol, body, content_type)
+        self,
+        codec: Codec[Any],
+        symbol: str,
+        body: bytes,
+        content_type: str | None,
+        wait: bool,
+    ) -> Answer:
+        audit_ref = await self.io.audit("in", codec.protocol, symbol, body, content_type)
         try:
-            decoded = endpoint.decode(body, symbol, limit)
+            decoded = codec.decode(body, symbol, self.limits)
         except Refusal as refusal:
             refusal.audit_ref = audit_ref
             raise
@@ -322,24 +387,23 @@ class Gateway(Service):
         if txn is None:
             detail = "the message names no request or item rshub knows"
             raise Refusal(
-                detail, endpoint.fault(Fault.UNKNOWN_REQUEST, detail, decoded), "address", audit_ref
+                detail, codec.fault(Fault.UNKNOWN_REQUEST, detail, decoded), "address", audit_ref
             )
         message = decoded.message.model_copy(update={"transaction_id": txn, "audit_ref": audit_ref})
-        verdict = await self._publish(message)
+        verdict = await self._publish(message, wait)
         if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
             # The state machine has already written the dead letter for its refusal.
-            return endpoint.fault(Fault.STATE, verdict.error or "", decoded, verdict.state)
-        return endpoint.accept(decoded, verdict.state if verdict else None)
+            return codec.fault(Fault.STATE, verdict.error or "", decoded, verdict.state)
+        return codec.accept(decoded, verdict.state if verdict else None)
 
-    async def _publish(self, message: Message) -> Verdict | None:
+    async def _publish(self, message: Message, wait: bool) -> Verdict | None:
         """Write to ill.inbound (acknowledged), then wait a while for the verdict."""
+        value = message.model_dump_json().encode()
+        if not wait:
+            await self.io.send("ill.inbound", message.transaction_id, value)
+            return None
         waiting = self.io.verdicts.expect(message.message_id)
-        await self.io.send(
-            "ill.inbound",
-            message.transaction_id,
-            message.model_dump_json().encode(),
-            wait_verdict=True,
-        )
+        await self.io.send("ill.inbound", message.transaction_id, value, wait_verdict=True)
         try:
             return await asyncio.wait_for(asyncio.shield(waiting), self.settings.reply_timeout_s)
         except TimeoutError:

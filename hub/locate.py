@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import structlog
 
 from connectors.core.directory import Directory
-from connectors.core.holdings import Catalogue, Holding, HoldingsResult
+from connectors.core.holdings import Client, Holding, HoldingsResult
 
 log = structlog.get_logger(__name__)
 CacheKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
-Client = Callable[[str, Catalogue, list[tuple[str, str]]], Awaitable[HoldingsResult]]
 
 
 class Locator:

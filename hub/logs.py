@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import structlog
@@ -25,7 +26,9 @@ class Repeats(logging.Filter):
     """Passes a record, then drops the same message from the same logger for a window and
     reports how many were dropped on the first one after it."""
 
-    def __init__(self, window_s: float = REPEAT_WINDOW_S, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, window_s: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self.window_s, self.clock = window_s, clock
         self.seen: dict[tuple[str, object], tuple[float, int]] = {}

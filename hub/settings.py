@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from connectors.core.contract import Limits
+
 ENV_PREFIX = "RSHUB_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
@@ -37,19 +39,10 @@ class Settings(BaseModel):
         "127.0.0.1", description="address of the inbound endpoints (HTTP and ISO 10161)"
     )
     http_port: int = Field(8000, ge=0, le=65535, description="port of the inbound HTTP endpoints")
-    iso10161_port: int = Field(
-        1611, ge=0, le=65535, description="TCP port of the ISO 10161 endpoint (IANA ill)"
-    )
-    iso10161_tls_cert_file: Path | None = Field(
-        None, description="PEM certificate: serve ISO 10161 over TLS (with the key file)"
-    )
-    iso10161_tls_key_file: Path | None = Field(
-        None, description="PEM private key of the ISO 10161 TLS certificate"
-    )
-    iso10161_tls_client_ca_file: Path | None = Field(
-        None,
-        description="PEM certificates that partners' client certificates are verified "
-        "against (a CA, or the partners' self-signed certificates)",
+    extra_connectors: str = Field(
+        "",
+        description="connectors besides the built-in ones, as package.module:NAME, "
+        "comma-separated (a protocol maintained outside rshub)",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="largest accepted inbound message")
     idle_timeout_s: float = Field(
@@ -150,6 +143,20 @@ class Settings(BaseModel):
             raise SettingsError(
                 f"{env_name(name)}={values.get(name, '')!r}: {error['msg']}"
             ) from None
+
+    def limits(self) -> Limits:
+        """What every connector's transports share of these settings."""
+        return Limits(
+            host=self.http_host,
+            max_body_bytes=self.max_body_bytes,
+            idle_timeout_s=self.idle_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            max_connections_per_source=self.max_connections_per_source,
+            outbound_timeout_s=self.outbound_timeout_s,
+            outbound_retries=self.outbound_retries,
+            outbound_backoff_s=self.outbound_backoff_s,
+            validate_xsd=self.validate_xsd,
+        )
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(variable, value in effect, default, meaning) for every setting."""

@@ -14,6 +14,8 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import BaseModel, Field
 
+from connectors.core.contract import Registry
+
 log = structlog.get_logger(__name__)
 
 
@@ -37,6 +39,29 @@ DEFAULT = Path(__file__).with_name("topics.yaml")
 def load(path: Path | None = None) -> list[TopicSpec]:
     raw = yaml.safe_load(Path(path or DEFAULT).read_text())
     return [TopicSpec.model_validate(item) for item in raw["topics"]]
+
+
+def complete(specs: list[TopicSpec], connectors: Registry) -> list[TopicSpec]:
+    """The declared topics plus each connector's outbound and own topics that the file does
+    not declare (with the outbound topics' defaults): a connector needs no edit here."""
+    declared = {spec.name for spec in specs}
+    template = next((s for s in specs if s.name.startswith("ill.outbound.")), None)
+    added = []
+    for connector in connectors:
+        for name in (connector.outbound_topic, *connector.topics):
+            if name in declared:
+                continue
+            declared.add(name)
+            added.append(
+                TopicSpec(
+                    name=name,
+                    partitions=template.partitions if template else 4,
+                    cleanup="delete",
+                    retention_hours=template.retention_hours if template else 336,
+                    purpose=f"{connector.name}: {connector.describe or 'connector topic'}",
+                )
+            )
+    return [*specs, *added]
 
 
 async def ensure(bootstrap_servers: str, specs: list[TopicSpec], replication: int = 1) -> list[str]:

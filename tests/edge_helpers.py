@@ -15,8 +15,10 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError
 
-from connectors import registry
 from connectors.core.directory import Directory
+from connectors.iso10161.transport import Iso10161Server
+from connectors.registry import CONNECTORS
+from hub import assembly
 from hub.gateway import Gateway
 from hub.settings import Settings
 
@@ -72,16 +74,31 @@ async def gateway(directory: Directory, **settings: Any) -> AsyncIterator[tuple[
     """A started gateway (HTTP and ISO 10161 on free loopback ports) over FakeKafka."""
     from connectors.core.connections import bind
 
-    config = Settings(http_port=0, iso10161_port=0, broker_check_interval_s=0.05, **settings)
-    sockets = {"http": bind("127.0.0.1", 0, "HTTP"), "iso10161": bind("127.0.0.1", 0, "ISO")}
+    # Settings named iso10161_<field> are the ISO 10161 connector's own.
+    own = {k.removeprefix("iso10161_"): v for k, v in settings.items() if k.startswith("iso10161_")}
+    hub = {k: v for k, v in settings.items() if not k.startswith("iso10161_")}
+    config = Settings(http_port=0, broker_check_interval_s=0.05, **hub)
+    loaded = {
+        c.name: c.settings.model_validate(
+            {"port": 0, **(own if c.name == "iso10161" else {})}
+            if "port" in c.settings.model_fields
+            else {}
+        )
+        for c in CONNECTORS
+    }
+    listeners = assembly.listeners(CONNECTORS, config, loaded, directory, every=True)
+    for listener in listeners:
+        listener.bind()
     kafka = FakeKafka()
     running = Gateway(
         config,
         directory,
         kafka,  # type: ignore[arg-type]
-        registry.endpoints(config),
-        registry.fronts(config),
-        sockets=sockets,
+        CONNECTORS,
+        config.limits(),
+        connector_settings=loaded,
+        listeners=listeners,
+        http_socket=bind("127.0.0.1", 0, "HTTP"),
         agents=lambda: {"transaction_agent": "running"},
     )
     await running.start()
@@ -92,7 +109,12 @@ async def gateway(directory: Directory, **settings: Any) -> AsyncIterator[tuple[
 
 
 def port(running: Gateway, name: str) -> int:
-    return int(running.sockets[name].getsockname()[1])
+    if name == "http":
+        assert running.http_socket is not None
+        return int(running.http_socket.getsockname()[1])
+    server = next(lst for lst in running.listeners if isinstance(lst, Iso10161Server))
+    assert server.sock is not None
+    return int(server.sock.getsockname()[1])
 
 
 def openssl(*args: str | Path) -> None:

@@ -16,6 +16,7 @@ from asn1tools.codecs.ber import encode_length_definite
 from pydantic import ValidationError
 
 from connectors import xmlsafe
+from connectors.core.contract import Limits, Refusal
 from connectors.core.model import (
     LIMITS,
     TXN_PATTERN,
@@ -31,18 +32,17 @@ from connectors.core.model import (
 )
 from connectors.iso10161 import asn1, mapping
 from connectors.iso10161 import codec as ill
-from connectors.iso10161.transport import Iso10161Endpoint
+from connectors.iso10161.transport import Iso10161Codec
 from connectors.iso18626 import codec as iso
 from connectors.iso18626 import writer as iso_writer
-from connectors.iso18626.transport import Iso18626Endpoint
+from connectors.iso18626.connector import Iso18626Codec
 from connectors.ncip import codec as ncip
 from connectors.ncip import writer as ncip_writer
-from connectors.ncip.transport import NcipEndpoint
-from hub.gateway import Refusal
+from connectors.ncip.connector import NcipCodec
 from tests.asn1_values import value_for
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards"
-LIMIT = 1_048_576
+LIMIT = Limits(max_body_bytes=1_048_576)
 
 NCIP_REQUEST = """<?xml version="1.0" encoding="UTF-8"?>
 <NCIPMessage xmlns="http://www.niso.org/2008/ncip" version="http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd">
@@ -64,9 +64,9 @@ def ncip_request(rid: str = "R-1", title: str = "The Name of the Rose", fee: str
 
 def ncip_problem(body: bytes) -> ncip.Problem:
     with pytest.raises(Refusal) as caught:
-        NcipEndpoint().decode(body, "A", LIMIT)
-    problems = ncip.read_response(caught.value.reply.body).problems
-    assert len(problems) == 1 and len(caught.value.reply.body) < 4_000
+        NcipCodec().decode(body, "A", LIMIT)
+    problems = ncip.read_response(caught.value.answer.body).problems
+    assert len(problems) == 1 and len(caught.value.answer.body) < 4_000
     return problems[0]
 
 
@@ -91,9 +91,9 @@ def iso_request(replace: tuple[str, str] | None = None) -> bytes:
 
 def iso_error(body: bytes) -> iso.Confirmation:
     with pytest.raises(Refusal) as caught:
-        Iso18626Endpoint().decode(body, "A", LIMIT)
-    confirmation = iso.read_confirmation(caught.value.reply.body)
-    assert not confirmation.ok and len(caught.value.reply.body) < 4_000
+        Iso18626Codec().decode(body, "A", LIMIT)
+    confirmation = iso.read_confirmation(caught.value.answer.body)
+    assert not confirmation.ok and len(caught.value.answer.body) < 4_000
     return confirmation
 
 
@@ -113,8 +113,8 @@ def ill_request(**changes: object) -> dict:
 
 def ill_error(data: bytes) -> str:
     with pytest.raises(Refusal) as caught:
-        Iso10161Endpoint().decode(data, "A", LIMIT)
-    name, report = ill.decode(caught.value.reply.body)
+        Iso10161Codec().decode(data, "A", LIMIT)
+    name, report = ill.decode(caught.value.answer.body)
     assert name == "Status-Or-Error-Report" and "error-report" in report
     return caught.value.reason
 
@@ -384,7 +384,7 @@ def test_implicit_ill_string_and_outer_tag_written_by_hand() -> None:
 def test_an_implicitly_tagged_apdu_is_answered_in_the_standard_form() -> None:
     value = value_for(asn1.compiled().types["Received"].type, True)
     implicit = bytes(asn1.compiled_implicit().encode("ILL-APDU", ("received", value)))
-    endpoint = Iso10161Endpoint()
+    endpoint = Iso10161Codec()
     decoded = endpoint.decode(implicit, "A", LIMIT)
     reply = endpoint.accept(decoded).body
     assert reply[0] == 0x73 and reply[1] == 0x81 and reply[3] == 0x30  # [APPLICATION 19] SEQ

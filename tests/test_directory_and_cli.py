@@ -10,6 +10,7 @@ import pytest
 
 from connectors.core.directory import DirectoryError, load
 from connectors.core.model import Event, Message
+from connectors.registry import CONNECTORS
 from tests.test_ncip_samples import SAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def test_bad_directory_names_the_entry(tmp_path: Path, yaml_text: str, words: st
     path = tmp_path / "d.yaml"
     path.write_text(yaml_text)
     with pytest.raises(DirectoryError) as caught:
-        load(path)
+        load(path, CONNECTORS.names)
     assert words in str(caught.value)
 
 

@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 import pytest
 
+from connectors.core.contract import Codec, Limits, Refusal
 from connectors.core.model import Message, NotApplicable, RenderError
 from connectors.iso10161 import codec as iso10161_codec
 from connectors.iso10161 import mapping
-from connectors.iso10161.transport import Iso10161Endpoint
+from connectors.iso10161.transport import Iso10161Codec
 from connectors.iso18626 import codec as iso18626_codec
 from connectors.iso18626 import writer as iso18626_writer
-from connectors.iso18626.transport import Iso18626Endpoint
+from connectors.iso18626.connector import Iso18626Codec
 from connectors.ncip import codec as ncip_codec
 from connectors.ncip import writer as ncip_writer
-from connectors.ncip.transport import NcipEndpoint
-from hub.gateway import Endpoint, Refusal
+from connectors.ncip.connector import NcipCodec
 from tests import fuzz
 
 COUNT = 1_000
-LIMIT = 1_048_576
+LIMIT = Limits(max_body_bytes=1_048_576)
 # A decoded message stays far below the broker's 1 MB record limit (connectors.core.model.LIMITS).
 MAX_MESSAGE_JSON = 300_000
 # What a refusal writes to ill.deadletter stays small whatever the input.
@@ -46,14 +47,14 @@ def _iso10161_error(body: bytes) -> bool:
 
 
 PROTOCOLS = {
-    "ncip": (NcipEndpoint(validate_xsd=True), fuzz.ncip_seeds, fuzz.XML, _ncip_error),
+    "ncip": (NcipCodec(), fuzz.ncip_seeds, fuzz.XML, _ncip_error),
     "iso18626": (
-        Iso18626Endpoint(validate_xsd=True),
+        Iso18626Codec(),
         fuzz.iso18626_seeds,
         fuzz.XML,
         _iso18626_error,
     ),
-    "iso10161": (Iso10161Endpoint(), fuzz.iso10161_seeds, fuzz.BER, _iso10161_error),
+    "iso10161": (Iso10161Codec(), fuzz.iso10161_seeds, fuzz.BER, _iso10161_error),
 }
 
 
@@ -70,7 +71,7 @@ def renders_or_refuses(message: Message) -> None:
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
 def test_every_generated_input_is_a_message_or_the_protocols_error(protocol: str) -> None:
-    endpoint: Endpoint
+    endpoint: Codec[Any]
     endpoint, seeds, mutations, is_error = PROTOCOLS[protocol]
     started, decoded, refused = time.monotonic(), 0, 0
     for label, body in fuzz.inputs(seeds(), mutations, COUNT, seed=18626 + len(protocol)):
@@ -79,8 +80,8 @@ def test_every_generated_input_is_a_message_or_the_protocols_error(protocol: str
         except Refusal as refusal:
             refused += 1
             assert len(refusal.reason) <= MAX_REASON, label
-            assert is_error(refusal.reply.body), label
-            assert refusal.reply.status < 500, label
+            assert is_error(refusal.answer.body), label
+            assert refusal.answer.status < 500, label
             continue
         decoded += 1
         dumped = result.message.model_dump_json()

@@ -86,10 +86,9 @@ def test_fields_survive() -> None:
 def test_borrowers_own_transaction_id_goes_back_unchanged() -> None:
     data = (Path(__file__).parent / "data" / "yaz-illclient-request.ber").read_bytes()
     request = mapping.to_canonical(*codec.decode(data), sender="YAZ")
-    answer = Message(
-        event=Event.WILL_SUPPLY, request_id="ignored", extensions={"origin": request.extensions}
-    )
-    name, value = mapping.from_canonical(answer, "LENDER", "YAZ")
+    answer = Message(event=Event.WILL_SUPPLY, request_id="ignored")
+    # The engine hands the borrower's correlation back with every step to it.
+    name, value = mapping.from_canonical(answer, "LENDER", "YAZ", correlation=request.correlation)
     assert (
         codec.decode(codec.encode(name, value))[1]["transaction-id"]
         == codec.decode(data)[1]["transaction-id"]
@@ -125,6 +124,15 @@ def test_evidence_is_reported_as_its_own_event(name: str, event: Event) -> None:
         value["transaction-results"] = "retry"
         value.pop("results-explanation", None)
     assert mapping.to_canonical(name, value).event is event
+
+
+def test_a_shipment_without_item_id_is_named_by_the_lenders_qualifier() -> None:
+    """ISO 10161 Shipped has no item id; later steps (NCIP renewals) need one."""
+    value = value_for(codec.compiled().types["Shipped"].type, False)
+    value["transaction-id"]["transaction-qualifier"] = ("generalstring", FIELDS["request_id"])
+    message = mapping.to_canonical("Shipped", value)
+    assert message.event in (Event.LOANED, Event.COPY_COMPLETED)
+    assert message.item_id == FIELDS["request_id"]
 
 
 def test_extensions_are_decoded_and_credentials_never_kept() -> None:

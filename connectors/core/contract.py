@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -102,6 +103,8 @@ class Outgoing:
     sender_agency: str
     recipient: Partner
     correlation: Correlation | None = None
+    state: str | None = None  # the transaction's state after this step, in the hub's words
+    to_borrower: bool = False  # the recipient is the request's borrower (else a lender)
 
 
 @dataclass
@@ -145,11 +148,12 @@ class Codec(Protocol[C]):
     `events_out` or explicitly in `not_applicable`, so a gap fails a test, not a partner."""
 
     protocol: str
+    content_type: str
     events_in: frozenset[Event]
     events_out: frozenset[Event]
     not_applicable: frozenset[Event]
 
-    def decode(self, body: bytes, sender: str, limit: int) -> Decoded[C]: ...
+    def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[C]: ...
 
     def accept(self, decoded: Decoded[C], state: str | None = None) -> Answer: ...
 
@@ -164,6 +168,11 @@ class Codec(Protocol[C]):
     def render(self, outgoing: Outgoing) -> bytes: ...
 
     def judge(self, body: bytes, status: int | None = None) -> Attempt: ...
+
+    def read_answer(self, body: bytes) -> dict[str, Any] | None:
+        """A partner's answer (NCIP response, ISO 18626 confirmation) as data, for `rshub
+        decode`; None if the body is not one."""
+        ...
 
 
 class Intake(Protocol):
@@ -217,6 +226,11 @@ class Intake(Protocol):
         its `Attempt` (with the target's answer bytes) returned here."""
         ...
 
+    async def status(self, transaction_id: str) -> str | None:
+        """A transaction's state (a lifecycle state name), None if this hub does not know it
+        (for status pages; read from this worker's view, no broker round trip)."""
+        ...
+
     async def load_checkpoint(self, key: str) -> str | None:
         """A listener's durable position (a mailbox's UIDVALIDITY and last UID), or None."""
         ...
@@ -227,7 +241,11 @@ class Intake(Protocol):
 
 
 class Listener(Protocol):
-    """An inbound channel the connector runs itself: a TCP server, a mailbox poller."""
+    """An inbound channel the connector runs itself: a TCP server, a mailbox poller.
+    `bind` is called at start-up before anything runs (a port in use stops the hub with a
+    clear error there); `start` when the hub is ready to take messages."""
+
+    def bind(self) -> None: ...
 
     async def start(self, intake: Intake) -> None: ...
 
@@ -252,6 +270,11 @@ class HttpInbound:
     share a path (NCIP peers and NCIP brokers): the partner's `protocol` chooses."""
 
     path: str | None = None
+    # A connector that answers the request itself (a relay: the call is not a loan step)
+    # instead of through `Intake.take`: called with the intake, the connector's settings, the
+    # partner's symbol and the request (body already bounded); it authenticates, audits and
+    # answers.
+    handler: Callable[[Intake, Any, str, WebRequest], Awaitable[WebResponse]] | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +288,7 @@ class WebRequest:
     headers: Mapping[str, str]
     body: bytes
     remote: str
+    raw_query: bytes = b""  # undecoded (OpenURLs arrive in Latin-1 too, and with `??`)
 
 
 @dataclass(frozen=True)
@@ -320,6 +344,7 @@ class Connector(Generic[OptionsT, SettingsT]):
     - `endpoint_schemes`: URL schemes a partner's `endpoint` may have.
     - `correlation`: the model of what its partners need to recognise their own messages.
     - `simulator`: builds a simulated partner for tests, the demo and the bench.
+    - `check`: what stops start-up for this protocol (settings and directory together).
     - `topics`: topics this connector needs besides the hub's own and its outbound topic.
     """
 
@@ -334,6 +359,7 @@ class Connector(Generic[OptionsT, SettingsT]):
     endpoint_schemes: tuple[str, ...] = ("http", "https")
     correlation: type[Correlation] = Correlation
     simulator: Callable[..., Any] | None = None
+    check: Callable[[SettingsT, Directory], list[str]] | None = None
     topics: tuple[str, ...] = ()
     describe: str = ""
     ENV_PREFIX: ClassVar[str] = "RSHUB_"
@@ -343,22 +369,36 @@ class Connector(Generic[OptionsT, SettingsT]):
         return f"ill.outbound.{self.name}"
 
     def env_prefix(self) -> str:
-        return f"{self.ENV_PREFIX}{self.name.upper()}_"
+        return f"{self.ENV_PREFIX}{self.name.upper().replace('-', '_')}_"
 
     def load_settings(self, environ: Mapping[str, str]) -> SettingsT:
         """The connector's settings from `RSHUB_<NAME>_<FIELD>` variables (defaults else);
         pydantic's ValidationError names the field."""
         prefix = self.env_prefix()
+        # Empty is unset: docker compose passes `${VAR:-}` through as "".
         values = {
             name: environ[prefix + name.upper()]
             for name in self.settings.model_fields
-            if prefix + name.upper() in environ
+            if environ.get(prefix + name.upper())
         }
         return self.settings.model_validate(values)
 
     def partner_options(self, partner: Partner) -> OptionsT:
         """A partner's `options:` as this connector's typed model."""
         return self.options.model_validate(partner.options)
+
+
+def _endpoint_fits(endpoint: str, connector: Connector[Any, Any]) -> bool:
+    """A mistyped endpoint is otherwise only found when every delivery fails."""
+    target = urlsplit(endpoint)
+    try:
+        port = target.port
+    except ValueError:
+        return False
+    if target.scheme not in connector.endpoint_schemes or not target.hostname:
+        return False
+    # Stream protocols (tcp://) need a port; URLs default theirs.
+    return bool(port) or target.scheme in ("http", "https", "mailto", "smtp")
 
 
 @dataclass
@@ -382,27 +422,30 @@ class Registry:
     def names(self) -> list[str]:
         return [c.name for c in self.connectors]
 
-    def check(self, directory: Directory) -> list[str]:
+    def check(self, directory: Directory, loaded: Mapping[str, Any] | None = None) -> list[str]:
         """What is wrong with the directory for these connectors (empty: nothing): unknown
-        protocols, endpoints of the wrong scheme, options the connector does not accept."""
+        protocols, endpoints of the wrong scheme, options the connector does not accept,
+        and each connector's own checks of its settings (`loaded`) against the directory."""
         problems: list[str] = []
+        for connector in self.connectors:
+            if connector.check is not None:
+                own = (loaded or {}).get(connector.name) or connector.settings()
+                problems.extend(connector.check(own, directory))
         for partner in directory.partners:
-            connector = self.get(partner.protocol)
-            if connector is None:
+            found = self.get(partner.protocol)
+            if found is None:
                 problems.append(
                     f"partner {partner.symbol}: unknown protocol {partner.protocol!r} "
                     f"(known: {', '.join(self.names)})"
                 )
                 continue
-            if partner.endpoint:
-                scheme = partner.endpoint.split(":", 1)[0].lower()
-                if scheme not in connector.endpoint_schemes:
-                    problems.append(
-                        f"partner {partner.symbol}: endpoint {partner.endpoint!r} is not a "
-                        f"{' or '.join(connector.endpoint_schemes)} address"
-                    )
+            if partner.endpoint and not _endpoint_fits(partner.endpoint, found):
+                problems.append(
+                    f"partner {partner.symbol}: endpoint {partner.endpoint!r} is not a "
+                    f"{' or '.join(s + '://' for s in found.endpoint_schemes)} address"
+                )
             try:
-                connector.partner_options(partner)
+                found.partner_options(partner)
             except ValueError as error:
                 problems.append(f"partner {partner.symbol}: options: {error}")
         return problems

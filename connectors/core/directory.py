@@ -6,12 +6,14 @@ Secrets are never in the file: an entry names the environment variable or file h
 
 from __future__ import annotations
 
+import base64
+import hmac
 import ipaddress
 import os
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -78,6 +80,29 @@ class Credential(BaseModel):
         )
 
 
+def authenticated(credential: Credential | None, header: str | None) -> bool:
+    """Constant-time check of an Authorization header against a partner's credential."""
+    if credential is None:
+        return False
+    if credential.scheme is AuthScheme.NONE:
+        return True
+    expected = authorization(credential).get("Authorization")
+    if not expected or not header or not credential.secret():
+        return False
+    return hmac.compare_digest(header.encode(), expected.encode())
+
+
+def authorization(credential: Credential | None) -> dict[str, str]:
+    """The Authorization header rshub sends with a credential (none for scheme none)."""
+    if credential is None or credential.scheme is AuthScheme.NONE:
+        return {}
+    secret = credential.secret() or ""
+    if credential.scheme is AuthScheme.BEARER:
+        return {"Authorization": f"Bearer {secret}"}
+    token = base64.b64encode(f"{credential.username}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
     overload: int | None = Field(
@@ -106,12 +131,6 @@ class Partner(BaseModel):
         None,
         description="SHA-256 fingerprint of the client certificate the partner presents over "
         "TLS (hex, colons allowed)",
-    )
-    system_id: str = Field("RSHUB", description="FromSystemId rshub uses towards this partner")
-    iso18626_version: str = Field(
-        "1.2",
-        pattern=r"^(1\.2|2021-2)$",
-        description="ISO 18626 version rshub writes to this partner",
     )
     inbound_auth: Credential | None = None
     outbound_auth: Credential | None = None
@@ -154,23 +173,6 @@ class Partner(BaseModel):
         if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
             raise ValueError("expected 64 hex digits (the certificate's SHA-256 fingerprint)")
         return digits
-
-    @model_validator(mode="after")
-    def _endpoint_fits_protocol(self) -> Partner:
-        # A mistyped endpoint is otherwise only found when every delivery fails.
-        if self.endpoint is None:
-            return self
-        target = urlsplit(self.endpoint)
-        try:
-            port = target.port
-        except ValueError:
-            port = -1
-        if self.protocol == "iso10161":
-            if target.scheme != "tcp" or not target.hostname or not port or port < 0:
-                raise ValueError(f"endpoint {self.endpoint!r} is not tcp://host:port")
-        elif target.scheme not in ("http", "https") or not target.hostname or port == -1:
-            raise ValueError(f"endpoint {self.endpoint!r} is not an http:// or https:// URL")
-        return self
 
     def connects_from(self, address: str) -> bool:
         """Whether a connection from `address` may be this partner's (by `addresses`; a
@@ -229,7 +231,10 @@ class Directory(BaseModel):
     rotas: list[Rota] = Field(default_factory=list)
     rules: list[RotaRule] = Field(default_factory=list, description="first match wins")
     default_rota: str | None = None
-    supported_protocols: frozenset[str] = frozenset({"ncip", "iso18626", "iso10161"})
+    supported_protocols: frozenset[str] = Field(
+        frozenset(),
+        description="the connectors' names, given by `load` (empty: protocols not checked)",
+    )
     _index: dict[str, Partner] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -242,7 +247,7 @@ class Directory(BaseModel):
             if partner.symbol in seen:
                 problems.append(f"{where}: symbol is used twice")
             seen.add(partner.symbol)
-            if partner.protocol not in self.supported_protocols:
+            if self.supported_protocols and partner.protocol not in self.supported_protocols:
                 problems.append(
                     f"{where}: protocol {partner.protocol!r} is not one of "
                     f"{sorted(self.supported_protocols)}"
@@ -340,7 +345,9 @@ def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
     return "; ".join(lines)
 
 
-def load(path: Path | str) -> Directory:
+def load(path: Path | str, protocols: Iterable[str] = ()) -> Directory:
+    """The directory in `path`, checked; `protocols`: the names of the hub's connectors
+    (a partner of any other protocol is an error naming it)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -351,6 +358,6 @@ def load(path: Path | str) -> Directory:
     if not isinstance(raw, dict):
         raise DirectoryError(f"directory file {path}: expected a mapping at the top")
     try:
-        return Directory.model_validate(raw)
+        return Directory.model_validate({**raw, "supported_protocols": frozenset(protocols)})
     except ValidationError as exc:
         raise DirectoryError(f"directory file {path}: {_describe(exc, raw)}") from exc

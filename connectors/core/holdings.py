@@ -9,6 +9,7 @@ skipped on a catalogue's word that it lacks the item.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Literal
 
@@ -92,3 +93,7 @@ def normalized(key: str, value: str) -> str:
     if key == "oclc_number":
         return re.sub(r"^\(OCoLC\)|^oc[mn]|^on", "", value.strip())
     return value.strip()
+
+
+# A holdings look-up client (Z39.50, SRU): (lender, catalogue, search terms) -> result.
+Client = Callable[[str, Catalogue, list[tuple[str, str]]], Awaitable[HoldingsResult]]

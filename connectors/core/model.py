@@ -315,6 +315,9 @@ class Bibliographic(BaseModel):
     publication_date_of_component: Text | None = None
     publisher: Text | None = None
     series_title_number: Text | None = None
+    volume: Text | None = None
+    issue: Text | None = None
+    doi: Id | None = None
     bibliographic_level: Id | None = None
     medium_type: Id | None = None
     call_number: Text | None = None
@@ -327,7 +330,7 @@ class Bibliographic(BaseModel):
     @property
     def identified(self) -> bool:
         """Whether the item can be found without a title (a record id or standard number)."""
-        return any((self.isbn, self.issn, self.oclc_number, self.local_id, self.ean))
+        return any((self.isbn, self.issn, self.oclc_number, self.local_id, self.ean, self.doi))
 
 
 class Correlation(BaseModel):

@@ -1,1 +1,5 @@
-"""ISO 10161 ILL (BER over TCP): the ASN.1 compiled with asn1tools, and the sans-IO codec."""
+"""iso10161 connector: `CONNECTOR` is what the registry lists."""
+
+from connectors.iso10161.connector import CONNECTOR
+
+__all__ = ["CONNECTOR"]

@@ -9,7 +9,7 @@ APDU rshub sends back carries it unchanged.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -17,6 +17,7 @@ from connectors.core.model import (
     EITHER_SIDE,
     SENDER,
     Bibliographic,
+    Correlation,
     Event,
     Message,
     Money,
@@ -369,6 +370,17 @@ def _fields(name: str, value: dict[str, Any], sender: str) -> tuple[dict[str, An
         fields["max_cost"] = _money(
             _dig(value, ("cost-info-type", "maximum-cost")), ELEMENTS["max_cost"]
         )
+    if event in (Event.LOANED, Event.COPY_COMPLETED):
+        # ISO 10161 Shipped names no item; the lender's transaction qualifier is what
+        # identifies this loan in every later APDU, so it serves as the item id.
+        fields["item_id"] = fields["request_id"] or None
+    # Validated with the message (a bound broken names the element).
+    fields["correlation"] = {
+        "protocol": "iso10161",
+        "request_id": fields["request_id"],
+        "transaction_id": _jsonable(transaction_id),
+    }
+    elements["correlation"] = "transaction-id"
     plain = {k: v for k, v in value.items() if not k.endswith("-extensions")}
     fields["extensions"] = {
         "iso10161": {"apdu": name, **_jsonable(plain), "extensions": decode_extensions(value)}
@@ -380,7 +392,7 @@ def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:
     item = value.get("item-id") or {}
     bib = {field: _text(item.get(key)) for key, field in ITEM_FIELDS.items()}
     bib["bibliographic_level"] = {"monograph": "Book", "serial": "Journal"}.get(
-        item.get("item-type")
+        str(item.get("item-type"))
     )
     fields["bibliographic"] = {k: v for k, v in bib.items() if v}
     services = value.get("iLL-service-type") or []
@@ -391,12 +403,23 @@ def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:
     fields["patron_id"] = _text(client.get("client-identifier")) or _text(client.get("client-name"))
 
 
-def _transaction_id(message: Message, from_agency: str) -> dict[str, Any]:
-    """The borrower's own transaction-id when rshub answers it; a new one towards lenders."""
-    origin = message.extensions.get("origin")
-    origin = origin.get("iso10161") if isinstance(origin, dict) else None
-    if isinstance(origin, dict) and isinstance(origin.get("transaction-id"), dict):
-        return _from_jsonable(origin["transaction-id"])
+class Iso10161Correlation(Correlation):
+    """What an ISO 10161 party needs to recognise its transaction: the whole Transaction-Id
+    it gave (initial requester, group qualifier, qualifier, sub-transaction qualifier), echoed
+    in every APDU rshub sends it."""
+
+    protocol: str = "iso10161"
+    transaction_id: dict[str, Any]
+
+
+def _transaction_id(
+    message: Message, from_agency: str, correlation: Correlation | None = None
+) -> dict[str, Any]:
+    """The party's own transaction-id when it gave one; a new one otherwise (a new request
+    to a lender)."""
+    if correlation is not None and correlation.protocol == "iso10161":
+        given = Iso10161Correlation.model_validate(correlation.model_dump())
+        return cast(dict[str, Any], _from_jsonable(given.transaction_id))
     return {
         "initial-requester-id": _system(from_agency),
         "transaction-group-qualifier": _ill_string(
@@ -413,7 +436,11 @@ def _system(agency: str) -> dict[str, Any]:
 
 
 def from_canonical(
-    message: Message, from_agency: str, to_agency: str, lender_side: bool | None = None
+    message: Message,
+    from_agency: str,
+    to_agency: str,
+    lender_side: bool | None = None,
+    correlation: Correlation | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The APDU name and value for a canonical message. `lender_side`: whether the sender
     is the lender (responder); None derives it from the event, and for an event either side
@@ -431,7 +458,7 @@ def from_canonical(
     now = message.timestamp
     value: dict[str, Any] = {
         "protocol-version-num": 2,
-        "transaction-id": _transaction_id(message, requester),
+        "transaction-id": _transaction_id(message, requester, correlation),
         "service-date-time": {
             "date-time-of-this-service": {"date": iso_date(now), "time": now.strftime("%H%M%S")}
         },
@@ -529,10 +556,16 @@ def from_canonical(
     return name, value
 
 
-def render(message: Message, from_agency: str, to_agency: str) -> bytes:
+def render(
+    message: Message,
+    from_agency: str,
+    to_agency: str,
+    lender_side: bool | None = None,
+    correlation: Correlation | None = None,
+) -> bytes:
     """The APDU's BER for a canonical message: NotApplicable where ISO 10161 has no APDU,
     RenderError where a value does not fit it; nothing else (what the outbound side uses)."""
-    name, value = from_canonical(message, from_agency, to_agency)
+    name, value = from_canonical(message, from_agency, to_agency, lender_side, correlation)
     try:
         return codec.encode(name, value)
     except Iso10161Error as error:

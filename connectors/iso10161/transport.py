@@ -19,20 +19,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import socket
 import ssl
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.core.connections import SourceLimit
+from connectors.core.connections import SourceLimit, bind
+from connectors.core.contract import (
+    Answer,
+    Attempt,
+    Codec,
+    Decoded,
+    Fault,
+    Intake,
+    Limits,
+    Outgoing,
+    Refusal,
+)
 from connectors.core.directory import Directory, Partner
-from connectors.core.model import SENDER, Event, Message, NotApplicable, Role
+from connectors.core.model import EITHER_SIDE, SENDER, Event, Message, NotApplicable, Role
 from connectors.iso10161 import codec, mapping
-from hub.gateway import Decoded, Endpoint, Fault, Gateway, Refusal, Reply
-from hub.outbound import Attempted, Outbound
-from hub.settings import Settings
 
 log = structlog.get_logger(__name__)
 BER = "application/iso-10161-ill-1"
@@ -58,6 +69,7 @@ STATE_AFTER: dict[Event, str] = {
 # The hub's states as ISO 10161 Current-State, for state-transition-prohibited.
 CURRENT_STATE: dict[str, str] = {
     "New": "uNKNOWN",
+    "Locating": "pENDING",
     "Requested": "pENDING",
     "WillSupply": "iN-PROCESS",
     "Loaned": "sHIPPED",
@@ -71,6 +83,7 @@ CURRENT_STATE: dict[str, str] = {
     "CopyCompleted": "rECEIVED",
     "Cancelled": "cANCELLED",
     "Unfilled": "nOT-SUPPLIED",
+    "Expired": "nOT-SUPPLIED",
 }
 SERVICE: dict[str, str] = {  # APDU -> History-Report most-recent-service
     "ILL-Request": "iLL-REQUEST",
@@ -140,10 +153,39 @@ def error_report(
     return error
 
 
-class Iso10161Endpoint(Endpoint):
-    protocol = "iso10161"
+Context = tuple[str, dict[str, Any]]
 
-    def decode(self, body: bytes, sender: str, limit: int) -> Decoded:
+
+class Iso10161Settings(BaseModel):
+    """The ISO 10161 port (RSHUB_ISO10161_<FIELD>)."""
+
+    model_config = ConfigDict(extra="forbid")
+    port: int = Field(1611, ge=0, le=65535, description="TCP port of the ISO 10161 endpoint")
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate: serve ISO 10161 over TLS (with the key file)"
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key of the ISO 10161 TLS certificate"
+    )
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM certificates that partners' client certificates are verified "
+        "against (a CA, or the partners' self-signed certificates)",
+    )
+
+
+class Iso10161Codec:
+    protocol = "iso10161"
+    content_type = BER
+    events_in = (
+        frozenset(mapping.APDU_EVENTS.values())
+        | frozenset(mapping.ANSWER_EVENTS.values())
+        | {Event.LENDER_NOTE, Event.BORROWER_NOTE}
+    )
+    events_out = frozenset(mapping.EVENT_APDUS)
+    not_applicable = frozenset(Event) - events_out
+
+    def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Context]:
         name, value = None, None
         try:
             name, value = codec.decode(body)
@@ -153,7 +195,7 @@ class Iso10161Endpoint(Endpoint):
                 error = error_report(
                     detail, provider=("transaction-id-problem", "invalid-transaction-id")
                 )
-                raise Refusal(detail, Reply(200, report(value, error=error, note=detail), BER))
+                raise Refusal(detail, Answer(report(value, error=error, note=detail), BER))
             return Decoded(message, (name, value))
         except codec.Iso10161Error as error:
             problem = "badly-structured-APDU" if name is None else "mistyped-APDU"
@@ -162,16 +204,16 @@ class Iso10161Endpoint(Endpoint):
                 error=error_report(str(error), provider=("general-problem", problem)),
                 note=str(error),
             )
-            raise Refusal(str(error), Reply(200, reply, BER)) from None
+            raise Refusal(str(error), Answer(reply, BER)) from None
         except NotApplicable as exc:
             reply = report(
                 value,
                 error=error_report(str(exc), user=("unable-to-perform", "not-available")),
                 note=str(exc),
             )
-            raise Refusal(str(exc), Reply(200, reply, BER)) from None
+            raise Refusal(str(exc), Answer(reply, BER)) from None
 
-    def accept(self, decoded: Decoded, state: str | None = None) -> Reply:
+    def accept(self, decoded: Decoded[Context], state: str | None = None) -> Answer:
         name, value = decoded.context
         today = mapping.iso_date(datetime.now(UTC))
         status = {
@@ -184,11 +226,15 @@ class Iso10161Endpoint(Endpoint):
             "provider-status-report": CURRENT_STATE.get(state or "")
             or STATE_AFTER.get(decoded.message.event, "uNKNOWN"),
         }
-        return Reply(200, report(value, status=status), BER)
+        return Answer(report(value, status=status), BER)
 
     def fault(
-        self, fault: Fault, detail: str, decoded: Decoded | None = None, state: str | None = None
-    ) -> Reply:
+        self,
+        fault: Fault,
+        detail: str,
+        decoded: Decoded[Context] | None = None,
+        state: str | None = None,
+    ) -> Answer:
         value = decoded.context[1] if decoded else None
         if fault in (Fault.UNKNOWN_PARTNER, Fault.UNAUTHENTICATED):
             error = error_report(detail, user=("security-problem", ("generalstring", detail[:200])))
@@ -212,7 +258,30 @@ class Iso10161Endpoint(Endpoint):
             )
         else:
             error = error_report(detail, provider=("general-problem", "badly-structured-APDU"))
-        return Reply(200, report(value, error=error, note=detail), BER)
+        return Answer(report(value, error=error, note=detail), BER)
+
+    def render(self, outgoing: Outgoing) -> bytes:
+        message = outgoing.message
+        lender_side = outgoing.to_borrower if message.event in EITHER_SIDE else None
+        return mapping.render(
+            message,
+            outgoing.sender_agency,
+            outgoing.recipient.agency_id,
+            lender_side,
+            outgoing.correlation,
+        )
+
+    def judge(self, body: bytes, status: int | None = None) -> Attempt:
+        try:
+            name, value = codec.decode(body)
+        except codec.Iso10161Error as error:
+            return Attempt(True, False, f"sent; answer unreadable: {error}")
+        if name == "Status-Or-Error-Report" and value.get("error-report"):
+            return Attempt(False, False, f"ISO 10161 error report: {value['error-report']}")
+        return Attempt(True, False, f"sent; answered with {name}", answer=body)
+
+    def read_answer(self, body: bytes) -> dict[str, Any] | None:
+        return None  # a Status-Or-Error-Report decodes as a message (a note)
 
 
 def fingerprint(der: bytes | None) -> str | None:
@@ -264,32 +333,32 @@ def identify(
     return None
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
+def tls_context(settings: Iso10161Settings) -> ssl.SSLContext | None:
     """The ISO 10161 port's TLS context (None: plain TCP). Client certificates are asked
     for, verified against `iso10161_tls_client_ca_file` and then matched by fingerprint."""
-    if not settings.iso10161_tls_cert_file:
+    if not settings.tls_cert_file:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.iso10161_tls_cert_file, settings.iso10161_tls_key_file)
-    if settings.iso10161_tls_client_ca_file:
-        context.load_verify_locations(cafile=str(settings.iso10161_tls_client_ca_file))
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    if settings.tls_client_ca_file:
+        context.load_verify_locations(cafile=str(settings.tls_client_ca_file))
         context.verify_mode = ssl.CERT_OPTIONAL  # partners identified by address need none
     return context
 
 
-def identity_problems(directory: Directory, settings: Settings) -> list[str]:
+def identity_problems(directory: Directory, settings: Iso10161Settings) -> list[str]:
     """Why the ISO 10161 port cannot identify some partner as configured (empty: it can)."""
     pinned = [p.symbol for p in directory.partners if p.tls_client_cert_sha256]
     if not pinned:
         return []
     problems = []
-    if not (settings.iso10161_tls_cert_file and settings.iso10161_tls_key_file):
+    if not (settings.tls_cert_file and settings.tls_key_file):
         problems.append(
             f"partners {', '.join(pinned)} are identified by a client certificate, but "
             "RSHUB_ISO10161_TLS_CERT_FILE and RSHUB_ISO10161_TLS_KEY_FILE are not both set"
         )
-    if not settings.iso10161_tls_client_ca_file:
+    if not settings.tls_client_ca_file:
         problems.append(
             f"partners {', '.join(pinned)} are identified by a client certificate, but "
             "RSHUB_ISO10161_TLS_CLIENT_CA_FILE (what their certificates are verified "
@@ -299,32 +368,33 @@ def identity_problems(directory: Directory, settings: Settings) -> list[str]:
 
 
 class Iso10161Server:
-    """The TCP front: splits APDUs, identifies partners, hands each APDU to the gateway."""
+    """The TCP listener: splits APDUs, identifies partners, hands each APDU to the intake."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, limits: Limits, settings: Iso10161Settings, codec: Iso10161Codec) -> None:
+        self.limits, self.settings, self.codec = limits, settings, codec
         self.server: asyncio.Server | None = None
-        self.endpoint = Iso10161Endpoint()
-        self.gateway: Gateway | None = None
-        self.sources = SourceLimit(settings.max_connections_per_source, "iso10161")
+        self.intake: Intake | None = None
+        self.sources = SourceLimit(limits.max_connections_per_source, "iso10161")
+        self.sock: socket.socket | None = None
 
-    async def start(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def bind(self) -> None:
+        """Bind the port now, so a port in use stops start-up before anything runs."""
+        self.sock = bind(self.limits.host, self.settings.port, "ISO 10161")
+
+    async def start(self, intake: Intake) -> None:
+        self.intake = intake
+        if self.sock is None:
+            self.bind()
         tls = tls_context(self.settings)
-        where: dict[str, Any] = (
-            {"sock": gateway.sockets["iso10161"]}
-            if "iso10161" in gateway.sockets
-            else {"host": self.settings.http_host, "port": self.settings.iso10161_port}
-        )
         self.server = await asyncio.start_server(
             self._connection,
+            sock=self.sock,
             ssl=tls,
-            ssl_handshake_timeout=self.settings.read_timeout_s if tls else None,
-            **where,
+            ssl_handshake_timeout=self.limits.read_timeout_s if tls else None,
         )
         log.info(
             "iso10161.listening",
-            host=self.settings.http_host,
+            host=self.limits.host,
             port=self.server.sockets[0].getsockname()[1],
             tls=tls is not None,
         )
@@ -360,14 +430,14 @@ class Iso10161Server:
         certificate: str | None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        splitter = codec.Splitter(max_apdu=self.settings.max_body_bytes)
+        splitter = codec.Splitter(max_apdu=self.limits.max_body_bytes)
         begun: float | None = None  # when the first byte of the pending APDU arrived
         while True:
             # Idle between APDUs; once an APDU has begun, it has read_timeout_s in all.
             if begun is None:
-                deadline = loop.time() + self.settings.idle_timeout_s
+                deadline = loop.time() + self.limits.idle_timeout_s
             else:
-                deadline = begun + self.settings.read_timeout_s
+                deadline = begun + self.limits.read_timeout_s
             try:
                 async with asyncio.timeout_at(deadline):
                     data = await reader.read(65536)
@@ -395,47 +465,48 @@ class Iso10161Server:
                 begun = loop.time()
 
     async def _refuse_stream(self, detail: str, address: str, writer: asyncio.StreamWriter) -> None:
-        assert self.gateway is not None
-        reply = self.endpoint.fault(Fault.SYNTAX, detail)
-        await self.gateway.dead(Refusal(detail, reply), address, "iso10161")
-        writer.write(reply.body)
+        assert self.intake is not None
+        answer = self.codec.fault(Fault.SYNTAX, detail)
+        await self.intake.refuse(Refusal(detail, answer), address, "iso10161")
+        writer.write(answer.body)
         await writer.drain()
 
-    async def _one(self, apdu: bytes, address: str, certificate: str | None = None) -> Reply:
-        assert self.gateway is not None
-        if not self.gateway.broker_up:
-            return self.gateway.unavailable(self.endpoint).reply
+    async def _one(self, apdu: bytes, address: str, certificate: str | None = None) -> Answer:
+        intake = self.intake
+        assert intake is not None
+        if not intake.broker_up:
+            return intake.unavailable(self.codec).answer
         try:
             name, value = codec.decode(apdu)
         except codec.Iso10161Error as error:
-            refusal = Refusal(str(error), self.endpoint.fault(Fault.SYNTAX, str(error)))
-            await self.gateway.dead(refusal, address, "iso10161")
-            return refusal.reply
-        partner = identify(self.gateway.directory, name, value, address, certificate)
+            refusal = Refusal(str(error), self.codec.fault(Fault.SYNTAX, str(error)))
+            await intake.refuse(refusal, address, "iso10161")
+            return refusal.answer
+        partner = identify(intake.directory, name, value, address, certificate)
         if partner is None:
             who = f"certificate {certificate[:16]}..." if certificate else "no client certificate"
             detail = f"no ISO 10161 partner with this System-Id at {address} ({who})"
             decoded = Decoded(Message(event=Event.BORROWER_NOTE), (name, value))
             refusal = Refusal(
-                detail, self.endpoint.fault(Fault.UNAUTHENTICATED, detail, decoded), "authenticate"
+                detail, self.codec.fault(Fault.UNAUTHENTICATED, detail, decoded), "authenticate"
             )
-            await self.gateway.dead(refusal, address, "iso10161")
-            return refusal.reply
+            await intake.refuse(refusal, address, "iso10161")
+            return refusal.answer
         try:
-            return await self.gateway.take(self.endpoint, partner.symbol, apdu, BER)
+            return await intake.take(self.codec, partner.symbol, apdu, BER)
         except Refusal as refusal:
-            await self.gateway.dead(refusal, partner.symbol, "iso10161")
-            return refusal.reply
+            await intake.refuse(refusal, partner.symbol, "iso10161")
+            return refusal.answer
 
 
-class TcpDelivery:
+class TcpSender:
     """Delivers APDUs to a partner's host and port; reads the Status-Or-Error-Report a peer
     may answer with (an error report is a refusal; no answer within a moment is accepted)."""
 
     ANSWER_WAIT_S = 2.0
 
-    def __init__(self, settings: Settings, outbound: Outbound) -> None:
-        self.settings, self.outbound = settings, outbound
+    def __init__(self, limits: Limits, codec: Codec[Any]) -> None:
+        self.limits, self.codec = limits, codec
 
     async def start(self) -> None:
         return None
@@ -443,21 +514,21 @@ class TcpDelivery:
     async def stop(self) -> None:
         return None
 
-    async def _send(self, partner: Partner, body: bytes) -> Attempted:
+    async def send(self, partner: Partner, body: bytes) -> Attempt:
         target = urlsplit(partner.endpoint or "")
         if not target.hostname or not target.port:
-            return Attempted(False, False, f"endpoint {partner.endpoint!r} is not tcp://host:port")
+            return Attempt(False, False, f"endpoint {partner.endpoint!r} is not tcp://host:port")
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(target.hostname, target.port),
-                self.settings.outbound_timeout_s,
+                self.limits.outbound_timeout_s,
             )
         except (OSError, TimeoutError) as exc:
-            return Attempted(False, True, f"{type(exc).__name__}: {exc}")
+            return Attempt(False, True, f"{type(exc).__name__}: {exc}")
         try:
             writer.write(codec.for_the_wire(body))
             await writer.drain()
-            splitter = codec.Splitter(max_apdu=self.settings.max_body_bytes)
+            splitter = codec.Splitter(max_apdu=self.limits.max_body_bytes)
             try:
                 while not (
                     answers := splitter.feed(
@@ -466,41 +537,11 @@ class TcpDelivery:
                 ):
                     pass
             except TimeoutError:
-                return Attempted(True, False, "sent; no answer")
-            return self.outbound.judge(200, answers[0], self.settings.max_body_bytes)
+                return Attempt(True, False, "sent; no answer")
+            return self.codec.judge(answers[0])
         except (OSError, codec.FramingError) as exc:
-            return Attempted(False, True, f"{type(exc).__name__}: {exc}")
+            return Attempt(False, True, f"{type(exc).__name__}: {exc}")
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-
-    async def deliver(self, partner: Partner, body: bytes) -> tuple[Attempted, int]:
-        delay, tries = self.settings.outbound_backoff_s, 0
-        while True:
-            tries += 1
-            attempted = await self._send(partner, body)
-            if attempted.ok or not attempted.retryable or tries >= self.settings.outbound_retries:
-                return attempted, tries
-            await asyncio.sleep(delay)
-            delay *= 2
-
-
-class Iso10161Outbound(Outbound):
-    protocol = "iso10161"
-    content_type = BER
-
-    def render(self, message: Message, sender_agency: str, recipient: Partner) -> bytes:
-        return mapping.render(message, sender_agency, recipient.agency_id)
-
-    def judge(self, status: int, body: bytes, limit: int) -> Attempted:
-        try:
-            name, value = codec.decode(body)
-        except codec.Iso10161Error as error:
-            return Attempted(True, False, f"sent; answer unreadable: {error}")
-        if name == "Status-Or-Error-Report" and value.get("error-report"):
-            return Attempted(False, False, f"ISO 10161 error report: {value['error-report']}")
-        return Attempted(True, False, f"sent; answered with {name}")
-
-    def delivery(self, settings: Settings) -> TcpDelivery:
-        return TcpDelivery(settings, self)

@@ -1,1 +1,5 @@
-"""ISO 18626 (XML over HTTP): reads v1.2 and 2021, writes v1.2."""
+"""iso18626 connector: `CONNECTOR` is what the registry lists."""
+
+from connectors.iso18626.connector import CONNECTOR
+
+__all__ = ["CONNECTOR"]

@@ -68,6 +68,32 @@ SUPPLIER_OUT: dict[Event, tuple[str, str]] = {
     Event.LENDER_NOTE: ("ExpectToSupply", "Notification"),
 }
 ACTION_OUT: dict[Event, str] = {event: action for action, event in ACTIONS.items()}
+# Evidence ISO 18626 has no message for: sent as a Notification whose note names it.
+NOTIFIED: dict[Event, str] = {
+    Event.CONDITIONAL: "Conditional",
+    Event.LOST: "Lost",
+    Event.DAMAGED: "Damaged",
+}
+# The hub's state as the supplier status a Notification carries (statusInfo/status is
+# required in every supplyingAgencyMessage; a notification must not claim a new status).
+STATE_STATUS: dict[str, str] = {
+    "New": "RequestReceived",
+    "Locating": "RequestReceived",
+    "Requested": "ExpectToSupply",
+    "WillSupply": "WillSupply",
+    "CancelPending": "ExpectToSupply",
+    "Loaned": "Loaned",
+    "Received": "Loaned",
+    "RenewPending": "Loaned",
+    "Recalled": "Recalled",
+    "Overdue": "Overdue",
+    "Returned": "Loaned",
+    "LoanCompleted": "LoanCompleted",
+    "CopyCompleted": "CopyCompleted",
+    "Cancelled": "Cancelled",
+    "Unfilled": "Unfilled",
+    "Expired": "Unfilled",
+}
 
 SERVICE_TYPES: dict[str, ServiceType] = {
     "Loan": ServiceType.LOAN,

@@ -146,8 +146,12 @@ def _request(message: Message, header: etree._Element, version: str = t.VERSION)
     return el("request", header, info, publication, service, delivery, patron, billing)
 
 
-def _supplying(message: Message, header: etree._Element) -> etree._Element:
+def _supplying(
+    message: Message, header: etree._Element, state: str | None = None
+) -> etree._Element:
     status, reason = t.SUPPLIER_OUT[message.event]
+    if message.event is Event.LENDER_NOTE and state in t.STATE_STATUS:
+        status = t.STATE_STATUS[state]
     answer = None
     if message.answer is not None:
         answer = "Y" if message.answer else "N"
@@ -178,13 +182,29 @@ def _supplying(message: Message, header: etree._Element) -> etree._Element:
 
 
 def encode(
-    message: Message, *, from_agency: str, to_agency: str, version: str = t.VERSION
+    message: Message,
+    *,
+    from_agency: str,
+    to_agency: str,
+    version: str = t.VERSION,
+    state: str | None = None,
+    to_borrower: bool | None = None,
 ) -> bytes:
     """The ISO 18626 message (v1.2, or 2021-2) for a canonical message (rshub as requester or
-    supplier)."""
+    supplier). `state`: the transaction's state, the status a Notification carries;
+    `to_borrower`: the side of an event either party may say (Lost, Damaged)."""
     if version not in t.SCHEMA_LOCATIONS:
         raise RenderError(
             f"ISO 18626 version {version!r} is not one of {sorted(t.SCHEMA_LOCATIONS)}"
+        )
+    if message.event in t.NOTIFIED:
+        lender_side = message.event is Event.CONDITIONAL or bool(to_borrower)
+        name = t.NOTIFIED[message.event]
+        message = message.model_copy(
+            update={
+                "event": Event.LENDER_NOTE if lender_side else Event.BORROWER_NOTE,
+                "note": f"{name}: {message.note}" if message.note else name,
+            }
         )
     if message.event is Event.REQUEST:
         header = _header(message, to_agency, from_agency, None, version)
@@ -202,7 +222,7 @@ def encode(
         )
     if message.event in t.SUPPLIER_OUT:
         header = _header(message, from_agency, to_agency, message.transaction_id or None, version)
-        return _document(_supplying(message, header), version)
+        return _document(_supplying(message, header, state), version)
     raise NotApplicable(f"ISO 18626 has no message for {message.event.value}")
 
 
@@ -242,8 +262,9 @@ def confirm(
 def _echo_time(value: str | None) -> str | None:
     """The partner's timestamp, echoed only if it is one (so our answer stays valid)."""
     try:
-        return stamp(parse_date(value, "timestamp")) if value else None  # type: ignore[arg-type]
-    except Iso18626Error:
+        moment = parse_date(value, "timestamp") if value else None
+        return stamp(moment) if moment else None
+    except (Iso18626Error, OverflowError):  # 9999-12-31T23:59-23:59 is past year 9999 in UTC
         return None
 
 

@@ -1,1 +1,5 @@
-"""NCIP 2.0 (and tolerant NCIP 1.0 reading): the Alma peer-to-peer profile."""
+"""ncip connector: `CONNECTOR` is what the registry lists."""
+
+from connectors.ncip.connector import CONNECTOR
+
+__all__ = ["CONNECTOR"]

@@ -18,7 +18,7 @@ from connectors.core.model import Event, Message, Money, NotApplicable, RenderEr
 from connectors.ncip import tables as t
 from connectors.ncip.codec import Parsed, Problem
 
-NSMAP = {"ns1": t.NS}
+NSMAP: dict[str | None, str] = {"ns1": t.NS}
 
 
 def _q(name: str) -> str:

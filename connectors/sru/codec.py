@@ -51,7 +51,7 @@ def _copies(root: etree._Element) -> list[Copy]:
     for field in root.iter(f"{{{MARC_NS}}}datafield"):
         if field.get("tag") != "852":
             continue
-        sub = {}
+        sub: dict[str | None, list[str]] = {}
         for subfield in field.iter(f"{{{MARC_NS}}}subfield"):
             sub.setdefault(subfield.get("code"), []).append(subfield.text or "")
         call = " ".join(sub.get("h", []) + sub.get("i", [])) or None

@@ -273,7 +273,9 @@ class Lookup:
         detail = f"{self.hits} hits" + (f"; {text}" if text else "")
         return self._finish(Holding.HELD, detail, copies)
 
-    def _finish(self, status: Holding, detail: str, copies: list[Copy] | None = None) -> None:
+    def _finish(
+        self, status: Holding, detail: str, copies: list[Copy] | None = None
+    ) -> bytes | None:
         self.phase = Phase.DONE
         self.result = HoldingsResult(
             lender=self.lender,

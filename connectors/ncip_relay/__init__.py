@@ -1,0 +1,1 @@
+"""NCIP broker relay: brokers' circulation calls relayed to member libraries' NCIP responders."""

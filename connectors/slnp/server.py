@@ -1,0 +1,274 @@
+"""The SLNP listener: regional ILL servers connect, send commands, read each one's reply.
+
+A session: `220` greeting; any number of commands, each answered in turn; `SLNPQuit` (or the
+partner hanging up) ends it. Session commands (`SLNPServerInit` login, `SLNPServerExit`,
+`SLNPQuit`) are answered here; every other command goes to `Intake.take`, whose answer (or
+refusal) is the reply. A command the partner is not identified for, a format error and a
+stream that lost its framing are refused with the SLNP error and a dead letter
+(`Intake.refuse`); after a framing error, a command that never ends or a bad login repeated,
+the connection is closed.
+
+Time-outs: `idle_timeout_s` between commands (closed quietly), `read_timeout_s` for a command
+once begun (answered SLNP_END_COMMAND_LACKING, then closed). `max_connections_per_source`
+caps the connections one address holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from typing import Any
+
+import structlog
+
+from connectors.core.connections import SourceLimit, bind
+from connectors.core.contract import Answer, Fault, Intake, Limits, Refusal
+from connectors.core.directory import Directory, Partner
+from connectors.slnp import identity, vocabulary
+from connectors.slnp.codec import (
+    PROTOCOL,
+    SlnpCodec,
+    decode_from,
+    encode_for,
+    options_of,
+    refusal,
+)
+from connectors.slnp.models import SlnpSettings
+from connectors.slnp.wire import Command, CommandFramer, FramingError, ok, render_response
+
+log = structlog.get_logger(__name__)
+MAX_BAD_LOGINS = 3
+
+
+class SlnpListener:
+    def __init__(self, limits: Limits, settings: SlnpSettings, codec: SlnpCodec) -> None:
+        self.limits, self.settings, self.codec = limits, settings, codec
+        self.sources = SourceLimit(limits.max_connections_per_source, PROTOCOL)
+        self.server: asyncio.Server | None = None
+        self.intake: Intake | None = None
+        self._sessions: set[asyncio.Task[Any]] = set()
+        self.sock: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def bind(self) -> None:
+        """Take the port now: a port in use stops start-up with one line."""
+        self.sock = bind(self.limits.host, self.settings.port, "SLNP")
+
+    async def start(self, intake: Intake) -> None:
+        self.intake = intake
+        tls = identity.server_context(self.settings)
+        if self.sock is None:
+            self.bind()
+        self.server = await asyncio.start_server(
+            self._connection,
+            sock=self.sock,
+            ssl=tls,
+            ssl_handshake_timeout=self.limits.read_timeout_s if tls else None,
+        )
+        log.info("slnp.listening", host=self.limits.host, port=self.port, tls=tls is not None)
+
+    async def stop(self) -> None:
+        if self.server:
+            self.server.close()
+            for task in list(self._sessions):
+                task.cancel()
+            await asyncio.gather(*self._sessions, return_exceptions=True)
+            await self.server.wait_closed()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        address = str(peer[0])
+        if not self.sources.admit(address):
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
+        tls = writer.get_extra_info("ssl_object")
+        certificate = identity.fingerprint(tls.getpeercert(binary_form=True)) if tls else None
+        try:
+            await Session(self, reader, writer, address, certificate).run()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must cost one session, never the listener
+            log.exception("slnp.session_failed", source=address)
+        finally:
+            if task is not None:
+                self._sessions.discard(task)
+            self.sources.release(address)
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+                await writer.wait_closed()
+
+
+class Session:
+    """One connection's conversation."""
+
+    def __init__(
+        self,
+        listener: SlnpListener,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: str,
+        certificate: str | None,
+    ) -> None:
+        self.listener, self.reader, self.writer = listener, reader, writer
+        self.address, self.certificate = address, certificate
+        assert listener.intake is not None
+        self.intake: Intake = listener.intake
+        self.codec = listener.codec
+        self.logged_in: Partner | None = None
+        self.bad_logins = 0
+        self.closing = False
+
+    @property
+    def directory(self) -> Directory:
+        return self.intake.directory
+
+    def allowed(self) -> list[Partner]:
+        return identity.candidates(self.directory, self.address, self.certificate)
+
+    def encoding(self, partner: Partner | None = None) -> str:
+        """The partner's character set; before it is known, the one its possible partners
+        share (UTF-8 if they differ)."""
+        chosen = [partner] if partner else self.allowed()
+        found = {options_of(p.options).encoding for p in chosen}
+        return found.pop() if len(found) == 1 else "utf-8"
+
+    async def write(self, body: bytes, partner: Partner | None = None) -> None:
+        self.writer.write(encode_for(body, self.encoding(partner)))
+        await self.writer.drain()
+
+    async def run(self) -> None:
+        limits, settings = self.listener.limits, self.listener.settings
+        await self.write(render_response_line(220, settings.greeting))
+        framer = CommandFramer(
+            max_line=settings.max_line_bytes,
+            max_command=min(settings.max_command_bytes, limits.max_body_bytes),
+        )
+        loop = asyncio.get_running_loop()
+        begun: float | None = None
+        while not self.closing:
+            deadline = (
+                loop.time() + limits.idle_timeout_s
+                if begun is None
+                else begun + limits.read_timeout_s
+            )
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await self.reader.read(65536)
+            except TimeoutError:
+                if framer.begun:
+                    await self._unfinished(framer, "not complete within the read time-out")
+                else:
+                    log.info("slnp.idle", source=self.address)
+                return
+            if not chunk:
+                if framer.begun:
+                    await self._unfinished(framer, "the connection ended before it")
+                return
+            try:
+                frames = framer.feed(chunk)
+            except FramingError as exc:
+                await self._dead(refusal(exc.kind, exc.detail), None)
+                return
+            for frame in frames:
+                await self.write(*await self._one(frame))
+                if self.closing:
+                    return
+            if not framer.begun:
+                begun = None
+            elif begun is None or frames:
+                begun = loop.time()
+
+    async def _unfinished(self, framer: CommandFramer, why: str) -> None:
+        detail = f"The command lacks its SLNPEndCommand line ({why}; {framer.pending} bytes)."
+        await self._dead(refusal("SLNP_END_COMMAND_LACKING", detail), None)
+
+    async def _dead(self, refused: Refusal, partner: Partner | None) -> None:
+        """A refusal the partner is told of, recorded as a dead letter."""
+        await self.intake.refuse(refused, partner.symbol if partner else self.address, PROTOCOL)
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.write(refused.answer.body, partner)
+
+    async def _one(self, frame: bytes) -> tuple[bytes, Partner | None]:
+        """The reply to one command (UTF-8) and the partner it is for (None: not known)."""
+        if not self.intake.broker_up:
+            return self.intake.unavailable(self.codec).answer.body, None
+        body = decode_from(frame, self.encoding())
+        try:
+            command = self.codec.parse(body, len(body))
+        except Refusal as refused:
+            await self.intake.refuse(refused, self.address, PROTOCOL)
+            return refused.answer.body, None
+        name = vocabulary.ALIASES.get(command.name, command.name)
+        if name in vocabulary.SESSION:
+            return await self._session(name, command), self.logged_in
+        partner = identity.choose(self.allowed(), self.logged_in, command)
+        if partner is None:
+            return await self._unidentified(command), None
+        if self.encoding(partner) != self.encoding():
+            body = decode_from(frame, self.encoding(partner))
+        try:
+            taken: Answer = await self.intake.take(self.codec, partner.symbol, body, "text/plain")
+        except Refusal as refused:
+            await self.intake.refuse(refused, partner.symbol, PROTOCOL)
+            return refused.answer.body, partner
+        return taken.body, partner
+
+    async def _unidentified(self, command: Command) -> bytes:
+        allowed = self.allowed()
+        who = f"certificate {self.certificate[:16]}..." if self.certificate else "no certificate"
+        if not allowed:
+            detail = f"no SLNP partner connects from {self.address} ({who})"
+        elif all(p.inbound_auth is not None for p in allowed):
+            detail = f"log in with {vocabulary.LOGIN} first"
+        else:
+            detail = (
+                f"the partners at {self.address} cannot be told apart: name one by "
+                "SigelNB/SigelGB or log in"
+            )
+        refused = Refusal(detail, self.codec.fault(Fault.UNAUTHENTICATED, detail), "authenticate")
+        await self.intake.refuse(refused, self.address, PROTOCOL)
+        return refused.answer.body
+
+    async def _session(self, name: str, command: Command) -> bytes:
+        if name == vocabulary.QUIT:
+            self.closing = True
+            return response_bytes(ok(name))
+        if name == vocabulary.LOGOUT:
+            self.logged_in = None
+            return response_bytes(ok(name))
+        allowed = self.allowed()
+        partner = identity.login(allowed, command)
+        if partner is not None:
+            self.logged_in = partner
+            log.info("slnp.login", source=self.address, partner=partner.symbol)
+            return response_bytes(ok(name))
+        needs_login = any(p.inbound_auth is not None for p in allowed)
+        said_credentials = any(command.get(p) for p in identity.SECRET_PARAMS)
+        if allowed and not needs_login and not said_credentials:
+            return response_bytes(ok(name))  # a session opening that proves nothing, needs nothing
+        self.bad_logins += 1
+        detail = f"login refused at {self.address}"
+        refused = Refusal(detail, self.codec.fault(Fault.UNAUTHENTICATED, detail), "authenticate")
+        await self.intake.refuse(refused, self.address, PROTOCOL)
+        if self.bad_logins >= MAX_BAD_LOGINS:
+            self.closing = True  # no guessing secrets on one connection
+        return refused.answer.body
+
+
+def response_bytes(response: Any) -> bytes:
+    return render_response(response).encode()
+
+
+def render_response_line(code: int, text: str) -> bytes:
+    return f"{code} {' '.join(text.split())}\n".encode()

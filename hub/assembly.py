@@ -1,0 +1,81 @@
+"""The composition root's parts: the connectors of this hub (the registry plus any named in
+RSHUB_EXTRA_CONNECTORS), their settings, the limits every transport shares, and the start-up
+checks of the directory against them. Only this module, the CLI and the demo import the
+registry; the rest of the hub knows connectors through `connectors.core.contract` alone."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.core.contract import Connector, Listener, Registry
+from connectors.core.directory import Directory
+from connectors.core.holdings import Client
+from hub.settings import Settings, SettingsError
+
+
+def catalogue_clients() -> dict[str, Client]:
+    from connectors.registry import catalogue_clients
+
+    return catalogue_clients()
+
+
+def connectors(settings: Settings) -> Registry:
+    """The registry's connectors, then those named by `extra_connectors`
+    ("package.module:NAME", comma-separated): a connector maintained outside rshub plugs in
+    without an edit here."""
+    from connectors.registry import CONNECTORS
+
+    found: list[Connector[Any, Any]] = list(CONNECTORS)
+    for spec in filter(None, (s.strip() for s in settings.extra_connectors.split(","))):
+        module, _, name = spec.partition(":")
+        try:
+            connector = getattr(importlib.import_module(module), name or "CONNECTOR")
+        except (ImportError, AttributeError) as error:
+            raise SettingsError(f"RSHUB_EXTRA_CONNECTORS: cannot load {spec!r}: {error}") from None
+        if not isinstance(connector, Connector):
+            raise SettingsError(f"RSHUB_EXTRA_CONNECTORS: {spec!r} is not a Connector")
+        found.append(connector)
+    return Registry(found)
+
+
+def connector_settings(
+    registry: Registry, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Each connector's settings from its RSHUB_<NAME>_<FIELD> variables."""
+    env = os.environ if environ is None else environ
+    loaded: dict[str, Any] = {}
+    for connector in registry:
+        try:
+            loaded[connector.name] = connector.load_settings(env)
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            raise SettingsError(
+                f"{connector.env_prefix()}{field.upper()}: {first['msg']}"
+            ) from None
+    return loaded
+
+
+def listeners(
+    registry: Registry,
+    settings: Settings,
+    loaded: dict[str, Any],
+    directory: Directory,
+    every: bool = False,
+) -> list[Listener]:
+    """The listeners of the connectors that have partners in the directory (a port is
+    opened only for a protocol someone speaks; `every`: all of them)."""
+    shared = settings.limits()
+    spoken = {partner.protocol for partner in directory.partners}
+    if every:
+        spoken = set(registry.names)
+    built: list[Listener] = []
+    for connector in registry:
+        if connector.listeners is not None and connector.name in spoken:
+            built.extend(connector.listeners(shared, loaded[connector.name], directory))
+    return built

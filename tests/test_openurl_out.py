@@ -1,0 +1,113 @@
+"""OpenURL out to simulated Relais and ILLiad servers (real HTTP servers on loopback)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from connectors.core.contract import Limits, Outgoing
+from connectors.core.directory import Partner
+from connectors.core.model import Bibliographic, Event, Message, ServiceType
+from connectors.openurl import CONNECTOR
+from connectors.openurl.codec import CODEC
+from connectors.openurl.options import OpenUrlSettings
+from connectors.openurl.sender import STAFF_LINK
+
+
+def request() -> Message:
+    return Message(
+        event=Event.REQUEST,
+        request_id="t0123456789abcdef.1",
+        service_type=ServiceType.LOAN,
+        bibliographic=Bibliographic(
+            title="Dynamic mode decomposition", author="Kutz, J.", isbn="9781611974492"
+        ),
+    )
+
+
+def partner(url: str, **options: object) -> Partner:
+    return Partner.model_validate(
+        {"symbol": "LEND", "name": "L", "protocol": "ncip", "endpoint": url, "options": options}
+    )
+
+
+async def relais(status: int = 200) -> tuple[TestServer, list[tuple[str, dict[str, str]]]]:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def intake(request: web.Request) -> web.Response:
+        body = await request.text()
+        seen.append((request.method, dict(request.query) or dict(parse_qsl(body))))
+        return web.Response(
+            text="<html><form>Relais request form</form></html>",
+            status=status,
+            content_type="text/html",
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/user/login.html", intake)
+    server = TestServer(app)
+    await server.start_server()
+    return server, seen
+
+
+async def send(partner_: Partner):
+    sender = CONNECTOR.sender(Limits(outbound_timeout_s=5), OpenUrlSettings(answer_bytes=20), CODEC)
+    await sender.start()
+    try:
+        body = CODEC.render(Outgoing(request(), "NORTH", partner_))
+        return await sender.send(partner_, body)
+    finally:
+        await sender.stop()
+
+
+async def test_get_to_relais_records_the_answer() -> None:
+    server, seen = await relais()
+    try:
+        attempt = await send(
+            partner(
+                str(server.make_url("/user/login.html")), preset="relais", extra={"LS": "NORTH"}
+            )
+        )
+    finally:
+        await server.close()
+    assert attempt.ok and "HTTP 200" in attempt.detail
+    assert attempt.answer == b"<html><form>Relais r"  # clipped to answer_bytes
+    ((method, keys),) = seen
+    assert (
+        method == "GET"
+        and keys["rft.btitle"] == "Dynamic mode decomposition"
+        and keys["LS"] == "NORTH"
+    )
+
+
+async def test_post_and_a_failing_partner() -> None:
+    server, seen = await relais(status=503)
+    try:
+        attempt = await send(
+            partner(str(server.make_url("/user/login.html")), preset="gtbib", method="POST")
+        )
+    finally:
+        await server.close()
+    assert not attempt.ok and attempt.retryable and "HTTP 503" in attempt.detail
+    assert seen[0][0] == "POST" and seen[0][1]["rft.isbn"] == "9781611974492"
+
+
+async def test_unreachable_partner_is_retryable() -> None:
+    server, _ = await relais()
+    url = str(server.make_url("/user/login.html"))
+    await server.close()
+    attempt = await send(partner(url, preset="clio"))
+    assert not attempt.ok and attempt.retryable
+
+
+async def test_illiad_link_is_recorded_for_staff_not_sent() -> None:
+    server, seen = await relais()
+    try:
+        attempt = await send(partner(str(server.make_url("/illiad.dll/OpenURL")), preset="illiad"))
+    finally:
+        await server.close()
+    assert attempt.ok and not seen
+    assert attempt.detail.startswith(STAFF_LINK) and "Action=10&Form=30" in attempt.detail
+    assert attempt.answer is not None and b"isbn=9781611974492" in attempt.answer

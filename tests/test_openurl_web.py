@@ -1,0 +1,347 @@
+"""The OpenURL intake over real HTTP (aiohttp's test server wrapping the connector's routes):
+authentication, signed patrons, the form and its CSRF protection, JSON, status pages."""
+
+from __future__ import annotations
+
+import re
+import time
+from html import unescape
+from urllib.parse import quote
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from connectors.core.model import transaction_id
+from connectors.openurl.options import OpenUrlSettings
+from connectors.openurl.signing import patron_signature
+from connectors.openurl.web import routes
+from tests.openurl_helpers import RecordingIntake, application, directory
+
+LINK = (
+    "/openurl/NORTH?url_ver=Z39.88-2004&rfr_id=info:sid/primo.exlibrisgroup.com:north"
+    "&rft_val_fmt=info:ofi/fmt:kev:mtx:journal&rft.genre=article&rft.jtitle=Mayo+Clinic+Proceedings"
+    "&rft.atitle=Postural+Pseudoanemia&rft.issn=00256196&rft_id=info:doi/10.4065/80.5.611"
+)
+
+
+@pytest.fixture(autouse=True)
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OU_TEST_NORTH_AUTH", "north-bearer")
+    monkeypatch.setenv("OU_TEST_NORTH_TOKEN", "north-link-token")
+    monkeypatch.setenv("OU_TEST_NORTH_PATRON", "north-patron-key")
+    monkeypatch.setenv("OU_TEST_SUED_TOKEN", "sued-link-token")
+
+
+@pytest.fixture
+def intake() -> RecordingIntake:
+    found = RecordingIntake(directory())
+    found.secrets["NORTH"] = "north-bearer"
+    return found
+
+
+@pytest.fixture
+async def client(intake: RecordingIntake):
+    app = application(routes(intake, intake.limits, OpenUrlSettings()))
+    async with TestClient(TestServer(app)) as running:
+        yield running
+
+
+def signed(req_id: str = "patron-42", email: str = "reader@north.edu", ttl: int = 600) -> str:
+    expires = str(int(time.time()) + ttl)
+    sig = patron_signature("north-patron-key", req_id, email, expires)
+    return f"&req_id={quote(req_id)}&req.email={quote(email)}&req_exp={expires}&req_sig={sig}"
+
+
+def hidden(html: str) -> dict[str, str]:
+    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
+    return {name: unescape(value) for name, value in found}
+
+
+async def test_signed_link_makes_the_request_at_once(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    reply = await client.get(
+        LINK + "&rshub_token=north-link-token" + signed(), headers={"Accept": "application/json"}
+    )
+    assert reply.status == 201
+    data = await reply.json()
+    assert data["status"] == "accepted" and data["state"] == "Locating"
+    assert data["state_text"] == "We are looking for a library that has it."
+    (message,) = intake.taken
+    assert message.patron_id == "patron-42" and message.delivery_email == "reader@north.edu"
+    assert message.bibliographic.issn == "0025-6196"
+    assert message.request_id == data["request_id"]
+    # the token and the signature are not stored with the request
+    assert b"north-link-token" not in intake.bodies[0] and b"req_sig" not in intake.bodies[0]
+    # the same click again is the same request
+    again = await client.get(
+        LINK + "&rshub_token=north-link-token" + signed(), headers={"Accept": "application/json"}
+    )
+    assert (await again.json())["request_id"] == data["request_id"] and len(intake.taken) == 1
+
+
+async def test_bearer_header_authenticates_too(client: TestClient, intake: RecordingIntake) -> None:
+    reply = await client.get(
+        LINK + signed(),
+        headers={"Authorization": "Bearer north-bearer", "Accept": "application/json"},
+    )
+    assert reply.status == 201
+
+
+@pytest.mark.parametrize("token", ["", "&rshub_token=wrong", "&rshub_token=sued-link-token"])
+async def test_unauthenticated_link_is_refused_and_dead_lettered(
+    client: TestClient, intake: RecordingIntake, token: str
+) -> None:
+    reply = await client.get(LINK + token + signed())
+    assert reply.status == 401
+    assert "This link is not valid for this library." in await reply.text()
+    assert not intake.taken and intake.refused[-1].stage == "authenticate"
+
+
+async def test_unknown_borrower(client: TestClient, intake: RecordingIntake) -> None:
+    reply = await client.get("/openurl/NOBODY?title=x", headers={"Accept": "application/json"})
+    assert reply.status == 404 and (await reply.json())["status"] == "refused"
+
+
+@pytest.mark.parametrize(
+    "patron",
+    [
+        "&req_id=patron-42&req.email=reader%40north.edu",  # unsigned
+        signed()[:-4] + "0000",  # signature altered
+        signed(ttl=-10),  # expired
+        signed(ttl=10 * 86_400),  # valid for longer than allowed
+    ],
+)
+async def test_untrusted_patron_gets_the_form(
+    client: TestClient, intake: RecordingIntake, patron: str
+) -> None:
+    reply = await client.get(LINK + "&rshub_token=north-link-token" + patron)
+    assert reply.status == 200
+    html = await reply.text()
+    assert 'name="patron_id"' in html and "patron-42" not in html
+    assert 'value="Postural Pseudoanemia"' in html  # prefilled with what came
+    assert 'value="0025-6196"' in html
+    assert not intake.taken
+
+
+async def _form(client: TestClient, link: str) -> tuple[dict[str, str], str]:
+    reply = await client.get(link)
+    assert reply.status == 200
+    html = await reply.text()
+    assert (
+        "rshub_openurl=" in reply.headers["Set-Cookie"]
+        and "HttpOnly" in reply.headers["Set-Cookie"]
+    )
+    return hidden(html), html
+
+
+async def test_form_flow_creates_the_request_and_shows_its_status(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    fields, html = await _form(
+        client, "/openurl/NORTH?rshub_token=north-link-token&sid=google&genre=book&aulast=Kutz"
+    )
+    assert '<html lang="en">' in html and '<label for="f-title">' in html
+    assert '<option value="Law library">Law library</option>' in html
+    form = {
+        **fields,
+        "title": "Dynamic mode decomposition",
+        "isbn": "978-1-611974-49-2",
+        "author": "Kutz, J.",
+        "service": "loan",
+        "need_before": "2099-12-31",
+        "pickup": "Law library",
+        "note": "Chapter 3 first, please",
+        "patron_id": "card-123",
+        "patron_email": "card@north.edu",
+    }
+    reply = await client.post("/openurl/NORTH", data=form)
+    assert reply.status == 200
+    page = await reply.text()
+    number = re.search(r'id="request-number">([^<]+)<', page).group(1)
+    assert number == fields["number"]
+    (message,) = intake.taken
+    assert message.request_id == number and message.patron_id == "card-123"
+    assert (
+        message.bibliographic.isbn == "9781611974492" and message.pickup_location == "Law library"
+    )
+    assert (
+        message.need_before.date().isoformat() == "2099-12-31"
+        and message.note == "Chapter 3 first, please"
+    )
+    assert message.bibliographic.author == "Kutz, J."
+    link = unescape(re.search(r'id="status-link" href="([^"]+)"', page).group(1))
+    intake.states[transaction_id("NORTH", number)] = "Loaned"
+    status = await client.get(link)
+    assert status.status == 200 and "It is on its way to your library." in await status.text()
+    forged = await client.get(link[:-4] + "abcd")
+    assert forged.status == 404
+
+
+async def test_form_as_a_browser_sends_it_with_every_field(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    fields, _ = await _form(client, "/openurl/NORTH?rshub_token=north-link-token&genre=book")
+    names = [
+        "title",
+        "atitle",
+        "author",
+        "volume",
+        "issue",
+        "pages",
+        "date",
+        "publisher",
+        "place",
+        "edition",
+        "isbn",
+        "issn",
+        "doi",
+        "pmid",
+        "oclc",
+        "need_before",
+        "pickup",
+        "note",
+        "patron_id",
+        "patron_email",
+    ]
+    form = {
+        **fields,
+        **dict.fromkeys(names, ""),
+        "title": "Crime & Punishment",
+        "patron_id": "card-9",
+        "service": "loan",
+    }
+    reply = await client.post("/openurl/NORTH", data=form)
+    assert reply.status == 200, await reply.text()
+    (message,) = intake.taken
+    assert message.bibliographic.title == "Crime & Punishment" and message.pickup_location is None
+
+
+async def test_form_without_the_session_cookie_is_refused(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    fields, _ = await _form(client, "/openurl/NORTH?rshub_token=north-link-token&title=Some+book")
+    client.session.cookie_jar.clear()
+    reply = await client.post("/openurl/NORTH", data={**fields, "patron_id": "card-1"})
+    assert reply.status == 403
+    assert "This form has expired" in await reply.text()
+    assert not intake.taken
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"csrf": "0" * 64},
+        {"number": "OU-AAAA-BBBB"},
+        {"patron_signed": "someone-else"},
+        {"expires": "1"},
+    ],
+)
+async def test_tampered_form_is_refused(
+    client: TestClient, intake: RecordingIntake, change: dict[str, str]
+) -> None:
+    fields, _ = await _form(client, "/openurl/NORTH?rshub_token=north-link-token&title=Some+book")
+    reply = await client.post("/openurl/NORTH", data={**fields, "patron_id": "card-1", **change})
+    assert reply.status == 403 and not intake.taken
+
+
+async def test_signed_patron_cannot_be_replaced_in_the_form(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    fields, html = await _form(
+        client, "/openurl/NORTH?rshub_token=north-link-token&genre=book" + signed()
+    )
+    assert "patron-42" in html and 'name="patron_id"' not in html
+    reply = await client.post(
+        "/openurl/NORTH", data={**fields, "title": "A book", "patron_id": "intruder"}
+    )
+    assert reply.status == 200
+    assert intake.taken[0].patron_id == "patron-42"
+
+
+async def test_missing_data_and_bad_values_are_said_in_the_form(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    fields, _ = await _form(client, "/openurl/NORTH?rshub_token=north-link-token&genre=book")
+    reply = await client.post(
+        "/openurl/NORTH", data={**fields, "isbn": "978-1-611974-49-3", "need_before": "2001-01-01"}
+    )
+    assert reply.status == 400
+    html = await reply.text()
+    assert 'role="alert"' in html
+    for text in (
+        "This identifier is not valid:",
+        "Give a title or an identifier",
+        "Give your library card number.",
+        "must not be in the past",
+    ):
+        assert text in html
+    assert not intake.taken
+
+
+async def test_everything_in_the_form_is_escaped(client: TestClient) -> None:
+    evil = quote('"><script>alert(1)</script>')
+    _fields, html = await _form(
+        client,
+        f"/openurl/NORTH?rshub_token=north-link-token&title={evil}&atitle={evil}&rfr_id={evil}",
+    )
+    assert "<script>" not in html
+    assert 'value="&quot;&gt; alert(1)"' in html  # markup dropped, quotes escaped
+
+
+async def test_json_for_an_incomplete_link(client: TestClient) -> None:
+    reply = await client.get(
+        "/openurl/NORTH?rshub_token=north-link-token&genre=book",
+        headers={"Accept": "application/json"},
+    )
+    assert reply.status == 422
+    data = await reply.json()
+    assert data["missing"] == ["title_or_identifier", "patron"] and data["form"]["csrf"]
+
+
+async def test_consortium_address_finds_the_borrower_by_referrer(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    link = LINK.replace("/openurl/NORTH?", "/openurl?") + "&rshub_token=north-link-token" + signed()
+    reply = await client.get(link, headers={"Accept": "application/json"})
+    assert reply.status == 201 and intake.taken[0].sender == "NORTH"
+    unknown = await client.get("/openurl?rfr_id=info:sid/elsewhere&title=x")
+    assert unknown.status == 404
+
+
+async def test_form_in_the_borrowers_language(client: TestClient) -> None:
+    _fields, html = await _form(client, "/openurl/SUED?rshub_token=sued-link-token&genre=book")
+    assert '<html lang="de">' in html and "Fernleihbestellung" in html and "Ausweisnummer" in html
+
+
+async def test_post_link_and_hub_keys_in_a_link_are_ignored(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    body = "rft.btitle=A+book&rshub.patron=forged&rshub.request_id=OU-FORGED&rshub_token=north-link-token"
+    reply = await client.post(
+        "/openurl/NORTH", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert reply.status == 200 and "forged" not in await reply.text()
+    assert not intake.taken
+
+
+async def test_huge_query_and_invalid_utf8(client: TestClient, intake: RecordingIntake) -> None:
+    huge = await client.post(
+        "/openurl/NORTH",
+        data="title=" + "a" * 40_000,
+        headers={"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert huge.status == 413 and (await huge.json())["status"] == "refused"
+    # a request line past the HTTP server's limit (8190 bytes) is its 400, never a 5xx
+    line = await client.get("/openurl/NORTH?title=" + "a" * 9_000)
+    assert line.status == 400
+    odd = await client.get("/openurl/NORTH?rshub_token=north-link-token&title=B%E4nde%FF%FE")
+    assert odd.status == 200
+
+
+async def test_broker_down_is_a_temporary_failure(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    intake.up = False
+    reply = await client.get(LINK + "&rshub_token=north-link-token" + signed())
+    assert reply.status == 503 and "try again" in await reply.text()
