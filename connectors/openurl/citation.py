@@ -176,9 +176,7 @@ def bibliographic(cite: Citation) -> Bibliographic:
 def openurl_extension(cite: Citation) -> dict[str, object]:
     """What the canonical model has no field for (PMID, LCCN, e-ISSN, the genre ...)."""
     extra: dict[str, object] = {
-        key: getattr(cite, key)
-        for key in ("genre", "pmid", "lccn", "eissn")
-        if getattr(cite, key)
+        key: getattr(cite, key) for key in ("genre", "pmid", "lccn", "eissn") if getattr(cite, key)
     }
     if cite.isbn and isbn10(cite.isbn):
         extra["isbn10"] = isbn10(cite.isbn)
