@@ -270,11 +270,6 @@ async def test_illiad_lender_gets_the_link_recorded_for_staff(
     assert ou.illiad.received.empty()  # ILLiad makes a person log in: nothing was sent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the hub's delivery checks the recipient's endpoint before the codec can say the "
-    "step has no OpenURL form (notes/openurl2-requests.md, 1)",
-)
 async def test_later_steps_to_an_openurl_borrower_are_not_applicable(
     ou: OpenUrlHub, browser: aiohttp.ClientSession
 ) -> None:
