@@ -80,6 +80,9 @@ class FakeIntake:
     ) -> Attempt:
         raise NotImplementedError
 
+    async def status(self, transaction_id: str) -> str | None:
+        return None
+
     async def load_checkpoint(self, key: str) -> str | None:
         return None
 
