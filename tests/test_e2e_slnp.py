@@ -386,7 +386,10 @@ async def test_hostile_commands_get_slnp_errors_and_dead_letters(world: World) -
     bootstrap = world.bootstrap
     await deadletter(bootstrap, "127.0.0.1", stage="authenticate", error="login refused")
     await deadletter(bootstrap, "ZFL-L", stage="parse", error="SLNPAlleBenutzerDaten")
-    await deadletter(bootstrap, "127.0.0.1", stage="parse", error="BsArt=PFL")
+    # A malformed command from a partner's address is kept (audited) under that partner.
+    malformed_letter = await deadletter(bootstrap, "ZFL-L", stage="parse", error="BsArt=PFL")
+    assert malformed_letter["audit_ref"]
+    await deadletter(bootstrap, "ZFL-L", stage="parse", error="not UTF-8")
     await deadletter(bootstrap, "ZFL-L", stage="parse", error="SigelNB")
     await deadletter(bootstrap, "ZFL-L", stage="address")
     await deadletter(bootstrap, "ZFL-L", stage="parse", error="Vielleicht")
