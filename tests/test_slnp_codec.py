@@ -18,6 +18,7 @@ from connectors.core.model import (
     NotApplicable,
     Reason,
     RenderError,
+    RequestFormat,
     ServiceType,
     transaction_id,
 )
@@ -158,19 +159,18 @@ def test_every_optional_order_parameter_lands_somewhere() -> None:
         "Kapitel",
     )
     assert bib.local_id is None  # 999999999 is the servers' placeholder, not a record
+    assert (bib.volume, bib.issue) == ("3", "4")
     assert message.service_type is ServiceType.COPY
+    # A copy is not returned: NCIP lenders tell it from a loan by the format alone.
+    assert message.request_format is RequestFormat.NON_RETURNABLE
     assert message.to_agency == "456DEF"  # AFL: the member asked to lend
     assert message.need_before == datetime(2030, 12, 31, tzinfo=UTC)
     assert message.max_cost == Money(amount=Decimal("8.50"), currency="EUR")
     assert message.note == "eilig\nbitte"
     assert message.delivery_address == "E H\nWeg 1\n12345 Bamberg"
     kept = message.extensions["slnp"]
-    assert (kept["HBZId"], kept["Info"], kept["Band"], kept["Heft"]) == (
-        "HT1",
-        "AFLG:0;SPRCH:0;",
-        "3",
-        "4",
-    )
+    assert (kept["HBZId"], kept["Info"]) == ("HT1", "AFLG:0;SPRCH:0;")
+    assert "Band" not in kept and "Heft" not in kept
 
 
 @pytest.mark.parametrize(
@@ -304,7 +304,9 @@ def test_a_request_renders_as_an_afl_order_and_reads_back() -> None:
         event=Event.REQUEST,
         request_id="t0123456789abcdef.1",
         service_type=ServiceType.COPY,
-        bibliographic=Bibliographic(title="Kater Murr", author="Hoffmann", isbn="123"),
+        bibliographic=Bibliographic(
+            title="Kater Murr", author="Hoffmann", isbn="123", volume="3", issue="4"
+        ),
         need_before=datetime(2030, 5, 1, tzinfo=UTC),
         note="bitte",
         patron_id="secret-patron",

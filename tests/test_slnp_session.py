@@ -32,6 +32,8 @@ class FakeIntake:
     up: bool = True
     taken: list[tuple[str, Message]] = field(default_factory=list)
     refused: list[tuple[str, str | None]] = field(default_factory=list)
+    audited: list[tuple[str | None, bytes]] = field(default_factory=list)
+    refused_refs: list[str | None] = field(default_factory=list)
     refuse_with: Fault | None = None
 
     @property
@@ -56,6 +58,7 @@ class FakeIntake:
     async def refuse(self, refusal: Refusal, partner: str | None, protocol: str) -> None:
         assert protocol == "slnp"
         self.refused.append((refusal.reason, partner))
+        self.refused_refs.append(refusal.audit_ref)
 
     def unavailable(self, codec: Codec[Any]) -> Refusal:
         return Refusal(
@@ -73,12 +76,16 @@ class FakeIntake:
         body: bytes,
         content_type: str | None,
     ) -> str:
-        return "a1"
+        self.audited.append((partner, body))
+        return f"a{len(self.audited)}"
 
     async def relay(
         self, protocol: str, caller: str, target: str, body: bytes, content_type: str
     ) -> Attempt:
         raise NotImplementedError
+
+    async def status(self, transaction_id: str) -> str | None:
+        return None
 
     async def load_checkpoint(self, key: str) -> str | None:
         return None
@@ -160,7 +167,11 @@ async def test_a_format_error_keeps_the_session(hub_port: tuple[int, FakeIntake]
         reply = await zfl.reply()
         assert reply.text == 'Error in request, line no.:2 line:"BsArt=PFL"'
         assert (await zfl.order("B2")).ok
-    assert intake.refused[0][1] == "127.0.0.1"
+    # The one partner at this address: its malformed command is dead-lettered under its
+    # name, with the bytes it sent kept on the audit topic.
+    assert intake.refused[0][1] == "BVB"
+    assert intake.audited[0] == ("BVB", b"SLNPFLBestellung\nBsArt=PFL\nSLNPEndCommand\n")
+    assert intake.refused_refs[0] == "a1"
 
 
 async def test_an_endless_line_is_refused_and_the_connection_closed(
@@ -218,6 +229,17 @@ async def test_an_unknown_source_is_refused(hub_port: tuple[int, FakeIntake]) ->
         reply = await zfl.order("B1")
     assert (reply.code, reply.error_type) == (510, "SLNP_ACCESS_DENIED")
     assert intake.taken == [] and "no SLNP partner connects from 127.0.0.1" in intake.refused[0][0]
+
+
+@pytest.mark.parametrize("partners", [(partner("OTHER", addresses=["10.9.9.0/24"]),)])
+async def test_a_strangers_malformed_bytes_are_refused_not_kept(
+    hub_port: tuple[int, FakeIntake],
+) -> None:
+    port, intake = hub_port
+    async with ZflClient("127.0.0.1", port) as zfl:
+        await zfl.raw(b"SLNPFLBestellung\nBsArt=PFL\nSLNPEndCommand\n")
+        assert (await zfl.reply()).error_type == "SLNP_REQ_FORMAT_ERROR"
+    assert intake.refused[0][1] == "127.0.0.1" and intake.audited == []
 
 
 @pytest.mark.parametrize("partners", [(partner("NOWHERE"),)])

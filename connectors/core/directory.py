@@ -325,7 +325,12 @@ class Directory(BaseModel):
         return rota
 
     def rota_for(self, request: Message) -> list[str]:
-        """The profile's members then its lenders of last resort, without the borrower."""
+        """The profile's members then its lenders of last resort, without the borrower; a
+        request addressed to one lending partner (an SLNP AFL order names its member) goes
+        to that partner alone. Requests addressed to the hub itself are routed by rota."""
+        named = self.by_agency(request.to_agency) if request.to_agency else None
+        if named is not None and named.lends and named.symbol != request.sender:
+            return [named.symbol]
         rota = self.profile_for(request)
         members = [*rota.members, *rota.last_resort]
         return [m for m in dict.fromkeys(members) if m != request.sender]

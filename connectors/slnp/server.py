@@ -207,8 +207,7 @@ class Session:
         try:
             command = self.codec.parse(body, len(body))
         except Refusal as refused:
-            await self.intake.refuse(refused, self.address, PROTOCOL)
-            return refused.answer.body, None
+            return await self._malformed(refused, body), None
         name = vocabulary.ALIASES.get(command.name, command.name)
         if name in vocabulary.SESSION:
             return await self._session(name, command), self.logged_in
@@ -223,6 +222,19 @@ class Session:
             await self.intake.refuse(refused, partner.symbol, PROTOCOL)
             return refused.answer.body, partner
         return taken.body, partner
+
+    async def _malformed(self, refused: Refusal, body: bytes) -> bytes:
+        """A command that is not one: dead-lettered under the partner it comes from where the
+        connection tells (logged in, or the one partner at this address without a login),
+        its bytes audited when the source may be a partner at all (a stranger's bytes are
+        not kept: anyone can reach the port)."""
+        allowed = self.allowed()
+        partner = identity.choose(allowed, self.logged_in, Command(""))
+        who = partner.symbol if partner else self.address
+        if allowed:
+            refused.audit_ref = await self.intake.audit("in", PROTOCOL, who, body, "text/plain")
+        await self.intake.refuse(refused, who, PROTOCOL)
+        return refused.answer.body
 
     async def _unidentified(self, command: Command) -> bytes:
         allowed = self.allowed()

@@ -13,7 +13,7 @@ library) and the GB (gebende Bibliothek, the lending library).
 
 from __future__ import annotations
 
-from connectors.core.model import Event, ServiceType
+from connectors.core.model import Event, RequestFormat, ServiceType
 
 ORDER = "SLNPFLBestellung"
 CHANGE = "SLNPFLDatenÄnderung"
@@ -37,6 +37,13 @@ ORDER_TYPES = frozenset({"PFL", "AFL"})
 # BsTyp2: C is a copy; V and F (seen, meaning undocumented) are loans.
 SERVICE_TYPES: dict[str, ServiceType] = {"C": ServiceType.COPY}
 COPY_TYPE = "C"
+# What is delivered, per service type: a loan is the item; a copy (paper or scan) is never
+# returned (ISO 18626 and ISO 10161 say so in the same words, and NCIP lenders need the
+# format to tell a copy from a loan: NCIP's RequestType carries no service type).
+REQUEST_FORMATS: dict[ServiceType, RequestFormat] = {
+    ServiceType.LOAN: RequestFormat.PHYSICAL,
+    ServiceType.COPY: RequestFormat.NON_RETURNABLE,
+}
 
 # Order parameter -> canonical bibliographic field.
 ORDER_BIBLIOGRAPHIC: dict[str, str] = {
@@ -50,6 +57,8 @@ ORDER_BIBLIOGRAPHIC: dict[str, str] = {
     "EJahr": "publication_date",
     "Verlag": "publisher",
     "ReihenTitel": "series_title_number",
+    "Band": "volume",
+    "Heft": "issue",
     "Signatur": "call_number",
     "Isbn": "isbn",
     "Issn": "issn",
