@@ -1,4 +1,4 @@
-"""The `rshub` command: serve, demo, decode, tail, route, settings."""
+"""The `rshub` command: serve, broker, demo, decode, tail, route, deliveries, settings."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from connectors.core.connections import ListenError, bind
 from connectors.core.contract import Registry
 from connectors.core.directory import Directory, DirectoryError
+from hub import broker as kept_broker
 from hub import logs
-from hub.broker import EmbeddedBroker, wait_for_metadata
+from hub.broker import KeptBroker, wait_for_metadata
 from hub.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -29,9 +30,10 @@ BROKER_CHECK_S = 3.0
 
 
 class BrokerNote:
-    """`data_dir/broker-address`: where `rshub tail` and `route` find the embedded broker of
-    a running `rshub serve`. Written atomically once the broker answers, removed on exit
-    (only if it still names this hub's broker: a later serve may have replaced it)."""
+    """`data_dir/broker-address`: where `rshub tail` and `route` found the embedded broker
+    of a running `rshub serve` before the broker outlived it (`broker.json` now); still
+    read, so a note an older serve left is honoured. Written atomically, removed only if
+    it still names the writer's broker."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / BROKER_FILE
@@ -50,23 +52,49 @@ class BrokerNote:
                 self.path.unlink()
 
 
-def _prepare(settings: Settings, registry: Registry) -> tuple[str, EmbeddedBroker | None]:
-    """The bootstrap servers to use, starting the embedded broker when none are configured."""
+def _prepare(settings: Settings, registry: Registry) -> tuple[str, KeptBroker | None]:
+    """The bootstrap servers to use: the configured ones, else the data folder's embedded
+    broker, reused when a previous `serve` left it running, started otherwise. It is not
+    stopped when this hub stops (so a restart keeps every transaction)."""
     from hub import topics
 
-    broker = None
+    kept = None
     bootstrap = settings.bootstrap_servers
     if not bootstrap:
-        broker = EmbeddedBroker()
-        bootstrap = broker.start()
-    try:
-        specs = topics.complete(topics.load(settings.topics_file), registry)
-        asyncio.run(_ready(bootstrap, settings, specs))
-    except Exception:
-        if broker:
-            broker.stop()
-        raise
-    return bootstrap, broker
+        kept, reused = kept_broker.ensure(settings.data_dir)
+        bootstrap = kept.address
+        _say_memory_only(kept, reused)
+    specs = topics.complete(topics.load(settings.topics_file), registry)
+    asyncio.run(_ready(bootstrap, settings, specs))
+    return bootstrap, kept
+
+
+def _say_memory_only(kept: KeptBroker, reused: bool) -> None:
+    """Plainly, at start-up: where the data is, and what loses it."""
+    how = f"reused (running since {kept.started})" if reused else "started"
+    print(
+        f"rshub: embedded broker at {kept.address} {how}; {kept_broker.MEMORY_ONLY}",
+        file=sys.stderr,
+        flush=True,
+    )
+    log.warning(
+        "broker.memory_only",
+        address=kept.address,
+        reused=reused,
+        since=kept.started,
+        detail=kept_broker.MEMORY_ONLY,
+    )
+
+
+def broker_notes(kept: KeptBroker | None) -> dict[str, Any]:
+    """What /health says about the broker besides whether it answers."""
+    if kept is None:
+        return {"storage": "kafka"}
+    return {
+        "storage": "memory only (embedded broker)",
+        "warning": kept_broker.MEMORY_ONLY,
+        "embedded_broker": {"address": kept.address, "since": kept.started, "pid": kept.pid},
+    }
 
 
 async def _ready(bootstrap: str, settings: Settings, specs: list[Any]) -> None:
@@ -150,12 +178,15 @@ def serve(settings: Settings) -> int:
     except (ListenError, ValueError, OSError) as error:
         print(f"rshub: {error}", file=sys.stderr)
         return 2
-    note = BrokerNote(settings.data_dir)
-    broker = None
+    # Held while this hub runs (released by the kernel however it ends): `rshub broker stop`
+    # refuses to stop a broker a hub is using.
+    use = kept_broker.hold_use(settings.data_dir) if not settings.bootstrap_servers else None
     try:
-        bootstrap, broker = _prepare(settings, registry)
-        if broker:
-            note.write(bootstrap)
+        try:
+            bootstrap, kept = _prepare(settings, registry)
+        except kept_broker.BrokerError as error:
+            print(f"rshub: {error}", file=sys.stderr)
+            return 2
         io = KafkaIO(bootstrap)
         desk = RelayDesk(io, connectors_replay_keys(registry))
         app = create_app(
@@ -181,12 +212,13 @@ def serve(settings: Settings) -> int:
                 agents=lambda: _agent_states(app),
                 states=app.transaction_state,
                 relayer=desk,
+                notes=broker_notes(kept),
             )
         )
         log.info(
             "hub.starting",
             bootstrap_servers=bootstrap,
-            embedded=broker is not None,
+            embedded=kept is not None,
             consortium=directory.consortium,
             partners=len(directory.partners),
             protocols=registry.names,
@@ -194,9 +226,8 @@ def serve(settings: Settings) -> int:
         worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         worker.execute_from_commandline()
     finally:
-        note.remove()
-        if broker:
-            broker.stop()
+        if use is not None:
+            use.close()
         if http_socket is not None:
             http_socket.close()
     return 0
@@ -308,12 +339,15 @@ def _answers(bootstrap: str) -> bool:
 
 
 def _running_bootstrap(settings: Settings) -> str | None:
-    """The broker of a running hub: configured, or the embedded one `rshub serve` noted,
-    checked to answer (a note can outlive its hub if that was killed)."""
+    """The broker of a running hub: configured, or the data folder's embedded one (kept
+    alive by its keeper, or noted by an older serve), checked to answer."""
     bootstrap = settings.bootstrap_servers
     marker = settings.data_dir / BROKER_FILE
-    noted = not bootstrap and marker.is_file()
-    if noted:
+    kept = None if bootstrap else kept_broker.running(settings.data_dir)
+    noted = not bootstrap and kept is None and marker.is_file()
+    if kept is not None:
+        bootstrap = kept.address
+    elif noted:
         bootstrap = marker.read_text().strip()
     if not bootstrap:
         print("rshub: set KAFKA_BOOTSTRAP_SERVERS or start `rshub serve` first", file=sys.stderr)
@@ -391,6 +425,39 @@ def redeliver(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def broker_command(settings: Settings, action: str, force: bool) -> int:
+    """`rshub broker status|stop`: the data folder's embedded broker."""
+    data_dir = settings.data_dir
+    kept = kept_broker.running(data_dir)
+    if action == "status":
+        if settings.bootstrap_servers:
+            answers = "answers" if _answers(settings.bootstrap_servers) else "does NOT answer"
+            print(f"Kafka at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) {answers}")
+        if kept is None:
+            print(f"no embedded broker is running for {data_dir.resolve()}")
+            return 1
+        state = "answers" if _answers(kept.address) else "does NOT answer"
+        used = "yes" if kept_broker.in_use(data_dir) else "no"
+        print(f"embedded broker at {kept.address} {state}")
+        print(f"  keeper pid {kept.pid}, broker pid {kept.broker_pid}, since {kept.started}")
+        print(f"  used by a running `rshub serve`: {used}")
+        print(f"  {kept_broker.MEMORY_ONLY}")
+        return 0
+    if kept is None:
+        print(f"no embedded broker is running for {data_dir.resolve()}")
+        return 0
+    if kept_broker.in_use(data_dir) and not force:
+        print(
+            f"rshub: a running `rshub serve` uses the embedded broker at {kept.address}; "
+            "stop it first (or --force: every transaction in the broker is lost)",
+            file=sys.stderr,
+        )
+        return 2
+    kept_broker.stop(data_dir)
+    print(f"stopped the embedded broker at {kept.address}; what it held is gone")
+    return 0
+
+
 def tail(settings: Settings, from_beginning: bool) -> int:
     bootstrap = _running_bootstrap(settings)
     if not bootstrap:
@@ -454,6 +521,13 @@ def main(argv: list[str] | None = None) -> int:
             type=int,
             help=f"TCP port of {connector.name} ({connector.env_prefix()}PORT)",
         )
+    p_broker = sub.add_parser(
+        "broker", help="the embedded broker that outlives `rshub serve`: status, stop"
+    )
+    p_broker.add_argument("action", choices=("status", "stop"))
+    p_broker.add_argument(
+        "--force", action="store_true", help="stop it even while a hub uses it (loses its data)"
+    )
     sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
     p_decode.add_argument("protocol", choices=registry.names)
@@ -510,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
         return decode(args.protocol, args.file, settings)
     if args.command == "settings":
         return show_settings(settings)
+    if args.command == "broker":
+        return broker_command(settings, args.action, args.force)
     logs.configure(
         settings.log_level,
         settings.log_format,

@@ -98,12 +98,14 @@ class Gateway(Service):
         agents: Callable[[], dict[str, str]] | None = None,
         relayer: RelayDesk | None = None,
         states: Callable[[str], str | None] | None = None,
+        notes: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         """`listeners`: the connectors' own inbound channels, already bound; `http_socket`:
         the HTTP port bound before start-up; `agents`: the state of each faust agent, for
         /health; `relayer`: carries out `relay` calls (the relay agent's client); `states`:
-        a transaction's state in this worker's table, for status pages."""
+        a transaction's state in this worker's table, for status pages; `notes`: added to
+        /health as they are (what the operator must know: the embedded broker's storage)."""
         super().__init__(**kwargs)
         self.settings, self.directory, self.io = settings, directory, io
         self.connectors, self.limits = connectors, limits
@@ -113,6 +115,7 @@ class Gateway(Service):
         self.agents = agents
         self.relayer = relayer
         self.states = states
+        self.notes = notes or {}
         self.checkpoints = Checkpoints(io)
         self.runner: web.AppRunner | None = None
         self.http: asyncio.Server | None = None
@@ -212,6 +215,7 @@ class Gateway(Service):
             "status": "ok" if ok else "unavailable",
             "broker": "reachable" if self._broker_up else f"unreachable: {self.broker_error}",
             "agents": agents,
+            **self.notes,
         }
         return web.json_response(body, status=200 if ok else 503)
 
