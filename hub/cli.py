@@ -148,7 +148,7 @@ def serve(settings: Settings) -> int:
     from faust.worker import Worker
 
     from connectors.core import directory as directory_module
-    from hub import assembly
+    from hub import assembly, metrics
     from hub.agents import create_app
     from hub.gateway import Gateway
     from hub.kafka_io import KafkaIO
@@ -213,6 +213,14 @@ def serve(settings: Settings) -> int:
                 states=app.transaction_state,
                 relayer=desk,
                 notes=broker_notes(kept),
+                ready=lambda: metrics.readiness(app),
+            )
+        )
+        metrics.watch(
+            metrics.Views(
+                rows=lambda: metrics.table_rows(app),
+                lenders=lambda: {lender: len(held) for lender, held in io.load.book.open.items()},
+                lag=lambda: metrics.consumer_lag(app),
             )
         )
         log.info(
