@@ -369,7 +369,7 @@ class Connector(Generic[OptionsT, SettingsT]):
         return f"ill.outbound.{self.name}"
 
     def env_prefix(self) -> str:
-        return f"{self.ENV_PREFIX}{self.name.upper()}_"
+        return f"{self.ENV_PREFIX}{self.name.upper().replace('-', '_')}_"
 
     def load_settings(self, environ: Mapping[str, str]) -> SettingsT:
         """The connector's settings from `RSHUB_<NAME>_<FIELD>` variables (defaults else);

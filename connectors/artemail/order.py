@@ -1,0 +1,207 @@
+"""ARTEmail orders (sans-IO): writing them exactly as FORMAT.md lays them out, and reading
+them back (for `rshub decode` and the simulated British Library).
+
+Body: customer code, ART password, 4 blank lines; per request the `TX<reference> <keywords>`
+line, bibliographic lines of at most 40 characters in the fixed order of its genre, and where
+an address is given 4 blank lines, `:DELIVER ABOVE ITEM TO:` and an e-mail address or up to six
+postal lines; 4 blank lines after each request; `NNNN` ends the message.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.artemail.options import ArtemailOptions
+from connectors.core.model import Message, RequestFormat, ServiceType
+
+LINE = 40  # characters per bibliographic line
+GAP = [""] * 4  # the blank lines between blocks
+DELIVER = ":DELIVER ABOVE ITEM TO:"
+END = "NNNN"
+
+
+class OrderError(ValueError):
+    """A request the ARTEmail format cannot carry (no title, an over-long reference)."""
+
+
+def ascii_line(value: str | None) -> str:
+    """One line as the BL's parser reads it: ASCII (accents dropped, others removed), one
+    line, at most 40 characters."""
+    if not value:
+        return ""
+    folded = unicodedata.normalize("NFKD", value)
+    text = "".join(c for c in folded if c.isascii() and (c.isprintable() or c == " "))
+    return " ".join(text.split())[:LINE].rstrip()
+
+
+def _join(*parts: str | None, sep: str = " ") -> str:
+    return sep.join(p.strip() for p in parts if p and p.strip())
+
+
+def _extra(message: Message) -> dict[str, Any]:
+    """What the canonical model has no field for yet (genre, volume, issue, conference):
+    `extensions["bibliographic"]`, as an OpenURL or ISO 18626 inbound leaves it."""
+    value = message.extensions.get("bibliographic")
+    return value if isinstance(value, dict) else {}
+
+
+def genre(message: Message) -> str:
+    bib = message.bibliographic
+    stated = str(_extra(message).get("genre") or "").lower()
+    if stated in ("article", "book", "chapter", "conference"):
+        return stated
+    if stated in ("bookitem",):
+        return "chapter"
+    if stated in ("proceeding", "conference paper"):
+        return "conference"
+    if bib and bib.title_of_component:
+        return "chapter" if bib.isbn and not bib.issn else "article"
+    return "book"
+
+
+def bibliographic_lines(message: Message) -> list[str]:
+    bib = message.bibliographic
+    if bib is None or not bib.title:
+        raise OrderError("an ARTEmail order needs a title")
+    extra = _extra(message)
+    volume = f"VOL {extra['volume']}" if extra.get("volume") else None
+    part = f"PT {extra['issue']}" if extra.get("issue") else None
+    pages = f"PP {bib.pagination}" if bib.pagination else None
+    year = bib.publication_date_of_component or bib.publication_date
+    kind = genre(message)
+    if kind == "article":
+        lines = [
+            bib.title,
+            _join(year, volume, part, pages),
+            bib.title_of_component,
+            bib.author_of_component or bib.author,
+            bib.issn,
+        ]
+    elif kind == "chapter":
+        lines = [
+            bib.title,
+            _join(year, volume, pages),
+            bib.title_of_component,
+            bib.author_of_component,
+            bib.isbn,
+        ]
+    elif kind == "conference":
+        lines = [
+            bib.title,
+            _join(extra.get("conference_date"), extra.get("venue"), extra.get("sponsor"), sep=" ,"),
+            _join(year, volume, part, pages),
+            _join(bib.title_of_component, bib.author_of_component),
+            bib.isbn,
+        ]
+    else:  # book
+        lines = [
+            bib.title,
+            bib.author,
+            _join(bib.publisher, bib.place_of_publication, sep=", "),
+            _join(year, volume, part, bib.edition),
+            bib.isbn,
+        ]
+    return [line for line in (ascii_line(v) for v in lines) if line]
+
+
+def keywords(message: Message, options: ArtemailOptions) -> list[str]:
+    words: list[str] = [options.service]
+    if message.service_type is ServiceType.COPY:
+        digital = message.request_format in (None, RequestFormat.DIGITAL)
+        words.append(options.copy_keyword if digital else options.copy_print_keyword)
+        if options.copyright_fee_paid:
+            words.append("COPYRT")
+    else:
+        words.append(options.loan_keyword)
+    if options.no_waiting_list:
+        words.append("WLX")
+    return words
+
+
+def delivery_lines(message: Message, options: ArtemailOptions) -> list[str]:
+    if message.service_type is ServiceType.COPY:
+        email = message.delivery_email or options.copy_email
+        if email:
+            return [email.strip()]
+    postal = (
+        message.delivery_address.splitlines()
+        if message.delivery_address
+        else options.postal_address
+    )
+    lines = [ascii_line(line) for line in postal if line.strip()]
+    return lines[:6]
+
+
+_REFERENCE = re.compile(r"^[A-Za-z0-9./-]{1,40}$")
+
+
+def request_block(message: Message, reference: str, options: ArtemailOptions) -> list[str]:
+    if not _REFERENCE.match(reference):
+        raise OrderError(f"reference {reference!r} cannot be carried on a TX line")
+    lines = [f"TX{reference} {' '.join(keywords(message, options))}"]
+    lines += bibliographic_lines(message)
+    deliver = delivery_lines(message, options)
+    if deliver:
+        lines += [*GAP, DELIVER, *deliver]
+    return [*lines, *GAP]
+
+
+def order_text(customer: str, password: str, blocks: list[list[str]]) -> str:
+    lines = [customer, password, *GAP]
+    for block in blocks:
+        lines += block
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+@dataclass
+class OrderRequest:
+    reference: str
+    keywords: list[str]
+    lines: list[str]
+    deliver_to: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Order:
+    customer: str
+    password: str
+    requests: list[OrderRequest]
+
+
+def is_order(text: str) -> bool:
+    lines = [line.strip() for line in text.splitlines()]
+    return END in lines and any(line.startswith("TX") for line in lines)
+
+
+def read_order(text: str) -> Order:
+    """An order body back into its parts; OrderError when it is not one."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    filled = [(i, line) for i, line in enumerate(lines) if line]
+    if len(filled) < 3 or filled[-1][1] != END:
+        raise OrderError("an ARTEmail order ends with NNNN")
+    customer, password = filled[0][1], filled[1][1]
+    requests: list[OrderRequest] = []
+    target: list[str] | None = None
+    for _, line in filled[2:-1]:
+        if line.startswith("TX"):
+            reference, *words = line[2:].split()
+            requests.append(OrderRequest(reference, words, []))
+            target = requests[-1].lines
+        elif line == DELIVER and requests:
+            target = requests[-1].deliver_to
+        elif target is None:
+            raise OrderError(f"text before the first TX line: {line[:40]!r}")
+        else:
+            if target is requests[-1].lines and len(line) > LINE:
+                raise OrderError(f"bibliographic line over {LINE} characters: {line[:50]!r}")
+            target.append(line)
+    if not requests:
+        raise OrderError("no TX line")
+    return Order(customer, password, requests)

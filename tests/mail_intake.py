@@ -1,0 +1,88 @@
+"""A plain in-memory `Intake` for the mail listener tests (unit level: the hub's real intake
+sits on Kafka and is tested end to end). It decodes with the connector's codec as the hub
+does, drops a re-read mail by its content id as the engine does, keeps checkpoints and dead
+letters in memory, and can `crash` (a BaseException, so no handler in the listener catches
+it, as a killed process) at a chosen point."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from connectors.core.contract import Answer, Attempt, Codec, Limits, Refusal
+from connectors.core.directory import Directory
+
+
+class Crash(BaseException):
+    """The process dies here."""
+
+
+class MemoryIntake:
+    def __init__(self, directory: Directory | None = None) -> None:
+        self.directory = directory or Directory(consortium="test", partners=[])
+        self.limits = Limits()
+        self.audits: list[bytes] = []
+        self.taken: Counter[str] = Counter()  # request id -> times handed over
+        self.applied: dict[str, str] = {}  # content id -> request id (what the engine keeps)
+        self.dead: list[tuple[str, str, str | None]] = []  # (stage, reason, partner)
+        self.checkpoints: dict[str, str] = {}
+        self.crash_after_take: str | None = None  # request id: crash once it is durable
+        self.crash_after_checkpoint: int | None = None  # UID: crash once it is recorded
+
+    @property
+    def broker_up(self) -> bool:
+        return True
+
+    async def take(
+        self,
+        codec: Codec[Any],
+        partner: str,
+        body: bytes,
+        content_type: str | None = None,
+        *,
+        wait: bool = True,
+    ) -> Answer:
+        await self.audit("in", codec.protocol, partner, body, content_type)
+        decoded = codec.decode(body, partner, self.limits)
+        message = decoded.message
+        self.taken[message.request_id] += 1
+        self.applied.setdefault(message.message_id, message.request_id)
+        if self.crash_after_take == message.request_id:
+            self.crash_after_take = None
+            raise Crash(f"after taking {message.request_id}")
+        return codec.accept(decoded)
+
+    async def refuse(self, refusal: Refusal, partner: str | None, protocol: str) -> None:
+        self.dead.append((refusal.stage, refusal.reason, partner))
+
+    def unavailable(self, codec: Codec[Any]) -> Refusal:
+        raise NotImplementedError
+
+    def authenticated(self, partner: str, authorization: str | None) -> bool:
+        raise NotImplementedError
+
+    async def audit(
+        self,
+        direction: str,
+        protocol: str,
+        partner: str | None,
+        body: bytes,
+        content_type: str | None,
+    ) -> str:
+        self.audits.append(body)
+        return f"audit-{len(self.audits)}"
+
+    async def relay(
+        self, protocol: str, caller: str, target: str, body: bytes, content_type: str
+    ) -> Attempt:
+        raise NotImplementedError
+
+    async def load_checkpoint(self, key: str) -> str | None:
+        return self.checkpoints.get(key)
+
+    async def save_checkpoint(self, key: str, value: str) -> None:
+        self.checkpoints[key] = value
+        uid = int(value.split()[1])
+        if self.crash_after_checkpoint == uid:
+            self.crash_after_checkpoint = None
+            raise Crash(f"after checkpoint {value}")

@@ -1,0 +1,273 @@
+"""The mailbox listener against a real Dovecot, and the SMTP sender against a real SMTP server
+delivering into it: restart safety, Failed + dead letters, IDLE and polling, MOVE and
+COPY+EXPUNGE, STARTTLS and implicit TLS, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.artemail.codec import ArtemailCodec
+from connectors.artemail.options import ArtemailOptions
+from connectors.core.contract import Limits, Outgoing
+from connectors.core.directory import Partner
+from connectors.mail.listener import MailboxListener
+from connectors.mail.options import MailSettings, TlsMode
+from connectors.mail.sender import SmtpSender
+from tests.mail_intake import Crash, MemoryIntake
+from tests.mail_servers import USERS, MailServers, available, mail_servers
+from tests.test_artemail_codec import ENV, SAMPLES, article_1301, bl
+
+pytestmark = pytest.mark.skipif(not available(), reason="dovecot is not installed (.ci/run)")
+
+# Capabilities of a server without IDLE and MOVE (Dovecot's list, less those two).
+PLAIN_CAPABILITIES = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE UIDPLUS"
+
+
+@pytest.fixture
+def servers() -> Iterator[MailServers]:
+    with mail_servers() as running:
+        yield running
+
+
+def settings_for(m: MailServers, **extra: object) -> MailSettings:
+    return MailSettings.model_validate(
+        {
+            "imap_port": m.dovecot.imaps_port,
+            "imap_tls": TlsMode.TLS,
+            "smtp_port": m.smtp.port,
+            "smtp_user": "hub-out",
+            "smtp_password_env": "TEST_SMTP_PASSWORD",
+            "ca_file": str(m.dovecot.cert),
+            "timeout_s": 10,
+            "reconnect_s": 0.1,
+            **extra,
+        }
+    )
+
+
+def bl_options() -> ArtemailOptions:
+    return ArtemailOptions(
+        address="artemail@art.bl.uk",
+        mailbox_user="hub-bl",
+        from_addresses=["@bl.uk"],
+    )
+
+
+def listener(m: MailServers, **extra: object) -> MailboxListener:
+    return MailboxListener(
+        protocol="artemail",
+        codec=ArtemailCodec(),
+        partner="BL",
+        options=bl_options(),
+        settings=settings_for(m, **extra),
+        password=USERS["hub-bl"],
+    )
+
+
+def ref(n: int) -> str:
+    return f"t{n:016x}.1"
+
+
+def bl_reply(n: int, code: str = "SHIPPED COPY", sender: str = "bldss@bl.uk") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: hub-bl@localhost\r\nSubject: FILEREFNO {ref(n)}\r\n"
+        f"Message-ID: <reply-{n}@bl.uk>\r\n\r\nTX{ref(n)}\r\n{code}\r\n"
+    ).encode()
+
+
+async def until_done(task: asyncio.Task[None] | None) -> None:
+    assert task is not None
+    with pytest.raises(Crash):
+        await task
+
+
+def drop(crashed: MailboxListener) -> None:
+    """What a dead process leaves: its connection closes without a LOGOUT."""
+    if crashed._imap is not None:
+        crashed._imap.protocol.transport.close()
+
+
+async def test_crashes_at_every_step_apply_each_mail_once_and_skip_none(
+    servers: MailServers,
+) -> None:
+    for n in range(1, 6):
+        servers.dovecot.deliver("hub-bl", bl_reply(n))
+    intake = MemoryIntake()
+
+    # Killed after mail 2 was made durable, before its position was recorded.
+    intake.crash_after_take = ref(2)
+    first = listener(servers)
+    await first.start(intake)
+    await until_done(first._task)
+    drop(first)
+    assert servers.dovecot.count("hub-bl", "Processed") == 1
+
+    # Killed after mail 4's position was recorded, before it was moved.
+    intake.crash_after_checkpoint = 4
+    second = listener(servers)
+    await second.start(intake)
+    await until_done(second._task)
+    drop(second)
+    assert servers.dovecot.count("hub-bl") == 2  # mails 4 and 5 still in the inbox
+
+    third = listener(servers)
+    await third.start(intake)
+    await third.wait_handled(1)  # mail 5; mail 4 is only moved
+    await third.stop()
+
+    assert servers.dovecot.count("hub-bl") == 0
+    assert servers.dovecot.count("hub-bl", "Processed") == 5
+    assert sorted(intake.applied.values()) == [ref(n) for n in range(1, 6)]
+    # Mail 2 was handed over again after the first crash (the engine drops it by content
+    # id); mail 4 was not, as its position said it had been taken.
+    assert intake.taken[ref(2)] == 2 and intake.taken[ref(4)] == 1
+    assert all(intake.taken[ref(n)] == 1 for n in (1, 3, 5))
+    assert intake.dead == []
+
+
+async def test_unreadable_and_foreign_mail_goes_to_failed_with_a_dead_letter(
+    servers: MailServers,
+) -> None:
+    hostile = {
+        "html only": (
+            b"From: bldss@bl.uk\r\nSubject: x\r\nContent-Type: text/html\r\n\r\n<p>DUE</p>\r\n"
+        ),
+        "wrong charset": (
+            b"From: bldss@bl.uk\r\nSubject: x\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\nTX" + ref(9).encode() + b"\r\nNOT \xff\xfe\r\n"
+        ),
+        "not the BL": bl_reply(10, sender="someone@example.org"),
+        "unknown reference": b"From: bldss@bl.uk\r\nSubject: status\r\n\r\nDUE 01-01-2027\r\n",
+        "too large": bl_reply(11) + b"x" * 5000 + b"\r\n",
+    }
+    for raw in hostile.values():
+        servers.dovecot.deliver("hub-bl", raw)
+    servers.dovecot.deliver("hub-bl", bl_reply(12))
+    intake = MemoryIntake()
+    reader = listener(servers, max_mail_bytes=4000)
+    await reader.start(intake)
+    await reader.wait_handled(len(hostile) + 1)
+    await reader.stop()
+
+    assert servers.dovecot.count("hub-bl", "Failed") == len(hostile)  # kept, never deleted
+    assert servers.dovecot.count("hub-bl", "Processed") == 1
+    assert list(intake.applied.values()) == [ref(12)]
+    reasons = [reason for _, reason, _ in intake.dead]
+    assert len(reasons) == len(hostile)
+    assert any("HTML-only" in r for r in reasons)
+    assert any("not valid us-ascii" in r for r in reasons)
+    assert any("someone@example.org" in r for r in reasons)
+    assert any("no reference" in r for r in reasons)
+    assert any("over 4000" in r for r in reasons)
+    stages = {stage for stage, _, _ in intake.dead}
+    assert "authenticate" in stages
+    assert all(partner == "BL" for _, _, partner in intake.dead)
+
+
+async def test_idle_delivers_new_mail_without_polling(servers: MailServers) -> None:
+    intake = MemoryIntake()
+    reader = listener(servers, poll_interval_s=3600)  # only IDLE can wake it
+    await reader.start(intake)
+    async with reader._changed:
+        await reader._changed.wait_for(lambda: reader.idling)
+    servers.dovecot.deliver("hub-bl", bl_reply(21))
+    await reader.wait_handled(1)
+    await reader.stop()
+    assert list(intake.applied.values()) == [ref(21)]
+    assert servers.dovecot.count("hub-bl", "Processed") == 1
+
+
+async def test_polling_and_copy_expunge_where_idle_and_move_are_not_offered() -> None:
+    with mail_servers(capabilities=PLAIN_CAPABILITIES) as servers:
+        servers.dovecot.deliver("hub-bl", bl_reply(31))
+        intake = MemoryIntake()
+        reader = listener(servers, poll_interval_s=0.2)
+        await reader.start(intake)
+        await reader.wait_handled(1)
+        assert not reader.idling and not reader._imap.has_capability("MOVE")  # type: ignore[union-attr]
+        servers.dovecot.deliver("hub-bl", bl_reply(32))
+        await reader.wait_handled(2)
+        await reader.stop()
+        assert servers.dovecot.count("hub-bl") == 0
+        assert servers.dovecot.count("hub-bl", "Processed") == 2
+        assert sorted(intake.applied.values()) == [ref(31), ref(32)]
+
+
+async def test_imap_server_restart_loses_nothing(servers: MailServers) -> None:
+    servers.dovecot.deliver("hub-bl", bl_reply(41))
+    intake = MemoryIntake()
+    reader = listener(servers)
+    await reader.start(intake)
+    await reader.wait_handled(1)
+    servers.dovecot.stop()
+    servers.dovecot.start()
+    servers.dovecot.deliver("hub-bl", bl_reply(42))
+    await reader.wait_handled(2)
+    await reader.stop()
+    assert sorted(intake.applied.values()) == [ref(41), ref(42)]
+
+
+@pytest.fixture
+def smtp_password() -> Iterator[None]:
+    os.environ["TEST_SMTP_PASSWORD"] = USERS["hub-out"]
+    yield
+    os.environ.pop("TEST_SMTP_PASSWORD", None)
+
+
+def bl_at_localhost() -> Partner:
+    return bl(address="bl@localhost")
+
+
+async def _send_order(servers: MailServers, settings: MailSettings) -> None:
+    body = ArtemailCodec(environ=ENV).render(Outgoing(article_1301(), "HUB", bl_at_localhost()))
+    attempt = await SmtpSender(Limits(outbound_retries=0), settings).send(bl_at_localhost(), body)
+    assert attempt.ok, attempt.detail
+    (arrived,) = servers.dovecot.mails("bl")
+    sample = (SAMPLES / "request-single-article-ptw.txt").read_bytes()
+    # The order, byte for byte, in the BL's mailbox (a Maildir keeps LF line ends).
+    assert arrived.endswith(b"\n\n" + sample)
+    assert b"Message-ID: <rshub." in arrived
+
+
+async def test_order_over_starttls_arrives_byte_for_byte(
+    servers: MailServers, smtp_password: None
+) -> None:
+    await _send_order(servers, settings_for(servers))
+
+
+async def test_order_over_implicit_tls_arrives(smtp_password: None) -> None:
+    with mail_servers(smtp_tls="tls") as servers:
+        await _send_order(servers, settings_for(servers, smtp_tls=TlsMode.TLS))
+
+
+async def test_smtp_refusals_are_judged_retryable_or_not(
+    servers: MailServers, smtp_password: None
+) -> None:
+    body = ArtemailCodec(environ=ENV).render(Outgoing(article_1301(), "HUB", bl_at_localhost()))
+    sender = SmtpSender(Limits(outbound_retries=0), settings_for(servers))
+    refuse = servers.folder / "refuse"
+    refuse.touch()
+    temporary = await sender.send(bl_at_localhost(), body)
+    assert not temporary.ok and temporary.retryable and "451" in temporary.detail
+    refuse.unlink()
+    os.environ["TEST_SMTP_PASSWORD"] = "wrong"
+    refused = await sender.send(bl_at_localhost(), body)
+    assert not refused.ok and not refused.retryable and "535" in refused.detail
+    assert servers.dovecot.count("bl") == 0
+
+
+async def test_smtp_server_down_is_retryable(smtp_password: None, tmp_path: Path) -> None:
+    from connectors.core.connections import free_port
+
+    settings = MailSettings(smtp_port=free_port(), smtp_user="hub-out",
+                            smtp_password_env="TEST_SMTP_PASSWORD", timeout_s=2)  # fmt: skip
+    body = ArtemailCodec(environ=ENV).render(Outgoing(article_1301(), "HUB", bl_at_localhost()))
+    attempt = await SmtpSender(Limits(outbound_retries=1, outbound_backoff_s=0.01), settings).send(
+        bl_at_localhost(), body
+    )
+    assert not attempt.ok and attempt.retryable
