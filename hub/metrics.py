@@ -186,7 +186,7 @@ class Views(Collector):
         pending = GaugeMetricFamily(
             "rshub_deliveries_waiting",
             "Steps not yet accepted by their recipient, per partner and status "
-            "(in_flight, retry, parked, held)",
+            "(in_flight, queued, retry, parked)",
             labels=["partner", "status"],
         )
         for (partner, status), count in sorted(waiting.items()):
