@@ -9,7 +9,8 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,7 @@ def serve(settings: Settings) -> int:
 
     from connectors.core import directory as directory_module
     from hub import assembly, metrics
+    from hub import index as index_module
     from hub.agents import create_app
     from hub.gateway import Gateway
     from hub.kafka_io import KafkaIO
@@ -216,6 +218,16 @@ def serve(settings: Settings) -> int:
                 ready=lambda: metrics.readiness(app),
             )
         )
+        follower = index_module.Index(index_module.index_path(settings.data_dir))
+
+        @app.task
+        async def keep_index() -> None:
+            """The operators' index (rshub find/show) follows the topics while the hub runs."""
+            try:
+                await index_module.follow(bootstrap, follower)
+            except Exception as error:  # the hub goes on; `find` catches up by itself
+                log.error("index.stopped", error=f"{type(error).__name__}: {error}")
+
         metrics.watch(
             metrics.Views(
                 rows=lambda: metrics.table_rows(app),
@@ -379,7 +391,8 @@ def route(settings: Settings, args: argparse.Namespace) -> int:
         if len(words) != 2:
             print("rshub: usage: rshub route show TXN", file=sys.stderr)
             return 2
-        found = asyncio.run(route_cli.decisions(bootstrap, words[1]))
+        with _index(settings, bootstrap) as index:
+            found = index.routing(words[1])
         if not found:
             print(f"rshub: no routing decisions for {words[1]}", file=sys.stderr)
             return 1
@@ -433,6 +446,136 @@ def redeliver(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+@contextlib.contextmanager
+def _index(settings: Settings, bootstrap: str | None) -> Iterator[Any]:
+    """The operators' index, brought up to date with the topics first when a broker
+    answers (otherwise as the hub last left it, which is said)."""
+    from hub import index as index_module
+
+    path = index_module.index_path(settings.data_dir)
+    index = index_module.Index(path)
+    try:
+        if bootstrap:
+            asyncio.run(index_module.catch_up(bootstrap, index))
+        else:
+            print(f"rshub: no broker answers; the index as last kept ({path})", file=sys.stderr)
+        yield index
+    finally:
+        index.close()
+
+
+def _quiet_bootstrap(settings: Settings) -> str | None:
+    """The broker to catch up from, if one answers (no message when none does)."""
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers if _answers(settings.bootstrap_servers) else None
+    kept = kept_broker.running(settings.data_dir)
+    return kept.address if kept and _answers(kept.address) else None
+
+
+def _age(since: str | None, now: datetime) -> str:
+    if not since:
+        return "-"
+    seconds = (now - datetime.fromisoformat(since)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _duration(text: str) -> timedelta:
+    """3d, 12h, 30m (argparse type)."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number followed by d, h or m") from None
+
+
+def find(settings: Settings, args: argparse.Namespace) -> int:
+    from hub import index as index_module
+
+    try:
+        stuck = index_module.stuck_after()
+    except ValueError as error:
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    criteria = index_module.Criteria(
+        borrower=args.borrower,
+        request_id=args.request_id,
+        patron=args.patron,
+        lender=args.lender,
+        title=" ".join(args.title or []) or None,
+        states=args.state or [],
+        older_than=args.older_than,
+        open_only=args.open,
+        needs_attention=args.needs_attention,
+        limit=args.limit,
+    )
+    now = datetime.now(UTC)
+    with _index(settings, _quiet_bootstrap(settings)) as index:
+        found = index.find(criteria, now, stuck)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0 if found else 1
+    if not found:
+        print("no transaction matches", file=sys.stderr)
+        return 1
+    for row in found:
+        title = (row.get("title") or "")[:40]
+        print(
+            f"{row['id']}  {row.get('state') or '?':<13} {row.get('borrower') or '?':<10} "
+            f"{row.get('borrower_request_id') or '':<16} -> {row.get('lender') or '-':<10} "
+            f"{_age(row.get('created'), now):>5}  {title}"
+        )
+        if row.get("attention"):
+            print(f"    needs attention: {row['attention']}")
+    return 0
+
+
+def _raw_lines(raw: dict[str, Any]) -> list[str]:
+    """The raw bytes of a message: as text when they are text, else as hex."""
+    data = str(raw.get("body") or "").encode("latin-1")
+    head = f"raw ({raw.get('content_type') or '?'}, {len(data)} bytes, {raw.get('ref')}):"
+    try:
+        text = data.decode("utf-8")
+        printable = all(c.isprintable() or c in "\r\n\t" for c in text)
+    except UnicodeDecodeError:
+        printable = False
+    if printable:
+        body = text.splitlines() or [""]
+    else:
+        body = [data[i : i + 32].hex(" ") for i in range(0, len(data), 32)]
+    return [head, *("  " + line for line in body)]
+
+
+def show(settings: Settings, transaction_id: str, as_json: bool, raw: bool) -> int:
+    with _index(settings, _quiet_bootstrap(settings)) as index:
+        row = index.transaction(transaction_id)
+        story = index.story(transaction_id) if row else []
+    if row is None:
+        print(f"rshub: no transaction {transaction_id} in the index", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps({"transaction": row, "timeline": story}, indent=2, default=str))
+        return 0
+    print(
+        f"{row['id']}  {row.get('state') or '?'}  borrower {row.get('borrower') or '?'} "
+        f"request {row.get('borrower_request_id') or '?'}  patron {row.get('patron') or '-'}  "
+        f"lenders asked {row.get('lenders', '').strip(',') or '-'}"
+    )
+    if row.get("title"):
+        print(f"  {row['title']}" + (f" / {row['author']}" if row.get("author") else ""))
+    if row.get("needs_attention"):
+        print(f"  needs attention: {row['needs_attention']}")
+    shown: set[str] = set()
+    for entry in story:
+        print(f"{entry['at']}  {entry['kind']:<10} {entry['summary']}")
+        if raw and entry.get("raw") and entry["raw"]["ref"] not in shown:
+            shown.add(entry["raw"]["ref"])  # a refused message's bytes once, not twice
+            print("\n".join("      " + line for line in _raw_lines(entry["raw"])))
+    return 0
+
+
 def broker_command(settings: Settings, action: str, force: bool) -> int:
     """`rshub broker status|stop`: the data folder's embedded broker."""
     data_dir = settings.data_dir
@@ -483,6 +626,24 @@ def show_settings(settings: Settings) -> int:
 
     print(f"{'variable':<34} {'in effect':<28} {'default':<28} meaning")
     for key, value, default, description in settings.rows():
+        print(f"{key:<34} {value:<28} {default:<28} {description}")
+    from hub import index as index_module
+
+    own_rows = (  # the operators' index reads its own two settings
+        (
+            index_module.INDEX_FILE_ENV,
+            str(index_module.index_path(settings.data_dir)),
+            "<RSHUB_DATA_DIR>/index.sqlite3",
+            "the operators' index (rshub find/show/deadletters)",
+        ),
+        (
+            index_module.STUCK_AFTER_ENV,
+            os.environ.get(index_module.STUCK_AFTER_ENV) or f"{index_module.STUCK_AFTER_HOURS:g}",
+            f"{index_module.STUCK_AFTER_HOURS:g}",
+            "hours without progress in a waiting state before `find --needs-attention` lists it",
+        ),
+    )
+    for key, value, default, description in own_rows:
         print(f"{key:<34} {value:<28} {default:<28} {description}")
     registry = assembly.connectors(settings)
     for connector in registry:
@@ -556,6 +717,30 @@ def main(argv: list[str] | None = None) -> int:
     p_route.add_argument(
         "--restart", action="store_true", help="search the catalogues again, rebuild the rota"
     )
+    p_find = sub.add_parser(
+        "find", help="find transactions in the index (all criteria given must match)"
+    )
+    p_find.add_argument("--borrower", metavar="SYM")
+    p_find.add_argument("--request-id", metavar="ID", help="the borrower's request id")
+    p_find.add_argument("--patron", metavar="ID")
+    p_find.add_argument("--lender", metavar="SYM", help="a lender that was asked")
+    p_find.add_argument("--title", nargs="+", metavar="WORD", help="words of title or author")
+    p_find.add_argument("--state", action="append", metavar="STATE", help="repeatable")
+    p_find.add_argument(
+        "--older-than", type=_duration, metavar="AGE", help="created before: 3d, 12h, 30m"
+    )
+    p_find.add_argument("--open", action="store_true", help="open transactions only")
+    p_find.add_argument(
+        "--needs-attention",
+        action="store_true",
+        help="parked or failing deliveries, dead letters, or stuck (RSHUB_STUCK_AFTER_HOURS)",
+    )
+    p_find.add_argument("--limit", type=int, default=50)
+    p_find.add_argument("--json", action="store_true")
+    p_show = sub.add_parser("show", help="the whole story of one transaction")
+    p_show.add_argument("transaction", metavar="TXN")
+    p_show.add_argument("--json", action="store_true")
+    p_show.add_argument("--no-raw", action="store_true", help="leave out the raw messages")
     p_deliveries = sub.add_parser(
         "deliveries", help="steps waiting for delivery (retrying and parked), per partner"
     )
@@ -597,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(
         settings.log_level,
         settings.log_format,
-        quiet_libraries=args.command in ("tail", "route"),
+        quiet_libraries=args.command in ("tail", "route", "find", "show", "deadletters"),
     )
     if args.command == "serve":
         return serve(settings)
@@ -607,6 +792,10 @@ def main(argv: list[str] | None = None) -> int:
         return route(settings, args)
     if args.command == "deliveries":
         return deliveries(settings, args.json)
+    if args.command == "find":
+        return find(settings, args)
+    if args.command == "show":
+        return show(settings, args.transaction, args.json, not args.no_raw)
     if args.command == "redeliver":
         return redeliver(settings, args)
     if args.command == "demo":
