@@ -576,6 +576,125 @@ def show(settings: Settings, transaction_id: str, as_json: bool, raw: bool) -> i
     return 0
 
 
+def deadletters(settings: Settings, args: argparse.Namespace) -> int:
+    """`rshub deadletters [--partner SYM] [--stage S]`: refused messages and records, newest
+    first; `rshub deadletters replay REF`: the refused message again, as received."""
+    if args.action == "replay":
+        if not args.ref:
+            print("rshub: usage: rshub deadletters replay REF [--trust-sender]", file=sys.stderr)
+            return 2
+        return replay(settings, args.ref, args.trust_sender)
+    with _index(settings, _quiet_bootstrap(settings)) as index:
+        letters = index.dead_letters(args.partner, args.stage, args.limit)
+        for letter in letters:
+            letter["replayable"] = bool(letter["audit_ref"] and index.raw(letter["audit_ref"]))
+    if args.json:
+        print(json.dumps(letters, indent=2))
+        return 0
+    if not letters:
+        print("no dead letters")
+        return 0
+    for letter in letters:
+        where = letter["transaction_id"] or "-"
+        print(
+            f"{letter['ref']:<22} {letter['at'][:19]}  {letter['stage'] or '?':<12} "
+            f"{letter['partner'] or '-':<10} {letter['protocol'] or '-':<10} {where}"
+        )
+        replay_hint = "  (replay: rshub deadletters replay REF)" if letter["replayable"] else ""
+        print(f"    {letter['error']}{replay_hint}")
+    return 0
+
+
+def replay(settings: Settings, ref: str, trust_sender: bool) -> int:
+    """Feeds a dead letter's raw bytes, as its partner sent them, through the gateway again
+    with the directory as it is now (after the operator fixed it)."""
+    from connectors.core import directory as directory_module
+    from hub import assembly
+
+    bootstrap = _running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    with _index(settings, bootstrap) as index:
+        letter = index.dead_letter(ref)
+        raw = index.raw(letter["audit_ref"]) if letter and letter["audit_ref"] else None
+    if letter is None:
+        print(f"rshub: no dead letter {ref} (see rshub deadletters)", file=sys.stderr)
+        return 1
+    if raw is None:
+        print(f"rshub: {ref} has no raw message to replay ({letter['stage']})", file=sys.stderr)
+        return 2
+    if letter["stage"] == "authenticate" and not trust_sender:
+        print(
+            f"rshub: {ref} was refused before its sender was authenticated: nothing says "
+            f"it came from {letter['partner']}; replay with --trust-sender if you know it did",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        registry = assembly.connectors(settings)
+        directory = directory_module.load(settings.directory, registry.names)
+    except (DirectoryError, SettingsError) as error:
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    partner = directory.partner(letter["partner"] or "")
+    if partner is None:
+        print(
+            f"rshub: {letter['partner']} is still not a partner in {settings.directory}",
+            file=sys.stderr,
+        )
+        return 2
+    connector = registry.get(partner.protocol)
+    if connector is None or connector.name != (raw["protocol"] or connector.name):
+        print(
+            f"rshub: {partner.symbol} speaks {partner.protocol} in the directory; the message "
+            f"is {raw['protocol']}",
+            file=sys.stderr,
+        )
+        return 2
+    body = str(raw["body"]).encode("latin-1")
+    code, text = asyncio.run(
+        _replay(bootstrap, settings, directory, registry, connector, partner, raw, body)
+    )
+    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+async def _replay(
+    bootstrap: str,
+    settings: Settings,
+    directory: Directory,
+    registry: Registry,
+    connector: Any,
+    partner: Any,
+    raw: dict[str, Any],
+    body: bytes,
+) -> tuple[int, str]:
+    from connectors.core.contract import Refusal
+    from hub import assembly
+    from hub.gateway import Gateway
+    from hub.kafka_io import KafkaIO
+
+    io = KafkaIO(bootstrap)
+    await io.start()
+    gateway = Gateway(
+        settings,
+        directory,
+        io,
+        registry,
+        settings.limits(),
+        connector_settings=assembly.connector_settings(registry),
+    )
+    try:
+        answer = await gateway.take(connector.codec, partner.symbol, body, raw["content_type"])
+    except Refusal as refusal:
+        await gateway.refuse(refusal, partner.symbol, connector.name)
+        return 2, f"refused again ({refusal.stage}): {refusal.reason}"
+    finally:
+        await io.stop()
+    reply = answer.body.decode("utf-8", "replace")
+    return 0, f"replayed {raw['ref']} as from {partner.symbol}; its answer:\n{reply}"
+
+
 def broker_command(settings: Settings, action: str, force: bool) -> int:
     """`rshub broker status|stop`: the data folder's embedded broker."""
     data_dir = settings.data_dir
@@ -741,6 +860,20 @@ def main(argv: list[str] | None = None) -> int:
     p_show.add_argument("transaction", metavar="TXN")
     p_show.add_argument("--json", action="store_true")
     p_show.add_argument("--no-raw", action="store_true", help="leave out the raw messages")
+    p_dead = sub.add_parser(
+        "deadletters", help="refused messages with reasons; replay one (deadletters replay REF)"
+    )
+    p_dead.add_argument("action", nargs="?", choices=("list", "replay"), default="list")
+    p_dead.add_argument("ref", nargs="?", metavar="REF", help="a dead letter (from the list)")
+    p_dead.add_argument("--partner", metavar="SYM")
+    p_dead.add_argument("--stage", metavar="STAGE", help="parse, authenticate, address, apply")
+    p_dead.add_argument("--limit", type=int, default=50)
+    p_dead.add_argument("--json", action="store_true")
+    p_dead.add_argument(
+        "--trust-sender",
+        action="store_true",
+        help="replay a message refused before authentication (you know who sent it)",
+    )
     p_deliveries = sub.add_parser(
         "deliveries", help="steps waiting for delivery (retrying and parked), per partner"
     )
@@ -794,6 +927,8 @@ def main(argv: list[str] | None = None) -> int:
         return deliveries(settings, args.json)
     if args.command == "find":
         return find(settings, args)
+    if args.command == "deadletters":
+        return deadletters(settings, args)
     if args.command == "show":
         return show(settings, args.transaction, args.json, not args.no_raw)
     if args.command == "redeliver":
