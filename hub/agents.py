@@ -41,7 +41,7 @@ from connectors.core.records import (
     Tick,
     Verdict,
 )
-from hub import fetching, relay
+from hub import fetching, metrics, relay
 from hub.delivery import PartnerQueues
 from hub.engine import apply
 from hub.kafka_io import REPLY_TO, KafkaIO
@@ -127,6 +127,8 @@ def create_app(
             futures.append(await topic.send(key=output.key, value=value))
         for future in futures:
             await future  # acknowledged by the broker
+        for output in outputs:
+            metrics.written(output.topic, output.value)
 
     async def dead(stage: str, error: str, key: str, detail: dict[str, Any]) -> None:
         letter = DeadLetter(stage=stage, error=error[:2000], transaction_id=key, detail=detail)
@@ -152,6 +154,7 @@ def create_app(
             if result is None:
                 return
             await _commit(key, result, headers.get(REPLY_TO))
+            metrics.applied(topic, event.message.timestamp)
         except Exception as exc:
             # One record must never stop the agent: it is recorded and the next one is read.
             log.error("agent.record_failed", topic=topic, key=key, error=str(exc)[:500])
@@ -459,6 +462,8 @@ def _outbound_agent(
                 try_number=command.try_number,
                 detail=result.detail,
             )
+            held = result.detail == HELD
+            metrics.delivered(connector.name, result, held, event.message.timestamp)
             await write([as_output("ill.delivery", command.transaction_id, result)])
             accepted = result.outcome is not DeliveryOutcome.FAILED
             if accepted:

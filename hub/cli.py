@@ -1,4 +1,4 @@
-"""The `rshub` command: serve, demo, decode, tail, route, settings."""
+"""The `rshub` command: serve, broker, demo, decode, tail, route, deliveries, settings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ from pydantic import ValidationError
 from connectors.core.connections import ListenError, bind
 from connectors.core.contract import Registry
 from connectors.core.directory import Directory, DirectoryError
+from hub import broker as kept_broker
 from hub import logs
-from hub.broker import EmbeddedBroker, wait_for_metadata
+from hub.broker import KeptBroker, wait_for_metadata
 from hub.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -29,9 +31,10 @@ BROKER_CHECK_S = 3.0
 
 
 class BrokerNote:
-    """`data_dir/broker-address`: where `rshub tail` and `route` find the embedded broker of
-    a running `rshub serve`. Written atomically once the broker answers, removed on exit
-    (only if it still names this hub's broker: a later serve may have replaced it)."""
+    """`data_dir/broker-address`: where `rshub tail` and `route` found the embedded broker
+    of a running `rshub serve` before the broker outlived it (`broker.json` now); still
+    read, so a note an older serve left is honoured. Written atomically, removed only if
+    it still names the writer's broker."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / BROKER_FILE
@@ -50,23 +53,49 @@ class BrokerNote:
                 self.path.unlink()
 
 
-def _prepare(settings: Settings, registry: Registry) -> tuple[str, EmbeddedBroker | None]:
-    """The bootstrap servers to use, starting the embedded broker when none are configured."""
+def _prepare(settings: Settings, registry: Registry) -> tuple[str, KeptBroker | None]:
+    """The bootstrap servers to use: the configured ones, else the data folder's embedded
+    broker, reused when a previous `serve` left it running, started otherwise. It is not
+    stopped when this hub stops (so a restart keeps every transaction)."""
     from hub import topics
 
-    broker = None
+    kept = None
     bootstrap = settings.bootstrap_servers
     if not bootstrap:
-        broker = EmbeddedBroker()
-        bootstrap = broker.start()
-    try:
-        specs = topics.complete(topics.load(settings.topics_file), registry)
-        asyncio.run(_ready(bootstrap, settings, specs))
-    except Exception:
-        if broker:
-            broker.stop()
-        raise
-    return bootstrap, broker
+        kept, reused = kept_broker.ensure(settings.data_dir)
+        bootstrap = kept.address
+        _say_memory_only(kept, reused)
+    specs = topics.complete(topics.load(settings.topics_file), registry)
+    asyncio.run(_ready(bootstrap, settings, specs))
+    return bootstrap, kept
+
+
+def _say_memory_only(kept: KeptBroker, reused: bool) -> None:
+    """Plainly, at start-up: where the data is, and what loses it."""
+    how = f"reused (running since {kept.started})" if reused else "started"
+    print(
+        f"rshub: embedded broker at {kept.address} {how}; {kept_broker.MEMORY_ONLY}",
+        file=sys.stderr,
+        flush=True,
+    )
+    log.warning(
+        "broker.memory_only",
+        address=kept.address,
+        reused=reused,
+        since=kept.started,
+        detail=kept_broker.MEMORY_ONLY,
+    )
+
+
+def broker_notes(kept: KeptBroker | None) -> dict[str, Any]:
+    """What /health says about the broker besides whether it answers."""
+    if kept is None:
+        return {"storage": "kafka"}
+    return {
+        "storage": "memory only (embedded broker)",
+        "warning": kept_broker.MEMORY_ONLY,
+        "embedded_broker": {"address": kept.address, "since": kept.started, "pid": kept.pid},
+    }
 
 
 async def _ready(bootstrap: str, settings: Settings, specs: list[Any]) -> None:
@@ -120,7 +149,8 @@ def serve(settings: Settings) -> int:
     from faust.worker import Worker
 
     from connectors.core import directory as directory_module
-    from hub import assembly
+    from hub import assembly, metrics
+    from hub import index as index_module
     from hub.agents import create_app
     from hub.gateway import Gateway
     from hub.kafka_io import KafkaIO
@@ -150,12 +180,15 @@ def serve(settings: Settings) -> int:
     except (ListenError, ValueError, OSError) as error:
         print(f"rshub: {error}", file=sys.stderr)
         return 2
-    note = BrokerNote(settings.data_dir)
-    broker = None
+    # Held while this hub runs (released by the kernel however it ends): `rshub broker stop`
+    # refuses to stop a broker a hub is using.
+    use = kept_broker.hold_use(settings.data_dir) if not settings.bootstrap_servers else None
     try:
-        bootstrap, broker = _prepare(settings, registry)
-        if broker:
-            note.write(bootstrap)
+        try:
+            bootstrap, kept = _prepare(settings, registry)
+        except kept_broker.BrokerError as error:
+            print(f"rshub: {error}", file=sys.stderr)
+            return 2
         io = KafkaIO(bootstrap)
         desk = RelayDesk(io, connectors_replay_keys(registry))
         app = create_app(
@@ -181,12 +214,31 @@ def serve(settings: Settings) -> int:
                 agents=lambda: _agent_states(app),
                 states=app.transaction_state,
                 relayer=desk,
+                notes=broker_notes(kept),
+                ready=lambda: metrics.readiness(app),
+            )
+        )
+        follower = index_module.Index(index_module.index_path(settings.data_dir))
+
+        @app.task
+        async def keep_index() -> None:
+            """The operators' index (rshub find/show) follows the topics while the hub runs."""
+            try:
+                await index_module.follow(bootstrap, follower)
+            except Exception as error:  # the hub goes on; `find` catches up by itself
+                log.error("index.stopped", error=f"{type(error).__name__}: {error}")
+
+        metrics.watch(
+            metrics.Views(
+                rows=lambda: metrics.table_rows(app),
+                lenders=lambda: {lender: len(held) for lender, held in io.load.book.open.items()},
+                lag=lambda: metrics.consumer_lag(app),
             )
         )
         log.info(
             "hub.starting",
             bootstrap_servers=bootstrap,
-            embedded=broker is not None,
+            embedded=kept is not None,
             consortium=directory.consortium,
             partners=len(directory.partners),
             protocols=registry.names,
@@ -194,9 +246,8 @@ def serve(settings: Settings) -> int:
         worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         worker.execute_from_commandline()
     finally:
-        note.remove()
-        if broker:
-            broker.stop()
+        if use is not None:
+            use.close()
         if http_socket is not None:
             http_socket.close()
     return 0
@@ -308,12 +359,15 @@ def _answers(bootstrap: str) -> bool:
 
 
 def _running_bootstrap(settings: Settings) -> str | None:
-    """The broker of a running hub: configured, or the embedded one `rshub serve` noted,
-    checked to answer (a note can outlive its hub if that was killed)."""
+    """The broker of a running hub: configured, or the data folder's embedded one (kept
+    alive by its keeper, or noted by an older serve), checked to answer."""
     bootstrap = settings.bootstrap_servers
     marker = settings.data_dir / BROKER_FILE
-    noted = not bootstrap and marker.is_file()
-    if noted:
+    kept = None if bootstrap else kept_broker.running(settings.data_dir)
+    noted = not bootstrap and kept is None and marker.is_file()
+    if kept is not None:
+        bootstrap = kept.address
+    elif noted:
         bootstrap = marker.read_text().strip()
     if not bootstrap:
         print("rshub: set KAFKA_BOOTSTRAP_SERVERS or start `rshub serve` first", file=sys.stderr)
@@ -337,7 +391,8 @@ def route(settings: Settings, args: argparse.Namespace) -> int:
         if len(words) != 2:
             print("rshub: usage: rshub route show TXN", file=sys.stderr)
             return 2
-        found = asyncio.run(route_cli.decisions(bootstrap, words[1]))
+        with _index(settings, bootstrap) as index:
+            found = index.routing(words[1])
         if not found:
             print(f"rshub: no routing decisions for {words[1]}", file=sys.stderr)
             return 1
@@ -391,6 +446,288 @@ def redeliver(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+@contextlib.contextmanager
+def _index(settings: Settings, bootstrap: str | None) -> Iterator[Any]:
+    """The operators' index, brought up to date with the topics first when a broker
+    answers (otherwise as the hub last left it, which is said)."""
+    from hub import index as index_module
+
+    path = index_module.index_path(settings.data_dir)
+    index = index_module.Index(path)
+    try:
+        if bootstrap:
+            asyncio.run(index_module.catch_up(bootstrap, index))
+        else:
+            print(f"rshub: no broker answers; the index as last kept ({path})", file=sys.stderr)
+        yield index
+    finally:
+        index.close()
+
+
+def _quiet_bootstrap(settings: Settings) -> str | None:
+    """The broker to catch up from, if one answers (no message when none does)."""
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers if _answers(settings.bootstrap_servers) else None
+    kept = kept_broker.running(settings.data_dir)
+    return kept.address if kept and _answers(kept.address) else None
+
+
+def _age(since: str | None, now: datetime) -> str:
+    if not since:
+        return "-"
+    seconds = (now - datetime.fromisoformat(since)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _duration(text: str) -> timedelta:
+    """3d, 12h, 30m (argparse type)."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number followed by d, h or m") from None
+
+
+def find(settings: Settings, args: argparse.Namespace) -> int:
+    from hub import index as index_module
+
+    try:
+        stuck = index_module.stuck_after()
+    except ValueError as error:
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    criteria = index_module.Criteria(
+        borrower=args.borrower,
+        request_id=args.request_id,
+        patron=args.patron,
+        lender=args.lender,
+        title=" ".join(args.title or []) or None,
+        states=args.state or [],
+        older_than=args.older_than,
+        open_only=args.open,
+        needs_attention=args.needs_attention,
+        limit=args.limit,
+    )
+    now = datetime.now(UTC)
+    with _index(settings, _quiet_bootstrap(settings)) as index:
+        found = index.find(criteria, now, stuck)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0 if found else 1
+    if not found:
+        print("no transaction matches", file=sys.stderr)
+        return 1
+    for row in found:
+        title = (row.get("title") or "")[:40]
+        print(
+            f"{row['id']}  {row.get('state') or '?':<13} {row.get('borrower') or '?':<10} "
+            f"{row.get('borrower_request_id') or '':<16} -> {row.get('lender') or '-':<10} "
+            f"{_age(row.get('created'), now):>5}  {title}"
+        )
+        if row.get("attention"):
+            print(f"    needs attention: {row['attention']}")
+    return 0
+
+
+def _raw_lines(raw: dict[str, Any]) -> list[str]:
+    """The raw bytes of a message: as text when they are text, else as hex."""
+    data = str(raw.get("body") or "").encode("latin-1")
+    head = f"raw ({raw.get('content_type') or '?'}, {len(data)} bytes, {raw.get('ref')}):"
+    try:
+        text = data.decode("utf-8")
+        printable = all(c.isprintable() or c in "\r\n\t" for c in text)
+    except UnicodeDecodeError:
+        printable = False
+    if printable:
+        body = text.splitlines() or [""]
+    else:
+        body = [data[i : i + 32].hex(" ") for i in range(0, len(data), 32)]
+    return [head, *("  " + line for line in body)]
+
+
+def show(settings: Settings, transaction_id: str, as_json: bool, raw: bool) -> int:
+    with _index(settings, _quiet_bootstrap(settings)) as index:
+        row = index.transaction(transaction_id)
+        story = index.story(transaction_id) if row else []
+    if row is None:
+        print(f"rshub: no transaction {transaction_id} in the index", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps({"transaction": row, "timeline": story}, indent=2, default=str))
+        return 0
+    print(
+        f"{row['id']}  {row.get('state') or '?'}  borrower {row.get('borrower') or '?'} "
+        f"request {row.get('borrower_request_id') or '?'}  patron {row.get('patron') or '-'}  "
+        f"lenders asked {row.get('lenders', '').strip(',') or '-'}"
+    )
+    if row.get("title"):
+        print(f"  {row['title']}" + (f" / {row['author']}" if row.get("author") else ""))
+    if row.get("needs_attention"):
+        print(f"  needs attention: {row['needs_attention']}")
+    shown: set[str] = set()
+    for entry in story:
+        print(f"{entry['at']}  {entry['kind']:<10} {entry['summary']}")
+        if raw and entry.get("raw") and entry["raw"]["ref"] not in shown:
+            shown.add(entry["raw"]["ref"])  # a refused message's bytes once, not twice
+            print("\n".join("      " + line for line in _raw_lines(entry["raw"])))
+    return 0
+
+
+def deadletters(settings: Settings, args: argparse.Namespace) -> int:
+    """`rshub deadletters [--partner SYM] [--stage S]`: refused messages and records, newest
+    first; `rshub deadletters replay REF`: the refused message again, as received."""
+    if args.action == "replay":
+        if not args.ref:
+            print("rshub: usage: rshub deadletters replay REF [--trust-sender]", file=sys.stderr)
+            return 2
+        return replay(settings, args.ref, args.trust_sender)
+    with _index(settings, _quiet_bootstrap(settings)) as index:
+        letters = index.dead_letters(args.partner, args.stage, args.limit)
+        for letter in letters:
+            letter["replayable"] = bool(letter["audit_ref"] and index.raw(letter["audit_ref"]))
+    if args.json:
+        print(json.dumps(letters, indent=2))
+        return 0
+    if not letters:
+        print("no dead letters")
+        return 0
+    for letter in letters:
+        where = letter["transaction_id"] or "-"
+        print(
+            f"{letter['ref']:<22} {letter['at'][:19]}  {letter['stage'] or '?':<12} "
+            f"{letter['partner'] or '-':<10} {letter['protocol'] or '-':<10} {where}"
+        )
+        replay_hint = "  (replay: rshub deadletters replay REF)" if letter["replayable"] else ""
+        print(f"    {letter['error']}{replay_hint}")
+    return 0
+
+
+def replay(settings: Settings, ref: str, trust_sender: bool) -> int:
+    """Feeds a dead letter's raw bytes, as its partner sent them, through the gateway again
+    with the directory as it is now (after the operator fixed it)."""
+    from connectors.core import directory as directory_module
+    from hub import assembly
+
+    bootstrap = _running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    with _index(settings, bootstrap) as index:
+        letter = index.dead_letter(ref)
+        raw = index.raw(letter["audit_ref"]) if letter and letter["audit_ref"] else None
+    if letter is None:
+        print(f"rshub: no dead letter {ref} (see rshub deadletters)", file=sys.stderr)
+        return 1
+    if raw is None:
+        print(f"rshub: {ref} has no raw message to replay ({letter['stage']})", file=sys.stderr)
+        return 2
+    if letter["stage"] == "authenticate" and not trust_sender:
+        print(
+            f"rshub: {ref} was refused before its sender was authenticated: nothing says "
+            f"it came from {letter['partner']}; replay with --trust-sender if you know it did",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        registry = assembly.connectors(settings)
+        directory = directory_module.load(settings.directory, registry.names)
+    except (DirectoryError, SettingsError) as error:
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    partner = directory.partner(letter["partner"] or "")
+    if partner is None:
+        print(
+            f"rshub: {letter['partner']} is still not a partner in {settings.directory}",
+            file=sys.stderr,
+        )
+        return 2
+    connector = registry.get(partner.protocol)
+    if connector is None or connector.name != (raw["protocol"] or connector.name):
+        print(
+            f"rshub: {partner.symbol} speaks {partner.protocol} in the directory; the message "
+            f"is {raw['protocol']}",
+            file=sys.stderr,
+        )
+        return 2
+    body = str(raw["body"]).encode("latin-1")
+    code, text = asyncio.run(
+        _replay(bootstrap, settings, directory, registry, connector, partner, raw, body)
+    )
+    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+async def _replay(
+    bootstrap: str,
+    settings: Settings,
+    directory: Directory,
+    registry: Registry,
+    connector: Any,
+    partner: Any,
+    raw: dict[str, Any],
+    body: bytes,
+) -> tuple[int, str]:
+    from connectors.core.contract import Refusal
+    from hub import assembly
+    from hub.gateway import Gateway
+    from hub.kafka_io import KafkaIO
+
+    io = KafkaIO(bootstrap)
+    await io.start()
+    gateway = Gateway(
+        settings,
+        directory,
+        io,
+        registry,
+        settings.limits(),
+        connector_settings=assembly.connector_settings(registry),
+    )
+    try:
+        answer = await gateway.take(connector.codec, partner.symbol, body, raw["content_type"])
+    except Refusal as refusal:
+        await gateway.refuse(refusal, partner.symbol, connector.name)
+        return 2, f"refused again ({refusal.stage}): {refusal.reason}"
+    finally:
+        await io.stop()
+    reply = answer.body.decode("utf-8", "replace")
+    return 0, f"replayed {raw['ref']} as from {partner.symbol}; its answer:\n{reply}"
+
+
+def broker_command(settings: Settings, action: str, force: bool) -> int:
+    """`rshub broker status|stop`: the data folder's embedded broker."""
+    data_dir = settings.data_dir
+    kept = kept_broker.running(data_dir)
+    if action == "status":
+        if settings.bootstrap_servers:
+            answers = "answers" if _answers(settings.bootstrap_servers) else "does NOT answer"
+            print(f"Kafka at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) {answers}")
+        if kept is None:
+            print(f"no embedded broker is running for {data_dir.resolve()}")
+            return 1
+        state = "answers" if _answers(kept.address) else "does NOT answer"
+        used = "yes" if kept_broker.in_use(data_dir) else "no"
+        print(f"embedded broker at {kept.address} {state}")
+        print(f"  keeper pid {kept.pid}, broker pid {kept.broker_pid}, since {kept.started}")
+        print(f"  used by a running `rshub serve`: {used}")
+        print(f"  {kept_broker.MEMORY_ONLY}")
+        return 0
+    if kept is None:
+        print(f"no embedded broker is running for {data_dir.resolve()}")
+        return 0
+    if kept_broker.in_use(data_dir) and not force:
+        print(
+            f"rshub: a running `rshub serve` uses the embedded broker at {kept.address}; "
+            "stop it first (or --force: every transaction in the broker is lost)",
+            file=sys.stderr,
+        )
+        return 2
+    kept_broker.stop(data_dir)
+    print(f"stopped the embedded broker at {kept.address}; what it held is gone")
+    return 0
+
+
 def tail(settings: Settings, from_beginning: bool) -> int:
     bootstrap = _running_bootstrap(settings)
     if not bootstrap:
@@ -408,6 +745,24 @@ def show_settings(settings: Settings) -> int:
 
     print(f"{'variable':<34} {'in effect':<28} {'default':<28} meaning")
     for key, value, default, description in settings.rows():
+        print(f"{key:<34} {value:<28} {default:<28} {description}")
+    from hub import index as index_module
+
+    own_rows = (  # the operators' index reads its own two settings
+        (
+            index_module.INDEX_FILE_ENV,
+            str(index_module.index_path(settings.data_dir)),
+            "<RSHUB_DATA_DIR>/index.sqlite3",
+            "the operators' index (rshub find/show/deadletters)",
+        ),
+        (
+            index_module.STUCK_AFTER_ENV,
+            os.environ.get(index_module.STUCK_AFTER_ENV) or f"{index_module.STUCK_AFTER_HOURS:g}",
+            f"{index_module.STUCK_AFTER_HOURS:g}",
+            "hours without progress in a waiting state before `find --needs-attention` lists it",
+        ),
+    )
+    for key, value, default, description in own_rows:
         print(f"{key:<34} {value:<28} {default:<28} {description}")
     registry = assembly.connectors(settings)
     for connector in registry:
@@ -454,6 +809,13 @@ def main(argv: list[str] | None = None) -> int:
             type=int,
             help=f"TCP port of {connector.name} ({connector.env_prefix()}PORT)",
         )
+    p_broker = sub.add_parser(
+        "broker", help="the embedded broker that outlives `rshub serve`: status, stop"
+    )
+    p_broker.add_argument("action", choices=("status", "stop"))
+    p_broker.add_argument(
+        "--force", action="store_true", help="stop it even while a hub uses it (loses its data)"
+    )
     sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
     p_decode.add_argument("protocol", choices=registry.names)
@@ -473,6 +835,44 @@ def main(argv: list[str] | None = None) -> int:
     p_route.add_argument("--skip", metavar="SYM", help="never ask this lender for this request")
     p_route.add_argument(
         "--restart", action="store_true", help="search the catalogues again, rebuild the rota"
+    )
+    p_find = sub.add_parser(
+        "find", help="find transactions in the index (all criteria given must match)"
+    )
+    p_find.add_argument("--borrower", metavar="SYM")
+    p_find.add_argument("--request-id", metavar="ID", help="the borrower's request id")
+    p_find.add_argument("--patron", metavar="ID")
+    p_find.add_argument("--lender", metavar="SYM", help="a lender that was asked")
+    p_find.add_argument("--title", nargs="+", metavar="WORD", help="words of title or author")
+    p_find.add_argument("--state", action="append", metavar="STATE", help="repeatable")
+    p_find.add_argument(
+        "--older-than", type=_duration, metavar="AGE", help="created before: 3d, 12h, 30m"
+    )
+    p_find.add_argument("--open", action="store_true", help="open transactions only")
+    p_find.add_argument(
+        "--needs-attention",
+        action="store_true",
+        help="parked or failing deliveries, dead letters, or stuck (RSHUB_STUCK_AFTER_HOURS)",
+    )
+    p_find.add_argument("--limit", type=int, default=50)
+    p_find.add_argument("--json", action="store_true")
+    p_show = sub.add_parser("show", help="the whole story of one transaction")
+    p_show.add_argument("transaction", metavar="TXN")
+    p_show.add_argument("--json", action="store_true")
+    p_show.add_argument("--no-raw", action="store_true", help="leave out the raw messages")
+    p_dead = sub.add_parser(
+        "deadletters", help="refused messages with reasons; replay one (deadletters replay REF)"
+    )
+    p_dead.add_argument("action", nargs="?", choices=("list", "replay"), default="list")
+    p_dead.add_argument("ref", nargs="?", metavar="REF", help="a dead letter (from the list)")
+    p_dead.add_argument("--partner", metavar="SYM")
+    p_dead.add_argument("--stage", metavar="STAGE", help="parse, authenticate, address, apply")
+    p_dead.add_argument("--limit", type=int, default=50)
+    p_dead.add_argument("--json", action="store_true")
+    p_dead.add_argument(
+        "--trust-sender",
+        action="store_true",
+        help="replay a message refused before authentication (you know who sent it)",
     )
     p_deliveries = sub.add_parser(
         "deliveries", help="steps waiting for delivery (retrying and parked), per partner"
@@ -510,10 +910,12 @@ def main(argv: list[str] | None = None) -> int:
         return decode(args.protocol, args.file, settings)
     if args.command == "settings":
         return show_settings(settings)
+    if args.command == "broker":
+        return broker_command(settings, args.action, args.force)
     logs.configure(
         settings.log_level,
         settings.log_format,
-        quiet_libraries=args.command in ("tail", "route"),
+        quiet_libraries=args.command in ("tail", "route", "find", "show", "deadletters"),
     )
     if args.command == "serve":
         return serve(settings)
@@ -523,6 +925,12 @@ def main(argv: list[str] | None = None) -> int:
         return route(settings, args)
     if args.command == "deliveries":
         return deliveries(settings, args.json)
+    if args.command == "find":
+        return find(settings, args)
+    if args.command == "deadletters":
+        return deadletters(settings, args)
+    if args.command == "show":
+        return show(settings, args.transaction, args.json, not args.no_raw)
     if args.command == "redeliver":
         return redeliver(settings, args)
     if args.command == "demo":

@@ -42,6 +42,7 @@ from connectors.core.contract import (
 from connectors.core.directory import Directory, authenticated
 from connectors.core.model import Message
 from connectors.core.records import DeadLetter, Verdict, VerdictOutcome
+from hub import metrics
 from hub.addressing import address
 from hub.checkpoints import Checkpoints
 from hub.kafka_io import KafkaIO
@@ -98,12 +99,16 @@ class Gateway(Service):
         agents: Callable[[], dict[str, str]] | None = None,
         relayer: RelayDesk | None = None,
         states: Callable[[str], str | None] | None = None,
+        notes: dict[str, Any] | None = None,
+        ready: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
         **kwargs: Any,
     ) -> None:
         """`listeners`: the connectors' own inbound channels, already bound; `http_socket`:
         the HTTP port bound before start-up; `agents`: the state of each faust agent, for
         /health; `relayer`: carries out `relay` calls (the relay agent's client); `states`:
-        a transaction's state in this worker's table, for status pages."""
+        a transaction's state in this worker's table, for status pages; `notes`: added to
+        /health as they are (what the operator must know: the embedded broker's storage);
+        `ready`: whether the workers' agents are assigned and recovered, for /ready."""
         super().__init__(**kwargs)
         self.settings, self.directory, self.io = settings, directory, io
         self.connectors, self.limits = connectors, limits
@@ -113,6 +118,8 @@ class Gateway(Service):
         self.agents = agents
         self.relayer = relayer
         self.states = states
+        self.notes = notes or {}
+        self.ready = ready
         self.checkpoints = Checkpoints(io)
         self.runner: web.AppRunner | None = None
         self.http: asyncio.Server | None = None
@@ -140,6 +147,8 @@ class Gateway(Service):
                 for route in connector.web(self, self.limits, settings):
                     app.router.add_route(route.method, route.path, self._web(route))
         app.router.add_get("/health", self.health)
+        app.router.add_get("/ready", self.readiness)
+        app.router.add_get("/metrics", self.scrape)
         return app
 
     async def on_start(self) -> None:
@@ -212,8 +221,30 @@ class Gateway(Service):
             "status": "ok" if ok else "unavailable",
             "broker": "reachable" if self._broker_up else f"unreachable: {self.broker_error}",
             "agents": agents,
+            **self.notes,
         }
         return web.json_response(body, status=200 if ok else 503)
+
+    async def readiness(self, request: web.Request) -> web.Response:
+        """200 when this worker can take traffic: the broker answers, every agent runs, its
+        partitions are assigned and its tables recovered; 503 with what is missing."""
+        agents = self.agents() if self.agents else {}
+        ready, found = self.ready() if self.ready else (True, {})
+        running = all(state == "running" for state in agents.values())
+        ok = self._broker_up and running and ready
+        body = {
+            "status": "ready" if ok else "not ready",
+            "broker": "reachable" if self._broker_up else f"unreachable: {self.broker_error}",
+            "agents": agents,
+            **found,
+        }
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def scrape(self, request: web.Request) -> web.Response:
+        """Prometheus text format (hub.metrics)."""
+        return web.Response(
+            body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE}
+        )
 
     # -- the Intake ------------------------------------------------------------------------
 
@@ -236,6 +267,7 @@ class Gateway(Service):
         return await self.io.audit(direction, protocol, partner, body, content_type)
 
     async def refuse(self, refusal: Refusal, partner: str | None, protocol: str) -> None:
+        metrics.refused(protocol, refusal.stage)
         if refusal.stage == UNAVAILABLE:
             # The dead letter could not be written either; the partner was told to retry.
             log.warning("gateway.unavailable", partner=partner, protocol=protocol)
@@ -249,6 +281,7 @@ class Gateway(Service):
                 audit_ref=refusal.audit_ref,
             )
         )
+        metrics.dead_letter(refusal.stage)
 
     async def relay(
         self, protocol: str, caller: str, target: str, body: bytes, content_type: str
@@ -383,6 +416,7 @@ class Gateway(Service):
         except Refusal as refusal:
             refusal.audit_ref = audit_ref
             raise
+        metrics.message_in(symbol, codec.protocol, decoded.message.event.value)
         txn = address(decoded.message, self.io.items.lookup)
         if txn is None:
             detail = "the message names no request or item rshub knows"
@@ -393,6 +427,7 @@ class Gateway(Service):
         verdict = await self._publish(message, wait)
         if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
             # The state machine has already written the dead letter for its refusal.
+            metrics.refused(codec.protocol, "state")
             return codec.fault(Fault.STATE, verdict.error or "", decoded, verdict.state)
         return codec.accept(decoded, verdict.state if verdict else None)
 

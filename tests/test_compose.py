@@ -1,0 +1,113 @@
+"""docker-compose.yml is a valid Compose file (the Compose specification's JSON schema, as
+shipped by Debian's docker-compose package, and `docker-compose config` itself: no network,
+no daemon, nothing built) and holds what production relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from connectors.core import directory as directory_module
+from hub import assembly, topics
+from hub import index as index_module
+from hub.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+# Debian's docker-compose (installed by .ci/run) ships the specification's schema.
+SCHEMA = Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json")
+# A loan with its renewals can stay open about a year; a month's margin.
+LONGEST_LOAN_HOURS = 400 * 24
+
+
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE.read_text()))
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    assert SCHEMA.is_file(), "install Debian's docker-compose (apt-get install docker-compose)"
+    schema = json.loads(SCHEMA.read_text())
+    # The file says draft 2019-09 with a URI jsonschema does not recognise: say it plainly.
+    assert "2019-09" in schema["$schema"]
+    validator = jsonschema.Draft201909Validator(schema)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(compose())]
+    assert errors == []
+
+
+def test_docker_compose_reads_it(tmp_path: Path) -> None:
+    env_file = tmp_path / "rshub.env"
+    env_file.write_text((ROOT / "rshub.env.example").read_text())
+    done = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config", "-q"],
+        cwd=ROOT,
+        env={**os.environ, "RSHUB_ENV_FILE": str(env_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_hub_runs_as_production_needs() -> None:
+    services = compose()["services"]
+    hub = services["hub"]
+    user = str(hub["user"]).split(":")
+    assert user[0] not in ("0", "root") and user[0].isdigit()
+    assert hub["restart"] == "unless-stopped" and services["kafka"]["restart"] == "unless-stopped"
+    assert "/health" in " ".join(hub["healthcheck"]["test"])
+    for name, service in services.items():  # logs rotate
+        assert service["logging"]["options"]["max-size"], name
+    environment = hub["environment"]
+    assert environment["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    # SOURCE:TARGET[:ro]; the source may hold ${VAR:-default}, colon included.
+    mounts = {v.removesuffix(":ro").rsplit(":", 1)[-1]: v for v in hub["volumes"]}
+    assert mounts[environment["RSHUB_DIRECTORY"]].endswith(":ro")
+    assert environment["RSHUB_DATA_DIR"] in mounts
+    # Every partner's secret reaches the hub from the env file or the secrets folder, none
+    # is a fixed name here.
+    assert hub["env_file"] and "/run/secrets/rshub" in mounts
+    assert not [key for key in environment if key.startswith("RSHUB_SECRET_")]
+
+
+def test_every_listening_port_is_published() -> None:
+    hub = compose()["services"]["hub"]
+    published = {int(str(p).rsplit(":", 1)[-1]) for p in hub["ports"]}
+    settings = Settings()
+    wanted = {settings.http_port}
+    for connector in assembly.connectors(settings):
+        if "port" in connector.settings.model_fields:
+            port = connector.settings.model_fields["port"].default
+            assert hub["environment"][f"{connector.env_prefix()}PORT"] == port
+            wanted.add(port)
+    assert wanted <= published
+
+
+def test_env_example_names_every_secret_of_the_example_directory() -> None:
+    registry = assembly.connectors(Settings())
+    directory = directory_module.load(ROOT / "examples" / "consortium.yaml", registry.names)
+    example = (ROOT / "rshub.env.example").read_text()
+    named = set(re.findall(r"^([A-Z0-9_]+)=", example, re.M))
+    wanted = {c.secret_env for _, _, c in directory.credentials() if c.secret_env}
+    assert wanted and wanted | {"RSHUB_ID_SECRET"} <= named
+
+
+def test_topics_the_operators_history_comes_from_outlive_a_loan() -> None:
+    """`show` rebuilds a transaction's story from these topics when the index is new (a new
+    worker, a lost data volume): they must keep it as long as a loan can stay open."""
+    specs = {spec.name: spec for spec in topics.load()}
+    history = [
+        name for name in specs if name in index_module.TOPICS or name.startswith("ill.outbound.")
+    ]
+    assert "ill.audit" in history and "ill.outbound.ncip" in history
+    for name in history:
+        spec = specs[name]
+        if spec.cleanup == "compact":
+            continue  # the latest record per key is kept for ever
+        assert spec.retention_hours is not None and spec.retention_hours >= LONGEST_LOAN_HOURS, name
