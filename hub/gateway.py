@@ -336,10 +336,13 @@ class Gateway(Service):
                 if connector is None:
                     # Read (bounded) before answering, as for a known partner: the answer
                     # must not tell who is a partner by how fast it comes.
-                    await self._body(codec, request)
+                    body = await self._body(codec, request)
                     detail = f"no {path} partner {symbol!r} in this consortium"
                     raise Refusal(
-                        detail, codec.fault(Fault.UNKNOWN_PARTNER, detail), "authenticate"
+                        detail,
+                        codec.fault(Fault.UNKNOWN_PARTNER, detail),
+                        "authenticate",
+                        await self._audit_refused(path, symbol, body, request.content_type),
                     )
                 assert connector.http is not None
                 if connector.http.handler is not None:
@@ -382,8 +385,24 @@ class Gateway(Service):
         body = await self._body(codec, request)
         if not self.authenticated(symbol, request.headers.get("Authorization")):
             detail = f"credentials for {symbol} not accepted"
-            raise Refusal(detail, codec.fault(Fault.UNAUTHENTICATED, detail), "authenticate")
+            audit_ref = await self._audit_refused(
+                codec.protocol, symbol, body, request.content_type
+            )
+            raise Refusal(
+                detail, codec.fault(Fault.UNAUTHENTICATED, detail), "authenticate", audit_ref
+            )
         return await self.take(codec, symbol, body, request.content_type)
+
+    async def _audit_refused(
+        self, protocol: str, symbol: str, body: bytes, content_type: str | None
+    ) -> str | None:
+        """The bytes of a message refused before authentication, kept (bounded by the body
+        limit) so an operator can replay it once the directory is fixed; None if the broker
+        cannot take them now (the refusal stands either way)."""
+        try:
+            return await self.io.audit("in", protocol, symbol, body, content_type)
+        except KafkaError:
+            return None
 
     async def _body(self, codec: Codec[Any], request: web.Request) -> bytes:
         """The whole body (Content-Length or chunked) up to the limit, within
