@@ -172,11 +172,13 @@ def serve(settings: Settings) -> int:
     # a listener set up wrongly is one clear line, not a failure after the broker, the
     # agents and the HTTP side are up.
     listeners = assembly.listeners(registry, settings, loaded, directory)
-    http_socket = None
+    http_socket = console_socket = None
     try:
         for listener in listeners:
             listener.bind()
         http_socket = bind(settings.http_host, settings.http_port, "HTTP")
+        if settings.console_enabled:
+            console_socket = bind(settings.console_host, settings.console_port, "console")
     except (ListenError, ValueError, OSError) as error:
         print(f"rshub: {error}", file=sys.stderr)
         return 2
@@ -201,7 +203,7 @@ def serve(settings: Settings) -> int:
             io=io,
             relay_answers=desk.answers,
         )
-        app.web_server(
+        gateway = app.web_server(
             Gateway(
                 settings,
                 directory,
@@ -218,6 +220,16 @@ def serve(settings: Settings) -> int:
                 ready=lambda: metrics.readiness(app),
             )
         )
+        if console_socket is not None:  # started and stopped with the gateway
+            from hub import console
+
+            def load() -> dict[str, int]:
+                return {lender: len(held) for lender, held in io.load.book.open.items()}
+
+            notes = broker_notes(kept)
+            gateway.add_dependency(
+                console.build(settings, directory, bootstrap, console_socket, notes, load)
+            )
         follower = index_module.Index(index_module.index_path(settings.data_dir))
 
         @app.task
@@ -248,8 +260,9 @@ def serve(settings: Settings) -> int:
     finally:
         if use is not None:
             use.close()
-        if http_socket is not None:
-            http_socket.close()
+        for bound in (http_socket, console_socket):
+            if bound is not None:
+                bound.close()
     return 0
 
 
@@ -608,55 +621,55 @@ def deadletters(settings: Settings, args: argparse.Namespace) -> int:
 def replay(settings: Settings, ref: str, trust_sender: bool) -> int:
     """Feeds a dead letter's raw bytes, as its partner sent them, through the gateway again
     with the directory as it is now (after the operator fixed it)."""
-    from connectors.core import directory as directory_module
-    from hub import assembly
-
     bootstrap = _running_bootstrap(settings)
     if not bootstrap:
         return 2
     with _index(settings, bootstrap) as index:
         letter = index.dead_letter(ref)
         raw = index.raw(letter["audit_ref"]) if letter and letter["audit_ref"] else None
+    code, text = asyncio.run(replay_letter(settings, bootstrap, ref, letter, raw, trust_sender))
+    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+async def replay_letter(
+    settings: Settings,
+    bootstrap: str,
+    ref: str,
+    letter: dict[str, Any] | None,
+    raw: dict[str, Any] | None,
+    trust_sender: bool,
+) -> tuple[int, str]:
+    """`rshub deadletters replay` (and the console's Replay): the checks, then the replay;
+    (exit code, what to say)."""
+    from connectors.core import directory as directory_module
+    from hub import assembly
+
     if letter is None:
-        print(f"rshub: no dead letter {ref} (see rshub deadletters)", file=sys.stderr)
-        return 1
+        return 1, f"no dead letter {ref} (see rshub deadletters)"
     if raw is None:
-        print(f"rshub: {ref} has no raw message to replay ({letter['stage']})", file=sys.stderr)
-        return 2
+        return 2, f"{ref} has no raw message to replay ({letter['stage']})"
     if letter["stage"] == "authenticate" and not trust_sender:
-        print(
-            f"rshub: {ref} was refused before its sender was authenticated: nothing says "
-            f"it came from {letter['partner']}; replay with --trust-sender if you know it did",
-            file=sys.stderr,
+        return 2, (
+            f"{ref} was refused before its sender was authenticated: nothing says "
+            f"it came from {letter['partner']}; replay with --trust-sender if you know it did"
         )
-        return 2
     try:
         registry = assembly.connectors(settings)
         directory = directory_module.load(settings.directory, registry.names)
     except (DirectoryError, SettingsError) as error:
-        print(f"rshub: {error}", file=sys.stderr)
-        return 2
+        return 2, str(error)
     partner = directory.partner(letter["partner"] or "")
     if partner is None:
-        print(
-            f"rshub: {letter['partner']} is still not a partner in {settings.directory}",
-            file=sys.stderr,
-        )
-        return 2
+        return 2, f"{letter['partner']} is still not a partner in {settings.directory}"
     connector = registry.get(partner.protocol)
     if connector is None or connector.name != (raw["protocol"] or connector.name):
-        print(
-            f"rshub: {partner.symbol} speaks {partner.protocol} in the directory; the message "
-            f"is {raw['protocol']}",
-            file=sys.stderr,
+        return 2, (
+            f"{partner.symbol} speaks {partner.protocol} in the directory; the message "
+            f"is {raw['protocol']}"
         )
-        return 2
     body = str(raw["body"]).encode("latin-1")
-    code, text = asyncio.run(
-        _replay(bootstrap, settings, directory, registry, connector, partner, raw, body)
-    )
-    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
-    return code
+    return await _replay(bootstrap, settings, directory, registry, connector, partner, raw, body)
 
 
 async def _replay(
@@ -883,6 +896,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_redeliver.add_argument("transaction", nargs="?", metavar="TXN")
     p_redeliver.add_argument("--partner", metavar="SYM", help="only the steps to this partner")
+    p_user = sub.add_parser(
+        "console-user", help="the console's users: add NAME --role operator|reader, remove, list"
+    )
+    p_user.add_argument("action", choices=("add", "remove", "list"))
+    p_user.add_argument("name", nargs="?", metavar="NAME")
+    p_user.add_argument("--role", choices=("operator", "reader"), default="reader")
+    p_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -912,6 +934,10 @@ def main(argv: list[str] | None = None) -> int:
         return show_settings(settings)
     if args.command == "broker":
         return broker_command(settings, args.action, args.force)
+    if args.command == "console-user":
+        from hub.console import user_command
+
+        return user_command(settings, args.action, args.name, args.role, args.password_stdin)
     logs.configure(
         settings.log_level,
         settings.log_format,

@@ -30,6 +30,7 @@ class HubProcess:
     ) -> None:
         self.port = free_port()
         self.iso10161_port = free_port()
+        self.console_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -43,6 +44,7 @@ class HubProcess:
             "RSHUB_TOPICS_FILE": str(topics_file or topics.DEFAULT),
             "RSHUB_HTTP_PORT": str(self.port),
             "RSHUB_ISO10161_PORT": str(self.iso10161_port),
+            "RSHUB_CONSOLE_PORT": str(self.console_port),
             "RSHUB_DATA_DIR": str(data_dir),
         }
         self.log = data_dir / "hub.log"

@@ -112,6 +112,27 @@ class Settings(BaseModel):
         description="how often the gateway checks that the broker answers (endpoints answer "
         "a temporary failure while it does not)",
     )
+    console_enabled: bool = Field(
+        True, description="serve the operators' console (its own port and login)"
+    )
+    console_host: str = Field("127.0.0.1", description="address of the operators' console")
+    console_port: int = Field(
+        8001, ge=0, le=65535, description="port of the operators' console (web pages)"
+    )
+    console_users_file: Path | None = Field(
+        None,
+        description="the console's users, hashed passwords (rshub console-user add); "
+        "unset: <RSHUB_DATA_DIR>/console-users",
+    )
+    console_session_hours: float = Field(
+        8.0, gt=0, description="a console session unused this long is logged out"
+    )
+    console_secure_cookies: bool = Field(
+        False, description="console cookies only over HTTPS (set when TLS is in front of it)"
+    )
+    console_live_interval_s: float = Field(
+        1.0, gt=0, description="how often the console's live updates look for news"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING, ERROR"
     )
@@ -157,6 +178,9 @@ class Settings(BaseModel):
             outbound_backoff_s=self.outbound_backoff_s,
             validate_xsd=self.validate_xsd,
         )
+
+    def console_users(self) -> Path:
+        return self.console_users_file or self.data_dir / "console-users"
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(variable, value in effect, default, meaning) for every setting."""
