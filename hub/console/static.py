@@ -18,6 +18,8 @@ th, td { border-bottom: 1px solid #ddd; padding: .3em .5em; text-align: left;
 th { background: #eef1f6; }
 pre { white-space: pre-wrap; word-break: break-all; background: #f4f4f4; padding: .5em;
   max-height: 30em; overflow: auto; }
+dl#facts { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1.2em; }
+dl#facts dt { font-weight: bold; } dl#facts dd { margin: 0; }
 form.search label { margin-left: .6em; }
 form.login { max-width: 22em; }
 form.login input { width: 100%; }
