@@ -22,6 +22,7 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka.partitioner import murmur2
 
 from connectors.core.contract import Attempt, Connector, Outgoing, Registry, Sender
 from connectors.core.directory import Directory, Partner
@@ -245,7 +246,7 @@ def create_app(
             handled.add(back.ref)
             waiting = [
                 key
-                for key, row in list(transactions.items())
+                for key, row in active_items(app, transactions)
                 if row
                 and any(
                     p["command"]["recipient"] == back.partner
@@ -308,7 +309,7 @@ def create_app(
         the engine clears or moves the deadline when it acts)."""
         at = now()
         due = []
-        for key, row in list(transactions.items()):
+        for key, row in active_items(app, transactions):
             deadline = row.get("next_deadline") if row else None
             if not deadline or ticked.get(key) == deadline:
                 continue
@@ -507,6 +508,21 @@ def _outbound_agent(
 
     topic = app.topic(connector.outbound_topic, **RAW)
     app.agent(topic, name=f"outbound_{connector.name}")(outbound_agent)
+
+
+def active_items(app: Any, table: Any) -> list[tuple[str, Any]]:
+    """The table's rows in this worker's active partitions. With several workers each also
+    holds standby copies of the others' partitions (faust's table_standby_replicas): the
+    clock, the partner agent and the gauges act on the rows this worker owns only."""
+    owned = {table.changelog_topic.get_topic_name(), "ill.inbound"}  # co-partitioned
+    active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in owned}
+    count = table.partitions or app.conf.topic_partitions
+    # A row's partition is its key's, as the producers' default partitioner placed it.
+    return [
+        (key, row)
+        for key, row in list(table.items())
+        if (murmur2(str(key).encode()) & 0x7FFFFFFF) % count in active
+    ]
 
 
 async def _durable_set(table: Any, event: Any, key: str, value: Any) -> None:

@@ -151,7 +151,7 @@ def serve(settings: Settings) -> int:
     from connectors.core import directory as directory_module
     from hub import assembly, metrics
     from hub import index as index_module
-    from hub.agents import create_app
+    from hub.agents import active_items, create_app
     from hub.gateway import Gateway
     from hub.kafka_io import KafkaIO
     from hub.relay import RelayDesk, connectors_replay_keys
@@ -242,7 +242,7 @@ def serve(settings: Settings) -> int:
 
         metrics.watch(
             metrics.Views(
-                rows=lambda: metrics.table_rows(app),
+                rows=lambda: [row for _, row in active_items(app, app.tables["transactions"])],
                 lenders=lambda: {lender: len(held) for lender, held in io.load.book.open.items()},
                 lag=lambda: metrics.consumer_lag(app),
             )

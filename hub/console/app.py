@@ -152,8 +152,11 @@ class Console(Service):
             self.server.close()
         if self.runner is not None:
             await self.runner.cleanup()
+
+    async def on_shutdown(self) -> None:
+        """After the live feed has stopped: the index can be closed."""
         if self.index is not None:
-            index = self.index
+            index, self.index = self.index, None
             await self.read(index.close)
         self.reader.shutdown(wait=False)
 
@@ -495,17 +498,17 @@ class Console(Service):
 
     async def _feed(self) -> None:
         """Reads what the index took in since the last look, while browsers listen, and
-        hands it to each."""
-        index = self._index()
-        self.live_from = await self.read(lambda: views.live_start(index))
+        hands it to each. Never ends the console (nor the hub) by failing."""
         while not self.should_stop:
             await self.sleep(self.live_interval_s)
-            if not self.clients:
-                self.live_from = await self.read(lambda: views.live_start(index))
-                continue
-            start = self.live_from
-            assert start is not None
+            index = self.index
+            if index is None or self.should_stop:
+                return
             try:
+                if not self.clients or self.live_from is None:
+                    self.live_from = await self.read(partial(views.live_start, index))
+                    continue
+                start = self.live_from
                 found, self.live_from = await self.read(partial(views.live_since, index, start))
             except Exception as error:  # a locked or damaged index: try again next time
                 log.warning("console.live_unavailable", error=str(error)[:200])
