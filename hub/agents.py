@@ -380,6 +380,12 @@ def _outbound_agent(
         elif queues.is_held(command.transaction_id, command.recipient):
             result.outcome, result.detail = DeliveryOutcome.FAILED, HELD
             return result
+        if command.message.event in codec.not_applicable:
+            # Checked first: a partner without an endpoint (an OpenURL borrower) is never
+            # sent the steps its protocol has no form for.
+            result.outcome = DeliveryOutcome.NOT_APPLICABLE
+            result.detail = f"{connector.name} has no form for {command.message.event.value}"
+            return result
         if partner is None or not partner.endpoint:
             result.outcome, result.retryable = DeliveryOutcome.FAILED, False
             result.detail = "partner has no endpoint"

@@ -1,18 +1,33 @@
-"""The OpenURL web routes on a real aiohttp server, with an Intake that runs the real codec
-and keeps what it was given (the hub's side of the contract, at unit level)."""
+"""OpenURL test helpers: the web routes on a real aiohttp server with an Intake that runs the
+real codec and keeps what it was given (the hub's side of the contract, at unit level); and
+the real hub (a process on the embedded broker) with OpenURL borrowers, NCIP lenders and
+simulated OpenURL lenders (Relais, ILLiad) for the end-to-end and browser tests."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from html import unescape
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
+import yaml
 from aiohttp import web
 
+from connectors.core.connections import free_port
 from connectors.core.contract import Answer, Codec, Limits, Refusal, WebRoute
 from connectors.core.directory import Directory
 from connectors.core.model import Message, transaction_id
+from connectors.openurl.signing import patron_signature
+from connectors.simulator import Library, directory_yaml, running
 from hub.gateway import web_request
+from hub.process import HubProcess
 
 
 @dataclass
@@ -67,7 +82,7 @@ def application(routes: list[WebRoute]) -> web.Application:
     """The routes as the hub serves them: each aiohttp request turned into a WebRequest."""
     app = web.Application(client_max_size=1_048_576)
 
-    def wrap(route: WebRoute):  # type: ignore[no-untyped-def]
+    def wrap(route: WebRoute) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
             body = await request.read()
             answer = await route.handler(
@@ -121,3 +136,187 @@ def directory(extra: dict[str, Any] | None = None) -> Directory:
 
 def dumps(data: object) -> str:
     return json.dumps(data)
+
+
+# --- the real hub with OpenURL borrowers (tests/test_e2e_openurl.py, test_browser_openurl.py)
+
+NORTH_TOKEN, NORTH_PATRON_KEY, NORTH_BEARER = "north-link-token", "north-patron-key", "north-bearer"
+WEST_TOKEN = "west-link-token"
+NORTH_REFERRER = "info:sid/primo.exlibrisgroup.com:north"
+
+
+@dataclass
+class OpenUrlServer:
+    """A partner whose request intake is an OpenURL (Relais, ILLiad): a real HTTP server on
+    loopback that answers with its request form and records each link it was sent."""
+
+    path: str
+    received: asyncio.Queue[tuple[str, list[tuple[str, str]]]] = field(
+        default_factory=asyncio.Queue
+    )
+    port: int = field(default_factory=free_port)
+    runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", self.path, self._intake)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def _intake(self, request: web.Request) -> web.Response:
+        query = request.rel_url.raw_query_string
+        if request.method == "POST":
+            query = (await request.read()).decode()
+        self.received.put_nowait((request.method, parse_qsl(query, keep_blank_values=True)))
+        return web.Response(text="<html><form>request form</form></html>", content_type="text/html")
+
+    async def next(self, timeout: float = 60.0) -> tuple[str, list[tuple[str, str]]]:
+        return await asyncio.wait_for(self.received.get(), timeout)
+
+
+@dataclass
+class OpenUrlHub:
+    """The running hub, its NCIP lenders and OpenURL lenders."""
+
+    hub: HubProcess
+    bootstrap: str
+    lenders: dict[str, Library]
+    relais: OpenUrlServer
+    illiad: OpenUrlServer
+
+    @property
+    def url(self) -> str:
+        return self.hub.url
+
+
+def hub_directory(
+    lenders: list[Library], relais: OpenUrlServer, illiad: OpenUrlServer
+) -> dict[str, Any]:
+    """NORTH and WEST take requests from their patrons' OpenURL links; NORTH's books go to
+    the NCIP lenders in order, its articles to RELAIS (OpenURL out); WEST's to ILLIAD."""
+    document = yaml.safe_load(directory_yaml(list(lenders), rota=[lib.symbol for lib in lenders]))
+    document["partners"] += [
+        {
+            "symbol": "NORTH",
+            "name": "North University",
+            "protocol": "openurl",
+            "lends": False,
+            "inbound_auth": {"scheme": "bearer", "secret_env": "RSHUB_SECRET_NORTH"},
+            "options": {
+                "referrers": [NORTH_REFERRER],
+                "link_token_env": "RSHUB_OPENURL_TOKEN_NORTH",
+                "patron_secret_env": "RSHUB_OPENURL_PATRON_KEY_NORTH",
+                "pickup_locations": ["Main library", "Law library"],
+            },
+        },
+        {
+            "symbol": "WEST",
+            "name": "West College",
+            "protocol": "openurl",
+            "lends": False,
+            "options": {"link_token_env": "RSHUB_OPENURL_TOKEN_WEST"},
+        },
+        {
+            "symbol": "RELAIS",
+            "name": "A Relais ILL library",
+            "protocol": "openurl",
+            "endpoint": relais.url,
+            "options": {"preset": "relais", "extra": {"LS": "RSHUB"}},
+        },
+        {
+            "symbol": "ILLIAD",
+            "name": "An ILLiad library",
+            "protocol": "openurl",
+            "endpoint": illiad.url,
+            "options": {"preset": "illiad"},
+        },
+    ]
+    document["rotas"] += [
+        {"name": "articles", "members": ["RELAIS"]},
+        {"name": "west", "members": ["ILLIAD"]},
+    ]
+    document["rules"] = [
+        {"rota": "west", "borrowers": ["WEST"]},
+        {"rota": "articles", "service_type": "Copy"},
+    ]
+    return document
+
+
+@asynccontextmanager
+async def openurl_hub(bootstrap: str, tmp_path: Path) -> AsyncIterator[OpenUrlHub]:
+    lenders = {
+        "SOUTH": Library("SOUTH", "01SOUTH_INST||MAIN", "south-secret"),
+        "EAST": Library("EAST", "01EAST_INST||CENTRAL", "east-secret"),
+    }
+    relais = OpenUrlServer("/user/login.html")
+    illiad = OpenUrlServer("/illiad/illiad.dll/OpenURL")
+    directory = tmp_path / "consortium.yaml"
+    directory.write_text(
+        yaml.safe_dump(hub_directory(list(lenders.values()), relais, illiad), sort_keys=False)
+    )
+    env = {f"RSHUB_SECRET_{lib.symbol}": lib.secret for lib in lenders.values()}
+    env.update(
+        {
+            "RSHUB_SECRET_NORTH": NORTH_BEARER,
+            "RSHUB_OPENURL_TOKEN_NORTH": NORTH_TOKEN,
+            "RSHUB_OPENURL_PATRON_KEY_NORTH": NORTH_PATRON_KEY,
+            "RSHUB_OPENURL_TOKEN_WEST": WEST_TOKEN,
+            "RSHUB_OUTBOUND_RETRIES": "3",
+            "RSHUB_OUTBOUND_BACKOFF_S": "0.1",
+            "RSHUB_OUTBOUND_TIMEOUT_S": "5",
+        }
+    )
+    hub = HubProcess(bootstrap, directory, tmp_path, env)
+    for lib in lenders.values():
+        lib.hub_url = hub.url
+    async with running(lenders):
+        for server in (relais, illiad):
+            await server.start()
+        try:
+            await hub.start()
+            yield OpenUrlHub(hub, bootstrap, lenders, relais, illiad)
+        finally:
+            hub.stop()
+            for server in (relais, illiad):
+                await server.stop()
+
+
+def signed_patron(
+    req_id: str = "patron-42", email: str = "reader@north.edu", ttl: int = 600
+) -> str:
+    """The query part NORTH's discovery system adds to prove its patron."""
+    expires = str(int(time.time()) + ttl)
+    sig = patron_signature(NORTH_PATRON_KEY, req_id, email, expires)
+    return f"&req_id={quote(req_id)}&req.email={quote(email)}&req_exp={expires}&req_sig={sig}"
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
+    return {name: unescape(value) for name, value in found}
+
+
+def form_fields(html: str) -> dict[str, str]:
+    """What a browser would send for the form as shown: every input's value (a radio button
+    only when checked), the selected option, the text area."""
+    sent: dict[str, str] = {}
+    for tag in re.findall(r"<input [^>]*>", html):
+        attributes = dict(re.findall(r'(\w+)="([^"]*)"', tag))
+        if attributes.get("type") == "radio" and " checked" not in tag:
+            continue
+        if "name" in attributes:
+            sent[attributes["name"]] = unescape(attributes.get("value", ""))
+    for name, options in re.findall(r'<select [^>]*name="([^"]+)">(.*?)</select>', html):
+        chosen = re.search(r'<option value="([^"]*)" selected>', options)
+        sent[name] = unescape(chosen.group(1)) if chosen else ""
+    for name, text in re.findall(r'<textarea [^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', html):
+        sent[name] = unescape(text)
+    return sent

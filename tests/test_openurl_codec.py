@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from connectors.core.contract import Fault, Limits, Outgoing, Refusal
 from connectors.core.directory import Partner
 from connectors.core.model import (
+    LIMITS,
     Bibliographic,
     Event,
     Message,
@@ -20,6 +21,9 @@ from connectors.core.model import (
     RequestFormat,
     ServiceType,
 )
+from connectors.iso18626 import codec as iso_codec
+from connectors.iso18626 import schema as iso_schema
+from connectors.iso18626 import writer as iso_writer
 from connectors.openurl import CONNECTOR
 from connectors.openurl.codec import CODEC, parse
 from connectors.openurl.kev import KevError, pairs
@@ -63,9 +67,29 @@ def test_google_scholar_01() -> None:
     assert bib.title_of_component.startswith("Systematic review of international guidelines")
     assert bib.author_of_component == "Chiesa-Estomba, CM"
     assert bib.issn == "1368-8375"
-    assert m.extensions["openurl"]["doi"] == "10.1016/j.oraloncology.2020.104844"
-    assert m.extensions["openurl"]["volume"] == "108"
+    assert bib.doi == "10.1016/j.oraloncology.2020.104844"
+    assert bib.volume == "108"
     assert m.extensions["openurl"]["referrer"] == "google"
+
+
+@pytest.mark.parametrize("version", ["1.2", "2021-2"])
+def test_volume_issue_and_doi_reach_an_iso18626_lender(version: str) -> None:
+    """An article link's volume, issue and DOI are canonical fields, written into ISO 18626
+    (bibliographicInfo/volume, issue, bibliographicItemId DOI) and read back from it."""
+    m = decode(LINES[1])
+    body = iso_writer.encode(m, from_agency="DK-1", to_agency="DK-2", version=version)
+    parsed = iso_codec.parse(body)
+    assert iso_schema.diagnose(parsed.root, version) == []
+    back = iso_codec.to_canonical(parsed).bibliographic
+    assert back is not None
+    assert (back.volume, back.issue, back.doi) == ("80", "5", "10.4065/80.5.611")
+
+
+def test_an_overlong_doi_is_rejected_not_the_request() -> None:
+    doi = "10.1000/" + "x" * LIMITS["id"]
+    m = decode(b"rft.jtitle=Some+journal&rft_id=info:doi/" + doi.encode())
+    assert m.bibliographic.doi is None and m.bibliographic.title == "Some journal"
+    assert m.extensions["openurl"]["rejected_identifiers"]
 
 
 def test_double_question_mark_and_raw_spaces() -> None:
@@ -109,7 +133,7 @@ def test_primo_empty_values_and_escaped_characters() -> None:
     assert m.bibliographic.isbn == "9789462700284"
     assert m.extensions["openurl"]["isbn10"] == "9462700281"
     assert m.service_type is ServiceType.LOAN and m.request_format is RequestFormat.PHYSICAL
-    assert "doi" not in m.extensions["openurl"]  # rft_id=info:doi/ is empty, not an error
+    assert m.bibliographic.doi is None  # rft_id=info:doi/ is empty, not an error
     assert not m.extensions["openurl"].get("rejected_identifiers")
 
 
@@ -117,7 +141,7 @@ def test_mathscinet_book_isbn_from_urn() -> None:
     m = decode(LINES[9])
     assert m.bibliographic.isbn == "9781611974492"
     assert m.bibliographic.bibliographic_level == "Book"
-    assert m.extensions["openurl"]["doi"] == "10.1137/1.9781611974508"
+    assert m.bibliographic.doi == "10.1137/1.9781611974508"
 
 
 def test_hub_keys_become_patron_and_request_fields() -> None:
@@ -232,8 +256,10 @@ def _request(**changes: object) -> Message:
             publication_date="2005",
             pagination="611-614",
             bibliographic_level="Article",
+            volume="80",
+            issue="5",
+            doi="10.4065/80.5.611",
         ),
-        "extensions": {"openurl": {"volume": "80", "issue": "5", "doi": "10.4065/80.5.611"}},
     }
     return Message.model_validate({**base, **changes})
 

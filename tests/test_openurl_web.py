@@ -345,3 +345,20 @@ async def test_broker_down_is_a_temporary_failure(
     intake.up = False
     reply = await client.get(LINK + "&rshub_token=north-link-token" + signed())
     assert reply.status == 503 and "try again" in await reply.text()
+
+
+async def test_status_of_a_request_this_worker_does_not_hold(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    """Another worker's transaction (or one not yet in this worker's table): the page says
+    it cannot show the state, it does not deny the request exists."""
+    reply = await client.get(
+        LINK + "&rshub_token=north-link-token" + signed(), headers={"Accept": "application/json"}
+    )
+    status_url = (await reply.json())["status_url"]
+    intake.states.clear()
+    page = await client.get(status_url)
+    assert page.status == 200
+    assert "We cannot show the status of this request at the moment." in await page.text()
+    data = await (await client.get(status_url, headers={"Accept": "application/json"})).json()
+    assert data["state"] is None

@@ -249,6 +249,8 @@ def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:
         "edition": text(info, "edition"),
         "title_of_component": text(info, "titleOfComponent"),
         "author_of_component": text(info, "authorOfComponent"),
+        "volume": text(info, "volume"),  # repeatable in 2021: the first is the one asked for
+        "issue": text(info, "issue"),
         "pagination": text(info, "pagesRequested"),
         "publisher": text(element, "publicationInfo", "publisher"),
         "publication_date": text(element, "publicationInfo", "publicationDate"),

@@ -100,7 +100,13 @@ SERVICE_TYPES: dict[str, ServiceType] = {
     "Copy": ServiceType.COPY,
     "CopyOrLoan": ServiceType.LOAN,
 }
-ITEM_ID_CODES: dict[str, str] = {"isbn": "isbn", "issn": "issn", "oclc": "oclc_number"}
+# bibliographicItemIdentifierCode is an open scheme-value pair; DOI is written as "DOI".
+ITEM_ID_CODES: dict[str, str] = {
+    "isbn": "isbn",
+    "issn": "issn",
+    "oclc": "oclc_number",
+    "doi": "doi",
+}
 RECORD_ID_CODES: dict[str, str] = {"oclc": "oclc_number", "lccn": "local_id", "local": "local_id"}
 
 # The Confirmation each message is answered with, and the element echoed in it.
@@ -112,7 +118,7 @@ CONFIRMATION: dict[str, tuple[str, str | None]] = {
 
 # Bibliographic fields that identify an item without its title (bibliographicInfo/title is
 # optional in ISO 18626).
-IDENTIFYING = ("local_id", "isbn", "issn", "oclc_number")
+IDENTIFYING = ("local_id", "isbn", "issn", "oclc_number", "doi")
 
 # Canonical field -> the ISO 18626 element it comes from, to name it in errorValue.
 _BIB = "bibliographicInfo"
@@ -138,6 +144,9 @@ ELEMENTS: dict[str, str] = {
     "bibliographic.title_of_component": f"{_BIB}/titleOfComponent",
     "bibliographic.author_of_component": f"{_BIB}/authorOfComponent",
     "bibliographic.pagination": f"{_BIB}/pagesRequested",
+    "bibliographic.volume": f"{_BIB}/volume",
+    "bibliographic.issue": f"{_BIB}/issue",
+    "bibliographic.doi": f"{_BIB}/bibliographicItemId",
     "bibliographic.local_id": f"{_BIB}/supplierUniqueRecordId or bibliographicRecordId",
     "bibliographic.isbn": f"{_BIB}/bibliographicItemId",
     "bibliographic.issn": f"{_BIB}/bibliographicItemId",

@@ -88,11 +88,13 @@ def _request(message: Message, header: etree._Element, version: str = t.VERSION)
             ("edition", bib.edition),
             ("titleOfComponent", bib.title_of_component),
             ("authorOfComponent", bib.author_of_component),
+            ("volume", bib.volume),
+            ("issue", bib.issue),
             ("pagesRequested", bib.pagination),
         ):
             if value:
                 info.append(el(name, value))
-        for code, value in (("ISBN", bib.isbn), ("ISSN", bib.issn)):
+        for code, value in (("ISBN", bib.isbn), ("ISSN", bib.issn), ("DOI", bib.doi)):
             if value:
                 parts = [
                     el("bibliographicItemIdentifier", value),

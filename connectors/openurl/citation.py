@@ -163,6 +163,9 @@ def bibliographic(cite: Citation) -> Bibliographic:
         publication_date=cite.date or None,
         publisher=cite.publisher or None,
         series_title_number=cite.series or None,
+        volume=cite.volume or None,
+        issue=cite.issue or None,
+        doi=cite.doi or None,
         bibliographic_level=publication_type,
         isbn=cite.isbn or None,
         issn=cite.issn or cite.eissn or None,
@@ -171,11 +174,9 @@ def bibliographic(cite: Citation) -> Bibliographic:
 
 
 def openurl_extension(cite: Citation) -> dict[str, object]:
-    """What the canonical model has no field for (volume, issue, DOI, PMID, LCCN ...)."""
+    """What the canonical model has no field for (PMID, LCCN, e-ISSN, the genre ...)."""
     extra: dict[str, object] = {
-        key: getattr(cite, key)
-        for key in ("genre", "volume", "issue", "doi", "pmid", "lccn", "eissn")
-        if getattr(cite, key)
+        key: getattr(cite, key) for key in ("genre", "pmid", "lccn", "eissn") if getattr(cite, key)
     }
     if cite.isbn and isbn10(cite.isbn):
         extra["isbn10"] = isbn10(cite.isbn)

@@ -241,8 +241,8 @@ def _keys_10(message: Message, extension: object, options: OpenUrlOptions) -> li
         ("rft.atitle", bib.title_of_component or ""),
         ("rft.au", bib.author_of_component or bib.author or ""),
         ("rft.date", bib.publication_date or ""),
-        ("rft.volume", _text(extension, "volume")),
-        ("rft.issue", _text(extension, "issue")),
+        ("rft.volume", bib.volume or ""),
+        ("rft.issue", bib.issue or ""),
         ("rft.pages", bib.pagination or ""),
         ("rft.edition", bib.edition or ""),
         ("rft.pub", bib.publisher or ""),
@@ -251,7 +251,7 @@ def _keys_10(message: Message, extension: object, options: OpenUrlOptions) -> li
         ("rft.issn", bib.issn or ""),
     ]
     ids = [
-        ("info:doi/", _text(extension, "doi")),
+        ("info:doi/", bib.doi or ""),
         ("info:pmid/", _text(extension, "pmid")),
         ("info:oclcnum/", bib.oclc_number or ""),
         ("urn:ISBN:", bib.isbn or ""),
@@ -277,8 +277,8 @@ def _keys_01(message: Message, extension: object, options: OpenUrlOptions) -> li
         ("aulast", last.strip()),
         ("aufirst", first.strip()),
         ("date", bib.publication_date or ""),
-        ("volume", _text(extension, "volume")),
-        ("issue", _text(extension, "issue")),
+        ("volume", bib.volume or ""),
+        ("issue", bib.issue or ""),
         ("pages", bib.pagination or ""),
         ("issn", bib.issn or ""),
         ("isbn", bib.isbn or ""),
@@ -286,8 +286,8 @@ def _keys_01(message: Message, extension: object, options: OpenUrlOptions) -> li
         ("place", bib.place_of_publication or ""),
         ("edition", bib.edition or ""),
     ]
-    if _text(extension, "doi"):
-        items.append(("id", f"doi:{_text(extension, 'doi')}"))
+    if bib.doi:
+        items.append(("id", f"doi:{bib.doi}"))
     if _text(extension, "pmid"):
         items.append(("id", f"pmid:{_text(extension, 'pmid')}"))
     if bib.oclc_number:

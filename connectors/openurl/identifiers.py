@@ -15,6 +15,8 @@ from stdnum import isbn as stdnum_isbn
 from stdnum import issn as stdnum_issn
 from stdnum.exceptions import ValidationError
 
+from connectors.core.model import LIMITS
+
 
 class BadIdentifier(ValueError):
     """A value that is not a valid identifier of its kind (the message says why)."""
@@ -65,6 +67,8 @@ def normalise_doi(value: str) -> str:
     """`10.1016/J.X` stays as registered (DOIs compare case-insensitively; we keep the case the
     source used and let comparisons lower it)."""
     text = _strip_prefix("doi", value)
+    if len(text) > LIMITS["id"]:  # the canonical field's bound: kept as rejected, not a refusal
+        raise BadIdentifier(f"a DOI of {len(text)} characters is longer than any registered one")
     if not _DOI.fullmatch(text):
         raise BadIdentifier(f"{text!r} is not a DOI (10.<registrant>/<suffix>)")
     return text

@@ -14,7 +14,7 @@ STYLE = (
     "body{font-family:sans-serif;max-width:40em;margin:1em auto;padding:0 1em;line-height:1.5}"
     "label{display:block;font-weight:bold;margin-top:.6em}"
     "input[type=text],input[type=date],input[type=email],select,textarea{width:100%;"
-    "padding:.3em;font-size:1em}fieldset{margin-top:1em}"
+    "padding:.3em;font-size:1em;box-sizing:border-box}fieldset{margin-top:1em}"
     ".errors{border:2px solid #b00;padding:.5em 1em}button{margin-top:1em;font-size:1.1em}"
 )
 REQUIRED = ("title",)  # marked * (a title or an identifier is checked on submit)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from connectors.core.contract import (
@@ -50,14 +50,6 @@ HTML = "text/html; charset=utf-8"
 JSON = "application/json; charset=utf-8"
 # Form fields the hub adds (bound by the CSRF token) besides the citation.
 HIDDEN = ("number", "patron_signed", "expires", "kev", "csrf")
-
-
-@runtime_checkable
-class Statuses(Protocol):
-    """What the status page needs from the hub (requested of the lead: an `Intake.status`):
-    the state (a `hub.lifecycle.State` value) of a transaction, None if there is none."""
-
-    async def status(self, transaction_id: str) -> str | None: ...
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -550,19 +542,9 @@ class OpenUrlWeb:
                 pages.message(words(language)["not_found"]),
                 {"status": "unknown", "detail": detail},
             )
-        state: str | None = None
-        reader = self.intake if isinstance(self.intake, Statuses) else None
-        if reader is not None:
-            state = await reader.status(transaction_id(symbol, number))
-            if state is None:
-                return self._answer(
-                    request,
-                    404,
-                    language,
-                    "refused_title",
-                    pages.message(words(language)["not_found"]),
-                    {"status": "unknown"},
-                )
+        # This worker's view of the transaction. A request just made may not be in it yet
+        # (or is another worker's): the page says it cannot show the state, it is not 404.
+        state = await self.intake.status(transaction_id(symbol, number))
         text = state_words(state, language) if state else words(language)["status_unknown"]
         data = {"request_id": number, "state": state, "state_text": text}
         return self._answer(
@@ -601,4 +583,4 @@ def routes(intake: Intake, limits: Limits, settings: OpenUrlSettings) -> list[We
     return OpenUrlWeb(intake, limits, settings).routes()
 
 
-__all__ = ["STATUS", "OpenUrlWeb", "Parsed", "Statuses", "routes"]
+__all__ = ["STATUS", "OpenUrlWeb", "Parsed", "routes"]
