@@ -447,3 +447,29 @@ async def test_foreign_and_unreadable_mail_goes_to_failed_and_the_dead_letters(
     assert no_reference["partner"] == "BL"
     # The foreign CANC did not cancel anything: the loan stands.
     assert loaned.due_date == datetime(2027, 1, 15, tzinfo=UTC)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason="the engine treats a not_applicable Cancel as delivered and tells the borrower "
+    "nothing (notes/mail2-requests.md #4)",
+)
+async def test_a_cancel_the_bl_takes_no_mail_for_is_answered_to_the_borrower(
+    hub: HubProcess, north: Library, servers: MailServers, bootstrap: str
+) -> None:
+    await ask(north, "N-6", request_format=RequestFormat.PHYSICAL, bibliographic=BOOK)
+    await wait_for_mails(servers, "bl")
+    status, answer = await north.send(
+        Message(event=Event.CANCEL, request_id="N-6", patron_id="patron-7")
+    )
+    assert status == 200 and answer.ok, answer
+    delivery = await wait_for_record(
+        bootstrap,
+        "ill.delivery",
+        lambda r: r["recipient"] == "BL" and r["event"] == "Cancel",
+    )
+    assert delivery["outcome"] == "not_applicable"
+    # Issue 12: "answered to the borrower as not supported by this partner".
+    told = await north.next(timeout=30)
+    assert (told.event, told.request_id, told.answer) == (Event.CANCEL_REPLY, "N-6", False)
