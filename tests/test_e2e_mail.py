@@ -76,7 +76,13 @@ async def north() -> AsyncIterator[Library]:
         yield libs["NORTH"]
 
 
-def directory(north: Library) -> str:
+@pytest.fixture
+def bl_extra() -> dict[str, object]:
+    """More options of the BL partner (a test parametrizes it)."""
+    return {}
+
+
+def directory(north: Library, bl_extra: dict[str, object]) -> str:
     document = yaml.safe_load(directory_yaml([north], rota=["NORTH"]))
     document["partners"] += [
         {
@@ -90,6 +96,7 @@ def directory(north: Library) -> str:
                 "mailbox_user": "hub-bl",
                 "mailbox_password_env": "RSHUB_BL_MAILBOX_PASSWORD",
                 "from_addresses": ["@bl.uk"],
+                **bl_extra,
             },
         },
         {
@@ -146,10 +153,14 @@ def mail_env(servers: MailServers) -> dict[str, str]:
 
 @pytest.fixture
 async def hub(
-    bootstrap: str, north: Library, servers: MailServers, tmp_path: Path
+    bootstrap: str,
+    north: Library,
+    servers: MailServers,
+    bl_extra: dict[str, object],
+    tmp_path: Path,
 ) -> AsyncIterator[HubProcess]:
     path = tmp_path / "consortium.yaml"
-    path.write_text(directory(north))
+    path.write_text(directory(north, bl_extra))
     running_hub = HubProcess(bootstrap, path, tmp_path, mail_env(servers))
     north.hub_url = running_hub.url
     await running_hub.start()
@@ -447,6 +458,61 @@ async def test_foreign_and_unreadable_mail_goes_to_failed_and_the_dead_letters(
     assert no_reference["partner"] == "BL"
     # The foreign CANC did not cancel anything: the loan stands.
     assert loaned.due_date == datetime(2027, 1, 15, tzinfo=UTC)
+
+
+# Orders wait for each other up to the window (far longer than the test), so the second
+# request completes the batch: one mail, two requests, no clock involved.
+@pytest.mark.parametrize("bl_extra", [{"batch_max": 2, "batch_window_s": 600}])
+async def test_two_orders_share_one_mail_and_each_reply_reaches_its_request(
+    hub: HubProcess, north: Library, servers: MailServers
+) -> None:
+    await ask(north, "N-7", request_format=RequestFormat.PHYSICAL, bibliographic=BOOK)
+    await ask(
+        north,
+        "N-8",
+        request_format=RequestFormat.DIGITAL,
+        bibliographic=ARTICLE,
+        delivery_email="ill@north.example.ac.uk",
+    )
+    (batch,) = await wait_for_mails(servers, "bl")
+    references = re.findall(r"^TX(\S+) ", body_of(batch), re.MULTILINE)
+    assert len(references) == 2
+    blocks = {
+        "LOAN": [
+            "Property and wealth in classical Sparta",
+            "Hodkinson, Stephen",
+            "Duckworth, London",
+            "2000",
+            "0715630407",
+        ],
+        "SED99": [
+            "Death Studies",
+            "1992 PP 507-",
+            "A revised death anxiety scale",
+            "Thorson, J.A.",
+            "0748-1187",
+            "",
+            "",
+            "",
+            "",
+            ":DELIVER ABOVE ITEM TO:",
+            "ill@north.example.ac.uk",
+        ],
+    }
+    kinds = re.findall(r"^TX\S+ S (\S+)$", body_of(batch), re.MULTILINE)
+    assert sorted(kinds) == ["LOAN", "SED99"]
+    assert body_of(batch) == expected_order(
+        [[f"TX{ref} S {kind}", *blocks[kind]] for ref, kind in zip(references, kinds, strict=True)]
+    )
+    assert header(batch, "Subject").startswith("FILEREFNO ")
+
+    loan_ref, copy_ref = references if kinds[0] == "LOAN" else references[::-1]
+    await reply(servers, bl_reply(copy_ref, "SHIPPED COPY"))
+    shipped = await north.next()
+    assert (shipped.event, shipped.request_id) == (Event.COPY_COMPLETED, "N-8")
+    await reply(servers, bl_reply(loan_ref, "DUE 15-01-2027"))
+    loaned = await north.next()
+    assert (loaned.event, loaned.request_id) == (Event.LOANED, "N-7")
 
 
 @pytest.mark.xfail(
