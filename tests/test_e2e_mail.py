@@ -43,7 +43,7 @@ BL_SENDER = "bldss@bl.uk"
 HUB_BL = "hub-bl@localhost"  # the hub's mailbox for the BL (login hub-bl)
 # RFC 6068's form is `mailto:bl@localhost`; the hub's start-up check still wants a host
 # (notes/mail2-requests.md), which `mailto://` gives; the connectors read both alike.
-ENDPOINT_BL, ENDPOINT_ILLIAD = "mailto://bl@localhost", "mailto://illiad@localhost"
+ENDPOINT_BL, ENDPOINT_ILLIAD = "mailto:bl@localhost", "mailto:illiad@localhost"
 MAILBOX_KEY = "mail:artemail:BL:hub-bl:INBOX"
 ARTICLE = Bibliographic(
     title="Death Studies",
