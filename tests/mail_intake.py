@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from connectors.core.contract import Answer, Attempt, Codec, Limits, Refusal
+from connectors.core.contract import Answer, Attempt, Codec, Fault, Limits, Refusal
 from connectors.core.directory import Directory
 
 
@@ -28,6 +28,7 @@ class MemoryIntake:
         self.checkpoints: dict[str, str] = {}
         self.crash_after_take: str | None = None  # request id: crash once it is durable
         self.crash_after_checkpoint: int | None = None  # UID: crash once it is recorded
+        self.unknown: set[str] = set()  # request ids the state machine refuses (no such request)
 
     @property
     def broker_up(self) -> bool:
@@ -45,6 +46,10 @@ class MemoryIntake:
         await self.audit("in", codec.protocol, partner, body, content_type)
         decoded = codec.decode(body, partner, self.limits)
         message = decoded.message
+        if message.request_id in self.unknown:
+            # The engine's refusal: its dead letter, and the codec's fault as the answer.
+            self.dead.append(("apply", f"no transaction {message.request_id}", partner))
+            return codec.fault(Fault.STATE, f"no transaction {message.request_id}", decoded)
         self.taken[message.request_id] += 1
         self.applied.setdefault(message.message_id, message.request_id)
         if self.crash_after_take == message.request_id:
@@ -76,6 +81,9 @@ class MemoryIntake:
         self, protocol: str, caller: str, target: str, body: bytes, content_type: str
     ) -> Attempt:
         raise NotImplementedError
+
+    async def status(self, transaction_id: str) -> str | None:
+        return None
 
     async def load_checkpoint(self, key: str) -> str | None:
         return self.checkpoints.get(key)

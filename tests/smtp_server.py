@@ -29,9 +29,12 @@ class ToLmtp:
                 lmtp.sendmail(envelope.mail_from or "", rcpts, envelope.original_content or b"")
         except smtplib.SMTPRecipientsRefused as error:
             code, text = next(iter(error.recipients.values()))
-            return f"{code} {text.decode(errors='replace')}"
+            words = text.decode(errors="replace") if isinstance(text, bytes) else text
+            return f"{code} {words}"
         except smtplib.SMTPResponseException as error:
-            return f"{error.smtp_code} {error.smtp_error.decode(errors='replace')}"
+            reason = error.smtp_error
+            words = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
+            return f"{error.smtp_code} {words}"
         except OSError:
             return "451 4.3.0 mailbox server unavailable"
         return "250 2.0.0 delivered"

@@ -74,8 +74,10 @@ def article_1301() -> Message:
             publication_date="1992",
             pagination="507-",
             issn="0748-1187",
+            volume="16",
+            issue="6",
         ),
-        extensions={"bibliographic": {"genre": "article", "volume": "16", "issue": "6"}},
+        extensions={"bibliographic": {"genre": "article"}},
         timestamp=datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
     )
 
@@ -94,8 +96,8 @@ def article_1201() -> Message:
             publication_date="2013",
             pagination="238-",
             issn="0022-4537",
+            volume="68",
         ),
-        extensions={"bibliographic": {"volume": "68"}},
         timestamp=datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
     )
 

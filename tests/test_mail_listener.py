@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,6 +170,21 @@ async def test_unreadable_and_foreign_mail_goes_to_failed_with_a_dead_letter(
     assert all(partner == "BL" for _, _, partner in intake.dead)
 
 
+async def test_a_mail_its_transaction_refuses_goes_to_failed(servers: MailServers) -> None:
+    servers.dovecot.deliver("hub-bl", bl_reply(13))
+    servers.dovecot.deliver("hub-bl", bl_reply(14))
+    intake = MemoryIntake()
+    intake.unknown.add(ref(13))
+    reader = listener(servers)
+    await reader.start(intake)
+    await reader.wait_handled(2)
+    await reader.stop()
+    assert servers.dovecot.count("hub-bl", "Failed") == 1
+    assert b"TX" + ref(13).encode() in servers.dovecot.mails("hub-bl", "Failed")[0]
+    assert list(intake.applied.values()) == [ref(14)]
+    assert intake.dead == [("apply", f"no transaction {ref(13)}", "BL")]
+
+
 async def test_idle_delivers_new_mail_without_polling(servers: MailServers) -> None:
     intake = MemoryIntake()
     reader = listener(servers, poll_interval_s=3600)  # only IDLE can wake it
@@ -210,6 +226,37 @@ async def test_imap_server_restart_loses_nothing(servers: MailServers) -> None:
     await reader.wait_handled(2)
     await reader.stop()
     assert sorted(intake.applied.values()) == [ref(41), ref(42)]
+
+
+async def test_starttls_upgrades_the_plain_port_before_login(servers: MailServers) -> None:
+    servers.dovecot.deliver("hub-bl", bl_reply(51))
+    intake = MemoryIntake()
+    reader = listener(servers, imap_port=servers.dovecot.imap_port, imap_tls=TlsMode.STARTTLS)
+    await reader.start(intake)
+    await reader.wait_handled(1)
+    assert reader._imap is not None
+    transport = reader._imap.protocol.transport
+    assert transport.get_extra_info("ssl_object") is not None  # the session is encrypted
+    # Capabilities were asked again after TLS (RFC 3501 6.2.1): no STARTTLS offered twice.
+    assert "STARTTLS" not in reader._imap.protocol.capabilities
+    await reader.stop()
+    assert list(intake.applied.values()) == [ref(51)]
+
+
+async def test_starttls_refuses_a_server_it_cannot_verify(
+    servers: MailServers, tmp_path: Path
+) -> None:
+    from tests.mail_servers import make_certificate
+
+    other, _ = make_certificate(tmp_path)  # a CA that did not sign Dovecot's certificate
+    reader = listener(
+        servers,
+        imap_port=servers.dovecot.imap_port,
+        imap_tls=TlsMode.STARTTLS,
+        ca_file=str(other),
+    )
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await reader._connect()
 
 
 @pytest.fixture

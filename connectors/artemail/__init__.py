@@ -9,7 +9,7 @@ from connectors.artemail.codec import CODEC, PROTOCOL
 from connectors.artemail.options import ArtemailCorrelation, ArtemailOptions
 from connectors.core.contract import Codec, Connector, Limits, Listener, Sender
 from connectors.core.directory import Directory
-from connectors.mail.channel import mailbox_listeners
+from connectors.mail.channel import mailbox_listeners, partner_problems
 from connectors.mail.options import MailSettings
 
 
@@ -23,14 +23,12 @@ def _listeners(limits: Limits, settings: MailSettings, directory: Directory) -> 
     return list(mailbox_listeners(PROTOCOL, CODEC, ArtemailOptions, settings, directory))
 
 
+def _check(settings: MailSettings, directory: Directory) -> list[str]:
+    return partner_problems(PROTOCOL, ArtemailOptions, directory)
+
+
 def _sender(limits: Limits, settings: MailSettings, codec: Codec[Any]) -> Sender:
     return BatchingSender(limits, settings)
-
-
-def _simulator(*args: Any, **kwargs: Any) -> Any:
-    from connectors.artemail.simulator import SimulatedBritishLibrary
-
-    return SimulatedBritishLibrary(*args, **kwargs)
 
 
 CONNECTOR: Connector[ArtemailOptions, MailSettings] = Connector(
@@ -41,7 +39,7 @@ CONNECTOR: Connector[ArtemailOptions, MailSettings] = Connector(
     options=ArtemailOptions,
     settings=MailSettings,
     endpoint_schemes=("mailto",),
+    check=_check,
     correlation=ArtemailCorrelation,
-    simulator=_simulator,
     describe="British Library ARTEmail: orders and BLDSS status reports by e-mail",
 )

@@ -42,7 +42,7 @@ def _join(*parts: str | None, sep: str = " ") -> str:
 
 
 def _extra(message: Message) -> dict[str, Any]:
-    """What the canonical model has no field for yet (genre, volume, issue, conference):
+    """What the canonical model has no field for (genre, conference date, venue, sponsor):
     `extensions["bibliographic"]`, as an OpenURL or ISO 18626 inbound leaves it."""
     value = message.extensions.get("bibliographic")
     return value if isinstance(value, dict) else {}
@@ -67,8 +67,8 @@ def bibliographic_lines(message: Message) -> list[str]:
     if bib is None or not bib.title:
         raise OrderError("an ARTEmail order needs a title")
     extra = _extra(message)
-    volume = f"VOL {extra['volume']}" if extra.get("volume") else None
-    part = f"PT {extra['issue']}" if extra.get("issue") else None
+    volume = f"VOL {bib.volume}" if bib.volume else None
+    part = f"PT {bib.issue}" if bib.issue else None
     pages = f"PP {bib.pagination}" if bib.pagination else None
     year = bib.publication_date_of_component or bib.publication_date
     kind = genre(message)

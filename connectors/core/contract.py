@@ -391,6 +391,10 @@ class Connector(Generic[OptionsT, SettingsT]):
 def _endpoint_fits(endpoint: str, connector: Connector[Any, Any]) -> bool:
     """A mistyped endpoint is otherwise only found when every delivery fails."""
     target = urlsplit(endpoint)
+    if target.scheme == "mailto" and target.scheme in connector.endpoint_schemes:
+        # RFC 6068: no authority, the address is the path (`mailto://a@b` is read alike); the
+        # mail connectors' own checks say whether it is an address.
+        return "@" in target.path or "@" in target.netloc
     try:
         port = target.port
     except ValueError:

@@ -21,8 +21,6 @@ PROTOCOL = "illiad-email"
 def fields(message: Message) -> dict[str, str]:
     """ILLiad field -> value, for the fields this request has."""
     bib = message.bibliographic
-    extra = message.extensions.get("bibliographic")
-    extra = extra if isinstance(extra, dict) else {}
     copy = message.service_type is ServiceType.COPY
     values: dict[str, str | None] = {
         "Username": message.patron_id,
@@ -42,8 +40,8 @@ def fields(message: Message) -> dict[str, str]:
                 "PhotoJournalTitle": bib.title,
                 "PhotoArticleTitle": bib.title_of_component,
                 "PhotoArticleAuthor": bib.author_of_component or bib.author,
-                "PhotoJournalVolume": str(extra.get("volume") or "") or None,
-                "PhotoJournalIssue": str(extra.get("issue") or "") or None,
+                "PhotoJournalVolume": bib.volume,
+                "PhotoJournalIssue": bib.issue,
                 "PhotoJournalYear": bib.publication_date,
                 "PhotoJournalInclusivePages": bib.pagination,
             }

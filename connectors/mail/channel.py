@@ -5,7 +5,9 @@ only goes to the dead letters)."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel
 
@@ -32,11 +34,49 @@ def fault_answer(fault: Fault, detail: str) -> Answer:
 
 
 def partner_address(partner: Partner, options: MailPartnerOptions) -> str | None:
+    """The partner's mail address: `options.address`, else the endpoint's. A mailto: URL
+    (RFC 6068) has no authority (`mailto:a@b`); `mailto://a@b` is read the same way, as
+    URL checkers that want a host (and people) write it so. Whether it is an address at all
+    is `check`'s question, at start-up."""
     if options.address:
         return options.address
-    if partner.endpoint and partner.endpoint.lower().startswith("mailto:"):
-        return partner.endpoint[len("mailto:") :]
-    return None
+    if not partner.endpoint:
+        return None
+    target = urlsplit(partner.endpoint)
+    if target.scheme.lower() != "mailto":
+        return None
+    return unquote(target.netloc + target.path).strip() or None
+
+
+_ADDRESS = re.compile(r"[^@\s<>()]+@[^@\s<>()]+")
+
+
+def partner_problems(
+    protocol: str, options_model: type[BaseModel], directory: Directory
+) -> list[str]:
+    """Start-up checks of the mail partners: each has a mail address, and a mailbox the hub
+    reads has its password variable named (the listener could not log in otherwise)."""
+    problems: list[str] = []
+    for partner in directory.partners:
+        if partner.protocol != protocol:
+            continue
+        try:
+            options = options_model.model_validate(partner.options)
+        except ValueError:
+            continue  # the registry reports invalid options itself
+        assert isinstance(options, MailPartnerOptions)
+        address = partner_address(partner, options)
+        if not address or not _ADDRESS.fullmatch(address):
+            problems.append(
+                f"partner {partner.symbol}: no mail address (endpoint mailto:name@domain or "
+                f"options.address), found {address!r}"
+            )
+        if options.mailbox_user and not options.mailbox_password_env:
+            problems.append(
+                f"partner {partner.symbol}: mailbox_user {options.mailbox_user!r} needs "
+                "mailbox_password_env (the variable holding its password)"
+            )
+    return problems
 
 
 def mailbox_listeners(

@@ -1,10 +1,11 @@
 """A partner's mailbox, read over IMAP (aioimaplib): one `MailboxListener` per mailbox.
 
 For each new mail, in UID order: fetch it (refused unread when too large), check it is the
-partner's (`identity`), hand its bytes to `Intake.take(..., wait=False)` (audited and made
-durable by the hub before it returns), record the position, then move the mail to Processed;
-a mail that cannot be read, is not the partner's or is refused goes to Failed and to the dead
-letters. Mail is never deleted.
+partner's (`identity`), hand its bytes to `Intake.take` (audited and made durable by the hub
+before it returns; with `wait_verdict` it also waits for the state machine's verdict), record
+the position, then move the mail to Processed; a mail that cannot be read, is not the
+partner's, or is refused (by the codec, or by the transaction it names) goes to Failed and to
+the dead letters. Mail is never deleted.
 
 Restart safety: the position kept through `Intake.save_checkpoint` is `UIDVALIDITY UID
 folder`, written after the mail was taken and before it is moved. On start, mails at or below
@@ -258,13 +259,18 @@ class MailboxListener:
             await self._refuse(intake, Fault.UNAUTHENTICATED, wrong, ref, stage="authenticate")
             return False
         try:
-            await intake.take(self.codec, self.partner, raw, "message/rfc822", wait=False)
+            answer = await intake.take(
+                self.codec, self.partner, raw, "message/rfc822", wait=self.settings.wait_verdict
+            )
         except Refusal as refusal:
             if refusal.stage == "unavailable":
                 raise ImapError(f"hub unavailable: {refusal.reason}") from None  # retry later
             await intake.refuse(refusal, self.partner, self.protocol)
             return False
-        return True
+        # The mail codecs' fault answers carry an error status: the transaction refused the
+        # mail (a reference to no open request, a step its state does not allow). The state
+        # machine wrote the dead letter; the mail is filed under Failed for a person to see.
+        return answer.status < 400
 
     async def _refuse(
         self, intake: Intake, fault: Fault, detail: str, ref: str | None, stage: str = "parse"

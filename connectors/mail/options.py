@@ -49,6 +49,12 @@ class MailSettings(BaseModel):
         1500.0, gt=0, description="seconds before an IDLE is renewed (RFC 2177: under 29 min)"
     )
     use_idle: bool = Field(True, description="use IMAP IDLE where the server offers it")
+    wait_verdict: bool = Field(
+        True,
+        description="wait for the state machine's verdict on each mail, so a mail its "
+        "transaction refuses is filed under Failed (false: faster; such mails go to Processed, "
+        "their dead letter is written all the same)",
+    )
     reconnect_s: float = Field(5.0, gt=0, description="first wait before reconnecting")
     reconnect_max_s: float = Field(300.0, gt=0, description="longest wait before reconnecting")
     timeout_s: float = Field(30.0, gt=0, description="time-out of one IMAP or SMTP command")
