@@ -1,8 +1,8 @@
 """Raw messages as people read them: XML indented, JSON indented, other text as it is,
 binary (ISO 10161's BER) as a hex dump. The result is plain text; pages escape it.
 
-XML from partners is parsed with the hub's hardened parser (no entities, no DTD, no network);
-what does not parse is shown as the text it is.
+XML from partners is parsed for display only, without entities, DTDs or network; a document
+that declares a DTD subset, or does not parse, is shown as the text it is.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import json
 from typing import Any
 
 from lxml import etree
-
-from connectors import xmlsafe
 
 HEX_WIDTH = 16
 MAX_SHOWN = 256 * 1024  # a page shows at most this much of one message
@@ -31,6 +29,20 @@ def _text(data: bytes) -> str | None:
     return text if all(c.isprintable() or c in "\r\n\t" for c in text) else None
 
 
+def _xml(data: bytes) -> Any:
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+    try:
+        root = etree.fromstring(data, parser)
+    except (etree.XMLSyntaxError, etree.ParserError, ValueError):
+        return None
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and (any(True for _ in dtd.iterentities()) or dtd.elements()):
+        return None  # declarations: shown as sent, not as a parser reads them
+    return root
+
+
 def hexdump(data: bytes) -> str:
     lines = []
     for at in range(0, len(data), HEX_WIDTH):
@@ -47,12 +59,10 @@ def pretty(data: bytes, content_type: str | None = None) -> tuple[str, str]:
     note = f"\n... ({MAX_SHOWN} bytes shown)" if cut else ""
     stripped = data.lstrip()
     if stripped.startswith(b"<") and not cut:
-        try:
-            root = xmlsafe.parse(data)
+        root = _xml(data)
+        if root is not None:
             etree.indent(root, space="  ")  # whitespace-only text is re-indented
             return "xml", etree.tostring(root, encoding="unicode")
-        except (xmlsafe.UnsafeXml, ValueError):
-            pass
     if stripped[:1] in (b"{", b"[") and not cut:
         try:
             return "json", json.dumps(json.loads(data), indent=2, ensure_ascii=False)
