@@ -332,6 +332,19 @@ def answer_cancel(run: Run, given: Input) -> Note:
     return None
 
 
+def refuse_for_lender(run: Run, given: Input) -> Note:
+    """The borrower's Cancel or Renew has no form in its lender's protocol: the hub answers
+    no on the lender's behalf, so the borrower is not left waiting."""
+    txn = run.txn
+    result = given.result
+    assert result is not None
+    answer = Event.CANCEL_REPLY if result.event is Event.CANCEL else Event.RENEW_ANSWER
+    why = f"{result.recipient} takes no {result.event.value} in its protocol"
+    reply = hub_message(run, answer, txn.borrower_request_id, answer=False, note=f"rshub: {why}")
+    deliveries.deliver(run, txn.borrower, reply, attempt=0)
+    return why
+
+
 def tell_unfilled(run: Run, given: Input) -> Note:
     txn = run.txn
     unfilled = hub_message(
@@ -439,6 +452,7 @@ EFFECTS: dict[Effect, Callable[[Run, Input], Note]] = {
     Effect.TELL_EXPIRED: tell_expired,
     Effect.TELL_OVERDUE: tell_overdue,
     Effect.RELEASE: release,
+    Effect.REFUSE_FOR_LENDER: refuse_for_lender,
     Effect.RETRY_LATER: retry_later,
     Effect.RETRY_OR_MOVE_ON: retry_or_move_on,
     Effect.RESEND_DUE: resend_due,

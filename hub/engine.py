@@ -291,9 +291,18 @@ def _delivery(
     reached for moves on to the next lender."""
     if txn is None:
         return _unchanged(None)
-    failed = result.outcome is DeliveryOutcome.FAILED
+    if result.outcome is DeliveryOutcome.FAILED:
+        name = Hub.DELIVERY_FAILED
+    elif (
+        result.outcome is DeliveryOutcome.NOT_APPLICABLE
+        and result.event in (Event.CANCEL, Event.RENEW)
+        and result.attempt != 0
+    ):
+        name = Hub.NOT_CARRIED
+    else:
+        name = Hub.DELIVERED
     given = Input(
-        Hub.DELIVERY_FAILED if failed else Hub.DELIVERED,
+        name,
         sender=result.recipient,
         note=result.detail,
         result=result,

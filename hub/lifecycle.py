@@ -76,6 +76,9 @@ class Hub(StrEnum):
     # Outbound connectors: a delivery was accepted, or failed; a retry's time came.
     DELIVERED = "Delivered"
     DELIVERY_FAILED = "DeliveryFailed"
+    # The lender's protocol has no form for the borrower's Cancel or Renew (the British
+    # Library takes neither by mail): the borrower must hear no, not silence.
+    NOT_CARRIED = "NotCarried"
     RETRY_DUE = "RetryDue"
     # Staff (`rshub route`, `rshub redeliver`) and the hub when a partner answers again.
     ROUTE_LENDER = "RouteLender"
@@ -111,6 +114,8 @@ class Effect(StrEnum):
     TELL_EXPIRED = "tell_expired"  # tell the borrower its need-before date passed
     TELL_OVERDUE = "tell_overdue"  # tell the borrower the due date passed
     RELEASE = "release"  # a delivery was accepted: the next one to that partner goes
+    # The borrower's Cancel or Renew cannot reach its lender: answer no on the lender's behalf.
+    REFUSE_FOR_LENDER = "refuse_for_lender"
     RETRY_LATER = "retry_later"  # schedule a failed delivery again, or park it
     # The same, but a request its lender cannot be reached for in time emits LenderUnreachable.
     RETRY_OR_MOVE_ON = "retry_or_move_on"
@@ -274,6 +279,17 @@ _HUB: list[Row] = [
     # Deliveries, in every state: a step owed to a partner is delivered even after the
     # transaction ended (the Unfilled that ends it, for one).
     *[(s, Hub.DELIVERED, None, s, (Effect.RELEASE,)) for s in State if s is not State.NEW],
+    # A Cancel or Renew the lender's protocol cannot carry: no, and back to where it was.
+    *[
+        (s, Hub.NOT_CARRIED, None, Previous.STATE, (Effect.RELEASE, Effect.REFUSE_FOR_LENDER))
+        for s in (State.CANCEL_PENDING, State.RENEW_PENDING)
+    ],
+    # Once the request moved on (the lender answered first), it is only a finished delivery.
+    *[
+        (s, Hub.NOT_CARRIED, None, s, (Effect.RELEASE,))
+        for s in State
+        if s not in (State.NEW, State.CANCEL_PENDING, State.RENEW_PENDING)
+    ],
     *[
         (s, Hub.DELIVERY_FAILED, None, s, (Effect.RETRY_LATER,))
         for s in State

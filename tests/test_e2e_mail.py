@@ -515,12 +515,6 @@ async def test_two_orders_share_one_mail_and_each_reply_reaches_its_request(
     assert (loaned.event, loaned.request_id) == (Event.LOANED, "N-7")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="the engine treats a not_applicable Cancel as delivered and tells the borrower "
-    "nothing (notes/mail2-requests.md #4)",
-)
 async def test_a_cancel_the_bl_takes_no_mail_for_is_answered_to_the_borrower(
     hub: HubProcess, north: Library, servers: MailServers, bootstrap: str
 ) -> None:

@@ -380,6 +380,19 @@ def hub_case(state: State, name: Hub) -> Case:
 
         record = loan.result(pending, DeliveryOutcome.SENT)
         return Case(loan, record, T0, state, [], gone)
+    if name is Hub.NOT_CARRIED:
+        pending = loan.in_flight()
+        asked = pending.command.message.event
+        if state in (State.CANCEL_PENDING, State.RENEW_PENDING):
+            # The borrower's own Cancel or Renew, which the lender's protocol cannot carry.
+            assert asked in (Event.CANCEL, Event.RENEW)
+            previous = loan.row.previous_state
+            assert previous is not None
+            record = loan.result(pending, DeliveryOutcome.NOT_APPLICABLE)
+            answer = Event.CANCEL_REPLY if asked is Event.CANCEL else Event.RENEW_ANSWER
+            return Case(loan, record, T0, previous, [(loan.row.borrower, answer.value)])
+        record = loan.result(pending, DeliveryOutcome.NOT_APPLICABLE, event=Event.CANCEL)
+        return Case(loan, record, T0, state, [])
     if name is Hub.DELIVERY_FAILED:
         pending = loan.in_flight()
 
@@ -464,6 +477,7 @@ FROM_RECORDS = frozenset(
         Hub.LOCATED,
         Hub.DELIVERED,
         Hub.DELIVERY_FAILED,
+        Hub.NOT_CARRIED,
         Hub.REDELIVER,
         Hub.ROUTE_LENDER,
         Hub.ROUTE_SKIP,
@@ -504,7 +518,7 @@ def test_records_have_a_row_in_every_state_or_a_deliberate_answer(name: Hub) -> 
     missing = [s for s in LIVE if not accepts(s, name)]
     assert not missing or OUT_OF_TURN.get(name) in (OutOfTurn.REFUSE, OutOfTurn.IGNORE), missing
     # Deliveries are owed in every state, the ended ones too.
-    if name in (Hub.DELIVERED, Hub.DELIVERY_FAILED, Hub.REDELIVER):
+    if name in (Hub.DELIVERED, Hub.DELIVERY_FAILED, Hub.NOT_CARRIED, Hub.REDELIVER):
         assert missing == []
 
 

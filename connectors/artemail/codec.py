@@ -118,6 +118,10 @@ class ArtemailCodec:
                 fields["extensions"][PROTOCOL]["number"] = number_in(report.value) or ""
             elif spec.value == "weeks":
                 fields["extensions"][PROTOCOL]["weeks"] = number_in(report.value) or ""
+        if fields["event"] in (Event.LOANED, Event.COPY_COMPLETED):
+            # The BL names no item; our order reference identifies this supply in every
+            # later step (NCIP borrowers need an item id for them).
+            fields["item_id"] = report.reference or None
         return Message(**fields)
 
     def _order(self, text: str, sender: str) -> Decoded[Any]:
