@@ -70,6 +70,7 @@ from hub.transaction import (
     aware,
     new_transaction,
     party,
+    snapshot,
 )
 
 Record = Message | DeliveryResult | Located | Tick | RouteCommand | Redeliver
@@ -93,7 +94,7 @@ def apply(
 
 
 def _replay(txn: Transaction, ref: str, answered: bool) -> Result:
-    outputs = [*txn.replay.get(ref, [])]
+    outputs = [*txn.replay.get(ref, []), snapshot(txn)]
     if not answered:
         return Result(transaction=txn, outputs=outputs)
     verdict = Verdict(
@@ -195,7 +196,7 @@ def _message(
         rule = transition(before, message.event, message.answer, role.value)
     except IllegalTransition as error:
         return _refuse(txn if before is not State.NEW else None, message, error, at)
-    run = Run(txn.model_copy(deep=True), directory, message.message_id, at, load)
+    run = Run(txn.working_copy(), directory, message.message_id, at, load)
     _learn_party(run.txn, message, role)
     reason = message.reason.name if message.reason else "no reason given"
     outcome = f"{message.event.value}: {reason}"
@@ -310,7 +311,7 @@ def _delivery(
     rule = _row(txn, given)
     if rule is None:
         return _unchanged(txn)
-    run = Run(txn.model_copy(deep=True), directory, result.result_id, at, load)
+    run = Run(txn.working_copy(), directory, result.result_id, at, load)
     detail = _through_table(run, given, rule)
     label = f"{result.event.value}:{result.outcome.value}"
     run.record("delivery", label, result.recipient, txn.state, detail)
@@ -332,7 +333,7 @@ def _located(
     rule = _row(txn, given)
     if rule is None:
         return _unchanged(txn)
-    run = Run(txn.model_copy(deep=True), directory, located.ref, at, load)
+    run = Run(txn.working_copy(), directory, located.ref, at, load)
     detail = _through_table(run, given, rule)
     run.record("transition", Hub.LOCATED.value, HUB, txn.state, detail)
     return _applied(run, answered=False)
@@ -348,7 +349,7 @@ def _tick(
     """The clock: each deadline due at `at`, in the clock's order. Nothing due: no change."""
     if txn is None:
         return _unchanged(None)
-    run = Run(txn.model_copy(deep=True), directory, tick.ref, at, load)
+    run = Run(txn.working_copy(), directory, tick.ref, at, load)
     happened = []
     for check in CHECKS:
         given = check(run.txn, at, directory)
@@ -406,7 +407,7 @@ def _route(
     }
     withdraw, why = texts[command.action]
     given = Input(name, sender=by, lender=lender, withdraw=withdraw, why=why)
-    run = Run(txn.model_copy(deep=True), directory, command.ref, at, load)
+    run = Run(txn.working_copy(), directory, command.ref, at, load)
     detail = _through_table(run, given, transition(txn.state, name, None, "staff"))
     run.record("transition", label, by, txn.state, detail)
     return _applied(run, answered=True)
@@ -428,7 +429,7 @@ def _redeliver(
     if not deliveries.waiting(txn, command.partner):
         return _refusal(txn, command.ref, key, command.by, label, "nothing waits for delivery", at)
     given = Input(Hub.REDELIVER, sender=command.by, partner=command.partner)
-    run = Run(txn.model_copy(deep=True), directory, command.ref, at, load)
+    run = Run(txn.working_copy(), directory, command.ref, at, load)
     detail = _through_table(run, given, transition(txn.state, Hub.REDELIVER, None, "staff"))
     run.record("delivery", label, command.by, txn.state, detail)
     return _applied(run, answered=True)

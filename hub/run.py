@@ -18,7 +18,7 @@ from hub.clock import next_deadline
 from hub.inputs import Input
 from hub.lifecycle import TERMINAL, State
 from hub.load import LoadView, NoLoad, load_key
-from hub.transaction import Output, Step, Transaction, as_output
+from hub.transaction import Output, Step, Transaction, as_output, snapshot
 
 
 class Run:
@@ -112,6 +112,5 @@ class Run:
                     Output(topic="ill.load", key=load_key(after, txn.id), value=value)
                 )
         txn.next_deadline = next_deadline(txn)
-        snapshot = txn.model_dump(mode="json", exclude={"replay", "seen"})
-        self.outputs.append(Output(topic="ill.transactions", key=txn.id, value=snapshot))
+        self.outputs.append(snapshot(txn))
         return self.outputs

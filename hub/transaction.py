@@ -21,6 +21,7 @@ from hub.rota import Candidate
 
 SEEN_LIMIT = 200
 REPLAY_LIMIT = 8
+SNAPSHOTS = "ill.transactions"
 
 
 def aware(moment: datetime) -> datetime:
@@ -131,9 +132,32 @@ class Transaction(BaseModel):
             return None
         return attempt.lender if self.state is not State.LOCATING else None
 
+    def working_copy(self) -> Transaction:
+        """A copy the engine may change without changing this row. New containers, and new
+        copies of the models the engine changes in place (attempts, pending deliveries);
+        what it only ever replaces or appends (the request, steps, candidates, remembered
+        outputs, correlations) is shared. A deep copy of the whole row cost more than the
+        rest of a step, most of it in the remembered outputs."""
+        return self.model_copy(
+            update={
+                "rota": list(self.rota),
+                "ranking": list(self.ranking),
+                "skipped_by_staff": list(self.skipped_by_staff),
+                "attempts": [attempt.model_copy() for attempt in self.attempts],
+                "parties": dict(self.parties),
+                "pending": [pending.model_copy() for pending in self.pending],
+                "history": list(self.history),
+                "seen": list(self.seen),
+                "replay": dict(self.replay),
+            }
+        )
+
     def remember(self, ref: str, outputs: list[Output]) -> None:
         self.seen = [*self.seen, ref][-SEEN_LIMIT:]
-        self.replay[ref] = outputs
+        # Not the row's snapshot: a replay writes the row as it is then (an old snapshot
+        # written after a later one would undo it on the compacted topic), and keeping it
+        # here made every row carry up to REPLAY_LIMIT copies of itself.
+        self.replay[ref] = [output for output in outputs if output.topic != SNAPSHOTS]
         while len(self.replay) > REPLAY_LIMIT:
             self.replay.pop(next(iter(self.replay)))
 
@@ -142,6 +166,14 @@ class Result(BaseModel):
     transaction: Transaction | None
     outputs: list[Output]
     verdict: Verdict | None = None
+
+
+def snapshot(txn: Transaction) -> Output:
+    """The row as written to ill.transactions (for `rshub deliveries` and other readers),
+    without what only deduplication needs."""
+    return Output(
+        topic=SNAPSHOTS, key=txn.id, value=txn.model_dump(mode="json", exclude={"replay", "seen"})
+    )
 
 
 def new_transaction(message: Message) -> Transaction:
