@@ -34,23 +34,30 @@ class LoadBook:
 
     def __init__(self) -> None:
         self.open: dict[str, dict[str, str]] = defaultdict(dict)
+        # (lender, borrower) -> open requests, kept with `open`: routing asks for it for
+        # every rota member of every request, so it must not scan what a lender holds.
+        self.pairs: dict[tuple[str, str], int] = defaultdict(int)
 
     def apply(self, key: str, value: dict[str, str] | None) -> None:
         lender, _, transaction_id = key.partition("|")
+        held = self.open.get(lender)
+        before = held.get(transaction_id) if held is not None else None
+        if before is not None:
+            self.pairs[(lender, before)] -= 1
+            if not self.pairs[(lender, before)]:
+                del self.pairs[(lender, before)]
         if value is None:
-            held = self.open.get(lender)
             if held is not None:
                 held.pop(transaction_id, None)
                 if not held:
                     del self.open[lender]
         else:
             self.open[lender][transaction_id] = value["borrower"]
+            self.pairs[(lender, value["borrower"])] += 1
 
     def figures(self, lender: str, borrower: str) -> LoadFigures:
         held = self.open.get(lender, {})
-        return LoadFigures(
-            total=len(held), from_borrower=sum(1 for b in held.values() if b == borrower)
-        )
+        return LoadFigures(total=len(held), from_borrower=self.pairs.get((lender, borrower), 0))
 
 
 class NoLoad:
