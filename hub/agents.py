@@ -154,7 +154,7 @@ def create_app(
             result = _apply(key, topic, event.value, _written_at(event))
             if result is None:
                 return
-            await _commit(key, result, headers.get(REPLY_TO))
+            await _commit(key, result, headers.get(REPLY_TO), event)
             metrics.applied(topic, event.message.timestamp)
         except Exception as exc:
             # One record must never stop the agent: it is recorded and the next one is read.
@@ -189,7 +189,7 @@ def create_app(
         at = control.at if isinstance(control, Tick) else written
         return apply(txn, control, at, directory=directory, load=load.book)
 
-    async def _commit(key: str, result: Result, reply_to: bytes | None) -> None:
+    async def _commit(key: str, result: Result, reply_to: bytes | None, event: Any) -> None:
         local = reply_to is not None and reply_to.decode() == hub_io.instance
         outputs = [o for o in result.outputs if not (local and o.topic == "ill.replies")]
         await write(outputs)
@@ -201,7 +201,10 @@ def create_app(
             elif output.topic == "ill.items":
                 hub_io.items.handle(output.key, output.value)
         if result.transaction is not None:
-            transactions[key] = result.transaction.model_dump(mode="json")
+            # Acknowledged before the input is: a worker killed after the outputs were written
+            # must not come back (or hand its partition over) with the row from before them.
+            row = result.transaction.model_dump(mode="json")
+            await _durable_set(transactions, event, key, row)
         if result.verdict is not None:
             if local:
                 hub_io.verdicts.resolve(result.verdict)

@@ -27,11 +27,10 @@ from tests.test_e2e_ncip import BOOK, DUE
 pytestmark = [
     pytest.mark.kafka,
     pytest.mark.xfail(
-        reason="a killed worker's transaction rows can be lost (the agent's table write is not "
-        "acknowledged before the input is done: its outputs are durable, its row is not), so "
-        "the survivor applies its requests again from New and the lender is asked twice; and "
-        "inbound records after them on the taken-over partition were not applied "
-        "(console-requests.md)",
+        reason="after one worker is killed, some inbound records on the partitions the "
+        "survivor takes over are not applied within the test's wait (cause not found; the "
+        "row loss that asked lenders twice is fixed: the agent's table write is acknowledged "
+        "before its input is)",
         strict=False,
     ),
 ]
@@ -187,18 +186,36 @@ async def test_two_workers_share_the_loans_and_one_survives_the_other(
     shipped = await heard(north, Event.LOANED, total)
     assert sorted(shipped) == sorted(f"S-{n}" for n in range(total))
     await asyncio.gather(
-        *(send(north, first, Message(event=Event.RECEIVED, request_id=rid)) for rid in shipped)
+        *(
+            send(
+                north,
+                first,
+                Message(event=Event.RECEIVED, request_id=rid, item_id=shipped[rid].item_id),
+            )
+            for rid in shipped
+        )
     )
     await heard(south, Event.RECEIVED, total)
     await asyncio.gather(
         *(
-            send(north, first, Message(event=Event.SHIPPED_RETURN, request_id=rid))
+            send(
+                north,
+                first,
+                Message(event=Event.SHIPPED_RETURN, request_id=rid, item_id=shipped[rid].item_id),
+            )
             for rid in shipped
         )
     )
     await heard(south, Event.SHIPPED_RETURN, total)
     await asyncio.gather(
-        *(send(south, first, Message(event=Event.LOAN_COMPLETED, request_id=rid)) for rid in asked)
+        *(
+            send(
+                south,
+                first,
+                Message(event=Event.LOAN_COMPLETED, request_id=rid, item_id=f"BC-{rid}"),
+            )
+            for rid in asked
+        )
     )
     done = await heard(north, Event.LOAN_COMPLETED, total)
     assert sorted(done) == sorted(f"S-{n}" for n in range(total))
