@@ -96,13 +96,30 @@ async def send(lib: Library, hub: HubProcess, message: Message) -> None:
         assert reply.status == 200 and answer.ok, (hub.url, message.event, reply.status, answer)
 
 
-async def heard(lib: Library, event: Event, count: int) -> dict[str, Message]:
+# The one exception to "once": SIGKILL may land after a worker sent a step and before it
+# recorded the delivery, and the survivor sends that step again (the guarantee of issue 8:
+# at most the one call in flight is repeated; the repeat carries the same request id, so the
+# partner recognises it). The test kills a worker while the lender's requests are delivered.
+IN_FLIGHT_AT_KILL = Event.REQUEST
+Repeats = list[tuple[str, Event, str]]
+
+
+async def heard(lib: Library, event: Event, count: int, repeats: Repeats) -> dict[str, Message]:
     """The next `count` messages the library gets: all of `event`, one per request id (a
-    step delivered twice, or a step of another kind, fails here)."""
+    step delivered twice, or a step of another kind, fails here, but for a repeat of a step
+    in flight when the worker was killed)."""
     got: dict[str, Message] = {}
-    for _ in range(count):
+    while len(got) < count:
         message = await lib.next(timeout=120)
+        key = (lib.symbol, message.event, str(message.request_id))
+        if message.event is IN_FLIGHT_AT_KILL and event is not IN_FLIGHT_AT_KILL:
+            assert key not in repeats, f"{key} came three times"
+            repeats.append(key)
+            continue
         assert message.event is event, (lib.symbol, message.event, message.request_id)
+        if message.request_id in got and event is IN_FLIGHT_AT_KILL and key not in repeats:
+            repeats.append(key)
+            continue
         assert message.request_id not in got, f"{event} {message.request_id} came twice"
         got[str(message.request_id)] = message
     return got
@@ -138,6 +155,7 @@ async def test_two_workers_share_the_loans_and_one_survives_the_other(
     data_dirs: tuple[Path, Path],
 ) -> None:
     first, second = workers
+    repeats: Repeats = []
     north, south = libraries["NORTH"], libraries["SOUTH"]
 
     def request(number: int) -> Message:
@@ -160,7 +178,7 @@ async def test_two_workers_share_the_loans_and_one_survives_the_other(
         *(send(north, first, request(n)) for n in range(BEFORE_KILL, BEFORE_KILL + AFTER_KILL))
     )
     total = BEFORE_KILL + AFTER_KILL
-    asked = await heard(south, Event.REQUEST, total)
+    asked = await heard(south, Event.REQUEST, total, repeats)
     lender_ids = {message.patron_id: rid for rid, message in asked.items()}
     assert sorted(lender_ids) == sorted(f"patron-{n}" for n in range(total))
 
@@ -174,7 +192,7 @@ async def test_two_workers_share_the_loans_and_one_survives_the_other(
             for rid in asked
         )
     )
-    shipped = await heard(north, Event.LOANED, total)
+    shipped = await heard(north, Event.LOANED, total, repeats)
     assert sorted(shipped) == sorted(f"S-{n}" for n in range(total))
     await asyncio.gather(
         *(
@@ -186,7 +204,7 @@ async def test_two_workers_share_the_loans_and_one_survives_the_other(
             for rid in shipped
         )
     )
-    await heard(south, Event.RECEIVED, total)
+    await heard(south, Event.RECEIVED, total, repeats)
     await asyncio.gather(
         *(
             send(
@@ -197,7 +215,7 @@ async def test_two_workers_share_the_loans_and_one_survives_the_other(
             for rid in shipped
         )
     )
-    await heard(south, Event.SHIPPED_RETURN, total)
+    await heard(south, Event.SHIPPED_RETURN, total, repeats)
     await asyncio.gather(
         *(
             send(
@@ -208,9 +226,13 @@ async def test_two_workers_share_the_loans_and_one_survives_the_other(
             for rid in asked
         )
     )
-    done = await heard(north, Event.LOAN_COMPLETED, total)
+    done = await heard(north, Event.LOAN_COMPLETED, total, repeats)
     assert sorted(done) == sorted(f"S-{n}" for n in range(total))
 
+    # A repeated request is one the lender had already been sent, and only a few can have
+    # been in flight at the moment of the kill (one per partner queue of the killed worker).
+    requests = {rid for _, _, rid in repeats}
+    assert requests <= set(asked) and len(repeats) <= 2, repeats
     kept = broker.running(data_dirs[0])
     assert kept is not None
     expected = sorted(transaction_id("NORTH", f"S-{n}") for n in range(total))
