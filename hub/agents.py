@@ -139,7 +139,9 @@ def create_app(
             encoded.append((output, value))
         futures = []
         for output, value in encoded:
-            topic = topics.setdefault(output.topic, app.topic(output.topic, **RAW))
+            topic = topics.get(output.topic)
+            if topic is None:  # built once: a faust Topic costs more than the send
+                topic = topics[output.topic] = app.topic(output.topic, **RAW)
             futures.append(await topic.send(key=output.key, value=value))
         if row is not None:
             table, partition, key, data = row
