@@ -42,7 +42,7 @@ from connectors.core.records import (
     Tick,
     Verdict,
 )
-from hub import fetching, metrics, relay
+from hub import consumer_guard, fetching, metrics, relay
 from hub.delivery import PartnerQueues
 from hub.engine import apply
 from hub.kafka_io import REPLY_TO, KafkaIO
@@ -273,6 +273,7 @@ def create_app(
             await write([as_output("ill.replies", key, verdict)])
 
     control_topic = app.topic("ill.control", **RAW)
+    consumer_guard.install(app)
 
     @app.agent(app.topic("ill.partners", **RAW))
     async def partner_agent(stream: faust.StreamT) -> None:

@@ -21,7 +21,7 @@ from connectors.core.connections import ListenError, bind
 from connectors.core.contract import Registry
 from connectors.core.directory import Directory, DirectoryError
 from hub import broker as kept_broker
-from hub import logs
+from hub import diagnostics, logs
 from hub.broker import KeptBroker, wait_for_metadata
 from hub.settings import Settings, SettingsError
 
@@ -255,6 +255,11 @@ def serve(settings: Settings) -> int:
             partners=len(directory.partners),
             protocols=registry.names,
         )
+
+        async def diagnose() -> None:
+            diagnostics.install(app)
+
+        app.task(diagnose)
         worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         worker.execute_from_commandline()
     finally:

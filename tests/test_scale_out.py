@@ -24,16 +24,7 @@ from hub import broker
 from hub.process import HubProcess
 from tests.test_e2e_ncip import BOOK, DUE
 
-pytestmark = [
-    pytest.mark.kafka,
-    pytest.mark.xfail(
-        reason="after one worker is killed, some inbound records on the partitions the "
-        "survivor takes over are not applied within the test's wait (cause not found; the "
-        "row loss that asked lenders twice is fixed: the agent's table write is acknowledged "
-        "before its input is)",
-        strict=False,
-    ),
-]
+pytestmark = pytest.mark.kafka
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_S = 120.0
