@@ -53,6 +53,7 @@ from hub.transaction import Output, Result, Sending, Transaction, as_output
 
 log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100
+ROW_CACHE = 1024  # validated transaction rows kept (a step's next input comes soon after)
 HUB_AGENCY = "RSHUB"
 HELD = "held back: an earlier step to this partner has not been delivered"
 RAW: dict[str, Any] = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
@@ -111,8 +112,22 @@ def create_app(
     load = hub_io.load
     limit = settings.max_record_bytes
 
-    async def write(outputs: list[Output]) -> None:
-        """Write outputs, all or none: sizes are checked before anything is produced."""
+    # The validated row of recently changed transactions, with the table value it was read
+    # from or written as: a step reads it back instead of validating the row again. Valid only
+    # while the table holds that very value (recovery and rebalancing put new ones there);
+    # the engine never changes the row it is given (it works on a copy).
+    rows: dict[str, tuple[Any, Transaction]] = {}
+
+    def remember(key: str, value: Any, txn: Transaction) -> None:
+        rows.pop(key, None)
+        rows[key] = (value, txn)
+        if len(rows) > ROW_CACHE:
+            del rows[next(iter(rows))]
+
+    async def write(outputs: list[Output], row: tuple[Any, int, str, Any] | None = None) -> None:
+        """Write outputs, all or none: sizes are checked before anything is produced. `row`
+        (table, partition, key, value): a table row produced with them; it is set in the
+        table once it and every output are acknowledged."""
         encoded = []
         for output in outputs:
             value = None if output.value is None else json.dumps(output.value).encode()
@@ -124,10 +139,17 @@ def create_app(
             encoded.append((output, value))
         futures = []
         for output, value in encoded:
-            topic = topics.setdefault(output.topic, app.topic(output.topic, **RAW))
+            topic = topics.get(output.topic)
+            if topic is None:  # built once: a faust Topic costs more than the send
+                topic = topics[output.topic] = app.topic(output.topic, **RAW)
             futures.append(await topic.send(key=output.key, value=value))
+        if row is not None:
+            table, partition, key, data = row
+            futures.append(table.send_changelog(partition, key, data))
         for future in futures:
             await future  # acknowledged by the broker
+        if row is not None:
+            table.data[key] = data
         for output in outputs:
             metrics.written(output.topic, output.value)
 
@@ -176,7 +198,14 @@ def create_app(
         delivery result and a tick from their own time, other control records from when
         they were written to the topic."""
         row = transactions.get(key)
-        txn = Transaction.model_validate(row) if row else None
+        cached = rows.get(key)
+        if not row:
+            txn = None
+        elif cached is not None and cached[0] is row:
+            txn = cached[1]
+        else:
+            txn = Transaction.model_validate(row)
+            remember(key, row, txn)
         if topic == "ill.inbound":
             message = Message.model_validate_json(value)
             return apply(txn, message, message.timestamp, directory=directory, load=load.book)
@@ -192,7 +221,20 @@ def create_app(
     async def _commit(key: str, result: Result, reply_to: bytes | None, event: Any) -> None:
         local = reply_to is not None and reply_to.decode() == hub_io.instance
         outputs = [o for o in result.outputs if not (local and o.topic == "ill.replies")]
-        await write(outputs)
+        txn, cached = result.transaction, rows.get(key)
+        # The engine answers a replayed or ignored input with the row it was given: nothing to
+        # write back. A new row is produced with the outputs, not after them, and acknowledged
+        # with them before the input is: a worker killed after the row landed but before an
+        # output did re-reads the input, and the engine, finding it in the row's `seen`,
+        # writes the outputs it remembered for it (`Transaction.replay`). A worker killed
+        # before the row landed applies the input again. Either way nothing is lost, and no
+        # worker comes back (or hands its partition over) with a row older than its outputs.
+        changed = txn is not None and not (cached is not None and cached[1] is txn)
+        value = txn.model_dump(mode="json") if txn is not None and changed else None
+        row = (transactions, event.message.partition, key, value) if changed else None
+        await write(outputs, row)
+        if txn is not None and changed:
+            remember(key, value, txn)
         for output in outputs:
             if output.topic == "ill.load":
                 # Counted now, not when the follower reads it back: the next request
@@ -200,11 +242,6 @@ def create_app(
                 load.book.apply(output.key, output.value)
             elif output.topic == "ill.items":
                 hub_io.items.handle(output.key, output.value)
-        if result.transaction is not None:
-            # Acknowledged before the input is: a worker killed after the outputs were written
-            # must not come back (or hand its partition over) with the row from before them.
-            row = result.transaction.model_dump(mode="json")
-            await _durable_set(transactions, event, key, row)
         if result.verdict is not None:
             if local:
                 hub_io.verdicts.resolve(result.verdict)

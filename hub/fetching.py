@@ -14,18 +14,26 @@ uses it, and only while records flow: after `IDLE_AFTER_S` without a record it w
 `IDLE_WAIT_MS` per fetch, and returns to W with the first record it gets. The cost: the first
 message after a quiet second waits up to IDLE_WAIT_MS / 2 longer on its first hop. Followers
 that merely catch up with other workers' writes use `FOLLOWER_WAIT_MS`.
+
+Tansu's memory engine also lists every batch of a partition on each fetch and gives up at the
+fetch's deadline, so a small W meets a cliff: once a partition holds ~20,000 batches, a fetch
+with W = 10 ms returns nothing, ever, although the response says the partition's end is past
+the consumer's position. `Pacer` watches each fetch response for exactly that (starved) and
+doubles W, up to `MAX_WAIT_MS`; while fetches return records it drifts back down towards the
+configured W. A starved fetch costs one W; the drift costs one starved fetch in about eight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from enum import Enum
 from typing import Any
 
 import faust
 import structlog
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -44,6 +52,10 @@ FOLLOWER_WAIT_MS = 250
 PREFETCH_BACKOFF_S = 0.005
 IDLE_AFTER_S = 1.0
 IDLE_WAIT_MS = 100
+# The most a starved consumer's wait grows to (see `Pacer`): at Tansu's listing speed on this
+# machine (~25,000 batches within 40 ms) that is a partition of several hundred thousand
+# batches; past that a fetch takes what it takes.
+MAX_WAIT_MS = 1000
 
 
 async def broker_kind(bootstrap_servers: str) -> str:
@@ -70,19 +82,109 @@ def tune(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
     consumer._fetch_max_wait_ms = wait_ms
 
 
-class Pacer:
-    """The fetch wait of one consumer: `busy_ms` while records flow, `idle_ms` after a quiet
-    `idle_after_s`. Only worth it where the broker polls (busy_ms < idle_ms)."""
+class Fetched(Enum):
+    """What one fetch response brought, for pacing."""
 
-    def __init__(self, busy_ms: int, idle_ms: int = IDLE_WAIT_MS) -> None:
-        self.busy_ms, self.idle_ms = busy_ms, max(idle_ms, busy_ms)
+    RECORDS = "records"  # at least one partition returned records
+    STARVED = "starved"  # a partition had records past the position, the broker sent none
+    NOTHING = "nothing"  # nothing new anywhere: an ordinary empty long-poll
+
+
+def classify(
+    offsets: Mapping[TopicPartition, int],
+    answered: Mapping[TopicPartition, int | None],
+    with_records: Iterable[TopicPartition],
+) -> Fetched:
+    """One fetch response: `offsets` the positions asked for, `answered` the highwater the
+    response gave for each partition it answered without error, `with_records` the partitions
+    that got records (or an error to report)."""
+    if any(tp in offsets for tp in with_records):
+        return Fetched.RECORDS
+    for tp, offset in offsets.items():
+        highwater = answered.get(tp)
+        if highwater is not None and highwater > offset:
+            return Fetched.STARVED
+    return Fetched.NOTHING
+
+
+def next_wait(current: int, fetched: Fetched, floor: int, cap: int) -> int:
+    """The fetch wait after a response: doubled when the broker ran out of time (up to `cap`),
+    an eighth lower after records (down to `floor`), unchanged after an empty long-poll."""
+    if fetched is Fetched.STARVED:
+        return max(floor, min(cap, current * 2))
+    if fetched is Fetched.RECORDS:
+        return max(floor, current - max(1, current // 8))
+    return current
+
+
+class Pacer:
+    """The fetch wait of one consumer: `busy_ms` while records flow (raised by `next_wait`
+    while the broker starves it), at least `idle_ms` after a quiet `idle_after_s` (no idle
+    mode when `idle_ms` is None: only worth it where the broker polls)."""
+
+    def __init__(
+        self, busy_ms: int, idle_ms: int | None = IDLE_WAIT_MS, cap_ms: int = MAX_WAIT_MS
+    ) -> None:
+        self.busy_ms, self.idle_ms = busy_ms, idle_ms
+        self.cap_ms = max(cap_ms, busy_ms)
+        self.level = busy_ms
+        self.idle = False
         self.last_record = time.monotonic()
 
-    def wait_ms(self, got_records: bool, at: float) -> int:
+    def fetched(self, outcome: Fetched) -> None:
+        self.level = next_wait(self.level, outcome, self.busy_ms, self.cap_ms)
+
+    def polled(self, got_records: bool, at: float) -> None:
+        """The application took records (or found none) at `at`."""
         if got_records:
             self.last_record = at
-            return self.busy_ms
-        return self.idle_ms if at - self.last_record >= IDLE_AFTER_S else self.busy_ms
+        self.idle = self.idle_ms is not None and at - self.last_record >= IDLE_AFTER_S
+
+    def wait_ms(self) -> int:
+        if self.idle and self.idle_ms is not None:
+            return max(self.level, self.idle_ms)
+        return self.level
+
+
+def pace(consumer: AIOKafkaConsumer, pacer: Pacer) -> None:
+    """Let `pacer` set the wait of each fetch `consumer` sends (after start(): aiokafka builds
+    its Fetcher there). aiokafka has no hook for fetch responses, so the fetcher's per-response
+    coroutine is wrapped on this instance; it reads `_fetch_max_wait_ms` for each request."""
+    fetcher = consumer._fetcher
+    if fetcher is None:
+        raise RuntimeError("pace() needs a started consumer")
+    original = fetcher._proc_fetch_request
+
+    async def proc_fetch_request(assignment: Any, node_id: int, request: Any) -> bool:
+        offsets = {
+            TopicPartition(topic, partition): offset
+            for topic, partitions in request.topics
+            for partition, offset, _ in partitions
+        }
+        stamps = {tp: _state(assignment, tp) for tp in offsets}
+        before = {tp: state.timestamp for tp, state in stamps.items() if state is not None}
+        got = await original(assignment, node_id, request)
+        if assignment.active:
+            # aiokafka stamps a partition's state when the response answered it without error.
+            answered = {
+                tp: state.highwater
+                for tp, state in stamps.items()
+                if state is not None
+                and state.timestamp != before.get(tp)
+                and state.position == offsets[tp]
+            }
+            pacer.fetched(classify(offsets, answered, fetcher._records))
+            fetcher._fetch_max_wait_ms = pacer.wait_ms()
+        return bool(got)
+
+    fetcher._proc_fetch_request = proc_fetch_request
+
+
+def _state(assignment: Any, tp: TopicPartition) -> Any:
+    try:
+        return assignment.state_value(tp)
+    except KeyError:
+        return None
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -92,14 +194,16 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_wait_ms", KAFKA_WAIT_MS)
         tune(consumer, wait)
-        if wait < IDLE_WAIT_MS:
-            self.pacer = Pacer(wait)
+        # The idle wait only where the broker polls (a small W); the starvation guard always.
+        self.pacer = Pacer(wait, IDLE_WAIT_MS if wait < IDLE_WAIT_MS else None)
         return consumer
 
     async def on_start(self) -> None:
         await super().on_start()
-        fetcher = self._ensure_consumer()._fetcher
-        fetcher._prefetch_backoff = PREFETCH_BACKOFF_S
+        consumer = self._ensure_consumer()
+        consumer._fetcher._prefetch_backoff = PREFETCH_BACKOFF_S
+        if self.pacer is not None:
+            pace(consumer, self.pacer)
 
     async def _fetch_records(
         self,
@@ -112,10 +216,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer, active_partitions, timeout=timeout, max_records=max_records
         )
         if self.pacer is not None and consumer._fetcher is not None:
+            self.pacer.polled(bool(records), time.monotonic())
             # Read by aiokafka for each new FetchRequest it builds.
-            consumer._fetcher._fetch_max_wait_ms = self.pacer.wait_ms(
-                bool(records), time.monotonic()
-            )
+            consumer._fetcher._fetch_max_wait_ms = self.pacer.wait_ms()
         return records
 
 

@@ -18,7 +18,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.core.records import Verdict
-from hub.fetching import FOLLOWER_WAIT_MS
+from hub.fetching import FOLLOWER_WAIT_MS, Pacer, pace
 from hub.load import LoadBook
 
 log = structlog.get_logger(__name__)
@@ -43,6 +43,8 @@ class _Follower:
             fetch_max_wait_ms=FOLLOWER_WAIT_MS,
         )
         await self.consumer.start()
+        # A starved fetch on the embedded broker (a full partition) raises the wait.
+        pace(self.consumer, Pacer(FOLLOWER_WAIT_MS, idle_ms=None))
         partitions = self.consumer.partitions_for_topic(self.topic)
         if not partitions:
             await self.consumer.stop()
