@@ -546,6 +546,8 @@ class Index:
 async def _consumer(bootstrap: str) -> Any:
     from aiokafka import AIOKafkaConsumer
 
+    from hub.fetching import Pacer, pace
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -555,6 +557,8 @@ async def _consumer(bootstrap: str) -> Any:
         client_id="rshub-index",
     )
     await consumer.start()
+    # On the embedded broker a full partition starves a short wait: let it grow (hub.fetching).
+    pace(consumer, Pacer(FOLLOW_WAIT_MS, idle_ms=None))
     return consumer
 
 
