@@ -27,16 +27,15 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-CHECK_EVERY_S = 5.0
+CHECK_EVERY_S = 2.0  # a record dropped at a rebalance waits two looks: 2-4 s
 
 
-def _next_unacked(consumer: Any, tp: Any) -> int | None:
-    """The first offset on `tp` not acknowledged by an agent, or None if faust has no
-    committed offset to count from."""
+def _next_unacked(consumer: Any, tp: Any, start: int) -> int:
+    """The first offset on `tp` not acknowledged by an agent, counting from the committed
+    offset, or from `start` (the partition's first offset, where faust begins a partition
+    nobody has committed on yet)."""
     committed = consumer._committed_offset.get(tp)
-    if committed is None:
-        return None
-    following = committed
+    following = start if committed is None else committed
     for offset in sorted(consumer._acked.get(tp, ())):
         if offset == following:
             following += 1
@@ -70,13 +69,16 @@ class SkippedRecords:
             self.suspect.clear()
             return []
         changelogs = set(app.tables.changelog_topics)
+        streams = [
+            tp
+            for tp in consumer.assignment()
+            if tp.topic not in changelogs and not tp.topic.endswith("__assignor-__leader")
+        ]
+        uncommitted = [tp for tp in streams if consumer._committed_offset.get(tp) is None]
+        starts = await consumer.earliest_offsets(*uncommitted) if uncommitted else {}
         seen: dict[Any, tuple[int, int]] = {}
-        for tp in consumer.assignment():
-            if tp.topic in changelogs or tp.topic.endswith("__assignor-__leader"):
-                continue
-            following = _next_unacked(consumer, tp)
-            if following is None:
-                continue
+        for tp in streams:
+            following = _next_unacked(consumer, tp, starts.get(tp) or 0)
             position = await consumer.position(tp)
             if position is not None and position > following:
                 seen[tp] = (following, int(position))

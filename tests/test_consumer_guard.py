@@ -25,12 +25,16 @@ class Consumer:
         self._unacked_messages: set[Any] = set()
         self.flow_active = True
         self.sought: list[tuple[TP, int]] = []
+        self.first = 0  # the partition's first offset
 
     def assignment(self) -> set[TP]:
         return set(self.positions)
 
     async def position(self, tp: TP) -> int:
         return self.positions[tp]
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.first for tp in tps}
 
     async def seek(self, tp: TP, offset: int) -> None:
         self.sought.append((tp, offset))
@@ -86,6 +90,11 @@ def test_progress_between_looks_or_work_in_flight_is_left_alone() -> None:
     assert looks(watch, 3) == [[], [], []]
 
 
-def test_a_partition_never_committed_is_not_judged() -> None:
-    consumer = Consumer({INBOUND: 4}, {INBOUND: None})
+def test_a_partition_nobody_committed_on_counts_from_its_first_offset() -> None:
+    consumer = Consumer({INBOUND: 6}, {INBOUND: None})
+    consumer.first = 2
+    consumer._acked[INBOUND] = [2, 3, 4, 5]
     assert looks(guard(consumer), 3) == [[], [], []]
+    consumer._acked[INBOUND] = [2, 3, 5]  # 4 taken from Kafka, never acknowledged
+    looks(guard(consumer), 2)
+    assert consumer.sought == [(INBOUND, 4)]
