@@ -127,12 +127,16 @@ class Pacer:
     ) -> None:
         self.busy_ms, self.idle_ms = busy_ms, idle_ms
         self.cap_ms = max(cap_ms, busy_ms)
-        self.level = busy_ms
+        self.level = self.highest = busy_ms
         self.idle = False
         self.last_record = time.monotonic()
 
     def fetched(self, outcome: Fetched) -> None:
         self.level = next_wait(self.level, outcome, self.busy_ms, self.cap_ms)
+        if self.level > self.highest:
+            # Once per new height: the sign that the embedded broker holds too much.
+            self.highest = self.level
+            log.info("kafka.fetch_starved", fetch_wait_ms=self.level)
 
     def polled(self, got_records: bool, at: float) -> None:
         """The application took records (or found none) at `at`."""
