@@ -24,27 +24,12 @@ from connectors.core.contract import (
 from connectors.core.model import Event
 from connectors.http import http_sender
 from connectors.iso18626 import codec, tables, writer
+from connectors.xsd_sampling import SchemaSampler
 
 CONTENT_TYPE = "application/xml; charset=utf-8"
 
 
-# The XSD check only enriches an accepted message (`schema_errors`, for operators: real peers
-# break the schema in small ways and are still served), and it costs as much as the rest of
-# decoding. So it runs on the first message of each kind from each partner, on every message
-# of a kind whose last check found errors, and on one in XSD_SAMPLE_EVERY of the others.
-XSD_SAMPLE_EVERY = 50
-_xsd_checks: dict[tuple[str, str], tuple[int, bool]] = {}  # (sender, kind): (count, had errors)
-
-
-def _xsd_due(sender: str, kind: str) -> bool:
-    count, had_errors = _xsd_checks.get((sender, kind), (0, False))
-    _xsd_checks[(sender, kind)] = (count + 1, had_errors)
-    return had_errors or count % XSD_SAMPLE_EVERY == 0
-
-
-def _xsd_found(sender: str, kind: str, errors: bool) -> None:
-    count, _ = _xsd_checks[(sender, kind)]
-    _xsd_checks[(sender, kind)] = (count, errors)
+_xsd = SchemaSampler()
 
 
 # Gateway faults in ISO 18626 terms: (errorType, HTTP status).
@@ -105,11 +90,10 @@ class Iso18626Codec:
                 error.http_status,
             )
             raise Refusal(f"{error.error_type}: {error.value}", answer) from None
-        if limits.validate_xsd and _xsd_due(sender, parsed.kind):
+        if limits.validate_xsd:
             from connectors.iso18626.schema import diagnose
 
-            errors = diagnose(parsed.root, parsed.version)
-            _xsd_found(sender, parsed.kind, bool(errors))
+            errors = _xsd.errors(sender, parsed.kind, lambda: diagnose(parsed.root, parsed.version))
             if errors:
                 message.extensions["iso18626"]["schema_errors"] = errors[:5]
         return Decoded(message, parsed)

@@ -25,6 +25,7 @@ from connectors.core.contract import (
 from connectors.core.model import Event
 from connectors.http import http_sender
 from connectors.ncip import codec, tables, writer
+from connectors.xsd_sampling import SAMPLE_EVERY, SchemaSampler
 
 STATE_PROBLEM = "State Transition Prohibited"
 
@@ -41,23 +42,8 @@ FAULTS: dict[Fault, tuple[str, str, int]] = {
 CONTENT_TYPE = "application/xml; charset=utf-8"
 
 
-# The XSD check only enriches an accepted message (`schema_errors`, for operators: real peers
-# break the schema in small ways and are still served), and it costs as much as the rest of
-# decoding. So it runs on the first message of each kind from each partner, on every message
-# of a kind whose last check found errors, and on one in XSD_SAMPLE_EVERY of the others.
-XSD_SAMPLE_EVERY = 50
-_xsd_checks: dict[tuple[str, str], tuple[int, bool]] = {}  # (sender, kind): (count, had errors)
-
-
-def _xsd_due(sender: str, kind: str) -> bool:
-    count, had_errors = _xsd_checks.get((sender, kind), (0, False))
-    _xsd_checks[(sender, kind)] = (count + 1, had_errors)
-    return had_errors or count % XSD_SAMPLE_EVERY == 0
-
-
-def _xsd_found(sender: str, kind: str, errors: bool) -> None:
-    count, _ = _xsd_checks[(sender, kind)]
-    _xsd_checks[(sender, kind)] = (count, errors)
+XSD_SAMPLE_EVERY = SAMPLE_EVERY
+_xsd = SchemaSampler()
 
 
 class NcipOptions(BaseModel):
@@ -94,11 +80,10 @@ class NcipCodec:
                 f"{error.problem.type}: {error.problem.detail}",
                 _answer(error.problem, f"{parsed.name}Response"),
             ) from None
-        if limits.validate_xsd and _xsd_due(sender, parsed.name):
+        if limits.validate_xsd:
             from connectors.ncip.schema import diagnose
 
-            errors = diagnose(parsed.root)
-            _xsd_found(sender, parsed.name, bool(errors))
+            errors = _xsd.errors(sender, parsed.name, lambda: diagnose(parsed.root))
             if errors:
                 message.extensions["ncip"]["schema_errors"] = errors[:5]
         return Decoded(message, parsed)
