@@ -73,10 +73,13 @@ def create_app(
     io: KafkaIO | None = None,
     fetch_wait_ms: int | None = None,
     relay_answers: RelayAnswers | None = None,
+    delivering: set[str] | None = None,
 ) -> fetching.App:
     """`io`: the gateway's Kafka side when it runs in this worker: verdicts for its waiting
     partners and the item and load views are then updated here at once, not read back;
-    `relay_answers`: its relay desk's, for the same reason."""
+    `relay_answers`: its relay desk's, for the same reason; `delivering`: the connectors
+    to run an outbound agent for (`hub.assembly.delivering`; None: every one with a
+    sender)."""
     app = fetching.App(
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -310,6 +313,8 @@ def create_app(
     shared = settings.limits()
     for connector in connectors:
         if connector.sender is None:
+            continue
+        if delivering is not None and connector.name not in delivering:
             continue
         own = (connector_settings or {}).get(connector.name) or connector.settings()
         sender = connector.sender(shared, own, connector.codec)

@@ -53,11 +53,14 @@ class BrokerNote:
                 self.path.unlink()
 
 
-def _prepare(settings: Settings, registry: Registry) -> tuple[str, KeptBroker | None]:
+def _prepare(
+    settings: Settings, registry: Registry, directory: Directory
+) -> tuple[str, KeptBroker | None, set[str]]:
     """The bootstrap servers to use: the configured ones, else the data folder's embedded
     broker, reused when a previous `serve` left it running, started otherwise. It is not
-    stopped when this hub stops (so a restart keeps every transaction)."""
-    from hub import topics
+    stopped when this hub stops (so a restart keeps every transaction). With them, the
+    connectors this worker delivers for (`hub.assembly.delivering`)."""
+    from hub import assembly, topics
 
     kept = None
     bootstrap = settings.bootstrap_servers
@@ -66,8 +69,17 @@ def _prepare(settings: Settings, registry: Registry) -> tuple[str, KeptBroker | 
         bootstrap = kept.address
         _say_memory_only(kept, reused)
     specs = topics.complete(topics.load(settings.topics_file), registry)
-    asyncio.run(_ready(bootstrap, settings, specs))
-    return bootstrap, kept
+    quiet = assembly.unspoken_outbound(registry, directory)
+    unread = asyncio.run(_ready(bootstrap, settings, specs, list(quiet)))
+    for topic, count in unread.items():
+        log.warning(
+            "outbound.unspoken_waiting",
+            topic=topic,
+            commands=count,
+            detail=f"no partner speaks {quiet[topic]} now, but {count} command(s) wait here: "
+            "its outbound agent runs to deliver or fail them",
+        )
+    return bootstrap, kept, assembly.delivering(registry, directory, unread)
 
 
 def _say_memory_only(kept: KeptBroker, reused: bool) -> None:
@@ -98,11 +110,15 @@ def broker_notes(kept: KeptBroker | None) -> dict[str, Any]:
     }
 
 
-async def _ready(bootstrap: str, settings: Settings, specs: list[Any]) -> None:
+async def _ready(
+    bootstrap: str, settings: Settings, specs: list[Any], watched: list[str]
+) -> dict[str, int]:
+    """The topics made; of `watched`, those with records this hub has not consumed."""
     from hub import topics
 
     await wait_for_metadata(bootstrap)
     await topics.ensure(bootstrap, specs, settings.replication_factor)
+    return await topics.unread(bootstrap, settings.app_id, watched)
 
 
 def start_up_problems(
@@ -187,7 +203,7 @@ def serve(settings: Settings) -> int:
     use = kept_broker.hold_use(settings.data_dir) if not settings.bootstrap_servers else None
     try:
         try:
-            bootstrap, kept = _prepare(settings, registry)
+            bootstrap, kept, delivering = _prepare(settings, registry, directory)
         except kept_broker.BrokerError as error:
             print(f"rshub: {error}", file=sys.stderr)
             return 2
@@ -202,6 +218,7 @@ def serve(settings: Settings) -> int:
             assembly.catalogue_clients(),
             io=io,
             relay_answers=desk.answers,
+            delivering=delivering,
         )
         gateway = app.web_server(
             Gateway(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import BaseModel, Field
 
@@ -85,3 +86,35 @@ async def ensure(bootstrap_servers: str, specs: list[TopicSpec], replication: in
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+async def unread(bootstrap_servers: str, group: str, names: list[str]) -> dict[str, int]:
+    """Of `names`, the topics holding records the consumer group `group` has not yet
+    committed past (counted from a partition's first offset where it never committed), with
+    how many. Read without joining the group, so a running worker is not disturbed."""
+    if not names:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # the metadata of every topic, for partitions_for_topic
+        found: dict[str, int] = {}
+        for name in names:
+            partitions = [
+                TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())
+            ]
+            if not partitions:
+                continue
+            first = await consumer.beginning_offsets(partitions)
+            end = await consumer.end_offsets(partitions)
+            left = 0
+            for tp in partitions:
+                committed = await consumer.committed(tp)
+                left += max(0, end[tp] - max(committed or 0, first[tp]))
+            if left:
+                found[name] = left
+        return found
+    finally:
+        await consumer.stop()
