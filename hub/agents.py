@@ -1,11 +1,16 @@
 """The faust application: the transaction agent and one outbound agent per protocol.
 
 The transaction agent owns the `transactions` table (changelog-backed, so a restarted worker
-recovers it) and does I/O only to write what `hub.engine.apply` returns. It
-writes every output and waits for the broker's acknowledgement before updating the row; faust
-commits the input offset only after that. A crash in between re-applies the message: the
-engine's deduplication and deterministic record ids make that harmless. One record it cannot
-read or apply, or whose outputs would not fit in the broker, is dead-lettered; the agent goes on.
+recovers it) and does I/O only to write what `hub.engine.apply` returns. A step's row is set
+in the table at once (the next step, applied while this one's records are on their way, reads
+it) and produced with the step's outputs; the input is acknowledged, in order, only once all
+of them are acknowledged by the broker, and faust commits no further. A crash in between
+re-applies the message: the engine's deduplication and deterministic record ids make that
+harmless. One record it cannot read or apply, or whose outputs would not fit in the broker, is
+dead-lettered; the agent goes on. A record whose outputs the broker finally refuses (faust's
+producer gives up only after `producer_request_timeout`, 20 minutes by default) is
+dead-lettered too, and its step stays in the row: replayed, the input is found seen and the
+outputs the row remembers for it are written again.
 
 The outbound agents deliver through `hub.delivery.PartnerQueues` (one queue per partner) and
 acknowledge a command only once its result and the "delivered" mark are durable, so a crash
@@ -53,6 +58,7 @@ from hub.transaction import Output, Result, Sending, Transaction, as_output
 
 log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100
+PIPELINE = 64  # transaction steps applied while earlier ones wait for their acknowledgements
 ROW_CACHE = 1024  # validated transaction rows kept (a step's next input comes soon after)
 HUB_AGENCY = "RSHUB"
 HELD = "held back: an earlier step to this partner has not been delivered"
@@ -120,6 +126,7 @@ def create_app(
     # while the table holds that very value (recovery and rebalancing put new ones there);
     # the engine never changes the row it is given (it works on a copy).
     rows: dict[str, tuple[Any, Transaction]] = {}
+    sending = asyncio.Lock()
 
     def remember(key: str, value: Any, txn: Transaction) -> None:
         rows.pop(key, None)
@@ -127,10 +134,8 @@ def create_app(
         if len(rows) > ROW_CACHE:
             del rows[next(iter(rows))]
 
-    async def write(outputs: list[Output], row: tuple[Any, int, str, Any] | None = None) -> None:
-        """Write outputs, all or none: sizes are checked before anything is produced. `row`
-        (table, partition, key, value): a table row produced with them; it is set in the
-        table once it and every output are acknowledged."""
+    def encode(outputs: list[Output]) -> list[tuple[Output, bytes | None]]:
+        """The records' bytes; TooLarge (before anything is produced) if one would not fit."""
         encoded = []
         for output in outputs:
             value = None if output.value is None else json.dumps(output.value).encode()
@@ -140,21 +145,35 @@ def create_app(
                     f"(the limit is {limit})"
                 )
             encoded.append((output, value))
-        futures = []
-        for output, value in encoded:
-            topic = topics.get(output.topic)
-            if topic is None:  # built once: a faust Topic costs more than the send
-                topic = topics[output.topic] = app.topic(output.topic, **RAW)
-            futures.append(await topic.send(key=output.key, value=value))
+        return encoded
+
+    async def produce(
+        encoded: list[tuple[Output, bytes | None]], row: tuple[Any, int, str, Any] | None = None
+    ) -> None:
+        """Produce encoded records and wait for their acknowledgements. `row` (table,
+        partition, key, value): a table row produced with them, set in the table at once
+        (before anything is awaited: the transaction agent's next step, already started, see
+        `transaction_agent`, reads it)."""
         if row is not None:
             table, partition, key, data = row
-            futures.append(table.send_changelog(partition, key, data))
+            table.data[key] = data
+        futures = []
+        async with sending:  # one step's records in order, before the next step's
+            for output, value in encoded:
+                topic = topics.get(output.topic)
+                if topic is None:  # built once: a faust Topic costs more than the send
+                    topic = topics[output.topic] = app.topic(output.topic, **RAW)
+                futures.append(await topic.send(key=output.key, value=value))
+            if row is not None:
+                futures.append(table.send_changelog(partition, key, data))
         for future in futures:
             await future  # acknowledged by the broker
-        if row is not None:
-            table.data[key] = data
-        for output in outputs:
+        for output, _ in encoded:
             metrics.written(output.topic, output.value)
+
+    async def write(outputs: list[Output]) -> None:
+        """Write outputs, all or none: sizes are checked before anything is produced."""
+        await produce(encode(outputs))
 
     async def dead(stage: str, error: str, key: str, detail: dict[str, Any]) -> None:
         letter = DeadLetter(stage=stage, error=error[:2000], transaction_id=key, detail=detail)
@@ -165,10 +184,38 @@ def create_app(
         # The rota reads the load counts: rebuild them from ill.load before the first request.
         await load.start()
         await load.ready.wait()
+        # Steps are applied one after the other, in order, but the agent does not wait for a
+        # step's records to be acknowledged before it applies the next: each step runs as a
+        # task (it applies at once, then waits for its acknowledgements), and its input is
+        # acknowledged, in order, only once the step is done. Up to PIPELINE steps at once.
+        manual = stream.noack()  # type: ignore[attr-defined]  # StreamT omits noack
+        steps: asyncio.Queue[tuple[Any, asyncio.Task[None]]] = asyncio.Queue(PIPELINE)
+
+        async def acknowledge() -> None:
+            while True:
+                event, step = await steps.get()
+                try:
+                    await step  # _one dead-letters its own failures
+                except Exception as exc:
+                    # Not even the dead letter could be written: leave the input unacknowledged,
+                    # so faust commits nothing past it and a restarted worker reads it again.
+                    log.error(
+                        "agent.record_unacknowledged",
+                        topic=event.message.topic,
+                        partition=event.message.partition,
+                        offset=event.message.offset,
+                        error=str(exc)[:500],
+                    )
+                    continue
+                await manual.ack(event)
+
+        acker = asyncio.create_task(acknowledge())
         try:
-            async for event in stream.events():
-                await _one(event)
+            async for event in manual.events():
+                step = asyncio.create_task(_one(event))
+                await steps.put((event, step))
         finally:
+            acker.cancel()
             await load.stop()
 
     async def _one(event: Any) -> None:
@@ -235,7 +282,7 @@ def create_app(
         changed = txn is not None and not (cached is not None and cached[1] is txn)
         value = txn.model_dump(mode="json") if txn is not None and changed else None
         row = (transactions, event.message.partition, key, value) if changed else None
-        await write(outputs, row)
+        encoded = encode(outputs)
         if txn is not None and changed:
             remember(key, value, txn)
         for output in outputs:
@@ -245,6 +292,7 @@ def create_app(
                 load.book.apply(output.key, output.value)
             elif output.topic == "ill.items":
                 hub_io.items.handle(output.key, output.value)
+        await produce(encoded, row)
         if result.verdict is not None:
             if local:
                 hub_io.verdicts.resolve(result.verdict)
