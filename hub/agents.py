@@ -23,7 +23,7 @@ import asyncio
 import json
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
@@ -108,7 +108,25 @@ def create_app(
         else fetching.detect(bootstrap_servers, settings.fetch_wait_ms)
     )
     inputs = app.topic("ill.inbound", "ill.delivery", "ill.control", **RAW)
-    transactions = app.Table("transactions", default=None, partitions=4)
+    # The table's changelog is ill.transactions, the row of every transaction that `rshub
+    # deliveries`, the operators' index and any monitoring read: one record per step, not a
+    # changelog record and a snapshot of the same row. Given at construction (faust's recovery
+    # knows a table's changelog by the name it had then). Keys are the plain transaction ids
+    # every other topic has (faust would write them as JSON strings), read back as str.
+    changelog = app.topic(
+        "ill.transactions",
+        key_type=str,
+        key_serializer="raw",
+        value_serializer="json",
+        partitions=4,
+        compacting=True,
+        acks=False,
+        internal=True,
+    )
+    transactions = app.Table(
+        "transactions", default=None, partitions=4, key_type=str, changelog_topic=changelog
+    )
+    cast(Any, transactions).key_serializer = "raw"  # what send_changelog writes keys with
     delivered = app.Table("delivered", default=list, partitions=4)
 
     def transaction_state(key: str) -> str | None:

@@ -5,7 +5,8 @@
     rshub redeliver TXN [--partner SYM] send a transaction's waiting steps again now
     rshub redeliver --partner SYM       send every step waiting for SYM again now
 
-The list is read from ill.transactions (the latest snapshot of each transaction). Commands go
+The list is read from ill.transactions (the transaction table's changelog: the latest row of
+each transaction). Commands go
 to the state machine like staff routing does: a Redeliver on
 ill.control, answered on ill.replies; "all for a partner" is the same signal the hub sends
 itself when a partner answers again (ill.partners), which each worker turns into Redelivers.

@@ -70,7 +70,6 @@ from hub.transaction import (
     aware,
     new_transaction,
     party,
-    snapshot,
 )
 
 Record = Message | DeliveryResult | Located | Tick | RouteCommand | Redeliver
@@ -94,7 +93,7 @@ def apply(
 
 
 def _replay(txn: Transaction, ref: str, answered: bool) -> Result:
-    outputs = [*txn.replay.get(ref, []), snapshot(txn)]
+    outputs = list(txn.replay.get(ref, []))
     if not answered:
         return Result(transaction=txn, outputs=outputs)
     verdict = Verdict(

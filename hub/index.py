@@ -15,7 +15,8 @@ for months keeps its whole story (README: Retention).
 What comes from where:
 
     ill.transactions    the row of each transaction (state, borrower, patron, title, lenders,
-                        what needs attention, deliveries waiting): the engine's snapshot
+                        what needs attention, deliveries waiting): the transaction
+                        table's changelog
     ill.inbound         messages in (with the ref of their raw bytes on ill.audit)
     ill.audit           raw bytes in and out
     ill.events          state changes, refusals, what the engine made of a delivery

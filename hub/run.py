@@ -18,7 +18,7 @@ from hub.clock import next_deadline
 from hub.inputs import Input
 from hub.lifecycle import TERMINAL, State
 from hub.load import LoadView, NoLoad, load_key
-from hub.transaction import Output, Step, Transaction, as_output, snapshot
+from hub.transaction import Output, Step, Transaction, as_output
 
 
 class Run:
@@ -86,7 +86,8 @@ class Run:
 
     def finish(self) -> list[Output]:
         """The records every application ends with: the state after the step on the
-        deliveries it made, the load change, the next deadline and the row's snapshot."""
+        deliveries it made, the load change and the next deadline (the row itself is
+        written by the transaction agent, to the table's changelog, ill.transactions)."""
         txn = self.txn
         state = txn.state.value
         for pending in txn.pending:
@@ -112,5 +113,4 @@ class Run:
                     Output(topic="ill.load", key=load_key(after, txn.id), value=value)
                 )
         txn.next_deadline = next_deadline(txn)
-        self.outputs.append(snapshot(txn))
         return self.outputs

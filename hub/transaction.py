@@ -21,7 +21,6 @@ from hub.rota import Candidate
 
 SEEN_LIMIT = 200
 REPLAY_LIMIT = 8
-SNAPSHOTS = "ill.transactions"
 
 
 def aware(moment: datetime) -> datetime:
@@ -154,10 +153,9 @@ class Transaction(BaseModel):
 
     def remember(self, ref: str, outputs: list[Output]) -> None:
         self.seen = [*self.seen, ref][-SEEN_LIMIT:]
-        # Not the row's snapshot: a replay writes the row as it is then (an old snapshot
-        # written after a later one would undo it on the compacted topic), and keeping it
-        # here made every row carry up to REPLAY_LIMIT copies of itself.
-        self.replay[ref] = [output for output in outputs if output.topic != SNAPSHOTS]
+        # Outputs only: the row is not among them (the agent writes it to the table's
+        # changelog), so a replay never writes an old row after a later one.
+        self.replay[ref] = list(outputs)
         while len(self.replay) > REPLAY_LIMIT:
             self.replay.pop(next(iter(self.replay)))
 
@@ -166,14 +164,6 @@ class Result(BaseModel):
     transaction: Transaction | None
     outputs: list[Output]
     verdict: Verdict | None = None
-
-
-def snapshot(txn: Transaction) -> Output:
-    """The row as written to ill.transactions (for `rshub deliveries` and other readers),
-    without what only deduplication needs."""
-    return Output(
-        topic=SNAPSHOTS, key=txn.id, value=txn.model_dump(mode="json", exclude={"replay", "seen"})
-    )
 
 
 def new_transaction(message: Message) -> Transaction:
