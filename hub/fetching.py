@@ -43,8 +43,11 @@ TANSU_CLUSTER_ID = "tansu_cluster"
 EMBEDDED_WAIT_MS = 10
 KAFKA_WAIT_MS = 500
 # Followers are off the critical path (the worker that wrote a record updates its own view at
-# once); they only pick up what other workers wrote.
+# once); they only pick up what other workers wrote. After a quiet `IDLE_AFTER_S` they wait
+# FOLLOWER_IDLE_MS per fetch: on the embedded broker every fetch is a round of polls over all
+# of the consumer's partitions, and idle followers were most of the hub's idle cost there.
 FOLLOWER_WAIT_MS = 250
+FOLLOWER_IDLE_MS = 1000
 # aiokafka leaves a node out of the next fetch for this long when a partition has fetched
 # records nobody has consumed yet. faust pauses changelog partitions only in its own
 # bookkeeping, so after each assignment every changelog partition triggers that stall once
@@ -184,6 +187,14 @@ def pace(consumer: AIOKafkaConsumer, pacer: Pacer) -> None:
     fetcher._proc_fetch_request = proc_fetch_request
 
 
+def polled(consumer: AIOKafkaConsumer, pacer: Pacer, got_records: bool) -> None:
+    """The application took records from `consumer` (or found none): set the wait of the
+    next fetch (aiokafka reads `_fetch_max_wait_ms` for each FetchRequest it builds)."""
+    pacer.polled(got_records, time.monotonic())
+    if consumer._fetcher is not None:
+        consumer._fetcher._fetch_max_wait_ms = pacer.wait_ms()
+
+
 def _state(assignment: Any, tp: TopicPartition) -> Any:
     try:
         return assignment.state_value(tp)
@@ -219,10 +230,8 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         records = await super()._fetch_records(
             consumer, active_partitions, timeout=timeout, max_records=max_records
         )
-        if self.pacer is not None and consumer._fetcher is not None:
-            self.pacer.polled(bool(records), time.monotonic())
-            # Read by aiokafka for each new FetchRequest it builds.
-            consumer._fetcher._fetch_max_wait_ms = self.pacer.wait_ms()
+        if self.pacer is not None:
+            polled(consumer, self.pacer, bool(records))
         return records
 
 

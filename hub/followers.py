@@ -13,12 +13,13 @@ import asyncio
 import json
 import uuid
 from contextlib import suppress
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.core.records import Verdict
-from hub.fetching import FOLLOWER_WAIT_MS, Pacer, pace
+from hub.fetching import FOLLOWER_IDLE_MS, FOLLOWER_WAIT_MS, Pacer, pace, polled
 from hub.load import LoadBook
 
 log = structlog.get_logger(__name__)
@@ -43,8 +44,10 @@ class _Follower:
             fetch_max_wait_ms=FOLLOWER_WAIT_MS,
         )
         await self.consumer.start()
-        # A starved fetch on the embedded broker (a full partition) raises the wait.
-        pace(self.consumer, Pacer(FOLLOWER_WAIT_MS, idle_ms=None))
+        # A starved fetch on the embedded broker (a full partition) raises the wait; a quiet
+        # second lowers the fetch rate (hub.fetching).
+        self.pacer = Pacer(FOLLOWER_WAIT_MS, idle_ms=FOLLOWER_IDLE_MS)
+        pace(self.consumer, self.pacer)
         partitions = self.consumer.partitions_for_topic(self.topic)
         if not partitions:
             await self.consumer.stop()
@@ -65,16 +68,23 @@ class _Follower:
 
     async def _run(self) -> None:
         assert self.consumer is not None
-        async for record in self.consumer:
-            try:
-                self.handle(record.key.decode() if record.key else "", record.value)
-            except Exception:
-                log.exception("follower.bad_record", topic=self.topic, offset=record.offset)
-            tp = TopicPartition(record.topic, record.partition)
-            if tp in self._targets and record.offset + 1 >= self._targets[tp]:
-                del self._targets[tp]
-                if not self._targets:
-                    self.ready.set()
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=1000)
+            polled(self.consumer, self.pacer, bool(batch))
+            for records in batch.values():
+                for record in records:
+                    self._one(record)
+
+    def _one(self, record: Any) -> None:
+        try:
+            self.handle(record.key.decode() if record.key else "", record.value)
+        except Exception:
+            log.exception("follower.bad_record", topic=self.topic, offset=record.offset)
+        tp = TopicPartition(record.topic, record.partition)
+        if tp in self._targets and record.offset + 1 >= self._targets[tp]:
+            del self._targets[tp]
+            if not self._targets:
+                self.ready.set()
 
     def handle(self, key: str, value: bytes | None) -> None:
         raise NotImplementedError

@@ -544,10 +544,11 @@ class Index:
 # -- following the topics ----------------------------------------------------------------
 
 
-async def _consumer(bootstrap: str) -> Any:
+async def _consumer(bootstrap: str) -> tuple[Any, Any]:
+    """The index's consumer, with the pacer of its fetch wait."""
     from aiokafka import AIOKafkaConsumer
 
-    from hub.fetching import Pacer, pace
+    from hub.fetching import FOLLOWER_IDLE_MS, Pacer, pace
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -558,9 +559,11 @@ async def _consumer(bootstrap: str) -> Any:
         client_id="rshub-index",
     )
     await consumer.start()
-    # On the embedded broker a full partition starves a short wait: let it grow (hub.fetching).
-    pace(consumer, Pacer(FOLLOW_WAIT_MS, idle_ms=None))
-    return consumer
+    # On the embedded broker a full partition starves a short wait: let it grow; a quiet
+    # second lowers the fetch rate (hub.fetching).
+    pacer = Pacer(FOLLOW_WAIT_MS, idle_ms=FOLLOWER_IDLE_MS)
+    pace(consumer, pacer)
+    return consumer, pacer
 
 
 async def _assign(consumer: Any, index: Index) -> list[Any]:
@@ -600,7 +603,7 @@ def _records(batch: dict[Any, list[Any]]) -> list[Record]:
 
 async def catch_up(bootstrap: str, index: Index) -> int:
     """Reads every topic up to its end as of now; the number of records applied."""
-    consumer = await _consumer(bootstrap)
+    consumer, _ = await _consumer(bootstrap)
     try:
         assigned = await _assign(consumer, index)
         ends = await consumer.end_offsets(assigned)
@@ -620,12 +623,15 @@ async def catch_up(bootstrap: str, index: Index) -> int:
 async def follow(bootstrap: str, index: Index) -> None:
     """Keeps the index up to date until cancelled (`rshub serve` runs it). Topics created
     later (a connector added) are picked up on the next start."""
-    consumer = await _consumer(bootstrap)
+    from hub.fetching import polled
+
+    consumer, pacer = await _consumer(bootstrap)
     try:
         await _assign(consumer, index)
         log.info("index.following", path=str(index.path))
         while True:
             batch = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
+            polled(consumer, pacer, bool(batch))
             if batch:
                 await asyncio.to_thread(index.apply, _records(batch))
     finally:

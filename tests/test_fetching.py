@@ -4,11 +4,25 @@ partition of the embedded broker still gets its records."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from hub.fetching import IDLE_AFTER_S, Fetched, Pacer, classify, next_wait, pace
+from hub import fetching
+from hub.fetching import (
+    FOLLOWER_IDLE_MS,
+    FOLLOWER_WAIT_MS,
+    IDLE_AFTER_S,
+    Fetched,
+    Pacer,
+    classify,
+    next_wait,
+    pace,
+    polled,
+)
 
 A, B = TopicPartition("t", 0), TopicPartition("t", 1)
 
@@ -63,6 +77,25 @@ def test_pacer_idles_only_when_told_to() -> None:
     follower = Pacer(250, idle_ms=None)
     follower.polled(False, 100.0)
     assert follower.wait_ms() == 250
+
+
+def test_an_idle_follower_fetches_less_often_and_wakes_with_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(fetching.time, "monotonic", lambda: clock[0])
+    consumer: Any = SimpleNamespace(_fetcher=SimpleNamespace(_fetch_max_wait_ms=250))
+    pacer = Pacer(FOLLOWER_WAIT_MS, idle_ms=FOLLOWER_IDLE_MS)
+    polled(consumer, pacer, True)
+    assert consumer._fetcher._fetch_max_wait_ms == FOLLOWER_WAIT_MS
+    clock[0] = IDLE_AFTER_S / 2
+    polled(consumer, pacer, False)
+    assert consumer._fetcher._fetch_max_wait_ms == FOLLOWER_WAIT_MS  # not quiet long enough
+    clock[0] = IDLE_AFTER_S + 0.1
+    polled(consumer, pacer, False)
+    assert consumer._fetcher._fetch_max_wait_ms == FOLLOWER_IDLE_MS
+    polled(consumer, pacer, True)
+    assert consumer._fetcher._fetch_max_wait_ms == FOLLOWER_WAIT_MS
 
 
 async def test_a_full_partition_still_serves_a_paced_consumer(bootstrap: str) -> None:
