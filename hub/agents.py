@@ -7,10 +7,10 @@ it) and produced with the step's outputs; the input is acknowledged, in order, o
 of them are acknowledged by the broker, and faust commits no further. A crash in between
 re-applies the message: the engine's deduplication and deterministic record ids make that
 harmless. One record it cannot read or apply, or whose outputs would not fit in the broker, is
-dead-lettered; the agent goes on. A record whose outputs the broker finally refuses (faust's
-producer gives up only after `producer_request_timeout`, 20 minutes by default) is
-dead-lettered too, and its step stays in the row: replayed, the input is found seen and the
-outputs the row remembers for it are written again.
+dead-lettered before anything of it is set or sent; the agent goes on. Records the broker
+finally refuses (faust's producer gives up only after `producer_request_timeout`, 20 minutes
+by default) are fatal: the worker exits without committing (`fatal`) and its successor starts
+again from the last commit.
 
 The outbound agents deliver through `hub.delivery.PartnerQueues` (one queue per partner) and
 acknowledge a command only once its result and the "delivered" mark are durable, so a crash
@@ -20,10 +20,12 @@ re-sends at most the calls that were in flight.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import sys
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, NoReturn, cast
 
 import faust
 import structlog
@@ -54,7 +56,7 @@ from hub.kafka_io import REPLY_TO, KafkaIO
 from hub.locate import Locator
 from hub.relay import RelayAnswers
 from hub.settings import Settings
-from hub.transaction import Output, Result, Sending, Transaction, as_output
+from hub.transaction import REPLAY_LIMIT, Output, Result, Sending, Transaction, as_output
 
 log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100
@@ -206,46 +208,59 @@ def create_app(
         # step's records to be acknowledged before it applies the next: each step runs as a
         # task (it applies at once, then waits for its acknowledgements), and its input is
         # acknowledged, in order, only once the step is done. Up to PIPELINE steps at once.
+        # One transaction has at most REPLAY_LIMIT steps in flight: a row that landed while an
+        # earlier step's outputs did not must still remember those outputs for the replay.
         manual = stream.noack()  # type: ignore[attr-defined]  # StreamT omits noack
         steps: asyncio.Queue[tuple[Any, asyncio.Task[None]]] = asyncio.Queue(PIPELINE)
+        inflight: dict[str, list[asyncio.Task[None]]] = {}
+
+        def finished(key: str, task: asyncio.Task[None]) -> None:
+            mine = inflight.get(key, [])
+            if task in mine:
+                mine.remove(task)
+            if not mine:
+                inflight.pop(key, None)
 
         async def acknowledge() -> None:
-            while True:
-                event, step = await steps.get()
-                try:
-                    await step  # _one dead-letters its own failures
-                except Exception as exc:
-                    # Not even the dead letter could be written: leave the input unacknowledged,
-                    # so faust commits nothing past it and a restarted worker reads it again.
-                    log.error(
-                        "agent.record_unacknowledged",
-                        topic=event.message.topic,
-                        partition=event.message.partition,
-                        offset=event.message.offset,
-                        error=str(exc)[:500],
-                    )
-                    continue
-                await manual.ack(event)
+            event: Any = None
+            try:
+                while True:
+                    event, step = await steps.get()
+                    await step  # raises only what is fatal (_one dead-letters the rest)
+                    await manual.ack(event)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                at = event.message if event is not None else None
+                fatal(f"{at.topic}/{at.partition}@{at.offset}" if at else "acknowledging", exc)
 
         acker = asyncio.create_task(acknowledge())
         try:
             async for event in manual.events():
-                step = asyncio.create_task(_one(event))
+                key = _key(event)
+                while len(inflight.get(key, ())) >= REPLAY_LIMIT:
+                    await asyncio.wait(list(inflight[key]), return_when=asyncio.FIRST_COMPLETED)
+                step = asyncio.create_task(_one(event, key))
+                inflight.setdefault(key, []).append(step)
+                step.add_done_callback(functools.partial(finished, key))
                 await steps.put((event, step))
         finally:
             acker.cancel()
             await load.stop()
 
-    async def _one(event: Any) -> None:
-        key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
+    async def _one(event: Any, key: str) -> None:
+        """One step. What the engine cannot apply, and outputs too large for the broker, are
+        dead-lettered before anything is set or sent; a failure after that (the broker
+        refused the step's records, or the dead letter) is raised, and is fatal."""
         topic = event.message.topic
         headers = dict(event.headers or {})
         try:
             result = _apply(key, topic, event.value, _written_at(event))
-            if result is None:
-                return
-            await _commit(key, result, headers.get(REPLY_TO), event)
-            metrics.applied(topic, event.message.timestamp)
+            step = (
+                None
+                if result is None
+                else _prepare(key, result, headers.get(REPLY_TO), event.message.partition)
+            )
         except Exception as exc:
             # One record must never stop the agent: it is recorded and the next one is read.
             log.error("agent.record_failed", topic=topic, key=key, error=str(exc)[:500])
@@ -260,6 +275,10 @@ def create_app(
             )
             if topic == "ill.inbound":
                 await _refused_verdict(key, event.value, str(exc), headers.get(REPLY_TO))
+            return
+        if step is not None:
+            await _commit(step)
+            metrics.applied(topic, event.message.timestamp)
 
     def _apply(key: str, topic: str, value: bytes, written: datetime) -> Result | None:
         """The engine reads no clock: a message counts from its receipt at the gateway, a
@@ -286,7 +305,8 @@ def create_app(
         at = control.at if isinstance(control, Tick) else written
         return apply(txn, control, at, directory=directory, load=load.book)
 
-    async def _commit(key: str, result: Result, reply_to: bytes | None, event: Any) -> None:
+    def _prepare(key: str, result: Result, reply_to: bytes | None, partition: int) -> _Step:
+        """What a step writes, encoded (TooLarge before anything is set or sent)."""
         local = reply_to is not None and reply_to.decode() == hub_io.instance
         outputs = [o for o in result.outputs if not (local and o.topic == "ill.replies")]
         txn, cached = result.transaction, rows.get(key)
@@ -299,10 +319,15 @@ def create_app(
         # worker comes back (or hands its partition over) with a row older than its outputs.
         changed = txn is not None and not (cached is not None and cached[1] is txn)
         value = txn.model_dump(mode="json") if txn is not None and changed else None
-        row = (transactions, event.message.partition, key, value) if changed else None
-        encoded = encode(outputs)
-        if txn is not None and changed:
-            remember(key, value, txn)
+        row = (transactions, partition, key, value) if changed else None
+        return _Step(key, result, local, outputs, encode(outputs), row)
+
+    async def _commit(step: _Step) -> None:
+        """Set the row, count the load, send the records and wait for them; then answer the
+        waiting partner. Raises only when the broker refused the records: fatal."""
+        key, result, outputs, row = step.key, step.result, step.outputs, step.row
+        if row is not None and result.transaction is not None:
+            remember(key, row[3], result.transaction)
         for output in outputs:
             if output.topic == "ill.load":
                 # Counted now, not when the follower reads it back: the next request
@@ -310,9 +335,9 @@ def create_app(
                 load.book.apply(output.key, output.value)
             elif output.topic == "ill.items":
                 hub_io.items.handle(output.key, output.value)
-        await produce(encoded, row)
+        await produce(step.encoded, row)
         if result.verdict is not None:
-            if local:
+            if step.local:
                 hub_io.verdicts.resolve(result.verdict)
             log.info(
                 "transaction.applied",
@@ -433,6 +458,34 @@ def create_app(
             await write(due)
 
     return app
+
+
+class _Step(NamedTuple):
+    """A transaction step ready to be written."""
+
+    key: str
+    result: Result
+    local: bool  # the partner waits at this worker's gateway
+    outputs: list[Output]
+    encoded: list[tuple[Output, bytes | None]]
+    row: tuple[Any, int, str, Any] | None  # (table, partition, key, value) when it changed
+
+
+def _key(event: Any) -> str:
+    return event.key.decode() if isinstance(event.key, bytes) else str(event.key)
+
+
+def fatal(what: str, error: BaseException) -> NoReturn:
+    """The broker refused a step's records (faust's producer gives up only after
+    `producer_request_timeout`, 20 minutes by default) or acknowledging failed: this worker's
+    table may be ahead of what is durable. It exits at once, committing nothing, as a SIGKILL
+    would (which the hub is built to survive: the restarted worker recovers its rows from
+    the changelog and reads again from the last commit). Carrying on could commit past a
+    step whose records never landed."""
+    log.critical("agent.fatal", step=what, error=f"{type(error).__name__}: {error}"[:1000])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(70)  # EX_SOFTWARE
 
 
 def _written_at(event: Any) -> datetime:

@@ -95,7 +95,8 @@ def unspoken_outbound(registry: Registry, directory: Directory) -> dict[str, str
 def delivering(registry: Registry, directory: Directory, unread: Mapping[str, int]) -> set[str]:
     """The connectors an outbound agent runs for: those a partner speaks, and those whose
     outbound topic still holds commands (from before the directory changed), which are
-    delivered or failed, never left. Every other agent would only add its partitions to each
+    delivered or failed, never left (`unread`: counts per topic; -1 for not known, which
+    counts as holding some). Every other agent would only add its partitions to each
     fetch the worker makes: with all of the registry's connectors, that was 18% of the
     hub's CPU per request and 30% of the embedded broker's (bench.hub, one directory of
     NCIP partners)."""
@@ -104,5 +105,5 @@ def delivering(registry: Registry, directory: Directory, unread: Mapping[str, in
         connector.name
         for connector in registry
         if connector.sender is not None
-        and (connector.name in spoken or unread.get(connector.outbound_topic, 0) > 0)
+        and (connector.name in spoken or unread.get(connector.outbound_topic, 0) != 0)
     }

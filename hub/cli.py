@@ -72,13 +72,14 @@ def _prepare(
     quiet = assembly.unspoken_outbound(registry, directory)
     unread = asyncio.run(_ready(bootstrap, settings, specs, list(quiet)))
     for topic, count in unread.items():
-        log.warning(
-            "outbound.unspoken_waiting",
-            topic=topic,
-            commands=count,
-            detail=f"no partner speaks {quiet[topic]} now, but {count} command(s) wait here: "
-            "its outbound agent runs to deliver or fail them",
-        )
+        if count > 0:
+            log.warning(
+                "outbound.unspoken_waiting",
+                topic=topic,
+                commands=count,
+                detail=f"no partner speaks {quiet[topic]} now, but {count} command(s) wait "
+                "here: its outbound agent runs to deliver or fail them",
+            )
     return bootstrap, kept, assembly.delivering(registry, directory, unread)
 
 

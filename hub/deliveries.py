@@ -53,7 +53,14 @@ def release(run: Run, recipient: str, force: bool = False) -> int:
         if retry and not force:
             break
         pending.status, pending.next_at = Sending.IN_FLIGHT, None
-        command = pending.command.model_copy(update={"try_number": pending.failures + 1})
+        # To the protocol the recipient speaks now: a partner that changed protocol while a
+        # step to it waited gets it in the new one (and only protocols a partner speaks have
+        # an outbound agent, hub.assembly.delivering).
+        partner = run.directory.partner(recipient)
+        protocol = partner.protocol if partner else pending.command.protocol
+        command = pending.command.model_copy(
+            update={"try_number": pending.failures + 1, "protocol": protocol}
+        )
         run.write(f"ill.outbound.{command.protocol}", command)
         sent += 1
         if retry:

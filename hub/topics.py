@@ -7,12 +7,14 @@ two identical) and `RSHUB_TOPICS_FILE` replaces them.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import structlog
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, Field
 
 from connectors.core.contract import Registry
@@ -88,18 +90,31 @@ async def ensure(bootstrap_servers: str, specs: list[TopicSpec], replication: in
         await admin.close()
 
 
-async def unread(bootstrap_servers: str, group: str, names: list[str]) -> dict[str, int]:
+async def unread(
+    bootstrap_servers: str, group: str, names: list[str], timeout_s: float = 30.0
+) -> dict[str, int]:
     """Of `names`, the topics holding records the consumer group `group` has not yet
     committed past (counted from a partition's first offset where it never committed), with
-    how many. Read without joining the group, so a running worker is not disturbed."""
+    how many. Read without joining the group, so a running worker is not disturbed. When the
+    broker does not answer within `timeout_s`, every topic counts as unread (the safe side:
+    its consumer runs)."""
     if not names:
         return {}
+    try:
+        return await asyncio.wait_for(_unread(bootstrap_servers, group, names), timeout_s)
+    except (TimeoutError, KafkaError) as error:
+        log.warning("topics.unread_unknown", topics=names, error=f"{type(error).__name__}: {error}")
+        return {name: -1 for name in names}
+
+
+async def _unread(bootstrap_servers: str, group: str, names: list[str]) -> dict[str, int]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        await consumer.topics()  # the metadata of every topic, for partitions_for_topic
+        for name in names:  # a consumer that subscribes to nothing has no metadata for them
+            await consumer._client.add_topic(name)
         found: dict[str, int] = {}
         for name in names:
             partitions = [

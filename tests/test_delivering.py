@@ -4,6 +4,9 @@ while a step to it waited), so no command is stranded by the directory changing.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -15,6 +18,8 @@ from connectors.core.directory import Directory
 from connectors.simulator import Library, TcpLibrary, directory_yaml
 from hub import assembly, topics
 from hub.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _setup(tmp_path: Path) -> tuple[Registry, Directory]:
@@ -34,8 +39,9 @@ def test_only_spoken_protocols_and_those_with_commands_waiting(tmp_path: Path) -
     assert "ill.outbound.ncip" not in quiet
     assert quiet["ill.outbound.slnp"] == "slnp"
     assert assembly.delivering(registry, directory, {}) == {"ncip"}
-    waiting = {"ill.outbound.slnp": 2, "ill.outbound.openurl": 0}
-    assert assembly.delivering(registry, directory, waiting) == {"ncip", "slnp"}
+    waiting = {"ill.outbound.slnp": 2, "ill.outbound.openurl": 0, "ill.outbound.artemail": -1}
+    # -1: the broker did not say; the agent runs rather than leave commands unread.
+    assert assembly.delivering(registry, directory, waiting) == {"ncip", "slnp", "artemail"}
 
 
 async def test_unread_counts_what_the_group_has_not_committed_past(bootstrap: str) -> None:
@@ -65,3 +71,22 @@ async def test_unread_counts_what_the_group_has_not_committed_past(bootstrap: st
         await consumer.stop()
     assert await topics.unread(bootstrap, group, [topic]) == {topic: 1}
     assert await topics.unread(bootstrap, "another-group", [topic]) == {topic: 4}
+
+
+def test_a_fatal_step_ends_the_worker_at_once_and_says_why() -> None:
+    """Records the broker finally refused: the worker exits (committing nothing, like a
+    SIGKILL) rather than go on with a table ahead of what is durable."""
+    code = (
+        "from hub import logs; logs.configure('INFO');"
+        "from hub.agents import fatal;"
+        "fatal('ill.inbound/2@41', RuntimeError('KafkaTimeoutError'));"
+        "print('carried on')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 70, out
+    assert "carried on" not in out
+    line = next(json.loads(x) for x in out.splitlines() if "agent.fatal" in x)
+    assert line["step"] == "ill.inbound/2@41" and "KafkaTimeoutError" in line["error"]

@@ -116,6 +116,20 @@ def test_a_failed_step_is_retried_on_schedule_and_later_steps_wait_behind_it() -
     ]
 
 
+def test_a_step_waiting_for_a_partner_that_changed_protocol_goes_in_the_new_one() -> None:
+    txn = shipped()
+    failed = row(feed(txn, report(txn, "B", DeliveryOutcome.FAILED, T0), D))
+    assert failed is not None and failed.pending[-1].command.protocol == "ncip"
+    # B moved to ISO 18626 (and the hub was restarted with the new directory) meanwhile: an
+    # outbound agent runs only for protocols a partner speaks, so the retry must follow B.
+    moved = directory(B={"protocol": "iso18626"})
+    due = feed(failed, Tick(transaction_id=TXN, at=T0 + timedelta(minutes=5)), moved)
+    assert [(v["recipient"], v["try_number"]) for v in records(due, "ill.outbound.iso18626")] == [
+        ("B", 2)
+    ]
+    assert records(due, "ill.outbound.ncip") == []
+
+
 def test_after_the_schedule_a_step_is_parked_then_redelivered_on_demand_once() -> None:
     txn = shipped()
     at = T0
