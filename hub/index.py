@@ -48,6 +48,13 @@ STUCK_AFTER_ENV = "RSHUB_STUCK_AFTER_HOURS"
 STUCK_AFTER_HOURS = 72.0
 BATCH_RECORDS = 2000
 FOLLOW_WAIT_MS = 200  # how long a fetch of the following consumer waits at the broker
+# Once caught up, the following consumer rests this long with its partitions paused (no fetch
+# at all) before it reads again. Each fetch that returns records makes the embedded broker list
+# every batch of each partition it reads from, and the index reads about 56: following as
+# fast as records came took half the hub's throughput by 10,000 requests and 0.36 of it by
+# 20,000 (bench.longrun, with and without the index). The console's views lag by as much;
+# `rshub find`/`show` are exact anyway (they read what was written since first).
+FOLLOW_INTERVAL_S = 2.0
 
 TOPICS = (
     "ill.transactions",
@@ -544,11 +551,10 @@ class Index:
 # -- following the topics ----------------------------------------------------------------
 
 
-async def _consumer(bootstrap: str) -> tuple[Any, Any]:
-    """The index's consumer, with the pacer of its fetch wait."""
+async def _consumer(bootstrap: str) -> Any:
     from aiokafka import AIOKafkaConsumer
 
-    from hub.fetching import FOLLOWER_IDLE_MS, Pacer, pace
+    from hub.fetching import Pacer, pace
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -559,11 +565,9 @@ async def _consumer(bootstrap: str) -> tuple[Any, Any]:
         client_id="rshub-index",
     )
     await consumer.start()
-    # On the embedded broker a full partition starves a short wait: let it grow; a quiet
-    # second lowers the fetch rate (hub.fetching).
-    pacer = Pacer(FOLLOW_WAIT_MS, idle_ms=FOLLOWER_IDLE_MS)
-    pace(consumer, pacer)
-    return consumer, pacer
+    # On the embedded broker a full partition starves a short wait: let it grow (hub.fetching).
+    pace(consumer, Pacer(FOLLOW_WAIT_MS, idle_ms=None))
+    return consumer
 
 
 async def _assign(consumer: Any, index: Index) -> list[Any]:
@@ -603,36 +607,41 @@ def _records(batch: dict[Any, list[Any]]) -> list[Record]:
 
 async def catch_up(bootstrap: str, index: Index) -> int:
     """Reads every topic up to its end as of now; the number of records applied."""
-    consumer, _ = await _consumer(bootstrap)
+    consumer = await _consumer(bootstrap)
     try:
-        assigned = await _assign(consumer, index)
-        ends = await consumer.end_offsets(assigned)
-        targets = {tp: end for tp, end in ends.items() if await consumer.position(tp) < end}
-        applied = 0
-        while targets:
-            batch = await consumer.getmany(*targets, timeout_ms=1000, max_records=BATCH_RECORDS)
-            applied += await asyncio.to_thread(index.apply, _records(batch))
-            for tp in list(targets):
-                if await consumer.position(tp) >= targets[tp]:
-                    del targets[tp]
-        return applied
+        return await _read_to_end(consumer, index, await _assign(consumer, index))
     finally:
         await consumer.stop()
 
 
 async def follow(bootstrap: str, index: Index) -> None:
-    """Keeps the index up to date until cancelled (`rshub serve` runs it). Topics created
-    later (a connector added) are picked up on the next start."""
-    from hub.fetching import polled
-
-    consumer, pacer = await _consumer(bootstrap)
+    """Keeps the index up to date until cancelled (`rshub serve` runs it), in rounds: each
+    reads every partition up to its end as of the round's start (so a page never shows one
+    topic's news without another's older ones), then the consumer rests FOLLOW_INTERVAL_S
+    with its partitions paused. Topics created later (a connector added) are picked up on
+    the next start."""
+    consumer = await _consumer(bootstrap)
     try:
-        await _assign(consumer, index)
+        assigned = await _assign(consumer, index)
         log.info("index.following", path=str(index.path))
         while True:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
-            polled(consumer, pacer, bool(batch))
-            if batch:
-                await asyncio.to_thread(index.apply, _records(batch))
+            await _read_to_end(consumer, index, assigned)
+            consumer.pause(*assigned)
+            await asyncio.sleep(FOLLOW_INTERVAL_S)
+            consumer.resume(*assigned)
     finally:
         await consumer.stop()
+
+
+async def _read_to_end(consumer: Any, index: Index, assigned: list[Any]) -> int:
+    """Reads `assigned` up to each partition's end as of now; the number of records applied."""
+    ends = await consumer.end_offsets(assigned)
+    targets = {tp: end for tp, end in ends.items() if await consumer.position(tp) < end}
+    applied = 0
+    while targets:
+        batch = await consumer.getmany(*targets, timeout_ms=1000, max_records=BATCH_RECORDS)
+        applied += await asyncio.to_thread(index.apply, _records(batch))
+        for tp in list(targets):
+            if await consumer.position(tp) >= targets[tp]:
+                del targets[tp]
+    return applied
