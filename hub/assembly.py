@@ -71,12 +71,10 @@ def listeners(
     """The listeners of the connectors that have partners in the directory (a port is
     opened only for a protocol someone speaks; `every`: all of them)."""
     shared = settings.limits()
-    spoken = {partner.protocol for partner in directory.partners}
-    if every:
-        spoken = set(registry.names)
+    wanted = set(registry.names) if every else spoken(directory)
     built: list[Listener] = []
     for connector in registry:
-        if connector.listeners is not None and connector.name in spoken:
+        if connector.listeners is not None and connector.name in wanted:
             built.extend(connector.listeners(shared, loaded[connector.name], directory))
     return built
 
@@ -84,11 +82,11 @@ def listeners(
 def unspoken_outbound(registry: Registry, directory: Directory) -> dict[str, str]:
     """The outbound topics of the connectors with a sender that no partner speaks, with
     the connector's name."""
-    spoken = {partner.protocol for partner in directory.partners}
+    speaking = spoken(directory)
     return {
         connector.outbound_topic: connector.name
         for connector in registry
-        if connector.sender is not None and connector.name not in spoken
+        if connector.sender is not None and connector.name not in speaking
     }
 
 
@@ -100,10 +98,15 @@ def delivering(registry: Registry, directory: Directory, unread: Mapping[str, in
     fetch the worker makes: with all of the registry's connectors, that was 18% of the
     hub's CPU per request and 30% of the embedded broker's (bench.hub, one directory of
     NCIP partners)."""
-    spoken = {partner.protocol for partner in directory.partners}
+    quiet = unspoken_outbound(registry, directory)
     return {
         connector.name
         for connector in registry
         if connector.sender is not None
-        and (connector.name in spoken or unread.get(connector.outbound_topic, 0) != 0)
+        and (connector.outbound_topic not in quiet or unread.get(connector.outbound_topic, 0) != 0)
     }
+
+
+def spoken(directory: Directory) -> set[str]:
+    """The protocols the directory's partners speak."""
+    return {partner.protocol for partner in directory.partners}
