@@ -3,6 +3,7 @@
     python -m bench.hub [--borrower ncip] [--lender ncip] [--quick]
                         [--single N] [--per-level N] [--inflight 16 64 128] [--idle-s S]
                         [--fetch-wait-ms W] [--hub-env KEY=VALUE ...] [--name NAME]
+                        [--no-stages]
 
 Phases, one after the other (so no phase's CPU disturbs another's):
 1. raw pipe: aiokafka produce (acks=all) and `getmany()` consume, messages of the size of the
@@ -14,7 +15,8 @@ Phases, one after the other (so no phase's CPU disturbs another's):
 Each is measured one message at a time (p50/p99 latency) and with 16, 64 and 128 messages in
 flight (msg/s, p50/p99): a message is timed from the start of its send to its receipt at the
 far end. Idle CPU (fraction of a core over --idle-s of idleness) of forwarder + broker and hub +
-broker, and CPU ms per request under load (over the in-flight phases) of each process.
+broker, and CPU ms per request under load (over the in-flight phases) of each process; the
+hub's CPU per request by stage over the same phases (bench.stages, with py-spy).
 Ratios hub/forwarder and hub/pipe are printed and written to bench/results/<name>.json
 (default hub-<borrower>-<lender>).
 """
@@ -25,7 +27,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from bench import measure
+from bench import measure, stages
 from bench.forwarder import measure_forwarder
 from bench.partners import PROTOCOLS, Route, hub_pid, hub_running, library, parse_env, request
 from bench.pipe import measure_pipe
@@ -43,6 +45,7 @@ async def measure_hub(
     idle_s: float,
     warmup: int,
     env: dict[str, str],
+    by_stage: bool = True,
 ) -> dict[str, Any]:
     borrower = library(borrower_protocol, "NORTH")
     lender = library(lender_protocol, "SOUTH")
@@ -54,10 +57,18 @@ async def measure_hub(
         await measure.closed_loop(route.send, route.arrivals, warmup, 1, "hub warm-up", "W")
         measure.say(f"hub: idle CPU over {idle_s:g} s ...")
         idle = await measure.idle_cpu(pids, idle_s)
+        sampler = stages.Sampler(pids["hub"]) if by_stage else None
         result = await measure.load_levels(
-            route.send, route.arrivals, single, per_level, levels, "hub", pids
+            route.send, route.arrivals, single, per_level, levels, "hub", pids, sampler
         )
         result["idle_cpu_cores"] = idle
+        if sampler is not None:
+            if sampler.samples is None:
+                measure.say(f"hub: no CPU by stage: {sampler.problem}")
+            else:
+                result["cpu_by_stage"] = stages.breakdown(
+                    sampler.samples, result["cpu_ms_per_request"].get("hub")
+                )
         return result
 
 
@@ -98,6 +109,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             args.idle_s,
             args.warmup,
             parse_env(args.hub_env),
+            args.stages,
         )
     hub_cpu = hub["cpu_ms_per_request"].get("hub")
     fwd_cpu = forwarder["cpu_ms_per_request"].get("forwarder")
@@ -176,7 +188,16 @@ def report(result: dict[str, Any]) -> str:
         f"hub {result['borrower']} -> {result['lender']}, {result['message_bytes']} bytes, "
         f"broker {result['broker']}, fetch wait {result['fetch_wait_ms']} ms"
     )
-    return "\n\n".join([head, latency, load, cpu, ratio_table])
+    parts = [head, latency, load, cpu]
+    if "cpu_by_stage" in hub:
+        parts.append(
+            measure.table(
+                ["hub CPU by stage (under load)", "% of samples", "ms per request"],
+                stages.table(hub["cpu_by_stage"]),
+                digits=2,
+            )
+        )
+    return "\n\n".join([*parts, ratio_table])
 
 
 def arguments(description: str) -> argparse.ArgumentParser:
@@ -201,6 +222,12 @@ def arguments(description: str) -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="extra environment for the hub process",
+    )
+    parser.add_argument(
+        "--stages",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sample the hub with py-spy under load and report its CPU by stage",
     )
     parser.add_argument("--name", default=None, help="results file name (without .json)")
     parser.add_argument("--quick", action="store_true", help="small counts, for a check")
