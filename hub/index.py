@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -205,7 +206,7 @@ class Index:
                     handler = self._outbound
                 if handler is not None and record.value is not None:
                     try:
-                        handler(record, json.loads(record.value))
+                        handler(record, orjson.loads(record.value))
                     except (ValueError, KeyError, TypeError, AttributeError) as error:
                         # A record the index cannot read is skipped, not a stopped index.
                         log.warning("index.unreadable", ref=record.ref, error=str(error)[:200])
@@ -238,7 +239,7 @@ class Index:
                 kind,
                 summary,
                 ref,
-                None if body is None else json.dumps(body),
+                None if body is None else orjson.dumps(body).decode(),
             ),
         )
 

@@ -52,10 +52,17 @@ def directory_extra() -> dict[str, dict[str, object]]:
 
 
 @pytest.fixture
+def hub_env() -> dict[str, str]:
+    """Extra settings for the hub process; modules override it."""
+    return {}
+
+
+@pytest.fixture
 async def hub(
     bootstrap: str,
     libraries: dict[str, Library],
     directory_extra: dict[str, dict[str, object]],
+    hub_env: dict[str, str],
     tmp_path: Path,
 ) -> AsyncIterator[HubProcess]:
     directory = tmp_path / "consortium.yaml"
@@ -69,6 +76,7 @@ async def hub(
             "RSHUB_OUTBOUND_RETRIES": "3",
             "RSHUB_OUTBOUND_BACKOFF_S": "0.1",
             "RSHUB_OUTBOUND_TIMEOUT_S": "5",
+            **hub_env,
         }
     )
     running = HubProcess(bootstrap, directory, tmp_path, env)

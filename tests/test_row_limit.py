@@ -1,0 +1,61 @@
+"""A transaction whose row would outgrow the largest record the broker takes: the step is
+refused with the protocol's error and dead-lettered, and the worker goes on. (Produced
+anyway, the broker would refuse the row: fatal, and the same again after every restart.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from connectors.core.model import Bibliographic, Event, Message, RequestFormat, transaction_id
+from connectors.simulator import Library
+from hub.process import HubProcess
+from tests.test_deadletters import rshub
+from tests.test_e2e_ncip import ask
+
+pytestmark = pytest.mark.kafka
+LIMIT = 10_000  # RSHUB_MAX_RECORD_BYTES's smallest value
+
+
+@pytest.fixture
+def hub_env() -> dict[str, str]:
+    return {"RSHUB_MAX_RECORD_BYTES": str(LIMIT)}
+
+
+# Each field within the model's limits; the request's row keeps the request and the step's
+# outputs (for a replay), so it is about twice the size of the largest output.
+LONG = Bibliographic(
+    title="T" * 2000,
+    author="A" * 1000,
+    publisher="P" * 1000,
+    place_of_publication="L" * 1000,
+    edition="E" * 900,
+    bibliographic_level="Book",
+)
+
+
+async def test_a_row_too_large_for_the_broker_is_refused_and_the_worker_goes_on(
+    hub: HubProcess, libraries: dict[str, Library]
+) -> None:
+    north, south = libraries["NORTH"], libraries["SOUTH"]
+    status, answer = await north.send(
+        Message(
+            event=Event.REQUEST,
+            request_id="BIG-1",
+            patron_id="p",
+            request_format=RequestFormat.PHYSICAL,
+            bibliographic=LONG,
+        )
+    )
+    assert status == 200 and answer.errors, answer
+
+    # The next request goes through: the worker was not stopped by the first. The lender
+    # never heard of the refused one.
+    await ask(north, "SMALL-1")
+    assert (await asyncio.wait_for(south.next(), 30)).request_id != "BIG-1"
+
+    letters = rshub(hub, "deadletters", "--json")
+    assert letters.returncode == 0, letters.stderr
+    txn = transaction_id("NORTH", "BIG-1")
+    assert f"transaction {txn}'s row would be" in letters.stdout
