@@ -3,7 +3,7 @@
     python -m bench.hub [--borrower ncip] [--lender ncip] [--quick]
                         [--single N] [--per-level N] [--inflight 16 64 128] [--idle-s S]
                         [--fetch-wait-ms W] [--hub-env KEY=VALUE ...] [--name NAME]
-                        [--no-stages]
+                        [--no-stages] [--pauses N] [--pause-s S]
 
 Phases, one after the other (so no phase's CPU disturbs another's):
 1. raw pipe: aiokafka produce (acks=all) and `getmany()` consume, messages of the size of the
@@ -16,7 +16,9 @@ Each is measured one message at a time (p50/p99 latency) and with 16, 64 and 128
 flight (msg/s, p50/p99): a message is timed from the start of its send to its receipt at the
 far end. Idle CPU (fraction of a core over --idle-s of idleness) of forwarder + broker and hub +
 broker, and CPU ms per request under load (over the in-flight phases) of each process; the
-hub's CPU per request by stage over the same phases (bench.stages, with py-spy).
+hub's CPU per request by stage over the same phases (bench.stages, with py-spy). The hub also
+gets --pauses messages each sent after --pause-s of quiet: sparse traffic, what most partners
+see, once its consumers have gone idle (RSHUB_IDLE_FETCH_WAIT_MS).
 Ratios hub/forwarder and hub/pipe are printed and written to bench/results/<name>.json
 (default hub-<borrower>-<lender>).
 """
@@ -46,6 +48,8 @@ async def measure_hub(
     warmup: int,
     env: dict[str, str],
     by_stage: bool = True,
+    pauses: int = 0,
+    pause_s: float = 3.0,
 ) -> dict[str, Any]:
     borrower = library(borrower_protocol, "NORTH")
     lender = library(lender_protocol, "SOUTH")
@@ -62,6 +66,10 @@ async def measure_hub(
             route.send, route.arrivals, single, per_level, levels, "hub", pids, sampler
         )
         result["idle_cpu_cores"] = idle
+        if pauses:
+            result["after_pause"] = await measure.after_pauses(
+                route.send, route.arrivals, pauses, pause_s, "hub, after a pause", "hub-p"
+            )
         if sampler is not None:
             if sampler.samples is None:
                 measure.say(f"hub: no CPU by stage: {sampler.problem}")
@@ -110,6 +118,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             args.warmup,
             parse_env(args.hub_env),
             args.stages,
+            args.pauses,
+            args.pause_s,
         )
     hub_cpu = hub["cpu_ms_per_request"].get("hub")
     fwd_cpu = forwarder["cpu_ms_per_request"].get("forwarder")
@@ -141,10 +151,15 @@ def report(result: dict[str, Any]) -> str:
         ("forwarder", result["forwarder"]),
         ("hub", result["hub"]),
     ]
-    latency = measure.table(
-        ["one at a time", "p50 ms", "p99 ms"],
-        [[name, r["one_at_a_time"]["p50_ms"], r["one_at_a_time"]["p99_ms"]] for name, r in phases],
-    )
+    singles = [
+        [name, r["one_at_a_time"]["p50_ms"], r["one_at_a_time"]["p99_ms"]] for name, r in phases
+    ]
+    if "after_pause" in result["hub"]:
+        paused = result["hub"]["after_pause"]
+        singles.append(
+            [f"hub, each after {paused['pause_s']:g} s quiet", paused["p50_ms"], paused["p99_ms"]]
+        )
+    latency = measure.table(["one at a time", "p50 ms", "p99 ms"], singles)
     rows = []
     for level in levels:
         for name, r in phases:
@@ -210,6 +225,10 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle CPU sampling time")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument(
+        "--pauses", type=int, default=6, help="hub messages sent each after a quiet pause"
+    )
+    parser.add_argument("--pause-s", type=float, default=3.0, help="length of that pause")
+    parser.add_argument(
         "--fetch-wait-ms",
         type=int,
         default=None,
@@ -237,6 +256,7 @@ def arguments(description: str) -> argparse.ArgumentParser:
 def quick(args: argparse.Namespace) -> None:
     if args.quick:
         args.single, args.per_level, args.idle_s, args.warmup = 8, 160, 3.0, 5
+        args.pauses = min(args.pauses, 3)
 
 
 if __name__ == "__main__":

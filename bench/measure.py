@@ -143,6 +143,21 @@ async def closed_loop(
     return result
 
 
+async def after_pauses(
+    send: Send, arrivals: Arrivals, count: int, pause_s: float, label: str, prefix: str
+) -> dict[str, float]:
+    """`count` messages one at a time, each after `pause_s` of quiet: the latency a partner
+    sees when traffic is sparse, as in most consortia (the hub's consumers have gone idle)."""
+    latencies: list[float] = []
+    for n in range(count):
+        await asyncio.sleep(pause_s)  # the quiet is what is measured, not a synchronisation
+        one = await closed_loop(send, arrivals, 1, 1, f"{label} {n + 1}/{count}", f"{prefix}-{n}")
+        latencies.append(one["p50_ms"] / 1000)
+    result = summary(latencies)
+    result["pause_s"] = pause_s
+    return result
+
+
 async def load_levels(
     send: Send,
     arrivals: Arrivals,

@@ -109,6 +109,7 @@ def create_app(
         if fetch_wait_ms is not None
         else fetching.detect(bootstrap_servers, settings.fetch_wait_ms)
     )
+    app.idle_fetch_wait_ms = settings.idle_fetch_wait_ms
     inputs = app.topic("ill.inbound", "ill.delivery", "ill.control", **RAW)
     # The table's changelog is ill.transactions, the row of every transaction that `rshub
     # deliveries`, the operators' index and any monitoring read: one record per step, not a
@@ -197,8 +198,20 @@ def create_app(
         """Write outputs, all or none: sizes are checked before anything is produced."""
         await produce(encode(outputs))
 
-    async def dead(stage: str, error: str, key: str, detail: dict[str, Any]) -> None:
-        letter = DeadLetter(stage=stage, error=error[:2000], transaction_id=key, detail=detail)
+    async def dead(
+        stage: str, error: str, key: str, detail: dict[str, Any], message: Message | None = None
+    ) -> None:
+        """`message`: the partner's message that failed, so the letter names the partner and
+        the raw message on ill.audit (listed per partner, replayable by `rshub deadletters`)."""
+        letter = DeadLetter(
+            stage=stage,
+            error=error[:2000],
+            transaction_id=key,
+            detail=detail,
+            partner=message.sender or None if message else None,
+            protocol=message.source_protocol or None if message else None,
+            audit_ref=message.audit_ref if message else None,
+        )
         await write([as_output("ill.deadletter", key, letter)])
 
     @app.agent(inputs)
@@ -266,6 +279,7 @@ def create_app(
         except Exception as exc:
             # One record must never stop the agent: it is recorded and the next one is read.
             log.error("agent.record_failed", topic=topic, key=key, error=str(exc)[:500])
+            message = _message_in(event.value) if topic == "ill.inbound" else None
             await dead(
                 "apply",
                 f"record on {topic} not applied: {exc}",
@@ -274,9 +288,10 @@ def create_app(
                     "offset": event.message.offset,
                     "partition": event.message.partition,
                 },
+                message,
             )
-            if topic == "ill.inbound":
-                await _refused_verdict(key, event.value, str(exc), headers.get(REPLY_TO))
+            if message is not None:
+                await _refused_verdict(key, message, headers.get(REPLY_TO))
             return
         if step is not None:
             await _commit(step)
@@ -353,13 +368,10 @@ def create_app(
                 state=result.verdict.state,
             )
 
-    async def _refused_verdict(key: str, value: bytes, error: str, reply_to: bytes | None) -> None:
-        """The partner is waiting for a word on a message the agent could not apply."""
-        try:
-            # The id the gateway waits under is the message's content digest, not a field.
-            message_id = Message.model_validate_json(value).message_id
-        except ValueError:
-            return  # not a message at all: nobody can be waiting for it
+    async def _refused_verdict(key: str, message: Message, reply_to: bytes | None) -> None:
+        """The partner is waiting for a word on a message the agent could not apply (under
+        the message's content digest)."""
+        message_id = message.message_id
         verdict = Verdict(
             message_id=message_id,
             transaction_id=key,
@@ -475,6 +487,13 @@ class _Step(NamedTuple):
     outputs: list[Output]
     encoded: list[tuple[Output, bytes | None]]
     row: tuple[Any, int, str, Any] | None  # (table, partition, key, value) when it changed
+
+
+def _message_in(value: bytes) -> Message | None:
+    try:
+        return Message.model_validate_json(value)
+    except ValueError:
+        return None  # not a message at all: nobody waits for an answer to it
 
 
 def _key(event: Any) -> str:

@@ -11,8 +11,9 @@ own followers.
 A small W on Tansu is paid in idle CPU (every empty fetch is a round trip that scans every
 assigned partition), so only the consumer on a step's critical path (faust's worker consumer)
 uses it, and only while records flow: after `IDLE_AFTER_S` without a record it waits
-`IDLE_WAIT_MS` per fetch, and returns to W with the first record it gets. The cost: the first
-message after a quiet second waits up to IDLE_WAIT_MS / 2 longer on its first hop. Followers
+RSHUB_IDLE_FETCH_WAIT_MS (default `IDLE_WAIT_MS`) per fetch, and returns to W with the first
+record it gets. The cost: the first message after a quiet second waits up to half that longer
+on its first hop. Followers
 that merely catch up with other workers' writes use `FOLLOWER_WAIT_MS`.
 
 Tansu's memory engine also lists every batch of a partition on each fetch and gives up at the
@@ -208,9 +209,10 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_wait_ms", KAFKA_WAIT_MS)
+        idle = getattr(self.app, "idle_fetch_wait_ms", IDLE_WAIT_MS)
         tune(consumer, wait)
         # The idle wait only where the broker polls (a small W); the starvation guard always.
-        self.pacer = Pacer(wait, IDLE_WAIT_MS if wait < IDLE_WAIT_MS else None)
+        self.pacer = Pacer(wait, idle if wait < idle else None)
         return consumer
 
     async def on_start(self) -> None:
@@ -248,6 +250,7 @@ class App(faust.App):
     """faust.App whose worker consumer fetches with `fetch_wait_ms`."""
 
     fetch_wait_ms: int = KAFKA_WAIT_MS
+    idle_fetch_wait_ms: int = IDLE_WAIT_MS
     # A transaction's state as this worker's table holds it (set by hub.agents.create_app;
     # the gateway's status pages read it).
     transaction_state: Callable[[str], str | None] = staticmethod(lambda _key: None)

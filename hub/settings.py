@@ -80,6 +80,13 @@ class Settings(BaseModel):
         description="how long a consumer's fetch waits at the broker; unset: 10 on the "
         "embedded broker (it polls), 500 on Apache Kafka",
     )
+    idle_fetch_wait_ms: int = Field(
+        100,
+        ge=0,
+        description="the agents' consumer's fetch wait after a quiet second on the embedded "
+        "broker (it polls: a longer wait is less idle CPU, and that much longer a first hop "
+        "for the first message after a pause)",
+    )
     producer_linger_ms: float = Field(
         0.0, ge=0, description="how long the agents' producer waits to batch records"
     )

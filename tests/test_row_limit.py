@@ -5,6 +5,7 @@ anyway, the broker would refuse the row: fatal, and the same again after every r
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -55,7 +56,10 @@ async def test_a_row_too_large_for_the_broker_is_refused_and_the_worker_goes_on(
     await ask(north, "SMALL-1")
     assert (await asyncio.wait_for(south.next(), 30)).request_id != "BIG-1"
 
-    letters = rshub(hub, "deadletters", "--json")
-    assert letters.returncode == 0, letters.stderr
+    listed = rshub(hub, "deadletters", "--json", "--partner", "NORTH")
+    assert listed.returncode == 0, listed.stderr
     txn = transaction_id("NORTH", "BIG-1")
-    assert f"transaction {txn}'s row would be" in letters.stdout
+    (letter,) = [x for x in json.loads(listed.stdout) if x["transaction_id"] == txn]
+    assert f"transaction {txn}'s row would be" in letter["error"]
+    # The letter points at the raw message, so the operators can read it and replay it.
+    assert letter["protocol"] == "ncip" and letter["audit_ref"]
