@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,13 +50,22 @@ STUCK_AFTER_ENV = "RSHUB_STUCK_AFTER_HOURS"
 STUCK_AFTER_HOURS = 72.0
 BATCH_RECORDS = 2000
 FOLLOW_WAIT_MS = 200  # how long a fetch of the following consumer waits at the broker
-# Once caught up, the following consumer rests this long with its partitions paused (no fetch
-# at all) before it reads again. Each fetch that returns records makes the embedded broker list
-# every batch of each partition it reads from, and the index reads about 56: following as
-# fast as records came took half the hub's throughput by 10,000 requests and 0.36 of it by
-# 20,000 (bench.longrun, with and without the index). The console's views lag by as much;
-# `rshub find`/`show` are exact anyway (they read what was written since first).
+# Once caught up, the following consumer rests with its partitions paused (no fetch at all)
+# before it reads again: FOLLOW_INTERVAL_S, or REST_PER_ROUND times as long as the round took,
+# whichever is longer. On the embedded broker every fetch that returns records lists every
+# batch of each partition it reads from, so a round costs the broker in proportion to all it
+# holds: following as fast as records came took half the hub's throughput by 10,000 requests,
+# and with a fixed rest the index's rounds alone held the broker by 30,000 (bench.longrun).
+# A round therefore also reads one partition at a time (a fetch lists one partition, and
+# never runs out of time listing all of them, which returned nothing, ever). The console's
+# views lag by a round and a rest; `rshub find`/`show` are exact anyway (they read what was
+# written since first).
 FOLLOW_INTERVAL_S = 2.0
+REST_PER_ROUND = 4.0
+# A round's records are applied together (one SQLite transaction: a page shows a whole round
+# or none of it, never one topic's news without another's older records), up to this many.
+ROUND_RECORDS = 50_000
+EMPTY_READS = 5  # reads of a partition in a row that bring nothing before a round moves on
 
 TOPICS = (
     "ill.transactions",
@@ -610,39 +620,61 @@ async def catch_up(bootstrap: str, index: Index) -> int:
     """Reads every topic up to its end as of now; the number of records applied."""
     consumer = await _consumer(bootstrap)
     try:
-        return await _read_to_end(consumer, index, await _assign(consumer, index))
+        return await _read_to_end(consumer, index, await _assign(consumer, index), BATCH_RECORDS)
     finally:
         await consumer.stop()
 
 
 async def follow(bootstrap: str, index: Index) -> None:
     """Keeps the index up to date until cancelled (`rshub serve` runs it), in rounds: each
-    reads every partition up to its end as of the round's start (so a page never shows one
-    topic's news without another's older ones), then the consumer rests FOLLOW_INTERVAL_S
-    with its partitions paused. Topics created later (a connector added) are picked up on
-    the next start."""
+    reads every partition up to its end as of the round's start, then the consumer rests
+    with its partitions paused (see REST_PER_ROUND). Topics created later (a connector
+    added) are picked up on the next start."""
     consumer = await _consumer(bootstrap)
     try:
         assigned = await _assign(consumer, index)
         log.info("index.following", path=str(index.path))
+        longest = FOLLOW_INTERVAL_S
         while True:
-            await _read_to_end(consumer, index, assigned)
-            consumer.pause(*assigned)
-            await asyncio.sleep(FOLLOW_INTERVAL_S)
-            consumer.resume(*assigned)
+            began = time.monotonic()
+            await _read_to_end(consumer, index, assigned, ROUND_RECORDS)
+            rest = max(FOLLOW_INTERVAL_S, REST_PER_ROUND * (time.monotonic() - began))
+            if rest > longest:
+                longest = rest  # once per new height: the embedded broker holds a lot
+                log.info("index.rest_longer", rest_s=round(rest, 1))
+            await asyncio.sleep(rest)  # paused: the rest is the point, nothing to await
     finally:
         await consumer.stop()
 
 
-async def _read_to_end(consumer: Any, index: Index, assigned: list[Any]) -> int:
-    """Reads `assigned` up to each partition's end as of now; the number of records applied."""
+async def _read_to_end(consumer: Any, index: Index, assigned: list[Any], hold: int) -> int:
+    """Reads `assigned` up to each partition's end as of now, one partition at a time (the
+    others paused; all are paused when it returns), applying at most `hold` records at once;
+    the number of records applied."""
+    consumer.pause(*assigned)
     ends = await consumer.end_offsets(assigned)
-    targets = {tp: end for tp, end in ends.items() if await consumer.position(tp) < end}
+    behind = [tp for tp in assigned if await consumer.position(tp) < ends[tp]]
+    held: list[Record] = []
     applied = 0
-    while targets:
-        batch = await consumer.getmany(*targets, timeout_ms=1000, max_records=BATCH_RECORDS)
-        applied += await asyncio.to_thread(index.apply, _records(batch))
-        for tp in list(targets):
-            if await consumer.position(tp) >= targets[tp]:
-                del targets[tp]
+    for tp in behind:
+        consumer.resume(tp)
+        empty = 0
+        try:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=BATCH_RECORDS)
+                empty = 0 if batch else empty + 1
+                if empty == EMPTY_READS:
+                    # The broker keeps answering with nothing (the embedded one, once a
+                    # partition is too large to list within a fetch's longest wait): leave it
+                    # for the next round rather than never rest.
+                    log.warning("index.partition_unread", topic=tp.topic, partition=tp.partition)
+                    break
+                held.extend(_records(batch))
+                if len(held) >= hold:
+                    applied += await asyncio.to_thread(index.apply, held)
+                    held = []
+        finally:
+            consumer.pause(tp)
+    if held:
+        applied += await asyncio.to_thread(index.apply, held)
     return applied
