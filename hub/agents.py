@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, NoReturn, cast
 
 import faust
-import orjson
 import structlog
 from aiokafka.partitioner import murmur2
+from faust.serializers import codecs
 
 from connectors.core.contract import Attempt, Connector, Outgoing, Registry, Sender
 from connectors.core.directory import Directory, Partner
@@ -49,7 +49,7 @@ from connectors.core.records import (
     Tick,
     Verdict,
 )
-from hub import consumer_guard, fetching, metrics, relay
+from hub import consumer_guard, fetching, jsonbytes, metrics, relay
 from hub.delivery import PartnerQueues
 from hub.engine import apply
 from hub.kafka_io import REPLY_TO, KafkaIO
@@ -65,6 +65,18 @@ ROW_CACHE = 1024  # validated transaction rows kept (a step's next input comes s
 HUB_AGENCY = "RSHUB"
 HELD = "held back: an earlier step to this partner has not been delivered"
 RAW: dict[str, Any] = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
+ROW_CODEC = "rshub-json"  # the transactions table's values: see hub.jsonbytes
+
+
+class _RowCodec(codecs.Codec):
+    def _dumps(self, value: Any) -> bytes:
+        return jsonbytes.dumps(value)
+
+    def _loads(self, data: bytes) -> Any:
+        return jsonbytes.loads(data)
+
+
+codecs.register(ROW_CODEC, _RowCodec())
 
 
 class TooLarge(ValueError):
@@ -120,14 +132,19 @@ def create_app(
         "ill.transactions",
         key_type=str,
         key_serializer="raw",
-        value_serializer="json",
+        value_serializer=ROW_CODEC,
         partitions=4,
         compacting=True,
         acks=False,
         internal=True,
     )
     transactions = app.Table(
-        "transactions", default=None, partitions=4, key_type=str, changelog_topic=changelog
+        "transactions",
+        default=None,
+        partitions=4,
+        key_type=str,
+        value_serializer=ROW_CODEC,
+        changelog_topic=changelog,
     )
     cast(Any, transactions).key_serializer = "raw"  # what send_changelog writes keys with
     delivered = app.Table("delivered", default=list, partitions=4)
@@ -155,20 +172,19 @@ def create_app(
         if len(rows) > ROW_CACHE:
             del rows[next(iter(rows))]
 
+    def sized(what: str, value: Any) -> bytes:
+        """`value` as the bytes of a record; TooLarge if the broker would not take them."""
+        data = jsonbytes.dumps(value)
+        if len(data) > limit:
+            raise TooLarge(f"{what} would be {len(data)} bytes (the limit is {limit})")
+        return data
+
     def encode(outputs: list[Output]) -> list[tuple[Output, bytes | None]]:
         """The records' bytes; TooLarge (before anything is produced) if one would not fit."""
-        encoded = []
-        for output in outputs:
-            # orjson: compact JSON in a fraction of json.dumps's time; this is every record a
-            # step writes. faust's JSON codec (the table's changelog) uses it too once installed.
-            value = None if output.value is None else orjson.dumps(output.value)
-            if value is not None and len(value) > limit:
-                raise TooLarge(
-                    f"a record for {output.topic} would be {len(value)} bytes "
-                    f"(the limit is {limit})"
-                )
-            encoded.append((output, value))
-        return encoded
+        return [
+            (o, None if o.value is None else sized(f"a record for {o.topic}", o.value))
+            for o in outputs
+        ]
 
     async def produce(
         encoded: list[tuple[Output, bytes | None]], row: tuple[Any, int, str, Any] | None = None
@@ -336,11 +352,11 @@ def create_app(
         # worker comes back (or hands its partition over) with a row older than its outputs.
         changed = txn is not None and not (cached is not None and cached[1] is txn)
         value = txn.model_dump(mode="json") if txn is not None and changed else None
-        size = 0 if value is None else len(orjson.dumps(value))
-        if size > limit:
+        if value is not None:
             # A row the broker would refuse must not get as far as the producer: that failure
-            # is fatal, and the replayed input would fail again after every restart.
-            raise TooLarge(f"transaction {key}'s row would be {size} bytes (the limit is {limit})")
+            # is fatal, and the replayed input would fail again after every restart. (The
+            # table's codec encodes it again: faust offers no way to hand it these bytes.)
+            sized(f"transaction {key}'s row", value)
         row = (transactions, partition, key, value) if changed else None
         return _Step(key, result, local, outputs, encode(outputs), row)
 

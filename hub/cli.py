@@ -252,11 +252,21 @@ def serve(settings: Settings) -> int:
 
         @app.task
         async def keep_index() -> None:
-            """The operators' index (rshub find/show) follows the topics while the hub runs."""
-            try:
-                await index_module.follow(bootstrap, follower)
-            except Exception as error:  # the hub goes on; `find` catches up by itself
-                log.error("index.stopped", error=f"{type(error).__name__}: {error}")
+            """The operators' index (rshub find/show) follows the topics while the hub runs;
+            after an error it starts again from what it has applied (the hub goes on
+            meanwhile, and `find` catches up by itself)."""
+            pause = 5.0
+            while True:
+                try:
+                    await index_module.follow(bootstrap, follower)
+                except Exception as error:
+                    log.error(
+                        "index.stopped",
+                        error=f"{type(error).__name__}: {error}",
+                        again_in_s=pause,
+                    )
+                await asyncio.sleep(pause)  # a backoff before the next try, not a wait for it
+                pause = min(pause * 2, 60.0)
 
         metrics.watch(
             metrics.Views(

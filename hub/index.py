@@ -40,8 +40,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import structlog
+
+from hub import jsonbytes
 
 log = structlog.get_logger(__name__)
 
@@ -62,10 +63,18 @@ FOLLOW_WAIT_MS = 200  # how long a fetch of the following consumer waits at the 
 # written since first).
 FOLLOW_INTERVAL_S = 2.0
 REST_PER_ROUND = 4.0
-# A round's records are applied together (one SQLite transaction: a page shows a whole round
-# or none of it, never one topic's news without another's older records), up to this many.
-ROUND_RECORDS = 50_000
-EMPTY_READS = 5  # reads of a partition in a row that bring nothing before a round moves on
+MAX_REST_S = 60.0  # a long first round (a new index, a backlog) must not leave it stale long
+# A round's records are applied together, up to this many at a time (one SQLite transaction:
+# a page shows a round's records together, not one topic's news without another's older
+# records, unless a round brings more than this).
+ROUND_RECORDS = 10_000
+# The index's fetch wait may grow to INDEX_MAX_WAIT_MS while the broker answers with nothing
+# (see hub.fetching.Pacer); a read waits longer than that, so an empty read is an empty
+# answer, and a round moves on after EMPTY_READS of them in a row (the partition is too
+# large for the embedded broker to list within a fetch's wait): it rests rather than never.
+INDEX_MAX_WAIT_MS = 2000
+READ_TIMEOUT_MS = INDEX_MAX_WAIT_MS + 1000
+EMPTY_READS = 5
 
 TOPICS = (
     "ill.transactions",
@@ -216,7 +225,7 @@ class Index:
                     handler = self._outbound
                 if handler is not None and record.value is not None:
                     try:
-                        handler(record, orjson.loads(record.value))
+                        handler(record, jsonbytes.loads(record.value))
                     except (ValueError, KeyError, TypeError, AttributeError) as error:
                         # A record the index cannot read is skipped, not a stopped index.
                         log.warning("index.unreadable", ref=record.ref, error=str(error)[:200])
@@ -249,7 +258,7 @@ class Index:
                 kind,
                 summary,
                 ref,
-                None if body is None else orjson.dumps(body).decode(),
+                None if body is None else jsonbytes.dumps(body).decode(),
             ),
         )
 
@@ -577,7 +586,7 @@ async def _consumer(bootstrap: str) -> Any:
     )
     await consumer.start()
     # On the embedded broker a full partition starves a short wait: let it grow (hub.fetching).
-    pace(consumer, Pacer(FOLLOW_WAIT_MS, idle_ms=None))
+    pace(consumer, Pacer(FOLLOW_WAIT_MS, idle_ms=None, cap_ms=INDEX_MAX_WAIT_MS))
     return consumer
 
 
@@ -617,7 +626,9 @@ def _records(batch: dict[Any, list[Any]]) -> list[Record]:
 
 
 async def catch_up(bootstrap: str, index: Index) -> int:
-    """Reads every topic up to its end as of now; the number of records applied."""
+    """Reads every topic up to its end as of now; the number of records applied. A partition
+    the broker cannot serve is logged (`index.partition_unread`): what is read is then exact
+    except for it."""
     consumer = await _consumer(bootstrap)
     try:
         return await _read_to_end(consumer, index, await _assign(consumer, index), BATCH_RECORDS)
@@ -628,8 +639,8 @@ async def catch_up(bootstrap: str, index: Index) -> int:
 async def follow(bootstrap: str, index: Index) -> None:
     """Keeps the index up to date until cancelled (`rshub serve` runs it), in rounds: each
     reads every partition up to its end as of the round's start, then the consumer rests
-    with its partitions paused (see REST_PER_ROUND). Topics created later (a connector
-    added) are picked up on the next start."""
+    with its partitions paused (`rest_after`). Topics created later (a connector added) are
+    picked up on the next start."""
     consumer = await _consumer(bootstrap)
     try:
         assigned = await _assign(consumer, index)
@@ -638,19 +649,28 @@ async def follow(bootstrap: str, index: Index) -> None:
         while True:
             began = time.monotonic()
             await _read_to_end(consumer, index, assigned, ROUND_RECORDS)
-            rest = max(FOLLOW_INTERVAL_S, REST_PER_ROUND * (time.monotonic() - began))
+            rest = rest_after(time.monotonic() - began)
             if rest > longest:
                 longest = rest  # once per new height: the embedded broker holds a lot
                 log.info("index.rest_longer", rest_s=round(rest, 1))
-            await asyncio.sleep(rest)  # paused: the rest is the point, nothing to await
+            await _rest(rest)
     finally:
         await consumer.stop()
 
 
+def rest_after(round_s: float) -> float:
+    """How long the index rests after a round that took `round_s`."""
+    return min(MAX_REST_S, max(FOLLOW_INTERVAL_S, REST_PER_ROUND * round_s))
+
+
+async def _rest(seconds: float) -> None:
+    await asyncio.sleep(seconds)  # partitions paused: the rest is the point, nothing to await
+
+
 async def _read_to_end(consumer: Any, index: Index, assigned: list[Any], hold: int) -> int:
     """Reads `assigned` up to each partition's end as of now, one partition at a time (the
-    others paused; all are paused when it returns), applying at most `hold` records at once;
-    the number of records applied."""
+    others paused; all are paused when it returns or raises), applying up to `hold` records
+    at once; the number of records applied."""
     consumer.pause(*assigned)
     ends = await consumer.end_offsets(assigned)
     behind = [tp for tp in assigned if await consumer.position(tp) < ends[tp]]
@@ -661,12 +681,11 @@ async def _read_to_end(consumer: Any, index: Index, assigned: list[Any], hold: i
         empty = 0
         try:
             while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=BATCH_RECORDS)
+                batch = await consumer.getmany(
+                    tp, timeout_ms=READ_TIMEOUT_MS, max_records=BATCH_RECORDS
+                )
                 empty = 0 if batch else empty + 1
                 if empty == EMPTY_READS:
-                    # The broker keeps answering with nothing (the embedded one, once a
-                    # partition is too large to list within a fetch's longest wait): leave it
-                    # for the next round rather than never rest.
                     log.warning("index.partition_unread", topic=tp.topic, partition=tp.partition)
                     break
                 held.extend(_records(batch))

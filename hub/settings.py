@@ -83,6 +83,7 @@ class Settings(BaseModel):
     idle_fetch_wait_ms: int = Field(
         100,
         ge=0,
+        le=10_000,
         description="the agents' consumer's fetch wait after a quiet second on the embedded "
         "broker (it polls: a longer wait is less idle CPU, and that much longer a first hop "
         "for the first message after a pause)",

@@ -43,16 +43,15 @@ async def test_the_index_reads_in_rounds_and_rests_paused_between_them(
         resume(self, *partitions)
         unpaused.append(fetching(self))
 
-    sleep = asyncio.sleep
+    rest = index_module._rest
 
-    async def resting(seconds: float, *args: Any) -> Any:
-        if asyncio.current_task() is following:  # the index's rest, however long
-            rests.append(unpaused[-1] if unpaused else -1)
-        return await sleep(seconds, *args)
+    async def resting(seconds: float) -> None:
+        rests.append(unpaused[-1] if unpaused else -1)
+        await rest(seconds)
 
     monkeypatch.setattr(AIOKafkaConsumer, "pause", paused)
     monkeypatch.setattr(AIOKafkaConsumer, "resume", resumed)
-    monkeypatch.setattr(index_module.asyncio, "sleep", resting)
+    monkeypatch.setattr(index_module, "_rest", resting)
     index = index_module.Index(tmp_path / "index.sqlite3")
     following = asyncio.create_task(index_module.follow(bootstrap, index))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
@@ -77,3 +76,95 @@ async def test_the_index_reads_in_rounds_and_rests_paused_between_them(
         following.cancel()
         await producer.stop()
         index.close()
+
+
+class _Consumer:
+    """Stands in for aiokafka's consumer in `_read_to_end`: partitions with an end offset and
+    a position, reads of up to two records, and a list of reads that bring nothing."""
+
+    def __init__(self, ends: dict[Any, int], starved: Any = None, fail: Any = None) -> None:
+        self.ends, self.positions = ends, dict.fromkeys(ends, 0)
+        self.starved, self.fail = starved, fail
+        self.active: set[Any] = set(ends)
+        self.reads: list[Any] = []
+
+    def pause(self, *tps: Any) -> None:
+        self.active -= set(tps)
+
+    def resume(self, *tps: Any) -> None:
+        self.active |= set(tps)
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {tp: self.ends[tp] for tp in tps}
+
+    async def position(self, tp: Any) -> int:
+        return self.positions[tp]
+
+    async def getmany(self, tp: Any, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+        assert self.active == {tp}, "one partition fetching at a time"
+        self.reads.append(tp)
+        if tp == self.fail:
+            raise RuntimeError("broker gone")
+        if tp == self.starved:
+            return {}
+        start = self.positions[tp]
+        stop = min(start + 2, self.ends[tp])
+        self.positions[tp] = stop
+        return {tp: [_record(tp, n) for n in range(start, stop)]}
+
+
+def _record(tp: Any, offset: int) -> Any:
+    row = {"id": f"t{offset}", "state": "Requested", "borrower": "NORTH", "pending": []}
+    return type(
+        "R",
+        (),
+        {
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offset": offset,
+            "timestamp": 0,
+            "key": f"t{offset}".encode(),
+            "value": json.dumps(row).encode(),
+        },
+    )()
+
+
+async def test_a_round_reads_each_partition_to_its_end_and_leaves_all_paused(
+    tmp_path: Path,
+) -> None:
+    from aiokafka import TopicPartition
+
+    a, b, c = (TopicPartition("ill.transactions", p) for p in range(3))
+    consumer = _Consumer({a: 5, b: 0, c: 3})
+    index = index_module.Index(tmp_path / "index.sqlite3")
+    try:
+        applied = await index_module._read_to_end(consumer, index, [a, b, c], hold=4)
+        assert applied == 8 and consumer.active == set()
+        assert b not in consumer.reads  # nothing new there: not fetched at all
+        assert index.offsets() == {("ill.transactions", 0): 5, ("ill.transactions", 2): 3}
+    finally:
+        index.close()
+
+
+async def test_a_partition_the_broker_starves_is_left_for_the_next_round(tmp_path: Path) -> None:
+    from aiokafka import TopicPartition
+
+    a, b = TopicPartition("ill.transactions", 0), TopicPartition("ill.transactions", 1)
+    consumer = _Consumer({a: 4, b: 2}, starved=a)
+    index = index_module.Index(tmp_path / "index.sqlite3")
+    try:
+        assert await index_module._read_to_end(consumer, index, [a, b], hold=100) == 2
+        assert consumer.reads.count(a) == index_module.EMPTY_READS and consumer.active == set()
+        # A read that fails leaves every partition paused too (the round is retried whole).
+        failing = _Consumer({a: 4, b: 2}, fail=b)
+        with pytest.raises(RuntimeError):
+            await index_module._read_to_end(failing, index, [a, b], hold=100)
+        assert failing.active == set()
+    finally:
+        index.close()
+
+
+def test_the_rest_grows_with_the_round_within_bounds() -> None:
+    assert index_module.rest_after(0.01) == index_module.FOLLOW_INTERVAL_S
+    assert index_module.rest_after(3.0) == 3.0 * index_module.REST_PER_ROUND
+    assert index_module.rest_after(3600) == index_module.MAX_REST_S

@@ -1,0 +1,29 @@
+"""The JSON of the hub's records and of the transactions table's rows keeps every value a
+partner sent exactly: orjson where it can, the standard library where orjson cannot."""
+
+import json
+import math
+
+from faust.serializers import codecs
+
+from hub import agents, jsonbytes
+
+BIG = 2**70 + 1  # an ISO 10161 INTEGER kept in `extensions` may be this large
+
+
+def test_integers_beyond_64_bits_survive_a_row_round_trip() -> None:
+    codec = codecs.get_codec(agents.ROW_CODEC)
+    row = {"id": "t1", "request": {"extensions": {"iso10161": {"serial": BIG}}}}
+    data = codec.dumps(row)
+    assert codec.loads(data) == row
+    assert type(codec.loads(data)["request"]["extensions"]["iso10161"]["serial"]) is int
+
+
+def test_what_orjson_writes_is_the_same_json() -> None:
+    value = {"a": [1, 2.5, None, True], "é": "ü\\u2028", "n": {"k": "v"}}
+    assert json.loads(jsonbytes.dumps(value)) == value
+    assert jsonbytes.loads(jsonbytes.dumps({"big": BIG})) == {"big": BIG}
+
+
+def test_nan_written_by_the_standard_library_is_read_back() -> None:
+    assert math.isnan(jsonbytes.loads(json.dumps({"x": float("nan")}))["x"])
