@@ -16,7 +16,8 @@ Each is measured one message at a time (p50/p99 latency) and with 16, 64 and 128
 flight (msg/s, p50/p99): a message is timed from the start of its send to its receipt at the
 far end. Idle CPU (fraction of a core over --idle-s of idleness) of forwarder + broker and hub +
 broker, and CPU ms per request under load (over the in-flight phases) of each process; the
-hub's CPU per request by stage over the same phases (bench.stages, with py-spy). The hub also
+hub's CPU per request by stage, in a phase of its own at the highest level (bench.stages,
+with py-spy, which stops the hub for each sample). The hub also
 gets --pauses messages each sent after --pause-s of quiet: sparse traffic, what most partners
 see, once its consumers have gone idle (RSHUB_IDLE_FETCH_WAIT_MS).
 Ratios hub/forwarder and hub/pipe are printed and written to bench/results/<name>.json
@@ -61,23 +62,40 @@ async def measure_hub(
         await measure.closed_loop(route.send, route.arrivals, warmup, 1, "hub warm-up", "W")
         measure.say(f"hub: idle CPU over {idle_s:g} s ...")
         idle = await measure.idle_cpu(pids, idle_s)
-        sampler = stages.Sampler(pids["hub"]) if by_stage else None
         result = await measure.load_levels(
-            route.send, route.arrivals, single, per_level, levels, "hub", pids, sampler
+            route.send, route.arrivals, single, per_level, levels, "hub", pids
         )
         result["idle_cpu_cores"] = idle
         if pauses:
             result["after_pause"] = await measure.after_pauses(
                 route.send, route.arrivals, pauses, pause_s, "hub, after a pause", "hub-p"
             )
-        if sampler is not None:
-            if sampler.samples is None:
-                measure.say(f"hub: no CPU by stage: {sampler.problem}")
-            else:
-                result["cpu_by_stage"] = stages.breakdown(
-                    sampler.samples, result["cpu_ms_per_request"].get("hub")
-                )
+        if by_stage:
+            await by_stages(route, pids["hub"], per_level, max(levels), result)
         return result
+
+
+async def by_stages(
+    route: Route, pid: int | None, count: int, inflight: int, result: dict[str, Any]
+) -> None:
+    """The hub's CPU by stage, from a phase of its own: py-spy stops the process for each
+    sample, so the figures above are measured without it."""
+    sampler, meter = stages.Sampler(pid), measure.CpuMeter({"hub": pid})
+    meter.start()
+    sampler.start()
+    try:
+        await measure.closed_loop(
+            route.send, route.arrivals, count, inflight, "hub, sampled by stage", "hub-s"
+        )
+    finally:
+        spent = meter.stop()["hub"]
+        sampler.stop()
+    if sampler.samples is None:
+        measure.say(f"hub: no CPU by stage: {sampler.problem}")
+        return
+    cpu_ms = spent * 1000 / count if spent is not None else None
+    result["cpu_by_stage"] = stages.breakdown(sampler.samples, cpu_ms)
+    result["cpu_by_stage_phase"] = {"messages": count, "inflight": inflight, "cpu_ms": cpu_ms}
 
 
 def ratios(hub: dict[str, Any], base: dict[str, Any], levels: list[int]) -> dict[str, Any]:

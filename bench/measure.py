@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from hub import logs
 from hub.broker import EmbeddedBroker, wait_for_metadata
@@ -26,14 +26,6 @@ from hub.broker import EmbeddedBroker, wait_for_metadata
 RESULTS = Path(__file__).resolve().parent / "results"
 INFLIGHT = (16, 64, 128)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class Sampling(Protocol):
-    """Something that watches a process between start() and stop() (bench.stages.Sampler)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 def say(text: str) -> None:
@@ -166,12 +158,10 @@ async def load_levels(
     levels: Sequence[int],
     label: str,
     pids: dict[str, int | None] | None = None,
-    sampler: Sampling | None = None,
 ) -> dict[str, Any]:
     """One at a time (p50/p99), then each in-flight level (msg/s, p50/p99). The CPU of `pids`
     is taken over the in-flight levels only and divided by their messages: CPU ms per request
-    under load, not inflated by idle fetch loops between one-at-a-time messages. `sampler`, if
-    given, runs over the same levels."""
+    under load, not inflated by idle fetch loops between one-at-a-time messages."""
     result: dict[str, Any] = {}
     result["one_at_a_time"] = await closed_loop(
         send, arrivals, single, 1, f"{label}, one at a time", f"{label}-1"
@@ -179,15 +169,11 @@ async def load_levels(
     result["load"] = {}
     meter = CpuMeter(pids or {})
     meter.start()
-    if sampler is not None:
-        sampler.start()
     for level in levels:
         result["load"][str(level)] = await closed_loop(
             send, arrivals, per_level, level, f"{label}, {level} in flight", f"{label}-{level}"
         )
     spent = meter.stop()
-    if sampler is not None:
-        sampler.stop()
     total = per_level * len(levels)
     result["cpu_ms_per_request"] = {
         name: (seconds * 1000 / total if seconds is not None else None)
