@@ -23,11 +23,18 @@ from hub.fetching import FOLLOWER_IDLE_MS, FOLLOWER_WAIT_MS, Pacer, pace, polled
 from hub.load import LoadBook
 
 log = structlog.get_logger(__name__)
+FOLLOWER_SPACING_S = 0.25
 
 
 class _Follower:
     topic: str
     from_beginning: bool
+    # Once caught up, the least time between two reads that brought records. The embedded
+    # broker answers a fetch at once when records are there, and lists every batch of the
+    # partition to do it: a follower reading each record as it comes costs it in proportion
+    # to all the partition holds, once per record. Followers only pick up what other workers
+    # wrote (a worker updates its own views at once), so a quarter second is cheap.
+    spacing_s: float = FOLLOWER_SPACING_S
 
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -74,6 +81,8 @@ class _Follower:
             for records in batch.values():
                 for record in records:
                     self._one(record)
+            if batch and self.spacing_s and self.ready.is_set():
+                await asyncio.sleep(self.spacing_s)  # spacing reads, see spacing_s
 
     def _one(self, record: Any) -> None:
         try:
@@ -100,6 +109,9 @@ class _Follower:
 
 class Verdicts(_Follower):
     topic = "ill.replies"
+    # A partner's HTTP answer waits for a verdict another worker applied: no spacing. (With
+    # one worker nothing is written here: verdicts are handed over in-process.)
+    spacing_s = 0.0
     from_beginning = False
 
     def __init__(self, bootstrap_servers: str) -> None:
