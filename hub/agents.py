@@ -139,14 +139,12 @@ def create_app(
         internal=True,
     )
     transactions = app.Table(
-        "transactions",
-        default=None,
-        partitions=4,
-        key_type=str,
-        value_serializer=ROW_CODEC,
-        changelog_topic=changelog,
+        "transactions", default=None, partitions=4, key_type=str, changelog_topic=changelog
     )
-    cast(Any, transactions).key_serializer = "raw"  # what send_changelog writes keys with
+    # What send_changelog writes keys and values with, and the store (created on first use)
+    # reads them back with at recovery; faust's Table takes neither as an argument.
+    cast(Any, transactions).key_serializer = "raw"
+    cast(Any, transactions).value_serializer = ROW_CODEC
     delivered = app.Table("delivered", default=list, partitions=4)
 
     def transaction_state(key: str) -> str | None:

@@ -3,6 +3,7 @@ partner sent exactly: orjson where it can, the standard library where orjson can
 
 import json
 import math
+from pathlib import Path
 
 from faust.serializers import codecs
 
@@ -27,3 +28,20 @@ def test_what_orjson_writes_is_the_same_json() -> None:
 
 def test_nan_written_by_the_standard_library_is_read_back() -> None:
     assert math.isnan(jsonbytes.loads(json.dumps({"x": float("nan")}))["x"])
+
+
+def test_the_transactions_table_writes_and_recovers_rows_with_the_row_codec(
+    tmp_path: Path,
+) -> None:
+    from hub import assembly
+    from hub.settings import Settings
+    from tests.test_lifecycle import DIRECTORY
+
+    settings = Settings(data_dir=tmp_path)
+    registry = assembly.connectors(settings)
+    app = agents.create_app(
+        settings, DIRECTORY, "127.0.0.1:1", registry, {}, {}, fetch_wait_ms=10, delivering=set()
+    )
+    table = app.tables["transactions"]
+    assert table.value_serializer == agents.ROW_CODEC
+    assert table.data.value_serializer == agents.ROW_CODEC  # the store recovery reads with
