@@ -20,6 +20,7 @@ hub's CPU per request by stage, in a phase of its own at the highest level (benc
 with py-spy, which stops the hub for each sample). The hub also
 gets --pauses messages each sent after --pause-s of quiet: sparse traffic, what most partners
 see, once its consumers have gone idle (RSHUB_IDLE_FETCH_WAIT_MS).
+Idle CPU is measured after IDLE_SETTLE_S (5 s) without traffic, for both alike.
 Ratios hub/forwarder and hub/pipe are printed and written to bench/results/<name>.json
 (default hub-<borrower>-<lender>).
 """
@@ -51,6 +52,7 @@ async def measure_hub(
     by_stage: bool = True,
     pauses: int = 0,
     pause_s: float = 3.0,
+    stage_messages: int = 1000,
 ) -> dict[str, Any]:
     borrower = library(borrower_protocol, "NORTH")
     lender = library(lender_protocol, "SOUTH")
@@ -71,7 +73,7 @@ async def measure_hub(
                 route.send, route.arrivals, pauses, pause_s, "hub, after a pause", "hub-p"
             )
         if by_stage:
-            await by_stages(route, pids["hub"], per_level, max(levels), result)
+            await by_stages(route, pids["hub"], stage_messages, max(levels), result)
         return result
 
 
@@ -138,6 +140,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             args.stages,
             args.pauses,
             args.pause_s,
+            args.stage_messages,
         )
     hub_cpu = hub["cpu_ms_per_request"].get("hub")
     fwd_cpu = forwarder["cpu_ms_per_request"].get("forwarder")
@@ -266,6 +269,9 @@ def arguments(description: str) -> argparse.ArgumentParser:
         default=True,
         help="sample the hub with py-spy under load and report its CPU by stage",
     )
+    parser.add_argument(
+        "--stage-messages", type=int, default=1000, help="messages of the phase sampled by stage"
+    )
     parser.add_argument("--name", default=None, help="results file name (without .json)")
     parser.add_argument("--quick", action="store_true", help="small counts, for a check")
     return parser
@@ -274,7 +280,7 @@ def arguments(description: str) -> argparse.ArgumentParser:
 def quick(args: argparse.Namespace) -> None:
     if args.quick:
         args.single, args.per_level, args.idle_s, args.warmup = 8, 160, 3.0, 5
-        args.pauses = min(args.pauses, 3)
+        args.pauses, args.stage_messages = min(args.pauses, 3), min(args.stage_messages, 600)
 
 
 if __name__ == "__main__":

@@ -208,8 +208,17 @@ class CpuMeter:
         return {n: (cpu_seconds(p) - self.begin[n]) if p else None for n, p in self.pids.items()}
 
 
-async def idle_cpu(pids: dict[str, int | None], seconds: float) -> dict[str, float | None]:
-    """Fraction of one core each process uses while nothing is sent."""
+# Before idle CPU is measured, this long with nothing sent: a process that has just worked
+# is not idle yet (the hub's consumers slow their fetches after a quiet second, and its
+# operators' index reads what the warm-up wrote). Same for every process measured.
+IDLE_SETTLE_S = 5.0
+
+
+async def idle_cpu(
+    pids: dict[str, int | None], seconds: float, settle_s: float = IDLE_SETTLE_S
+) -> dict[str, float | None]:
+    """Fraction of one core each process uses while nothing is sent, after `settle_s`."""
+    await asyncio.sleep(settle_s)  # the quiet is the condition measured, not a synchronisation
     meter = CpuMeter(pids)
     meter.start()
     await asyncio.sleep(seconds)  # measuring idleness: nothing to await but time
