@@ -66,6 +66,7 @@ HUB_AGENCY = "RSHUB"
 HELD = "held back: an earlier step to this partner has not been delivered"
 RAW: dict[str, Any] = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
 ROW_CODEC = "rshub-json"  # the transactions table's values: see hub.jsonbytes
+TRANSACTIONS_TOPIC = "ill.transactions"  # the transactions table's changelog
 
 
 class _RowCodec(codecs.Codec):
@@ -129,7 +130,7 @@ def create_app(
     # knows a table's changelog by the name it had then). Keys are the plain transaction ids
     # every other topic has (faust would write them as JSON strings), read back as str.
     changelog = app.topic(
-        "ill.transactions",
+        TRANSACTIONS_TOPIC,
         key_type=str,
         key_serializer="raw",
         value_serializer=ROW_CODEC,
@@ -152,7 +153,6 @@ def create_app(
         return str(row["state"]) if row else None
 
     app.transaction_state = transaction_state
-    topics: dict[str, faust.types.TopicT] = {}
     hub_io = io or KafkaIO(bootstrap_servers)
     load = hub_io.load
     limit = settings.max_record_bytes
@@ -184,25 +184,32 @@ def create_app(
             for o in outputs
         ]
 
-    async def produce(
-        encoded: list[tuple[Output, bytes | None]], row: tuple[Any, int, str, Any] | None = None
-    ) -> None:
-        """Produce encoded records and wait for their acknowledgements. `row` (table,
-        partition, key, value): a table row produced with them, set in the table at once
-        (before anything is awaited: the transaction agent's next step, already started, see
-        `transaction_agent`, reads it)."""
+    async def produce(encoded: list[tuple[Output, bytes | None]], row: Row | None = None) -> None:
+        """Produce encoded records and wait for their acknowledgements. `row`: a transaction
+        row produced with them, set in the table at once (before anything is awaited: the
+        transaction agent's next step, already started, see `transaction_agent`, reads it)."""
         if row is not None:
-            table, partition, key, data = row
-            table.data[key] = data
+            transactions.data[row.key] = row.value
         futures = []
+        # Straight to faust's producer, not through Topic.send: each Topic.send asks
+        # app.maybe_start_producer(), whose stampede guard yields to the event loop up to three
+        # times (with `sending` held). Same producer, same bytes, same partitioner (key only).
+        producer = app.producer
         async with sending:  # one step's records in order, before the next step's
             for output, value in encoded:
-                topic = topics.get(output.topic)
-                if topic is None:  # built once: a faust Topic costs more than the send
-                    topic = topics[output.topic] = app.topic(output.topic, **RAW)
-                futures.append(await topic.send(key=output.key, value=value))
+                futures.append(
+                    await producer.send(output.topic, output.key.encode(), value, None, None, None)
+                )
             if row is not None:
-                futures.append(table.send_changelog(partition, key, data))
+                # The table's changelog record, as Table.send_changelog would write it (raw
+                # key, the row codec's bytes, the row's partition), without faust's buffer
+                # and its stampede guard; its callback only records offsets for persistent
+                # stores, and this table's is in memory.
+                futures.append(
+                    await producer.send(
+                        TRANSACTIONS_TOPIC, row.key.encode(), row.data, row.partition, None, None
+                    )
+                )
         for future in futures:
             await future  # acknowledged by the broker
         for output, _ in encoded:
@@ -350,12 +357,11 @@ def create_app(
         # worker comes back (or hands its partition over) with a row older than its outputs.
         changed = txn is not None and not (cached is not None and cached[1] is txn)
         value = txn.model_dump(mode="json") if txn is not None and changed else None
+        row = None
         if value is not None:
             # A row the broker would refuse must not get as far as the producer: that failure
-            # is fatal, and the replayed input would fail again after every restart. (The
-            # table's codec encodes it again: faust offers no way to hand it these bytes.)
-            sized(f"transaction {key}'s row", value)
-        row = (transactions, partition, key, value) if changed else None
+            # is fatal, and the replayed input would fail again after every restart.
+            row = Row(partition, key, value, sized(f"transaction {key}'s row", value))
         return _Step(key, result, local, outputs, encode(outputs), row)
 
     async def _commit(step: _Step) -> None:
@@ -363,7 +369,7 @@ def create_app(
         waiting partner. Raises only when the broker refused the records: fatal."""
         key, result, outputs, row = step.key, step.result, step.outputs, step.row
         if row is not None and result.transaction is not None:
-            remember(key, row[3], result.transaction)
+            remember(key, row.value, result.transaction)
         for output in outputs:
             if output.topic == "ill.load":
                 # Counted now, not when the follower reads it back: the next request
@@ -500,7 +506,16 @@ class _Step(NamedTuple):
     local: bool  # the partner waits at this worker's gateway
     outputs: list[Output]
     encoded: list[tuple[Output, bytes | None]]
-    row: tuple[Any, int, str, Any] | None  # (table, partition, key, value) when it changed
+    row: Row | None  # when it changed
+
+
+class Row(NamedTuple):
+    """A transaction's new row: set in the table, written to its changelog."""
+
+    partition: int
+    key: str
+    value: dict[str, Any]
+    data: bytes  # the value in the table's codec (ROW_CODEC)
 
 
 def _message_in(value: bytes) -> Message | None:
