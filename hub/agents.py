@@ -114,6 +114,9 @@ def create_app(
         broker_heartbeat_interval=1.0,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
+        # Said, not defaulted: faust reads PROCESSING_GUARANTEE from the environment, and
+        # `produce` writes to the producer itself, past faust's transaction manager.
+        processing_guarantee="at_least_once",
         web_enabled=True,
         table_cleanup_interval=3600.0,
     )
@@ -142,8 +145,8 @@ def create_app(
     transactions = app.Table(
         "transactions", default=None, partitions=4, key_type=str, changelog_topic=changelog
     )
-    # What send_changelog writes keys and values with, and the store (created on first use)
-    # reads them back with at recovery; faust's Table takes neither as an argument.
+    # What the store (created on first use) reads keys and values back with at recovery
+    # (`produce` writes the rows in these); faust's Table takes neither as an argument.
     cast(Any, transactions).key_serializer = "raw"
     cast(Any, transactions).value_serializer = ROW_CODEC
     delivered = app.Table("delivered", default=list, partitions=4)
