@@ -57,7 +57,10 @@ def parse(body: bytes, limit: int = DEFAULT_LIMIT) -> etree._Element:
 
 
 def local(element: etree._Element) -> str:
-    return etree.QName(element).localname if isinstance(element.tag, str) else ""
+    """The local name of an element ("" for a comment or processing instruction). Read off the
+    tag, "{namespace}name" or "name": a QName object per call was 4% of the hub's CPU."""
+    tag = element.tag
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 Child: TypeAlias = etree._Element | str | None

@@ -256,10 +256,14 @@ def serve(settings: Settings) -> int:
             after an error it starts again from what it has applied (the hub goes on
             meanwhile, and `find` catches up by itself)."""
             pause = 5.0
+            clock = asyncio.get_running_loop().time
             while True:
+                started = clock()
                 try:
                     await index_module.follow(bootstrap, follower)
                 except Exception as error:
+                    if clock() - started > 60.0:  # it had been following: a new failure
+                        pause = 5.0
                     log.error(
                         "index.stopped",
                         error=f"{type(error).__name__}: {error}",

@@ -53,10 +53,12 @@ def _children(node: etree._Element) -> list[etree._Element]:
 
 
 def child(node: etree._Element | None, *path: str) -> etree._Element | None:
+    """The first element child of that local name, in any namespace or none (lxml's "{*}"
+    does the search in C: scanning the children in Python was a third of the codec's time)."""
     for name in path:
         if node is None:
             return None
-        node = next((c for c in _children(node) if xmlsafe.local(c) == name), None)
+        node = node.find("{*}" + name)
     return node
 
 

@@ -90,18 +90,31 @@ class Parsed:
         self.ncip1 = "v1_0" in self.version or (self.namespace is None and "v2" not in self.version)
         self.is_response = self.name.endswith("Response") or self.name == "Problem"
         self.used: set[etree._Element] = set()
+        # element -> its element children by local name (the first of each): a message is
+        # read by some 60 lookups by name, and scanning the children for each was most of
+        # the codec's time. The tree is only read, never changed, while a Parsed holds it.
+        self._by_name: dict[etree._Element, dict[str, etree._Element]] = {}
 
     # -- element access by local name, tolerant of NCIP 1.0 wrappers ----------------------
 
     def child(self, base: etree._Element | None, *path: str) -> etree._Element | None:
         node = self.element if base is None else base
         for name in path:
-            node = next(
-                (c for c in node if isinstance(c.tag, str) and xmlsafe.local(c) == name), None
-            )
-            if node is None:
+            found = self._children(node).get(name)
+            if found is None:
                 return None
+            node = found
         return node
+
+    def _children(self, node: etree._Element) -> dict[str, etree._Element]:
+        named = self._by_name.get(node)
+        if named is None:
+            named = {}
+            for c in node:
+                if isinstance(c.tag, str):
+                    named.setdefault(xmlsafe.local(c), c)
+            self._by_name[node] = named
+        return named
 
     def descendant(self, base: etree._Element | None, name: str) -> etree._Element | None:
         node = self.element if base is None else base
