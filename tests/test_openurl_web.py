@@ -224,7 +224,29 @@ async def test_form_without_the_session_cookie_is_refused(
     client.session.cookie_jar.clear()
     reply = await client.post("/openurl/NORTH", data={**fields, "patron_id": "card-1"})
     assert reply.status == 403
-    assert "This form has expired" in await reply.text()
+    page = await reply.text()
+    assert "This form has expired" in page and "csrf" not in page
+    assert not intake.taken
+
+
+@pytest.mark.parametrize("cookie", [True, False])
+async def test_a_stranger_cannot_turn_a_refused_form_into_a_request(
+    client: TestClient, intake: RecordingIntake, cookie: bool
+) -> None:
+    """Issue 22.1: anyone could post any `csrf`, take the form the refusal carried (a valid
+    token for the cookie set in the same answer) and post it back with a typed patron."""
+    form = {"csrf": "x", "number": "OU-AAAA-BBBB", "title": "Some book", "patron_id": "card-1"}
+    if cookie:
+        client.session.cookie_jar.update_cookies({"rshub_openurl": "attacker-session"})
+    reply = await client.post("/openurl/NORTH", data=form)
+    page = await reply.text()
+    assert reply.status == 403 and "Set-Cookie" not in reply.headers
+    assert hidden(page) == {} and "follow the link" in page
+    again = await client.post("/openurl/NORTH", data={**form, **hidden(page)})
+    assert again.status == 403 and not intake.taken
+    assert intake.refused[-1].stage == "authenticate"
+    as_json = await client.post("/openurl/NORTH", data=form, headers={"Accept": "application/json"})
+    assert as_json.status == 403 and "form" not in await as_json.json()
     assert not intake.taken
 
 

@@ -43,6 +43,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "bad_identifier": "This identifier is not valid:",
         "expired": "This form has expired or was opened in another browser. "
         "Please check the details and send it again.",
+        "expired_link": "This form has expired or was opened in another browser. "
+        "Please follow the link in your library's catalogue again.",
         "done_title": "Your request has been sent",
         "done_number": "Your request number is",
         "done_status": "See the status of your request",
@@ -95,6 +97,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "bad_identifier": "Diese Kennung ist ungültig:",
         "expired": "Dieses Formular ist abgelaufen oder wurde in einem anderen Browser "
         "geöffnet. Bitte prüfen Sie die Angaben und senden Sie es erneut.",
+        "expired_link": "Dieses Formular ist abgelaufen oder wurde in einem anderen Browser "
+        "geöffnet. Bitte folgen Sie dem Link im Katalog Ihrer Bibliothek erneut.",
         "done_title": "Ihre Bestellung wurde abgeschickt",
         "done_number": "Ihre Bestellnummer lautet",
         "done_status": "Stand Ihrer Bestellung ansehen",

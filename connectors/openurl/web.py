@@ -135,6 +135,17 @@ class OpenUrlWeb:
         data = {"status": "refused", "detail": refusal.reason}
         return self._answer(request, status, language, "refused_title", pages.message(shown), data)
 
+    async def _stale(self, request: WebRequest, symbol: str, language: str) -> WebResponse:
+        """A form posted without a valid token for this browser, from anyone: refused and
+        dead-lettered; the page sends the patron back to the catalogue's link."""
+        detail = "form token missing, expired or not bound to this browser"
+        refusal = self._refusal(Fault.UNAUTHENTICATED, detail, "authenticate")
+        await self.intake.refuse(refusal, symbol, PROTOCOL)
+        data = {"status": "refused", "detail": detail}
+        shown = pages.message(words(language)["expired_link"])
+        headers = {"Cache-Control": "no-store"}
+        return self._answer(request, 403, language, "refused_title", shown, data, headers)
+
     def _refusal(self, fault: Fault, detail: str, stage: str = "parse") -> Refusal:
         return Refusal(detail, self.codec.fault(fault, detail), stage)
 
@@ -398,9 +409,14 @@ class OpenUrlWeb:
                 values.get("csrf", ""), session, partner.symbol, number, signed, expires, kev
             )
         )
+        if not fresh and not self._authenticated(request, partner, options, items):
+            # The form token is the only proof a posted form carries that the borrower's
+            # authenticated link opened it: a stale or forged one gets no fresh form (a new
+            # token here would let anyone order on the borrower's account).
+            return await self._stale(request, partner.symbol, language)
         if not fresh:
-            # Not this browser's form (CSRF) or too old: nothing is created; the patron
-            # gets the form again, bound to this browser, without the link's patron.
+            # Not this browser's form (CSRF) or too old, but the borrower itself posts it:
+            # nothing is created; it gets the form again, without the link's patron.
             return self._form(
                 request,
                 partner,
