@@ -639,13 +639,8 @@ def _outbound_agent(
             result.outcome, result.retryable = DeliveryOutcome.FAILED, False
             result.detail = f"cannot be written in {connector.name}: {exc}"[:1000]
             return result
-        audit = AuditRecord(
-            direction="out",
-            protocol=connector.name,
-            partner=partner.symbol,
-            body=body.decode("latin-1"),
-            content_type=codec.content_type,
-            transaction_id=command.transaction_id,
+        audit = AuditRecord.of(
+            "out", connector.name, partner.symbol, body, codec.content_type, command.transaction_id
         )
         await write([as_output("ill.audit", command.transaction_id, audit)])
         attempted, tries = await _send(settings, delivery, partner, body)

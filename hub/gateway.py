@@ -46,6 +46,7 @@ from hub import metrics
 from hub.addressing import address
 from hub.checkpoints import Checkpoints
 from hub.kafka_io import KafkaIO
+from hub.refused import RefusedBudget
 from hub.relay import RelayDesk
 from hub.settings import Settings
 
@@ -121,6 +122,7 @@ class Gateway(Service):
         self.notes = notes or {}
         self.ready = ready
         self.checkpoints = Checkpoints(io)
+        self.refused_budget = RefusedBudget(settings.refused_audits_per_minute)
         self.runner: web.AppRunner | None = None
         self.http: asyncio.Server | None = None
         self._broker_up = True
@@ -272,15 +274,25 @@ class Gateway(Service):
             # The dead letter could not be written either; the partner was told to retry.
             log.warning("gateway.unavailable", partner=partner, protocol=protocol)
             return
-        await self.io.deadletter(
-            DeadLetter(
-                stage=refusal.stage,
-                error=refusal.reason,
+        letter = DeadLetter(
+            stage=refusal.stage,
+            error=refusal.reason[:2000],
+            partner=partner,
+            protocol=protocol,
+            audit_ref=refusal.audit_ref,
+        )
+        try:
+            await self.io.deadletter(letter)
+        except KafkaError as error:
+            # The partner still gets its refusal; the operator sees this line instead.
+            log.error(
+                "gateway.deadletter_failed",
                 partner=partner,
                 protocol=protocol,
-                audit_ref=refusal.audit_ref,
+                stage=refusal.stage,
+                error=f"{type(error).__name__}: {error}",
             )
-        )
+            return
         metrics.dead_letter(refusal.stage)
 
     async def relay(
@@ -314,6 +326,20 @@ class Gateway(Service):
         if not self._broker_up:
             raise self.unavailable(codec)
         try:
+            limit = self.settings.max_body_bytes
+            if len(body) > limit:
+                # Every channel's door: past the body limit what is derived from a message
+                # might not fit the broker (issue 22.3). Its prefix and digest are kept.
+                detail = f"message of {len(body)} bytes exceeds the limit of {limit} bytes"
+                ref = await self.io.audit(
+                    "in",
+                    codec.protocol,
+                    partner,
+                    body,
+                    content_type,
+                    keep=self.settings.refused_keep_bytes,
+                )
+                raise Refusal(detail, codec.fault(Fault.TOO_LARGE, detail), "parse", ref)
             return await self._take(codec, partner, body, content_type, wait)
         except KafkaError as error:
             log.error("gateway.broker_failed", error=f"{type(error).__name__}: {error}")
@@ -342,7 +368,9 @@ class Gateway(Service):
                         detail,
                         codec.fault(Fault.UNKNOWN_PARTNER, detail),
                         "authenticate",
-                        await self._audit_refused(path, symbol, body, request.content_type),
+                        await self.audit_refused(
+                            path, symbol, body, request.content_type, request.remote
+                        ),
                     )
                 assert connector.http is not None
                 if connector.http.handler is not None:
@@ -352,9 +380,15 @@ class Gateway(Service):
                     seen = web_request(request, body)
                     return web_response(await connector.http.handler(self, own, symbol, seen))
                 return response(await self._receive(codec, symbol, request))
-            except Refusal as refusal:
-                await self.refuse(refusal, symbol, connector.name if connector else path)
-                return response(refusal.answer)
+            except KafkaError as error:
+                # A record the broker would not take (a relayed call) or a broker gone on
+                # the way: the protocol's temporary failure, not an HTTP 500.
+                log.error("gateway.broker_failed", error=f"{type(error).__name__}: {error}")
+                refusal = self.unavailable(codec)
+            except Refusal as caught:
+                refusal = caught
+            await self.refuse(refusal, symbol, connector.name if connector else path)
+            return response(refusal.answer)
 
         return receive
 
@@ -385,22 +419,33 @@ class Gateway(Service):
         body = await self._body(codec, request)
         if not self.authenticated(symbol, request.headers.get("Authorization")):
             detail = f"credentials for {symbol} not accepted"
-            audit_ref = await self._audit_refused(
-                codec.protocol, symbol, body, request.content_type
+            audit_ref = await self.audit_refused(
+                codec.protocol, symbol, body, request.content_type, request.remote
             )
             raise Refusal(
                 detail, codec.fault(Fault.UNAUTHENTICATED, detail), "authenticate", audit_ref
             )
         return await self.take(codec, symbol, body, request.content_type)
 
-    async def _audit_refused(
-        self, protocol: str, symbol: str, body: bytes, content_type: str | None
+    async def audit_refused(
+        self,
+        protocol: str,
+        symbol: str | None,
+        body: bytes,
+        content_type: str | None,
+        source: str | None,
     ) -> str | None:
-        """The bytes of a message refused before authentication, kept (bounded by the body
-        limit) so an operator can replay it once the directory is fixed; None if the broker
-        cannot take them now (the refusal stands either way)."""
+        """Input refused before authentication: its first `RSHUB_REFUSED_KEEP_BYTES`, size and
+        digest on ill.audit (enough to recognise it and to replay a small message once the
+        directory is fixed), at most `RSHUB_REFUSED_AUDITS_PER_MINUTE` per source address;
+        None when not kept (the refusal stands either way)."""
+        if not self.refused_budget.allow(source or "?"):
+            metrics.refused_unaudited(protocol)
+            return None
         try:
-            return await self.io.audit("in", protocol, symbol, body, content_type)
+            return await self.io.audit(
+                "in", protocol, symbol, body, content_type, keep=self.settings.refused_keep_bytes
+            )
         except KafkaError:
             return None
 
@@ -443,16 +488,31 @@ class Gateway(Service):
                 detail, codec.fault(Fault.UNKNOWN_REQUEST, detail, decoded), "address", audit_ref
             )
         message = decoded.message.model_copy(update={"transaction_id": txn, "audit_ref": audit_ref})
-        verdict = await self._publish(message, wait)
+
+        def too_large(detail: str) -> Refusal:
+            return Refusal(
+                detail, codec.fault(Fault.TOO_LARGE, detail, decoded), "parse", audit_ref
+            )
+
+        verdict = await self._publish(message, wait, too_large)
         if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
             # The state machine has already written the dead letter for its refusal.
             metrics.refused(codec.protocol, "state")
             return codec.fault(Fault.STATE, verdict.error or "", decoded, verdict.state)
         return codec.accept(decoded, verdict.state if verdict else None)
 
-    async def _publish(self, message: Message, wait: bool) -> Verdict | None:
+    async def _publish(
+        self, message: Message, wait: bool, refusal: Callable[[str], Refusal]
+    ) -> Verdict | None:
         """Write to ill.inbound (acknowledged), then wait a while for the verdict."""
         value = message.model_dump_json().encode()
+        if len(value) > self.settings.max_record_bytes:
+            # Possible only for a body near the limit whose text JSON escapes heavily: the
+            # protocol's own "too large", never a temporary failure for ever.
+            raise refusal(
+                f"the message makes a record of {len(value)} bytes, over the limit of "
+                f"{self.settings.max_record_bytes}"
+            )
         if not wait:
             await self.io.send("ill.inbound", message.transaction_id, value)
             return None

@@ -42,6 +42,7 @@ from typing import Any
 
 import structlog
 
+from connectors.core.records import audit_bytes
 from hub import jsonbytes
 
 log = structlog.get_logger(__name__)
@@ -338,7 +339,7 @@ class Index:
                 audit.get("protocol"),
                 audit.get("partner"),
                 audit.get("content_type"),
-                audit.get("body", ""),
+                audit_bytes(audit).decode("latin-1"),
             ),
         )
 

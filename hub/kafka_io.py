@@ -68,14 +68,11 @@ class KafkaIO:
         body: bytes,
         content_type: str | None = None,
         transaction_id: str | None = None,
+        *,
+        keep: int | None = None,
     ) -> str:
-        record = AuditRecord(
-            direction=direction,
-            protocol=protocol,
-            partner=partner,
-            content_type=content_type,
-            body=body.decode("latin-1"),
-            transaction_id=transaction_id,
+        record = AuditRecord.of(
+            direction, protocol, partner, body, content_type, transaction_id, keep=keep
         )
         return await self.send_record("ill.audit", transaction_id or partner or "unknown", record)
 

@@ -54,6 +54,13 @@ REFUSALS = PromCounter(
     ["protocol", "reason"],
     registry=REGISTRY,
 )
+REFUSED_UNAUDITED = PromCounter(
+    "rshub_refused_unaudited",
+    "Inputs refused before authentication and not kept on ill.audit (over the per-source "
+    "budget, RSHUB_REFUSED_AUDITS_PER_MINUTE), per protocol",
+    ["protocol"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = PromCounter(
     "rshub_dead_letters",
     "Records written to ill.deadletter by this worker, per stage",
@@ -95,6 +102,10 @@ def message_in(partner: str, protocol: str, kind: str) -> None:
 
 def refused(protocol: str, reason: str) -> None:
     REFUSALS.labels(protocol, reason or "unknown").inc()
+
+
+def refused_unaudited(protocol: str) -> None:
+    REFUSED_UNAUDITED.labels(protocol).inc()
 
 
 def dead_letter(stage: str) -> None:

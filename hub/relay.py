@@ -34,7 +34,14 @@ from pydantic import BaseModel, Field
 from connectors.core.contract import Attempt, Connector, Limits, Sender
 from connectors.core.directory import Directory
 from connectors.core.model import now
-from connectors.core.records import AuditRecord, DeadLetter, StateChange
+from connectors.core.records import (
+    AuditRecord,
+    DeadLetter,
+    RawEncoding,
+    StateChange,
+    pack,
+    unpack,
+)
 from hub.followers import _Follower
 from hub.kafka_io import REPLY_TO, KafkaIO
 
@@ -57,11 +64,15 @@ class RelayCall(BaseModel):
     caller: str
     target: str
     content_type: str
-    body: str = Field(description="the bytes for the target, latin-1 decoded (any byte survives)")
+    body: str = Field(description="the bytes for the target as text (see `encoding`)")
+    encoding: RawEncoding = "latin-1"
     replay_key: str | None = Field(
         None, description="state-changing call: retries with this key get the first answer"
     )
     at: datetime = Field(default_factory=now)
+
+    def raw(self) -> bytes:
+        return unpack(self.body, self.encoding)
 
 
 class RelayOutcome(StrEnum):
@@ -80,7 +91,8 @@ class RelayResult(BaseModel):
     outcome: RelayOutcome
     retryable: bool = False
     detail: str = ""
-    answer: str | None = Field(None, description="the target's answer, latin-1 decoded")
+    answer: str | None = Field(None, description="the target's answer as text (`answer_encoding`)")
+    answer_encoding: RawEncoding = "latin-1"
     replayed_from: str | None = Field(None, description="the call whose answer was replayed")
     elapsed_ms: float = 0.0
     at: datetime = Field(default_factory=now)
@@ -90,7 +102,7 @@ class RelayResult(BaseModel):
             self.outcome is not RelayOutcome.FAILED,
             self.retryable,
             self.detail,
-            self.answer.encode("latin-1") if self.answer is not None else None,
+            unpack(self.answer, self.answer_encoding) if self.answer is not None else None,
         )
 
 
@@ -179,13 +191,15 @@ async def relay(
     """Write the call (acknowledged) and wait for its result. The caller's own time-out
     cancels this wait; the call is still carried out and its result recorded."""
     key = replay_key(body) if replay_key else None
+    text, encoding = pack(body)
     call = RelayCall(
         call_id=f"r{uuid.uuid4().hex}",
         protocol=protocol,
         caller=caller,
         target=target,
         content_type=content_type,
-        body=body.decode("latin-1"),
+        body=text,
+        encoding=encoding,
         replay_key=f"{protocol}|{caller}|{target}|{key}" if key else None,
     )
     waiting = answers.expect(call.call_id)
@@ -258,18 +272,13 @@ def install(
         if partner is None or sender is None:
             result.detail = f"no {call.protocol} target {call.target!r} in this consortium"
             return result
-        body = call.body.encode("latin-1")
+        body = call.raw()
         # Acknowledged while the member works: the relay adds one round trip, not two.
         audited = await produce(
             "ill.audit",
             call.call_id,
-            AuditRecord(
-                direction="out",
-                protocol=call.protocol,
-                partner=call.target,
-                content_type=call.content_type,
-                body=call.body,
-                transaction_id=call.call_id,
+            AuditRecord.of(
+                "out", call.protocol, call.target, body, call.content_type, call.call_id
             ),
         )
         try:
@@ -282,17 +291,14 @@ def install(
             unacknowledged[call.call_id] = await produce(
                 "ill.audit",
                 call.call_id,
-                AuditRecord(
-                    direction="in",
-                    protocol=call.protocol,
-                    partner=call.target,
-                    body=attempt.answer.decode("latin-1"),
-                    transaction_id=call.call_id,
+                AuditRecord.of(
+                    "in", call.protocol, call.target, attempt.answer, None, call.call_id
                 ),
             )
         result.outcome = RelayOutcome.ANSWERED if attempt.ok else RelayOutcome.FAILED
         result.retryable, result.detail = attempt.retryable, attempt.detail[:1000]
-        result.answer = attempt.answer.decode("latin-1") if attempt.answer is not None else None
+        if attempt.answer is not None:
+            result.answer, result.answer_encoding = pack(attempt.answer)
         result.elapsed_ms = round((time.monotonic() - started) * 1000, 1)
         result.at = now()
         return result

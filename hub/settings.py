@@ -10,9 +10,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from connectors.core.contract import Limits
+from connectors.core.records import packed_size
+
+# What an audit record adds to its body (names, partner, content type, times).
+RECORD_SLACK = 16_384
 
 ENV_PREFIX = "RSHUB_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -44,7 +48,24 @@ class Settings(BaseModel):
         description="connectors besides the built-in ones, as package.module:NAME, "
         "comma-separated (a protocol maintained outside rshub)",
     )
-    max_body_bytes: int = Field(1_048_576, ge=1, description="largest accepted inbound message")
+    max_body_bytes: int = Field(
+        614_400,
+        ge=1,
+        description="largest accepted inbound message; everything derived from it must fit "
+        "RSHUB_MAX_RECORD_BYTES (at most about 3/4 of it)",
+    )
+    refused_keep_bytes: int = Field(
+        2048,
+        ge=0,
+        description="of input refused before authentication, the first bytes kept on ill.audit "
+        "(with its size and SHA-256)",
+    )
+    refused_audits_per_minute: int = Field(
+        20,
+        ge=0,
+        description="refused unauthenticated inputs audited per source address and minute; "
+        "beyond, only counted and logged",
+    )
     idle_timeout_s: float = Field(
         15.0,
         gt=0,
@@ -151,6 +172,19 @@ class Settings(BaseModel):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_size_budget(self) -> Settings:
+        """A message within the body limit must fit the broker as its audit record: otherwise
+        it would be taken and then fail for ever as a temporary failure (issue 22.3)."""
+        largest = packed_size(self.max_body_bytes) + RECORD_SLACK
+        if largest > self.max_record_bytes:
+            raise ValueError(
+                f"RSHUB_MAX_BODY_BYTES={self.max_body_bytes} makes audit records of up to "
+                f"{largest} bytes, over RSHUB_MAX_RECORD_BYTES={self.max_record_bytes}; lower "
+                "the first or raise the second (keep it below the broker's message.max.bytes)"
+            )
+        return self
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

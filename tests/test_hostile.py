@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.core.model import Event, Message
+from hub.settings import Settings
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import ask, say
 
@@ -23,7 +24,7 @@ MALFORMED = b"<NCIPMessage><RequestItem></NCIPMessage>"
 
 async def test_hostile_input_is_refused_and_dead_lettered(hub, libraries, bootstrap) -> None:
     north, south = libraries["NORTH"], libraries["SOUTH"]
-    limit = 1_048_576
+    limit = Settings().max_body_bytes
     cases = [
         ("xxe", north.post(XXE), 400, "Invalid Message Syntax Error", "entity declarations"),
         ("entity bomb", north.post(BOMB), 400, "Invalid Message Syntax Error", "entity"),

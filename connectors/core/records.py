@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -80,14 +83,84 @@ class DeadLetter(BaseModel):
     at: datetime = Field(default_factory=now)
 
 
+# Raw bytes inside JSON records. Latin-1 text keeps every byte and stays readable in Kafka
+# tools, but JSON writes a byte >= 0x80 as two and a control byte as six (\u00XX): past
+# TEXT_LIMIT a body is base64 (4/3 of its size), so the largest record follows from the body
+# limit (hub.settings checks RSHUB_MAX_BODY_BYTES against RSHUB_MAX_RECORD_BYTES with this).
+TEXT_LIMIT = 64 * 1024
+RawEncoding = Literal["latin-1", "base64"]
+
+
+def pack(data: bytes) -> tuple[str, RawEncoding]:
+    """Bytes as JSON-safe text: (text, encoding)."""
+    if len(data) <= TEXT_LIMIT:
+        return data.decode("latin-1"), "latin-1"
+    return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def unpack(text: str | None, encoding: str | None) -> bytes:
+    """The bytes `pack` was given; a record written before `encoding` existed is latin-1."""
+    if encoding == "base64":
+        return base64.b64decode(text or "")
+    return (text or "").encode("latin-1", "replace")
+
+
+def packed_size(size: int) -> int:
+    """The most text `pack` makes of `size` bytes (JSON escapes included)."""
+    return max(6 * min(size, TEXT_LIMIT), 4 * ((size + 2) // 3))
+
+
 class AuditRecord(BaseModel):
     direction: str = Field(description="in or out")
     protocol: str
     partner: str | None
     content_type: str | None = None
-    body: str = Field(description="the raw bytes, latin-1 decoded so any byte survives JSON")
+    body: str = Field(description="the raw bytes as text (see `encoding`)")
+    encoding: RawEncoding = Field(
+        "latin-1", description="latin-1: the bytes latin-1 decoded; base64 for large bodies"
+    )
+    size: int | None = Field(None, description="bytes received (when `body` holds fewer)")
+    sha256: str | None = Field(None, description="digest of all bytes received")
+    truncated: bool = Field(False, description="`body` holds only the first bytes")
     transaction_id: str | None = None
     at: datetime = Field(default_factory=now)
+
+    @classmethod
+    def of(
+        cls,
+        direction: str,
+        protocol: str,
+        partner: str | None,
+        body: bytes,
+        content_type: str | None = None,
+        transaction_id: str | None = None,
+        *,
+        keep: int | None = None,
+    ) -> AuditRecord:
+        """The record of `body`; with `keep`, only its first `keep` bytes plus its size and
+        digest (input refused before authentication costs bounded space)."""
+        kept = body if keep is None else body[:keep]
+        text, encoding = pack(kept)
+        return cls(
+            direction=direction,
+            protocol=protocol,
+            partner=partner,
+            content_type=content_type[:200] if content_type else content_type,
+            body=text,
+            encoding=encoding,
+            size=len(body) if keep is not None else None,
+            sha256=hashlib.sha256(body).hexdigest() if keep is not None else None,
+            truncated=len(kept) < len(body),
+            transaction_id=transaction_id,
+        )
+
+    def raw(self) -> bytes:
+        return unpack(self.body, self.encoding)
+
+
+def audit_bytes(record: Mapping[str, Any]) -> bytes:
+    """The bytes an audit record (as read from JSON) holds."""
+    return unpack(record.get("body"), record.get("encoding"))
 
 
 class RoutingDecision(BaseModel):
