@@ -15,6 +15,10 @@ from collections.abc import Callable
 from typing import TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
+
+# What a client can cause on its own: an unreadable request, a connection it dropped.
+CLIENT_FAULTS = (HttpProcessingError, ConnectionError, TimeoutError)
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # The Kafka clients, silenced below ERROR for the commands whose output is for people.
@@ -48,6 +52,25 @@ class Repeats(logging.Filter):
         return True
 
 
+class ClientFaults(logging.Filter):
+    """aiohttp logs a client's fault (a malformed request, a line too long, a client gone
+    mid-answer) at error level with a traceback, one per request: a probe of the port filled
+    the log (issue 22.8). Such a record becomes one warning line naming the fault; a defect
+    of rshub's own keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiohttp") or not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        if not isinstance(error, CLIENT_FAULTS):
+            return True
+        record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"[:500]
+        record.args = None
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(
     level: str = "INFO",
     fmt: str = "json",
@@ -78,6 +101,7 @@ def configure(
             ],
         )
     )
+    handler.addFilter(ClientFaults())
     handler.addFilter(Repeats())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -535,3 +535,36 @@ def test_empty_variables_are_unset() -> None:
     settings = Settings.from_env(environ)
     iso10161 = assembly.connector_settings(assembly.connectors(settings), environ)["iso10161"]
     assert iso10161.tls_cert_file is None and settings.http_port == 8000
+
+
+async def test_a_clients_malformed_request_is_one_warning_without_traceback(log_output) -> None:
+    """Issue 22.8: aiohttp logged a traceback at error level for each malformed request."""
+    import asyncio
+
+    from aiohttp import web
+
+    logs.configure("INFO", "json", stream=log_output)
+    app = web.Application()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        for garbage in (
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+            b"GET /\x00 HTTP/9\r\n\r\n",
+        ):
+            for _ in range(2):  # the second request makes aiohttp log (the first is debug)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + garbage)
+                await writer.drain()
+                await reader.read()  # the server answers 400 and closes
+                writer.close()
+    finally:
+        await runner.cleanup()
+    lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    faults = [line for line in lines if line.get("logger") == "aiohttp.server"]
+    assert faults and all(line["level"] == "warning" for line in faults)
+    assert "Traceback" not in log_output.getvalue()
+    assert "BadHttpMessage" in faults[0]["event"] or "InvalidHeader" in faults[0]["event"]

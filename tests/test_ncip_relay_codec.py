@@ -438,3 +438,14 @@ def test_describe_every_broker_sample(name: str) -> None:
     described = c.describe(SAMPLES_BY_NAME[name].read_bytes())
     assert described["service"] in t.SERVICES and described["to_agency"]
     assert described["user_id"] or described["item_id"] or described["request_id"]
+
+
+def test_a_broker_cannot_choose_the_profile_a_member_sees_it_under() -> None:
+    """Issue 22.8: Alma reads ApplicationProfileType as the partner code; a broker writing
+    another partner's code would be treated as that partner. The directory decides."""
+    _, _, outgoing = route(
+        relais.call("CheckOutItem", f"{NORTH_INST}||MAIN", profile="INNREACH_PARTNER")
+    )
+    assert parsed(outgoing).at("InitiationHeader", "ApplicationProfileType") is None
+    _, _, outgoing = route(innreach.call("CheckOutItem", "nrth", profile="OTHER"), INNREACH)
+    assert parsed(outgoing).at("InitiationHeader", "ApplicationProfileType") == "INNREACH_PARTNER"

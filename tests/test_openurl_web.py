@@ -384,3 +384,13 @@ async def test_status_of_a_request_this_worker_does_not_hold(
     assert "We cannot show the status of this request at the moment." in await page.text()
     data = await (await client.get(status_url, headers={"Accept": "application/json"})).json()
     assert data["state"] is None
+
+
+@pytest.mark.parametrize("expires", ["²", "١٢٣", "9" * 5000])
+async def test_odd_digits_in_a_form_get_the_forms_own_page(
+    client: TestClient, intake: RecordingIntake, expires: str
+) -> None:
+    fields, _ = await _form(client, "/openurl/NORTH?rshub_token=north-link-token&title=Some+book")
+    reply = await client.post("/openurl/NORTH", data={**fields, "expires": expires})
+    assert reply.status == 403 and reply.content_type == "text/html"
+    assert not intake.taken

@@ -222,11 +222,14 @@ def to_member(call: Call, broker: Partner, member: Partner, member_options: Rela
     secret = member_options.from_agency_authentication
     if secret is not None:
         _set_leaf(header, "FromAgencyAuthentication", secret.value() or "", HEADER_ORDER[:3])
-    profile = member_options.partner_codes.get(broker.symbol)
-    if profile is None and v.child(header, "ApplicationProfileType") is None:
-        profile = broker_options.application_profile
+    # The directory says which profile (Alma: which partner) a member sees a broker's calls
+    # under; a broker's own choice is dropped, or it could pass as another partner.
+    profile = member_options.partner_codes.get(broker.symbol) or broker_options.application_profile
+    written = v.child(header, "ApplicationProfileType")
     if profile is not None:
         _set_leaf(header, "ApplicationProfileType", profile, HEADER_ORDER)
+    elif written is not None:
+        header.remove(written)
     if member_options.ncip_version == "1.0":
         context = v.V1Context(
             agency=member_options.institution_code or call.to_agency,

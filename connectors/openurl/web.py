@@ -403,7 +403,10 @@ class OpenUrlWeb:
         )
         fresh = (
             bool(session)
+            # "²".isdigit() is true and int("²") fails; int() of 4,300 digits raises
+            and expires.isascii()
             and expires.isdigit()
+            and len(expires) <= 12
             and int(expires) > time.time()
             and signing.form_ok(
                 values.get("csrf", ""), session, partner.symbol, number, signed, expires, kev
