@@ -51,6 +51,7 @@ from hub.relay import RelayDesk
 from hub.settings import Settings
 
 log = structlog.get_logger(__name__)
+MAX_REQUEST_LINE = 32_768
 
 UNAVAILABLE = "unavailable"  # the Refusal stage of a temporary failure: nothing to dead-letter
 
@@ -159,8 +160,13 @@ class Gateway(Service):
             await self.relayer.start()  # its follower reads relay results from now on
         # keepalive_timeout: aiohttp closes a connection that has not completed a request
         # head within it (from connect, or from the last answer): the idle and header limit.
+        # max_line_size: twice OpenURL's query limit, so an over-long link gets the OpenURL
+        # page's own 413 rather than aiohttp's plain-text 400 (aiohttp's default is 8190).
         self.runner = web.AppRunner(
-            self.application(), access_log=None, keepalive_timeout=self.settings.idle_timeout_s
+            self.application(),
+            access_log=None,
+            keepalive_timeout=self.settings.idle_timeout_s,
+            max_line_size=MAX_REQUEST_LINE,
         )
         await self.runner.setup()
         assert self.runner.server is not None

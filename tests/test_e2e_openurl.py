@@ -226,6 +226,39 @@ async def test_unauthenticated_link_gets_401_and_a_dead_letter(
     assert ou.lenders["SOUTH"].received.empty()
 
 
+async def test_a_stranger_cannot_order_through_the_form(
+    ou: OpenUrlHub, browser: aiohttp.ClientSession
+) -> None:
+    """Issue 22.1, as the attack went: post any csrf, post back the form the refusal carried
+    with a typed patron. Nothing may reach a lender; the borrower's own link still works."""
+    attack = {"csrf": "x", "title": "Any book", "patron_id": "someone", "service": "loan"}
+    async with browser.post(f"{ou.url}/openurl/NORTH", data=attack) as reply:
+        assert reply.status == 403 and "Set-Cookie" not in reply.headers
+        page = await reply.text()
+    assert hidden_fields(page) == {}
+    async with browser.post(
+        f"{ou.url}/openurl/NORTH", data={**attack, **hidden_fields(page)}
+    ) as reply:
+        assert reply.status == 403
+    await wait_for_record(
+        ou.bootstrap,
+        "ill.deadletter",
+        lambda r: r["partner"] == "NORTH" and "form token" in r["error"],
+    )
+    link = f"{ou.url}/openurl/NORTH?{BOOK}&rshub_token={NORTH_TOKEN}{signed_patron()}"
+    status, _ = await fetch(browser, link, JSON)
+    assert status == 201
+    first = await ou.lenders["SOUTH"].next()
+    assert first.patron_id == "patron-42"  # the first (and only) request SOUTH got
+
+
+async def test_an_over_long_link_gets_the_openurl_page(
+    ou: OpenUrlHub, browser: aiohttp.ClientSession
+) -> None:
+    status, page = await fetch(browser, f"{ou.url}/openurl/NORTH?{BOOK}&rft.au=" + "a" * 20_000)
+    assert status == 413 and "<html" in page
+
+
 async def test_article_goes_to_a_relais_lender_as_an_openurl(
     ou: OpenUrlHub, browser: aiohttp.ClientSession
 ) -> None:
