@@ -115,10 +115,12 @@ class SlnpListener:
         except Exception:  # a bug must cost one session, never the listener
             log.exception("slnp.session_failed", source=address)
         finally:
-            if task is not None:
-                self._sessions.discard(task)
-            self.sources.release(address)
-            await hang_up(reader, writer)
+            try:
+                await hang_up(reader, writer)
+            finally:
+                if task is not None:
+                    self._sessions.discard(task)
+                self.sources.release(address)
 
 
 class Session:
