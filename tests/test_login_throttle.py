@@ -69,6 +69,6 @@ def test_memory_is_bounded_and_aged_out_entries_go() -> None:
     for n in range(3000):
         fail(throttle, f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", f"name{n}")
     clock.now += WINDOW_S + 1
-    for n in range(2048):
+    for _ in range(2048):
         throttle.begin("10.200.0.1", "x").end(True)
     assert len(throttle.sources) <= 1 and len(throttle.names) <= 1
