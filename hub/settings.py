@@ -62,8 +62,8 @@ class Settings(BaseModel):
     max_connections: int = Field(
         512,
         ge=1,
-        description="open connections each partner port (HTTP, ISO 10161, SLNP) holds in all; "
-        "more are closed at once, so a flood on one port leaves file descriptors for the others",
+        description="open connections each partners' port holds in all; more are closed at "
+        "once, so a flood on one port leaves file descriptors for the others",
     )
     reply_timeout_s: float = Field(
         10.0, gt=0, description="how long an endpoint waits for the state machine's verdict"

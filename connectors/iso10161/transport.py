@@ -486,6 +486,7 @@ class Iso10161Server:
         try:
             name, value = codec.decode(apdu)
         except codec.Iso10161Error as error:
+            log.warning("iso10161.malformed", source=address, error=str(error)[:200])
             refusal = Refusal(str(error), self.codec.fault(Fault.SYNTAX, str(error)))
             await intake.refuse(refusal, address, "iso10161")
             return refusal.answer

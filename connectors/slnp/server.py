@@ -211,7 +211,9 @@ class Session:
         await self._dead(refusal("SLNP_END_COMMAND_LACKING", detail), None)
 
     async def _dead(self, refused: Refusal, partner: Partner | None) -> None:
-        """A refusal the partner is told of, recorded as a dead letter."""
+        """A refusal that ends the session, told to the partner and recorded as a dead
+        letter."""
+        log.warning("slnp.session_refused", source=self.address, reason=refused.reason[:200])
         await self.intake.refuse(refused, partner.symbol if partner else self.address, PROTOCOL)
         with contextlib.suppress(ConnectionError, OSError):
             await self.write(refused.answer.body, partner)
@@ -248,6 +250,7 @@ class Session:
         allowed = self.allowed()
         partner = identity.choose(allowed, self.logged_in, Command(""))
         who = partner.symbol if partner else self.address
+        log.warning("slnp.malformed", source=self.address, partner=who, reason=refused.reason[:200])
         if allowed:
             refused.audit_ref = await self.intake.audit("in", PROTOCOL, who, body, "text/plain")
         await self.intake.refuse(refused, who, PROTOCOL)
