@@ -123,15 +123,17 @@ async def hang_up(
     kernel reset the connection, and a reset throws away what the partner had not yet read:
     the refusal. So: flush, half-close (FIN after the answer), read and drop what still
     comes for at most `linger_s` or LINGER_BYTES, then close."""
-    with contextlib.suppress(ConnectionError, OSError, TimeoutError, ssl.SSLError):
-        async with asyncio.timeout(linger_s):
-            await writer.drain()
-            if writer.can_write_eof():  # TLS cannot half-close; its close_notify comes last
-                writer.write_eof()
-            dropped = 0
-            while dropped < LINGER_BYTES and (data := await reader.read(65536)):
-                dropped += len(data)
-    writer.close()
+    try:
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError, ssl.SSLError):
+            async with asyncio.timeout(linger_s):
+                await writer.drain()
+                if writer.can_write_eof():  # TLS cannot half-close; its close_notify comes last
+                    writer.write_eof()
+                dropped = 0
+                while dropped < LINGER_BYTES and (data := await reader.read(65536)):
+                    dropped += len(data)
+    finally:  # also when the hub stops meanwhile (cancelled): the socket is never left open
+        writer.close()
     with contextlib.suppress(ConnectionError, OSError, ssl.SSLError):
         await writer.wait_closed()
 

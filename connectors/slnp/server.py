@@ -111,12 +111,14 @@ class SlnpListener:
         except TimeoutError:
             log.warning("slnp.hung_up", source=address, reason="the partner does not read replies")
         except asyncio.CancelledError:
+            writer.transport.abort()  # the hub stops: no lingering
             raise
         except Exception:  # a bug must cost one session, never the listener
             log.exception("slnp.session_failed", source=address)
         finally:
             try:
-                await hang_up(reader, writer)
+                if not writer.transport.is_closing():
+                    await hang_up(reader, writer)
             finally:
                 if task is not None:
                     self._sessions.discard(task)
