@@ -60,7 +60,7 @@ class Settings(BaseModel):
         32, ge=1, description="open connections one source address may hold, per port"
     )
     max_connections: int = Field(
-        512,
+        256,
         ge=1,
         description="open connections each partners' port holds in all; more are closed at "
         "once, so a flood on one port leaves file descriptors for the others",
