@@ -80,6 +80,12 @@ class Settings(BaseModel):
     max_connections_per_source: int = Field(
         32, ge=1, description="open connections one source address may hold, per port"
     )
+    max_connections: int = Field(
+        256,
+        ge=1,
+        description="open connections each partners' port holds in all; more are closed at "
+        "once, so a flood on one port leaves file descriptors for the others",
+    )
     reply_timeout_s: float = Field(
         10.0, gt=0, description="how long an endpoint waits for the state machine's verdict"
     )
@@ -159,6 +165,12 @@ class Settings(BaseModel):
     console_secure_cookies: bool = Field(
         False, description="console cookies only over HTTPS (set when TLS is in front of it)"
     )
+    console_max_connections: int = Field(
+        64,
+        ge=1,
+        description="open connections the console's port holds in all (each source address "
+        "at most RSHUB_MAX_CONNECTIONS_PER_SOURCE)",
+    )
     console_live_interval_s: float = Field(
         1.0, gt=0, description="how often the console's live updates look for news"
     )
@@ -215,6 +227,7 @@ class Settings(BaseModel):
             idle_timeout_s=self.idle_timeout_s,
             read_timeout_s=self.read_timeout_s,
             max_connections_per_source=self.max_connections_per_source,
+            max_connections=self.max_connections,
             outbound_timeout_s=self.outbound_timeout_s,
             outbound_retries=self.outbound_retries,
             outbound_backoff_s=self.outbound_backoff_s,

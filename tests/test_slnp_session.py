@@ -13,12 +13,14 @@ import pytest
 from connectors.core.contract import Answer, Attempt, Codec, Fault, Limits, Refusal
 from connectors.core.directory import Credential, Directory, Partner
 from connectors.core.model import Bibliographic, Event, Message
+from connectors.core.throttle import PER_SOURCE
 from connectors.slnp import CODEC, CONNECTOR
 from connectors.slnp.client import SlnpSender
 from connectors.slnp.models import SlnpSettings
 from connectors.slnp.server import SlnpListener
 from connectors.slnp.simulator import SimulatedZfl, ZflClient
 from connectors.slnp.wire import parse_command
+from tests.tcp_helpers import send_then_read
 
 SECRET_ENV = "RSHUB_TEST_SLNP_SECRET"
 
@@ -121,6 +123,7 @@ async def hub_port(partners: tuple[Partner, ...]) -> AsyncIterator[tuple[int, Fa
     listener = SlnpListener(
         LIMITS, SlnpSettings(port=0, max_line_bytes=1024, max_command_bytes=4096), CODEC
     )
+    listener.throttle.delay_s = 0.0  # the pause after a failed login would only slow tests
     await listener.start(intake)
     try:
         yield listener.port, intake
@@ -472,3 +475,46 @@ async def test_the_simulated_zfl_talks_to_the_hub_listener_and_back(
     request = intake.taken[0][1]
     assert request.correlation is not None and request.correlation.request_id == "RT1"
     assert parse_command(a_change().decode()).get("Status") == "Geliefert"
+
+
+async def test_a_partner_still_sending_reads_its_refusal(
+    hub_port: tuple[int, FakeIntake],
+) -> None:
+    port, _ = hub_port
+    # An endless line: refused after max_line_bytes while the partner goes on sending.
+    said, error = await send_then_read(port, b"SLNPFLBestellung\nBemerkung:" + b"x" * 600_000)
+    assert error is None  # not reset: the hub half-closed and read what still came
+    assert said.startswith(b"220 ") and b"SLNP_REQ_FORMAT_ERROR" in said
+
+
+SLNP_LOGIN = (
+    partner(
+        "BVB",
+        addresses=["127.0.0.0/8"],
+        inbound_auth=Credential(scheme="basic", username="zfl-bvb", secret_env=SECRET_ENV),
+    ),
+)
+
+
+@pytest.mark.parametrize("partners", [SLNP_LOGIN])
+async def test_reconnecting_buys_no_guesses_and_the_partner_elsewhere_still_logs_in(
+    hub_port: tuple[int, FakeIntake], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, "s3cret")
+    port, intake = hub_port
+    answers = []
+    for attempt in range(30):  # a guesser on 127.0.0.1, a new connection for each guess
+        async with ZflClient("127.0.0.1", port) as zfl:
+            answers.append((await zfl.login("zfl-bvb", f"guess{attempt}")).error_type)
+    assert answers == ["SLNP_ACCESS_DENIED"] * PER_SOURCE + ["SLNP_LOGIN_THROTTLED"] * (
+        30 - PER_SOURCE
+    )
+    async with ZflClient("127.0.0.1", port) as zfl:  # the right secret is not even checked
+        assert (await zfl.login("zfl-bvb", "s3cret")).error_type == "SLNP_LOGIN_THROTTLED"
+    # The partner, from its own address, is not locked out by what 127.0.0.1 did.
+    async with ZflClient("127.0.0.1", port, source="127.0.0.2") as zfl:
+        assert (await zfl.login("zfl-bvb", "s3cret")).code == 240
+        assert (await zfl.order("B1")).ok
+    # 31 refused logins are a burst: dead-lettered at the 1st and the 10th, counted.
+    logins = [reason for reason, _ in intake.refused if "login" in reason]
+    assert len(logins) == 2 and "(10 failed or throttled" in logins[1]

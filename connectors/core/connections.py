@@ -1,15 +1,21 @@
-"""What the inbound ports share: binding them up front with a clear error, and a cap on the
-connections one source address may hold open.
+"""What the inbound ports share: binding them up front with a clear error, caps on the
+connections one source address and the port in all may hold open, and hanging up so that
+the last answer is read.
+
+Every port has both caps so that no port can use up the process's file descriptors: a flood
+on one (the console, say) is refused there, and the others go on accepting.
 
 Nothing here reads or writes a message; the time-outs on reading live with the code that
 reads (the gateway for HTTP bodies, aiohttp's keep-alive timer for request heads, the ISO
-10161 server for APDUs).
+10161 and SLNP servers for their commands).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +23,8 @@ from typing import Any
 import structlog
 
 log = structlog.get_logger(__name__)
+LINGER_S = 2.0  # how long a hung-up partner may go on sending before the socket is closed
+LINGER_BYTES = 1_048_576  # and how much of it is read (and dropped) meanwhile
 
 
 class ListenError(OSError):
@@ -39,25 +47,28 @@ def source_of(transport: asyncio.BaseTransport) -> str:
 
 
 class SourceLimit:
-    """Counts open connections per source address; `admit` refuses one over the cap."""
+    """Counts open connections per source address and on the port in all; `admit` refuses
+    one over either cap (one warning line per refused connection)."""
 
-    def __init__(self, cap: int, port_name: str) -> None:
-        self.cap, self.port_name = cap, port_name
+    def __init__(self, cap: int, port_name: str, total: int | None = None) -> None:
+        self.cap, self.port_name, self.total = cap, port_name, total
         self.open: Counter[str] = Counter()
+        self.count = 0
 
     def admit(self, source: str) -> bool:
-        if self.open[source] >= self.cap:
-            log.warning(
-                "connection.refused",
-                port=self.port_name,
-                source=source,
-                reason=f"already {self.cap} connections open from this address",
-            )
-            return False
-        self.open[source] += 1
-        return True
+        if self.total is not None and self.count >= self.total:
+            reason = f"the port holds its limit of {self.total} connections"
+        elif self.open[source] >= self.cap:
+            reason = f"already {self.cap} connections open from this address"
+        else:
+            self.open[source] += 1
+            self.count += 1
+            return True
+        log.warning("connection.refused", port=self.port_name, source=source, reason=reason)
+        return False
 
     def release(self, source: str) -> None:
+        self.count -= 1
         self.open[source] -= 1
         if self.open[source] <= 0:
             del self.open[source]
@@ -102,6 +113,29 @@ class _Capped(asyncio.Protocol):
 
 def capped(factory: Callable[[], Any], limit: SourceLimit) -> Callable[[], asyncio.Protocol]:
     return lambda: _Capped(factory(), limit)
+
+
+async def hang_up(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, linger_s: float = LINGER_S
+) -> None:
+    """Ends a connection the hub is done with so that the partner reads what it was told
+    last. Closing a socket with unread bytes in it (a partner still sending) makes the
+    kernel reset the connection, and a reset throws away what the partner had not yet read:
+    the refusal. So: flush, half-close (FIN after the answer), read and drop what still
+    comes for at most `linger_s` or LINGER_BYTES, then close."""
+    try:
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError, ssl.SSLError):
+            async with asyncio.timeout(linger_s):
+                await writer.drain()
+                if writer.can_write_eof():  # TLS cannot half-close; its close_notify comes last
+                    writer.write_eof()
+                dropped = 0
+                while dropped < LINGER_BYTES and (data := await reader.read(65536)):
+                    dropped += len(data)
+    finally:  # also when the hub stops meanwhile (cancelled): the socket is never left open
+        writer.close()
+    with contextlib.suppress(ConnectionError, OSError, ssl.SSLError):
+        await writer.wait_closed()
 
 
 def free_port() -> int:

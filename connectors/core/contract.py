@@ -128,6 +128,7 @@ class Limits(BaseModel):
     idle_timeout_s: float = 15.0
     read_timeout_s: float = 30.0
     max_connections_per_source: int = 32
+    max_connections: int = 256
     outbound_timeout_s: float = 30.0
     outbound_retries: int = 2
     outbound_backoff_s: float = 1.0

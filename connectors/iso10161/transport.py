@@ -10,8 +10,10 @@ problem, unrecognized APDU, unknown transaction, state-transition-prohibited wit
 state, resource limitation while the broker is away) when not.
 
 A connection is closed when it sends nothing for `idle_timeout_s` between APDUs, when an APDU
-once begun is not complete within `read_timeout_s`, and refused when its source already holds
-`max_connections_per_source`.
+once begun is not complete within `read_timeout_s` or an answer is not taken within it (a
+partner that sends and never reads), and refused when its source already holds
+`max_connections_per_source` or the port `max_connections`. The hub hangs up by half-closing
+and draining first (`hang_up`), so a partner still sending reads the last report.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from urllib.parse import urlsplit
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.core.connections import SourceLimit, bind
+from connectors.core.connections import SourceLimit, bind, hang_up
 from connectors.core.contract import (
     Answer,
     Attempt,
@@ -374,7 +376,9 @@ class Iso10161Server:
         self.limits, self.settings, self.codec = limits, settings, codec
         self.server: asyncio.Server | None = None
         self.intake: Intake | None = None
-        self.sources = SourceLimit(limits.max_connections_per_source, "iso10161")
+        self.sources = SourceLimit(
+            limits.max_connections_per_source, "iso10161", limits.max_connections
+        )
         self.sock: socket.socket | None = None
 
     def bind(self) -> None:
@@ -414,13 +418,15 @@ class Iso10161Server:
         certificate = fingerprint(tls.getpeercert(binary_form=True)) if tls else None
         try:
             await self._serve(reader, writer, address, certificate)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except TimeoutError:
+            log.warning("iso10161.hung_up", source=address, reason="the partner does not read")
         finally:
-            self.sources.release(address)
-            writer.close()
-            with contextlib.suppress(ConnectionError, ssl.SSLError):
-                await writer.wait_closed()
+            try:
+                await hang_up(reader, writer)
+            finally:
+                self.sources.release(address)
 
     async def _serve(
         self,
@@ -458,7 +464,8 @@ class Iso10161Server:
                 return
             for apdu in apdus:
                 writer.write((await self._one(apdu, address, certificate)).body)
-                await writer.drain()
+                async with asyncio.timeout(self.limits.read_timeout_s):
+                    await writer.drain()
             if not splitter.pending:
                 begun = None
             elif begun is None or apdus:
@@ -468,8 +475,8 @@ class Iso10161Server:
         assert self.intake is not None
         answer = self.codec.fault(Fault.SYNTAX, detail)
         await self.intake.refuse(Refusal(detail, answer), address, "iso10161")
-        writer.write(answer.body)
-        await writer.drain()
+        log.warning("iso10161.framing_lost", source=address, error=detail[:200])
+        writer.write(answer.body)  # hang_up flushes it
 
     async def _one(self, apdu: bytes, address: str, certificate: str | None = None) -> Answer:
         intake = self.intake
@@ -479,6 +486,7 @@ class Iso10161Server:
         try:
             name, value = codec.decode(apdu)
         except codec.Iso10161Error as error:
+            log.warning("iso10161.malformed", source=address, error=str(error)[:200])
             refusal = Refusal(str(error), self.codec.fault(Fault.SYNTAX, str(error)))
             await intake.refuse(refusal, address, "iso10161")
             return refusal.answer

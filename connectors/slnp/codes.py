@@ -34,6 +34,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "NO_AVAILABLE_ITEMS": (510, "SlnpExecutionError"),
     # rshub: the connection or login does not prove a partner; the hub cannot take it now.
     "SLNP_ACCESS_DENIED": (510, "SlnpAccessError"),
+    "SLNP_LOGIN_THROTTLED": (510, "SlnpAccessError"),  # too many failed logins: try later
     "SLNP_SERVICE_UNAVAILABLE": (520, "SlnpExecutionError"),
 }
 
@@ -51,7 +52,12 @@ FAULTS: dict[Fault, str] = {
 # A partner's error that another try may cure (its server is busy or broken for a while);
 # every other error is its judgement of the command and is not retried as it was.
 RETRYABLE: frozenset[str] = frozenset(
-    {"SLNP_REQ_ANALYZING_ERROR", "INTERNAL_SERVER_ERROR", "SLNP_SERVICE_UNAVAILABLE"}
+    {
+        "SLNP_REQ_ANALYZING_ERROR",
+        "INTERNAL_SERVER_ERROR",
+        "SLNP_SERVICE_UNAVAILABLE",
+        "SLNP_LOGIN_THROTTLED",
+    }
 )
 
 

@@ -44,9 +44,14 @@ def candidates(directory: Directory, address: str, certificate: str | None) -> l
     ]
 
 
+def user_of(command: Command) -> str | None:
+    """The login name a login command gives."""
+    return next((v for p in USER_PARAMS if (v := command.value(p))), None)
+
+
 def login(allowed: list[Partner], command: Command) -> Partner | None:
     """The partner whose inbound_auth this login command proves, or None."""
-    user = next((v for p in USER_PARAMS if (v := command.value(p))), None)
+    user = user_of(command)
     secret = next((v for p in SECRET_PARAMS if (v := command.get(p))), None)
     if user is None or secret is None:
         return None

@@ -8,9 +8,16 @@ stream that lost its framing are refused with the SLNP error and a dead letter
 (`Intake.refuse`); after a framing error, a command that never ends or a bad login repeated,
 the connection is closed.
 
+Logins go through the shared `LoginThrottle`: per source address and per name, across
+connections, so reconnecting does not buy more guesses. A source over its limit is answered
+SLNP_LOGIN_THROTTLED without its secret being checked, after a pause, and hung up on; a burst
+of failures from one source is one dead letter and log line (then one per tenfold, counted).
+
 Time-outs: `idle_timeout_s` between commands (closed quietly), `read_timeout_s` for a command
-once begun (answered SLNP_END_COMMAND_LACKING, then closed). `max_connections_per_source`
-caps the connections one address holds.
+once begun (answered SLNP_END_COMMAND_LACKING, then closed) and for a reply to be taken by a
+partner that does not read. `max_connections_per_source` caps the connections one address
+holds, `max_connections` those of the port. When the hub hangs up it half-closes and drains
+first (`hang_up`), so a partner still sending reads its refusal.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ from typing import Any
 
 import structlog
 
-from connectors.core.connections import SourceLimit, bind
+from connectors.core.connections import SourceLimit, bind, hang_up
 from connectors.core.contract import Answer, Fault, Intake, Limits, Refusal
 from connectors.core.directory import Directory, Partner
+from connectors.core.throttle import LoginThrottle
 from connectors.slnp import identity, vocabulary
 from connectors.slnp.codec import (
     PROTOCOL,
@@ -40,12 +48,16 @@ from connectors.slnp.wire import Command, CommandFramer, FramingError, ok, rende
 
 log = structlog.get_logger(__name__)
 MAX_BAD_LOGINS = 3
+REFUSED_LOGIN_DELAY_S = 1.0  # a failed or throttled login is answered after this
 
 
 class SlnpListener:
     def __init__(self, limits: Limits, settings: SlnpSettings, codec: SlnpCodec) -> None:
         self.limits, self.settings, self.codec = limits, settings, codec
-        self.sources = SourceLimit(limits.max_connections_per_source, PROTOCOL)
+        self.sources = SourceLimit(
+            limits.max_connections_per_source, PROTOCOL, limits.max_connections
+        )
+        self.throttle = LoginThrottle(delay_s=REFUSED_LOGIN_DELAY_S)
         self.server: asyncio.Server | None = None
         self.intake: Intake | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
@@ -96,17 +108,21 @@ class SlnpListener:
             await Session(self, reader, writer, address, certificate).run()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except TimeoutError:
+            log.warning("slnp.hung_up", source=address, reason="the partner does not read replies")
         except asyncio.CancelledError:
+            writer.transport.abort()  # the hub stops: no lingering
             raise
         except Exception:  # a bug must cost one session, never the listener
             log.exception("slnp.session_failed", source=address)
         finally:
-            if task is not None:
-                self._sessions.discard(task)
-            self.sources.release(address)
-            writer.close()
-            with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
-                await writer.wait_closed()
+            try:
+                if not writer.transport.is_closing():
+                    await hang_up(reader, writer)
+            finally:
+                if task is not None:
+                    self._sessions.discard(task)
+                self.sources.release(address)
 
 
 class Session:
@@ -144,8 +160,11 @@ class Session:
         return found.pop() if len(found) == 1 else "utf-8"
 
     async def write(self, body: bytes, partner: Partner | None = None) -> None:
+        """Sends a reply; a partner that does not take it within the read time-out (it
+        sends and never reads) is hung up on (TimeoutError ends the session)."""
         self.writer.write(encode_for(body, self.encoding(partner)))
-        await self.writer.drain()
+        async with asyncio.timeout(self.listener.limits.read_timeout_s):
+            await self.writer.drain()
 
     async def run(self) -> None:
         limits, settings = self.listener.limits, self.listener.settings
@@ -194,7 +213,9 @@ class Session:
         await self._dead(refusal("SLNP_END_COMMAND_LACKING", detail), None)
 
     async def _dead(self, refused: Refusal, partner: Partner | None) -> None:
-        """A refusal the partner is told of, recorded as a dead letter."""
+        """A refusal that ends the session, told to the partner and recorded as a dead
+        letter."""
+        log.warning("slnp.session_refused", source=self.address, reason=refused.reason[:200])
         await self.intake.refuse(refused, partner.symbol if partner else self.address, PROTOCOL)
         with contextlib.suppress(ConnectionError, OSError):
             await self.write(refused.answer.body, partner)
@@ -231,6 +252,7 @@ class Session:
         allowed = self.allowed()
         partner = identity.choose(allowed, self.logged_in, Command(""))
         who = partner.symbol if partner else self.address
+        log.warning("slnp.malformed", source=self.address, partner=who, reason=refused.reason[:200])
         if allowed:
             refused.audit_ref = await self.intake.audit("in", PROTOCOL, who, body, "text/plain")
         await self.intake.refuse(refused, who, PROTOCOL)
@@ -260,21 +282,42 @@ class Session:
             self.logged_in = None
             return response_bytes(ok(name))
         allowed = self.allowed()
-        partner = identity.login(allowed, command)
-        if partner is not None:
-            self.logged_in = partner
-            log.info("slnp.login", source=self.address, partner=partner.symbol)
-            return response_bytes(ok(name))
         needs_login = any(p.inbound_auth is not None for p in allowed)
         said_credentials = any(command.get(p) for p in identity.SECRET_PARAMS)
         if allowed and not needs_login and not said_credentials:
             return response_bytes(ok(name))  # a session opening that proves nothing, needs nothing
+        throttle = self.listener.throttle
+        user = identity.user_of(command) or ""
+        attempt = throttle.begin(self.address, user)
+        partner = identity.login(allowed, command) if attempt.allowed else None
+        attempt.end(partner is not None)
+        if partner is not None:
+            self.logged_in = partner
+            log.info("slnp.login", source=self.address, partner=partner.symbol)
+            return response_bytes(ok(name))
         self.bad_logins += 1
-        detail = f"login refused at {self.address}"
-        refused = Refusal(detail, self.codec.fault(Fault.UNAUTHENTICATED, detail), "authenticate")
-        await self.intake.refuse(refused, self.address, PROTOCOL)
+        if attempt.allowed:
+            detail = f"login refused at {self.address}"
+            refused = Refusal(
+                detail, self.codec.fault(Fault.UNAUTHENTICATED, detail), "authenticate"
+            )
+        else:
+            detail = f"too many failed logins from {self.address}; try again in a few minutes"
+            refused = refusal("SLNP_LOGIN_THROTTLED", detail, "authenticate")
+            self.closing = True
+        if attempt.report:  # the first of a burst from this source, then each tenfold
+            log.warning(
+                "slnp.login_refused",
+                source=self.address,
+                user=user[:64],
+                throttled=not attempt.allowed,
+                failures=attempt.burst,
+            )
+            refused.reason = f"{detail} ({attempt.burst} failed or throttled in this burst)"
+            await self.intake.refuse(refused, self.address, PROTOCOL)
         if self.bad_logins >= MAX_BAD_LOGINS:
             self.closing = True  # no guessing secrets on one connection
+        await asyncio.sleep(throttle.delay_s)  # a deliberate pause: guessing is slow
         return refused.answer.body
 
 

@@ -140,8 +140,11 @@ def _error(kind: str, text: str) -> Response:
 class ZflClient:
     """A ZFL server's client side, talking to the hub's SLNP port."""
 
-    def __init__(self, host: str, port: int, encoding: str = "utf-8") -> None:
-        self.host, self.port, self.encoding = host, port, encoding
+    def __init__(
+        self, host: str, port: int, encoding: str = "utf-8", source: str | None = None
+    ) -> None:
+        """`source`: the local address to connect from (another loopback address, say)."""
+        self.host, self.port, self.encoding, self.source = host, port, encoding, source
         self.greeting: Response | None = None
         self._framer = ResponseFramer(65536, 1 << 20)
         self._ready: list[bytes] = []
@@ -149,7 +152,10 @@ class ZflClient:
         self.writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> ZflClient:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        local = (self.source, 0) if self.source else None
+        self.reader, self.writer = await asyncio.open_connection(
+            self.host, self.port, local_addr=local
+        )
         self.greeting = await self.reply()
         return self
 

@@ -14,7 +14,11 @@
     GET  /static/console.{js,css}
 
 Every page but the login needs a session; every POST needs the session's CSRF token, and the
-ones that change something need the operator role. Pages are read from the operators' index
+ones that change something need the operator role. Logins go through the shared
+`LoginThrottle` (per source address and per name, counted before scrypt runs). The port caps
+connections per source address and in all and closes a connection that has not sent a whole
+request head within `idle_timeout_s`, so that no flood on it can take the descriptors the
+partners' ports need. Pages are read from the operators' index
 (the SQLite file `rshub serve` keeps from the topics) in one reader thread.
 """
 
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -34,14 +40,15 @@ import structlog
 from aiohttp import web
 from mode import Service
 
+from connectors.core.connections import SourceLimit, capped
 from connectors.core.directory import Directory
+from connectors.core.throttle import LoginThrottle
 from hub import index as index_module
 from hub.console import pages, static, views
 from hub.console.html import Html
 from hub.console.sessions import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
-    LoginGuard,
     Session,
     Sessions,
     same,
@@ -88,6 +95,9 @@ class Console(Service):
         port: int = 0,
         sock: socket.socket | None = None,
         session_idle_s: float = 8 * 3600.0,
+        idle_timeout_s: float = 15.0,
+        max_connections_per_source: int = 32,
+        max_connections: int = 64,
         secure_cookies: bool = False,
         live_interval_s: float = 1.0,
         stuck_after: Any = None,
@@ -101,13 +111,17 @@ class Console(Service):
         """`load`: open requests each lender holds (the rota's load view); `waiting`: steps
         waiting for delivery per partner (rshub deliveries); `redeliver(txn, partner, by)`
         and `replay(ref, letter, raw, trust_sender)`: the operators' actions, as the
-        commands do them."""
+        commands do them. `idle_timeout_s`: a connection without a whole request head
+        within it (from connect, or from its last answer) is closed; the two caps: open
+        connections from one source address, and in all."""
         super().__init__(**kwargs)
         self.index_path, self.directory = index_path, directory
         self.users = UserFile(users_file)
         self.host, self.port, self.sock = host, port, sock
         self.sessions = Sessions(session_idle_s)
-        self.guard = LoginGuard()
+        self.throttle = LoginThrottle()
+        self.idle_timeout_s = idle_timeout_s
+        self.connections = SourceLimit(max_connections_per_source, "console", max_connections)
         self.secure_cookies = secure_cookies
         self.live_interval_s = live_interval_s
         self.stuck = stuck_after or index_module.stuck_after()
@@ -127,14 +141,20 @@ class Console(Service):
 
     async def on_start(self) -> None:
         self.index = await self.read(lambda: index_module.Index(self.index_path))
-        self.runner = web.AppRunner(self.application(), access_log=None)
+        # keepalive_timeout: aiohttp closes a connection that has not completed a request
+        # head within it, from connect or from the last answer (a live stream is an answer
+        # under way, not idle).
+        self.runner = web.AppRunner(
+            self.application(), access_log=None, keepalive_timeout=self.idle_timeout_s
+        )
         await self.runner.setup()
         assert self.runner.server is not None
+        factory = capped(self.runner.server, self.connections)
         loop = asyncio.get_running_loop()
         if self.sock is not None:
-            self.server = await loop.create_server(self.runner.server, sock=self.sock)
+            self.server = await loop.create_server(factory, sock=self.sock)
         else:
-            self.server = await loop.create_server(self.runner.server, self.host, self.port)
+            self.server = await loop.create_server(factory, self.host, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
         if not self.users.users():
             log.warning(
@@ -281,21 +301,34 @@ class Console(Service):
             return await self.login_page(request, "The form expired; please log in again.")
         name, password = _field(form, "name").strip(), _field(form, "password")
         address = request.remote or "?"
-        if self.guard.blocked(name, address):
-            log.warning("console.login_throttled", user=name, remote=address)
-            return await self.login_page(
-                request, "Too many failed logins; wait a few minutes and try again."
+        # Counted from before scrypt runs: concurrent guesses count against the limit too.
+        attempt = self.throttle.begin(address, name)
+        if not attempt.allowed:
+            if attempt.report:
+                log.warning(
+                    "console.login_throttled", user=name[:64], remote=address, count=attempt.burst
+                )
+            page = await self.login_page(
+                request, "Too many failed logins from here; wait a few minutes and try again."
             )
+            page.set_status(429)
+            return page
         try:
             user = await asyncio.to_thread(self.users.authenticate, name, password)
         except UsersError as error:
+            attempt.end(None)
             log.error("console.users_file", error=str(error))
             return await self.login_page(request, "The console's users file cannot be read.")
+        except BaseException:
+            attempt.end(False)  # a guess cancelled half-way (the client left) still counts
+            raise
+        attempt.end(user is not None)
         if user is None:
-            self.guard.failed(name, address)
-            log.warning("console.login_failed", user=name, remote=address)
+            if attempt.report:
+                log.warning(
+                    "console.login_failed", user=name[:64], remote=address, count=attempt.burst
+                )
             return await self.login_page(request, "Wrong name or password.")
-        self.guard.succeeded(name)
         self.sessions.close(request.cookies.get(SESSION_COOKIE))
         sid, _session = self.sessions.open(user.name, user.role)
         log.info("console.login", user=user.name, role=user.role, remote=address)
@@ -545,10 +578,19 @@ def _field(form: Any, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+# A path on this site: a slash not followed by another or a backslash, then printable ASCII
+# other than space and backslash. Browsers drop tabs and newlines and read `\` as `/`, so
+# `/\t/evil` and `/\evil` are other sites to them; those characters are never allowed, nor
+# (in case anything decodes it once more) their percent-encoded forms.
+LOCAL_PATH = re.compile(r"/(?![/\\])[!-\[\]-~]*")
+UNSAFE_DECODED = re.compile(r"^/[/\\]|[\x00-\x1f\x7f\\]")
+
+
 def _local(target: str) -> str:
     """A path of this console to go to after login; anything else (another site, a
-    protocol-relative //host, a backslash trick) is dropped."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    protocol-relative //host, a backslash, a control character, any of them percent-encoded)
+    is dropped."""
+    if not LOCAL_PATH.fullmatch(target) or UNSAFE_DECODED.search(urllib.parse.unquote(target)):
         return ""
     return target
 

@@ -1,4 +1,5 @@
-"""Console sessions, CSRF tokens and login throttling, kept in this worker's memory.
+"""Console sessions and CSRF tokens, kept in this worker's memory (login throttling is the
+shared `connectors.core.throttle.LoginThrottle`).
 
 A session is a random id in an HttpOnly, SameSite=Strict cookie; the server keeps who it is,
 the role, a CSRF token and when it was last used. Every form that changes something carries
@@ -14,15 +15,12 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SESSION_COOKIE = "rshub_console"
 LOGIN_COOKIE = "rshub_console_login"
 MAX_SESSIONS = 10_000  # the oldest is dropped beyond this (a memory bound, not a policy)
-FAILURES_ALLOWED = 5  # failed logins per name (and per address) within the window
-FAILURE_WINDOW_S = 300.0
 
 
 def token() -> str:
@@ -90,35 +88,3 @@ class Sessions:
     def _expire(self, now: float) -> None:
         for sid in [s for s, session in self.by_id.items() if now - session.seen > self.idle_s]:
             del self.by_id[sid]
-
-
-class LoginGuard:
-    """Refuses logins for a name, or from an address, that failed FAILURES_ALLOWED times in
-    the last FAILURE_WINDOW_S (password guessing is slowed to a few tries per window)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.failures: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str) -> deque[float]:
-        now = self.clock()
-        seen = self.failures.setdefault(key, deque())
-        while seen and now - seen[0] > FAILURE_WINDOW_S:
-            seen.popleft()
-        if not seen:
-            del self.failures[key]
-            return deque()
-        return seen
-
-    def blocked(self, name: str, address: str) -> bool:
-        return any(
-            len(self._recent(key)) >= FAILURES_ALLOWED for key in (f"n:{name}", f"a:{address}")
-        )
-
-    def failed(self, name: str, address: str) -> None:
-        now = self.clock()
-        for key in (f"n:{name}", f"a:{address}"):
-            self.failures.setdefault(key, deque()).append(now)
-
-    def succeeded(self, name: str) -> None:
-        self.failures.pop(f"n:{name}", None)
