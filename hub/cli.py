@@ -162,8 +162,22 @@ def _agent_states(app: Any) -> dict[str, str]:
     return states
 
 
+def _more_descriptors() -> None:
+    """The soft limit on open files raised to the hard one: the ports' caps
+    (RSHUB_MAX_CONNECTIONS) are sized for the usual 1,024, and more room costs nothing."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def serve(settings: Settings) -> int:
     from faust.worker import Worker
+
+    _more_descriptors()
 
     from connectors.core import directory as directory_module
     from hub import assembly, metrics

@@ -170,7 +170,9 @@ class Gateway(Service):
         )
         await self.runner.setup()
         assert self.runner.server is not None
-        limit = SourceLimit(self.settings.max_connections_per_source, "http")
+        limit = SourceLimit(
+            self.settings.max_connections_per_source, "http", self.settings.max_connections
+        )
         factory = capped(self.runner.server, limit)
         loop = asyncio.get_running_loop()
         if self.http_socket is not None:
