@@ -23,9 +23,10 @@ from connectors.iso18626 import codec as iso_codec
 from connectors.iso18626 import writer as iso_writer
 from connectors.ncip import codec as ncip_codec
 from connectors.ncip import writer as ncip_writer
-from hub import logs, topics
-from hub.broker import EmbeddedBroker, wait_for_metadata
-from hub.process import ROOT
+from hub.cli.process import ROOT
+from hub.kafka import topics
+from hub.kafka.embedded import EmbeddedBroker, wait_for_metadata
+from hub.runtime import logs
 
 REQUEST = Message(
     event=Event.REQUEST,

@@ -34,8 +34,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench import measure
 from bench.measure import Arrivals
 from connectors.core.connections import free_port
-from hub import topics
-from hub.process import ROOT
+from hub.cli.process import ROOT
+from hub.kafka import topics
 
 # -- the forwarder process ----------------------------------------------------------------
 

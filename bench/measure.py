@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub import logs
-from hub.broker import EmbeddedBroker, wait_for_metadata
+from hub.kafka.embedded import EmbeddedBroker, wait_for_metadata
+from hub.runtime import logs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 INFLIGHT = (16, 64, 128)
@@ -270,8 +270,8 @@ async def broker() -> AsyncIterator[Broker]:
 
 def fetch_wait_ms(embedded: bool, given: int | None = None) -> int:
     """The consumers' fetch max wait: the argument, else RSHUB_FETCH_WAIT_MS, else what the hub
-    uses on this broker kind (`hub.fetching`), so the baselines wait as the hub does."""
-    from hub import fetching
+    uses on this broker kind (`hub.kafka.fetching`), so the baselines wait as the hub does."""
+    from hub.kafka import fetching
 
     if given is not None:
         return given

@@ -27,8 +27,8 @@ from bench.measure import Arrivals
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat, transaction_id
 from connectors.iso10161 import codec as ill_codec
 from connectors.simulator import Answer, Library, TcpLibrary
-from hub import topics
-from hub.process import ROOT, HubProcess
+from hub.cli.process import ROOT, HubProcess
+from hub.kafka import topics
 
 # The hub keys transaction ids with its deployment secret; the benchmark computes the ids of
 # what it sends, so it and the hubs it starts (which inherit the environment) share one.
@@ -252,7 +252,7 @@ async def hub_running(
 
 
 def hub_pid(hub: HubProcess) -> int | None:
-    return hub.process.pid if hub.process else None
+    return hub.cli.process.pid if hub.cli.process else None
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import measure
 from bench.measure import Arrivals
-from hub import topics
+from hub.kafka import topics
 
 
 class Pipe:

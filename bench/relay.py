@@ -22,8 +22,8 @@ import yaml
 
 from bench.measure import broker, say, summary, table, write_result
 from connectors.ncip_relay.simulator import Broker, MemberResponder
-from hub import topics
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.kafka import topics
 
 LEVELS = (1, 8, 32)
 NORTH = "01NORTH_INST"

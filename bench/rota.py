@@ -20,10 +20,10 @@ from connectors.core.directory import Directory
 from connectors.core.holdings import Catalogue, Holding, HoldingsResult
 from connectors.core.model import Bibliographic, Event, Message, transaction_id
 from connectors.core.records import Located
-from hub import logs
-from hub.engine import apply
-from hub.load import LoadBook
-from hub.locate import Locator
+from hub.domain.engine import apply
+from hub.domain.load import LoadBook
+from hub.runtime import logs
+from hub.runtime.locate import Locator
 
 
 def consortium(size: int) -> Directory:

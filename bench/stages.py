@@ -29,11 +29,11 @@ from pathlib import Path
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "gateway: HTTP in, decode, audit and inbound records",
-        ("(hub/gateway.py)", "(aiohttp/web_protocol.py)", "(aiohttp/web_app.py)"),
+        ("(hub/runtime/gateway.py)", "(aiohttp/web_protocol.py)", "(aiohttp/web_app.py)"),
     ),
     (
         "transaction agent: the engine applying a step",
-        ("create_app.<locals>._apply", "create_app.<locals>._prepare", "(hub/engine.py)"),
+        ("create_app.<locals>._apply", "create_app.<locals>._prepare", "(hub/domain/engine.py)"),
     ),
     (
         "transaction agent: table row, sending its records",
@@ -41,11 +41,11 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "outbound agent: render, POST, delivery result",
-        ("_outbound_agent.<locals>.", "(hub/delivery.py)", "(aiohttp/client"),
+        ("_outbound_agent.<locals>.", "(hub/runtime/partner_queues.py)", "(aiohttp/client"),
     ),
     (
         "followers (verdicts, items, load) and the operators' index",
-        ("(hub/followers.py)", "(hub/index.py)"),
+        ("(hub/kafka/followers.py)", "(hub/ops/index.py)"),
     ),
     # faust's consumer runs in a thread of its own (a mode ServiceThread) with its own loop.
     ("fetching (faust's consumer thread)", ("(mode/threads.py)", "(aiokafka/consumer/fetcher.py)")),

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from connectors.simulator import Library, TcpLibrary, directory_yaml, running
-from hub import topics
-from hub.broker import EmbeddedBroker, wait_for_metadata
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.kafka import topics
+from hub.kafka.embedded import EmbeddedBroker, wait_for_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "standards" / "ncip" / "samples"

@@ -18,9 +18,9 @@ from aiokafka.errors import KafkaConnectionError
 from connectors.core.directory import Directory
 from connectors.iso10161.transport import Iso10161Server
 from connectors.registry import CONNECTORS
-from hub import assembly
-from hub.gateway import Gateway
-from hub.settings import Settings
+from hub.runtime import app as assembly
+from hub.runtime.gateway import Gateway
+from hub.runtime.settings import Settings
 
 
 class FakeKafka:

@@ -1,4 +1,4 @@
-"""Feeding the engine in tests as the transaction agent does (see `hub.agents`)."""
+"""Feeding the engine in tests as the transaction agent does (see `hub.runtime.agents`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 from connectors.core.directory import Directory
 from connectors.core.model import Message
 from connectors.core.records import DeliveryResult, Tick
-from hub.engine import Record, apply
-from hub.load import LoadView
-from hub.transaction import Result, Transaction
+from hub.domain.engine import Record, apply
+from hub.domain.load import LoadView
+from hub.domain.transaction import Result, Transaction
 
 
 def feed(

@@ -26,8 +26,8 @@ from connectors.core.directory import Directory
 from connectors.core.model import Message, transaction_id
 from connectors.openurl.signing import patron_signature
 from connectors.simulator import Library, directory_yaml, running
-from hub.gateway import web_request
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.runtime.gateway import web_request
 
 
 @dataclass

@@ -5,7 +5,7 @@ new connector package is covered without an edit here:
   other part of `connectors`;
 - every connector imports no `hub` module;
 - the hub's runtime imports only `connectors.core` of the connectors; only the composition
-  root (the CLI, `hub.assembly`, the demo) may import the registry and connector packages.
+  root (the CLI, `hub.runtime.app`, the demo) may import the registry and connector packages.
 So there is no package-level cycle: core <- connectors <- hub runtime <- composition root.
 """
 
@@ -15,7 +15,21 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSITION_ROOT = {"hub.cli", "hub.assembly", "hub.demo"}
+COMPOSITION_ROOT = {"hub.cli.commands", "hub.runtime.app", "hub.cli.demo"}
+LAYERS = ("domain", "kafka", "runtime", "ops", "cli")
+# What each layer of hub/ may import of the others (issue 25): the domain is pure, Kafka knows
+# no loans, the runtime composes both, ops (CLI and console alike) sit on the runtime, and
+# only the CLI sits on ops.
+MAY_IMPORT = {
+    "domain": {"domain"},
+    "kafka": {"kafka"},
+    "runtime": {"domain", "kafka", "runtime"},
+    "ops": {"domain", "kafka", "runtime", "ops"},
+    "cli": set(LAYERS),
+}
+# The load follower fills the domain's LoadBook (a plain data structure) in place.
+ALLOWED = {("hub.kafka.followers", "hub.domain.load")}
+LIBRARIES = ("faust", "aiokafka", "aiohttp", "mode")
 
 
 def modules(package: str) -> dict[str, set[str]]:
@@ -69,8 +83,45 @@ def test_the_hub_runtime_knows_connectors_only_through_the_core() -> None:
         assert not wrong, f"{module} imports {sorted(wrong)}"
 
 
+def layer(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "hub" and parts[1] in LAYERS else None
+
+
+def test_every_hub_module_is_in_a_layer() -> None:
+    loose = [m for m in modules("hub") if m != "hub" and layer(m + ".x") is None]
+    assert not loose, f"modules outside hub's layers: {loose}"
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    for module, imported in modules("hub").items():
+        own = layer(module + ".x")
+        if own is None:
+            continue
+        wrong = {
+            name
+            for name in imported
+            if (other := layer(name)) is not None
+            and other not in MAY_IMPORT[own]
+            and (module, name.rsplit(".", 1)[0] if name.count(".") > 2 else name) not in ALLOWED
+            and (module, name) not in ALLOWED
+        }
+        assert not wrong, f"{module} ({own}) imports {sorted(wrong)}"
+
+
+def test_the_domain_imports_no_kafka_faust_or_http_library() -> None:
+    for module, imported in modules("hub").items():
+        if layer(module + ".x") != "domain":
+            continue
+        wrong = {name for name in imported if name.split(".")[0] in LIBRARIES}
+        assert not wrong, f"{module} imports {sorted(wrong)}"
+
+
 def test_the_layering_test_sees_every_package() -> None:
     """The checks above read real modules (a wrong root would make them pass vacuously)."""
     hub, connectors = modules("hub"), modules("connectors")
-    assert "hub.gateway" in hub and "connectors.core.contract" in connectors
-    assert "connectors.core.model" in hub["hub.gateway"] | hub["hub.agents"] | hub["hub.addressing"]
+    assert "hub.runtime.gateway" in hub and "connectors.core.contract" in connectors
+    assert (
+        "connectors.core.model"
+        in hub["hub.runtime.gateway"] | hub["hub.runtime.agents"] | hub["hub.domain.addressing"]
+    )

@@ -15,9 +15,10 @@ import jsonschema
 import yaml
 
 from connectors.core import directory as directory_module
-from hub import assembly, topics
-from hub import index as index_module
-from hub.settings import Settings
+from hub.kafka import topics
+from hub.ops import index as index_module
+from hub.runtime import app as assembly
+from hub.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

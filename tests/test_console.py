@@ -20,12 +20,12 @@ import pytest
 
 from connectors.core.directory import Directory
 from connectors.core.throttle import PER_SOURCE
-from hub import index as index_module
-from hub.console import users as users_module
-from hub.console.app import Console, _local
-from hub.console.html import h, tag
-from hub.console.pretty import pretty
-from hub.console.sessions import Sessions
+from hub.ops import index as index_module
+from hub.ops.console import users as users_module
+from hub.ops.console.app import Console, _local
+from hub.ops.console.html import h, tag
+from hub.ops.console.pretty import pretty
+from hub.ops.console.sessions import Sessions
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -240,7 +240,7 @@ def test_console_user_command_writes_a_hash_to_the_file_the_setting_names(
         [
             sys.executable,
             "-m",
-            "hub.cli",
+            "hub.cli.commands",
             "console-user",
             "add",
             "ann",

@@ -18,8 +18,8 @@ import pytest
 
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat, transaction_id
 from connectors.simulator import Library
-from hub.console import users
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.ops.console import users
 from tests.test_e2e_ncip import DUE, say
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

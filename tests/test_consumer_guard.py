@@ -1,5 +1,5 @@
 """The skipped-records guard seeks back only when a partition's position has stayed ahead of
-what the agents acknowledged while the worker was idle (hub/consumer_guard.py). The consumer
+what the agents acknowledged while the worker was idle (hub/kafka/consumer_guard.py). The consumer
 here is a stand-in for faust's bookkeeping; the two-worker test (tests/test_scale_out.py)
 runs the guard against the real thing."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from faust.types import TP
 
-from hub.consumer_guard import SkippedRecords
+from hub.kafka.consumer_guard import SkippedRecords
 
 INBOUND = TP("ill.inbound", 1)
 CHANGELOG = TP("app-transactions-changelog", 1)

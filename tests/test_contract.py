@@ -27,8 +27,8 @@ from connectors.core.model import (
 )
 from connectors.registry import CONNECTORS
 from connectors.simulator import Library, running
-from hub.lifecycle import State
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.domain.lifecycle import State
 from tests import line_connector
 
 EVERY = Registry([*CONNECTORS, line_connector.CONNECTOR])
@@ -215,7 +215,7 @@ async def test_a_loan_through_a_connector_defined_in_a_test(line_hub) -> None:  
 def test_topics_yaml_documents_every_connectors_topics() -> None:
     """The file operators read names every topic the built-in connectors use; a topic of an
     extra connector the file does not name is still created (with the outbound defaults)."""
-    from hub import topics
+    from hub.kafka import topics
 
     declared = {spec.name for spec in topics.load(topics.DEFAULT)}
     for connector in CONNECTORS:

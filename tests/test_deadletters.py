@@ -13,7 +13,7 @@ import pytest
 
 from connectors.core.model import Event, Message, transaction_id
 from connectors.simulator import Library
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
 from tests.test_e2e_ncip import DUE, ask, say
 
 pytestmark = pytest.mark.kafka

@@ -16,8 +16,9 @@ from connectors.core import directory as directory_module
 from connectors.core.contract import Registry
 from connectors.core.directory import Directory
 from connectors.simulator import Library, TcpLibrary, directory_yaml
-from hub import assembly, topics
-from hub.settings import Settings
+from hub.kafka import topics
+from hub.runtime import app as assembly
+from hub.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,8 +78,8 @@ def test_a_fatal_step_ends_the_worker_at_once_and_says_why() -> None:
     """Records the broker finally refused: the worker exits (committing nothing, like a
     SIGKILL) rather than go on with a table ahead of what is durable."""
     code = (
-        "from hub import logs; logs.configure('INFO');"
-        "from hub.agents import fatal;"
+        "from hub.runtime import logs; logs.configure('INFO');"
+        "from hub.runtime.agents import fatal;"
         "fatal('ill.inbound/2@41', RuntimeError('KafkaTimeoutError'));"
         "print('carried on')"
     )

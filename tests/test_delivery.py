@@ -14,8 +14,8 @@ from typing import Any
 from connectors.core.directory import Directory
 from connectors.core.model import Event, Message, lender_request_id, transaction_id
 from connectors.core.records import DeliveryOutcome, DeliveryResult, Redeliver, Tick, VerdictOutcome
-from hub.delivery import PartnerQueues
-from hub.transaction import Result, Sending, Transaction
+from hub.domain.transaction import Result, Sending, Transaction
+from hub.runtime.partner_queues import PartnerQueues
 from tests.engine_steps import feed, records, row
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from connectors.core.model import Event
-from hub.broker import EmbeddedBroker
+from hub.kafka.embedded import EmbeddedBroker
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import request
 from tests.test_edges import raw_http

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connectors.artemail import order as orders
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat
 from connectors.simulator import Library, directory_yaml, running
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
 from tests.kafka_reader import wait_for_record
 from tests.mail_imap import submit, wait_for_mails
 from tests.mail_servers import USERS, MailServers, available, mail_servers

@@ -15,9 +15,9 @@ import yaml
 
 from connectors.ncip import codec as ncip
 from connectors.ncip_relay.simulator import Broker, MemberResponder
-from hub import relay as hr
-from hub import topics
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.kafka import topics
+from hub.runtime import relay as hr
 from tests.kafka_reader import wait_for_record
 from tests.relay_fixtures import NORTH_INST, SOUTH_INST, SUPPORTED, relay_partners
 

@@ -18,8 +18,8 @@ import pytest
 from connectors.core.model import Event, now, transaction_id
 from connectors.core.records import Tick
 from connectors.simulator import Library, running
-from hub.kafka_io import KafkaIO
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.kafka.producer import KafkaIO
 from tests import catalogues
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import BOOK, DUE, ask, say

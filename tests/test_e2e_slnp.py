@@ -27,7 +27,7 @@ from connectors.core.model import Bibliographic, Event, Message, RequestFormat, 
 from connectors.simulator import Library, running
 from connectors.slnp.simulator import SimulatedZfl, ZflClient
 from connectors.slnp.wire import Command, Response
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
 from tests.kafka_reader import wait_for_record
 
 pytestmark = pytest.mark.kafka
@@ -420,7 +420,7 @@ def test_rshub_decode_prints_the_canonical_order_of_the_sample() -> None:
         [
             sys.executable,
             "-m",
-            "hub.cli",
+            "hub.cli.commands",
             "decode",
             "slnp",
             str(SAMPLES / "01-flbestellung-pfl-minimal.request.txt"),
@@ -442,7 +442,7 @@ def test_rshub_decode_prints_the_slnp_error_of_a_bad_sample() -> None:
         [
             sys.executable,
             "-m",
-            "hub.cli",
+            "hub.cli.commands",
             "decode",
             "slnp",
             str(SAMPLES / "04-missing-mandatory-titel.request.txt"),

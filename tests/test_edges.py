@@ -22,9 +22,11 @@ from connectors.core.directory import Directory, DirectoryError, load
 from connectors.core.model import Event, Message
 from connectors.iso10161 import codec
 from connectors.simulator import TcpLibrary
-from hub import assembly, logs, topics
-from hub.cli import BrokerNote, start_up_problems
-from hub.settings import Settings
+from hub.cli.commands import BrokerNote, start_up_problems
+from hub.kafka import topics
+from hub.runtime import app as assembly
+from hub.runtime import logs
+from hub.runtime.settings import Settings
 from tests.edge_helpers import Certificates, gateway, port
 from tests.test_e2e_ncip import BOOK
 
@@ -437,7 +439,7 @@ def test_embedded_broker_dies_when_its_hub_is_killed(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from hub.broker import EmbeddedBroker; b = EmbeddedBroker(); b.start();"
+            "import sys; from hub.kafka.embedded import EmbeddedBroker; b = EmbeddedBroker(); b.start();"
             " print('PID', b.process.pid, flush=True); sys.stdin.read()",
         ],
         cwd=ROOT,

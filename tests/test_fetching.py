@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from hub import fetching
-from hub.fetching import (
+from hub.kafka import fetching
+from hub.kafka.fetching import (
     FOLLOWER_IDLE_MS,
     FOLLOWER_WAIT_MS,
     IDLE_AFTER_S,

@@ -15,8 +15,8 @@ import pytest
 
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat, transaction_id
 from connectors.simulator import Library
-from hub import index as index_module
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.ops import index as index_module
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import DUE, say
 

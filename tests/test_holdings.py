@@ -15,7 +15,7 @@ from connectors.sru import client as sru
 from connectors.sru import codec as sru_codec
 from connectors.z3950 import client as z3950
 from connectors.z3950 import codec as z_codec
-from hub.locate import Locator
+from hub.runtime.locate import Locator
 from tests import catalogues
 
 # CI installs the servers (.ci/run), so there the tests must run, not skip.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.core.model import Event, Message
-from hub.settings import Settings
+from hub.runtime.settings import Settings
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import ask, say
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from hub import index as index_module
+from hub.ops import index as index_module
 
 
 async def _applied(index: index_module.Index, topic: str, partition: int, count: int) -> None:

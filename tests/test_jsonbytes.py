@@ -7,7 +7,8 @@ from pathlib import Path
 
 from faust.serializers import codecs
 
-from hub import agents, jsonbytes
+from hub.kafka import codec as jsonbytes
+from hub.runtime import agents
 
 BIG = 2**70 + 1  # an ISO 10161 INTEGER kept in `extensions` may be this large
 
@@ -33,8 +34,8 @@ def test_nan_written_by_the_standard_library_is_read_back() -> None:
 def test_the_transactions_table_writes_and_recovers_rows_with_the_row_codec(
     tmp_path: Path,
 ) -> None:
-    from hub import assembly
-    from hub.settings import Settings
+    from hub.runtime import app as assembly
+    from hub.runtime.settings import Settings
     from tests.test_lifecycle import DIRECTORY
 
     settings = Settings(data_dir=tmp_path)

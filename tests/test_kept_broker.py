@@ -19,8 +19,8 @@ import pytest
 from connectors.core.model import Event, Message
 from connectors.ncip import writer
 from connectors.simulator import Library, directory_yaml
-from hub import broker
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.kafka import embedded as broker
 from tests.test_e2e_ncip import lend, say
 
 pytestmark = pytest.mark.kafka

@@ -27,8 +27,15 @@ from connectors.core.records import (
     Tick,
     VerdictOutcome,
 )
-from hub.lifecycle import TERMINAL, TRANSITIONS, IllegalTransition, Previous, State, transition
-from hub.transaction import Result, Transaction
+from hub.domain.lifecycle import (
+    TERMINAL,
+    TRANSITIONS,
+    IllegalTransition,
+    Previous,
+    State,
+    transition,
+)
+from hub.domain.transaction import Result, Transaction
 from tests.engine_steps import feed, records, row
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

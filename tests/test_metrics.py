@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.core.model import Event, Message, transaction_id
 from connectors.simulator import Library
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import lend, say
 

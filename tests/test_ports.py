@@ -17,7 +17,7 @@ import aiohttp
 from connectors.core.directory import Directory
 from connectors.iso10161 import codec
 from connectors.slnp.server import SlnpListener
-from hub.console.app import Console
+from hub.ops.console.app import Console
 from tests.edge_helpers import gateway, port
 from tests.tcp_helpers import send_then_read
 

@@ -1,4 +1,4 @@
-"""The hub's relay (hub/relay.py) on the real embedded broker: the call durable on ill.relay,
+"""The hub's relay (hub/runtime/relay.py) on the real embedded broker: the call durable on ill.relay,
 carried out by the relay agent with the member's sender, the answer correlated back in
 process or read back from ill.relay.results by another gateway, retries of state-changing
 calls answered once, late answers recorded."""
@@ -18,10 +18,10 @@ from connectors.ncip_relay import codec as c
 from connectors.ncip_relay.options import RelaySettings
 from connectors.ncip_relay.sender import MemberSender
 from connectors.ncip_relay.simulator import Broker, MemberResponder
-from hub import fetching, topics
-from hub import relay as hr
-from hub.kafka_io import KafkaIO
-from hub.topics import TopicSpec
+from hub.kafka import fetching, topics
+from hub.kafka.producer import KafkaIO
+from hub.kafka.topics import TopicSpec
+from hub.runtime import relay as hr
 from tests.kafka_reader import wait_for_record
 from tests.relay_fixtures import NORTH_INST, relay_directory
 

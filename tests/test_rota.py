@@ -12,10 +12,10 @@ from connectors.core.directory import Directory, Rota
 from connectors.core.holdings import Holding, HoldingsResult
 from connectors.core.model import Bibliographic, Event, Message, Reason, ServiceType, transaction_id
 from connectors.core.records import Located, RouteAction, RouteCommand, Tick, VerdictOutcome
-from hub.lifecycle import State
-from hub.load import LoadBook, LoadFigures
-from hub.rota import rank
-from hub.transaction import Result, Transaction
+from hub.domain.lifecycle import State
+from hub.domain.load import LoadBook, LoadFigures
+from hub.domain.rota import rank
+from hub.domain.transaction import Result, Transaction
 from tests.engine_steps import feed, records
 
 LENDERS = ["L1", "L2", "L3", "L4"]

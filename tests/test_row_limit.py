@@ -11,7 +11,7 @@ import pytest
 
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat, transaction_id
 from connectors.simulator import Library
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
 from tests.test_deadletters import rshub
 from tests.test_e2e_ncip import ask
 

@@ -20,8 +20,8 @@ import pytest
 
 from connectors.core.model import Event, Message, RequestFormat, transaction_id
 from connectors.simulator import Library, directory_yaml
-from hub import broker
-from hub.process import HubProcess
+from hub.cli.process import HubProcess
+from hub.kafka import embedded as broker
 from tests.test_e2e_ncip import BOOK, DUE
 
 pytestmark = pytest.mark.kafka
@@ -131,7 +131,7 @@ def completed(bootstrap: str, data_dir: Path) -> list[str]:
         [
             sys.executable,
             "-m",
-            "hub.cli",
+            "hub.cli.commands",
             "find",
             "--state",
             "LoanCompleted",

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat
 from connectors.core.records import TEXT_LIMIT, AuditRecord, audit_bytes, packed_size
-from hub.refused import RefusedBudget
-from hub.settings import RECORD_SLACK, Settings, SettingsError
+from hub.runtime.refused import RefusedBudget
+from hub.runtime.settings import RECORD_SLACK, Settings, SettingsError
 from tests.kafka_reader import wait_for_record
 from tests.test_e2e_ncip import ask
 

@@ -38,9 +38,9 @@ from connectors.core.records import (
     Tick,
     VerdictOutcome,
 )
-from hub.effects import EFFECTS
-from hub.engine import Record, apply
-from hub.lifecycle import (
+from hub.domain.effects import EFFECTS
+from hub.domain.engine import Record, apply
+from hub.domain.lifecycle import (
     ANSWERED,
     EMITS,
     OUT_OF_TURN,
@@ -56,7 +56,7 @@ from hub.lifecycle import (
     State,
     accepts,
 )
-from hub.transaction import Pending, Result, Sending, Transaction
+from hub.domain.transaction import Pending, Result, Sending, Transaction
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 NEED_BEFORE = T0 + timedelta(days=20)

@@ -86,7 +86,7 @@ class DeadLetter(BaseModel):
 # Raw bytes inside JSON records. Latin-1 text keeps every byte and stays readable in Kafka
 # tools, but JSON writes a byte >= 0x80 as two and a control byte as six (\u00XX): past
 # TEXT_LIMIT a body is base64 (4/3 of its size), so the largest record follows from the body
-# limit (hub.settings checks RSHUB_MAX_BODY_BYTES against RSHUB_MAX_RECORD_BYTES with this).
+# limit (hub.runtime.settings checks RSHUB_MAX_BODY_BYTES against RSHUB_MAX_RECORD_BYTES with this).
 TEXT_LIMIT = 64 * 1024
 RawEncoding = Literal["latin-1", "base64"]
 

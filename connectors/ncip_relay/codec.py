@@ -390,7 +390,7 @@ class RelayCodec:
         return Attempt(True, False, f"HTTP {status} {service}", answer=body)
 
     def replay_key(self, body: bytes) -> str | None:
-        """For the hub's relay agent (`hub.relay`): see `replay_key`."""
+        """For the hub's relay agent (`hub.runtime.relay`): see `replay_key`."""
         return replay_key(body)
 
     @staticmethod

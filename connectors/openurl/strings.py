@@ -113,7 +113,7 @@ STRINGS: dict[str, dict[str, str]] = {
     },
 }
 
-# The hub's transaction states (hub.lifecycle.State values) as a patron would say them.
+# The hub's transaction states (hub.domain.lifecycle.State values) as a patron would say them.
 STATES: dict[str, dict[str, str]] = {
     "en": {
         "New": "Received; we are starting to work on it.",

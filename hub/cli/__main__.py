@@ -1,0 +1,5 @@
+"""python -m hub.cli"""
+
+from hub.cli.commands import main
+
+raise SystemExit(main())

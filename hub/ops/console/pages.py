@@ -1,0 +1,472 @@
+"""The console's pages: templates (a table of `string.Template`s) and the functions that fill
+them. Everything put in a page is escaped (hub/ops/console/html.py); the only script is the
+static console.js (the Content-Security-Policy forbids inline script)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from string import Template
+from typing import Any
+
+from connectors.core.directory import Partner
+from hub.ops.console import pretty
+from hub.ops.console.html import Html, fill, h, join, link, table, tag, url, void
+from hub.ops.console.html import row as table_row
+from hub.ops.console.sessions import Session
+from hub.ops.console.views import PartnerFigures
+from hub.ops.routing import describe
+
+TEMPLATES = {
+    "layout": Template(
+        """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title · rshub console</title>
+<link rel="stylesheet" href="/static/console.css">
+<script src="/static/console.js" defer></script>
+</head>
+<body data-page="$page" data-txn="$txn">
+<header>
+<strong class="brand">rshub</strong> <span class="consortium">$consortium</span>
+<nav>$nav</nav>
+<span class="who">$who</span>
+$logout
+</header>
+$notes
+$flash
+<main>
+<h1>$title</h1>
+$content
+</main>
+<footer><span id="live-status">$live</span></footer>
+</body>
+</html>
+"""
+    ),
+    "login": Template(
+        """<form method="post" action="/login" class="login">
+<input type="hidden" name="csrf" value="$csrf">
+<input type="hidden" name="next" value="$next">
+<p><label for="name">Name</label>
+<input id="name" name="name" autocomplete="username" required autofocus></p>
+<p><label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required></p>
+<p><button type="submit" id="login">Log in</button></p>
+$message
+</form>
+"""
+    ),
+    "search": Template(
+        """<form method="get" action="/" class="search" id="search">
+<label for="q-title">Title or author</label> <input id="q-title" name="title" value="$title">
+<label for="q-borrower">Borrower</label>
+<input id="q-borrower" name="borrower" value="$borrower" size="8">
+<label for="q-request">Request id</label>
+<input id="q-request" name="request_id" value="$request_id" size="12">
+<label for="q-patron">Patron</label> <input id="q-patron" name="patron" value="$patron" size="10">
+<label for="q-lender">Lender</label> <input id="q-lender" name="lender" value="$lender" size="8">
+<label for="q-state">State</label> <select id="q-state" name="state">$states</select>
+<label><input type="checkbox" name="open" value="1"$open> open only</label>
+<label><input type="checkbox" name="attention" value="1"$attention> needs attention</label>
+<button type="submit" id="find">Find</button>
+</form>
+"""
+    ),
+    "action": Template(
+        """<form method="post" action="$action" class="action">
+<input type="hidden" name="csrf" value="$csrf">
+$fields<button type="submit"$button_id>$label</button>
+</form>"""
+    ),
+}
+
+NAV = (("/", "Requests"), ("/partners", "Partners"), ("/deadletters", "Dead letters"))
+
+
+def layout(
+    title: str,
+    content: Html,
+    session: Session | None,
+    page: str,
+    *,
+    consortium: str = "",
+    notes: Iterable[str] = (),
+    txn: str = "",
+) -> Html:
+    if session is not None:
+        nav = join(link(href, text) for href, text in NAV)
+        who = f"{session.user} ({session.role})"
+        logout = action("/logout", session, "Log out", button_id="logout")
+        flash = join(tag("p", message, class_="flash") for message in session.flash)
+        session.flash.clear()
+        live = "live: connecting"
+    else:
+        nav, who, logout, flash, live = Html(""), "", Html(""), Html(""), ""
+    shown_notes = join(tag("p", note, class_="note") for note in notes)
+    return fill_template(
+        "layout",
+        title=title,
+        page=page,
+        txn=txn,
+        consortium=consortium,
+        nav=nav,
+        who=who,
+        logout=logout,
+        notes=shown_notes,
+        flash=flash,
+        content=content,
+        live=live,
+    )
+
+
+def fill_template(name: str, **values: Any) -> Html:
+    return fill(TEMPLATES[name], **values)
+
+
+def action(
+    path: str,
+    session: Session,
+    label: str,
+    fields: dict[str, str] | None = None,
+    button_id: str | None = None,
+    extra: Html | None = None,
+) -> Html:
+    """A POST form carrying the session's CSRF token."""
+    hidden = join(void("input", type="hidden", name=k, value=v) for k, v in (fields or {}).items())
+    return fill_template(
+        "action",
+        action=path,
+        csrf=session.csrf,
+        fields=Html(hidden + (extra or "")),
+        label=label,
+        button_id=Html(f' id="{h(button_id)}"') if button_id else Html(""),
+    )
+
+
+def login_form(csrf: str, next_path: str, message: str = "") -> Html:
+    shown = tag("p", message, class_="error", id="login-error") if message else Html("")
+    return fill_template("login", csrf=csrf, next=next_path, message=shown)
+
+
+def age(since: str | None, now: datetime) -> str:
+    if not since:
+        return "-"
+    seconds = (now - datetime.fromisoformat(since)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
+def requests_page(
+    query: dict[str, str],
+    counts: dict[str, int],
+    states: list[str],
+    found: list[dict[str, Any]],
+    now: datetime,
+) -> Html:
+    chosen = query.get("state", "")
+    options = join(
+        tag("option", label, value=value, selected=value == chosen)
+        for value, label in [("", "any"), *((s, s) for s in states)]
+    )
+    form = fill_template(
+        "search",
+        title=query.get("title", ""),
+        borrower=query.get("borrower", ""),
+        request_id=query.get("request_id", ""),
+        patron=query.get("patron", ""),
+        lender=query.get("lender", ""),
+        states=options,
+        open=Html(" checked") if query.get("open") else Html(""),
+        attention=Html(" checked") if query.get("attention") else Html(""),
+    )
+    by_state = tag(
+        "ul",
+        join(
+            tag("li", join([link(url("/", state=s, open="1"), s), f" {n}"]))
+            for s, n in counts.items()
+        )
+        or tag("li", "no open requests"),
+        class_="states",
+        id="open-by-state",
+    )
+    rows = join(
+        table_row(
+            [
+                link(f"/requests/{r['id']}", r["id"]),
+                tag("span", r.get("state") or "?", class_="state"),
+                r.get("borrower") or "?",
+                r.get("borrower_request_id") or "",
+                r.get("patron") or "",
+                r.get("lender") or "-",
+                age(r.get("created"), now),
+                r.get("title") or "",
+                tag("span", r.get("attention") or "", class_="attention"),
+            ],
+            data_txn=r["id"],
+        )
+        for r in found
+    )
+    head = tag(
+        "tr",
+        join(
+            tag("th", c)
+            for c in (
+                "Request",
+                "State",
+                "Borrower",
+                "Request id",
+                "Patron",
+                "Lender",
+                "Age",
+                "Title",
+                "Needs attention",
+            )
+        ),
+    )
+    results = (
+        tag("table", join([tag("thead", head), tag("tbody", rows)]), id="requests")
+        if found
+        else tag("p", "No request matches.", id="no-match")
+    )
+    return join(
+        [
+            tag("h2", "Open requests by state"),
+            by_state,
+            tag("h2", "Find"),
+            form,
+            results,
+            tag("h2", "Live"),
+            tag("ol", "", id="live-log"),
+        ]
+    )
+
+
+KIND_LABELS = {
+    "in": "message in",
+    "out": "message out",
+    "raw out": "bytes sent",
+    "state": "state change",
+    "refused": "refused",
+    "deadletter": "dead letter",
+    "routing": "routing",
+    "delivery": "delivery",
+    "decided": "engine",
+    "staff": "staff",
+    "holdings": "holdings",
+}
+
+
+def _raw_block(raw: dict[str, Any]) -> Html:
+    data = pretty.raw_bytes(raw)
+    shown_as, text = pretty.pretty(data, raw.get("content_type"))
+    head = (
+        f"raw {raw.get('direction') or ''} {raw.get('protocol') or ''} "
+        f"({raw.get('content_type') or '?'}, {len(data)} bytes, {shown_as}) {raw.get('ref')}"
+    )
+    return tag("details", join([tag("summary", head), tag("pre", text, class_=f"raw {shown_as}")]))
+
+
+def _body_block(body: Any) -> Html:
+    if body is None:
+        return Html("")
+    return tag(
+        "details",
+        join([tag("summary", "record"), tag("pre", pretty.canonical(body), class_="record")]),
+    )
+
+
+def request_page(
+    row: dict[str, Any],
+    story: list[dict[str, Any]],
+    routing: list[dict[str, Any]],
+    attention: str | None,
+    session: Session,
+    now: datetime,
+) -> Html:
+    txn = row["id"]
+    facts = [
+        ("State", tag("span", row.get("state") or "?", id="state")),
+        ("Borrower", row.get("borrower") or "?"),
+        ("Borrower's request id", row.get("borrower_request_id") or "?"),
+        ("Patron", row.get("patron") or "-"),
+        ("Title", row.get("title") or "-"),
+        ("Author", row.get("author") or "-"),
+        ("Lenders asked", (row.get("lenders") or "").strip(",") or "-"),
+        ("Created", f"{row.get('created') or '-'} ({age(row.get('created'), now)} ago)"),
+        ("Last progress", row.get("progressed") or "-"),
+        ("Deliveries waiting", f"{row.get('waiting') or 0} ({row.get('parked') or 0} parked)"),
+        ("Needs attention", tag("span", attention or "no", class_="attention")),
+    ]
+    summary = tag("dl", join(join([tag("dt", k), tag("dd", v)]) for k, v in facts), id="facts")
+    parts = [summary]
+    if session.operator:
+        parts.append(
+            action(
+                f"/requests/{txn}/redeliver",
+                session,
+                "Redeliver waiting steps now",
+                button_id="redeliver",
+            )
+        )
+    parts.append(tag("h2", "Routing"))
+    if routing:
+        explained = "\n\n".join("\n".join(describe(d)) for d in routing)
+        parts.append(tag("pre", explained, id="routing", class_="routing"))
+    else:
+        parts.append(tag("p", "No routing decision yet.", id="routing"))
+    parts.append(tag("h2", "Timeline"))
+    shown: set[str] = set()
+    rows = []
+    for entry in story:
+        kind = str(entry.get("kind") or "")
+        details = []
+        raw = entry.get("raw")
+        if raw and raw.get("ref") not in shown:
+            shown.add(raw["ref"])  # a refused message's bytes once, not on each entry
+            details.append(_raw_block(raw))
+        if kind != "raw out":
+            details.append(_body_block(entry.get("body")))
+        rows.append(
+            table_row(
+                [entry.get("at"), KIND_LABELS.get(kind, kind), entry.get("summary"), join(details)],
+                class_="kind-" + kind.replace(" ", "-"),
+            )
+        )
+    head = tag("tr", join(tag("th", c) for c in ("At", "What", "Summary", "Messages")))
+    parts.append(tag("table", join([tag("thead", head), tag("tbody", join(rows))]), id="timeline"))
+    return join(parts)
+
+
+def partners_page(
+    partners: list[Partner],
+    figures: dict[str, PartnerFigures],
+    load: dict[str, int],
+    waiting: dict[str, list[dict[str, Any]]],
+    session: Session,
+    now: datetime,
+) -> Html:
+    rows = []
+    for partner in partners:
+        f = figures.get(partner.symbol) or PartnerFigures()
+        steps = waiting.get(partner.symbol, [])
+        parked = sum(1 for s in steps if s["status"] == "parked")
+        limit = partner.thresholds.max_open_incoming or partner.thresholds.overload
+        held = load.get(partner.symbol, 0)
+        health = tag("span", f.health, class_=f"health {f.health}")
+        tried = f"{f.sent} sent, {f.failed} failed, {f.retrying} retrying in 24 h"
+        failure = (
+            tag("div", f"last failure {f.last_failure_at}: {f.last_failure}", class_="failure")
+            if f.last_failure
+            else Html("")
+        )
+        redeliver = (
+            action(f"/partners/{partner.symbol}/redeliver", session, "Redeliver")
+            if session.operator and steps
+            else Html("")
+        )
+        rows.append(
+            table_row(
+                [
+                    tag("strong", partner.symbol),
+                    partner.name,
+                    partner.protocol,
+                    f"{held}" + (f" / {limit}" if limit else "") if partner.lends else "-",
+                    f"{f.open_as_borrower} as borrower, {f.open_as_lender} as lender",
+                    join(
+                        [
+                            tag(
+                                "div",
+                                f"heard {age(f.last_in, now)} ago" if f.last_in else "never heard",
+                            ),
+                            tag(
+                                "div",
+                                f"sent {age(f.last_out, now)} ago" if f.last_out else "never sent",
+                            ),
+                        ]
+                    ),
+                    join([health, tag("div", tried), failure]),
+                    join([f"{len(steps) - parked} retrying, {parked} parked", redeliver]),
+                ],
+                data_partner=partner.symbol,
+            )
+        )
+    head = tag(
+        "tr",
+        join(
+            tag("th", c)
+            for c in (
+                "Partner",
+                "Name",
+                "Protocol",
+                "Load (open loans held / limit)",
+                "Open requests",
+                "Last contact",
+                "Delivery health",
+                "Deliveries waiting",
+            )
+        ),
+    )
+    return tag("table", join([tag("thead", head), tag("tbody", join(rows))]), id="partners")
+
+
+def deadletters_page(
+    letters: list[dict[str, Any]], query: dict[str, str], session: Session
+) -> Html:
+    form = tag(
+        "form",
+        join(
+            [
+                tag("label", "Partner", for_="d-partner"),
+                void("input", id="d-partner", name="partner", value=query.get("partner", "")),
+                tag("label", "Stage", for_="d-stage"),
+                void("input", id="d-stage", name="stage", value=query.get("stage", "")),
+                tag("button", "Filter", type="submit"),
+            ]
+        ),
+        method="get",
+        action="/deadletters",
+        class_="search",
+    )
+    rows = []
+    for letter in letters:
+        replay: Html = Html("")
+        if session.operator and letter.get("replayable"):
+            trust = (
+                Html(
+                    '<label><input type="checkbox" name="trust_sender" value="1"> '
+                    f"I know {h(letter.get('partner') or '?')} sent it</label>"
+                )
+                if letter.get("stage") == "authenticate"
+                else Html("")
+            )
+            replay = action(
+                "/deadletters/replay", session, "Replay", {"ref": letter["ref"]}, extra=trust
+            )
+        where = letter.get("transaction_id")
+        rows.append(
+            [
+                letter["ref"],
+                str(letter.get("at") or "")[:19],
+                letter.get("stage") or "?",
+                letter.get("partner") or "-",
+                letter.get("protocol") or "-",
+                link(f"/requests/{where}", where) if where else "-",
+                tag("span", letter.get("error") or "", class_="reason"),
+                replay,
+            ]
+        )
+    listed = (
+        table(
+            ("Ref", "At", "Stage", "Partner", "Protocol", "Request", "Reason", ""),
+            rows,
+            id="deadletters",
+        )
+        if rows
+        else tag("p", "No dead letters.", id="deadletters")
+    )
+    return join([form, listed])

@@ -1,0 +1,73 @@
+"""`rshub route`: show why a request went where it did, and change its routing.
+
+    rshub route show TXN              every routing decision of the transaction
+    rshub route TXN --lender SYM      send the request to SYM now
+    rshub route TXN --skip SYM        never ask SYM for this request
+    rshub route TXN --restart         search the catalogues again and rebuild the rota
+
+Commands go to the state machine on ill.control; the answer (applied, or refused with the
+reason) is read back from ill.replies.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from connectors.core.records import RouteAction, RouteCommand
+from hub.kafka.followers import _Follower
+
+
+class _Decisions(_Follower):
+    """Reads ill.routing from the beginning, keeping one transaction's decisions."""
+
+    topic = "ill.routing"
+    from_beginning = True
+
+    def __init__(self, bootstrap_servers: str, transaction_id: str) -> None:
+        super().__init__(bootstrap_servers)
+        self.transaction_id = transaction_id
+        self.found: list[dict[str, Any]] = []
+
+    def handle(self, key: str, value: bytes | None) -> None:
+        if key == self.transaction_id and value is not None:
+            self.found.append(json.loads(value))
+
+
+async def decisions(bootstrap: str, transaction_id: str) -> list[dict[str, Any]]:
+    """Every record of ill.routing for the transaction, oldest first."""
+    reader = _Decisions(bootstrap, transaction_id)
+    await reader.start()
+    try:
+        await reader.ready.wait()  # read up to the end offsets seen at start
+    finally:
+        await reader.stop()
+    return sorted(reader.found, key=lambda d: d["at"])
+
+
+def describe(decision: dict[str, Any]) -> list[str]:
+    chosen = decision.get("chosen") or "nobody"
+    lines = [
+        f"{decision['at']}  attempt {decision['attempt']}  rota {decision.get('profile') or '-'}"
+        f"  -> {chosen}: {decision['reason']}"
+    ]
+    for candidate in decision.get("candidates", []):
+        lines.append(f"    {candidate['lender']:<12} {candidate.get('why', '')}")
+    for skipped in decision.get("skipped", []):
+        lines.append(f"    not asked: {skipped['lender']} ({skipped['reason']})")
+    return lines
+
+
+async def command(
+    bootstrap: str, transaction_id: str, action: RouteAction, lender: str | None, wait_s: float
+) -> tuple[int, str]:
+    order = RouteCommand(
+        command_id=f"route-{uuid.uuid4().hex}",
+        transaction_id=transaction_id,
+        action=action,
+        lender=lender,
+    )
+    from hub.ops.deliveries import send_control
+
+    return await send_control(bootstrap, transaction_id, order, order.ref, wait_s)
