@@ -91,5 +91,13 @@ class MailPartnerOptions(BaseModel):
         None, description="trust Authentication-Results headers from this MTA (RFC 8601)"
     )
     dkim_domains: list[str] = Field(
-        default_factory=list, description="with authserv_id: dkim or dmarc must pass for one"
+        default_factory=list,
+        description="with authserv_id: dkim (header.d) or dmarc (header.from) must pass for "
+        "one of these domains, exactly (empty: the domains of from_addresses, else address)",
+    )
+    local_received: int = Field(
+        1,
+        ge=0,
+        description="with authserv_id: Received fields the hub's own servers prepend after the "
+        "MTA that verifies (Dovecot LMTP delivery: 1; delivery without LMTP: 0)",
     )
