@@ -448,3 +448,42 @@ async def test_a_session_that_cannot_log_in_is_retried_and_says_why(servers: Mai
     assert health["state"] == "connecting" and "LOGIN" in health["last_error"]
     assert "wrong" not in health["last_error"]  # no secret in what is shown
     await reader.stop()
+
+
+async def test_forged_verdicts_in_a_real_mailbox_go_to_failed(servers: MailServers) -> None:
+    """Through Dovecot's LMTP (which prepends its own Received field): only the verdict the
+    MTA wrote above its Received field counts, and only for the partner's domain."""
+    mx = "mx.hub.example.org"
+    mta_received = b"Received: from mail.bl.uk by mx.hub.example.org (Postfix); Mon, 7 Dec 2026\r\n"
+
+    def field(result: str) -> bytes:
+        return f"Authentication-Results: {mx}; {result}\r\n".encode()
+
+    forged = {
+        # The sender's pass under the MTA's fail.
+        91: field("dkim=fail header.d=bl.uk") + mta_received + field("dkim=pass header.d=bl.uk"),
+        92: field("dkim=pass header.d=evil.example") + mta_received,  # another domain's
+        93: mta_received + field("dkim=pass header.d=bl.uk"),  # below the MTA's Received
+        94: field("dkim=pass header.d=bl.uk"),  # never passed the MTA
+    }
+    for n, head in forged.items():
+        servers.dovecot.deliver("hub-bl", head + bl_reply(n))
+    servers.dovecot.deliver(
+        "hub-bl", field("dkim=pass header.d=bl.uk") + mta_received + bl_reply(95)
+    )
+    intake = MemoryIntake()
+    options = bl_options().model_copy(update={"authserv_id": mx})
+    reader = MailboxListener(
+        protocol="artemail",
+        codec=ArtemailCodec(),
+        partner="BL",
+        options=options,
+        settings=settings_for(servers),
+        password=USERS["hub-bl"],
+    )
+    await reader.start(intake)
+    await asyncio.wait_for(reader.wait_handled(len(forged) + 1), 60)
+    await reader.stop()
+    assert list(intake.applied.values()) == [ref(95)]
+    assert servers.dovecot.count("hub-bl", "Failed") == len(forged)
+    assert [stage for stage, _, _ in intake.dead] == ["authenticate"] * len(forged)
