@@ -391,6 +391,8 @@ class MailboxListener:
         log.error("mailbox.mail_failed", **fields, where=where(error), will_retry=False)
         detail = f"mail could not be handed over after {attempt} attempts: {text}"
         try:
+            # A mail gets no answer: the fault only words the dead letter (the contract has
+            # no fault for "the hub could not handle it"; the stage says so).
             await self._refuse(intake, Fault.SYNTAX, detail, None, stage="intake")
         except Exception as failed:  # the mail is kept in Failed; the log says why
             log.error("mailbox.deadletter_failed", mailbox=self.key, uid=uid,
