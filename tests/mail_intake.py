@@ -17,6 +17,11 @@ class Crash(BaseException):
     """The process dies here."""
 
 
+class BrokerRefused(Exception):
+    """What the hub's producer raises for a record the broker will not take (aiokafka's
+    MessageSizeTooLargeError, a KafkaError: a connector cannot name it)."""
+
+
 class MemoryIntake:
     def __init__(self, directory: Directory | None = None) -> None:
         self.directory = directory or Directory(consortium="test", partners=[])
@@ -29,10 +34,11 @@ class MemoryIntake:
         self.crash_after_take: str | None = None  # request id: crash once it is durable
         self.crash_after_checkpoint: int | None = None  # UID: crash once it is recorded
         self.unknown: set[str] = set()  # request ids the state machine refuses (no such request)
-
-    @property
-    def broker_up(self) -> bool:
-        return True
+        # Records over this many bytes are refused as the producer refuses them (None: all
+        # fit); the raw bytes are the audit record's least size.
+        self.record_limit: int | None = None
+        self.defects: set[str] = set()  # request ids whose handing over raises RuntimeError
+        self.broker_up = True  # the gateway's view of the broker; False: nothing is stored
 
     async def take(
         self,
@@ -43,9 +49,18 @@ class MemoryIntake:
         *,
         wait: bool = True,
     ) -> Answer:
-        await self.audit("in", codec.protocol, partner, body, content_type)
+        # As the gateway: a broker known down, or one refusing a record on the way, is the
+        # protocol's temporary failure (stage "unavailable").
+        if not self.broker_up:
+            raise self.unavailable(codec)
+        try:
+            await self.audit("in", codec.protocol, partner, body, content_type)
+        except BrokerRefused:
+            raise self.unavailable(codec) from None
         decoded = codec.decode(body, partner, self.limits)
         message = decoded.message
+        if message.request_id in self.defects:
+            raise RuntimeError(f"a defect met by {message.request_id}")
         if message.request_id in self.unknown:
             # The engine's refusal: its dead letter, and the codec's fault as the answer.
             self.dead.append(("apply", f"no transaction {message.request_id}", partner))
@@ -58,10 +73,13 @@ class MemoryIntake:
         return codec.accept(decoded)
 
     async def refuse(self, refusal: Refusal, partner: str | None, protocol: str) -> None:
+        if not self.broker_up:
+            raise BrokerRefused("broker unreachable: no dead letter written")
         self.dead.append((refusal.stage, refusal.reason, partner))
 
     def unavailable(self, codec: Codec[Any]) -> Refusal:
-        raise NotImplementedError
+        detail = "the hub cannot store messages at the moment"
+        return Refusal(detail, codec.fault(Fault.UNAVAILABLE, detail), "unavailable")
 
     def authenticated(self, partner: str, authorization: str | None) -> bool:
         raise NotImplementedError
@@ -74,6 +92,10 @@ class MemoryIntake:
         body: bytes,
         content_type: str | None,
     ) -> str:
+        if not self.broker_up:
+            raise BrokerRefused("broker unreachable")
+        if self.record_limit is not None and len(body) > self.record_limit:
+            raise BrokerRefused(f"record of {len(body)} bytes over {self.record_limit}")
         self.audits.append(body)
         return f"audit-{len(self.audits)}"
 

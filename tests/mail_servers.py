@@ -229,6 +229,19 @@ service stats {{
         )
         return [p.read_bytes() for p in paths]
 
+    def sessions(self, user: str) -> int:
+        """IMAP sessions `user` has open now, as Dovecot counts them (`doveadm who`: the
+        count its per-user connection limit is held to)."""
+        found = subprocess.run(
+            ["doveadm", "-c", str(self.folder / "dovecot.conf"), "who", "-1", user],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return sum(
+            1 for line in found.stdout.splitlines()[1:] if line.split()[:2] == [user, "imap"]
+        )
+
     def deliver(self, user: str, raw: bytes, sender: str = "sender@example.org") -> None:
         """Deliver a mail over LMTP (as an MTA would)."""
         import smtplib

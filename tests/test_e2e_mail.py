@@ -460,6 +460,37 @@ async def test_foreign_and_unreadable_mail_goes_to_failed_and_the_dead_letters(
     assert loaned.due_date == datetime(2027, 1, 15, tzinfo=UTC)
 
 
+async def test_mails_over_the_body_limit_are_refused_and_later_mail_is_still_read(
+    hub: HubProcess, north: Library, servers: MailServers, bootstrap: str
+) -> None:
+    """A stranger's and the BL's mail of 1.5 MB (under the old 2,000,000-byte mail limit,
+    over the hub's 1 MiB body limit and the producer's record limit) once stopped the
+    mailbox listener for good; now each goes to Failed unread, and the report after them
+    reaches the borrower."""
+    await ask(north, "N-6", request_format=RequestFormat.PHYSICAL, bibliographic=BOOK)
+    (order,) = await wait_for_mails(servers, "bl")
+    reference = reference_of(order)
+    filler = ("x" * 998 + "\r\n") * 1500
+    for sender, n in (("mallory@example.org", 1), (BL_SENDER, 2)):
+        await reply(servers, bl_reply(reference, "NOT", filler, sender=sender, n=n), sender)
+    await reply(servers, bl_reply(reference, "DUE 15-01-2027", n=3))
+    loaned = await north.next()
+    assert (loaned.event, loaned.request_id) == (Event.LOANED, "N-6")
+
+    failed = await wait_for_mails(servers, "hub-bl", "Failed", count=2)
+    assert len(failed) == 2 and all(len(m) > 1_048_576 for m in failed)  # kept
+    found: list[dict[str, Any]] = []
+
+    def two_too_large(record: dict[str, Any]) -> bool:
+        if "not read" in record["error"]:
+            found.append(record)
+        return len(found) == 2
+
+    await records(bootstrap, "ill.deadletter", two_too_large)
+    assert all((r["stage"], r["partner"], r["audit_ref"]) == ("parse", "BL", None) for r in found)
+    assert all("over 1048576" in r["error"] for r in found)
+
+
 # Orders wait for each other up to the window (far longer than the test), so the second
 # request completes the batch: one mail, two requests, no clock involved.
 @pytest.mark.parametrize("bl_extra", [{"batch_max": 2, "batch_window_s": 600}])

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from connectors.artemail.codec import ArtemailCodec
 from connectors.artemail.options import ArtemailOptions
@@ -318,3 +319,171 @@ async def test_smtp_server_down_is_retryable(smtp_password: None, tmp_path: Path
         bl_at_localhost(), body
     )
     assert not attempt.ok and attempt.retryable
+
+
+# -- no one mail stops the listener (issue 22, finding 2) -------------------------------------
+
+
+def padded(raw: bytes, size: int) -> bytes:
+    """`raw` with text lines added to its body up to about `size` bytes."""
+    line = b"x" * 998 + b"\r\n"
+    return raw + line * max(0, (size - len(raw)) // len(line))
+
+
+async def sessions_settle(servers: MailServers, user: str, most: int) -> int:
+    """Dovecot's count of `user`'s sessions once it is at most `most`, or after 5 s: a
+    closed connection leaves Dovecot's count a moment later, and the count can only be
+    asked for (no event tells it)."""
+    count = servers.dovecot.sessions(user)
+    for _ in range(50):
+        if count <= most:
+            break
+        await asyncio.sleep(0.1)  # polling Dovecot's count: it sends no notification
+        count = servers.dovecot.sessions(user)
+    return count
+
+
+async def test_a_mail_over_the_body_limit_is_refused_unread_and_the_next_is_read(
+    servers: MailServers,
+) -> None:
+    # A stranger's and the partner's mail of 1.5 MB: under the old 2,000,000-byte mail
+    # limit, over the hub's body limit (1 MiB) and over what the producer takes.
+    servers.dovecot.deliver("hub-bl", padded(bl_reply(61, sender="x@example.org"), 1_500_000))
+    servers.dovecot.deliver("hub-bl", padded(bl_reply(62), 1_500_000))
+    servers.dovecot.deliver("hub-bl", bl_reply(63))
+    intake = MemoryIntake()
+    intake.record_limit = 1_048_576
+    reader = listener(servers)
+    await reader.start(intake)
+    with capture_logs() as logs:
+        await asyncio.wait_for(reader.wait_handled(3), 60)
+    assert reader.health()["state"] == "running"
+    await reader.stop()
+
+    assert servers.dovecot.count("hub-bl", "Failed") == 2
+    assert servers.dovecot.count("hub-bl", "Processed") == 1
+    assert list(intake.applied.values()) == [ref(63)]
+    assert [stage for stage, _, _ in intake.dead] == ["parse", "parse"]
+    assert all("over 1048576 (not read)" in reason for _, reason, _ in intake.dead)
+    assert all(len(body) < 1_048_576 for body in intake.audits)  # the large ones unread
+    refused = [e for e in logs if e["event"] == "mailbox.refused"]
+    assert len(refused) == 2 and all(e["log_level"] == "warning" for e in refused)
+    assert not any("exc_info" in e or "exception" in e for e in logs)
+
+
+async def test_max_mail_bytes_is_capped_at_the_body_limit(servers: MailServers) -> None:
+    reader = listener(servers, max_mail_bytes=5_000_000)
+    intake = MemoryIntake()
+    await reader.start(intake)
+    assert reader.max_bytes == intake.limits.max_body_bytes
+    await reader.stop()
+    assert reader.health()["state"] == "stopped"
+
+
+async def test_a_mail_that_fails_each_time_is_filed_and_no_connection_is_left_open(
+    servers: MailServers,
+) -> None:
+    # Mail 71 meets a defect each time it is handed over; mail 72 within the body limit is
+    # refused by the broker each time (the gateway's "unavailable" while the broker answers).
+    # More failures than Dovecot lets one user hold connections (10 per address).
+    attempts = 12
+    for raw in (bl_reply(71), padded(bl_reply(72), 20_000), bl_reply(73)):
+        servers.dovecot.deliver("hub-bl", raw)
+    intake = MemoryIntake()
+    intake.defects.add(ref(71))
+    intake.record_limit = 10_000
+    reader = listener(servers, max_mail_attempts=attempts)
+    await reader.start(intake)
+    with capture_logs() as logs:
+        await asyncio.wait_for(reader.wait_handled(3), 120)
+    assert await sessions_settle(servers, "hub-bl", 1) == 1  # the listener's own, no other
+    health = reader.health()
+    assert health["state"] == "running" and health["failures"] == 2 * attempts
+    await reader.stop()
+    assert await sessions_settle(servers, "hub-bl", 0) == 0
+
+    assert servers.dovecot.count("hub-bl", "Failed") == 2
+    assert list(intake.applied.values()) == [ref(73)]
+    assert [stage for stage, _, _ in intake.dead] == ["intake", "intake"]
+    assert "RuntimeError: a defect met by" in intake.dead[0][1]
+    assert "hub unavailable" in intake.dead[1][1]
+    failed = [e for e in logs if e["event"] == "mailbox.mail_failed"]
+    assert len(failed) == 2 * attempts
+    assert all(e["where"] != "?" for e in failed)
+    assert [e["log_level"] for e in failed].count("error") == 2  # the last try of each
+
+
+async def test_while_the_broker_is_down_a_mail_is_retried_not_filed(
+    servers: MailServers,
+) -> None:
+    servers.dovecot.deliver("hub-bl", bl_reply(81, sender="x@example.org"))  # dead letter
+    servers.dovecot.deliver("hub-bl", bl_reply(82))  # taken
+    intake = MemoryIntake()
+    intake.broker_up = False
+    reader = listener(servers, max_mail_attempts=2)
+    await reader.start(intake)
+    await asyncio.wait_for(reader.wait_failures(5), 60)  # more than max_mail_attempts
+    assert reader.handled == 0 and servers.dovecot.count("hub-bl") == 2
+    intake.broker_up = True
+    await asyncio.wait_for(reader.wait_handled(2), 60)
+    await reader.stop()
+    assert servers.dovecot.count("hub-bl", "Failed") == 1
+    assert list(intake.applied.values()) == [ref(82)]
+    assert [stage for stage, _, _ in intake.dead] == ["authenticate"]
+    assert await sessions_settle(servers, "hub-bl", 0) == 0
+
+
+async def test_a_session_that_cannot_log_in_is_retried_and_says_why(servers: MailServers) -> None:
+    reader = MailboxListener(
+        protocol="artemail",
+        codec=ArtemailCodec(),
+        partner="BL",
+        options=bl_options(),
+        settings=settings_for(servers, reconnect_max_s=0.2),
+        password="wrong",
+    )
+    await reader.start(MemoryIntake())
+    await asyncio.wait_for(reader.wait_failures(2), 60)
+    health = reader.health()
+    assert health["state"] == "connecting" and "LOGIN" in health["last_error"]
+    assert "wrong" not in health["last_error"]  # no secret in what is shown
+    await reader.stop()
+
+
+async def test_forged_verdicts_in_a_real_mailbox_go_to_failed(servers: MailServers) -> None:
+    """Through Dovecot's LMTP (which prepends its own Received field): only the verdict the
+    MTA wrote above its Received field counts, and only for the partner's domain."""
+    mx = "mx.hub.example.org"
+    mta_received = b"Received: from mail.bl.uk by mx.hub.example.org (Postfix); Mon, 7 Dec 2026\r\n"
+
+    def field(result: str) -> bytes:
+        return f"Authentication-Results: {mx}; {result}\r\n".encode()
+
+    forged = {
+        # The sender's pass under the MTA's fail.
+        91: field("dkim=fail header.d=bl.uk") + mta_received + field("dkim=pass header.d=bl.uk"),
+        92: field("dkim=pass header.d=evil.example") + mta_received,  # another domain's
+        93: mta_received + field("dkim=pass header.d=bl.uk"),  # below the MTA's Received
+        94: field("dkim=pass header.d=bl.uk"),  # never passed the MTA
+    }
+    for n, head in forged.items():
+        servers.dovecot.deliver("hub-bl", head + bl_reply(n))
+    servers.dovecot.deliver(
+        "hub-bl", field("dkim=pass header.d=bl.uk") + mta_received + bl_reply(95)
+    )
+    intake = MemoryIntake()
+    options = bl_options().model_copy(update={"authserv_id": mx})
+    reader = MailboxListener(
+        protocol="artemail",
+        codec=ArtemailCodec(),
+        partner="BL",
+        options=options,
+        settings=settings_for(servers),
+        password=USERS["hub-bl"],
+    )
+    await reader.start(intake)
+    await asyncio.wait_for(reader.wait_handled(len(forged) + 1), 60)
+    await reader.stop()
+    assert list(intake.applied.values()) == [ref(95)]
+    assert servers.dovecot.count("hub-bl", "Failed") == len(forged)
+    assert [stage for stage, _, _ in intake.dead] == ["authenticate"] * len(forged)

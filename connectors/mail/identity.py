@@ -5,20 +5,116 @@ directory but the first always on:
 1. a mailbox per partner: its address is given to that partner only, so a mail found there
    is addressed to the partner's channel (the listener knows the partner by the mailbox);
 2. the From address must be one the partner writes from (`from_addresses`);
-3. where the hub's MTA verifies DKIM/SPF/DMARC, its Authentication-Results header (RFC 8601),
-   trusted only under the MTA's own authserv-id, must say dkim=pass or dmarc=pass for one of
-   the partner's domains. The MTA does the cryptography with its well-kept implementation
-   (OpenDKIM, rspamd); headers claiming another authserv-id are ignored.
+3. where the hub's MTA verifies DKIM/DMARC, its Authentication-Results header (RFC 8601)
+   must say dkim=pass (or dmarc=pass) for the partner's own domain. The MTA does the
+   cryptography with its well-kept implementation (OpenDKIM, rspamd); the hub only reads
+   its verdict, and must read the MTA's verdict only: see `trusted_results`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from connectors.mail.mime import ParsedMail
 from connectors.mail.options import MailPartnerOptions
 
-_RESULT = re.compile(r"\b(dkim|dmarc)=(\w+)[^;]*?\bheader\.(?:d|from)=([\w.-]+)", re.IGNORECASE)
+# RFC 8601 2.2: a result is `method[/version]=result` followed by `ptype.property=value`s.
+_METHOD = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:/\s*\d+\s*)?=\s*([A-Za-z0-9_-]+)")
+_PROPERTY = re.compile(r"\b([A-Za-z]+)\.([A-Za-z0-9_-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)")
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One `method=result` of an Authentication-Results field, with its properties."""
+
+    method: str  # lower case: dkim, dmarc, spf ...
+    result: str  # lower case: pass, fail, none ...
+    properties: dict[str, str]  # "header.d" -> "bl.uk" (values lower case, unquoted)
+
+
+def _uncommented(value: str) -> str:
+    """The field without its CFWS comments (which may nest, and may contain anything,
+    `header.d=` too, so they must not be read as properties)."""
+    while True:
+        stripped = _COMMENT.sub(" ", value)
+        if stripped == value:
+            return stripped
+        value = stripped
+
+
+def parse_results(value: str) -> tuple[str, list[Result]]:
+    """An Authentication-Results field's authserv-id and its results (RFC 8601 2.2)."""
+    authserv, _, rest = _uncommented(value).partition(";")
+    words = authserv.split()
+    results = []
+    for part in rest.split(";"):
+        method = _METHOD.match(part)
+        if method is None:
+            continue  # `none`, or a result this reading does not need
+        properties = {
+            f"{ptype.lower()}.{name.lower()}": found.strip('"').lower()
+            for ptype, name, found in _PROPERTY.findall(part[method.end() :])
+        }
+        results.append(Result(method.group(1).lower(), method.group(2).lower(), properties))
+    return (words[0] if words else ""), results
+
+
+def trusted_results(
+    headers: Iterable[tuple[str, str]], authserv_id: str, local_received: int
+) -> list[Result] | None:
+    """The results the hub's own MTA wrote into this mail (None: it wrote none it can find).
+
+    The rule (RFC 8601 section 5 and 7.2): an MTA prepends its Authentication-Results above
+    the Received field it adds when it takes the mail in; the hub's own delivery after it
+    (Dovecot's LMTP, say) prepends `local_received` more Received fields above that. So the
+    fields above Received number `local_received + 1`, counted from the top, are written by
+    the hub's own servers; that Received field and everything below it came from outside,
+    whatever it claims. Only Authentication-Results fields above that line, and only those
+    with the MTA's `authserv_id`, are read. A mail with fewer Received fields did not pass
+    through the MTA: no verdict at all. An Authentication-Results field under the MTA's own
+    authserv-id further down is a forgery (or a stale copy): ignored, however it reads.
+    """
+    found: list[Result] = []
+    received = 0
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "received":
+            received += 1
+            if received > local_received:
+                return found or None  # the MTA's own Received: the line is reached
+        elif lowered == "authentication-results":
+            authserv, results = parse_results(value)
+            if authserv.lower() == authserv_id.lower():
+                found.extend(results)
+    return None  # the MTA's Received was never reached: its fields cannot be told apart
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1].lower().lstrip("@")
+
+
+def signing_domains(options: MailPartnerOptions) -> set[str]:
+    """The domains whose signature proves the partner: `dkim_domains`, else the domains it
+    writes from (`from_addresses`, else its address). Compared for equality: a parent or a
+    sibling domain is another signer."""
+    if options.dkim_domains:
+        return {d.lower().strip().rstrip(".") for d in options.dkim_domains}
+    allowed = options.from_addresses or ([options.address] if options.address else [])
+    return {_domain(entry) for entry in allowed if _domain(entry)}
+
+
+def _passes(results: Iterable[Result], domains: set[str]) -> bool:
+    for result in results:
+        if result.result != "pass":
+            continue
+        if result.method == "dkim" and result.properties.get("header.d") in domains:
+            return True
+        if result.method == "dmarc" and result.properties.get("header.from") in domains:
+            return True
+    return False
 
 
 def _accepted(address: str, allowed: list[str]) -> bool:
@@ -41,15 +137,16 @@ def problem(mail: ParsedMail, options: MailPartnerOptions) -> str | None:
         if not _accepted(mail.senders[0], allowed):
             return f"From {mail.senders[0]} is not one of the partner's addresses"
     if options.authserv_id:
-        domains = {d.lower() for d in options.dkim_domains}
-        for name, value in mail.headers:
-            if name.lower() != "authentication-results":
-                continue
-            authserv, _, results = value.partition(";")
-            if authserv.strip().split()[0:1] != [options.authserv_id]:
-                continue  # someone else's claim, perhaps the sender's own
-            for _method, verdict, domain in _RESULT.findall(results):
-                if verdict.lower() == "pass" and (not domains or domain.lower() in domains):
-                    return None
-        return f"no dkim=pass or dmarc=pass from {options.authserv_id} for the partner's domains"
+        domains = signing_domains(options)
+        results = trusted_results(mail.headers, options.authserv_id, options.local_received)
+        if results is None:
+            return (
+                f"no Authentication-Results from {options.authserv_id} above its Received "
+                f"field (Received number {options.local_received + 1} from the top)"
+            )
+        if not domains or not _passes(results, domains):
+            return (
+                f"{options.authserv_id} reports no dkim=pass or dmarc=pass for "
+                f"{', '.join(sorted(domains)) or 'the partner (no domain known)'}"
+            )
     return None

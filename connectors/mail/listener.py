@@ -17,6 +17,14 @@ UIDVALIDITY (the mailbox was recreated) voids the position: everything in the in
 
 IDLE is used where the server offers it (renewed every `idle_renew_s`), polling every
 `poll_interval_s` otherwise; a lost connection is retried with growing waits.
+
+No one mail can stop the listener: a mail larger than the hub's body limit is refused unread;
+any failure while a mail is handed over is logged (one line, with where it happened), and
+the mail is tried again in a new session, unless it failed `max_mail_attempts` times while
+the broker answered, which makes it this mail's fault: it goes to Failed with a dead letter
+(stage `intake`) and the next mail is read. A session that fails for any reason is logged,
+counted (`health()`) and started again; its IMAP connection is always logged out or closed
+first (Dovecot refuses a user's eleventh connection from one address).
 """
 
 from __future__ import annotations
@@ -25,13 +33,15 @@ import asyncio
 import contextlib
 import re
 import ssl
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aioimaplib
 import structlog
 
-from connectors.core.contract import Codec, Fault, Intake, Refusal
+from connectors.core.contract import Codec, Fault, Intake, Limits, Refusal
 from connectors.mail import identity
 from connectors.mail.mime import MailError, MailLimits, parse_mail
 from connectors.mail.options import MailPartnerOptions, MailSettings, TlsMode
@@ -45,6 +55,24 @@ _ALREADY = re.compile(rb"ALREADYEXISTS|already exists", re.IGNORECASE)
 
 class ImapError(Exception):
     """The server refused a command the listener needs (the session is retried)."""
+
+
+class MailRetry(Exception):
+    """Handing a mail over failed; it is read again in a new session."""
+
+
+def where(error: BaseException) -> str:
+    """Where an exception was raised (`file:line in function`), for a one-line log."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
+
+
+def describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}"[:300] if text else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -104,16 +132,43 @@ class MailboxListener:
     ) -> None:
         self.protocol, self.codec, self.partner = protocol, codec, partner
         self.options, self.settings, self.password = options, settings, password
-        self.limits = MailLimits(
-            settings.max_mail_bytes, settings.max_parts, settings.max_depth, settings.max_text_chars
-        )
+        self.limits = self._limits(settings.max_mail_bytes or Limits().max_body_bytes)
         self.key = f"mail:{protocol}:{partner}:{options.mailbox_user}:{settings.inbox}"
         self.handled = 0  # mails taken or filed under Failed since start
+        self.failures = 0  # sessions ended by an error, and mails whose handing over failed
+        self.last_error = ""
         self.connected = False
         self.idling = False  # whether the last wait was an IDLE (tests, health)
+        self._attempts: dict[tuple[int, int], int] = {}  # (UIDVALIDITY, UID) -> failures
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._imap: aioimaplib.IMAP4 | None = None
+
+    def _limits(self, max_bytes: int) -> MailLimits:
+        s = self.settings
+        return MailLimits(max_bytes, s.max_parts, s.max_depth, s.max_text_chars)
+
+    @property
+    def max_bytes(self) -> int:
+        return self.limits.max_bytes
+
+    def health(self) -> dict[str, Any]:
+        """The listener's state for an operator: `running` while its session is connected,
+        `connecting` while it (re)connects or waits to, `stopped` once stopped, `dead` if
+        the task ended otherwise (which no error in a mail or a session should cause)."""
+        task = self._task
+        if task is None or task.cancelled():
+            state = "stopped"
+        elif task.done():
+            state = "dead"
+        else:
+            state = "running" if self.connected else "connecting"
+        return {
+            "state": state,
+            "handled": self.handled,
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -121,22 +176,43 @@ class MailboxListener:
         """Nothing to reserve: a mailbox listener connects out to its IMAP server."""
 
     async def start(self, intake: Intake) -> None:
+        # A mail over the hub's body limit could not be audited or decoded (the codec
+        # refuses it): refuse it unread here, whatever max_mail_bytes says.
+        body_limit = intake.limits.max_body_bytes
+        wanted = self.settings.max_mail_bytes or body_limit
+        if wanted > body_limit:
+            log.warning(
+                "mailbox.limit_capped", mailbox=self.key, max_mail_bytes=wanted, limit=body_limit
+            )
+        self.limits = self._limits(min(wanted, body_limit))
         self._task = asyncio.create_task(self._run(intake), name=f"mailbox {self.key}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A listener task ends only when stopped; anything else is said loudly."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        detail = describe(error) if error else "returned"
+        where_ = where(error) if error else "?"
+        log.error("mailbox.listener_ended", mailbox=self.key, error=detail, where=where_)
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._imap is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._imap.logout(), 2)
-            self._imap = None
+        await self._release()  # if the task ended before it could
 
     async def wait_handled(self, count: int) -> None:
         """Until `count` mails have been handled since start (tests, the bench)."""
         async with self._changed:
             await self._changed.wait_for(lambda: self.handled >= count)
+
+    async def wait_failures(self, count: int) -> None:
+        """Until `count` failures have been counted since start (tests)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.failures >= count)
 
     async def _run(self, intake: Intake) -> None:
         wait = self.settings.reconnect_s
@@ -144,17 +220,59 @@ class MailboxListener:
             self.connected = False
             try:
                 await self._session(intake)
-            except (OSError, TimeoutError, aioimaplib.AioImapException, ImapError) as error:
-                log.warning("mailbox.retry", mailbox=self.key, error=str(error), wait_s=wait)
+            except (
+                OSError,
+                TimeoutError,
+                aioimaplib.AioImapException,
+                ImapError,
+                MailRetry,
+            ) as error:
+                # The server, the network or the broker: expected now and then.
+                await self._failed(describe(error))
+                log.warning("mailbox.retry", mailbox=self.key, error=describe(error), wait_s=wait)
+            except Exception as error:
+                # A defect, or a failure nobody foresaw: the mailbox must still be read.
+                await self._failed(describe(error))
+                log.error(
+                    "mailbox.session_failed",
+                    mailbox=self.key,
+                    error=describe(error),
+                    where=where(error),
+                    wait_s=wait,
+                )
+            finally:
+                await self._release()
             if self.connected:  # the session got going: the next failure starts afresh
                 wait = self.settings.reconnect_s
-            self._imap = None
+            self.connected = False
             await asyncio.sleep(wait)  # back-off before reconnecting, not synchronisation
             wait = min(wait * 2, self.settings.reconnect_max_s)
+
+    async def _failed(self, error: str) -> None:
+        async with self._changed:
+            self.failures += 1
+            self.last_error = error
+            self._changed.notify_all()
+
+    async def _release(self) -> None:
+        """Log out of the session's connection, or close it if LOGOUT does not go through:
+        every session leaves no connection behind, however it ended."""
+        imap, self._imap = self._imap, None
+        if imap is None:
+            return
+        try:
+            await asyncio.wait_for(imap.logout(), min(self.settings.timeout_s, 5.0))
+        except Exception as error:  # a broken connection cannot log out: closed below
+            log.info("mailbox.logout_failed", mailbox=self.key, error=describe(error))
+        transport = getattr(imap.protocol, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.close()
 
     # -- one session ------------------------------------------------------------------------
 
     async def _connect(self) -> aioimaplib.IMAP4:
+        """A logged-in connection, held in `_imap` from the first byte (so a session whose
+        greeting, STARTTLS or login fails still has its connection released)."""
         s = self.settings
         if s.imap_tls is TlsMode.TLS:
             imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
@@ -162,6 +280,7 @@ class MailboxListener:
             )
         else:
             imap = aioimaplib.IMAP4(s.imap_host, s.imap_port, timeout=s.timeout_s)
+        self._imap = imap
         await imap.wait_hello_from_server()
         if s.imap_tls is TlsMode.STARTTLS:
             await _starttls(imap, tls_context(s), s.timeout_s)
@@ -169,7 +288,7 @@ class MailboxListener:
         return imap
 
     async def _session(self, intake: Intake) -> None:
-        imap = self._imap = await self._connect()
+        imap = await self._connect()
         for folder in (self.settings.processed_folder, self.settings.failed_folder):
             response = await imap.create(folder)
             if response.result != "OK" and not any(
@@ -227,50 +346,106 @@ class MailboxListener:
     # -- one mail ---------------------------------------------------------------------------
 
     async def _one(self, imap: aioimaplib.IMAP4, intake: Intake, validity: int, uid: int) -> None:
-        folder = self.settings.failed_folder
         sized = _ok(await imap.uid("fetch", str(uid), "(RFC822.SIZE)"), "FETCH")
         size = next((int(m.group(1)) for line in sized.lines if (m := _SIZE.search(line))), 0)
-        if size > self.settings.max_mail_bytes:
-            detail = f"mail of {size} bytes, over {self.settings.max_mail_bytes} (not read)"
-            await self._refuse(intake, Fault.TOO_LARGE, detail, None)
-        else:
+        raw: bytes | None = None
+        if size <= self.max_bytes:
             fetched = _ok(await imap.uid("fetch", str(uid), "(BODY.PEEK[])"), "FETCH")
             raw = next((bytes(x) for x in fetched.lines if isinstance(x, bytearray)), b"")
-            if await self._take(intake, raw):
-                folder = self.settings.processed_folder
+        try:
+            refused = await self._handle(intake, raw, size)
+        except Exception as error:
+            refused = await self._unhandled(intake, validity, uid, error)
+        folder = self.settings.processed_folder if refused is None else self.settings.failed_folder
         await intake.save_checkpoint(self.key, Position(validity, uid, folder).encode())
         await self._move(imap, uid, folder)
-        log.info("mailbox.mail", mailbox=self.key, uid=uid, folder=folder)
+        self._attempts.pop((validity, uid), None)
+        if refused is None:
+            log.info("mailbox.mail", mailbox=self.key, uid=uid, folder=folder)
+        else:
+            stage, reason = refused
+            log.warning(
+                "mailbox.refused", mailbox=self.key, uid=uid, folder=folder, stage=stage,
+                reason=reason, size=size,
+            )  # fmt: skip
         async with self._changed:
             self.handled += 1
             self._changed.notify_all()
 
-    async def _take(self, intake: Intake, raw: bytes) -> bool:
-        """Whether the hub took the mail (False: it went to the dead letters)."""
+    async def _unhandled(
+        self, intake: Intake, validity: int, uid: int, error: Exception
+    ) -> tuple[str, str]:
+        """A mail whose handing over failed: raise MailRetry to read it again in a new
+        session, or, once it failed `max_mail_attempts` times while the broker answered
+        (so the mail, not the broker, is the cause), its refusal for Failed."""
+        text = describe(error)
+        if not intake.broker_up:  # nothing could be stored; nobody's fault but the broker's
+            raise MailRetry(f"uid {uid}: broker unavailable ({text})") from None
+        key = (validity, uid)
+        attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+        fields = {"mailbox": self.key, "uid": uid, "attempt": attempt, "error": text}
+        if attempt < self.settings.max_mail_attempts:
+            log.warning("mailbox.mail_failed", **fields, where=where(error), will_retry=True)
+            raise MailRetry(f"uid {uid}: {text}") from None
+        await self._failed(text)
+        log.error("mailbox.mail_failed", **fields, where=where(error), will_retry=False)
+        detail = f"mail could not be handed over after {attempt} attempts: {text}"
+        try:
+            # A mail gets no answer: the fault only words the dead letter (the contract has
+            # no fault for "the hub could not handle it"; the stage says so).
+            await self._refuse(intake, Fault.SYNTAX, detail, None, stage="intake")
+        except Exception as failed:  # the mail is kept in Failed; the log says why
+            log.error("mailbox.deadletter_failed", mailbox=self.key, uid=uid,
+                      error=describe(failed))  # fmt: skip
+        return "intake", detail
+
+    async def _handle(self, intake: Intake, raw: bytes | None, size: int) -> tuple[str, str] | None:
+        """None when the hub took the mail, else the refusal's stage and reason (it went to
+        the dead letters). `raw` None: too large, not read."""
+        if raw is None or len(raw) > self.max_bytes:
+            # Not audited either: the bytes would not fit the broker (the mail is kept in
+            # Failed for a person to look at).
+            length = size if raw is None else len(raw)
+            detail = f"mail of {length} bytes, over {self.max_bytes} (not read)"
+            await self._refuse(intake, Fault.TOO_LARGE, detail, None)
+            return "parse", detail
         try:
             mail = parse_mail(raw, self.limits)
         except MailError as error:
-            ref = await intake.audit("in", self.protocol, self.partner, raw, "message/rfc822")
+            ref = await self._audit_refused(intake, raw)
             await self._refuse(intake, error.fault, error.detail, ref)
-            return False
+            return "parse", error.detail
         wrong = identity.problem(mail, self.options)
         if wrong is not None:
-            ref = await intake.audit("in", self.protocol, self.partner, raw, "message/rfc822")
+            ref = await self._audit_refused(intake, raw)
             await self._refuse(intake, Fault.UNAUTHENTICATED, wrong, ref, stage="authenticate")
-            return False
+            return "authenticate", wrong
         try:
             answer = await intake.take(
                 self.codec, self.partner, raw, "message/rfc822", wait=self.settings.wait_verdict
             )
         except Refusal as refusal:
             if refusal.stage == "unavailable":
-                raise ImapError(f"hub unavailable: {refusal.reason}") from None  # retry later
+                # The broker, or this mail's records on their way to it: `_unhandled`
+                # tells which by whether the broker answers.
+                raise MailRetry(f"hub unavailable: {refusal.reason}") from None
             await intake.refuse(refusal, self.partner, self.protocol)
-            return False
+            return refusal.stage, refusal.reason
         # The mail codecs' fault answers carry an error status: the transaction refused the
         # mail (a reference to no open request, a step its state does not allow). The state
         # machine wrote the dead letter; the mail is filed under Failed for a person to see.
-        return answer.status < 400
+        if answer.status >= 400:
+            return "state", answer.body[:200].decode("utf-8", "replace")
+        return None
+
+    async def _audit_refused(self, intake: Intake, raw: bytes) -> str | None:
+        """The refused mail's bytes in the audit, if the broker takes them (the mail itself
+        stays in Failed, so the refusal does not depend on it)."""
+        try:
+            return await intake.audit("in", self.protocol, self.partner, raw, "message/rfc822")
+        except Exception as error:
+            log.warning("mailbox.audit_failed", mailbox=self.key, error=describe(error))
+            return None
 
     async def _refuse(
         self, intake: Intake, fault: Fault, detail: str, ref: str | None, stage: str = "parse"

@@ -58,7 +58,18 @@ class MailSettings(BaseModel):
     reconnect_s: float = Field(5.0, gt=0, description="first wait before reconnecting")
     reconnect_max_s: float = Field(300.0, gt=0, description="longest wait before reconnecting")
     timeout_s: float = Field(30.0, gt=0, description="time-out of one IMAP or SMTP command")
-    max_mail_bytes: int = Field(2_000_000, gt=0, description="larger mails are refused unread")
+    max_mail_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="larger mails are refused unread (none: the hub's body limit "
+        "RSHUB_MAX_BODY_BYTES; a larger value is capped at it)",
+    )
+    max_mail_attempts: int = Field(
+        5,
+        ge=1,
+        description="a mail whose handing over fails this often while the broker answers is "
+        "filed under Failed with a dead letter (stage intake) instead of being tried again",
+    )
     max_parts: int = Field(50, gt=0, description="MIME parts a mail may have")
     max_depth: int = Field(5, gt=0, description="how deep MIME parts may nest")
     max_text_chars: int = Field(200_000, gt=0, description="characters of text a mail may have")
@@ -91,5 +102,13 @@ class MailPartnerOptions(BaseModel):
         None, description="trust Authentication-Results headers from this MTA (RFC 8601)"
     )
     dkim_domains: list[str] = Field(
-        default_factory=list, description="with authserv_id: dkim or dmarc must pass for one"
+        default_factory=list,
+        description="with authserv_id: dkim (header.d) or dmarc (header.from) must pass for "
+        "one of these domains, exactly (empty: the domains of from_addresses, else address)",
+    )
+    local_received: int = Field(
+        1,
+        ge=0,
+        description="with authserv_id: Received fields the hub's own servers prepend after the "
+        "MTA that verifies (Dovecot LMTP delivery: 1; delivery without LMTP: 0)",
     )
