@@ -248,7 +248,8 @@ def test_writers_raise_render_error_for_what_they_cannot_carry() -> None:
 
 
 def test_amounts_are_written_as_plain_decimals() -> None:
-    message = Message(event=Event.LOANED, request_id="R", cost=Money(amount="1E+3"))
+    # (A currency: an amount without one is written into the note, not as costs.)
+    message = Message(event=Event.LOANED, request_id="R", cost=Money(amount="1E+3", currency="EUR"))
     assert b"<monetaryValue>1000</monetaryValue>" in iso_writer.encode(
         message, from_agency="A", to_agency="B"
     )

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from connectors import xmlsafe
+from connectors.core import fidelity
 from connectors.core.model import (
     LIMITS,
+    Bibliographic,
     Event,
     Message,
     Money,
@@ -42,11 +44,13 @@ def _agency(name: str, agency: str) -> etree._Element:
 
 
 def _costs(name: str, money: Money | None) -> etree._Element | None:
-    if money is None:
+    """Costs with their currency; an amount without one (currencyCode is required) is said in
+    the note instead, never guessed into a currency."""
+    if money is None or not money.currency:
         return None
     return el(
         name,
-        el("currencyCode", money.currency or "USD"),
+        el("currencyCode", money.currency),
         el("monetaryValue", f"{money.amount:f}"),  # xs:decimal: never an exponent
     )
 
@@ -77,75 +81,119 @@ def _header(
     )
 
 
-def _request(message: Message, header: etree._Element, version: str = t.VERSION) -> etree._Element:
-    bib = message.bibliographic
-    info = el("bibliographicInfo")
-    if bib is not None:
-        for name, value in (
-            ("supplierUniqueRecordId", bib.local_id),
-            ("title", bib.title),
-            ("author", bib.author),
-            ("edition", bib.edition),
-            ("titleOfComponent", bib.title_of_component),
-            ("authorOfComponent", bib.author_of_component),
-            ("volume", bib.volume),
-            ("issue", bib.issue),
-            ("pagesRequested", bib.pagination),
-        ):
-            if value:
-                info.append(el(name, value))
-        for code, value in (("ISBN", bib.isbn), ("ISSN", bib.issn), ("DOI", bib.doi)):
-            if value:
-                parts = [
-                    el("bibliographicItemIdentifier", value),
-                    el("bibliographicItemIdentifierCode", code),
-                ]
-                if version != "1.2":
-                    parts.reverse()  # 2021 puts the code first
-                info.append(el("bibliographicItemId", *parts))
-        if bib.oclc_number:
-            info.append(
+def _item_ids(bib: Bibliographic, version: str) -> list[etree._Element]:
+    out = []
+    for field, code in t.ITEM_ID_OUT.items():
+        value = getattr(bib, field)
+        if value:
+            parts = [
+                el("bibliographicItemIdentifier", value),
+                el("bibliographicItemIdentifierCode", code),
+            ]
+            if version != "1.2":
+                parts.reverse()  # 2021 puts the code first
+            out.append(el("bibliographicItemId", *parts))
+    for field, code in t.RECORD_ID_OUT.items():
+        value = getattr(bib, field)
+        if value:
+            out.append(
                 el(
                     "bibliographicRecordId",
-                    el("bibliographicRecordIdentifierCode", "OCLC"),
-                    el("bibliographicRecordIdentifier", bib.oclc_number),
+                    el("bibliographicRecordIdentifierCode", code),
+                    el("bibliographicRecordIdentifier", value),
                 )
             )
+    return out
+
+
+def _patron(message: Message) -> etree._Element | None:
+    """patronInfo: the name as surname and given name; a name given whole (ISO 10161
+    client-name) stands as the surname, since it cannot be split reliably."""
+    surname = message.patron_surname or (None if message.patron_given_name else message.patron_name)
+    email = message.patron_email
+    if not (message.patron_id or surname or message.patron_given_name or email):
+        return None
+    return el(
+        "patronInfo",
+        opt("patronId", message.patron_id),
+        opt("surname", surname),
+        opt("givenName", message.patron_given_name),
+        el(
+            "address",
+            el(
+                "electronicAddress",
+                el("electronicAddressType", "email"),
+                el("electronicAddressData", email),
+            ),
+        )
+        if email
+        else None,
+    )
+
+
+def _deliveries(message: Message) -> list[etree._Element]:
+    """requestedDeliveryInfo repeats: the postal and the electronic address each get one."""
+    out = []
+    if message.delivery_address:
+        lines = [line.strip() for line in message.delivery_address.splitlines() if line.strip()]
+        first, rest = (lines[0], ", ".join(lines[1:])) if lines else (message.delivery_address, "")
+        physical = el("physicalAddress", el("line1", first), opt("line2", rest))
+        out.append(el("requestedDeliveryInfo", el("address", physical)))
+    if message.delivery_email:
+        electronic = el(
+            "electronicAddress",
+            el("electronicAddressType", "email"),
+            el("electronicAddressData", message.delivery_email),
+        )
+        out.append(el("requestedDeliveryInfo", el("address", electronic)))
+    return out
+
+
+def _carried(message: Message, version: str) -> frozenset[str]:
+    carried = t.CARRIES_2021 if version != "1.2" else t.CARRIES
+    if message.max_cost is not None and not message.max_cost.currency:
+        carried -= {"max_cost"}  # currencyCode is required: never guessed
+    return carried
+
+
+def _request(message: Message, header: etree._Element, version: str = t.VERSION) -> etree._Element:
+    bib = message.bibliographic or Bibliographic()
+    info = el("bibliographicInfo")
+    for name, field in t.BIB_INFO.items():
+        value = getattr(bib, field)
+        if value:
+            info.append(el(name, value))
+    info.extend(_item_ids(bib, version))
     publication = None
-    if bib is not None and (
-        bib.publisher or bib.publication_date or bib.place_of_publication or bib.bibliographic_level
-    ):
+    if any(getattr(bib, field) for field in t.PUBLICATION_INFO.values()):
         publication = el(
             "publicationInfo",
-            opt("publisher", bib.publisher),
-            opt("publicationType", bib.bibliographic_level),
-            opt("publicationDate", bib.publication_date),
-            opt("placeOfPublication", bib.place_of_publication),
+            *(opt(name, getattr(bib, field)) for name, field in t.PUBLICATION_INFO.items()),
         )
     service = el(
         "serviceInfo",
         el("requestType", "New"),
+        opt("requestingAgencyPreviousRequestId", message.previous_request_id),
         el("serviceType", (message.service_type or ServiceType.LOAN).value),
         opt("needBeforeDate", stamp(message.need_before) if message.need_before else None),
-        opt("note", message.note),
+        opt("loanCondition", message.loan_condition if version != "1.2" else None),
+        opt("note", fidelity.note_for(message, _carried(message, version))),
     )
-    delivery = None
-    if message.delivery_address or message.delivery_email:
-        address = (
-            el(
-                "electronicAddress",
-                el("electronicAddressType", "email"),
-                el("electronicAddressData", message.delivery_email),
-            )
-            if message.delivery_email
-            else el("physicalAddress", el("line1", message.delivery_address))
-        )
-        delivery = el("requestedDeliveryInfo", el("address", address))
-    patron = el("patronInfo", el("patronId", message.patron_id)) if message.patron_id else None
-    billing = (
-        el("billingInfo", _costs("maximumCosts", message.max_cost)) if message.max_cost else None
+    supplier = el("supplierInfo", el("callNumber", bib.call_number)) if bib.call_number else None
+    billing = None
+    if message.max_cost is not None and message.max_cost.currency:
+        billing = el("billingInfo", _costs("maximumCosts", message.max_cost))
+    return el(
+        "request",
+        header,
+        info,
+        publication,
+        service,
+        supplier,
+        *_deliveries(message),
+        _patron(message),
+        billing,
     )
-    return el("request", header, info, publication, service, delivery, patron, billing)
 
 
 def _supplying(
@@ -159,11 +207,12 @@ def _supplying(
         answer = "Y" if message.answer else "N"
         if message.event is Event.CANCEL_REPLY and not message.answer:
             status = "WillSupply"  # a refused cancel leaves the request open
+    carried = {"loan_condition"} | ({"cost"} if message.cost and message.cost.currency else set())
     info = el(
         "messageInfo",
         el("reasonForMessage", reason),
         opt("answerYesNo", answer),
-        opt("note", message.note),
+        opt("note", fidelity.note_for(message, carried)),
         opt("reasonUnfilled", message.reason.name if message.reason else None),
     )
     status_info = el(
@@ -178,6 +227,7 @@ def _supplying(
             "deliveryInfo",
             el("dateSent", stamp(message.date_shipped or message.timestamp)),
             opt("itemId", message.item_id),
+            opt("loanCondition", message.loan_condition),
             _costs("deliveryCosts", message.cost),
         )
     return el("supplyingAgencyMessage", header, info, status_info, delivery)
