@@ -158,7 +158,7 @@ def bibliographic(cite: Citation) -> Bibliographic:
         title_of_component=cite.atitle or None,
         author_of_component=cite.author if part and cite.author else None,
         edition=cite.edition or None,
-        pagination=cite.pages or None,
+        pages_requested=cite.pages or None,
         place_of_publication=cite.place or None,
         publication_date=cite.date or None,
         publisher=cite.publisher or None,
@@ -168,8 +168,11 @@ def bibliographic(cite: Citation) -> Bibliographic:
         doi=cite.doi or None,
         bibliographic_level=publication_type,
         isbn=cite.isbn or None,
-        issn=cite.issn or cite.eissn or None,
+        issn=cite.issn or None,
+        eissn=cite.eissn or None,
         oclc_number=cite.oclc or None,
+        lccn=cite.lccn or None,
+        pmid=cite.pmid or None,
     )
 
 
