@@ -15,7 +15,15 @@ from lxml import etree
 
 from connectors import xmlsafe
 from connectors.core import fidelity
-from connectors.core.model import Event, Message, Money, NotApplicable, RenderError, RequestFormat
+from connectors.core.model import (
+    Event,
+    Message,
+    Money,
+    NotApplicable,
+    RenderError,
+    RequestFormat,
+    ServiceType,
+)
 from connectors.ncip import tables as t
 from connectors.ncip.codec import Parsed, Problem
 
@@ -108,9 +116,12 @@ def _bibliographic_ids(env: Envelope) -> list[etree._Element]:
 
 
 def _request_type(env: Envelope) -> etree._Element:
-    return el(
-        "RequestType", t.REQUEST_TYPE_OUT[env.message.request_format or RequestFormat.PHYSICAL]
-    )
+    """NCIP's RequestType is all it says of the service: a copy without a stated format is
+    never written as a loan (Physical)."""
+    message = env.message
+    copy = message.service_type is ServiceType.COPY
+    default = RequestFormat.NON_RETURNABLE if copy else RequestFormat.PHYSICAL
+    return el("RequestType", t.REQUEST_TYPE_OUT[message.request_format or default])
 
 
 def _item_optional(env: Envelope) -> etree._Element | None:

@@ -39,6 +39,7 @@ class Citation:
     author: str = ""
     volume: str = ""
     issue: str = ""
+    part: str = ""
     pages: str = ""
     date: str = ""
     publisher: str = ""
@@ -111,6 +112,7 @@ def citation(co: ContextObject) -> Citation:
         author=_author(co),
         volume=co.value("volume"),
         issue=co.value("issue"),
+        part=co.value("part"),
         pages=_pages(co),
         date=co.value("date"),
         publisher=co.value("pub") or co.value("publisher"),
@@ -165,6 +167,7 @@ def bibliographic(cite: Citation) -> Bibliographic:
         series_title_number=cite.series or None,
         volume=cite.volume or None,
         issue=cite.issue or None,
+        part=cite.part or None,
         doi=cite.doi or None,
         bibliographic_level=publication_type,
         isbn=cite.isbn or None,

@@ -104,7 +104,10 @@ def to_message(parsed: Parsed, sender: str) -> Message:
         service_type=service,
         request_format=request_format,
         bibliographic=bibliographic(cite),
-        need_before=need_before(co.hub.get("need_before", "")),
+        # The hub's form key, else the 1.0 service key rshub writes to lenders (svc.neededby).
+        need_before=need_before(
+            co.hub.get("need_before", "") or next(iter(co.service.get("svc.neededby", [])), "")
+        ),
         pickup_location=clean_text(co.hub.get("pickup", "")) or None,
         note=co.hub.get("note", "").strip() or None,
         correlation=OpenUrlCorrelation(
@@ -141,10 +144,8 @@ CARRIES: frozenset[str] = frozenset(
                 "pmid",
                 "oclc_number",
                 "lccn",
-                "bibliographic_level",
             )
         ),
-        "service_type",
         "need_before",
     }
 )
@@ -280,7 +281,7 @@ def _keys_10(message: Message, extension: object, options: OpenUrlOptions) -> li
         ("rft.volume", bib.volume or ""),
         ("rft.issue", bib.issue or ""),
         ("rft.pages", bib.pages_requested or ""),
-        ("rft.part", (bib.part or "") if fmt == "journal" else ""),
+        ("rft.part", bib.part or ""),  # a journal key; written for books as volume is
         ("rft.series", bib.series_title_number or ""),
         ("rft.edition", bib.edition or ""),
         ("rft.pub", bib.publisher or ""),
