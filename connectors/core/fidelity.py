@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connectors.core.model import Message, Money
+from connectors.core.model import Message, Money, RequestFormat, ServiceType
 
 # Parts of the citation a lender reads as one phrase, in the order it is written.
 CITATION: tuple[tuple[str, str], ...] = (
@@ -107,6 +107,12 @@ STEP_FIELDS: tuple[Field, ...] = (
     Field("loan_condition", "Loan condition"),
 )
 _CITATION_PATHS = frozenset(path for path, _ in CITATION)
+# The format a service type implies: a note names the format only when it differs (a copy
+# delivered digitally).
+_IMPLIED: dict[ServiceType | None, RequestFormat] = {
+    ServiceType.LOAN: RequestFormat.PHYSICAL,
+    ServiceType.COPY: RequestFormat.NON_RETURNABLE,
+}
 # Said in the note of a message that is no request only when the protocol lacks them.
 SEPARATOR = "; "
 
@@ -125,6 +131,10 @@ def missing(message: Message, carried: Collection[str]) -> list[str]:
     for field in fields:
         if field.path in _CITATION_PATHS or field.path == "note" or field.path in carried:
             continue
+        if field.path == "request_format" and message.request_format is _IMPLIED.get(
+            message.service_type
+        ):
+            continue  # a loan is physical, a copy kept: said by the service type already
         value = field.value_of(message)
         if value is not None:
             pieces.append(field.render(value))
