@@ -40,12 +40,13 @@ from connectors.core.contract import (
     WebRoute,
 )
 from connectors.core.directory import Directory, authenticated
-from connectors.core.model import Message
+from connectors.core.model import Event, Message
 from connectors.core.records import DeadLetter, Verdict, VerdictOutcome
 from hub import metrics
 from hub.addressing import address
 from hub.checkpoints import Checkpoints
 from hub.kafka_io import KafkaIO
+from hub.lifecycle import State
 from hub.relay import RelayDesk
 from hub.settings import Settings
 
@@ -447,7 +448,11 @@ class Gateway(Service):
         if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
             # The state machine has already written the dead letter for its refusal.
             metrics.refused(codec.protocol, "state")
-            return codec.fault(Fault.STATE, verdict.error or "", decoded, verdict.state)
+            # A step for a transaction that was never requested (the engine refuses it in
+            # state New) is each protocol's unknown request, not a state error (issue 24).
+            unknown = verdict.state == State.NEW.value and message.event is not Event.REQUEST
+            fault = Fault.UNKNOWN_REQUEST if unknown else Fault.STATE
+            return codec.fault(fault, verdict.error or "", decoded, verdict.state)
         return codec.accept(decoded, verdict.state if verdict else None)
 
     async def _publish(self, message: Message, wait: bool) -> Verdict | None:
