@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.core.contract import Outgoing
+from connectors.core.directory import Partner
 from connectors.core.model import (
     Bibliographic,
     Event,
@@ -18,6 +20,7 @@ from connectors.core.model import (
     ServiceType,
 )
 from connectors.iso18626 import codec, schema, tables, writer
+from connectors.iso18626.connector import CONNECTOR
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards" / "iso18626" / "samples"
 
@@ -290,3 +293,20 @@ def test_a_zero_header_timestamp_refuses_nothing() -> None:
 
 def stamp_of(message: Message) -> str:
     return writer.stamp(message.timestamp)
+
+
+def test_agency_id_types_come_from_the_directory() -> None:
+    lender = Partner(
+        symbol="L",
+        name="L",
+        protocol="iso18626",
+        agency_ids=["LEND"],
+        options={"agency_id_type": "OCLC", "own_agency_id_type": "RSHUB"},
+    )
+    body = CONNECTOR.codec.render(Outgoing(RICH, "HUB", lender))
+    header = codec.parse(body).header
+    assert codec.text(header, "supplyingAgencyId", "agencyIdType") == "OCLC"
+    assert codec.text(header, "requestingAgencyId", "agencyIdType") == "RSHUB"
+    plain = Partner(symbol="P", name="P", protocol="iso18626", agency_ids=["DK-710100"])
+    header = codec.parse(CONNECTOR.codec.render(Outgoing(RICH, "HUB", plain))).header
+    assert codec.text(header, "supplyingAgencyId", "agencyIdType") == "ISIL"

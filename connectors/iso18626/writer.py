@@ -38,8 +38,9 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _agency(name: str, agency: str) -> etree._Element:
-    kind, _, value = agency.rpartition(":") if ":" in agency else ("ISIL", "", agency)
+def _agency(name: str, agency: str, default_type: str = "ISIL") -> etree._Element:
+    """An agency id: `TYPE:value` names its type; a bare id has the directory's type."""
+    kind, _, value = agency.rpartition(":") if ":" in agency else (default_type, "", agency)
     return el(name, el("agencyIdType", kind), el("agencyIdValue", value))
 
 
@@ -68,12 +69,14 @@ def _header(
     requester: str,
     supplier_request_id: str | None,
     version: str = t.VERSION,
+    types: tuple[str, str] = ("ISIL", "ISIL"),
 ) -> etree._Element:
+    """`types`: the agencyIdType of (supplier, requester) ids written bare."""
     # 2021 headers are per message and drop the (v1.2 required, empty) multipleItemRequestId.
     return el(
         "header",
-        _agency("supplyingAgencyId", supplier),
-        _agency("requestingAgencyId", requester),
+        _agency("supplyingAgencyId", supplier, types[0]),
+        _agency("requestingAgencyId", requester, types[1]),
         el("multipleItemRequestId") if version == "1.2" else None,
         el("timestamp", stamp(message.timestamp)),
         el("requestingAgencyRequestId", message.request_id),
@@ -241,10 +244,12 @@ def encode(
     version: str = t.VERSION,
     state: str | None = None,
     to_borrower: bool | None = None,
+    agency_types: tuple[str, str] = ("ISIL", "ISIL"),
 ) -> bytes:
     """The ISO 18626 message (v1.2, or 2021-2) for a canonical message (rshub as requester or
     supplier). `state`: the transaction's state, the status a Notification carries;
-    `to_borrower`: the side of an event either party may say (Lost, Damaged)."""
+    `to_borrower`: the side of an event either party may say (Lost, Damaged);
+    `agency_types`: the agencyIdType of (from_agency, to_agency) when written bare."""
     if version not in t.SCHEMA_LOCATIONS:
         raise RenderError(
             f"ISO 18626 version {version!r} is not one of {sorted(t.SCHEMA_LOCATIONS)}"
@@ -259,10 +264,10 @@ def encode(
             }
         )
     if message.event is Event.REQUEST:
-        header = _header(message, to_agency, from_agency, None, version)
+        header = _header(message, to_agency, from_agency, None, version, agency_types[::-1])
         return _document(_request(message, header, version), version)
     if message.event in t.ACTION_OUT:
-        header = _header(message, to_agency, from_agency, None, version)
+        header = _header(message, to_agency, from_agency, None, version, agency_types[::-1])
         return _document(
             el(
                 "requestingAgencyMessage",
@@ -273,7 +278,9 @@ def encode(
             version,
         )
     if message.event in t.SUPPLIER_OUT:
-        header = _header(message, from_agency, to_agency, message.transaction_id or None, version)
+        header = _header(
+            message, from_agency, to_agency, message.transaction_id or None, version, agency_types
+        )
         return _document(_supplying(message, header, state), version)
     raise NotApplicable(f"ISO 18626 has no message for {message.event.value}")
 
