@@ -50,7 +50,7 @@ ARTICLE = Bibliographic(
     title_of_component="A revised death anxiety scale",
     author_of_component="Thorson, J.A.",
     publication_date="1992",
-    pagination="507-",
+    pages_requested="507-",  # the pages to copy (Alma: Ext/Pages)
     issn="0748-1187",
 )
 BOOK = Bibliographic(
@@ -291,7 +291,7 @@ async def test_copy_order_goes_out_as_artemail_and_shipped_copy_reaches_the_borr
             [
                 f"TX{reference} S SED99",  # BL only; secure electronic delivery
                 "Death Studies",  # journal title
-                "1992 PP 507-",  # year VOL PT PP (NCIP has no volume or part)
+                "1992 PP 507-",  # year VOL PT PP (this article gives no volume or issue)
                 "A revised death anxiety scale",  # article title
                 "Thorson, J.A.",  # its author
                 "0748-1187",  # ISSN
