@@ -310,3 +310,21 @@ def test_agency_id_types_come_from_the_directory() -> None:
     plain = Partner(symbol="P", name="P", protocol="iso18626", agency_ids=["DK-710100"])
     header = codec.parse(CONNECTOR.codec.render(Outgoing(RICH, "HUB", plain))).header
     assert codec.text(header, "supplyingAgencyId", "agencyIdType") == "ISIL"
+
+
+def test_a_reminder_is_a_note_on_the_request_it_names_not_a_second_request() -> None:
+    body = writer.encode(RICH, from_agency="A", to_agency="B")
+    reminder = body.replace(
+        b"<requestType>New</requestType>", b"<requestType>Reminder</requestType>"
+    )
+    reminder = reminder.replace(
+        b"<requestingAgencyRequestId>r-24<", b"<requestingAgencyRequestId>r-25<"
+    )
+    message = codec.to_canonical(codec.parse(reminder))
+    assert message.event is Event.BORROWER_NOTE
+    # Addressed to the earlier request (requestingAgencyPreviousRequestId, r-23 in RICH).
+    assert (message.request_id, message.previous_request_id) == ("r-23", "r-25")
+    assert message.note is not None and message.note.startswith("Reminder")
+    retry = body.replace(b"<requestType>New</requestType>", b"<requestType>Retry</requestType>")
+    again = codec.to_canonical(codec.parse(retry))
+    assert (again.event, again.previous_request_id) == (Event.REQUEST, "r-23")

@@ -171,7 +171,8 @@ def _costs(node: etree._Element | None, where: str, kind: str) -> Money | None:
 def _event(parsed: Parsed) -> Event:
     element = parsed.element
     if parsed.kind == "request":
-        return Event.REQUEST
+        kind = text(element, "serviceInfo", "requestType") or "New"
+        return t.REQUEST_TYPE_EVENTS.get(kind, Event.REQUEST)
     if parsed.kind == "requestingAgencyMessage":
         action = text(element, "action") or ""
         if action in t.ACTIONS:
@@ -246,6 +247,8 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
     )
     if event is Event.REQUEST:
         _request_fields(element, fields)
+    elif parsed.kind == "request":  # a Reminder: a note on the request it names
+        _reminder_fields(element, fields)
     fields["extensions"] = {"iso18626": _extensions(parsed)}
     if diagnostics:
         fields["extensions"]["diagnostics"] = diagnostics
@@ -261,6 +264,17 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
         raise Iso18626Error(
             "UnrecognisedDataValue", f"{where}: {found.reason}", kind=parsed.kind
         ) from None
+
+
+def _reminder_fields(element: etree._Element, fields: dict[str, Any]) -> None:
+    """A Reminder is about a request already made (by its previous id when it has a new one):
+    it reaches that request's lender as a note and creates nothing (ISO 18626 requestType)."""
+    service = child(element, "serviceInfo")
+    previous = text(service, "requestingAgencyPreviousRequestId")
+    if previous:
+        fields["request_id"], fields["previous_request_id"] = previous, fields["request_id"]
+    note = text(service, "note")
+    fields["note"] = f"Reminder: {note}" if note else "Reminder"
 
 
 def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:

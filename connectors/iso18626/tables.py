@@ -164,8 +164,11 @@ CARRIES: frozenset[str] = frozenset(
 )
 # Written in a request by 2021 only (serviceInfo/loanCondition); v1.2 notes it.
 CARRIES_2021: frozenset[str] = CARRIES | {"loan_condition"}
-# requestType: New, Retry, Reminder (serviceInfo). Read into extensions; see the connector.
-REQUEST_TYPES = frozenset({"New", "Retry", "Reminder"})
+# serviceInfo/requestType -> the event a request of that type is. A Reminder is a note on
+# the request it reminds of (nothing is created twice). New and Retry are requests; a Retry's
+# requestingAgencyPreviousRequestId is kept (previous_request_id); continuing the earlier
+# transaction with it is the engine's (not done yet: a Retry is a new transaction).
+REQUEST_TYPE_EVENTS: dict[str, Event] = {"Reminder": Event.BORROWER_NOTE}
 
 # The Confirmation each message is answered with, and the element echoed in it.
 CONFIRMATION: dict[str, tuple[str, str | None]] = {
