@@ -127,6 +127,9 @@ class LineListener:
     def bind(self) -> None:
         self.sock = bind(self.limits.host, self.settings.port, "the line protocol")
 
+    def health(self) -> dict[str, Any]:
+        return {"state": "running" if self.server and self.server.is_serving() else "stopped"}
+
     async def start(self, intake: Intake) -> None:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             address = str((writer.get_extra_info("peername") or ("?",))[0])

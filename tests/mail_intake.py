@@ -27,6 +27,7 @@ class MemoryIntake:
         self.directory = directory or Directory(consortium="test", partners=[])
         self.limits = Limits()
         self.audits: list[bytes] = []
+        self.refused_sources: list[str | None] = []
         self.taken: Counter[str] = Counter()  # request id -> times handed over
         self.applied: dict[str, str] = {}  # content id -> request id (what the engine keeps)
         self.dead: list[tuple[str, str, str | None]] = []  # (stage, reason, partner)
@@ -98,6 +99,18 @@ class MemoryIntake:
             raise BrokerRefused(f"record of {len(body)} bytes over {self.record_limit}")
         self.audits.append(body)
         return f"audit-{len(self.audits)}"
+
+    async def audit_refused(
+        self,
+        protocol: str,
+        partner: str | None,
+        body: bytes,
+        content_type: str | None,
+        source: str | None,
+    ) -> str | None:
+        """As the hub's gateway: a bounded prefix of a refused sender's mail."""
+        self.refused_sources.append(source)
+        return await self.audit("in", protocol, partner, body[:2048], content_type)
 
     async def relay(
         self, protocol: str, caller: str, target: str, body: bytes, content_type: str

@@ -72,7 +72,7 @@ def article_1301() -> Message:
             title_of_component="A revised death anxiety scale",
             author_of_component="Thorson, J.A.",
             publication_date="1992",
-            pagination="507-",
+            pages_requested="507-",
             issn="0748-1187",
             volume="16",
             issue="6",
@@ -94,7 +94,7 @@ def article_1201() -> Message:
             title_of_component="Developing the research basis for controlling bias in hiring",
             author_of_component="Bendick Jr, M.",
             publication_date="2013",
-            pagination="238-",
+            pages_requested="238-",
             issn="0022-4537",
             volume="68",
         ),
@@ -319,3 +319,39 @@ def test_reference_pattern_is_partner_data() -> None:
 def test_faults_name_the_fault() -> None:
     answer = ArtemailCodec().fault(Fault.TOO_LARGE, "too big")
     assert answer.body == b"too_large: too big"
+
+
+def test_an_order_reads_back_beyond_its_first_line() -> None:
+    """Issue 24: an order kept only its title; the author, citation line, article title and
+    standard number stayed in extensions."""
+    decoded = ArtemailCodec().decode(render(article_1301()), "X", Limits(max_body_bytes=1 << 20))
+    bib = decoded.message.bibliographic
+    assert bib is not None
+    expected = article_1301().bibliographic
+    assert expected is not None
+    for field in (
+        "title",
+        "title_of_component",
+        "author_of_component",
+        "publication_date",
+        "volume",
+        "issue",
+        "pages_requested",
+        "issn",
+    ):
+        assert getattr(bib, field) == getattr(expected, field), field
+    book = book_1202().model_copy(
+        update={
+            "bibliographic": Bibliographic(
+                title="Kater Murr",
+                author="Hoffmann, E.T.A.",
+                publisher="Reclam",
+                place_of_publication="Stuttgart",
+                publication_date="1986",
+                edition="2nd ed",
+                isbn="3150001531",
+            )
+        }
+    )
+    back = ArtemailCodec().decode(render(book), "X", Limits(max_body_bytes=1 << 20)).message
+    assert back.bibliographic == book.bibliographic

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,6 +30,7 @@ from connectors.artemail import order as orders
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat
 from connectors.simulator import Library, directory_yaml, running
 from hub.cli.process import HubProcess
+from hub.runtime.settings import Settings
 from tests.kafka_reader import wait_for_record
 from tests.mail_imap import submit, wait_for_mails
 from tests.mail_servers import USERS, MailServers, available, mail_servers
@@ -50,7 +52,7 @@ ARTICLE = Bibliographic(
     title_of_component="A revised death anxiety scale",
     author_of_component="Thorson, J.A.",
     publication_date="1992",
-    pagination="507-",
+    pages_requested="507-",  # the pages to copy (Alma: Ext/Pages)
     issn="0748-1187",
 )
 BOOK = Bibliographic(
@@ -291,7 +293,7 @@ async def test_copy_order_goes_out_as_artemail_and_shipped_copy_reaches_the_borr
             [
                 f"TX{reference} S SED99",  # BL only; secure electronic delivery
                 "Death Studies",  # journal title
-                "1992 PP 507-",  # year VOL PT PP (NCIP has no volume or part)
+                "1992 PP 507-",  # year VOL PT PP (this article gives no volume or issue)
                 "A revised death anxiety scale",  # article title
                 "Thorson, J.A.",  # its author
                 "0748-1187",  # ISSN
@@ -464,7 +466,7 @@ async def test_mails_over_the_body_limit_are_refused_and_later_mail_is_still_rea
     hub: HubProcess, north: Library, servers: MailServers, bootstrap: str
 ) -> None:
     """A stranger's and the BL's mail of 1.5 MB (under the old 2,000,000-byte mail limit,
-    over the hub's 1 MiB body limit and the producer's record limit) once stopped the
+    over the hub's body limit and the producer's record limit) once stopped the
     mailbox listener for good; now each goes to Failed unread, and the report after them
     reaches the borrower."""
     await ask(north, "N-6", request_format=RequestFormat.PHYSICAL, bibliographic=BOOK)
@@ -488,7 +490,13 @@ async def test_mails_over_the_body_limit_are_refused_and_later_mail_is_still_rea
 
     await records(bootstrap, "ill.deadletter", two_too_large)
     assert all((r["stage"], r["partner"], r["audit_ref"]) == ("parse", "BL", None) for r in found)
-    assert all("over 1048576" in r["error"] for r in found)
+    assert all(f"over {Settings().max_body_bytes}" in r["error"] for r in found)
+    # The mailbox listener is still there, and /health says so.
+    async with aiohttp.ClientSession() as session, session.get(f"{hub.url}/health") as answer:
+        health = await answer.json()
+    assert answer.status == 200, health
+    mailboxes = {k: v for k, v in health["listeners"].items() if k.startswith("mail:artemail")}
+    assert mailboxes and all(v["state"] in ("running", "connecting") for v in mailboxes.values())
 
 
 # Orders wait for each other up to the window (far longer than the test), so the second

@@ -195,3 +195,15 @@ async def test_tail_follows_state_changes(hub, libraries, bootstrap) -> None:
     finally:
         tail.terminate()
         await tail.wait()
+
+
+async def test_a_step_for_a_request_never_made_is_an_unknown_request(hub, libraries) -> None:
+    """Issue 24: NCIP has Unknown Request for this; it was answered State Transition
+    Prohibited (ISO 10161 and ISO 18626 take the same fault: unknown-transaction-id,
+    UnrecognisedDataValue)."""
+    north = libraries["NORTH"]
+    status, response = await north.send(
+        Message(event=Event.CANCEL, request_id="N-NEVER-ASKED", patron_id="p")
+    )
+    assert status == 200
+    assert response.errors and response.errors[0].startswith("Unknown Request"), response.errors

@@ -95,3 +95,33 @@ def test_nothing_is_read_by_mail() -> None:
             b"Subject: x\r\n\r\nhello\r\n", "ILLIAD", Limits(max_body_bytes=1000)
         )
     assert CONNECTOR.listeners is None and CONNECTOR.name == "illiad-email"
+
+
+def test_an_article_request_carries_volume_issue_and_pages_and_notes_the_rest() -> None:
+    article = Message(
+        event=Event.REQUEST,
+        request_id="t1.1",
+        patron_id="pat1",
+        service_type=ServiceType.COPY,
+        bibliographic=Bibliographic(
+            title="Nature",
+            title_of_component="Kinetics",
+            volume="84",
+            issue="3",
+            pages_requested="301-329",
+            pagination="xix, 1292 p.",
+            doi="10.1000/xyz",
+        ),
+        note="rush",
+    )
+    codec = IlliadEmailCodec()
+    text = body_of(codec.render(Outgoing(article, "HUB", illiad())))
+    assert "Volume: 84\n" in text and "Issue: 3\n" in text and "Pages: 301-329\n" in text
+    assert "Notes: rush; Extent: xix, 1292 p.; DOI 10.1000/xyz\n" in text
+    link = dict(parse_qsl(urlsplit(text.rsplit("\n", 2)[-2]).query))
+    assert (link["rft.volume"], link["rft.issue"], link["rft.pages"]) == ("84", "3", "301-329")
+    assert link["rft_id"] == "info:doi/10.1000/xyz"
+    # A partner whose table lacks a marker gets that field in Notes instead.
+    fewer = {"Username:": "Username", "Journal Title:": "PhotoJournalTitle", "Notes:": "Notes"}
+    text = body_of(codec.render(Outgoing(article, "HUB", illiad(markers=fewer))))
+    assert "Vol. 84, no. 3, pp. 301-329" in text

@@ -177,3 +177,110 @@ def test_delivery_info_extension_13_3_is_decoded() -> None:
         "generalstring",
         "ill.example.org:1611",
     ]
+
+
+def round_trip(message: Message) -> Message:
+    return mapping.to_canonical(*codec.decode(mapping.render(message, "DK-1", "DK-2")))
+
+
+def test_a_rich_article_request_keeps_what_item_id_client_id_and_delivery_address_carry() -> None:
+    request = Message(
+        event=Event.REQUEST,
+        request_id="R-24",
+        bibliographic=Bibliographic(
+            title="Přehled dějin",
+            subtitle="sborník",
+            title_of_component="Δημοκρατία",
+            author_of_component="Łukasiewicz, Zofia",
+            volume="84",
+            issue="3",
+            part="B",
+            pages_requested="301-329",
+            issn="12345678",
+            oclc_number="123456",
+            doi="10.1000/xyz",
+            medium_type="printed",
+            bibliographic_level="Journal",
+        ),
+        patron_id="p7",
+        patron_given_name="Zofia",
+        patron_surname="Łukasiewicz",
+        delivery_address="ul. Długa 5\nII piętro\n00-001 Warszawa",
+        delivery_email="ill@example.org",
+        pickup_location="Main desk",
+        note="Don\u2019t bind",  # a typographic apostrophe is not Latin-1
+    )
+    back = round_trip(request)
+    assert back.bibliographic is not None
+    for field in (
+        "title",
+        "subtitle",
+        "title_of_component",
+        "author_of_component",
+        "volume",
+        "issue",
+        "part",
+        "pages_requested",
+        "issn",
+        "oclc_number",
+        "doi",
+        "medium_type",
+        "bibliographic_level",
+    ):
+        assert getattr(back.bibliographic, field) == getattr(request.bibliographic, field), field
+    assert (back.patron_id, back.patron_name) == ("p7", "Zofia Łukasiewicz")
+    assert back.delivery_address == request.delivery_address
+    assert back.delivery_email == "ill@example.org"
+    assert back.note == "Don\u2019t bind; Pickup at: Main desk"
+    # The article title is written once, as title-of-article; sub-title is the subtitle.
+    item = codec.decode(mapping.render(request, "A", "B"))[1]["item-id"]
+    assert item["volume-issue"][1].encode("latin-1").decode() == "Vol. 84, no. 3, pt. B"
+
+
+def test_a_partners_volume_issue_and_client_name_are_read() -> None:
+    name, value = mapping.from_canonical(
+        Message(event=Event.REQUEST, request_id="R", bibliographic=Bibliographic(title="T")),
+        "A",
+        "B",
+    )
+    value["item-id"]["volume-issue"] = ("generalstring", "84(3)")
+    value["client-id"] = {"client-name": ("generalstring", "Jensen, Anne")}
+    back = mapping.to_canonical(*codec.decode(codec.encode(name, value)))
+    assert back.bibliographic is not None and back.bibliographic.volume == "84(3)"
+    assert back.patron_name == "Jensen, Anne"
+
+
+@pytest.mark.parametrize(
+    ("written", "amount", "currency"),
+    [
+        ("$35", "35", None),
+        ("$40.00", "40.00", None),
+        ("35 EUR", "35", "EUR"),
+        ("1,000.50", "1000.50", None),
+    ],
+)
+def test_a_cost_written_with_a_symbol_refuses_nothing(
+    written: str, amount: str, currency: str | None
+) -> None:
+    name, value = mapping.from_canonical(
+        Message(event=Event.REQUEST, request_id="R", bibliographic=Bibliographic(title="T")),
+        "A",
+        "B",
+    )
+    value["cost-info-type"] = {"maximum-cost": {"monetary-value": written}}
+    back = mapping.to_canonical(*codec.decode(codec.encode(name, value)))
+    assert back.max_cost == Money(amount=amount, currency=currency)
+    assert written in back.extensions["diagnostics"][0]
+
+
+def test_a_cost_that_is_no_number_is_dropped_with_a_diagnostic() -> None:
+    name, value = mapping.from_canonical(
+        Message(event=Event.REQUEST, request_id="R", bibliographic=Bibliographic(title="T")),
+        "A",
+        "B",
+    )
+    value["cost-info-type"] = {"maximum-cost": {"monetary-value": "free"}}
+    back = mapping.to_canonical(*codec.decode(codec.encode(name, value)))
+    assert back.max_cost is None
+    assert "monetary-value" in back.extensions["diagnostics"][0]
+    assert back.extensions["iso10161"]["cost-info-type"]["maximum-cost"]["monetary-value"] == "free"

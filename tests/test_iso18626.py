@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.core.contract import Outgoing
+from connectors.core.directory import Partner
 from connectors.core.model import (
     Bibliographic,
     Event,
@@ -18,6 +20,7 @@ from connectors.core.model import (
     ServiceType,
 )
 from connectors.iso18626 import codec, schema, tables, writer
+from connectors.iso18626.connector import CONNECTOR
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards" / "iso18626" / "samples"
 
@@ -48,7 +51,8 @@ EXPECTED: dict[str, object] = {
     # No title: the item is named by supplierUniqueRecordId (the title is optional).
     "modrs_iso18626_req_1.xml": Event.REQUEST,
     "modrs_it_patronRequest.xml": Event.REQUEST,
-    "modrs_it_statusChangeUnfilledTemplate.xml": "UnrecognisedDataValue",  # placeholder timestamp
+    # A placeholder timestamp is informative: the message is read (issue 24), with a diagnostic.
+    "modrs_it_statusChangeUnfilledTemplate.xml": Event.UNFILLED,
     "modrs_it_supplyingAgencyMessage_statusChange.xml": "UnrecognisedDataValue",  # placeholder status
     "modrs_unit_request.xml": Event.REQUEST,
     "modrs_unit_requestConfirmation.xml": "confirmation",
@@ -213,3 +217,114 @@ def test_unknown_version_is_refused() -> None:
         writer.encode(
             Message(event=Event.RECEIVED, **FIELDS), from_agency="A", to_agency="B", version="1.0"
         )
+
+
+RICH = Message(
+    event=Event.REQUEST,
+    request_id="r-24",
+    bibliographic=Bibliographic(
+        title="Przegląd Historyczny",
+        subtitle="kwartalnik",
+        series_title_number="Monografie 12",
+        title_of_component="Ustrój Rzeczypospolitej",
+        volume="84",
+        issue="3",
+        pages_requested="301-329",
+        pagination="xix, 1292 p.",
+        issn="0033-2186",
+        doi="10.1000/xyz",
+        oclc_number="123456",
+        lccn="n79021164",
+        call_number="PER 84/3",
+        medium_type="printed",
+    ),
+    patron_id="p7",
+    patron_surname="Łukasiewicz",
+    patron_given_name="Zofia",
+    patron_email="zofia@example.org",
+    delivery_address="ul. Długa 5\n00-001 Warszawa",
+    delivery_email="ill@example.org",
+    pickup_location="Main desk",
+    loan_condition="LibraryUseOnly",
+    max_cost=Money(amount="35"),
+    previous_request_id="r-23",
+)
+
+
+@pytest.mark.parametrize("version", ["1.2", "2021-2"])
+def test_a_rich_request_keeps_every_field_iso18626_carries(version: str) -> None:
+    body = writer.encode(RICH, from_agency="A", to_agency="B", version=version)
+    parsed = codec.parse(body)
+    assert schema.diagnose(parsed.root, version) == []
+    back = codec.to_canonical(parsed)
+    assert back.bibliographic is not None
+    kept = ("subtitle", "series_title_number", "volume", "issue", "pages_requested")
+    kept += ("issn", "doi", "oclc_number", "lccn", "call_number", "title_of_component")
+    for field in kept:
+        assert getattr(back.bibliographic, field) == getattr(RICH.bibliographic, field), field
+    # pagesRequested is the pages wanted; the item's extent is no ISO 18626 element.
+    assert back.bibliographic.pagination is None
+    assert (back.patron_surname, back.patron_given_name) == ("Łukasiewicz", "Zofia")
+    assert back.patron_email == "zofia@example.org"
+    assert back.delivery_email == "ill@example.org"
+    assert back.delivery_address == "ul. Długa 5, 00-001 Warszawa"
+    assert back.previous_request_id == "r-23"
+    assert back.max_cost is None  # no currency given: none is invented
+    assert back.note is not None
+    for said in ("Extent: xix, 1292 p.", "Pickup at: Main desk", "Medium: printed"):
+        assert said in back.note
+    assert "Maximum cost: 35 (currency not given)" in back.note
+    assert b"USD" not in body
+    if version == "1.2":
+        assert "Loan condition: LibraryUseOnly" in back.note
+    else:
+        assert back.loan_condition == "LibraryUseOnly"
+
+
+def test_a_zero_header_timestamp_refuses_nothing() -> None:
+    body = writer.encode(RICH, from_agency="A", to_agency="B").replace(
+        stamp_of(RICH).encode(), b"0001-01-01T00:00:00.000Z"
+    )
+    message = codec.to_canonical(codec.parse(body))
+    assert message.timestamp.year >= 2026
+    assert message.extensions["iso18626"]["fields"]["header/timestamp"].startswith("0001-01-01")
+    assert "header/timestamp" in message.extensions["diagnostics"][0]
+
+
+def stamp_of(message: Message) -> str:
+    return writer.stamp(message.timestamp)
+
+
+def test_agency_id_types_come_from_the_directory() -> None:
+    lender = Partner(
+        symbol="L",
+        name="L",
+        protocol="iso18626",
+        agency_ids=["LEND"],
+        options={"agency_id_type": "OCLC", "own_agency_id_type": "RSHUB"},
+    )
+    body = CONNECTOR.codec.render(Outgoing(RICH, "HUB", lender))
+    header = codec.parse(body).header
+    assert codec.text(header, "supplyingAgencyId", "agencyIdType") == "OCLC"
+    assert codec.text(header, "requestingAgencyId", "agencyIdType") == "RSHUB"
+    plain = Partner(symbol="P", name="P", protocol="iso18626", agency_ids=["DK-710100"])
+    header = codec.parse(CONNECTOR.codec.render(Outgoing(RICH, "HUB", plain))).header
+    assert codec.text(header, "supplyingAgencyId", "agencyIdType") == "ISIL"
+
+
+def test_a_reminder_is_a_note_on_the_request_it_names_not_a_second_request() -> None:
+    body = writer.encode(RICH, from_agency="A", to_agency="B")
+    reminder = body.replace(
+        b"<requestType>New</requestType>", b"<requestType>Reminder</requestType>"
+    )
+    reminder = reminder.replace(
+        b"<requestingAgencyRequestId>r-24<", b"<requestingAgencyRequestId>r-25<"
+    )
+    message = codec.to_canonical(codec.parse(reminder))
+    assert message.event is Event.BORROWER_NOTE
+    # Addressed to the earlier request (requestingAgencyPreviousRequestId, r-23 in RICH).
+    assert (message.request_id, message.previous_request_id) == ("r-23", "r-25")
+    assert message.note is not None and message.note.startswith("Reminder")
+    retry = body.replace(b"<requestType>New</requestType>", b"<requestType>Retry</requestType>")
+    again = codec.to_canonical(codec.parse(retry))
+    assert (again.event, again.previous_request_id) == (Event.REQUEST, "r-23")

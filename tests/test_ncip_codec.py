@@ -176,3 +176,85 @@ def test_problem_documents_are_readable_back() -> None:
         assert [(p.type, p.detail, p.element) for p in response.problems] == [
             ("Unknown Agency", "no partner X", "ToAgencyId")
         ]
+
+
+ALMA_ARTICLE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ns1:NCIPMessage xmlns:ns1="http://www.niso.org/2008/ncip" ns1:version="http://www.niso.org/schemas/ncip/v2_02/ncip_v2_02.xsd">
+<ns1:RequestItem>
+<ns1:InitiationHeader><ns1:FromSystemId>ALMA_NCIP_ILL</ns1:FromSystemId>
+<ns1:FromAgencyId><ns1:AgencyId>01UNI_INST||MAIN</ns1:AgencyId></ns1:FromAgencyId>
+<ns1:OnBehalfOfAgency><ns1:AgencyId>SCI</ns1:AgencyId></ns1:OnBehalfOfAgency>
+<ns1:ToAgencyId><ns1:AgencyId>02OTHER_INST</ns1:AgencyId></ns1:ToAgencyId></ns1:InitiationHeader>
+<ns1:UserId><ns1:UserIdentifierValue>9001</ns1:UserIdentifierValue></ns1:UserId>
+<ns1:BibliographicId><ns1:BibliographicRecordId><ns1:BibliographicRecordIdentifier>0028-0836</ns1:BibliographicRecordIdentifier><ns1:BibliographicRecordIdentifierCode>ISSN</ns1:BibliographicRecordIdentifierCode></ns1:BibliographicRecordId></ns1:BibliographicId>
+<ns1:RequestId><ns1:RequestIdentifierValue>4471</ns1:RequestIdentifierValue></ns1:RequestId>
+<ns1:RequestType>Digital</ns1:RequestType><ns1:RequestScopeType>Item</ns1:RequestScopeType>
+<ns1:ItemOptionalFields><ns1:BibliographicDescription>
+<ns1:Pagination>xix, 1292 p.</ns1:Pagination><ns1:Title>Nature</ns1:Title>
+<ns1:TitleOfComponent>Kinetics of folding</ns1:TitleOfComponent>
+<ns1:BibliographicLevel>Journal</ns1:BibliographicLevel></ns1:BibliographicDescription></ns1:ItemOptionalFields>
+<ns1:Ext><ns1:Volumes>84</ns1:Volumes><ns1:Issues>3</ns1:Issues><ns1:Pages>301-329</ns1:Pages>
+<ns1:Chapters>2</ns1:Chapters><ns1:Parts>B</ns1:Parts></ns1:Ext>
+</ns1:RequestItem></ns1:NCIPMessage>"""
+
+
+def test_alma_ext_volumes_issues_pages_chapters_parts_are_read() -> None:
+    message = codec.decode(ALMA_ARTICLE)
+    bib = message.bibliographic
+    assert bib is not None
+    assert (bib.volume, bib.issue, bib.pages_requested, bib.chapter, bib.part) == (
+        "84",
+        "3",
+        "301-329",
+        "2",
+        "B",
+    )
+    # Pagination is the record's extent, not the pages wanted.
+    assert bib.pagination == "xix, 1292 p."
+    # The seed's addressing: institution in ToAgencyId, library in OnBehalfOfAgency.
+    assert (message.to_agency, message.on_behalf_of_agency) == ("02OTHER_INST||SCI", "SCI")
+
+
+def test_alma_ext_fields_are_written_and_the_rest_goes_into_the_note() -> None:
+    request = Message(
+        event=Event.REQUEST,
+        request_id="t1.1",
+        request_format=RequestFormat.DIGITAL,
+        bibliographic=Bibliographic(
+            title="Nature",
+            subtitle="international weekly",
+            title_of_component="Kinetics",
+            volume="84",
+            issue="3",
+            pages_requested="301-329",
+            doi="10.1000/xyz",
+        ),
+        patron_name="Zofia Łukasiewicz",
+        delivery_address="Main St 1, Kraków",
+        delivery_email="ill@example.org",
+        max_cost=Money(amount="35"),
+    )
+    body = writer.encode(request, from_agency="HUB", to_agency="01B_INST||LAW")
+    parsed = codec.parse(body)
+    # Alma's Ext children are no NCIP elements: the schema's strict wildcard names them.
+    alma = ("Volumes", "Issues", "Pages", "ItemNote")
+    assert [e for e in schema.diagnose(parsed.root) if not any(a in e for a in alma)] == []
+    back = codec.to_canonical(parsed)
+    assert back.bibliographic is not None
+    assert (back.bibliographic.volume, back.bibliographic.issue) == ("84", "3")
+    assert back.bibliographic.pages_requested == "301-329"
+    assert back.bibliographic.pagination is None
+    # Both addresses arrive; a digital request's e-mail stands in the schema's choice.
+    assert (back.delivery_email, back.delivery_address) == ("ill@example.org", "Main St 1, Kraków")
+    assert parsed.at("InitiationHeader", "ToAgencyId", "AgencyId") == "01B_INST"
+    assert parsed.at("InitiationHeader", "OnBehalfOfAgency", "AgencyId") == "LAW"
+    # No currency is guessed: the maximum cost goes into the note, as do subtitle and DOI.
+    assert parsed.child(None, "AcknowledgedFeeAmount") is None
+    assert back.note is not None
+    for said in (
+        "Subtitle: international weekly",
+        "DOI 10.1000/xyz",
+        "Patron: Zofia Łukasiewicz",
+        "Maximum cost: 35 (currency not given)",
+    ):
+        assert said in back.note

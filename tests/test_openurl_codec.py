@@ -101,7 +101,7 @@ def test_double_question_mark_and_raw_spaces() -> None:
         == "Postural Pseudoanemia: Posture-Dependent Change in Hematocrit"
     )
     assert m.bibliographic.issn == "0025-6196"  # 00256196 with its check digit verified
-    assert m.bibliographic.pagination == "611-614"
+    assert m.bibliographic.pages_requested == "611-614"  # the pages wanted
 
 
 def test_firstsearch_hybrid_with_markup_in_private_data() -> None:
@@ -254,7 +254,7 @@ def _request(**changes: object) -> Message:
             author_of_component="Jacob, G",
             issn="0025-6196",
             publication_date="2005",
-            pagination="611-614",
+            pages_requested="611-614",
             bibliographic_level="Article",
             volume="80",
             issue="5",

@@ -11,7 +11,7 @@ from connectors.core.contract import Limits, Outgoing
 from connectors.core.directory import Partner
 from connectors.core.model import Bibliographic, Event, Message, ServiceType
 from connectors.openurl import CONNECTOR
-from connectors.openurl.codec import CODEC
+from connectors.openurl.codec import CODEC, parse, to_message
 from connectors.openurl.options import OpenUrlSettings
 from connectors.openurl.sender import STAFF_LINK
 
@@ -111,3 +111,31 @@ async def test_illiad_link_is_recorded_for_staff_not_sent() -> None:
     assert attempt.ok and not seen
     assert attempt.detail.startswith(STAFF_LINK) and "Action=10&Form=30" in attempt.detail
     assert attempt.answer is not None and b"isbn=9781611974492" in attempt.answer
+
+
+def test_every_citation_field_an_openurl_carries_reaches_the_lender_and_reads_back() -> None:
+    bib = Bibliographic(
+        title="Acta Poloniae Historica",
+        title_of_component="Żółć i miód",
+        author_of_component="Kowalska, Anna",
+        volume="84",
+        issue="3",
+        part="2",
+        pages_requested="301-329",
+        series_title_number="Studia 4",
+        issn="0001-6829",
+        eissn="2450-8462",
+        doi="10.12775/APH.2019.84.3",
+        pmid="123456",
+        lccn="n79021164",
+    )
+    message = Message(
+        event=Event.REQUEST, request_id="t1.1", service_type=ServiceType.COPY, bibliographic=bib
+    )
+    lender = Partner(symbol="L", name="L", protocol="openurl", endpoint="https://l.example/ou")
+    url = CODEC.render(Outgoing(message, "HUB", lender))
+    back = to_message(parse(url.split(b"?", 1)[1]), "L").bibliographic
+    assert back is not None
+    for field in ("volume", "issue", "pages_requested", "issn", "eissn", "doi", "pmid", "lccn"):
+        assert getattr(back, field) == getattr(bib, field), field
+    assert back.title_of_component == "Żółć i miód"

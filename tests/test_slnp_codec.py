@@ -387,3 +387,33 @@ def test_judging_a_partners_reply(reply: bytes, ok: bool, retryable: bool) -> No
     attempt = codec.judge(reply)
     assert (attempt.ok, attempt.retryable) == (ok, retryable)
     assert attempt.answer == reply
+
+
+def test_an_order_says_in_bemerkung_what_it_has_no_parameter_for() -> None:
+    message = Message(
+        event=Event.REQUEST,
+        request_id="t0123456789abcdef.1",
+        service_type=ServiceType.COPY,
+        bibliographic=Bibliographic(
+            title="Zeitschrift für Ostforschung",
+            title_of_component="Żywot",
+            volume="84",
+            issue="3",
+            pages_requested="301-329",
+            chapter="2",
+            doi="10.1000/xyz",
+        ),
+        delivery_email="fernleihe@example.org",
+        max_cost=Money(amount="35"),
+        patron_name="Jan Nowak",
+    )
+    command = parse_command(codec.render(outgoing(message)).decode())
+    assert command.get("Seitenangabe") == "301-329"  # the pages to copy
+    assert command.get("Email1") == "fernleihe@example.org"
+    assert command.get("MaxKostenKopie") is None  # no currency: not taken for euros
+    assert command.get("Bemerkung") == (
+        "ch. 2; DOI 10.1000/xyz; Maximum cost: 35 (currency not given)"
+    )
+    back = codec.decode(codec.render(outgoing(message)), "X", Limits(max_body_bytes=1 << 20))
+    assert back.message.bibliographic is not None
+    assert back.message.bibliographic.pages_requested == "301-329"

@@ -138,7 +138,8 @@ class ArtemailCodec:
             request_id=first.reference,
             source_protocol=PROTOCOL,
             service_type=ServiceType.LOAN if loan else ServiceType.COPY,
-            bibliographic=Bibliographic(title=first.lines[0] if first.lines else None),
+            bibliographic=Bibliographic(**orders.read_bibliographic(first.lines)),
+            delivery_address="\n".join(x for x in first.deliver_to if "@" not in x) or None,
             delivery_email=next((x for x in first.deliver_to if "@" in x), None),
             extensions={
                 PROTOCOL: {

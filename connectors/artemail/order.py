@@ -23,6 +23,37 @@ DELIVER = ":DELIVER ABOVE ITEM TO:"
 END = "NNNN"
 
 
+# Canonical fields of a request an order carries (its bibliographic lines and delivery
+# block). ARTEmail has no free-text line: what is not here cannot reach the BL.
+CARRIES: frozenset[str] = frozenset(
+    {
+        *(
+            f"bibliographic.{field}"
+            for field in (
+                "title",
+                "author",
+                "title_of_component",
+                "author_of_component",
+                "publisher",
+                "place_of_publication",
+                "publication_date",
+                "publication_date_of_component",
+                "volume",
+                "issue",
+                "pages_requested",
+                "edition",
+                "isbn",
+                "issn",
+            )
+        ),
+        "delivery_address",
+        "delivery_email",
+        "service_type",
+        "request_format",
+    }
+)
+
+
 class OrderError(ValueError):
     """A request the ARTEmail format cannot carry (no title, an over-long reference)."""
 
@@ -68,8 +99,10 @@ def bibliographic_lines(message: Message) -> list[str]:
         raise OrderError("an ARTEmail order needs a title")
     extra = _extra(message)
     volume = f"VOL {bib.volume}" if bib.volume else None
-    part = f"PT {bib.issue}" if bib.issue else None
-    pages = f"PP {bib.pagination}" if bib.pagination else None
+    # PT is the issue (or part) of a journal; PP the pages to copy, never the item's extent.
+    issue = bib.issue or bib.part
+    part = f"PT {issue}" if issue else None
+    pages = f"PP {bib.pages_requested}" if bib.pages_requested else None
     year = bib.publication_date_of_component or bib.publication_date
     kind = genre(message)
     if kind == "article":
@@ -205,3 +238,74 @@ def read_order(text: str) -> Order:
     if not requests:
         raise OrderError("no TX line")
     return Order(customer, password, requests)
+
+
+# The bibliographic lines of each genre as `bibliographic_lines` writes them, after the title
+# and the year/VOL/PT/PP line and before the standard number: the canonical field each holds.
+# Empty lines are not written, so a reader cannot count on positions: the standard number
+# (last) and the citation line are told by their form, the other lines taken in order.
+GENRE_LINES: dict[str, tuple[str, ...]] = {
+    "article": ("title_of_component", "author_of_component"),
+    "book": ("author", "publisher"),
+}
+_CITATION = re.compile(
+    r"(?P<publication_date>[^ ]+?)??(?:(?:^| )VOL (?P<volume>.+?))?"
+    r"(?:(?:^| )PT (?P<issue>.+?))?(?:(?:^| )PP (?P<pages_requested>.+?))?"
+)
+_YEAR = re.compile(r"\d{4}")
+_STANDARD_NUMBER = re.compile(r"[0-9][0-9-]{6,15}[0-9Xx]")
+
+
+def citation(line: str) -> dict[str, str] | None:
+    """A year/VOL/PT/PP line's parts; None when the line is no such line."""
+    found = _CITATION.fullmatch(line)
+    if found is None:
+        return None
+    parts = {k: v for k, v in found.groupdict().items() if v}
+    if len(parts) == 1 and "publication_date" in parts and not _YEAR.fullmatch(line):
+        return None
+    return parts or None
+
+
+def _book_year(line: str) -> dict[str, str] | None:
+    """A book's line of year and edition ("2000 2nd ed")."""
+    year, _, edition = line.partition(" ")
+    if not _YEAR.fullmatch(year):
+        return None
+    return {"publication_date": year, **({"edition": edition} if edition else {})}
+
+
+def read_bibliographic(lines: list[str]) -> dict[str, str]:
+    """The canonical bibliographic fields of one request's lines, as far as the format lets
+    them be told apart (the lines stay whole in extensions)."""
+    if not lines:
+        return {}
+    out: dict[str, str] = {"title": lines[0]}
+    rest = list(lines[1:])
+    number = rest.pop() if rest and _STANDARD_NUMBER.fullmatch(rest[-1]) else None
+    cited = citation(rest[0]) if rest else None
+    kind = "article" if cited is not None else "book"
+    if cited is not None:
+        out.update(cited)
+        rest = rest[1:]
+    if number:
+        digits = number.replace("-", "")
+        out["issn" if len(digits) == 8 else "isbn"] = number
+    others = []
+    for line in rest:
+        year = _book_year(line) if kind == "book" else None
+        if year is None:
+            year = citation(line) if kind == "book" else None
+        if year is not None:
+            out.update(year)
+        else:
+            others.append(line)
+    for holds, line in zip(GENRE_LINES[kind], others, strict=False):
+        if holds == "publisher":
+            publisher, _, place = line.partition(", ")
+            out["publisher"] = publisher
+            if place:
+                out["place_of_publication"] = place
+        else:
+            out[holds] = line
+    return out

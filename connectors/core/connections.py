@@ -143,3 +143,9 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def server_health(server: asyncio.Server | None, sources: SourceLimit) -> dict[str, Any]:
+    """A TCP listener's line in /health: serving or not, and the connections it holds."""
+    serving = server is not None and server.is_serving()
+    return {"state": "running" if serving else "stopped", "connections": sources.count}

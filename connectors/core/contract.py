@@ -219,6 +219,19 @@ class Intake(Protocol):
         """Write raw bytes to ill.audit (acknowledged); the audit reference."""
         ...
 
+    async def audit_refused(
+        self,
+        protocol: str,
+        partner: str | None,
+        body: bytes,
+        content_type: str | None,
+        source: str | None,
+    ) -> str | None:
+        """Input refused before its sender was authenticated: a bounded prefix, its size and
+        digest on ill.audit, within a budget per source; the reference, or None when not
+        kept (over the budget, or the broker cannot take it now)."""
+        ...
+
     async def relay(
         self, protocol: str, caller: str, target: str, body: bytes, content_type: str
     ) -> Attempt:
@@ -251,6 +264,11 @@ class Listener(Protocol):
     async def start(self, intake: Intake) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def health(self) -> dict[str, Any]:
+        """For /health: at least `state`; `dead` (the channel stopped taking input on its
+        own) makes the hub unhealthy; anything else is shown as it is."""
+        ...
 
 
 class Sender(Protocol):

@@ -304,33 +304,100 @@ class Money(BaseModel):
 
 
 class Bibliographic(BaseModel):
-    title: Title | None = None
-    author: Text | None = None
-    title_of_component: Title | None = None
-    author_of_component: Text | None = None
+    """What is asked for: the item (book, journal, recording), and the part of it wanted.
+
+    The item's own description (`title`, `edition`, `pagination`: its extent) is kept apart
+    from the part requested (`volume`, `issue`, `part`, `chapter`, `pages_requested`): a lender
+    pulls the volume and copies the pages, and "xix, 1292 p." is not a page range.
+    Every field is optional and free text within its bound; standard numbers are kept as the
+    partner wrote them (hyphens and all), since lenders search them as given.
+    """
+
+    title: Title | None = Field(None, description="title of the item (book, journal)")
+    subtitle: Title | None = Field(None, description="its subtitle (other title information)")
+    author: Text | None = Field(None, description="author or editor of the item")
+    title_of_component: Title | None = Field(
+        None, description="title of the article or chapter wanted"
+    )
+    author_of_component: Text | None = Field(None, description="author of the article or chapter")
     edition: Text | None = None
-    pagination: Text | None = None
+    pagination: Text | None = Field(
+        None, description='the item\'s extent as catalogued ("xix, 1292 p."), not pages wanted'
+    )
     place_of_publication: Text | None = None
-    publication_date: Text | None = None
-    publication_date_of_component: Text | None = None
+    publication_date: Text | None = Field(None, description="year or date of the item")
+    publication_date_of_component: Text | None = Field(
+        None, description="date of the article or chapter (a journal issue's date)"
+    )
     publisher: Text | None = None
-    series_title_number: Text | None = None
-    volume: Text | None = None
-    issue: Text | None = None
+    series_title_number: Text | None = Field(None, description="series title and number")
+    volume: Text | None = Field(None, description="volume wanted")
+    issue: Text | None = Field(None, description="issue (number) wanted")
+    part: Text | None = Field(None, description="part wanted")
+    chapter: Text | None = Field(None, description="chapter wanted")
+    pages_requested: Text | None = Field(None, description='pages wanted ("301-329")')
     doi: Id | None = None
-    bibliographic_level: Id | None = None
-    medium_type: Id | None = None
-    call_number: Text | None = None
+    pmid: Id | None = Field(None, description="PubMed id")
+    bibliographic_level: Id | None = Field(None, description="Book, Journal or Other")
+    medium_type: Id | None = Field(None, description="medium of the item (printed, microform...)")
+    call_number: Text | None = Field(None, description="the lender's shelf mark, if known")
     isbn: Id | None = None
-    issn: Id | None = None
+    issn: Id | None = Field(None, description="ISSN of the print (or only) edition")
+    eissn: Id | None = Field(None, description="ISSN of the electronic edition")
     oclc_number: Id | None = None
-    local_id: Id | None = None
+    lccn: Id | None = Field(None, description="Library of Congress control number")
+    local_id: Id | None = Field(None, description="the supplier's own record id for the item")
     ean: Id | None = None
 
     @property
     def identified(self) -> bool:
         """Whether the item can be found without a title (a record id or standard number)."""
-        return any((self.isbn, self.issn, self.oclc_number, self.local_id, self.ean, self.doi))
+        return any(
+            (
+                self.isbn,
+                self.issn,
+                self.eissn,
+                self.oclc_number,
+                self.lccn,
+                self.local_id,
+                self.ean,
+                self.doi,
+                self.pmid,
+            )
+        )
+
+
+# Fields added to the model after messages were first stored. A stored row lacks them (they
+# are optional, so it still reads), and `Message.message_id` leaves them out while they are
+# unset, so a message a partner re-sends across an upgrade keeps its id (duplicates are found
+# by it).
+ADDED_FIELDS: dict[str, frozenset[str]] = {
+    "message": frozenset(
+        {
+            "patron_name",
+            "patron_surname",
+            "patron_given_name",
+            "patron_email",
+            "loan_condition",
+            "previous_request_id",
+        }
+    ),
+    "bibliographic": frozenset(
+        {"subtitle", "part", "chapter", "pages_requested", "pmid", "eissn", "lccn"}
+    ),
+}
+
+
+def _without_unset_additions(payload: dict[str, Any]) -> dict[str, Any]:
+    for name in ADDED_FIELDS["message"]:
+        if payload.get(name) is None:
+            payload.pop(name, None)
+    bib = payload.get("bibliographic")
+    if isinstance(bib, dict):
+        for name in ADDED_FIELDS["bibliographic"]:
+            if bib.get(name) is None:
+                bib.pop(name, None)
+    return payload
 
 
 class Correlation(BaseModel):
@@ -359,6 +426,12 @@ class Message(BaseModel):
     to_agency: Id | None = None
     on_behalf_of_agency: Id | None = None
     patron_id: Id | None = None
+    patron_name: Text | None = Field(
+        None, description="the patron's name as one text, as ISO 10161 client-name holds it"
+    )
+    patron_surname: Text | None = Field(None, description="the patron's surname, when given apart")
+    patron_given_name: Text | None = Field(None, description="the patron's given name(s)")
+    patron_email: Address | None = Field(None, description="the patron's own e-mail address")
     service_type: ServiceType | None = None
     request_format: RequestFormat | None = None
     bibliographic: Bibliographic | None = None
@@ -369,14 +442,26 @@ class Message(BaseModel):
     date_received: Moment | None = None
     need_before: Moment | None = None
     pickup_expiry: Moment | None = None
-    pickup_location: Text | None = None
-    delivery_address: Address | None = None
-    delivery_email: Address | None = None
+    pickup_location: Text | None = Field(None, description="where the patron collects the item")
+    delivery_address: Address | None = Field(
+        None, description="physical delivery address, lines joined by newlines or commas"
+    )
+    delivery_email: Address | None = Field(
+        None, description="electronic delivery address (e-mail), beside any physical one"
+    )
+    loan_condition: Id | None = Field(
+        None, description="a lender's condition on the loan (ISO 18626 loanCondition code)"
+    )
+    previous_request_id: Id | None = Field(
+        None, description="the borrower's earlier request id this request retries (ISO 18626)"
+    )
     answer: bool | None = Field(None, description="yes/no of a cancel reply or renew answer")
     reason: Reason | None = None
     note: Note | None = None
-    cost: Money | None = None
-    max_cost: Money | None = None
+    cost: Money | None = Field(None, description="what the lender charges, in its currency")
+    max_cost: Money | None = Field(
+        None, description="the most the borrower will pay; a currency only when one was given"
+    )
     correlation: SerializeAsAny[Correlation] | None = Field(
         None, description="what the sender needs to recognise its own messages (typed per protocol)"
     )
@@ -394,12 +479,22 @@ class Message(BaseModel):
         return value
 
     @property
+    def patron_full_name(self) -> str | None:
+        """The patron's name as a person writes it: `patron_name`, else given name and surname."""
+        if self.patron_name:
+            return self.patron_name
+        parts = [p for p in (self.patron_given_name, self.patron_surname) if p]
+        return " ".join(parts) or None
+
+    @property
     def message_id(self) -> str:
         """Content digest: a partner re-sending the same message yields the same id.
 
         Time of receipt and audit reference are left out, because a resend differs in them.
         """
-        payload = self.model_dump(mode="json", exclude={"timestamp", "audit_ref"})
+        payload = _without_unset_additions(
+            self.model_dump(mode="json", exclude={"timestamp", "audit_ref"})
+        )
         digest = hashlib.blake2b(
             json.dumps(payload, sort_keys=True).encode(), digest_size=12
         ).hexdigest()

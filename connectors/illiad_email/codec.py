@@ -4,56 +4,92 @@ through NCIP, so this codec only writes requests; nothing comes back by mail."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import ValidationError
 
+from connectors.core import fidelity
 from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import Event, Message, NotApplicable, RenderError, ServiceType
-from connectors.illiad_email.options import IlliadEmailOptions
+from connectors.illiad_email.options import DEFAULT_MARKERS, IlliadEmailOptions
 from connectors.mail.channel import TEXT, fault_answer, partner_address
 from connectors.mail.compose import compose, message_id
 
 PROTOCOL = "illiad-email"
 
 
-def fields(message: Message) -> dict[str, str]:
-    """ILLiad field -> value, for the fields this request has."""
+# ILLiad Transactions field -> canonical field (dotted), per request type. ISSN holds the ISBN
+# of a book (ILLiad has one field for both).
+COMMON_FIELDS: dict[str, str] = {
+    "Username": "patron_id",
+    "ILLNumber": "request_id",
+    "ESPNumber": "bibliographic.oclc_number",
+    "CallNumber": "bibliographic.call_number",
+}
+COPY_FIELDS: dict[str, str] = {
+    "PhotoJournalTitle": "bibliographic.title",
+    "PhotoArticleTitle": "bibliographic.title_of_component",
+    "PhotoArticleAuthor": "bibliographic.author_of_component",
+    "PhotoJournalVolume": "bibliographic.volume",
+    "PhotoJournalIssue": "bibliographic.issue",
+    "PhotoJournalYear": "bibliographic.publication_date",
+    "PhotoJournalInclusivePages": "bibliographic.pages_requested",
+    "PhotoItemPublisher": "bibliographic.publisher",
+    "PhotoItemPlace": "bibliographic.place_of_publication",
+    "PhotoItemEdition": "bibliographic.edition",
+}
+LOAN_FIELDS: dict[str, str] = {
+    "LoanTitle": "bibliographic.title",
+    "LoanAuthor": "bibliographic.author",
+    "LoanPublisher": "bibliographic.publisher",
+    "LoanPlace": "bibliographic.place_of_publication",
+    "LoanDate": "bibliographic.publication_date",
+    "LoanEdition": "bibliographic.edition",
+}
+# Written whatever the markers: the request's kind and the standard number.
+FIXED = ("RequestType", "DocumentType", "ISSN", "NotWantedAfter", "Notes")
+
+
+def _value(message: Message, path: str) -> str | None:
+    value: object = message
+    for part in path.split("."):
+        value = getattr(value, part, None) if value is not None else None
+    return value if isinstance(value, str) and value else None
+
+
+def carried(message: Message, markers: Collection[str]) -> frozenset[str]:
+    """The canonical fields this request's ILLiad fields carry, given the partner's markers
+    (a field without a marker is not imported, so it goes into Notes)."""
+    copy = message.service_type is ServiceType.COPY
+    table = {**COMMON_FIELDS, **(COPY_FIELDS if copy else LOAN_FIELDS)}
+    out = {path for name, path in table.items() if name in markers}
+    if "NotWantedAfter" in markers:
+        out.add("need_before")
+    if "ISSN" in markers:
+        bib = message.bibliographic
+        out.add("bibliographic.issn" if bib is None or bib.issn else "bibliographic.isbn")
+    return frozenset(out | {"service_type", "request_format", "note"})
+
+
+def fields(message: Message, markers: Collection[str] | None = None) -> dict[str, str]:
+    """ILLiad field -> value, for the fields this request has; what the partner's markers
+    leave out is said in Notes."""
     bib = message.bibliographic
     copy = message.service_type is ServiceType.COPY
-    values: dict[str, str | None] = {
-        "Username": message.patron_id,
+    table = {**COMMON_FIELDS, **(COPY_FIELDS if copy else LOAN_FIELDS)}
+    names = set(DEFAULT_MARKERS.values()) if markers is None else set(markers)
+    values: dict[str, str | None] = {name: _value(message, path) for name, path in table.items()}
+    if copy and bib is not None and not bib.author_of_component:
+        values["PhotoArticleAuthor"] = bib.author
+    values |= {
         "RequestType": "Article" if copy else "Loan",
         "DocumentType": "Article" if copy else "Book",
-        "ILLNumber": message.request_id,
-        "Notes": message.note,
         "NotWantedAfter": message.need_before.date().isoformat() if message.need_before else None,
+        "ISSN": (bib.issn or bib.isbn) if bib is not None else None,
+        "Notes": fidelity.note_for(message, carried(message, names)),
     }
-    if bib is not None:
-        values |= {
-            "ESPNumber": bib.oclc_number,
-            "ISSN": bib.issn or bib.isbn,
-        }
-        if copy:
-            values |= {
-                "PhotoJournalTitle": bib.title,
-                "PhotoArticleTitle": bib.title_of_component,
-                "PhotoArticleAuthor": bib.author_of_component or bib.author,
-                "PhotoJournalVolume": bib.volume,
-                "PhotoJournalIssue": bib.issue,
-                "PhotoJournalYear": bib.publication_date,
-                "PhotoJournalInclusivePages": bib.pagination,
-            }
-        else:
-            values |= {
-                "LoanTitle": bib.title,
-                "LoanAuthor": bib.author,
-                "LoanPublisher": bib.publisher,
-                "LoanPlace": bib.place_of_publication,
-                "LoanDate": bib.publication_date,
-                "LoanEdition": bib.edition,
-            }
     return {k: " ".join(v.split()) for k, v in values.items() if v}
 
 
@@ -72,7 +108,11 @@ def openurl(base: str, message: Message) -> str:
         ("rft.place", bib.place_of_publication if bib else None),
         ("rft.isbn", bib.isbn if bib else None),
         ("rft.issn", bib.issn if bib else None),
-        ("rft.pages", bib.pagination if bib else None),
+        ("rft.volume", bib.volume if bib else None),
+        ("rft.issue", bib.issue if bib else None),
+        ("rft.pages", bib.pages_requested if bib else None),
+        ("rft_id", f"info:doi/{bib.doi}" if bib and bib.doi else None),
+        ("rft.pmid", bib.pmid if bib else None),
         ("rfe_dat", bib.oclc_number if bib else None),
         ("rfr_id", "info:sid/rshub"),
     ]
@@ -80,7 +120,7 @@ def openurl(base: str, message: Message) -> str:
 
 
 def body(message: Message, options: IlliadEmailOptions) -> str:
-    values = fields(message)
+    values = fields(message, options.markers.values())
     if "Username" not in values:
         raise RenderError("ILLiad needs a Username: the request has no patron id")
     lines = [

@@ -28,6 +28,7 @@ DEFAULT_MARKERS: dict[str, str] = {
     "Pages:": "PhotoJournalInclusivePages",
     "ISSN/ISBN:": "ISSN",
     "OCLC Number:": "ESPNumber",
+    "Call Number:": "CallNumber",
     "Not Wanted After:": "NotWantedAfter",
     "Notes:": "Notes",
     "Request Id:": "ILLNumber",

@@ -8,11 +8,14 @@ APDU rshub sends back carries it unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
 
+from connectors.core import fidelity
 from connectors.core.model import (
     EITHER_SIDE,
     SENDER,
@@ -84,11 +87,13 @@ EVENT_APDUS: dict[Event, str] = {
     Event.BORROWER_NOTE: "Message",
 }
 
-# Item-Id field -> canonical bibliographic field.
+# Item-Id field -> canonical bibliographic field. ISO 10161's `pagination` is the pages of the
+# item wanted (an ILL request names what to copy), so it is the canonical pages requested; the
+# item's extent as catalogued has no Item-Id field.
 ITEM_FIELDS: dict[str, str] = {
     "title": "title",
     "author": "author",
-    "sub-title": "title_of_component",
+    "sub-title": "subtitle",
     "place-of-publication": "place_of_publication",
     "publisher": "publisher",
     "series-title-number": "series_title_number",
@@ -97,11 +102,81 @@ ITEM_FIELDS: dict[str, str] = {
     "publication-date-of-component": "publication_date_of_component",
     "author-of-article": "author_of_component",
     "title-of-article": "title_of_component",
-    "pagination": "pagination",
+    "pagination": "pages_requested",
     "iSBN": "isbn",
     "iSSN": "issn",
     "call-number": "call_number",
 }
+# Item-Id volume-issue is one text: the parts of the citation are written in it labelled
+# ("Vol. 84, no. 3, pt. B, ch. 2") and read back by these labels; a text without them (a
+# partner's "84(3)") is the volume as given.
+VOLUME_ISSUE: dict[str, str] = {
+    "volume": "Vol. ",
+    "issue": "no. ",
+    "part": "pt. ",
+    "chapter": "ch. ",
+}
+# Item-Id additional-no-letters ("additional numbers and letters"): the identifiers Item-Id has
+# no field for, labelled, as a person reads them ("OCLC 123456; DOI 10.1000/xyz").
+ADDITIONAL_NUMBERS: dict[str, str] = {
+    "oclc_number": "OCLC ",
+    "lccn": "LCCN ",
+    "doi": "DOI ",
+    "pmid": "PMID ",
+    "eissn": "eISSN ",
+    "ean": "EAN ",
+    "local_id": "Supplier record id ",
+}
+NUMBER_SEPARATOR = "; "
+# Item-Id held-medium-type (Medium-Type ENUMERATED): the names are written and read as they are.
+MEDIUM_TYPES = frozenset(
+    {
+        "printed",
+        "microform",
+        "film-or-video-recording",
+        "audio-recording",
+        "machine-readable",
+        "other",
+    }
+)
+ITEM_TYPES: dict[str, str] = {"monograph": "Book", "serial": "Journal", "other": "Other"}
+ITEM_TYPES_OUT: dict[str, str] = {level: kind for kind, level in ITEM_TYPES.items()}
+# Postal-Address fields, in the order an address is written; rshub's free-text address goes
+# first line to street-and-number, last line to city, the lines between to
+# extended-postal-delivery-address.
+POSTAL_FIELDS: tuple[str, ...] = (
+    "street-and-number",
+    "extended-postal-delivery-address",
+    "post-office-box",
+    "postal-code",
+    "city",
+    "region",
+    "country",
+)
+# System-Address telecom-service-identifier rshub writes for an e-mail address.
+EMAIL_SERVICE = "EMAIL"
+
+# Canonical fields of a request ISO 10161 carries in its own elements (the rest goes into
+# requester-note, readably: connectors.core.fidelity).
+CARRIES: frozenset[str] = frozenset(
+    {
+        *(f"bibliographic.{field}" for field in ITEM_FIELDS.values()),
+        *(f"bibliographic.{field}" for field in VOLUME_ISSUE),
+        *(f"bibliographic.{field}" for field in ADDITIONAL_NUMBERS),
+        "bibliographic.medium_type",
+        "bibliographic.bibliographic_level",
+        "patron_id",
+        "patron_name",
+        "delivery_address",
+        "delivery_email",
+        "service_type",
+        "request_format",
+        "need_before",
+        "max_cost",
+        "note",
+    }
+)
+
 # Canonical date field -> (APDU, path to the ISO-Date) where it stands.
 DATES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "date_received": [("Received", ("date-received",))],
@@ -180,21 +255,26 @@ def decode_extensions(value: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _text(value: Any) -> str | None:
-    """The text of an ILL-String (a CHOICE of GeneralString and EDIFACTString)."""
+    """The text of an ILL-String (a CHOICE of GeneralString and EDIFACTString). GeneralString
+    bytes are read as UTF-8 when they are UTF-8 (what yaz and rshub write), else as Latin-1
+    (older peers): asn1tools hands them over as Latin-1, so valid UTF-8 is recovered from it.
+    Latin-1 text that happens to be valid UTF-8 is rare (it takes "Ã" before a symbol)."""
     if isinstance(value, tuple) and len(value) == 2:
         return _text(value[1])
-    return value.strip() or None if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    if not value.isascii():
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            value = value.encode("latin-1").decode("utf-8")
+    return value.strip() or None
 
 
 def _ill_string(text: str, field: str) -> tuple[str, str]:
-    """An ILL-String as rshub writes it: GeneralString, which asn1tools writes as Latin-1."""
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError as error:
-        raise RenderError(
-            f"ISO 10161 {field}: {text[error.start]!r} cannot be written as a GeneralString"
-        ) from None
-    return ("generalstring", text)
+    """An ILL-String as rshub writes it: a GeneralString holding UTF-8 (docs/translation.md:
+    why). asn1tools writes a GeneralString's characters as Latin-1 bytes, so the UTF-8 bytes
+    are handed to it as the Latin-1 characters they read as; any text can be sent."""
+    del field  # every text fits: the field name no longer names a failure
+    return ("generalstring", text.encode("utf-8").decode("latin-1"))
 
 
 def iso_date(moment: datetime) -> str:
@@ -214,6 +294,35 @@ def _money(amount: dict[str, Any] | None, where: str) -> Money | None:
         raise Iso10161Error(f"{where}: {violation(error).reason}") from None
     except ValueError:
         raise Iso10161Error(f"{where}/monetary-value: {shown(raw)!r} is not an amount") from None
+
+
+# A monetary-value as real systems write it: a symbol or code before or after the number
+# ("$35", "$40.00", "35 EUR"), thousands separators. Costs are informative: a value read this
+# way, or not at all, never refuses the APDU (it is kept whole in extensions, with a diagnostic).
+_LOOSE_AMOUNT = re.compile(
+    r"\s*(?P<before>[^\d\s.,]*)\s*(?P<number>[\d.,]+)\s*(?P<after>[^\d\s.,]*)\s*"
+)
+
+
+def _loose_money(amount: dict[str, Any] | None, where: str, diagnostics: list[str]) -> Money | None:
+    try:
+        return _money(amount, where)
+    except Iso10161Error as error:
+        raw = str((amount or {}).get("monetary-value", ""))
+        found = _LOOSE_AMOUNT.fullmatch(raw)
+        if found is not None:
+            number = found["number"]
+            number = number.replace(",", "") if "." in number else number.replace(",", ".")
+            label = found["before"] or found["after"]
+            code = amount.get("currency-code") if amount else None
+            if not code and len(label) == CURRENCY_LENGTH and label.isalpha():
+                code = label.upper()
+            with contextlib.suppress(ValueError, ValidationError):
+                money = Money(amount=parse_amount(number), currency=code)
+                diagnostics.append(f"{where}/monetary-value {shown(raw)!r} read as {money.amount}")
+                return money
+        diagnostics.append(f"{error} (ignored: the cost is informative)")
+        return None
 
 
 def _amount(money: Money, field: str) -> dict[str, Any]:
@@ -363,12 +472,15 @@ def _fields(name: str, value: dict[str, Any], sender: str) -> tuple[dict[str, An
             if reason in numbers
             else Reason(name=value["transaction-results"])
         )
+    diagnostics: list[str] = []
     if name == "Shipped":
-        fields["cost"] = _money(_dig(value, ("supply-details", "cost")), ELEMENTS["cost"])
+        fields["cost"] = _loose_money(
+            _dig(value, ("supply-details", "cost")), ELEMENTS["cost"], diagnostics
+        )
     if name == "ILL-Request":
         _request_fields(value, fields)
-        fields["max_cost"] = _money(
-            _dig(value, ("cost-info-type", "maximum-cost")), ELEMENTS["max_cost"]
+        fields["max_cost"] = _loose_money(
+            _dig(value, ("cost-info-type", "maximum-cost")), ELEMENTS["max_cost"], diagnostics
         )
     if event in (Event.LOANED, Event.COPY_COMPLETED):
         # ISO 10161 Shipped names no item; the lender's transaction qualifier is what
@@ -385,22 +497,125 @@ def _fields(name: str, value: dict[str, Any], sender: str) -> tuple[dict[str, An
     fields["extensions"] = {
         "iso10161": {"apdu": name, **_jsonable(plain), "extensions": decode_extensions(value)}
     }
+    if diagnostics:
+        fields["extensions"]["diagnostics"] = diagnostics
     return fields, elements
 
 
 def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:
     item = value.get("item-id") or {}
     bib = {field: _text(item.get(key)) for key, field in ITEM_FIELDS.items()}
-    bib["bibliographic_level"] = {"monograph": "Book", "serial": "Journal"}.get(
-        str(item.get("item-type"))
-    )
+    bib.update(_volume_issue(_text(item.get("volume-issue"))))
+    bib.update(_additional_numbers(_text(item.get("additional-no-letters"))))
+    bib["bibliographic_level"] = ITEM_TYPES.get(str(item.get("item-type")))
+    medium = item.get("held-medium-type")
+    bib["medium_type"] = medium if isinstance(medium, str) else None
     fields["bibliographic"] = {k: v for k, v in bib.items() if v}
     services = value.get("iLL-service-type") or []
     loan = "copy-non-returnable" not in services or "loan" in services
     fields["service_type"] = ServiceType.LOAN if loan else ServiceType.COPY
     fields["request_format"] = RequestFormat.PHYSICAL if loan else RequestFormat.NON_RETURNABLE
     client = value.get("client-id") or {}
-    fields["patron_id"] = _text(client.get("client-identifier")) or _text(client.get("client-name"))
+    fields["patron_name"] = _text(client.get("client-name"))
+    # A client-name alone also serves as the patron id (as before the name had a field).
+    fields["patron_id"] = _text(client.get("client-identifier")) or fields["patron_name"]
+    address = value.get("delivery-address") or {}
+    postal = address.get("postal-address") or {}
+    lines = [_text(postal.get(key)) for key in POSTAL_FIELDS]
+    fields["delivery_address"] = "\n".join(line for line in lines if line) or None
+    electronic = _text((address.get("electronic-address") or {}).get("telecom-service-address"))
+    fields["delivery_email"] = electronic
+
+
+def _volume_issue(text: str | None) -> dict[str, str]:
+    """The labelled parts of a volume-issue text; a text without labels is the volume."""
+    if not text:
+        return {}
+    found: dict[str, str] = {}
+    for piece in text.split(", "):
+        field = next((f for f, label in VOLUME_ISSUE.items() if piece.startswith(label)), None)
+        if field is None or field in found:
+            return {"volume": text}
+        found[field] = piece.removeprefix(VOLUME_ISSUE[field])
+    return found
+
+
+def _additional_numbers(text: str | None) -> dict[str, str]:
+    """Identifiers labelled in additional-no-letters; unlabelled text stays in extensions."""
+    found: dict[str, str] = {}
+    for piece in (text or "").split(NUMBER_SEPARATOR):
+        for field, label in ADDITIONAL_NUMBERS.items():
+            if piece.startswith(label) and field not in found:
+                found[field] = piece.removeprefix(label)
+                break
+    return found
+
+
+def _item_id(message: Message) -> dict[str, Any]:
+    bib = message.bibliographic or Bibliographic()
+    item: dict[str, Any] = {
+        key: _ill_string(getattr(bib, field), f"item-id/{key}")
+        for key, field in ITEM_FIELDS.items()
+        if getattr(bib, field)
+    }
+    volume = ", ".join(
+        f"{label}{getattr(bib, field)}"
+        for field, label in VOLUME_ISSUE.items()
+        if getattr(bib, field)
+    )
+    if volume:
+        item["volume-issue"] = _ill_string(volume, "item-id/volume-issue")
+    numbers = NUMBER_SEPARATOR.join(
+        f"{label}{getattr(bib, field)}"
+        for field, label in ADDITIONAL_NUMBERS.items()
+        if getattr(bib, field)
+    )
+    if numbers:
+        item["additional-no-letters"] = _ill_string(numbers, "item-id/additional-no-letters")
+    if bib.bibliographic_level in ITEM_TYPES_OUT:
+        item["item-type"] = ITEM_TYPES_OUT[bib.bibliographic_level]
+    if bib.medium_type in MEDIUM_TYPES:
+        item["held-medium-type"] = bib.medium_type
+    return item
+
+
+def _carried(message: Message) -> frozenset[str]:
+    bib = message.bibliographic
+    carried = CARRIES
+    if bib is not None and bib.medium_type and bib.medium_type not in MEDIUM_TYPES:
+        carried -= {"bibliographic.medium_type"}  # an enumeration: another medium is noted
+    if message.max_cost is not None and not _fits(message.max_cost):
+        carried -= {"max_cost"}
+    return carried
+
+
+def _cost_fits(message: Message) -> bool:
+    return message.cost is None or _fits(message.cost)
+
+
+def _fits(money: Money) -> bool:
+    currency = money.currency
+    currency_ok = currency is None or (len(currency) == CURRENCY_LENGTH and currency.isascii())
+    return len(f"{money.amount:f}") <= AMOUNT_DIGITS and currency_ok
+
+
+def _delivery_address(message: Message) -> dict[str, Any] | None:
+    address: dict[str, Any] = {}
+    if message.delivery_address:
+        lines = [line.strip() for line in message.delivery_address.splitlines() if line.strip()]
+        postal = {"street-and-number": _ill_string(lines[0], "delivery-address")}
+        if len(lines) > 2:
+            middle = "\n".join(lines[1:-1])
+            postal["extended-postal-delivery-address"] = _ill_string(middle, "delivery-address")
+        if len(lines) > 1:
+            postal["city"] = _ill_string(lines[-1], "delivery-address")
+        address["postal-address"] = postal
+    if message.delivery_email:
+        address["electronic-address"] = {
+            "telecom-service-identifier": _ill_string(EMAIL_SERVICE, "delivery-address"),
+            "telecom-service-address": _ill_string(message.delivery_email, "delivery-address"),
+        }
+    return address or None
 
 
 class Iso10161Correlation(Correlation):
@@ -465,16 +680,14 @@ def from_canonical(
         "requester-id": _system(requester),
         "responder-id": _system(responder),
     }
-    note = message.note
+    # What the APDU has no element for goes into its note (a request's: `_carried`; a
+    # step's: a cost the Amount cannot hold).
+    note = fidelity.note_for(message, {"cost"} if _cost_fits(message) else set())
     shipped_type = "copy-non-returnable" if message.event is Event.COPY_COMPLETED else "loan"
     due = {"date-due-field": iso_date(message.due_date)} if message.due_date else None
     if name == "ILL-Request":
-        bib = message.bibliographic or Bibliographic()
-        item = {
-            key: _ill_string(getattr(bib, field), f"item-id/{key}")
-            for key, field in ITEM_FIELDS.items()
-            if getattr(bib, field)
-        }
+        item = _item_id(message)
+        note = fidelity.note_for(message, _carried(message))
         value.update(
             {
                 "iLL-service-type": [
@@ -491,13 +704,22 @@ def from_canonical(
                 "forward-flag": False,
             }
         )
-        if message.patron_id:
-            value["client-id"] = {
-                "client-identifier": _ill_string(message.patron_id, ELEMENTS["patron_id"])
-            }
+        client = {
+            key: _ill_string(text, key)
+            for key, text in (
+                ("client-name", message.patron_full_name),
+                ("client-identifier", message.patron_id),
+            )
+            if text
+        }
+        if client:
+            value["client-id"] = client
+        delivery = _delivery_address(message)
+        if delivery:
+            value["delivery-address"] = delivery
         if message.need_before:
             value["search-type"] = {"need-before-date": iso_date(message.need_before)}
-        if message.max_cost:
+        if message.max_cost and _fits(message.max_cost):
             value["cost-info-type"] = {
                 "maximum-cost": _amount(message.max_cost, ELEMENTS["max_cost"])
             }
@@ -518,7 +740,7 @@ def from_canonical(
         details: dict[str, Any] = {"date-shipped": iso_date(message.date_shipped or now)}
         if due:
             details["date-due"] = due
-        if message.cost:
+        if message.cost and _cost_fits(message):
             details["cost"] = _amount(message.cost, ELEMENTS["cost"])
         value["supply-details"] = details
     elif name == "Received":

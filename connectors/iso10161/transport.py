@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.core.connections import SourceLimit, bind, hang_up
+from connectors.core.connections import SourceLimit, bind, hang_up, server_health
 from connectors.core.contract import (
     Answer,
     Attempt,
@@ -402,6 +402,9 @@ class Iso10161Server:
             port=self.server.sockets[0].getsockname()[1],
             tls=tls is not None,
         )
+
+    def health(self) -> dict[str, Any]:
+        return server_health(self.server, self.sources)
 
     async def stop(self) -> None:
         if self.server:

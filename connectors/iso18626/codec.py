@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from connectors import xmlsafe
 from connectors.core.model import (
     UNFILLED_REASONS,
+    YEARS,
     Event,
     Message,
     Money,
@@ -122,6 +123,23 @@ def parse_date(value: str | None, element: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _written_at(raw: str | None, diagnostics: list[str]) -> datetime:
+    """The header timestamp is informative (when the partner wrote the message; the hub keeps
+    its own times): a zero or malformed one (Go's 0001-01-01T00:00:00Z) refuses nothing. The
+    time of reading stands instead, with a diagnostic; the raw value stays in extensions."""
+    now = datetime.now(UTC)
+    if not raw:
+        return now
+    try:
+        moment = parse_date(raw, "timestamp")
+        if moment is not None and YEARS[0] <= moment.astimezone(UTC).year <= YEARS[1]:
+            return moment
+    except (Iso18626Error, OverflowError):
+        pass
+    diagnostics.append(f"header/timestamp {shown(raw)!r} is no usable time: time of reading used")
+    return now
+
+
 def _agency(node: etree._Element | None) -> str | None:
     value = text(node, "agencyIdValue")
     kind = text(node, "agencyIdType")
@@ -153,7 +171,8 @@ def _costs(node: etree._Element | None, where: str, kind: str) -> Money | None:
 def _event(parsed: Parsed) -> Event:
     element = parsed.element
     if parsed.kind == "request":
-        return Event.REQUEST
+        kind = text(element, "serviceInfo", "requestType") or "New"
+        return t.REQUEST_TYPE_EVENTS.get(kind, Event.REQUEST)
     if parsed.kind == "requestingAgencyMessage":
         action = text(element, "action") or ""
         if action in t.ACTIONS:
@@ -195,6 +214,7 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
         _agency(child(header, "requestingAgencyId")),
     )
     from_lender = parsed.kind == "supplyingAgencyMessage"
+    diagnostics: list[str] = []
     fields: dict[str, Any] = {
         "event": event,
         "sender": sender,
@@ -202,7 +222,7 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
         "request_id": request_id,
         "from_agency": supplier if from_lender else requester,
         "to_agency": requester if from_lender else supplier,
-        "timestamp": parse_date(text(header, "timestamp"), "timestamp") or datetime.now(UTC),
+        "timestamp": _written_at(text(header, "timestamp"), diagnostics),
     }
     answer = text(element, "messageInfo", "answerYesNo")
     if event is Event.CANCEL_REPLY:
@@ -219,6 +239,7 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
     fields["due_date"] = parse_date(text(element, "statusInfo", "dueDate"), "dueDate")
     fields["date_shipped"] = parse_date(text(element, "deliveryInfo", "dateSent"), "dateSent")
     fields["item_id"] = text(element, "deliveryInfo", "itemId")
+    fields["loan_condition"] = text(element, "deliveryInfo", "loanCondition")
     fields["cost"] = _costs(
         child(element, "deliveryInfo", "deliveryCosts"), "deliveryInfo/deliveryCosts", parsed.kind
     ) or _costs(
@@ -226,7 +247,11 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
     )
     if event is Event.REQUEST:
         _request_fields(element, fields)
+    elif parsed.kind == "request":  # a Reminder: a note on the request it names
+        _reminder_fields(element, fields)
     fields["extensions"] = {"iso18626": _extensions(parsed)}
+    if diagnostics:
+        fields["extensions"]["diagnostics"] = diagnostics
     try:
         return Message.model_validate(fields)
     except ValidationError as error:
@@ -241,32 +266,33 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
         ) from None
 
 
+def _reminder_fields(element: etree._Element, fields: dict[str, Any]) -> None:
+    """A Reminder is about a request already made (by its previous id when it has a new one):
+    it reaches that request's lender as a note and creates nothing (ISO 18626 requestType)."""
+    service = child(element, "serviceInfo")
+    previous = text(service, "requestingAgencyPreviousRequestId")
+    if previous:
+        fields["request_id"], fields["previous_request_id"] = previous, fields["request_id"]
+    note = text(service, "note")
+    fields["note"] = f"Reminder: {note}" if note else "Reminder"
+
+
 def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:
     info = child(element, "bibliographicInfo")
     if info is None:
         raise Iso18626Error("UnrecognisedDataValue", "bibliographicInfo is missing", kind="request")
-    bib: dict[str, str | None] = {
-        "title": text(info, "title"),
-        "author": text(info, "author"),
-        "edition": text(info, "edition"),
-        "title_of_component": text(info, "titleOfComponent"),
-        "author_of_component": text(info, "authorOfComponent"),
-        "volume": text(info, "volume"),  # repeatable in 2021: the first is the one asked for
-        "issue": text(info, "issue"),
-        "pagination": text(info, "pagesRequested"),
-        "publisher": text(element, "publicationInfo", "publisher"),
-        "publication_date": text(element, "publicationInfo", "publicationDate"),
-        "place_of_publication": text(element, "publicationInfo", "placeOfPublication"),
-        "bibliographic_level": text(element, "publicationInfo", "publicationType"),
-        "local_id": text(info, "supplierUniqueRecordId"),
-    }
+    bib: dict[str, str | None] = {field: text(info, name) for name, field in t.BIB_INFO.items()}
+    publication = child(element, "publicationInfo")
+    for name, field in t.PUBLICATION_INFO.items():
+        bib[field] = text(publication, name)
+    bib["call_number"] = text(element, "supplierInfo", "callNumber")
     for node in _children(info):
         name = xmlsafe.local(node)
         if name == "bibliographicItemId":
             code = (text(node, "bibliographicItemIdentifierCode") or "").lower()
-            field = t.ITEM_ID_CODES.get(code)
-            if field and not bib.get(field):
-                bib[field] = text(node, "bibliographicItemIdentifier")
+            known = t.ITEM_ID_CODES.get(code)
+            if known and not bib.get(known):
+                bib[known] = text(node, "bibliographicItemIdentifier")
         elif name == "bibliographicRecordId":
             code = (text(node, "bibliographicRecordIdentifierCode") or "").lower()
             field = t.RECORD_ID_CODES.get(code, "local_id")
@@ -295,17 +321,27 @@ def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:
     )
     fields["need_before"] = parse_date(text(service, "needBeforeDate"), "needBeforeDate")
     fields["note"] = text(service, "note") or fields.get("note")
-    fields["patron_id"] = text(element, "patronInfo", "patronId")
+    fields["previous_request_id"] = text(service, "requestingAgencyPreviousRequestId")
+    fields["loan_condition"] = text(service, "loanCondition") or fields.get("loan_condition")
+    patron = child(element, "patronInfo")
+    fields["patron_id"] = text(patron, "patronId")
+    fields["patron_surname"] = text(patron, "surname")
+    fields["patron_given_name"] = text(patron, "givenName")
+    for address in patron.iterfind("{*}address") if patron is not None else ():
+        fields["patron_email"] = fields.get("patron_email") or text(
+            address, "electronicAddress", "electronicAddressData"
+        )
     fields["max_cost"] = _costs(
         child(element, "billingInfo", "maximumCosts"), "billingInfo/maximumCosts", "request"
     )
-    delivery = child(element, "requestedDeliveryInfo", "address")
-    if delivery is not None:
+    # requestedDeliveryInfo repeats: one address each, postal and electronic both kept.
+    for delivery in element.iterfind("{*}requestedDeliveryInfo/{*}address"):
         physical = child(delivery, "physicalAddress")
-        if physical is not None:
+        if physical is not None and not fields.get("delivery_address"):
             parts = [text(c) for c in _children(physical)]
             fields["delivery_address"] = ", ".join(p for p in parts if p) or None
-        fields["delivery_email"] = text(delivery, "electronicAddress", "electronicAddressData")
+        if not fields.get("delivery_email"):
+            fields["delivery_email"] = text(delivery, "electronicAddress", "electronicAddressData")
 
 
 def _extensions(parsed: Parsed) -> dict[str, Any]:

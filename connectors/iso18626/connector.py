@@ -57,6 +57,15 @@ class Iso18626Options(BaseModel):
     version: str = Field(
         "1.2", pattern=r"^(1\.2|2021-2)$", description="ISO 18626 version rshub writes to it"
     )
+    # agencyIdType is a scheme value (ISIL, OCLC symbol, a consortium's own): an agency id
+    # is labelled with what it is, never ISIL by default for ids that are none. An agency id
+    # written `TYPE:value` in the directory names its type itself.
+    agency_id_type: str = Field(
+        "ISIL", min_length=1, description="agencyIdType of the partner's agency id"
+    )
+    own_agency_id_type: str = Field(
+        "ISIL", min_length=1, description="agencyIdType of the id rshub uses towards it"
+    )
 
 
 Context = codec.Parsed
@@ -123,6 +132,7 @@ class Iso18626Codec:
             from_agency=outgoing.sender_agency,
             to_agency=outgoing.recipient.agency_id,
             version=options.version,
+            agency_types=(options.own_agency_id_type, options.agency_id_type),
             state=outgoing.state,
             to_borrower=outgoing.to_borrower,
         )

@@ -100,14 +100,75 @@ SERVICE_TYPES: dict[str, ServiceType] = {
     "Copy": ServiceType.COPY,
     "CopyOrLoan": ServiceType.LOAN,
 }
-# bibliographicItemIdentifierCode is an open scheme-value pair; DOI is written as "DOI".
+# bibliographicInfo child -> canonical bibliographic field, in schema order (v1.2 and 2021).
+# `volume` is repeatable in 2021: the first is the one asked for.
+BIB_INFO: dict[str, str] = {
+    "supplierUniqueRecordId": "local_id",
+    "title": "title",
+    "author": "author",
+    "subtitle": "subtitle",
+    "seriesTitle": "series_title_number",
+    "edition": "edition",
+    "titleOfComponent": "title_of_component",
+    "authorOfComponent": "author_of_component",
+    "volume": "volume",
+    "issue": "issue",
+    "pagesRequested": "pages_requested",
+}
+PUBLICATION_INFO: dict[str, str] = {
+    "publisher": "publisher",
+    "publicationType": "bibliographic_level",
+    "publicationDate": "publication_date",
+    "placeOfPublication": "place_of_publication",
+}
+# bibliographicItemIdentifierCode / bibliographicRecordIdentifierCode are open scheme-value
+# pairs: read liberally (lowercase), written only with the codes of the standard's lists.
 ITEM_ID_CODES: dict[str, str] = {
     "isbn": "isbn",
     "issn": "issn",
+    "eissn": "eissn",
     "oclc": "oclc_number",
     "doi": "doi",
+    "pmid": "pmid",
+    "lccn": "lccn",
 }
-RECORD_ID_CODES: dict[str, str] = {"oclc": "oclc_number", "lccn": "local_id", "local": "local_id"}
+ITEM_ID_OUT: dict[str, str] = {"isbn": "ISBN", "issn": "ISSN", "doi": "DOI"}
+RECORD_ID_CODES: dict[str, str] = {
+    "oclc": "oclc_number",
+    "lccn": "lccn",
+    "local": "local_id",
+    "pmid": "pmid",
+}
+RECORD_ID_OUT: dict[str, str] = {"oclc_number": "OCLC", "lccn": "LCCN"}
+
+# Canonical fields of a request ISO 18626 carries in its own elements; the rest of a request
+# goes into serviceInfo/note, readably (connectors.core.fidelity). The pickup location, the
+# item's extent and medium have no element (v1.2 and 2021).
+CARRIES: frozenset[str] = frozenset(
+    {
+        *(f"bibliographic.{field}" for field in BIB_INFO.values()),
+        *(f"bibliographic.{field}" for field in PUBLICATION_INFO.values()),
+        *(f"bibliographic.{field}" for field in ITEM_ID_OUT),
+        *(f"bibliographic.{field}" for field in RECORD_ID_OUT),
+        "bibliographic.call_number",
+        "patron_id",
+        "patron_name",
+        "patron_email",
+        "delivery_address",
+        "delivery_email",
+        "service_type",
+        "need_before",
+        "max_cost",
+        "note",
+    }
+)
+# Written in a request by 2021 only (serviceInfo/loanCondition); v1.2 notes it.
+CARRIES_2021: frozenset[str] = CARRIES | {"loan_condition"}
+# serviceInfo/requestType -> the event a request of that type is. A Reminder is a note on
+# the request it reminds of (nothing is created twice). New and Retry are requests; a Retry's
+# requestingAgencyPreviousRequestId is kept (previous_request_id); continuing the earlier
+# transaction with it is the engine's (not done yet: a Retry is a new transaction).
+REQUEST_TYPE_EVENTS: dict[str, Event] = {"Reminder": Event.BORROWER_NOTE}
 
 # The Confirmation each message is answered with, and the element echoed in it.
 CONFIRMATION: dict[str, tuple[str, str | None]] = {
@@ -118,7 +179,7 @@ CONFIRMATION: dict[str, tuple[str, str | None]] = {
 
 # Bibliographic fields that identify an item without its title (bibliographicInfo/title is
 # optional in ISO 18626).
-IDENTIFYING = ("local_id", "isbn", "issn", "oclc_number", "doi")
+IDENTIFYING = ("local_id", "isbn", "issn", "eissn", "oclc_number", "lccn", "doi", "pmid")
 
 # Canonical field -> the ISO 18626 element it comes from, to name it in errorValue.
 _BIB = "bibliographicInfo"
@@ -143,7 +204,19 @@ ELEMENTS: dict[str, str] = {
     "bibliographic.edition": f"{_BIB}/edition",
     "bibliographic.title_of_component": f"{_BIB}/titleOfComponent",
     "bibliographic.author_of_component": f"{_BIB}/authorOfComponent",
-    "bibliographic.pagination": f"{_BIB}/pagesRequested",
+    "bibliographic.pages_requested": f"{_BIB}/pagesRequested",
+    "bibliographic.subtitle": f"{_BIB}/subtitle",
+    "bibliographic.series_title_number": f"{_BIB}/seriesTitle",
+    "bibliographic.call_number": "supplierInfo/callNumber",
+    "bibliographic.lccn": f"{_BIB}/bibliographicRecordId",
+    "bibliographic.eissn": f"{_BIB}/bibliographicItemId",
+    "bibliographic.pmid": f"{_BIB}/bibliographicItemId or bibliographicRecordId",
+    "patron_name": "patronInfo/surname",
+    "patron_surname": "patronInfo/surname",
+    "patron_given_name": "patronInfo/givenName",
+    "patron_email": "patronInfo/address/electronicAddress/electronicAddressData",
+    "loan_condition": "loanCondition",
+    "previous_request_id": "serviceInfo/requestingAgencyPreviousRequestId",
     "bibliographic.volume": f"{_BIB}/volume",
     "bibliographic.issue": f"{_BIB}/issue",
     "bibliographic.doi": f"{_BIB}/bibliographicItemId",

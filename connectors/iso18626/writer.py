@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from connectors import xmlsafe
+from connectors.core import fidelity
 from connectors.core.model import (
     LIMITS,
+    Bibliographic,
     Event,
     Message,
     Money,
@@ -36,17 +38,20 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _agency(name: str, agency: str) -> etree._Element:
-    kind, _, value = agency.rpartition(":") if ":" in agency else ("ISIL", "", agency)
+def _agency(name: str, agency: str, default_type: str = "ISIL") -> etree._Element:
+    """An agency id: `TYPE:value` names its type; a bare id has the directory's type."""
+    kind, _, value = agency.rpartition(":") if ":" in agency else (default_type, "", agency)
     return el(name, el("agencyIdType", kind), el("agencyIdValue", value))
 
 
 def _costs(name: str, money: Money | None) -> etree._Element | None:
-    if money is None:
+    """Costs with their currency; an amount without one (currencyCode is required) is said in
+    the note instead, never guessed into a currency."""
+    if money is None or not money.currency:
         return None
     return el(
         name,
-        el("currencyCode", money.currency or "USD"),
+        el("currencyCode", money.currency),
         el("monetaryValue", f"{money.amount:f}"),  # xs:decimal: never an exponent
     )
 
@@ -64,12 +69,14 @@ def _header(
     requester: str,
     supplier_request_id: str | None,
     version: str = t.VERSION,
+    types: tuple[str, str] = ("ISIL", "ISIL"),
 ) -> etree._Element:
+    """`types`: the agencyIdType of (supplier, requester) ids written bare."""
     # 2021 headers are per message and drop the (v1.2 required, empty) multipleItemRequestId.
     return el(
         "header",
-        _agency("supplyingAgencyId", supplier),
-        _agency("requestingAgencyId", requester),
+        _agency("supplyingAgencyId", supplier, types[0]),
+        _agency("requestingAgencyId", requester, types[1]),
         el("multipleItemRequestId") if version == "1.2" else None,
         el("timestamp", stamp(message.timestamp)),
         el("requestingAgencyRequestId", message.request_id),
@@ -77,75 +84,119 @@ def _header(
     )
 
 
-def _request(message: Message, header: etree._Element, version: str = t.VERSION) -> etree._Element:
-    bib = message.bibliographic
-    info = el("bibliographicInfo")
-    if bib is not None:
-        for name, value in (
-            ("supplierUniqueRecordId", bib.local_id),
-            ("title", bib.title),
-            ("author", bib.author),
-            ("edition", bib.edition),
-            ("titleOfComponent", bib.title_of_component),
-            ("authorOfComponent", bib.author_of_component),
-            ("volume", bib.volume),
-            ("issue", bib.issue),
-            ("pagesRequested", bib.pagination),
-        ):
-            if value:
-                info.append(el(name, value))
-        for code, value in (("ISBN", bib.isbn), ("ISSN", bib.issn), ("DOI", bib.doi)):
-            if value:
-                parts = [
-                    el("bibliographicItemIdentifier", value),
-                    el("bibliographicItemIdentifierCode", code),
-                ]
-                if version != "1.2":
-                    parts.reverse()  # 2021 puts the code first
-                info.append(el("bibliographicItemId", *parts))
-        if bib.oclc_number:
-            info.append(
+def _item_ids(bib: Bibliographic, version: str) -> list[etree._Element]:
+    out = []
+    for field, code in t.ITEM_ID_OUT.items():
+        value = getattr(bib, field)
+        if value:
+            parts = [
+                el("bibliographicItemIdentifier", value),
+                el("bibliographicItemIdentifierCode", code),
+            ]
+            if version != "1.2":
+                parts.reverse()  # 2021 puts the code first
+            out.append(el("bibliographicItemId", *parts))
+    for field, code in t.RECORD_ID_OUT.items():
+        value = getattr(bib, field)
+        if value:
+            out.append(
                 el(
                     "bibliographicRecordId",
-                    el("bibliographicRecordIdentifierCode", "OCLC"),
-                    el("bibliographicRecordIdentifier", bib.oclc_number),
+                    el("bibliographicRecordIdentifierCode", code),
+                    el("bibliographicRecordIdentifier", value),
                 )
             )
+    return out
+
+
+def _patron(message: Message) -> etree._Element | None:
+    """patronInfo: the name as surname and given name; a name given whole (ISO 10161
+    client-name) stands as the surname, since it cannot be split reliably."""
+    surname = message.patron_surname or (None if message.patron_given_name else message.patron_name)
+    email = message.patron_email
+    if not (message.patron_id or surname or message.patron_given_name or email):
+        return None
+    return el(
+        "patronInfo",
+        opt("patronId", message.patron_id),
+        opt("surname", surname),
+        opt("givenName", message.patron_given_name),
+        el(
+            "address",
+            el(
+                "electronicAddress",
+                el("electronicAddressType", "email"),
+                el("electronicAddressData", email),
+            ),
+        )
+        if email
+        else None,
+    )
+
+
+def _deliveries(message: Message) -> list[etree._Element]:
+    """requestedDeliveryInfo repeats: the postal and the electronic address each get one."""
+    out = []
+    if message.delivery_address:
+        lines = [line.strip() for line in message.delivery_address.splitlines() if line.strip()]
+        first, rest = (lines[0], ", ".join(lines[1:])) if lines else (message.delivery_address, "")
+        physical = el("physicalAddress", el("line1", first), opt("line2", rest))
+        out.append(el("requestedDeliveryInfo", el("address", physical)))
+    if message.delivery_email:
+        electronic = el(
+            "electronicAddress",
+            el("electronicAddressType", "email"),
+            el("electronicAddressData", message.delivery_email),
+        )
+        out.append(el("requestedDeliveryInfo", el("address", electronic)))
+    return out
+
+
+def _carried(message: Message, version: str) -> frozenset[str]:
+    carried = t.CARRIES_2021 if version != "1.2" else t.CARRIES
+    if message.max_cost is not None and not message.max_cost.currency:
+        carried -= {"max_cost"}  # currencyCode is required: never guessed
+    return carried
+
+
+def _request(message: Message, header: etree._Element, version: str = t.VERSION) -> etree._Element:
+    bib = message.bibliographic or Bibliographic()
+    info = el("bibliographicInfo")
+    for name, field in t.BIB_INFO.items():
+        value = getattr(bib, field)
+        if value:
+            info.append(el(name, value))
+    info.extend(_item_ids(bib, version))
     publication = None
-    if bib is not None and (
-        bib.publisher or bib.publication_date or bib.place_of_publication or bib.bibliographic_level
-    ):
+    if any(getattr(bib, field) for field in t.PUBLICATION_INFO.values()):
         publication = el(
             "publicationInfo",
-            opt("publisher", bib.publisher),
-            opt("publicationType", bib.bibliographic_level),
-            opt("publicationDate", bib.publication_date),
-            opt("placeOfPublication", bib.place_of_publication),
+            *(opt(name, getattr(bib, field)) for name, field in t.PUBLICATION_INFO.items()),
         )
     service = el(
         "serviceInfo",
         el("requestType", "New"),
+        opt("requestingAgencyPreviousRequestId", message.previous_request_id),
         el("serviceType", (message.service_type or ServiceType.LOAN).value),
         opt("needBeforeDate", stamp(message.need_before) if message.need_before else None),
-        opt("note", message.note),
+        opt("loanCondition", message.loan_condition if version != "1.2" else None),
+        opt("note", fidelity.note_for(message, _carried(message, version))),
     )
-    delivery = None
-    if message.delivery_address or message.delivery_email:
-        address = (
-            el(
-                "electronicAddress",
-                el("electronicAddressType", "email"),
-                el("electronicAddressData", message.delivery_email),
-            )
-            if message.delivery_email
-            else el("physicalAddress", el("line1", message.delivery_address))
-        )
-        delivery = el("requestedDeliveryInfo", el("address", address))
-    patron = el("patronInfo", el("patronId", message.patron_id)) if message.patron_id else None
-    billing = (
-        el("billingInfo", _costs("maximumCosts", message.max_cost)) if message.max_cost else None
+    supplier = el("supplierInfo", el("callNumber", bib.call_number)) if bib.call_number else None
+    billing = None
+    if message.max_cost is not None and message.max_cost.currency:
+        billing = el("billingInfo", _costs("maximumCosts", message.max_cost))
+    return el(
+        "request",
+        header,
+        info,
+        publication,
+        service,
+        supplier,
+        *_deliveries(message),
+        _patron(message),
+        billing,
     )
-    return el("request", header, info, publication, service, delivery, patron, billing)
 
 
 def _supplying(
@@ -159,11 +210,12 @@ def _supplying(
         answer = "Y" if message.answer else "N"
         if message.event is Event.CANCEL_REPLY and not message.answer:
             status = "WillSupply"  # a refused cancel leaves the request open
+    carried = {"loan_condition"} | ({"cost"} if message.cost and message.cost.currency else set())
     info = el(
         "messageInfo",
         el("reasonForMessage", reason),
         opt("answerYesNo", answer),
-        opt("note", message.note),
+        opt("note", fidelity.note_for(message, carried)),
         opt("reasonUnfilled", message.reason.name if message.reason else None),
     )
     status_info = el(
@@ -178,6 +230,7 @@ def _supplying(
             "deliveryInfo",
             el("dateSent", stamp(message.date_shipped or message.timestamp)),
             opt("itemId", message.item_id),
+            opt("loanCondition", message.loan_condition),
             _costs("deliveryCosts", message.cost),
         )
     return el("supplyingAgencyMessage", header, info, status_info, delivery)
@@ -191,10 +244,12 @@ def encode(
     version: str = t.VERSION,
     state: str | None = None,
     to_borrower: bool | None = None,
+    agency_types: tuple[str, str] = ("ISIL", "ISIL"),
 ) -> bytes:
     """The ISO 18626 message (v1.2, or 2021-2) for a canonical message (rshub as requester or
     supplier). `state`: the transaction's state, the status a Notification carries;
-    `to_borrower`: the side of an event either party may say (Lost, Damaged)."""
+    `to_borrower`: the side of an event either party may say (Lost, Damaged);
+    `agency_types`: the agencyIdType of (from_agency, to_agency) when written bare."""
     if version not in t.SCHEMA_LOCATIONS:
         raise RenderError(
             f"ISO 18626 version {version!r} is not one of {sorted(t.SCHEMA_LOCATIONS)}"
@@ -209,10 +264,10 @@ def encode(
             }
         )
     if message.event is Event.REQUEST:
-        header = _header(message, to_agency, from_agency, None, version)
+        header = _header(message, to_agency, from_agency, None, version, agency_types[::-1])
         return _document(_request(message, header, version), version)
     if message.event in t.ACTION_OUT:
-        header = _header(message, to_agency, from_agency, None, version)
+        header = _header(message, to_agency, from_agency, None, version, agency_types[::-1])
         return _document(
             el(
                 "requestingAgencyMessage",
@@ -223,7 +278,9 @@ def encode(
             version,
         )
     if message.event in t.SUPPLIER_OUT:
-        header = _header(message, from_agency, to_agency, message.transaction_id or None, version)
+        header = _header(
+            message, from_agency, to_agency, message.transaction_id or None, version, agency_types
+        )
         return _document(_supplying(message, header, state), version)
     raise NotApplicable(f"ISO 18626 has no message for {message.event.value}")
 

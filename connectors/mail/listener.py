@@ -442,7 +442,9 @@ class MailboxListener:
         """The refused mail's bytes in the audit, if the broker takes them (the mail itself
         stays in Failed, so the refusal does not depend on it)."""
         try:
-            return await intake.audit("in", self.protocol, self.partner, raw, "message/rfc822")
+            return await intake.audit_refused(
+                self.protocol, self.partner, raw, "message/rfc822", self.key
+            )
         except Exception as error:
             log.warning("mailbox.audit_failed", mailbox=self.key, error=describe(error))
             return None

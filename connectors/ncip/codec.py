@@ -311,6 +311,7 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
             if text:
                 fields[name] = parse_date(text, ".".join(place))
                 break
+    fields["to_agency"] = _receiving(fields["to_agency"], fields["on_behalf_of_agency"])
     _request_fields(parsed, fields)
     _answer_fields(parsed, event, ext, fields)
     fields["extensions"] = _extensions(parsed, notice, ext)
@@ -325,6 +326,14 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
         raise rule_violated(where, reason, problem) from None
     _check_required(message, parsed)
     return message
+
+
+def _receiving(institution: str | None, library: str | None) -> str | None:
+    """The receiving agency as the directory lists Alma's: `institution||library` when the
+    header names the library apart (seed 004), else the institution as given."""
+    if institution and library and library != institution and t.AGENCY_SEPARATOR not in institution:
+        return f"{institution}{t.AGENCY_SEPARATOR}{library}"
+    return institution
 
 
 def _request_fields(parsed: Parsed, fields: dict[str, Any]) -> None:
@@ -381,15 +390,22 @@ def _request_fields(parsed: Parsed, fields: dict[str, Any]) -> None:
                 if ident and not bib.get(field):
                     bib[field] = ident
     bib["call_number"] = parsed.at("ItemOptionalFields", "ItemDescription", "CallNumber")
+    for name, field in t.EXT_BIB.items():
+        bib[field] = parsed.at("Ext", name)
     if any(bib.values()):
         fields["bibliographic"] = {k: v for k, v in bib.items() if v}
     address = parsed.child(None, "ShippingInformation")
     if address is not None:
+        # One address stands in the schema's choice; rshub writes the other (a request may
+        # have both) in ShippingInformation/Ext, so both are looked for anywhere inside.
         fields["delivery_email"] = parsed.value(parsed.descendant(address, "ElectronicAddressData"))
-        physical = parsed.child(address, "PhysicalAddress")
+        physical = parsed.descendant(address, "PhysicalAddress")
         if physical is not None:
+            # The address lines, not their labels (UnstructuredAddressType, PhysicalAddressType).
             parts = [
-                parsed.value(e) for e in physical.iter() if isinstance(e.tag, str) and len(e) == 0
+                parsed.value(e)
+                for e in physical.iter()
+                if isinstance(e.tag, str) and len(e) == 0 and not xmlsafe.local(e).endswith("Type")
             ]
             fields["delivery_address"] = ", ".join(p for p in parts if p) or None
     fee = parsed.child(None, "AcknowledgedFeeAmount")

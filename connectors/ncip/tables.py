@@ -161,13 +161,60 @@ BIB_FIELDS: dict[str, str] = {
     "BibliographicLevel": "bibliographic_level",
     "MediumType": "medium_type",
 }
+# BibliographicRecordIdentifierCode (lowercase, spaces dropped) -> canonical field. Read
+# liberally (other peers' codes too); written only as the seed's codes plus OCLC (WRITTEN_IDS).
 RECORD_ID_CODES: dict[str, str] = {
     "isbn": "isbn",
     "issn": "issn",
     "localid": "local_id",
     "ean": "ean",
     "oclc": "oclc_number",
+    "lccn": "lccn",
+    "doi": "doi",
+    "pmid": "pmid",
+    "eissn": "eissn",
 }
+# canonical field -> the code rshub writes it with (the Alma P2P profile's, seed 004).
+WRITTEN_IDS: dict[str, str] = {
+    "isbn": "ISBN",
+    "issn": "ISSN",
+    "oclc_number": "OCLC",
+    "ean": "EAN",
+    "local_id": "LocalID",
+}
+# Alma's Ext children for the part of the item wanted (seed 004, RequestItem: Ext.Volumes,
+# Ext.Issues, Ext.Pages, Ext.Chapters, Ext.Parts). NCIP's own Pagination is the item's
+# extent as catalogued, not the pages wanted.
+EXT_BIB: dict[str, str] = {
+    "Volumes": "volume",
+    "Issues": "issue",
+    "Parts": "part",
+    "Chapters": "chapter",
+    "Pages": "pages_requested",
+}
+# Alma's `institution||library` agency: the institution goes to ToAgencyId, the library to
+# OnBehalfOfAgency (seed 004: "Receiving Institution", "Receiving Library", both required).
+AGENCY_SEPARATOR = "||"
+
+# Canonical fields of a request the P2P profile carries in its own elements; the rest of a
+# request is written into Ext/ItemNote, readably (connectors.core.fidelity).
+CARRIES: frozenset[str] = frozenset(
+    {
+        *(f"bibliographic.{field}" for field in BIB_FIELDS.values()),
+        *(f"bibliographic.{field}" for field in WRITTEN_IDS),
+        *(f"bibliographic.{field}" for field in EXT_BIB.values()),
+        "bibliographic.call_number",
+        "patron_id",
+        "delivery_address",
+        "delivery_email",
+        "pickup_location",
+        "service_type",
+        "request_format",
+        "need_before",
+        "max_cost",
+        "note",
+    }
+)
 
 # (canonical field, NCIP path) required per event, from the seed 004 field table. Renewals and
 # recalls carry no RequestId in the schema and are addressed by ItemId.
@@ -264,4 +311,5 @@ BIB_ELEMENTS: dict[str, str] = {
     **{field: _RECORD_ID for field in RECORD_ID_CODES.values()},
     "oclc_number": _RECORD_ID,
     "call_number": "ItemOptionalFields.ItemDescription.CallNumber",
+    **{field: f"Ext.{name}" for name, field in EXT_BIB.items()},
 }

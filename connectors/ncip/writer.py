@@ -14,7 +14,16 @@ from decimal import ROUND_HALF_UP
 from lxml import etree
 
 from connectors import xmlsafe
-from connectors.core.model import Event, Message, Money, NotApplicable, RenderError, RequestFormat
+from connectors.core import fidelity
+from connectors.core.model import (
+    Event,
+    Message,
+    Money,
+    NotApplicable,
+    RenderError,
+    RequestFormat,
+    ServiceType,
+)
 from connectors.ncip import tables as t
 from connectors.ncip.codec import Parsed, Problem
 
@@ -42,11 +51,13 @@ class Envelope:
 
 
 def _header(env: Envelope) -> etree._Element:
+    institution, _, library = env.to_agency.partition(t.AGENCY_SEPARATOR)
     return el(
         "InitiationHeader",
         el("FromSystemId", env.system_id),
         el("FromAgencyId", el("AgencyId", env.from_agency)),
-        el("ToAgencyId", el("AgencyId", env.to_agency)),
+        el("OnBehalfOfAgency", el("AgencyId", library or institution)),
+        el("ToAgencyId", el("AgencyId", institution)),
     )
 
 
@@ -75,15 +86,8 @@ def _item_id(env: Envelope) -> etree._Element | None:
 
 def _bibliographic_ids(env: Envelope) -> list[etree._Element]:
     bib = env.message.bibliographic
-    codes = {
-        "isbn": "ISBN",
-        "issn": "ISSN",
-        "oclc_number": "OCLC",
-        "ean": "EAN",
-        "local_id": "LocalID",
-    }
     out = []
-    for field, code in codes.items():
+    for field, code in t.WRITTEN_IDS.items():
         value = getattr(bib, field, None) if bib else None
         if value:
             out.append(
@@ -112,9 +116,12 @@ def _bibliographic_ids(env: Envelope) -> list[etree._Element]:
 
 
 def _request_type(env: Envelope) -> etree._Element:
-    return el(
-        "RequestType", t.REQUEST_TYPE_OUT[env.message.request_format or RequestFormat.PHYSICAL]
-    )
+    """NCIP's RequestType is all it says of the service: a copy without a stated format is
+    never written as a loan (Physical)."""
+    message = env.message
+    copy = message.service_type is ServiceType.COPY
+    default = RequestFormat.NON_RETURNABLE if copy else RequestFormat.PHYSICAL
+    return el("RequestType", t.REQUEST_TYPE_OUT[message.request_format or default])
 
 
 def _item_optional(env: Envelope) -> etree._Element | None:
@@ -138,36 +145,45 @@ def _item_optional(env: Envelope) -> etree._Element | None:
     return el("ItemOptionalFields", *children) if children else None
 
 
+def _electronic(address: str) -> etree._Element:
+    return el(
+        "ElectronicAddress",
+        el("ElectronicAddressType", "Email Address"),
+        el("ElectronicAddressData", address),
+    )
+
+
+def _physical(address: str) -> etree._Element:
+    return el(
+        "PhysicalAddress",
+        el(
+            "UnstructuredAddress",
+            el("UnstructuredAddressType", "Newline-Delimited Text"),
+            el("UnstructuredAddressData", address),
+        ),
+        el("PhysicalAddressType", "Postal Address"),
+    )
+
+
 def _shipping(env: Envelope) -> etree._Element | None:
+    """ShippingInformation holds one address (a schema choice): the one the format needs
+    (a loan goes to the postal address, a copy to the e-mail address); the other, when a
+    request has both, in its Ext, so the lender has both."""
     message = env.message
-    if message.delivery_email:
-        return el(
-            "ShippingInformation",
-            el(
-                "ElectronicAddress",
-                el("ElectronicAddressType", "Email Address"),
-                el("ElectronicAddressData", message.delivery_email),
-            ),
-        )
-    if message.delivery_address or message.event in (
-        Event.LOANED,
-        Event.COPY_COMPLETED,
-        Event.SHIPPED_RETURN,
-    ):
-        # ItemShipped requires an address; the hub relays what it has.
-        return el(
-            "ShippingInformation",
-            el(
-                "PhysicalAddress",
-                el(
-                    "UnstructuredAddress",
-                    el("UnstructuredAddressType", "Newline-Delimited Text"),
-                    el("UnstructuredAddressData", message.delivery_address or "as agreed"),
-                ),
-                el("PhysicalAddressType", "Postal Address"),
-            ),
-        )
-    return None
+    email, postal = message.delivery_email, message.delivery_address
+    if not postal and message.event in (Event.LOANED, Event.COPY_COMPLETED, Event.SHIPPED_RETURN):
+        postal = None if email else "as agreed"  # ItemShipped requires an address
+    if not (email or postal):
+        return None
+    electronic_first = bool(email) and (
+        not postal or message.request_format not in (None, RequestFormat.PHYSICAL)
+    )
+    main, other = (
+        (_electronic(email), _physical(postal) if postal else None)
+        if electronic_first and email
+        else (_physical(postal or ""), _electronic(email) if email else None)
+    )
+    return el("ShippingInformation", main, el("Ext", other) if other is not None else None)
 
 
 def _date_element(name: str, field: str) -> Callable[[Envelope], etree._Element | None]:
@@ -182,9 +198,13 @@ def _date_element(name: str, field: str) -> Callable[[Envelope], etree._Element 
     return build
 
 
-def _amount(name: str, fee: Money) -> etree._Element:
-    """NCIP MonetaryValue is an integer of minor units: a finer amount is rounded to them."""
-    currency = fee.currency or "USD"
+def _amount(name: str, fee: Money) -> etree._Element | None:
+    """NCIP MonetaryValue is an integer of minor units: a finer amount is rounded to them.
+    NCIP requires a CurrencyCode: an amount without one is not guessed into a currency; it
+    goes into the note instead (`_carried`)."""
+    currency = fee.currency
+    if not currency:
+        return None
     minor = fee.amount.scaleb(t.minor_units(currency)).to_integral_value(ROUND_HALF_UP)
     return el(name, el("CurrencyCode", currency), el("MonetaryValue", f"{minor:f}"))
 
@@ -200,20 +220,38 @@ def _ext(env: Envelope) -> etree._Element | None:
         children.append(el("NoticeContent", env.notice))
     if message.event in (Event.UNFILLED, Event.EXPIRED) and message.reason:
         children.append(el("ItemNote", str(message.reason.code or 27)))
-    elif message.note:
-        children.append(el("ItemNote", message.note))
+    else:
+        note = fidelity.note_for(message, _carried(message))
+        if note:
+            children.append(el("ItemNote", note))
+    if message.event is Event.REQUEST and message.bibliographic is not None:
+        for name, field in t.EXT_BIB.items():
+            value = getattr(message.bibliographic, field)
+            if value:
+                children.append(el(name, value))
     if message.answer is not None:
         children.append(el("Answer", "True" if message.answer else "False"))
     if message.event is Event.RENEW and message.desired_due_date:
         children.append(el("DesiredDateDue", _date(message.desired_due_date)))
     if message.event in (Event.LOANED, Event.COPY_COMPLETED) and message.due_date:
         children.append(el("DateDue", _date(message.due_date)))
-    if message.cost is not None:
-        children.append(_amount("RequiredFeeAmount", message.cost))
+    fee = _amount("RequiredFeeAmount", message.cost) if message.cost is not None else None
+    if fee is not None:
+        children.append(fee)
     if message.event in (Event.RENEW, Event.RENEW_ANSWER, Event.RECALLED) and message.request_id:
         # The schema gives these no RequestId; carrying it in Ext lets peers correlate.
         children.append(el("RequestId", el("RequestIdentifierValue", message.request_id)))
     return el("Ext", *children) if children else None
+
+
+def _carried(message: Message) -> frozenset[str]:
+    """What this message's own elements carry (the rest goes into Ext/ItemNote)."""
+    carried = t.CARRIES | {"cost"}
+    for field in ("cost", "max_cost"):
+        money = getattr(message, field)
+        if money is not None and not money.currency:
+            carried -= {field}
+    return carried
 
 
 BUILDERS: dict[str, Callable[[Envelope], etree._Element | list[etree._Element] | None]] = {

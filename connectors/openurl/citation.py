@@ -39,6 +39,7 @@ class Citation:
     author: str = ""
     volume: str = ""
     issue: str = ""
+    part: str = ""
     pages: str = ""
     date: str = ""
     publisher: str = ""
@@ -111,6 +112,7 @@ def citation(co: ContextObject) -> Citation:
         author=_author(co),
         volume=co.value("volume"),
         issue=co.value("issue"),
+        part=co.value("part"),
         pages=_pages(co),
         date=co.value("date"),
         publisher=co.value("pub") or co.value("publisher"),
@@ -158,18 +160,22 @@ def bibliographic(cite: Citation) -> Bibliographic:
         title_of_component=cite.atitle or None,
         author_of_component=cite.author if part and cite.author else None,
         edition=cite.edition or None,
-        pagination=cite.pages or None,
+        pages_requested=cite.pages or None,
         place_of_publication=cite.place or None,
         publication_date=cite.date or None,
         publisher=cite.publisher or None,
         series_title_number=cite.series or None,
         volume=cite.volume or None,
         issue=cite.issue or None,
+        part=cite.part or None,
         doi=cite.doi or None,
         bibliographic_level=publication_type,
         isbn=cite.isbn or None,
-        issn=cite.issn or cite.eissn or None,
+        issn=cite.issn or None,
+        eissn=cite.eissn or None,
         oclc_number=cite.oclc or None,
+        lccn=cite.lccn or None,
+        pmid=cite.pmid or None,
     )
 
 

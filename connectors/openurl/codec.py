@@ -104,7 +104,10 @@ def to_message(parsed: Parsed, sender: str) -> Message:
         service_type=service,
         request_format=request_format,
         bibliographic=bibliographic(cite),
-        need_before=need_before(co.hub.get("need_before", "")),
+        # The hub's form key, else the 1.0 service key rshub writes to lenders (svc.neededby).
+        need_before=need_before(
+            co.hub.get("need_before", "") or next(iter(co.service.get("svc.neededby", [])), "")
+        ),
         pickup_location=clean_text(co.hub.get("pickup", "")) or None,
         note=co.hub.get("note", "").strip() or None,
         correlation=OpenUrlCorrelation(
@@ -112,6 +115,40 @@ def to_message(parsed: Parsed, sender: str) -> Message:
         ),
         extensions={PROTOCOL: extension},
     )
+
+
+# Canonical fields of a request an OpenURL 1.0 link carries (0.1 lacks e-ISSN, LCCN, series
+# and part). An OpenURL has no free-text key for a lender: what is not here cannot reach it.
+CARRIES: frozenset[str] = frozenset(
+    {
+        *(
+            f"bibliographic.{field}"
+            for field in (
+                "title",
+                "title_of_component",
+                "author",
+                "author_of_component",
+                "publication_date",
+                "volume",
+                "issue",
+                "part",
+                "pages_requested",
+                "edition",
+                "publisher",
+                "place_of_publication",
+                "series_title_number",
+                "isbn",
+                "issn",
+                "eissn",
+                "doi",
+                "pmid",
+                "oclc_number",
+                "lccn",
+            )
+        ),
+        "need_before",
+    }
+)
 
 
 def _query(items: list[tuple[str, str]]) -> str:
@@ -243,17 +280,21 @@ def _keys_10(message: Message, extension: object, options: OpenUrlOptions) -> li
         ("rft.date", bib.publication_date or ""),
         ("rft.volume", bib.volume or ""),
         ("rft.issue", bib.issue or ""),
-        ("rft.pages", bib.pagination or ""),
+        ("rft.pages", bib.pages_requested or ""),
+        ("rft.part", bib.part or ""),  # a journal key; written for books as volume is
+        ("rft.series", bib.series_title_number or ""),
         ("rft.edition", bib.edition or ""),
         ("rft.pub", bib.publisher or ""),
         ("rft.place", bib.place_of_publication or ""),
         ("rft.isbn", bib.isbn or ""),
         ("rft.issn", bib.issn or ""),
+        ("rft.eissn", bib.eissn or ""),
     ]
     ids = [
         ("info:doi/", bib.doi or ""),
-        ("info:pmid/", _text(extension, "pmid")),
+        ("info:pmid/", bib.pmid or _text(extension, "pmid")),
         ("info:oclcnum/", bib.oclc_number or ""),
+        ("info:lccn/", bib.lccn or ""),
         ("urn:ISBN:", bib.isbn or ""),
         ("urn:ISSN:", bib.issn or ""),
     ]
@@ -279,7 +320,7 @@ def _keys_01(message: Message, extension: object, options: OpenUrlOptions) -> li
         ("date", bib.publication_date or ""),
         ("volume", bib.volume or ""),
         ("issue", bib.issue or ""),
-        ("pages", bib.pagination or ""),
+        ("pages", bib.pages_requested or ""),
         ("issn", bib.issn or ""),
         ("isbn", bib.isbn or ""),
         ("pub", bib.publisher or ""),
@@ -288,8 +329,9 @@ def _keys_01(message: Message, extension: object, options: OpenUrlOptions) -> li
     ]
     if bib.doi:
         items.append(("id", f"doi:{bib.doi}"))
-    if _text(extension, "pmid"):
-        items.append(("id", f"pmid:{_text(extension, 'pmid')}"))
+    pmid = bib.pmid or _text(extension, "pmid")
+    if pmid:
+        items.append(("id", f"pmid:{pmid}"))
     if bib.oclc_number:
         items.append(("rfe_dat", f"<accessionnumber>{bib.oclc_number}</accessionnumber>"))
     items.append(("pid", message.request_id))

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from connectors.core import fidelity
 from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import (
     SENDER,
@@ -328,11 +329,16 @@ class SlnpCodec:
             params.append(
                 (vocabulary.ORDER_DEADLINE, message.need_before.strftime(options.date_format))
             )
-        if message.max_cost:
+        carried = vocabulary.CARRIES | vocabulary.WITHHELD
+        if message.max_cost and message.max_cost.currency == vocabulary.CURRENCY:
             params.append((vocabulary.ORDER_MAX_COST, f"{message.max_cost.amount:f}"))
-        for param, field in (("AusgabeOrt", "pickup_location"), ("Bemerkung", "note")):
+        else:
+            carried -= {"max_cost"}  # MaxKostenKopie is in euros: another amount is noted
+        for param, field in vocabulary.ORDER_FIELDS_OUT.items():
             if value := getattr(message, field):
                 params.append((param, value))
+        if note := fidelity.note_for(message, carried):
+            params.append(("Bemerkung", note))
         return Command(vocabulary.ORDER, tuple(_one_line(params)))
 
     def _render_change(self, outgoing: Outgoing, options: SlnpOptions) -> Command:

@@ -30,7 +30,7 @@ from typing import Any
 
 import structlog
 
-from connectors.core.connections import SourceLimit, bind, hang_up
+from connectors.core.connections import SourceLimit, bind, hang_up, server_health
 from connectors.core.contract import Answer, Fault, Intake, Limits, Refusal
 from connectors.core.directory import Directory, Partner
 from connectors.core.throttle import LoginThrottle
@@ -84,6 +84,9 @@ class SlnpListener:
             ssl_handshake_timeout=self.limits.read_timeout_s if tls else None,
         )
         log.info("slnp.listening", host=self.limits.host, port=self.port, tls=tls is not None)
+
+    def health(self) -> dict[str, Any]:
+        return server_health(self.server, self.sources)
 
     async def stop(self) -> None:
         if self.server:

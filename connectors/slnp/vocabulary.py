@@ -52,7 +52,7 @@ ORDER_BIBLIOGRAPHIC: dict[str, str] = {
     "AufsatzTitel": "title_of_component",
     "AufsatzAutor": "author_of_component",
     "Auflage": "edition",
-    "Seitenangabe": "pagination",
+    "Seitenangabe": "pages_requested",  # the pages to copy, not the item's extent
     "EOrt": "place_of_publication",
     "EJahr": "publication_date",
     "Verlag": "publisher",
@@ -72,6 +72,28 @@ ORDER_FIELDS: dict[str, str] = {
     "AusgabeOrt": "pickup_location",
     "Email1": "delivery_email",
     "Bemerkung": "note",
+}
+# Canonical fields of a request an order carries in its own parameters; the rest goes into
+# Bemerkung, readably (connectors.core.fidelity). The lender is not told the patron (the
+# borrowing library is its patron), nor a postal address (the servers' address parameters
+# are the NB's, known to the GB from its own directory).
+CARRIES: frozenset[str] = frozenset(
+    {
+        *(f"bibliographic.{field}" for field in ORDER_BIBLIOGRAPHIC.values()),
+        "delivery_email",
+        "pickup_location",
+        "service_type",
+        "need_before",
+        "max_cost",
+        "note",
+    }
+)
+# Not told the lender at all, by design (see `BenutzerNummer` in the codec): the patron.
+WITHHELD: frozenset[str] = frozenset({"patron_id", "patron_name", "patron_email"})
+# Order parameters rshub writes for canonical message fields (beside the bibliographic ones).
+ORDER_FIELDS_OUT: dict[str, str] = {
+    "AusgabeOrt": "pickup_location",
+    "Email1": "delivery_email",
 }
 # Dates and amounts, parsed.
 ORDER_DEADLINE = "ErledFrist"  # -> need_before

@@ -40,9 +40,10 @@ from connectors.core.contract import (
     WebRoute,
 )
 from connectors.core.directory import Directory, authenticated
-from connectors.core.model import Message
+from connectors.core.model import Event, Message
 from connectors.core.records import DeadLetter, Verdict, VerdictOutcome
 from hub.domain.addressing import address
+from hub.domain.lifecycle import State
 from hub.kafka.checkpoints import Checkpoints
 from hub.kafka.producer import KafkaIO
 from hub.runtime import metrics
@@ -226,14 +227,32 @@ class Gateway(Service):
     async def health(self, request: web.Request) -> web.Response:
         """200 when the broker answers and every agent runs; 503 with what is wrong."""
         agents = self.agents() if self.agents else {}
-        ok = self._broker_up and all(state == "running" for state in agents.values())
+        listeners = self.listener_health()
+        ok = (
+            self._broker_up
+            and all(state == "running" for state in agents.values())
+            # A mailbox reconnecting to its IMAP server is the server's trouble, shown but
+            # not the hub's failure; a listener that stopped by itself is.
+            and all(found.get("state") != "dead" for found in listeners.values())
+        )
         body = {
             "status": "ok" if ok else "unavailable",
             "broker": "reachable" if self._broker_up else f"unreachable: {self.broker_error}",
             "agents": agents,
+            "listeners": listeners,
             **self.notes,
         }
         return web.json_response(body, status=200 if ok else 503)
+
+    def listener_health(self) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for number, listener in enumerate(self.listeners):
+            name = str(getattr(listener, "key", "") or f"{type(listener).__name__}-{number}")
+            try:
+                found[name] = listener.health()
+            except Exception as error:  # a listener's report must not break /health
+                found[name] = {"state": "unknown", "error": f"{type(error).__name__}: {error}"}
+        return found
 
     async def readiness(self, request: web.Request) -> web.Response:
         """200 when this worker can take traffic: the broker answers, every agent runs, its
@@ -438,7 +457,7 @@ class Gateway(Service):
     async def audit_refused(
         self,
         protocol: str,
-        symbol: str | None,
+        partner: str | None,
         body: bytes,
         content_type: str | None,
         source: str | None,
@@ -452,7 +471,7 @@ class Gateway(Service):
             return None
         try:
             return await self.io.audit(
-                "in", protocol, symbol, body, content_type, keep=self.settings.refused_keep_bytes
+                "in", protocol, partner, body, content_type, keep=self.settings.refused_keep_bytes
             )
         except KafkaError:
             return None
@@ -506,7 +525,11 @@ class Gateway(Service):
         if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
             # The state machine has already written the dead letter for its refusal.
             metrics.refused(codec.protocol, "state")
-            return codec.fault(Fault.STATE, verdict.error or "", decoded, verdict.state)
+            # A step for a transaction that was never requested (the engine refuses it in
+            # state New) is each protocol's unknown request, not a state error (issue 24).
+            unknown = verdict.state == State.NEW.value and message.event is not Event.REQUEST
+            fault = Fault.UNKNOWN_REQUEST if unknown else Fault.STATE
+            return codec.fault(fault, verdict.error or "", decoded, verdict.state)
         return codec.accept(decoded, verdict.state if verdict else None)
 
     async def _publish(
