@@ -558,6 +558,47 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(f"{text!r}: a number followed by d, h or m") from None
 
 
+def _date(text: str) -> str:
+    try:
+        return datetime.fromisoformat(text).date().isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def stats(settings: Settings, args: argparse.Namespace) -> int:
+    """`rshub stats`: the statistics of hub.ops.statistics over the operators' index."""
+    from hub.ops import statistics
+
+    roles: list[statistics.Role] = [args.role] if args.role else ["borrower", "lender"]
+    if args.by != "library":
+        roles = ["lender" if args.by == "pair" else "borrower"]
+    with _index(settings, _quiet_bootstrap(settings)) as index:
+        tables = {
+            role: statistics.compute(
+                index.db, statistics.Query(args.by, role, args.start, args.end)
+            )
+            for role in roles
+        }
+    if args.json:
+        print(json.dumps(tables if len(tables) > 1 else next(iter(tables.values())), indent=2))
+    elif args.csv:
+        for role, rows in tables.items():
+            text = statistics.as_csv([{**row, "group": row["group"]} for row in rows])
+            if len(tables) > 1:  # one CSV: the role as the first column
+                lines = text.splitlines()
+                text = "\n".join(
+                    ["role," + lines[0]] * (role == roles[0]) + [f"{role},{x}" for x in lines[1:]]
+                )
+                text += "\n"
+            print(text, end="")
+    else:
+        for role, rows in tables.items():
+            title = {"library": f"as {role}", "pair": "borrower -> lender"}.get(args.by, args.by)
+            print(statistics.as_text(rows, title))
+            print()
+    return 0
+
+
 def find(settings: Settings, args: argparse.Namespace) -> int:
     from hub.ops import index as index_module
 
@@ -849,6 +890,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_find.add_argument("--limit", type=int, default=50)
     p_find.add_argument("--json", action="store_true")
+    p_stats = sub.add_parser(
+        "stats", help="requests, fill rate and turnaround per library, pair or period"
+    )
+    p_stats.add_argument(
+        "--by", choices=("library", "pair", "month", "week", "day"), default="library"
+    )
+    p_stats.add_argument(
+        "--role",
+        choices=("borrower", "lender"),
+        help="with --by library: one role only (default: both tables)",
+    )
+    p_stats.add_argument("--from", dest="start", type=_date, metavar="DATE", help="YYYY-MM-DD")
+    p_stats.add_argument(
+        "--to", dest="end", type=_date, metavar="DATE", help="YYYY-MM-DD, exclusive"
+    )
+    output = p_stats.add_mutually_exclusive_group()
+    output.add_argument("--csv", action="store_true")
+    output.add_argument("--json", action="store_true")
     p_show = sub.add_parser("show", help="the whole story of one transaction")
     p_show.add_argument("transaction", metavar="TXN")
     p_show.add_argument("--json", action="store_true")
@@ -921,7 +980,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(
         settings.log_level,
         settings.log_format,
-        quiet_libraries=args.command in ("tail", "route", "find", "show", "deadletters"),
+        quiet_libraries=args.command in ("tail", "route", "find", "show", "deadletters", "stats"),
     )
     if args.command == "serve":
         return serve(settings)
@@ -933,6 +992,8 @@ def main(argv: list[str] | None = None) -> int:
         return deliveries(settings, args.json)
     if args.command == "find":
         return find(settings, args)
+    if args.command == "stats":
+        return stats(settings, args)
     if args.command == "deadletters":
         return deadletters(settings, args)
     if args.command == "show":

@@ -131,7 +131,31 @@ CREATE TABLE IF NOT EXISTS deadletters (
     ref TEXT PRIMARY KEY, at TEXT NOT NULL, stage TEXT, error TEXT, partner TEXT,
     protocol TEXT, transaction_id TEXT, audit_ref TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS deadletters_at ON deadletters (at);
+CREATE TABLE IF NOT EXISTS milestones (
+    id TEXT PRIMARY KEY, borrower TEXT, lender TEXT, service TEXT,
+    requested TEXT, shipped TEXT, received TEXT, returned TEXT, closed TEXT, outcome TEXT,
+    overdue INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS milestones_requested ON milestones (requested);
+CREATE TABLE IF NOT EXISTS asks (
+    id TEXT NOT NULL, attempt INTEGER NOT NULL, lender TEXT NOT NULL, asked TEXT NOT NULL,
+    PRIMARY KEY (id, attempt));
+CREATE INDEX IF NOT EXISTS asks_asked ON asks (asked);
 """
+# When a transaction reached each stage, for the statistics (hub.ops.statistics): the first
+# transition into one of these states marks the stage.
+MILESTONE_OF_STATE = {
+    "Loaned": "shipped",
+    "CopyCompleted": "shipped",
+    "Received": "received",
+    "Returned": "returned",
+}
+OUTCOME_OF_STATE = {
+    "LoanCompleted": "filled",
+    "CopyCompleted": "filled",
+    "Cancelled": "cancelled",
+    "Unfilled": "unfilled",
+    "Expired": "expired",
+}
 
 
 def index_path(data_dir: Path, environ: dict[str, str] | None = None) -> Path:
@@ -316,6 +340,15 @@ class Index:
             summary += f", request id {message['request_id']}"
         self._entry(record, "in", summary, txn, message.get("audit_ref"), message)
         if event == "Request":  # until the first snapshot says more
+            copy = message.get("service_type") == "Copy" or message.get("request_format") in (
+                "Digital",
+                "NonReturnable",
+            )
+            self.db.execute(
+                "INSERT INTO milestones (id, borrower, service, requested) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET requested = min(requested, excluded.requested)",
+                (txn, sender, "copy" if copy else "loan", record.at),
+            )
             bibliographic = message.get("bibliographic") or {}
             self.db.execute(
                 "UPDATE transactions SET borrower = coalesce(borrower, ?), "
@@ -356,6 +389,7 @@ class Index:
         before, after = change.get("from_state"), change.get("to_state")
         who = f" from {change['sender']}" if change.get("sender") else ""
         if kind == "transition":
+            self._milestone(txn, record.at, change)
             summary = f"{before} -> {after} ({change.get('event')}{who})"
             self.db.execute(
                 "UPDATE transactions SET progressed = max(coalesce(progressed, ''), ?), "
@@ -371,8 +405,33 @@ class Index:
             summary += f": {detail}"
         self._entry(record, "state" if kind == "transition" else kind, summary, txn, body=change)
 
+    def _milestone(self, txn: str, at: str, change: dict[str, Any]) -> None:
+        after, event = change.get("to_state") or "", change.get("event")
+        stage, outcome = MILESTONE_OF_STATE.get(after), OUTCOME_OF_STATE.get(after)
+        sets, values = [], []
+        if stage is not None:  # the first time only (a renewal's Received is not a receipt)
+            sets.append(f"{stage} = coalesce({stage}, ?)")
+            values.append(at)
+            if stage == "shipped" and change.get("sender"):
+                sets.append("lender = coalesce(lender, ?)")
+                values.append(change["sender"])
+        if outcome is not None:
+            sets += ["closed = coalesce(closed, ?)", "outcome = coalesce(outcome, ?)"]
+            values += [at, outcome]
+        if after == "Overdue":
+            sets.append("overdue = 1")
+        if event == "Lost":
+            sets.append("lost = 1")
+        if sets:
+            self.db.execute(f"UPDATE milestones SET {', '.join(sets)} WHERE id = ?", (*values, txn))
+
     def _routing(self, record: Record, decision: dict[str, Any]) -> None:
         txn = str(decision.get("transaction_id") or record.key)
+        if decision.get("chosen"):
+            self.db.execute(
+                "INSERT OR IGNORE INTO asks VALUES (?, ?, ?, ?)",
+                (txn, int(decision.get("attempt") or 0), decision["chosen"], record.at),
+            )
         skipped = ", ".join(
             f"{s.get('lender')}: {s.get('reason')}" for s in decision.get("skipped") or []
         )
