@@ -477,7 +477,8 @@ async def test_pages_escape_what_partners_send(console: tuple[Console, Calls]) -
     running, _ = console
     async with client() as session:
         await log_in(session, running, "olive")
-        for path in ("/", f"/requests/{TXN}", "/deadletters", "/partners", "/?title=<script>"):
+        paths = ("/", f"/requests/{TXN}", "/deadletters", "/partners", "/stats?by=<script>")
+        for path in (*paths, "/?title=<script>"):
             async with session.get(base(running) + path) as reply:
                 assert reply.status == 200
                 page = await reply.text()
@@ -540,3 +541,23 @@ async def test_live_updates_stream_what_the_index_takes_in(
             event = json.loads(lines[-1].removeprefix(b"data: "))
             assert event["transaction_id"] == TXN
             assert event["summary"] == "Requested -> WillSupply (WillSupply from SOUTH)"
+
+
+async def test_statistics_page_and_csv_for_readers(console: tuple[Console, Calls]) -> None:
+    running, _ = console
+    async with client() as session:
+        await log_in(session, running, "rita")  # a reader may look
+        async with session.get(f"{base(running)}/stats") as reply:
+            assert reply.status == 200
+            page = await reply.text()
+        assert 'id="stats"' in page and "<td>NORTH</td>" in page and "Download CSV" in page
+        async with session.get(f"{base(running)}/stats?by=month&from=someday") as reply:
+            assert reply.status == 200 and "from: not a date" in await reply.text()
+        async with session.get(f"{base(running)}/stats.csv?by=pair") as reply:
+            assert reply.status == 200 and reply.content_type == "text/csv"
+            assert "attachment" in reply.headers["Content-Disposition"]
+            assert (await reply.text()).startswith("group,requests,filled,")
+        async with session.get(f"{base(running)}/stats.csv?by=nonsense") as reply:
+            assert reply.status == 400
+    async with client() as stranger, stranger.get(f"{base(running)}/stats.csv") as reply:
+        assert reply.status in (302, 303, 401, 403) or "login" in str(reply.url)

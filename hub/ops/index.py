@@ -133,16 +133,17 @@ CREATE TABLE IF NOT EXISTS deadletters (
 CREATE INDEX IF NOT EXISTS deadletters_at ON deadletters (at);
 CREATE TABLE IF NOT EXISTS milestones (
     id TEXT PRIMARY KEY, borrower TEXT, lender TEXT, service TEXT,
-    requested TEXT, shipped TEXT, received TEXT, returned TEXT, closed TEXT, outcome TEXT,
-    overdue INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0);
+    requested INTEGER, shipped INTEGER, received INTEGER, returned INTEGER, closed INTEGER,
+    outcome TEXT, overdue INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS milestones_requested ON milestones (requested);
 CREATE TABLE IF NOT EXISTS asks (
-    id TEXT NOT NULL, attempt INTEGER NOT NULL, lender TEXT NOT NULL, asked TEXT NOT NULL,
-    PRIMARY KEY (id, attempt));
+    id TEXT NOT NULL, attempt INTEGER NOT NULL, lender TEXT NOT NULL, asked INTEGER NOT NULL,
+    superseded INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (id, attempt));
 CREATE INDEX IF NOT EXISTS asks_asked ON asks (asked);
 """
 # When a transaction reached each stage, for the statistics (hub.ops.statistics): the first
-# transition into one of these states marks the stage.
+# transition into one of these states marks the stage. Times there are Unix seconds (the
+# statistics subtract and group them over every request; ISO text would be parsed each time).
 MILESTONE_OF_STATE = {
     "Loaned": "shipped",
     "CopyCompleted": "shipped",
@@ -347,7 +348,7 @@ class Index:
             self.db.execute(
                 "INSERT INTO milestones (id, borrower, service, requested) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET requested = min(requested, excluded.requested)",
-                (txn, sender, "copy" if copy else "loan", record.at),
+                (txn, sender, "copy" if copy else "loan", record.timestamp_ms // 1000),
             )
             bibliographic = message.get("bibliographic") or {}
             self.db.execute(
@@ -389,7 +390,7 @@ class Index:
         before, after = change.get("from_state"), change.get("to_state")
         who = f" from {change['sender']}" if change.get("sender") else ""
         if kind == "transition":
-            self._milestone(txn, record.at, change)
+            self._milestone(txn, record.timestamp_ms // 1000, change)
             summary = f"{before} -> {after} ({change.get('event')}{who})"
             self.db.execute(
                 "UPDATE transactions SET progressed = max(coalesce(progressed, ''), ?), "
@@ -405,10 +406,11 @@ class Index:
             summary += f": {detail}"
         self._entry(record, "state" if kind == "transition" else kind, summary, txn, body=change)
 
-    def _milestone(self, txn: str, at: str, change: dict[str, Any]) -> None:
+    def _milestone(self, txn: str, at: int, change: dict[str, Any]) -> None:
         after, event = change.get("to_state") or "", change.get("event")
         stage, outcome = MILESTONE_OF_STATE.get(after), OUTCOME_OF_STATE.get(after)
-        sets, values = [], []
+        sets: list[str] = []
+        values: list[Any] = []
         if stage is not None:  # the first time only (a renewal's Received is not a receipt)
             sets.append(f"{stage} = coalesce({stage}, ?)")
             values.append(at)
@@ -428,9 +430,14 @@ class Index:
     def _routing(self, record: Record, decision: dict[str, Any]) -> None:
         txn = str(decision.get("transaction_id") or record.key)
         if decision.get("chosen"):
+            attempt = int(decision.get("attempt") or 0)
             self.db.execute(
-                "INSERT OR IGNORE INTO asks VALUES (?, ?, ?, ?)",
-                (txn, int(decision.get("attempt") or 0), decision["chosen"], record.at),
+                "INSERT OR IGNORE INTO asks (id, attempt, lender, asked) VALUES (?, ?, ?, ?)",
+                (txn, attempt, decision["chosen"], record.timestamp_ms // 1000),
+            )
+            # Asked of another lender: the earlier asks were not filled by theirs.
+            self.db.execute(
+                "UPDATE asks SET superseded = 1 WHERE id = ? AND attempt < ?", (txn, attempt)
             )
         skipped = ", ".join(
             f"{s.get('lender')}: {s.get('reason')}" for s in decision.get("skipped") or []

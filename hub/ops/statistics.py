@@ -12,18 +12,20 @@ Definitions (the README's "Statistics" section says the same):
   90th percentile in hours, over the requests that passed both ends of the stage;
 - periods are by the time a request was made (as a lender: asked) in UTC.
 
-Everything is computed in SQL over the index's `milestones` and `asks` tables, percentiles
-with window functions, so a year of a national network's traffic answers in well under a
-second (bench/stats.py measures it).
+SQLite selects the rows of the period from the index's `milestones` and `asks` tables (times
+in Unix seconds) with their group; one pass in Python counts and sorts the stage durations
+(bench/stats.py measures a year of a national network's traffic).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Grouping = Literal["library", "pair", "month", "week", "day"]
@@ -53,21 +55,27 @@ class Query:
     start: str | None = None  # ISO date or time, inclusive
     end: str | None = None  # exclusive
 
-    def where(self, column: str) -> tuple[str, list[str]]:
+    def where(self, column: str) -> tuple[str, list[int]]:
         parts, values = [f"{column} IS NOT NULL"], []
         if self.start:
             parts.append(f"{column} >= ?")
-            values.append(self.start)
+            values.append(_epoch(self.start))
         if self.end:
             parts.append(f"{column} < ?")
-            values.append(self.end)
+            values.append(_epoch(self.end))
         return " AND ".join(parts), values
+
+
+def _epoch(text: str) -> int:
+    """Unix seconds of an ISO date or time (UTC where it names no zone)."""
+    when = datetime.fromisoformat(text)
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
 
 
 def _group(query: Query, table: str, time_column: str) -> str:
     """The SQL expression a row is grouped by (`a`: asks, `m`: requests)."""
     if query.by in PERIOD:
-        return f"strftime('{PERIOD[query.by]}', {table}.{time_column})"
+        return f"strftime('{PERIOD[query.by]}', {table}.{time_column}, 'unixepoch')"
     if query.by == "pair":
         return "m.borrower || ' -> ' || a.lender"
     return "a.lender" if table == "a" else "m.borrower"
@@ -76,93 +84,79 @@ def _group(query: Query, table: str, time_column: str) -> str:
 def compute(db: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
     """One row per group, in the group's order, with every column of COLUMNS."""
     if query.role == "lender" or query.by == "pair":
-        return _by_asks(db, query)
-    return _by_requests(db, query)
-
-
-def _by_requests(db: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
-    where, values = query.where("m.requested")
-    group = _group(query, "m", "requested")
-    source = f"SELECT {group} AS g, m.* FROM milestones m WHERE {where}"
-    counts = f"""
-        SELECT g, count(*) AS requests,
-            sum(shipped IS NOT NULL) AS filled,
-            sum(outcome = 'unfilled') AS unfilled,
-            sum(outcome = 'cancelled' AND shipped IS NULL) AS cancelled,
-            sum(outcome = 'expired') AS expired,
-            sum(closed IS NULL AND shipped IS NULL) AS open,
-            sum(overdue) AS overdue, sum(lost) AS lost
-        FROM ({source}) GROUP BY g"""
-    rows = {r["g"]: dict(r) for r in db.execute(counts, values)}
-    _turnaround(db, source, values, rows)
-    return _finish(rows)
-
-
-def _by_asks(db: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
-    """As a lender (or per pair): every ask of a lender, filled when that lender shipped."""
-    where, values = query.where("a.asked")
-    group = _group(query, "a", "asked")
-    source = f"""
-        SELECT {group} AS g, a.asked AS requested, m.borrower,
-            CASE WHEN m.lender = a.lender THEN m.shipped END AS shipped,
-            CASE WHEN m.lender = a.lender THEN m.received END AS received,
-            CASE WHEN m.lender = a.lender THEN m.returned END AS returned,
-            CASE WHEN m.lender = a.lender THEN m.closed END AS closed,
-            m.outcome, m.overdue AND m.lender = a.lender AS overdue,
-            m.lost AND m.lender = a.lender AS lost,
-            (SELECT max(later.attempt) FROM asks later WHERE later.id = a.id) = a.attempt
-                AS current
-        FROM asks a JOIN milestones m ON m.id = a.id WHERE {where}"""
-    # An ask is unfilled once the request moved on to another lender or ended unshipped.
-    counts = f"""
-        SELECT g, count(*) AS requests,
-            sum(shipped IS NOT NULL) AS filled,
-            sum(shipped IS NULL AND (NOT current OR outcome IN ('unfilled', 'expired')))
-                AS unfilled,
-            sum(shipped IS NULL AND current AND outcome = 'cancelled') AS cancelled,
-            0 AS expired,
-            sum(shipped IS NULL AND current AND outcome IS NULL) AS open,
-            sum(overdue) AS overdue, sum(lost) AS lost
-        FROM ({source}) GROUP BY g"""
-    rows = {r["g"]: dict(r) for r in db.execute(counts, values)}
-    _turnaround(db, source, values, rows)
-    return _finish(rows)
-
-
-def _turnaround(
-    db: sqlite3.Connection, source: str, values: list[str], rows: dict[str, dict[str, Any]]
-) -> None:
-    """Median and 90th percentile (nearest rank) of each stage, per group, in hours."""
-    for stage, (begin, end) in STAGES.items():
+        # As a lender (or per pair): every ask of a lender, filled when that lender shipped;
+        # an ask is unfilled once the request moved on to another lender or ended unshipped.
+        where, values = query.where("a.asked")
         sql = f"""
-            WITH d AS (
-                SELECT g, (julianday({end}) - julianday({begin})) * 24 AS h
-                FROM ({source}) WHERE {begin} IS NOT NULL AND {end} IS NOT NULL),
-            r AS (
-                SELECT g, h, row_number() OVER (PARTITION BY g ORDER BY h) AS rn,
-                    count(*) OVER (PARTITION BY g) AS n FROM d)
-            SELECT g, max(CASE WHEN rn = (n + 1) / 2 THEN h END) AS median,
-                max(CASE WHEN rn = (9 * n + 9) / 10 THEN h END) AS p90
-            FROM r GROUP BY g"""
-        for found in db.execute(sql, values):
-            row = rows.get(found["g"])
-            if row is not None:
-                row[f"{stage}_median_h"] = round(found["median"], 1)
-                row[f"{stage}_p90_h"] = round(found["p90"], 1)
+            SELECT {_group(query, "a", "asked")}, a.asked,
+                CASE WHEN m.lender = a.lender THEN m.shipped END,
+                CASE WHEN m.lender = a.lender THEN m.received END,
+                CASE WHEN m.lender = a.lender THEN m.returned END,
+                CASE WHEN m.lender = a.lender THEN m.closed END,
+                CASE WHEN a.superseded THEN 'unfilled' ELSE m.outcome END,
+                m.overdue AND m.lender = a.lender, m.lost AND m.lender = a.lender
+            FROM asks a JOIN milestones m ON m.id = a.id WHERE {where}"""
+    else:
+        where, values = query.where("m.requested")
+        sql = f"""
+            SELECT {_group(query, "m", "requested")}, requested, shipped, received, returned,
+                closed, outcome, overdue, lost
+            FROM milestones m WHERE {where}"""
+    return _aggregate(db.execute(sql, values))
 
 
-def _finish(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _aggregate(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Counts and stage durations per group in one pass over the selected rows: SQLite
+    selects and groups the rows; percentiles by window functions cost three to four times
+    this pass (bench/stats.py)."""
+    counts: dict[Any, list[int]] = {}
+    durations: dict[Any, tuple[list[int], ...]] = {}
+    for group, began, shipped, received, returned, closed, outcome, overdue, lost in rows:
+        found = counts.get(group)
+        if found is None:
+            found = counts[group] = [0] * len(COUNTS)
+            durations[group] = ([], [], [], [])
+        found[0] += 1
+        if shipped is not None:
+            found[1] += 1
+            spans = durations[group]
+            spans[0].append(shipped - began)
+            if received is not None:
+                spans[1].append(received - shipped)
+                if returned is not None:
+                    spans[2].append(returned - received)
+                    if closed is not None:
+                        spans[3].append(closed - returned)
+        elif outcome == "unfilled":
+            found[2] += 1
+        elif outcome == "cancelled":
+            found[3] += 1
+        elif outcome == "expired":
+            found[4] += 1
+        elif outcome is None:
+            found[5] += 1
+        found[6] += bool(overdue)
+        found[7] += bool(lost)
     finished = []
-    for key in sorted(rows, key=lambda k: (k is None, k or "")):
-        row = rows[key]
-        decided = row["filled"] + row["unfilled"] + row["expired"]
-        out: dict[str, Any] = {"group": key if key is not None else "?"}
-        out.update({name: int(row[name] or 0) for name in COUNTS})
-        out["fill_rate"] = round(row["filled"] / decided, 3) if decided else None
-        for column in COLUMNS[len(COUNTS) + 2 :]:
-            out[column] = row.get(column)
+    for group in sorted(counts, key=lambda k: (k is None, k or "")):
+        out: dict[str, Any] = {"group": group if group is not None else "?"}
+        out.update(zip(COUNTS, counts[group], strict=True))
+        decided = out["filled"] + out["unfilled"] + out["expired"]
+        out["fill_rate"] = round(out["filled"] / decided, 3) if decided else None
+        for stage, seconds in zip(STAGES, durations[group], strict=True):
+            seconds.sort()
+            out[f"{stage}_median_h"] = _rank(seconds, 0.5)
+            out[f"{stage}_p90_h"] = _rank(seconds, 0.9)
         finished.append(out)
     return finished
+
+
+def _rank(sorted_seconds: list[int], fraction: float) -> float | None:
+    """The nearest-rank percentile, in hours."""
+    if not sorted_seconds:
+        return None
+    rank = max(1, math.ceil(fraction * len(sorted_seconds)))
+    return round(sorted_seconds[rank - 1] / 3600, 1)
 
 
 def as_csv(rows: Iterable[dict[str, Any]]) -> str:

@@ -44,7 +44,9 @@ from connectors.core.connections import SourceLimit, capped
 from connectors.core.directory import Directory
 from connectors.core.throttle import LoginThrottle
 from hub.ops import index as index_module
+from hub.ops import statistics
 from hub.ops.console import pages, static, views
+from hub.ops.console import stats as stats_page
 from hub.ops.console.html import Html
 from hub.ops.console.sessions import (
     LOGIN_COOKIE,
@@ -198,6 +200,8 @@ class Console(Service):
         app.router.add_post("/partners/{symbol}/redeliver", self.redeliver_partner)
         app.router.add_get("/deadletters", self.deadletters)
         app.router.add_post("/deadletters/replay", self.replay)
+        app.router.add_get("/stats", self.stats)
+        app.router.add_get("/stats.csv", self.stats_csv)
         app.router.add_get("/live", self.live)
         app.router.add_get("/static/console.js", self.script)
         app.router.add_get("/static/console.css", self.stylesheet)
@@ -431,6 +435,26 @@ class Console(Service):
         letters = await self.read(read)
         content = pages.deadletters_page(letters, query, request[SESSION])
         return self.page(request, "Dead letters", content, "deadletters")
+
+    async def stats(self, request: web.Request) -> web.Response:
+        query, errors = stats_page.query_of(request.query)
+        index = self._index()
+        rows = await self.read(lambda: statistics.compute(index.db, query))
+        return self.page(request, "Statistics", stats_page.page(rows, query, errors), "stats")
+
+    async def stats_csv(self, request: web.Request) -> web.Response:
+        query, errors = stats_page.query_of(request.query)
+        if errors:
+            raise web.HTTPBadRequest(text="; ".join(errors))
+        index = self._index()
+        rows = await self.read(lambda: statistics.compute(index.db, query))
+        name = f"rshub-stats-{query.by}-{query.role}.csv"
+        return web.Response(
+            text=statistics.as_csv(rows),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     # -- operators' actions ----------------------------------------------------------------
 

@@ -83,7 +83,12 @@ $fields<button type="submit"$button_id>$label</button>
     ),
 }
 
-NAV = (("/", "Requests"), ("/partners", "Partners"), ("/deadletters", "Dead letters"))
+NAV = (
+    ("/", "Requests"),
+    ("/partners", "Partners"),
+    ("/deadletters", "Dead letters"),
+    ("/stats", "Statistics"),
+)
 
 
 def layout(
