@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 
 from connectors.core.directory import Directory, DirectoryError, load
@@ -505,7 +506,7 @@ def log_output():  # type: ignore[no-untyped-def]
 
 
 def test_library_log_lines_are_json_and_repeats_are_counted(log_output) -> None:
-    logs.configure("INFO", "json", stream=log_output)
+    logs.configure("INFO", "json", stream=log_output, library_level="INFO")
     for _ in range(5):
         logging.getLogger("aiokafka.conn").warning("Unable connect to %s", "node 1")
     logging.getLogger("faust.worker").info("Worker ready")
@@ -570,3 +571,19 @@ async def test_a_clients_malformed_request_is_one_warning_without_traceback(log_
     assert faults and all(line["level"] == "warning" for line in faults)
     assert "Traceback" not in log_output.getvalue()
     assert "BadHttpMessage" in faults[0]["event"] or "InvalidHeader" in faults[0]["event"]
+
+
+def test_library_chatter_below_warning_is_left_out_unless_asked(log_output) -> None:
+    logs.configure("INFO", "json", stream=log_output)
+    logging.getLogger("faust.tables.recovery").info("+ Table Recovery +  (ASCII art)")
+    logging.getLogger("aiokafka.consumer").warning("Heartbeat failed")
+    structlog.get_logger("hub.test").info("hub.own_line")
+    lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["Heartbeat failed", "hub.own_line"]
+
+
+def test_console_format_writes_no_colour_codes_into_a_file(log_output) -> None:
+    logs.configure("INFO", "console", stream=log_output)
+    structlog.get_logger("hub.test").warning("delivery.failed", partner="SOUTH")
+    text = log_output.getvalue()
+    assert "delivery.failed" in text and "partner" in text and "\x1b[" not in text

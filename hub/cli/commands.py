@@ -176,6 +176,20 @@ def _more_descriptors() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def _listening(
+    listeners: list[Any], http: socket.socket | None, console: socket.socket | None
+) -> dict[str, str]:
+    """Every address this hub listens on, for the one start-up line that names them."""
+    found: dict[str, str] = {}
+    named = [("http", http), ("console", console)]
+    named += [(type(x).__name__, getattr(x, "sock", None)) for x in listeners]
+    for name, sock in named:
+        if sock is not None:
+            host, port = sock.getsockname()[:2]
+            found[name] = f"{host}:{port}"
+    return found
+
+
 def serve(settings: Settings) -> int:
     from faust.worker import Worker
 
@@ -298,6 +312,7 @@ def serve(settings: Settings) -> int:
         )
         log.info(
             "hub.starting",
+            listening=_listening(listeners, http_socket, console_socket),
             bootstrap_servers=bootstrap,
             embedded=kept is not None,
             consortium=directory.consortium,
@@ -981,6 +996,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.log_level,
         settings.log_format,
         quiet_libraries=args.command in ("tail", "route", "find", "show", "deadletters", "stats"),
+        library_level=settings.library_log_level,
     )
     if args.command == "serve":
         return serve(settings)

@@ -76,6 +76,7 @@ def configure(
     fmt: str = "json",
     quiet_libraries: bool = False,
     stream: TextIO | None = None,
+    library_level: str = "WARNING",
 ) -> None:
     """`quiet_libraries`: only errors from the Kafka clients (for `tail` and `route`, whose
     output is for people and must not be interleaved with client chatter). `stream`: where
@@ -83,7 +84,9 @@ def configure(
     level = level.upper()
     stream = stream or sys.stderr
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=_terminal(stream))
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -109,13 +112,21 @@ def configure(
     root.addHandler(handler)
     root.setLevel(level)
     for name in KAFKA_CLIENTS:
-        logging.getLogger(name).setLevel("ERROR" if quiet_libraries else logging.NOTSET)
+        logging.getLogger(name).setLevel("ERROR" if quiet_libraries else library_level.upper())
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
+
+
+def _terminal(stream: TextIO) -> bool:
+    """Colour codes only where a person reads them: a file or a log shipper gets none."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _extras(

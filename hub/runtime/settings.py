@@ -177,10 +177,17 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING, ERROR"
     )
-    log_format: Literal["json", "console"] = Field("json", description="json or console")
+    log_format: Literal["json", "console"] = Field(
+        "json", description="json, or console (coloured only on a terminal)"
+    )
+    library_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING",
+        description="least level logged from faust, mode and aiokafka (their INFO lines are "
+        "start-up and rebalance chatter)",
+    )
     validate_xsd: bool = Field(True, description="validate inbound XML against the XSDs")
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "library_log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
