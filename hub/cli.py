@@ -376,16 +376,23 @@ def decode(protocol: str, path: Path, settings: Settings) -> int:
 
 
 async def _tail(bootstrap: str, from_beginning: bool) -> None:
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        "ill.events",
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-    )
+    from hub import partition_ends
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
+        events = [
+            TopicPartition("ill.events", p)
+            for p in sorted(consumer.partitions_for_topic("ill.events") or ())
+        ]
+        consumer.assign(events)
+        if from_beginning:
+            await consumer.seek_to_beginning(*events)
+        else:  # not seek_to_end: the embedded broker's "latest" is short of the end
+            for tp, end in (await partition_ends.end_offsets(consumer, events)).items():
+                consumer.seek(tp, end)
         async for record in consumer:
             change = json.loads(record.value)
             print(

@@ -19,6 +19,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.core.records import Verdict
+from hub import partition_ends
 from hub.fetching import FOLLOWER_IDLE_MS, FOLLOWER_WAIT_MS, Pacer, pace, polled
 from hub.load import LoadBook
 
@@ -61,7 +62,7 @@ class _Follower:
             raise RuntimeError(f"topic {self.topic} does not exist")
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self.consumer.assign(assigned)
-        ends = await self.consumer.end_offsets(assigned)
+        ends = await partition_ends.end_offsets(self.consumer, assigned)
         if self.from_beginning:
             await self.consumer.seek_to_beginning(*assigned)
             self._targets = {tp: end for tp, end in ends.items() if end > 0}

@@ -42,7 +42,7 @@ from typing import Any
 
 import structlog
 
-from hub import jsonbytes
+from hub import jsonbytes, partition_ends
 
 log = structlog.get_logger(__name__)
 
@@ -672,7 +672,7 @@ async def _read_to_end(consumer: Any, index: Index, assigned: list[Any], hold: i
     others paused; all are paused when it returns or raises), applying up to `hold` records
     at once; the number of records applied."""
     consumer.pause(*assigned)
-    ends = await consumer.end_offsets(assigned)
+    ends = await partition_ends.end_offsets(consumer, assigned)
     behind = [tp for tp in assigned if await consumer.position(tp) < ends[tp]]
     held: list[Record] = []
     applied = 0

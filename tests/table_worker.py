@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -29,14 +29,15 @@ def build(bootstrap: str, app_id: str, data_dir: str) -> fetching.App:
         web_enabled=False,
     )
     table = app.Table(TABLE, default=None, partitions=1, key_type=bytes, value_type=bytes)
-    table.key_serializer = "raw"  # type: ignore[misc]
-    table.value_serializer = "raw"  # type: ignore[misc]
+    # What the store reads keys and values back with at recovery (hub.agents does the same).
+    cast(Any, table).key_serializer = "raw"
+    cast(Any, table).value_serializer = "raw"
     said = False
 
     @app.timer(0.2)
     async def report() -> None:
         nonlocal said
-        recovery: Any = app.tables.recovery
+        recovery = cast(Any, app.tables).recovery
         if not said and recovery.completed.is_set():
             said = True
             # To the process's own stdout: faust's worker sends sys.stdout to its log.

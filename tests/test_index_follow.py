@@ -78,6 +78,17 @@ async def test_the_index_reads_in_rounds_and_rests_paused_between_them(
         index.close()
 
 
+@pytest.fixture
+def fake_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partitions' ends come from the stand-in consumer (hub.partition_ends asks a real
+    broker with a Fetch)."""
+
+    async def ends(consumer: Any, tps: Any) -> dict[Any, int]:
+        return dict(await consumer.end_offsets(list(tps)))
+
+    monkeypatch.setattr(index_module.partition_ends, "end_offsets", ends)
+
+
 class _Consumer:
     """Stands in for aiokafka's consumer in `_read_to_end`: partitions with an end offset and
     a position, reads of up to two records, and a list of reads that bring nothing."""
@@ -130,7 +141,7 @@ def _record(tp: Any, offset: int) -> Any:
 
 
 async def test_a_round_reads_each_partition_to_its_end_and_leaves_all_paused(
-    tmp_path: Path,
+    tmp_path: Path, fake_ends: None
 ) -> None:
     from aiokafka import TopicPartition
 
@@ -146,7 +157,9 @@ async def test_a_round_reads_each_partition_to_its_end_and_leaves_all_paused(
         index.close()
 
 
-async def test_a_partition_the_broker_starves_is_left_for_the_next_round(tmp_path: Path) -> None:
+async def test_a_partition_the_broker_starves_is_left_for_the_next_round(
+    tmp_path: Path, fake_ends: None
+) -> None:
     from aiokafka import TopicPartition
 
     a, b = TopicPartition("ill.transactions", 0), TopicPartition("ill.transactions", 1)

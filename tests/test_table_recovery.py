@@ -23,11 +23,14 @@ pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def write_rows(bootstrap: str, topic: str, singles: int, batches: int, per: int) -> int:
-    """`singles` one-record batches, then `batches` batches of `per` records; the row count."""
+async def write_rows(
+    bootstrap: str, topic: str, singles: int, batches: int, per: int, first: int = 0
+) -> int:
+    """`singles` one-record batches, then `batches` batches of `per` records, each a new row
+    (keys numbered from `first`); the number of rows written."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
-    written = 0
+    written = first
     try:
         for _ in range(singles):
             await producer.send_and_wait(topic, b"value", key=b"row-%d" % written, partition=0)
@@ -40,7 +43,7 @@ async def write_rows(bootstrap: str, topic: str, singles: int, batches: int, per
             await (await producer.send_batch(batch, topic, partition=0))
     finally:
         await producer.stop()
-    return written
+    return written - first
 
 
 async def recovered_rows(bootstrap: str, app_id: str, data_dir: Path) -> int:
@@ -81,5 +84,5 @@ async def test_every_changelog_row_comes_back_after_multi_record_batches(
     assert written == 70
     assert await recovered_rows(bootstrap, app_id, tmp_path / "first") == 70
     # Written again by a restarted worker's neighbours, then restarted right after: still all.
-    written += await write_rows(bootstrap, changelog, singles=0, batches=3, per=25)
+    written += await write_rows(bootstrap, changelog, 0, batches=3, per=25, first=written)
     assert await recovered_rows(bootstrap, app_id, tmp_path / "second") == written
