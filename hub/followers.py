@@ -19,7 +19,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.core.records import Verdict
-from hub import partition_ends
+from hub import partition_ends, snapshots
 from hub.fetching import FOLLOWER_IDLE_MS, FOLLOWER_WAIT_MS, Pacer, pace, polled
 from hub.load import LoadBook
 
@@ -87,7 +87,8 @@ class _Follower:
 
     def _one(self, record: Any) -> None:
         try:
-            self.handle(record.key.decode() if record.key else "", record.value)
+            if not snapshots.is_filler(record.headers):  # an offset a restore kept
+                self.handle(record.key.decode() if record.key else "", record.value)
         except Exception:
             log.exception("follower.bad_record", topic=self.topic, offset=record.offset)
         tp = TopicPartition(record.topic, record.partition)

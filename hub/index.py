@@ -223,6 +223,8 @@ class Index:
                 handler = self.handlers.get(record.topic)
                 if handler is None and record.topic.startswith(OUTBOUND_PREFIX):
                     handler = self._outbound
+                # No value: a tombstone, or a filler a broker restore put in a dropped
+                # record's place (hub.snapshots); only its offset counts.
                 if handler is not None and record.value is not None:
                     try:
                         handler(record, jsonbytes.loads(record.value))

@@ -11,7 +11,9 @@ meaning. Where a record is not written back (past its topic's retention, or an o
 a key in a compacted topic), a *filler* takes its offset: no key, no value, the header
 `FILLER_HEADER`, timestamp 0. Readers skip fillers (`is_filler`); a dump never stores them
 (the gap they fill is implied by the offsets around it). A record still ahead of a consumer
-group's committed offset is never dropped for its age: it was accepted and not yet processed.
+group's committed offset is never dropped for its age: it was accepted and not yet processed;
+so fillers reach only readers outside consumer groups (table recovery, the followers, the
+operators' index, `rshub tail`), and of compacted topics.
 
 Restoring writes records in large batches (a fetch on Tansu costs in proportion to the
 batches a partition holds), except a partition's last record, which goes alone: Tansu answers
@@ -402,10 +404,7 @@ async def restore(bootstrap: str, snapshot: Snapshot) -> Restored:
             await admin.create_topics(new)
     finally:
         await admin.close()
-    least: dict[str, int] = {}
-    for offsets in snapshot.groups.values():
-        for key, offset in offsets.items():
-            least[key] = min(offset, least.get(key, offset))
+    least = _least_committed(snapshot)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", max_request_size=4 * BATCH_BYTES
     )
@@ -427,6 +426,22 @@ async def restore(bootstrap: str, snapshot: Snapshot) -> Restored:
     )
     await _check_ends(bootstrap, snapshot)
     return done
+
+
+def _least_committed(snapshot: Snapshot) -> dict[str, int]:
+    """Per partition ("topic/partition"), the least offset a consumer group reading it has
+    committed. A group reads a topic where it committed on any of its partitions; on one it
+    has not committed on yet it has read nothing (0): nothing there is dropped for its age,
+    and no filler ever reaches a group's consumer."""
+    least: dict[str, int] = {}
+    for offsets in snapshot.groups.values():
+        read = {key.rpartition("/")[0] for key in offsets}
+        for part in snapshot.partitions:
+            if part.topic in read:
+                key = f"{part.topic}/{part.partition}"
+                offset = offsets.get(key, 0)
+                least[key] = min(offset, least.get(key, offset))
+    return least
 
 
 async def _write_partition(
