@@ -51,7 +51,7 @@ from typing import Any
 import structlog
 
 from connectors.core.connections import free_port
-from hub import snapshots
+from hub import incarnation, snapshots
 
 log = structlog.get_logger(__name__)
 
@@ -421,7 +421,7 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
     assert broker.process is not None
     # Blocked only now: a child inherits the signal mask (the shim clears it for Tansu).
     # Until here a signal ends the keeper outright and the kernel ends Tansu with it.
-    watched = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+    watched = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1}
     signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     me = KeptBroker(
         os.getpid(),
@@ -458,6 +458,10 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
             me = replace(me, broker_pid=broker.process.pid)
             _write_record(data_dir, me)
             continue
+        if got is not None and got.si_signo == signal.SIGUSR1:  # `snapshot_now`
+            _snapshot(data_dir, broker.bootstrap_servers)
+            next_snapshot = time.monotonic() + snapshot_s
+            continue
         if got is not None and got.si_signo != signal.SIGCHLD:
             _wait_for_users(data_dir, USERS_WAIT_S)
             _snapshot(data_dir, broker.bootstrap_servers)
@@ -476,20 +480,40 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
     return 0
 
 
+def snapshot_now(data_dir: Path) -> bool:
+    """Asks the data folder's keeper for a snapshot now (it answers SIGUSR1 with one); False
+    when no keeper runs."""
+    kept = running(data_dir)
+    if kept is None:
+        return False
+    try:
+        pidfd = os.pidfd_open(kept.pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if not _lock_held(data_dir / LOCK):  # checked after opening: the keeper's pid
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
+        return True
+    finally:
+        os.close(pidfd)
+
+
 def _start_restored(data_dir: Path, broker: EmbeddedBroker) -> None:
     """Starts Tansu and puts the last snapshot back into it (a damaged snapshot is refused
     whole, before anything is written: `SnapshotError`)."""
     path = data_dir / snapshots.FILE
     saved = snapshots.read(path) if path.exists() else None
     broker.start(new_session=False)
-    if saved is None:
-        return
     began = time.monotonic()
     try:
         asyncio.run(_restore(broker.bootstrap_servers, saved))
     except Exception as error:
         broker.stop()
-        raise BrokerError(f"restoring {path} failed: {type(error).__name__}: {error}") from error
+        what = f"restoring {path}" if saved else "announcing the broker"
+        raise BrokerError(f"{what} failed: {type(error).__name__}: {error}") from error
+    if saved is None:
+        return
     log.info(
         "broker.restored",
         snapshot=str(path),
@@ -499,15 +523,20 @@ def _start_restored(data_dir: Path, broker: EmbeddedBroker) -> None:
     )
 
 
-async def _restore(bootstrap: str, saved: snapshots.Snapshot) -> None:
+async def _restore(bootstrap: str, saved: snapshots.Snapshot | None) -> None:
+    """The snapshot back into the fresh broker at `bootstrap` (if any), then a new life
+    announced with the ends the restore left (hub.incarnation)."""
     await wait_for_metadata(bootstrap)
-    restored = await snapshots.restore(bootstrap, saved)
-    log.info(
-        "broker.restore_rejuvenated",
-        written=restored.records,
-        dropped=restored.dropped,
-        fillers=restored.fillers,
-    )
+    if saved is not None:
+        restored = await snapshots.restore(bootstrap, saved)
+        log.info(
+            "broker.restore_rejuvenated",
+            written=restored.records,
+            dropped=restored.dropped,
+            fillers=restored.fillers,
+        )
+    ends = {} if saved is None else {f"{p.topic}/{p.partition}": p.end for p in saved.partitions}
+    await incarnation.announce(bootstrap, ends)
 
 
 def _snapshot(data_dir: Path, bootstrap: str) -> None:

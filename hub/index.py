@@ -42,7 +42,7 @@ from typing import Any
 
 import structlog
 
-from hub import jsonbytes, partition_ends
+from hub import incarnation, jsonbytes, partition_ends
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +103,7 @@ WAITING_STATES = {
 CLOSED_STATES = frozenset({"LoanCompleted", "CopyCompleted", "Cancelled", "Unfilled", "Expired"})
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
     PRIMARY KEY (topic, partition));
@@ -209,6 +210,39 @@ class Index:
         self.db.close()
 
     # -- keeping it ------------------------------------------------------------------------
+
+    def incarnation(self) -> str | None:
+        """The broker life (hub.incarnation) the kept offsets belong to, if one was seen."""
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'incarnation'").fetchone()
+        return None if row is None else str(row["value"])
+
+    def read_again(self, starts: dict[tuple[str, int], int], life: str | None, label: str) -> None:
+        """The broker was replaced: each partition in `starts` is read again from its offset
+        there. What the index read at those offsets before is kept under the topic name with
+        `label` appended (a story stays whole; the offsets are free for the new records), and
+        a transaction's row taken from there may be replaced by an older offset's."""
+        with self.db:
+            for (topic, partition), start in starts.items():
+                self.db.execute(
+                    "UPDATE entries SET topic = topic || ? "
+                    "WHERE topic = ? AND partition = ? AND offset >= ?",
+                    (label, topic, partition, start),
+                )
+                if topic == "ill.transactions":
+                    self.db.execute(
+                        "UPDATE transactions SET snapshot_offset = -1 "
+                        "WHERE snapshot_partition = ? AND snapshot_offset >= ?",
+                        (partition, start),
+                    )
+                self.db.execute(
+                    "INSERT OR REPLACE INTO offsets (topic, partition, next) VALUES (?, ?, ?)",
+                    (topic, partition, start),
+                )
+            if life is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('incarnation', ?)",
+                    (life,),
+                )
 
     def offsets(self) -> dict[tuple[str, int], int]:
         rows = self.db.execute("SELECT topic, partition, next FROM offsets")
@@ -602,7 +636,23 @@ async def _assign(consumer: Any, index: Index) -> list[Any]:
         for topic in sorted(wanted)
         for p in sorted(consumer.partitions_for_topic(topic) or ())
     ]
+    life = await incarnation.latest(consumer)
     consumer.assign(assigned)
+    found = await partition_ends.bounds(consumer, assigned)
+    known = index.offsets()
+    seen = index.incarnation()
+    again = read_again_from(known, found, life if life is not None and seen else None, seen)
+    if again or (life is not None and life.id != seen):
+        label = f"~before-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+        await asyncio.to_thread(index.read_again, again, life.id if life else None, label)
+    if again:
+        log.warning(
+            "index.broker_replaced",
+            partitions=len(again),
+            read_again_from={f"{t}/{p}": o for (t, p), o in sorted(again.items())},
+            detail="the broker is not the one the index read (restored from an older snapshot, "
+            "or a different one): those partitions are read again; what the index had is kept",
+        )
     known = index.offsets()
     for tp in assigned:
         if (tp.topic, tp.partition) in known:
@@ -610,6 +660,31 @@ async def _assign(consumer: Any, index: Index) -> list[Any]:
         else:
             await consumer.seek_to_beginning(tp)
     return assigned
+
+
+def read_again_from(
+    known: dict[tuple[str, int], int],
+    found: dict[Any, partition_ends.Bounds],
+    life: incarnation.Incarnation | None,
+    seen: str | None,
+) -> dict[tuple[str, int], int]:
+    """The partitions the index must read again, and from where: a partition that ends
+    before the offset the index kept (a different broker) from its first offset; after the
+    broker's life changed (`life`, against the `seen` one), from where the new life's own
+    records begin, where the index had read past it."""
+    again: dict[tuple[str, int], int] = {}
+    for tp, bounds in found.items():
+        kept = known.get((tp.topic, tp.partition))
+        if kept is None:
+            continue
+        start = kept
+        if life is not None and life.id != seen:
+            start = min(start, life.restored_end(tp.topic, tp.partition))
+        if kept > bounds.end:
+            start = min(start, max(bounds.start, 0))
+        if start < kept:
+            again[tp.topic, tp.partition] = start
+    return again
 
 
 def _records(batch: dict[Any, list[Any]]) -> list[Record]:
