@@ -79,6 +79,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         measure.say(f"aged: fetch {old['fetch_ms']:.1f} ms")
         began = time.perf_counter()
         saved = await snapshots.dump(aged.bootstrap_servers)
+        assert saved is not None
         dump_s = time.perf_counter() - began
 
     with tempfile.TemporaryDirectory() as folder:

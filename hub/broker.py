@@ -435,6 +435,7 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
     sys.stdout.close()
     reason = "stopped"
     next_snapshot = time.monotonic() + snapshot_s
+    saved: str | None = None  # the signature of what the snapshot file holds
     while True:
         # An event (a signal, Tansu's exit) or, every WATCH_S, a look at the record; and
         # the periodic snapshot when it is due.
@@ -443,7 +444,7 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
         if broker.process.poll() is not None:
             status = broker.process.returncode
             try:
-                _start_restored(data_dir, broker)
+                _start_restored(data_dir, broker, revived=True)
             except (BrokerError, snapshots.SnapshotError) as error:
                 reason = f"tansu exited with status {status} and could not be restarted: {error}"
                 break
@@ -457,20 +458,21 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
             )
             me = replace(me, broker_pid=broker.process.pid)
             _write_record(data_dir, me)
+            saved = None
             continue
         if got is not None and got.si_signo == signal.SIGUSR1:  # `snapshot_now`
-            _snapshot(data_dir, broker.bootstrap_servers)
+            saved = _snapshot(data_dir, broker.bootstrap_servers)
             next_snapshot = time.monotonic() + snapshot_s
             continue
         if got is not None and got.si_signo != signal.SIGCHLD:
             _wait_for_users(data_dir, USERS_WAIT_S)
-            _snapshot(data_dir, broker.bootstrap_servers)
+            _snapshot(data_dir, broker.bootstrap_servers, saved)
             break
         if _read_record(data_dir) != me:
             reason = "its record is gone (data folder removed or taken over)"
             break
         if time.monotonic() >= next_snapshot:
-            _snapshot(data_dir, broker.bootstrap_servers)
+            saved = _snapshot(data_dir, broker.bootstrap_servers, saved)
             next_snapshot = time.monotonic() + snapshot_s
     print(f"{datetime.now(UTC).isoformat()} broker {me.address}: {reason}", file=sys.stderr)
     broker.stop()
@@ -499,18 +501,35 @@ def snapshot_now(data_dir: Path) -> bool:
         os.close(pidfd)
 
 
-def _start_restored(data_dir: Path, broker: EmbeddedBroker) -> None:
+def _start_restored(data_dir: Path, broker: EmbeddedBroker, revived: bool = False) -> None:
     """Starts Tansu and puts the last snapshot back into it (a damaged snapshot is refused
-    whole, before anything is written: `SnapshotError`)."""
+    whole, before anything is written: `SnapshotError`). `revived`: the broker died under
+    running hubs, which reconnect to the new one at once and may write while the snapshot is
+    restored (Tansu cannot be told to wait): a restore that fails then leaves the broker
+    running with what it got, the snapshot kept aside, and says so; at start no hub is
+    connected, and a failed restore stops the broker."""
     path = data_dir / snapshots.FILE
     saved = snapshots.read(path) if path.exists() else None
+    if revived and saved is not None:
+        # Kept as it was: the next periodic snapshot replaces broker.snapshot.
+        aside = path.with_name(f"{path.name}.crash-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        with contextlib.suppress(OSError):
+            os.link(path, aside)
     broker.start(new_session=False)
     began = time.monotonic()
     try:
         asyncio.run(_restore(broker.bootstrap_servers, saved))
     except Exception as error:
-        broker.stop()
         what = f"restoring {path}" if saved else "announcing the broker"
+        if revived:
+            log.error(
+                "broker.restore_incomplete",
+                error=f"{what} failed: {type(error).__name__}: {error}",
+                detail="a hub wrote while the snapshot was restored: restart `rshub serve`; "
+                "the snapshot used is kept beside it (.crash-*)",
+            )
+            return
+        broker.stop()
         raise BrokerError(f"{what} failed: {type(error).__name__}: {error}") from error
     if saved is None:
         return
@@ -539,22 +558,28 @@ async def _restore(bootstrap: str, saved: snapshots.Snapshot | None) -> None:
     await incarnation.announce(bootstrap, ends)
 
 
-def _snapshot(data_dir: Path, bootstrap: str) -> None:
-    """Dumps the broker into the data folder's snapshot; a failure is logged and the previous
-    snapshot stays (the file is replaced only once the new one is whole)."""
+def _snapshot(data_dir: Path, bootstrap: str, unless: str | None = None) -> str | None:
+    """Dumps the broker into the data folder's snapshot, unless nothing was written or
+    committed since the snapshot whose signature is `unless`; the signature of what the
+    file now holds. A failure is logged and the previous snapshot stays (the file is replaced
+    only once the new one is whole)."""
     began = time.monotonic()
     try:
-        saved = asyncio.run(snapshots.dump(bootstrap))
+        saved = asyncio.run(snapshots.dump(bootstrap, unless))
+        if saved is None:
+            os.utime(data_dir / snapshots.FILE)  # still what the broker holds: its age is 0
+            return unless
         size = snapshots.write(data_dir / snapshots.FILE, saved)
     except Exception as error:
         log.error("broker.snapshot_failed", error=f"{type(error).__name__}: {error}")
-        return
+        return None
     log.info(
         "broker.snapshot",
         records=saved.records,
         bytes=size,
         seconds=round(time.monotonic() - began, 2),
     )
+    return saved.signature
 
 
 def _wait_for_users(data_dir: Path, timeout_s: float) -> None:

@@ -97,6 +97,13 @@ class Snapshot:
     def records(self) -> int:
         return sum(len(p.records) for p in self.partitions)
 
+    @property
+    def signature(self) -> str:
+        """What changes when anything is written or committed: each partition's end and each
+        group's committed offsets (a broker that wrote nothing needs no new snapshot)."""
+        ends = {f"{p.topic}/{p.partition}": p.end for p in self.partitions}
+        return json.dumps([ends, self.groups], sort_keys=True)
+
 
 def is_filler(headers: Any) -> bool:
     """Whether a consumed record is a filler the restore wrote (readers skip it)."""
@@ -265,9 +272,10 @@ def summary(data_dir: Path) -> Summary | None:
 # -- dump: read everything the broker holds ------------------------------------------------
 
 
-async def dump(bootstrap: str) -> Snapshot:
-    """What the broker at `bootstrap` holds. Committed offsets are read first and the records
-    up to the ends found afterwards, so no committed offset points past what is saved."""
+async def dump(bootstrap: str, unless: str | None = None) -> Snapshot | None:
+    """What the broker at `bootstrap` holds; None when its signature is still `unless` (its
+    records are then not read). Committed offsets are read first and the records up to the
+    ends found afterwards, so no committed offset points past what is saved."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     consumer = AIOKafkaConsumer(
@@ -290,6 +298,14 @@ async def dump(bootstrap: str) -> Snapshot:
         tps = [TopicPartition(n, p) for n in names for p in range(counts[n])]
         groups = await _committed(bootstrap, admin, tps)
         found = await partition_ends.bounds(consumer, tps)
+        survey = Snapshot(
+            "",
+            topics,
+            groups,
+            [Partition(tp.topic, tp.partition, 0, found[tp].end) for tp in tps],
+        )
+        if unless is not None and survey.signature == unless:
+            return None
         partitions = []
         for tp in tps:
             start = max(found[tp].start, 0)

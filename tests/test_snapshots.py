@@ -120,6 +120,7 @@ async def test_a_dump_restored_into_a_fresh_broker_has_the_same_offsets() -> Non
         finally:
             await group.stop()
         saved = await snapshots.dump(bootstrap)
+        assert saved is not None
     assert saved.groups == {"readers": {"ill.replies/0": 25}}
 
     with EmbeddedBroker() as second:
@@ -128,6 +129,8 @@ async def test_a_dump_restored_into_a_fresh_broker_has_the_same_offsets() -> Non
         restored = await snapshots.restore(bootstrap, saved)
         assert (restored.dropped, restored.fillers) == (10 + 4, 10 + 4)
         again = await snapshots.dump(bootstrap)
+        assert again is not None
+        assert await snapshots.dump(bootstrap, unless=again.signature) is None  # unchanged
         replies = next(p for p in again.partitions if (p.topic, p.partition) == ("ill.replies", 0))
         assert (replies.start, replies.end) == (0, 30)
         assert [r.offset for r in replies.records] == list(range(10, 30))  # fillers not kept
