@@ -338,3 +338,31 @@ async def test_a_killed_broker_is_restarted_from_the_last_snapshot(data_dir: Pat
     assert await _held(now.address) == before
     said = (data_dir / broker.LOG).read_text()
     assert said.count("broker.restarted") == 1
+
+
+async def test_a_hub_goes_on_after_its_broker_is_killed_and_restarted(
+    embedded_hub: HubProcess, libraries: dict[str, Library], data_dir: Path
+) -> None:
+    """The broker process killed under a running hub, nothing written since the last
+    snapshot: the keeper restarts it on the same address from the snapshot, the hub
+    reconnects by itself and the loan goes on; the keeper says once what happened."""
+    hub = embedded_hub
+    north, south = libraries["NORTH"], libraries["SOUTH"]
+    lender_id = await lend(north, south, "C-1", "BC-C1")
+    kept = broker.running(data_dir)
+    assert kept is not None
+    taken = time.time()
+    assert broker.snapshot_now(data_dir)
+    await _snapshot_after(data_dir, taken)
+    os.kill(kept.broker_pid, 9)
+    deadline = time.monotonic() + 30
+    while (now := broker.running(data_dir)) is None or now.broker_pid == kept.broker_pid:
+        assert time.monotonic() < deadline, "the keeper did not restart the broker"
+        await asyncio.sleep(0.1)
+    await hub.wait_healthy(60)
+    await say(north, Event.RECEIVED, "C-1", item_id="BC-C1")
+    assert (await south.next()).event is Event.RECEIVED
+    await say(south, Event.LOAN_COMPLETED, lender_id, item_id="BC-C1")
+    assert (await north.next()).event is Event.LOAN_COMPLETED
+    assert south.received.empty() and north.received.empty()
+    assert (data_dir / broker.LOG).read_text().count("broker.restarted") == 1
