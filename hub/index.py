@@ -104,6 +104,7 @@ CLOSED_STATES = frozenset({"LoanCompleted", "CopyCompleted", "Cancelled", "Unfil
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lost (transaction_id TEXT PRIMARY KEY, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
     PRIMARY KEY (topic, partition));
@@ -220,9 +221,23 @@ class Index:
         """The broker was replaced: each partition in `starts` is read again from its offset
         there. What the index read at those offsets before is kept under the topic name with
         `label` appended (a story stays whole; the offsets are free for the new records), and
-        a transaction's row taken from there may be replaced by an older offset's."""
+        a transaction's row taken from there may be replaced by an older offset's. The
+        transactions with a step there are marked: the broker no longer holds it."""
+        now = datetime.now(UTC).isoformat()
         with self.db:
             for (topic, partition), start in starts.items():
+                self.db.execute(
+                    "INSERT OR IGNORE INTO lost (transaction_id, at) SELECT DISTINCT "
+                    "transaction_id, ? FROM entries WHERE topic = ? AND partition = ? "
+                    "AND offset >= ? AND transaction_id IS NOT NULL",
+                    (now, topic, partition, start),
+                )
+                if topic == "ill.transactions":
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO lost (transaction_id, at) SELECT id, ? "
+                        "FROM transactions WHERE snapshot_partition = ? AND snapshot_offset >= ?",
+                        (now, partition, start),
+                    )
                 self.db.execute(
                     "UPDATE entries SET topic = topic || ? "
                     "WHERE topic = ? AND partition = ? AND offset >= ?",
@@ -517,6 +532,14 @@ class Index:
         if row.get("state") in CLOSED_STATES:
             return None
         reasons = []
+        lost = self.db.execute(
+            "SELECT at FROM lost WHERE transaction_id = ?", (row["id"],)
+        ).fetchone()
+        if lost is not None:
+            reasons.append(
+                f"the broker lost its newest steps (restored {lost[0][:19]}): check with the "
+                "partners that its last step reached them and was not sent twice"
+            )
         if row.get("needs_attention"):
             reasons.append(str(row["needs_attention"]))
         elif row.get("parked"):
@@ -668,19 +691,19 @@ def read_again_from(
     life: incarnation.Incarnation | None,
     seen: str | None,
 ) -> dict[tuple[str, int], int]:
-    """The partitions the index must read again, and from where: a partition that ends
-    before the offset the index kept (a different broker) from its first offset; after the
-    broker's life changed (`life`, against the `seen` one), from where the new life's own
-    records begin, where the index had read past it."""
+    """The partitions the index must read again, and from where: after the broker's life
+    changed (`life`, against the `seen` one), from where the new life's own records begin,
+    where the index had read past it; otherwise a partition that ends before the offset the
+    index kept (a different broker) from its first offset."""
     again: dict[tuple[str, int], int] = {}
     for tp, bounds in found.items():
         kept = known.get((tp.topic, tp.partition))
         if kept is None:
             continue
         start = kept
-        if life is not None and life.id != seen:
+        if life is not None and life.id != seen:  # the restore says where this life began
             start = min(start, life.restored_end(tp.topic, tp.partition))
-        if kept > bounds.end:
+        elif kept > bounds.end:  # nothing says: a partition that went backwards is new
             start = min(start, max(bounds.start, 0))
         if start < kept:
             again[tp.topic, tp.partition] = start

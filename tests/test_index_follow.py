@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,12 @@ async def test_the_index_reads_again_what_a_crash_restore_gave_new_records(
         await index_module.catch_up(kept.address, index)
         assert _ids(index) == {"saved-1", "saved-2", "lost-3", "lost-4", "new-3"}
         assert index.offsets()[("ill.transactions", 0)] == 3
+        # The transactions whose newest step the broker lost need the operator's attention.
+        found = index.find(
+            index_module.Criteria(needs_attention=True), datetime.now(UTC), timedelta(days=1)
+        )
+        assert {row["id"] for row in found} == {"lost-3", "lost-4"}
+        assert all("the broker lost its newest steps" in row["attention"] for row in found)
     finally:
         index.close()
         broker.stop(data_dir)
