@@ -16,7 +16,8 @@ In one run, on embedded Tansu brokers only (a snapshot is the embedded broker's 
   restored into a new broker.
 For each, the median time of a fetch that returns the newest record and the broker's CPU per
 such fetch (bench.broker_age.newest_fetch), as ratios to *fresh*. Dumping and restoring are
-given as records per second and as ratios to the rate the aged partition was filled at.
+given as records per second and as ratios to the rate the aged partition was filled at; a
+periodic snapshot after --more records (read since the last one) as a ratio to a full dump.
 Results: bench/results/restore.json.
 """
 
@@ -81,6 +82,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         saved = await snapshots.dump(aged.bootstrap_servers)
         assert saved is not None
         dump_s = time.perf_counter() - began
+        # The keeper's next periodic snapshot: a few more records, read since the last one.
+        producer = AIOKafkaProducer(bootstrap_servers=aged.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await fill(producer, tp, args.more, 1)
+        finally:
+            await producer.stop()
+        began = time.perf_counter()
+        grown = await snapshots.dump(aged.bootstrap_servers, since=saved)
+        since_s = time.perf_counter() - began
+        began = time.perf_counter()
+        await snapshots.dump(aged.bootstrap_servers)
+        full_again_s = time.perf_counter() - began
+        assert grown is not None
+        saved = grown
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / snapshots.FILE
@@ -96,7 +112,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         restore_s = time.perf_counter() - began
         assert restored.process is not None
         new = await newest_fetch(
-            restored.bootstrap_servers, tp, args.records, args.fetches, restored.process.pid
+            restored.bootstrap_servers, tp, saved.records, args.fetches, restored.process.pid
         )
         measure.say(f"restored: fetch {new['fetch_ms']:.1f} ms")
 
@@ -108,13 +124,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "records": args.records,
         "fresh_records": args.fresh,
+        "more": args.more,
         "fetch": rows,
         "snapshot_bytes": size,
         "dump_records_per_s": args.records / dump_s,
-        "restore_records_per_s": args.records / restore_s,
+        "incremental_dump_s": since_s,
+        "full_dump_s": full_again_s,
+        "incremental_to_full_dump": measure.ratio(since_s, full_again_s),
+        "restore_records_per_s": saved.records / restore_s,
         "file_write_and_read_s": file_s,
         "dump_to_fill_rate": measure.ratio(args.records / dump_s, fill_rate),
-        "restore_to_fill_rate": measure.ratio(args.records / restore_s, fill_rate),
+        "restore_to_fill_rate": measure.ratio(saved.records / restore_s, fill_rate),
     }
 
 
@@ -137,7 +157,9 @@ def report(result: dict[str, Any]) -> str:
             f"{result['dump_records_per_s']:,.0f} records/s "
             f"(x{result['dump_to_fill_rate']:.1f} the one-at-a-time fill rate), restore "
             f"{result['restore_records_per_s']:,.0f} records/s "
-            f"(x{result['restore_to_fill_rate']:.1f})",
+            f"(x{result['restore_to_fill_rate']:.1f}); a periodic snapshot after "
+            f"{result['more']} more records took x{result['incremental_to_full_dump']:.2f} "
+            "the time of a full dump",
         ]
     )
 
@@ -148,6 +170,7 @@ if __name__ == "__main__":
     parser.add_argument("--fresh", type=int, default=100)
     parser.add_argument("--fetches", type=int, default=40)
     parser.add_argument("--per-batch", type=int, default=500)
+    parser.add_argument("--more", type=int, default=200, help="records between two snapshots")
     outcome = asyncio.run(main(parser.parse_args()))
     print(report(outcome), flush=True)
     print(f"written: {measure.write_result('restore', outcome)}")

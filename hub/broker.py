@@ -435,7 +435,9 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
     sys.stdout.close()
     reason = "stopped"
     next_snapshot = time.monotonic() + snapshot_s
-    saved: str | None = None  # the signature of what the snapshot file holds
+    # What the snapshot file holds, as dumped from this broker (None: not known, the next
+    # dump reads everything: after a start the broker holds the restore, not the file).
+    saved: snapshots.Snapshot | None = None
     while True:
         # An event (a signal, Tansu's exit) or, every WATCH_S, a look at the record; and
         # the periodic snapshot when it is due.
@@ -461,7 +463,7 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
             saved = None
             continue
         if got is not None and got.si_signo == signal.SIGUSR1:  # `snapshot_now`
-            saved = _snapshot(data_dir, broker.bootstrap_servers)
+            saved = _snapshot(data_dir, broker.bootstrap_servers, saved) or saved
             next_snapshot = time.monotonic() + snapshot_s
             continue
         if got is not None and got.si_signo != signal.SIGCHLD:
@@ -472,7 +474,7 @@ def keep(data_dir: Path, port: int, snapshot_s: float = SNAPSHOT_S) -> int:
             reason = "its record is gone (data folder removed or taken over)"
             break
         if time.monotonic() >= next_snapshot:
-            saved = _snapshot(data_dir, broker.bootstrap_servers, saved)
+            saved = _snapshot(data_dir, broker.bootstrap_servers, saved) or saved
             next_snapshot = time.monotonic() + snapshot_s
     print(f"{datetime.now(UTC).isoformat()} broker {me.address}: {reason}", file=sys.stderr)
     broker.stop()
@@ -558,17 +560,20 @@ async def _restore(bootstrap: str, saved: snapshots.Snapshot | None) -> None:
     await incarnation.announce(bootstrap, ends)
 
 
-def _snapshot(data_dir: Path, bootstrap: str, unless: str | None = None) -> str | None:
-    """Dumps the broker into the data folder's snapshot, unless nothing was written or
-    committed since the snapshot whose signature is `unless`; the signature of what the
-    file now holds. A failure is logged and the previous snapshot stays (the file is replaced
-    only once the new one is whole)."""
+def _snapshot(
+    data_dir: Path, bootstrap: str, since: snapshots.Snapshot | None = None
+) -> snapshots.Snapshot | None:
+    """Dumps the broker into the data folder's snapshot; `since`: what the file holds now,
+    dumped from this broker (then only what is new is read, and nothing is written when
+    nothing was written or committed since). What the file holds afterwards. A failure is
+    logged and the previous snapshot stays (the file is replaced only once the new one is
+    whole)."""
     began = time.monotonic()
     try:
-        saved = asyncio.run(snapshots.dump(bootstrap, unless))
+        saved = asyncio.run(snapshots.dump(bootstrap, since))
         if saved is None:
             os.utime(data_dir / snapshots.FILE)  # still what the broker holds: its age is 0
-            return unless
+            return since
         size = snapshots.write(data_dir / snapshots.FILE, saved)
     except Exception as error:
         log.error("broker.snapshot_failed", error=f"{type(error).__name__}: {error}")
@@ -579,7 +584,7 @@ def _snapshot(data_dir: Path, bootstrap: str, unless: str | None = None) -> str 
         bytes=size,
         seconds=round(time.monotonic() - began, 2),
     )
-    return saved.signature
+    return saved
 
 
 def _wait_for_users(data_dir: Path, timeout_s: float) -> None:

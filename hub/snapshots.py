@@ -272,10 +272,12 @@ def summary(data_dir: Path) -> Summary | None:
 # -- dump: read everything the broker holds ------------------------------------------------
 
 
-async def dump(bootstrap: str, unless: str | None = None) -> Snapshot | None:
-    """What the broker at `bootstrap` holds; None when its signature is still `unless` (its
-    records are then not read). Committed offsets are read first and the records up to the
-    ends found afterwards, so no committed offset points past what is saved."""
+async def dump(bootstrap: str, since: Snapshot | None = None) -> Snapshot | None:
+    """What the broker at `bootstrap` holds. `since`: an earlier dump of the same broker (the
+    same life: see the keeper); None is then returned when nothing was written or committed
+    since, and of a partition that only grew, only the new records are read. Committed
+    offsets are read first and the records up to the ends found afterwards, so no committed
+    offset points past what is saved."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     consumer = AIOKafkaConsumer(
@@ -304,14 +306,20 @@ async def dump(bootstrap: str, unless: str | None = None) -> Snapshot | None:
             groups,
             [Partition(tp.topic, tp.partition, 0, found[tp].end) for tp in tps],
         )
-        if unless is not None and survey.signature == unless:
+        if since is not None and survey.signature == since.signature:
             return None
+        before = {(p.topic, p.partition): p for p in since.partitions} if since else {}
         partitions = []
         for tp in tps:
             start = max(found[tp].start, 0)
             part = Partition(tp.topic, tp.partition, start, found[tp].end)
+            known = before.get((tp.topic, tp.partition))
+            if known is not None and known.start == start and known.end <= part.end:
+                # Incremental: what was read then is still there (Tansu deletes nothing).
+                part.records = list(known.records)
+                start = known.end
             if part.end > start:
-                part.records = await _read(consumer, tp, start, part.end)
+                part.records += await _read(consumer, tp, start, part.end)
             partitions.append(part)
         return Snapshot(datetime.now(UTC).isoformat(), topics, groups, partitions)
     finally:

@@ -130,7 +130,7 @@ async def test_a_dump_restored_into_a_fresh_broker_has_the_same_offsets() -> Non
         assert (restored.dropped, restored.fillers) == (10 + 4, 10 + 4)
         again = await snapshots.dump(bootstrap)
         assert again is not None
-        assert await snapshots.dump(bootstrap, unless=again.signature) is None  # unchanged
+        assert await snapshots.dump(bootstrap, since=again) is None  # unchanged
         replies = next(p for p in again.partitions if (p.topic, p.partition) == ("ill.replies", 0))
         assert (replies.start, replies.end) == (0, 30)
         assert [r.offset for r in replies.records] == list(range(10, 30))  # fillers not kept
@@ -147,3 +147,30 @@ async def test_a_dump_restored_into_a_fresh_broker_has_the_same_offsets() -> Non
             assert await consumer.end_offsets([tp]) == {tp: 30}
         finally:
             await consumer.stop()
+
+
+async def test_a_dump_since_an_earlier_one_holds_what_a_full_dump_holds() -> None:
+    with EmbeddedBroker() as running:
+        bootstrap = running.bootstrap_servers
+        await wait_for_metadata(bootstrap)
+        from hub import topics
+
+        await topics.ensure(bootstrap, topics.load())
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for n in range(5):
+                await producer.send_and_wait("ill.events", b"%d" % n, partition=0)
+            first = await snapshots.dump(bootstrap)
+            assert first is not None
+            for n in range(5, 8):
+                await producer.send_and_wait("ill.events", b"%d" % n, partition=0)
+            await producer.send_and_wait("ill.events", b"other", partition=3)
+        finally:
+            await producer.stop()
+        later = await snapshots.dump(bootstrap, since=first)
+        full = await snapshots.dump(bootstrap)
+        assert later is not None and full is not None
+        assert later.partitions == full.partitions
+        events = next(p for p in later.partitions if (p.topic, p.partition) == ("ill.events", 0))
+        assert [r.value for r in events.records] == [b"%d" % n for n in range(8)]
