@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             query = Query(by, role)  # type: ignore[arg-type]
             rows: list[dict[str, object]] = []
 
-            def run(query: Query = query) -> None:
+            def run(query: Query = query, rows: list[dict[str, object]] = rows) -> None:
                 rows[:] = statistics.compute(index.db, query)
 
             seconds = timed(run, args.repeat)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,17 @@ async def test_the_index_reads_in_rounds_and_rests_paused_between_them(
         index.close()
 
 
+@pytest.fixture
+def fake_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partitions' ends come from the stand-in consumer (hub.kafka.partition_ends asks a real
+    broker with a Fetch)."""
+
+    async def ends(consumer: Any, tps: Any) -> dict[Any, int]:
+        return dict(await consumer.end_offsets(list(tps)))
+
+    monkeypatch.setattr(index_module.partition_ends, "end_offsets", ends)
+
+
 class _Consumer:
     """Stands in for aiokafka's consumer in `_read_to_end`: partitions with an end offset and
     a position, reads of up to two records, and a list of reads that bring nothing."""
@@ -130,7 +143,7 @@ def _record(tp: Any, offset: int) -> Any:
 
 
 async def test_a_round_reads_each_partition_to_its_end_and_leaves_all_paused(
-    tmp_path: Path,
+    tmp_path: Path, fake_ends: None
 ) -> None:
     from aiokafka import TopicPartition
 
@@ -146,7 +159,9 @@ async def test_a_round_reads_each_partition_to_its_end_and_leaves_all_paused(
         index.close()
 
 
-async def test_a_partition_the_broker_starves_is_left_for_the_next_round(tmp_path: Path) -> None:
+async def test_a_partition_the_broker_starves_is_left_for_the_next_round(
+    tmp_path: Path, fake_ends: None
+) -> None:
     from aiokafka import TopicPartition
 
     a, b = TopicPartition("ill.transactions", 0), TopicPartition("ill.transactions", 1)
@@ -168,3 +183,87 @@ def test_the_rest_grows_with_the_round_within_bounds() -> None:
     assert index_module.rest_after(0.01) == index_module.FOLLOW_INTERVAL_S
     assert index_module.rest_after(3.0) == 3.0 * index_module.REST_PER_ROUND
     assert index_module.rest_after(3600) == index_module.MAX_REST_S
+
+
+async def _rows(bootstrap: str, ids: list[str], partition: int = 0) -> None:
+    """One ill.transactions row (and one ill.events entry) per id, in that order."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for tid in ids:
+            row = {"id": tid, "state": "Requested", "borrower": "NORTH", "pending": []}
+            await producer.send_and_wait(
+                "ill.transactions", json.dumps(row).encode(), tid.encode(), partition
+            )
+    finally:
+        await producer.stop()
+
+
+def _ids(index: index_module.Index) -> set[str]:
+    return {row[0] for row in index.db.execute("SELECT id FROM transactions")}
+
+
+async def test_the_index_reads_a_different_broker_from_its_start(tmp_path: Path) -> None:
+    """A broker whose partitions end before the offsets the index kept is not the one it
+    read: it reads the new one from the start and keeps what it had."""
+    from hub.kafka import topics
+    from hub.kafka.embedded import EmbeddedBroker, wait_for_metadata
+
+    index = index_module.Index(tmp_path / "index.sqlite3")
+    try:
+        with EmbeddedBroker() as first:
+            await wait_for_metadata(first.bootstrap_servers)
+            await topics.ensure(first.bootstrap_servers, topics.load())
+            await _rows(first.bootstrap_servers, ["old-1", "old-2", "old-3"])
+            assert await index_module.catch_up(first.bootstrap_servers, index) == 3
+        with EmbeddedBroker() as second:
+            await wait_for_metadata(second.bootstrap_servers)
+            await topics.ensure(second.bootstrap_servers, topics.load())
+            await _rows(second.bootstrap_servers, ["new-1", "new-2"])
+            assert await index_module.catch_up(second.bootstrap_servers, index) == 2
+        assert _ids(index) == {"old-1", "old-2", "old-3", "new-1", "new-2"}
+        assert index.offsets()[("ill.transactions", 0)] == 2
+    finally:
+        index.close()
+
+
+async def test_the_index_reads_again_what_a_crash_restore_gave_new_records(
+    tmp_path: Path,
+) -> None:
+    """The kept broker killed after its snapshot: restored, it holds fewer records than the
+    index read, and new ones take their offsets. The index reads them (the broker's life
+    changed, hub.kafka.incarnation) and keeps the lost ones' story."""
+    from hub.kafka import embedded as broker
+    from hub.kafka import snapshots, topics
+
+    data_dir = tmp_path / "data"
+    index = index_module.Index(tmp_path / "index.sqlite3")
+    kept, _ = broker.ensure(data_dir)
+    try:
+        await topics.ensure(kept.address, topics.load())
+        await _rows(kept.address, ["saved-1", "saved-2"])
+        written = time.time()
+        assert broker.snapshot_now(data_dir)
+        deadline = time.monotonic() + 30
+        while (last := snapshots.summary(data_dir)) is None or last.taken <= written:
+            assert time.monotonic() < deadline, "no snapshot"
+            await asyncio.sleep(0.1)
+        await _rows(kept.address, ["lost-3", "lost-4"])  # after the snapshot: lost below
+        assert await index_module.catch_up(kept.address, index) == 4
+        os.kill(kept.broker_pid, 9)
+        while (now := broker.running(data_dir)) is None or now.broker_pid == kept.broker_pid:
+            assert time.monotonic() < deadline, "not restarted"
+            await asyncio.sleep(0.1)
+        await _rows(kept.address, ["new-3"])  # takes the offset lost-3 had
+        await index_module.catch_up(kept.address, index)
+        assert _ids(index) == {"saved-1", "saved-2", "lost-3", "lost-4", "new-3"}
+        assert index.offsets()[("ill.transactions", 0)] == 3
+        # The transactions whose newest step the broker lost need the operator's attention.
+        found = index.find(
+            index_module.Criteria(needs_attention=True), datetime.now(UTC), timedelta(days=1)
+        )
+        assert {row["id"] for row in found} == {"lost-3", "lost-4"}
+        assert all("the broker lost its newest steps" in row["attention"] for row in found)
+    finally:
+        index.close()
+        broker.stop(data_dir)

@@ -67,9 +67,9 @@ def _prepare(
     kept = None
     bootstrap = settings.bootstrap_servers
     if not bootstrap:
-        kept, reused = kept_broker.ensure(settings.data_dir)
+        kept, reused = kept_broker.ensure(settings.data_dir, snapshot_s=settings.broker_snapshot_s)
         bootstrap = kept.address
-        _say_memory_only(kept, reused)
+        _say_loss_bound(kept, reused)
     specs = topics.complete(topics.load(settings.topics_file), registry)
     quiet = assembly.unspoken_outbound(registry, directory)
     unread = asyncio.run(_ready(bootstrap, settings, specs, list(quiet)))
@@ -85,20 +85,17 @@ def _prepare(
     return bootstrap, kept, assembly.delivering(registry, directory, unread)
 
 
-def _say_memory_only(kept: KeptBroker, reused: bool) -> None:
-    """Plainly, at start-up: where the data is, and what loses it."""
-    how = f"reused (running since {kept.started})" if reused else "started"
-    print(
-        f"rshub: embedded broker at {kept.address} {how}; {kept_broker.MEMORY_ONLY}",
-        file=sys.stderr,
-        flush=True,
-    )
+def _say_loss_bound(kept: KeptBroker, reused: bool) -> None:
+    """At start-up, one warning line (JSON like every other, issue 28.4): where the data is,
+    and what can lose it."""
+    bound = kept_broker.loss_bound(kept.snapshot_s)
     log.warning(
-        "broker.memory_only",
+        "broker.snapshots",
         address=kept.address,
         reused=reused,
         since=kept.started,
-        detail=kept_broker.MEMORY_ONLY,
+        snapshot_s=kept.snapshot_s,
+        detail=bound,
     )
 
 
@@ -107,8 +104,9 @@ def broker_notes(kept: KeptBroker | None) -> dict[str, Any]:
     if kept is None:
         return {"storage": "kafka"}
     return {
-        "storage": "memory only (embedded broker)",
-        "warning": kept_broker.MEMORY_ONLY,
+        "storage": f"embedded broker, in memory, snapshot every {kept.snapshot_s:g} s",
+        "loss_bound_s": kept.snapshot_s,
+        "warning": kept_broker.loss_bound(kept.snapshot_s),
         "embedded_broker": {"address": kept.address, "since": kept.started, "pid": kept.pid},
     }
 
@@ -408,17 +406,26 @@ def decode(protocol: str, path: Path, settings: Settings) -> int:
 
 
 async def _tail(bootstrap: str, from_beginning: bool) -> None:
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        "ill.events",
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-    )
+    from hub.kafka import partition_ends
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
+        events = [
+            TopicPartition("ill.events", p)
+            for p in sorted(consumer.partitions_for_topic("ill.events") or ())
+        ]
+        consumer.assign(events)
+        if from_beginning:
+            await consumer.seek_to_beginning(*events)
+        else:  # not seek_to_end: the embedded broker's "latest" is short of the end
+            for tp, end in (await partition_ends.end_offsets(consumer, events)).items():
+                consumer.seek(tp, end)
         async for record in consumer:
+            if record.value is None:  # a restored broker's filler (hub.kafka.snapshots)
+                continue
             change = json.loads(record.value)
             print(
                 f"{change['at']}  {change['transaction_id']}  {change['kind']:<10} "
@@ -744,8 +751,22 @@ def replay(settings: Settings, ref: str, trust_sender: bool) -> int:
     return code
 
 
+def _say_snapshot(data_dir: Path) -> None:
+    from hub.kafka import snapshots
+
+    last = snapshots.summary(data_dir)
+    if last is None:
+        print("  no snapshot yet")
+        return
+    taken = datetime.fromtimestamp(last.taken, UTC)
+    age = (
+        f"{last.age_s():.0f}s" if last.age_s() < 60 else _age(taken.isoformat(), datetime.now(UTC))
+    )
+    print(f"  last snapshot {last.path}: {last.size:,} bytes, {age} old ({taken.isoformat()})")
+
+
 def broker_command(settings: Settings, action: str, force: bool) -> int:
-    """`rshub broker status|stop`: the data folder's embedded broker."""
+    """`rshub broker status|stop|compact`: the data folder's embedded broker."""
     data_dir = settings.data_dir
     kept = kept_broker.running(data_dir)
     if action == "status":
@@ -754,26 +775,41 @@ def broker_command(settings: Settings, action: str, force: bool) -> int:
             print(f"Kafka at {settings.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) {answers}")
         if kept is None:
             print(f"no embedded broker is running for {data_dir.resolve()}")
+            _say_snapshot(data_dir)
             return 1
         state = "answers" if _answers(kept.address) else "does NOT answer"
         used = "yes" if kept_broker.in_use(data_dir) else "no"
         print(f"embedded broker at {kept.address} {state}")
         print(f"  keeper pid {kept.pid}, broker pid {kept.broker_pid}, since {kept.started}")
         print(f"  used by a running `rshub serve`: {used}")
-        print(f"  {kept_broker.MEMORY_ONLY}")
+        _say_snapshot(data_dir)
+        print(f"  {kept_broker.loss_bound(kept.snapshot_s)}")
         return 0
-    if kept is None:
+    if kept is None and action == "stop":
         print(f"no embedded broker is running for {data_dir.resolve()}")
         return 0
-    if kept_broker.in_use(data_dir) and not force:
+    if kept is not None and kept_broker.in_use(data_dir) and not force:
         print(
             f"rshub: a running `rshub serve` uses the embedded broker at {kept.address}; "
-            "stop it first (or --force: every transaction in the broker is lost)",
+            "stop it first (or --force: what it writes after the last snapshot is lost)",
             file=sys.stderr,
         )
         return 2
-    kept_broker.stop(data_dir)
-    print(f"stopped the embedded broker at {kept.address}; what it held is gone")
+    if kept is not None:
+        kept_broker.stop(data_dir)  # its keeper writes a last snapshot first
+        print(f"stopped the embedded broker at {kept.address}; its data is in the snapshot")
+        _say_snapshot(data_dir)
+    if action == "compact":
+        # A fresh broker with the snapshot restored: past retention dropped, compacted topics
+        # compacted, records in large batches (hub.kafka.snapshots).
+        try:
+            again, _ = kept_broker.ensure(
+                data_dir, snapshot_s=kept.snapshot_s if kept else settings.broker_snapshot_s
+            )
+        except kept_broker.BrokerError as error:
+            print(f"rshub: {error}", file=sys.stderr)
+            return 1
+        print(f"compacted: the embedded broker at {again.address} holds the snapshot rewritten")
     return 0
 
 
@@ -859,11 +895,15 @@ def main(argv: list[str] | None = None) -> int:
             help=f"TCP port of {connector.name} ({connector.env_prefix()}PORT)",
         )
     p_broker = sub.add_parser(
-        "broker", help="the embedded broker that outlives `rshub serve`: status, stop"
+        "broker",
+        help="the embedded broker that outlives `rshub serve`: status, stop, compact "
+        "(restart it from its snapshot: retention and compaction applied)",
     )
-    p_broker.add_argument("action", choices=("status", "stop"))
+    p_broker.add_argument("action", choices=("status", "stop", "compact"))
     p_broker.add_argument(
-        "--force", action="store_true", help="stop it even while a hub uses it (loses its data)"
+        "--force",
+        action="store_true",
+        help="stop it even while a hub uses it (what it writes after the snapshot is lost)",
     )
     sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")

@@ -9,6 +9,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from hub.kafka import partition_ends
 from hub.kafka.producer import KafkaIO
 
 TOPIC = "ill.checkpoints"
@@ -37,7 +38,7 @@ class Checkpoints:
                 return {}
             consumer.assign(assigned)
             await consumer.seek_to_beginning(*assigned)
-            ends = await consumer.end_offsets(assigned)
+            ends = await partition_ends.end_offsets(consumer, assigned)
             found: dict[str, str] = {}
             remaining = {tp for tp in assigned if ends[tp] > 0}
             while remaining:

@@ -38,6 +38,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from hub.kafka import partition_ends
+
 log = structlog.get_logger(__name__)
 
 TANSU_CLUSTER_ID = "tansu_cluster"
@@ -222,6 +224,14 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetcher._prefetch_backoff = PREFETCH_BACKOFF_S
         if self.pacer is not None:
             pace(consumer, self.pacer)
+
+    async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
+        # faust's table recovery reads each changelog partition up to the end this returns;
+        # faust asks ListOffsets, which the embedded broker answers short of the end
+        # (hub.kafka.partition_ends), and the rows past it were never recovered.
+        if self.consumer.in_transaction:
+            return await super()._highwaters(partitions)
+        return await partition_ends.end_offsets(self._ensure_consumer(), partitions)
 
     async def _fetch_records(
         self,

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.core.records import Verdict
 from hub.domain.load import LoadBook
+from hub.kafka import partition_ends, snapshots
 from hub.kafka.fetching import FOLLOWER_IDLE_MS, FOLLOWER_WAIT_MS, Pacer, pace, polled
 
 log = structlog.get_logger(__name__)
@@ -61,7 +62,7 @@ class _Follower:
             raise RuntimeError(f"topic {self.topic} does not exist")
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self.consumer.assign(assigned)
-        ends = await self.consumer.end_offsets(assigned)
+        ends = await partition_ends.end_offsets(self.consumer, assigned)
         if self.from_beginning:
             await self.consumer.seek_to_beginning(*assigned)
             self._targets = {tp: end for tp, end in ends.items() if end > 0}
@@ -86,7 +87,8 @@ class _Follower:
 
     def _one(self, record: Any) -> None:
         try:
-            self.handle(record.key.decode() if record.key else "", record.value)
+            if not snapshots.is_filler(record.headers):  # an offset a restore kept
+                self.handle(record.key.decode() if record.key else "", record.value)
         except Exception:
             log.exception("follower.bad_record", topic=self.topic, offset=record.offset)
         tp = TopicPartition(record.topic, record.partition)

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, Field
 
 from connectors.core.contract import Registry
+from hub.kafka import partition_ends
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +124,7 @@ async def _unread(bootstrap_servers: str, group: str, names: list[str]) -> dict[
             if not partitions:
                 continue
             first = await consumer.beginning_offsets(partitions)
-            end = await consumer.end_offsets(partitions)
+            end = await partition_ends.end_offsets(consumer, partitions)
             left = 0
             for tp in partitions:
                 committed = await consumer.committed(tp)

@@ -45,6 +45,7 @@ import structlog
 
 from connectors.core.records import audit_bytes
 from hub.kafka import codec as jsonbytes
+from hub.kafka import incarnation, partition_ends
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +106,8 @@ WAITING_STATES = {
 CLOSED_STATES = frozenset({"LoanCompleted", "CopyCompleted", "Cancelled", "Unfilled", "Expired"})
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lost (transaction_id TEXT PRIMARY KEY, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
     PRIMARY KEY (topic, partition));
@@ -240,6 +243,53 @@ class Index:
 
     # -- keeping it ------------------------------------------------------------------------
 
+    def incarnation(self) -> str | None:
+        """The broker life (hub.incarnation) the kept offsets belong to, if one was seen."""
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'incarnation'").fetchone()
+        return None if row is None else str(row["value"])
+
+    def read_again(self, starts: dict[tuple[str, int], int], life: str | None, label: str) -> None:
+        """The broker was replaced: each partition in `starts` is read again from its offset
+        there. What the index read at those offsets before is kept under the topic name with
+        `label` appended (a story stays whole; the offsets are free for the new records), and
+        a transaction's row taken from there may be replaced by an older offset's. The
+        transactions with a step there are marked: the broker no longer holds it."""
+        now = datetime.now(UTC).isoformat()
+        with self.db:
+            for (topic, partition), start in starts.items():
+                self.db.execute(
+                    "INSERT OR IGNORE INTO lost (transaction_id, at) SELECT DISTINCT "
+                    "transaction_id, ? FROM entries WHERE topic = ? AND partition = ? "
+                    "AND offset >= ? AND transaction_id IS NOT NULL",
+                    (now, topic, partition, start),
+                )
+                if topic == "ill.transactions":
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO lost (transaction_id, at) SELECT id, ? "
+                        "FROM transactions WHERE snapshot_partition = ? AND snapshot_offset >= ?",
+                        (now, partition, start),
+                    )
+                self.db.execute(
+                    "UPDATE entries SET topic = topic || ? "
+                    "WHERE topic = ? AND partition = ? AND offset >= ?",
+                    (label, topic, partition, start),
+                )
+                if topic == "ill.transactions":
+                    self.db.execute(
+                        "UPDATE transactions SET snapshot_offset = -1 "
+                        "WHERE snapshot_partition = ? AND snapshot_offset >= ?",
+                        (partition, start),
+                    )
+                self.db.execute(
+                    "INSERT OR REPLACE INTO offsets (topic, partition, next) VALUES (?, ?, ?)",
+                    (topic, partition, start),
+                )
+            if life is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('incarnation', ?)",
+                    (life,),
+                )
+
     def offsets(self) -> dict[tuple[str, int], int]:
         rows = self.db.execute("SELECT topic, partition, next FROM offsets")
         return {(r["topic"], r["partition"]): r["next"] for r in rows}
@@ -253,6 +303,8 @@ class Index:
                 handler = self.handlers.get(record.topic)
                 if handler is None and record.topic.startswith(OUTBOUND_PREFIX):
                     handler = self._outbound
+                # No value: a tombstone, or a filler a broker restore put in a dropped
+                # record's place (hub.snapshots); only its offset counts.
                 if handler is not None and record.value is not None:
                     try:
                         handler(record, jsonbytes.loads(record.value))
@@ -554,6 +606,14 @@ class Index:
         if row.get("state") in CLOSED_STATES:
             return None
         reasons = []
+        lost = self.db.execute(
+            "SELECT at FROM lost WHERE transaction_id = ?", (row["id"],)
+        ).fetchone()
+        if lost is not None:
+            reasons.append(
+                f"the broker lost its newest steps (restored {lost[0][:19]}): check with the "
+                "partners that its last step reached them and was not sent twice"
+            )
         if row.get("needs_attention"):
             reasons.append(str(row["needs_attention"]))
         elif row.get("parked"):
@@ -674,7 +734,23 @@ async def _assign(consumer: Any, index: Index) -> list[Any]:
         for topic in sorted(wanted)
         for p in sorted(consumer.partitions_for_topic(topic) or ())
     ]
+    life = await incarnation.latest(consumer)
     consumer.assign(assigned)
+    found = await partition_ends.bounds(consumer, assigned)
+    known = index.offsets()
+    seen = index.incarnation()
+    again = read_again_from(known, found, life if life is not None and seen else None, seen)
+    if again or (life is not None and life.id != seen):
+        label = f"~before-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+        await asyncio.to_thread(index.read_again, again, life.id if life else None, label)
+    if again:
+        log.warning(
+            "index.broker_replaced",
+            partitions=len(again),
+            read_again_from={f"{t}/{p}": o for (t, p), o in sorted(again.items())},
+            detail="the broker is not the one the index read (restored from an older snapshot, "
+            "or a different one): those partitions are read again; what the index had is kept",
+        )
     known = index.offsets()
     for tp in assigned:
         if (tp.topic, tp.partition) in known:
@@ -682,6 +758,31 @@ async def _assign(consumer: Any, index: Index) -> list[Any]:
         else:
             await consumer.seek_to_beginning(tp)
     return assigned
+
+
+def read_again_from(
+    known: dict[tuple[str, int], int],
+    found: dict[Any, partition_ends.Bounds],
+    life: incarnation.Incarnation | None,
+    seen: str | None,
+) -> dict[tuple[str, int], int]:
+    """The partitions the index must read again, and from where: after the broker's life
+    changed (`life`, against the `seen` one), from where the new life's own records begin,
+    where the index had read past it; otherwise a partition that ends before the offset the
+    index kept (a different broker) from its first offset."""
+    again: dict[tuple[str, int], int] = {}
+    for tp, bounds in found.items():
+        kept = known.get((tp.topic, tp.partition))
+        if kept is None:
+            continue
+        start = kept
+        if life is not None and life.id != seen:  # the restore says where this life began
+            start = min(start, life.restored_end(tp.topic, tp.partition))
+        elif kept > bounds.end:  # nothing says: a partition that went backwards is new
+            start = min(start, max(bounds.start, 0))
+        if start < kept:
+            again[tp.topic, tp.partition] = start
+    return again
 
 
 def _records(batch: dict[Any, list[Any]]) -> list[Record]:
@@ -746,7 +847,7 @@ async def _read_to_end(consumer: Any, index: Index, assigned: list[Any], hold: i
     others paused; all are paused when it returns or raises), applying up to `hold` records
     at once; the number of records applied."""
     consumer.pause(*assigned)
-    ends = await consumer.end_offsets(assigned)
+    ends = await partition_ends.end_offsets(consumer, assigned)
     behind = [tp for tp in assigned if await consumer.position(tp) < ends[tp]]
     held: list[Record] = []
     applied = 0

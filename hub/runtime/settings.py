@@ -147,6 +147,12 @@ class Settings(BaseModel):
         description="how often the gateway checks that the broker answers (endpoints answer "
         "a temporary failure while it does not)",
     )
+    broker_snapshot_s: float = Field(
+        300.0,
+        gt=0,
+        description="how often the embedded broker's keeper writes its snapshot to the data "
+        "folder (what a crash of the broker or the machine can lose)",
+    )
     console_enabled: bool = Field(
         True, description="serve the operators' console (its own port and login)"
     )
