@@ -48,15 +48,22 @@ def _illiad(service: ServiceType) -> frozenset[str]:
     return carried
 
 
+def _openurl(service: ServiceType) -> frozenset[str]:
+    """A copy names its article or chapter: the one author key is the component's."""
+    component = "x" if service is ServiceType.COPY else None
+    probe = Bibliographic(title="x", title_of_component=component)
+    return openurl.carried(Message(event=Event.REQUEST, service_type=service, bibliographic=probe))
+
+
 COLUMNS: tuple[Column, ...] = (
     Column("NCIP P2P", lambda _s: ncip.CARRIES, "Ext/ItemNote"),
     Column("ISO 18626 1.2", lambda _s: iso18626.CARRIES, "serviceInfo/note"),
     Column("ISO 18626 2021", lambda _s: iso18626.CARRIES_2021, "serviceInfo/note"),
     Column("ISO 10161", lambda _s: iso10161.CARRIES, "requester-note"),
     Column("SLNP", lambda _s: slnp.CARRIES, "Bemerkung", slnp.WITHHELD),
-    Column("ARTEmail", lambda _s: artemail.CARRIES, None),
+    Column("ARTEmail", lambda s: artemail.CARRIES - artemail.NOT_CARRIED[s], None),
     Column("ILLiad e-mail", _illiad, "Notes"),
-    Column("OpenURL 1.0", lambda _s: openurl.CARRIES, None),
+    Column("OpenURL 1.0", _openurl, None),
 )
 
 
@@ -110,14 +117,32 @@ DECISIONS: tuple[str, ...] = (
     "message.",
     "**SLNP.** The lender is not told the patron: the borrowing library is its patron.",
     "**ARTEmail and OpenURL** have no free-text element for a lender: what they do not carry "
-    "cannot reach it. ARTEmail lines are ASCII and at most 40 characters. OpenURL has one author "
-    "key: the component's author when there is a component, else the item's.",
+    "cannot reach it. ARTEmail lines are ASCII and at most 40 characters (accents dropped); an "
+    "order whose title has no ASCII letter (Greek, CJK) is refused with the reason rather than "
+    "sent with the citation as its first line. Its delivery block holds one address: a copy's "
+    "e-mail, a loan's postal address. OpenURL has one author key: the component's author when "
+    "there is a component, else the item's.",
     "**ILLiad e-mail.** What the partner's marker table (directory `options.markers`) has no "
     "marker for goes into `Notes`; the table shows the default markers.",
 )
 
 
-def render() -> str:
+# The section tests/test_fidelity_matrix.py writes from what arrived through the hub; kept as
+# it is checked in whenever the tables above are rewritten.
+OBSERVED = "## Observed through the hub"
+
+
+def observed_section(text: str | None = None) -> str:
+    """The observed section of the document (`text`, else the checked-in file), or ""."""
+    if text is None:
+        text = DOCUMENT.read_text() if DOCUMENT.exists() else ""
+    _before, found, after = text.partition("\n" + OBSERVED + "\n")
+    return OBSERVED + "\n" + after if found else ""
+
+
+def render(observed: str | None = None) -> str:
+    """The document: the tables from the codecs, then the observed section (`observed`,
+    else the one checked in)."""
     head = ["Field", *(c.name for c in COLUMNS)]
     lines = [
         "# What arrives: canonical field x protocol",
@@ -141,9 +166,10 @@ def render() -> str:
     lines += [f"- {c.name}: `{c.note}`" for c in COLUMNS if c.note]
     lines += ["", "## Why", ""]
     lines += [f"- {decision}" for decision in DECISIONS]
-    return "\n".join(lines) + "\n"
+    seen = observed_section() if observed is None else observed
+    return "\n".join(lines) + "\n" + ("\n" + seen if seen else "")
 
 
 if __name__ == "__main__":
-    DOCUMENT.write_text(render())
+    DOCUMENT.write_text(render())  # the observed section stays as checked in
     print(f"wrote {DOCUMENT}")

@@ -355,3 +355,18 @@ def test_an_order_reads_back_beyond_its_first_line() -> None:
     )
     back = ArtemailCodec().decode(render(book), "X", Limits(max_body_bytes=1 << 20)).message
     assert back.bibliographic == book.bibliographic
+
+
+def test_a_title_without_an_ascii_letter_is_refused_not_sent_garbled() -> None:
+    """A Greek or CJK title folds to nothing in ARTEmail's ASCII: the order's first line would
+    be the citation line, and the BL would read a wrong order. It is refused, saying why."""
+    from connectors.artemail import order as orders
+    from connectors.core.model import Bibliographic, Event, Message, ServiceType
+
+    greek = Message(
+        event=Event.REQUEST,
+        service_type=ServiceType.COPY,
+        bibliographic=Bibliographic(title="Ἀρχαιολογικὴ Ἐφημερίς", volume="84", issn="0025-6196"),
+    )
+    with pytest.raises(orders.OrderError, match="ASCII"):
+        orders.bibliographic_lines(greek)

@@ -284,3 +284,24 @@ def test_a_cost_that_is_no_number_is_dropped_with_a_diagnostic() -> None:
     assert back.max_cost is None
     assert "monetary-value" in back.extensions["diagnostics"][0]
     assert back.extensions["iso10161"]["cost-info-type"]["maximum-cost"]["monetary-value"] == "free"
+
+
+@pytest.mark.parametrize(
+    ("event", "apdu_type"), [(Event.RENEW, "rENEW"), (Event.OVERDUE, "oVERDUE")]
+)
+def test_a_state_error_about_a_renew_or_an_overdue_names_it(event: Event, apdu_type: str) -> None:
+    """The error report's aPDU-type is the APDU refused (ILL-APDU-Type has rENEW and
+    oVERDUE), not mESSAGE: a partner's staff must see which of their messages failed."""
+    from connectors.core.contract import Fault, Limits
+    from connectors.iso10161.transport import Iso10161Codec
+
+    wire = Iso10161Codec()
+    message = Message(event=event, **FIELDS)
+    body = codec.for_the_wire(codec.encode(*mapping.from_canonical(message, "DK-1", "DK-2")))
+    decoded = wire.decode(body, "X", Limits())
+    answer = wire.fault(Fault.STATE, "not now", decoded, "Requested")
+    name, value = codec.decode(answer.body)
+    assert name == "Status-Or-Error-Report"
+    problem = value["error-report"]["provider-error-report"]
+    assert problem[0] == "state-transition-prohibited"
+    assert problem[1]["aPDU-type"] == apdu_type

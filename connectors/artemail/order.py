@@ -54,6 +54,14 @@ CARRIES: frozenset[str] = frozenset(
 )
 
 
+# The delivery block holds one address: a copy's e-mail (else its postal address), a loan's
+# postal address. The other one cannot reach the BL (ARTEmail has no free-text line).
+NOT_CARRIED: dict[ServiceType, frozenset[str]] = {
+    ServiceType.LOAN: frozenset({"delivery_email"}),
+    ServiceType.COPY: frozenset({"delivery_address"}),
+}
+
+
 class OrderError(ValueError):
     """A request the ARTEmail format cannot carry (no title, an over-long reference)."""
 
@@ -97,6 +105,12 @@ def bibliographic_lines(message: Message) -> list[str]:
     bib = message.bibliographic
     if bib is None or not bib.title:
         raise OrderError("an ARTEmail order needs a title")
+    if not ascii_line(bib.title):
+        # Its first line would be the next one (the citation): the BL would read a wrong
+        # order. Refused, so that the borrower and staff hear why, not sent garbled.
+        raise OrderError(
+            f"the title {bib.title[:60]!r} has no letters ARTEmail can carry (it is ASCII)"
+        )
     extra = _extra(message)
     volume = f"VOL {bib.volume}" if bib.volume else None
     # PT is the issue (or part) of a journal; PP the pages to copy, never the item's extent.

@@ -87,7 +87,9 @@ CURRENT_STATE: dict[str, str] = {
     "Unfilled": "nOT-SUPPLIED",
     "Expired": "nOT-SUPPLIED",
 }
-SERVICE: dict[str, str] = {  # APDU -> History-Report most-recent-service
+# APDU -> History-Report most-recent-service. That enumeration has no Renew or Overdue (ISO
+# 10161-1 lists none for them); its closest word, mESSAGE, stands for them there.
+SERVICE: dict[str, str] = {
     "ILL-Request": "iLL-REQUEST",
     "Forward-Notification": "fORWARD-NOTIFICATION",
     "Shipped": "sHIPPED",
@@ -107,6 +109,9 @@ SERVICE: dict[str, str] = {  # APDU -> History-Report most-recent-service
     "Status-Or-Error-Report": "sTATUS-OR-ERROR-REPORT",
     "Expired": "eXPIRED",
 }
+# APDU -> ILL-APDU-Type, which names every APDU: an error report about a Renew or an Overdue
+# says so, not mESSAGE.
+APDU_TYPE: dict[str, str] = {**SERVICE, "Renew": "rENEW", "Overdue": "oVERDUE"}
 EMPTY_TRANSACTION = {
     "transaction-group-qualifier": ("generalstring", ""),
     "transaction-qualifier": ("generalstring", ""),
@@ -253,7 +258,7 @@ class Iso10161Codec:
                 provider=(
                     "state-transition-prohibited",
                     {
-                        "aPDU-type": SERVICE.get(name, "mESSAGE"),
+                        "aPDU-type": APDU_TYPE.get(name, "mESSAGE"),
                         "current-state": CURRENT_STATE.get(state or "", "uNKNOWN"),
                     },
                 ),

@@ -151,6 +151,16 @@ CARRIES: frozenset[str] = frozenset(
 )
 
 
+def carried(message: Message) -> frozenset[str]:
+    """What a link carries of this request: OpenURL has one author key (rft.au), the
+    component's author when the request names a component, so the item's author is then not
+    carried (a lender has no note to read it in)."""
+    bib = message.bibliographic
+    if bib is not None and bib.title_of_component:
+        return CARRIES - {"bibliographic.author"}
+    return CARRIES
+
+
 def _query(items: list[tuple[str, str]]) -> str:
     return urlencode([(k, v) for k, v in items if v], quote_via=quote)
 
