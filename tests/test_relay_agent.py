@@ -193,3 +193,24 @@ async def test_unknown_target_and_member_down_fail_without_an_answer(hub: Hub) -
         lambda r: r["outcome"] == "failed" and "NOBODY" not in r["detail"],
     )
     assert failed["retryable"] is True
+
+
+async def test_retry_after_a_temporary_failure_reaches_the_member(hub: Hub) -> None:
+    """Only a success is replayed: a broker retries after Temporary Processing Failure to get
+    through, so the retry must reach the member (and its success is then what is replayed)."""
+    hub.north.problems["CheckOutItem"] = "Temporary Processing Failure"
+    body = relais.call("CheckOutItem", NORTH_INST, item="FLAKY")
+    ok, answer = await call(hub, body)
+    assert not ok and answer is not None
+    assert [p.type for p in ncip.read_response(answer).problems] == ["Temporary Processing Failure"]
+    assert (await hub.north.next(5)).service == "CheckOutItem"
+    del hub.north.problems["CheckOutItem"]
+    ok, answer = await call(hub, body)  # the broker's retry
+    assert (await hub.north.next(5)).service == "CheckOutItem"  # reached the member
+    assert ok and answer is not None and ncip.read_response(answer).ok
+    again = await call(hub, body)  # a retry of the success: replayed
+    assert again == (ok, answer) and hub.north.received.empty()
+    first = await wait_for_record(
+        hub.bootstrap, hr.RESULTS_TOPIC, lambda r: "Temporary Processing" in r["detail"]
+    )
+    assert (first["outcome"], first["ok"], first["retryable"]) == ("answered", False, True)

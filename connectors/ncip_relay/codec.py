@@ -384,10 +384,19 @@ class RelayCodec:
         return None  # `rshub decode` shows partners' messages; answers read as refusals
 
     def judge(self, body: bytes, status: int | None = None) -> Attempt:
-        service = service_of(body, max(len(body), 1))
-        if service is None:
+        """Any NCIP answer travels back to the broker (`answer`); only one without a Problem
+        is `ok`: the member did what was asked, and only that may answer a broker's retry
+        (after a Problem such as Temporary Processing Failure the retry must reach it)."""
+        try:
+            response = ncip.read_response(body, max(len(body), 1))
+        except ncip.NcipError:
             return Attempt(False, status is None or status >= 500, f"HTTP {status}, not NCIP")
-        return Attempt(True, False, f"HTTP {status} {service}", answer=body)
+        if response.problems:
+            kinds = ", ".join(p.type for p in response.problems)
+            temporary = any(p.type in t.TEMPORARY_PROBLEMS for p in response.problems)
+            detail = f"HTTP {status} {response.name} Problem: {kinds}"
+            return Attempt(False, temporary, detail, answer=body)
+        return Attempt(True, False, f"HTTP {status} {response.name}", answer=body)
 
     def replay_key(self, body: bytes) -> str | None:
         """For the hub's relay agent (`hub.runtime.relay`): see `replay_key`."""

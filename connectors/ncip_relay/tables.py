@@ -158,3 +158,6 @@ TEMPORARY = ("Temporary Processing Failure", SCHEME_GENERAL, 200)
 MESSAGING_TYPES = frozenset(
     {"Invalid Message Syntax Error", "Unsupported Service", "Unknown Service", "Message Too Big"}
 )
+
+# A member's Problems that another try may cure (the broker's retry must reach the member).
+TEMPORARY_PROBLEMS = frozenset({"Temporary Processing Failure"})
