@@ -26,6 +26,12 @@ DTD = etree.DTD(str(STANDARDS / "ncip_v1_0.dtd"))
 DIRECTORY = relay_directory()
 
 
+@pytest.fixture(autouse=True)
+def _member_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NORTH-CIRC's FromAgencyAuthentication (an unset one is refused, never sent empty)."""
+    monkeypatch.setenv("RSHUB_NORTH_NCIP_AUTH", "north-agency-auth")
+
+
 def _partner(symbol: str) -> Partner:
     found = DIRECTORY.partner(symbol)
     assert found is not None

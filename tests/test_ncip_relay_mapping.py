@@ -30,6 +30,12 @@ NS = {"n": t.NS}
 VISIBLE = "//*[starts-with(local-name(), 'Visible')]"
 
 
+@pytest.fixture(autouse=True)
+def _member_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NORTH-CIRC's FromAgencyAuthentication (an unset one is refused, never sent empty)."""
+    monkeypatch.setenv("RSHUB_NORTH_NCIP_AUTH", "north-agency-auth")
+
+
 def _partner(symbol: str) -> Partner:
     found = DIRECTORY.partner(symbol)
     assert found is not None
@@ -276,3 +282,19 @@ def test_unsupported_service_answer_is_addressed_back() -> None:
     assert parsed.agency("ResponseHeader", "FromAgencyId") == "nrth"
     assert parsed.agency("ResponseHeader", "ToAgencyId") == "innr1"
     assert [p.type for p in ncip.read_response(answer).problems] == ["Unsupported Service"]
+
+
+# -- the members' own secrets ----------------------------------------------------------------
+
+
+def test_an_unset_member_secret_is_never_sent_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RSHUB_NORTH_NCIP_AUTH")
+    call = c.read_call(relais.call("CheckOutItem", NORTH_INST))
+    member, options = c.member_for(call, RELAIS, DIRECTORY)
+    with pytest.raises(c.RelayProblem) as refused:
+        c.to_member(call, RELAIS, member, options)
+    assert refused.value.problem.type == "Temporary Processing Failure"
+    assert "$RSHUB_NORTH_NCIP_AUTH" in str(refused.value)
+    assert [
+        (p.symbol, name, source, is_set) for p, name, source, is_set in c.member_secrets(DIRECTORY)
+    ] == [("NORTH-CIRC", "from_agency_authentication", "$RSHUB_NORTH_NCIP_AUTH", False)]

@@ -147,6 +147,16 @@ def member_service(service: str, member_version: Version) -> str:
     return stand_in if stand_in and member_version == "2.0" else service
 
 
+def member_secrets(directory: Directory) -> list[tuple[Partner, str, str, bool]]:
+    """Each relay member's own secrets, for `rshub settings` and the warning at start:
+    (member, option, where it is read from, whether it is set); never a value."""
+    return [
+        (partner, name, secret.source(), secret.value() is not None)
+        for partner, opts in members(directory)
+        for name, secret in opts.secrets()
+    ]
+
+
 def members(directory: Directory) -> list[tuple[Partner, RelayOptions]]:
     out = []
     for partner in directory.partners:
@@ -260,7 +270,15 @@ def to_member(call: Call, broker: Partner, member: Partner, member_options: Rela
         _set_agency(header, "FromAgencyId", broker_options.agency_id or broker.agency_id)
     secret = member_options.from_agency_authentication
     if secret is not None:
-        _set_leaf(header, "FromAgencyAuthentication", secret.value() or "", HEADER_ORDER[:3])
+        value = secret.value()
+        if value is None:  # never an empty value: the member would take it for a wrong one
+            raise RelayProblem(
+                t.TEMPORARY,
+                f"{member.symbol}'s from_agency_authentication ({secret.source()}) is not set",
+                "relay",
+                about=call,
+            )
+        _set_leaf(header, "FromAgencyAuthentication", value, HEADER_ORDER[:3])
     # The directory says which profile (Alma: which partner) a member sees a broker's calls
     # under; a broker's own choice is dropped, or it could pass as another partner.
     profile = member_options.partner_codes.get(broker.symbol) or broker_options.application_profile
@@ -461,7 +479,24 @@ class RelayCodec:
         raise NotApplicable("the hub sends relay partners no loan steps; brokers call them")
 
     def read_answer(self, body: bytes) -> dict[str, Any] | None:
-        return None  # `rshub decode` shows partners' messages; answers read as refusals
+        """A member's answer, for `rshub decode ncip-relay`: its service and Problems."""
+        try:
+            response = ncip.read_response(body, max(len(body), 1))
+        except ncip.NcipError:
+            return None
+        if not response.name.endswith("Response") and response.name != "Problem":
+            return None
+        return response.model_dump(mode="json", exclude_none=True)
+
+    def describe(self, body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> dict[str, Any]:
+        """A broker's call as `rshub decode ncip-relay` prints it (the calls are relayed,
+        never decoded into loan messages); Refusal with the relay's NCIP answer else."""
+        try:
+            return describe(body, limit)
+        except RelayProblem as problem:
+            answer = problem_answer(problem.problem, problem.about, "2.0")
+            status = problem.problem.http_status
+            raise Refusal(str(problem), Answer(answer, CONTENT_TYPE, status)) from None
 
     def judge(self, body: bytes, status: int | None = None) -> Attempt:
         """Any NCIP answer travels back to the broker (`answer`); only one without a Problem
