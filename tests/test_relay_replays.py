@@ -8,6 +8,7 @@ from datetime import timedelta
 from connectors.ncip import codec as ncip
 from connectors.ncip_relay import codec as c
 from connectors.ncip_relay.simulator import Broker, MemberResponder
+from hub.runtime import metrics
 from hub.runtime import relay as hr
 
 WINDOW = timedelta(minutes=15)
@@ -60,3 +61,27 @@ def test_judge_an_answer_with_a_problem_is_relayed_but_not_a_success() -> None:
         good = c.CODEC.judge(_answer(None, version), 200)
         assert good.ok and good.answer is not None
     assert c.CODEC.judge(b"<html/>", 502).answer is None
+
+
+def test_relay_metrics_count_outcomes_and_time_the_member() -> None:
+    def calls(outcome: str) -> float:
+        labels = {"caller": "INNREACH", "target": "SOUTH-CIRC", "outcome": outcome}
+        return metrics.REGISTRY.get_sample_value("rshub_relay_calls_total", labels) or 0.0
+
+    def timed() -> float:
+        labels = {"caller": "INNREACH", "target": "SOUTH-CIRC"}
+        return metrics.REGISTRY.get_sample_value("rshub_relay_target_seconds_count", labels) or 0
+
+    before = {o: calls(o) for o in ("ok", "problem", "failed", "replayed")}
+    count = timed()
+    for outcome, ok in (("answered", True), ("answered", False), ("failed", False)):
+        metrics.relayed("INNREACH", "SOUTH-CIRC", outcome, ok, 0.2)
+    metrics.relayed("INNREACH", "SOUTH-CIRC", "replayed", True, 0.0)
+    assert {o: calls(o) - n for o, n in before.items()} == {
+        "ok": 1,
+        "problem": 1,
+        "failed": 1,
+        "replayed": 1,
+    }
+    assert timed() - count == 3  # a replayed call did not reach the member
+    assert b"rshub_relay_calls_total" in metrics.exposition()

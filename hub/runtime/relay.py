@@ -48,6 +48,7 @@ from connectors.core.records import (
 )
 from hub.kafka.followers import _Follower
 from hub.kafka.producer import REPLY_TO, KafkaIO
+from hub.runtime import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -378,6 +379,13 @@ def install(
                 )
                 return
             result = await carry_out(call, event.message.partition)
+            metrics.relayed(
+                call.caller,
+                call.target,
+                result.outcome.value,
+                result.ok,
+                result.elapsed_ms / 1000,
+            )
             stored = await produce(RESULTS_TOPIC, call.call_id, result)
             noted = await produce(
                 "ill.events",
