@@ -9,9 +9,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from lxml import etree
 
 from connectors.ncip import codec as ncip
 from connectors.ncip_relay.simulator import Broker, MemberResponder
@@ -22,6 +24,7 @@ from tests.kafka_reader import wait_for_record
 from tests.relay_fixtures import NORTH_INST, SOUTH_INST, SUPPORTED, relay_partners
 
 pytestmark = [pytest.mark.kafka]
+STANDARDS = Path(__file__).resolve().parents[2] / "shared" / "standards" / "ncip"
 PATH = "ncip"  # brokers share /ncip/<symbol> with NCIP peers: the partner's protocol chooses
 RELAY_TOPICS = [
     {"name": name, "partitions": 4, "cleanup": "delete", "retention_hours": 24, "purpose": "relay"}
@@ -240,3 +243,59 @@ async def test_refused_calls_get_a_problem_and_a_dead_letter(relay: Relay) -> No
     # the hub is still serving
     status, answer = await relay.relais.post(relay.relais.call("LookupUser", NORTH_INST), path=PATH)
     assert status == 200 and ncip.read_response(answer).ok
+
+
+async def test_inn_reach_loan_through_the_relay_against_a_simulated_alma(relay: Relay) -> None:
+    """INN-Reach (NCIP 1.0) lends from North's Alma (NCIP 2): the patron looked up by barcode,
+    the lending request (ItemRequested, which Alma's NCIP 2 profile takes as RequestItem),
+    shipping (CheckOutItem) and return (CheckInItem); every answer a DTD-valid 1.0 response."""
+    dtd = etree.DTD(str(STANDARDS / "ncip_v1_0.dtd"))
+    loan = [
+        ("LookupUser", "LookupUser", {"user": "21234", "visible": True}),
+        ("ItemRequested", "RequestItem", {"item": "3068-LOAN"}),
+        ("CheckOutItem", "CheckOutItem", {"item": "3068-LOAN"}),
+        ("CheckInItem", "CheckInItem", {"item": "3068-LOAN"}),
+    ]
+    for service, alma_gets, values in loan:
+        body = relay.innreach.call(service, "nrth", **values)  # type: ignore[arg-type]
+        status, answer = await relay.innreach.post(body, path=PATH)
+        got = await relay.north.next(30)
+        assert (got.service, got.version, got.to_agency) == (alma_gets, "2.0", NORTH_INST)
+        assert got.profile == "INNREACH_PARTNER"
+        visible = "//*[starts-with(local-name(), 'Visible')]"  # NCIP 2 has no Visible ids
+        assert etree.fromstring(got.body).xpath(visible) == []
+        assert status == 200
+        assert dtd.validate(etree.fromstring(answer)), (service, dtd.error_log, answer[:400])
+        back = ncip.parse(answer)
+        assert (back.name, back.ncip1) == (f"{service}Response", True)
+        assert back.agency("ResponseHeader", "FromAgencyId") == "nrth"
+        assert ncip.read_response(answer).ok, answer[:400]
+    assert b"<VisibleUserIdentifier" in (await _audited_answer(relay, "LookupUserResponse"))
+    assert relay.north.received.empty()
+
+
+async def _audited_answer(relay: Relay, name: str) -> bytes:
+    def answer_to_inn_reach(record: dict[str, Any]) -> bool:
+        return (
+            record["direction"] == "out"
+            and record["partner"] == "INNREACH"
+            and name in record["body"]
+        )
+
+    record = await wait_for_record(relay.bootstrap, "ill.audit", answer_to_inn_reach)
+    return str(record["body"]).encode("latin-1")
+
+
+async def test_broker_retry_after_a_temporary_failure_reaches_the_member(relay: Relay) -> None:
+    relay.north.problems["CheckOutItem"] = "Temporary Processing Failure"
+    body = relay.innreach.call("CheckOutItem", "nrth", item="FLAKY-1")
+    status, answer = await relay.innreach.post(body, path=PATH)
+    assert status == 200
+    assert [p.type for p in ncip.read_response(answer).problems] == ["Temporary Processing Failure"]
+    assert (await relay.north.next(30)).service == "CheckOutItem"
+    del relay.north.problems["CheckOutItem"]
+    status, answer = await relay.innreach.post(body, path=PATH)  # INN-Reach retries
+    assert (await relay.north.next(30)).service == "CheckOutItem"  # Alma gets the retry
+    assert status == 200 and ncip.read_response(answer).ok
+    again = await relay.innreach.post(body, path=PATH)  # a retry of the success: replayed
+    assert again == (status, answer) and relay.north.received.empty()

@@ -21,6 +21,7 @@ from connectors.ncip_relay.simulator import Broker, MemberResponder
 from hub.kafka import fetching, topics
 from hub.kafka.producer import KafkaIO
 from hub.kafka.topics import TopicSpec
+from hub.runtime import metrics
 from hub.runtime import relay as hr
 from tests.kafka_reader import wait_for_record
 from tests.relay_fixtures import NORTH_INST, relay_directory
@@ -193,3 +194,36 @@ async def test_unknown_target_and_member_down_fail_without_an_answer(hub: Hub) -
         lambda r: r["outcome"] == "failed" and "NOBODY" not in r["detail"],
     )
     assert failed["retryable"] is True
+
+
+async def test_retry_after_a_temporary_failure_reaches_the_member(hub: Hub) -> None:
+    """Only a success is replayed: a broker retries after Temporary Processing Failure to get
+    through, so the retry must reach the member (and its success is then what is replayed)."""
+    before = {o: _relayed(o) for o in ("ok", "problem", "replayed")}
+    hub.north.problems["CheckOutItem"] = "Temporary Processing Failure"
+    body = relais.call("CheckOutItem", NORTH_INST, item="FLAKY")
+    ok, answer = await call(hub, body)
+    assert not ok and answer is not None
+    assert [p.type for p in ncip.read_response(answer).problems] == ["Temporary Processing Failure"]
+    assert (await hub.north.next(5)).service == "CheckOutItem"
+    del hub.north.problems["CheckOutItem"]
+    ok, answer = await call(hub, body)  # the broker's retry
+    assert (await hub.north.next(5)).service == "CheckOutItem"  # reached the member
+    assert ok and answer is not None and ncip.read_response(answer).ok
+    again = await call(hub, body)  # a retry of the success: replayed
+    assert again == (ok, answer) and hub.north.received.empty()
+    first = await wait_for_record(
+        hub.bootstrap, hr.RESULTS_TOPIC, lambda r: "Temporary Processing" in r["detail"]
+    )
+    assert (first["outcome"], first["ok"], first["retryable"]) == ("answered", False, True)
+    # counted per broker and member, by outcome (the agent counts before it hands back)
+    assert {o: _relayed(o) - n for o, n in before.items()} == {
+        "ok": 1,
+        "problem": 1,
+        "replayed": 1,
+    }
+
+
+def _relayed(outcome: str) -> float:
+    labels = {"caller": "RELAIS", "target": "NORTH-CIRC", "outcome": outcome}
+    return metrics.REGISTRY.get_sample_value("rshub_relay_calls_total", labels) or 0.0

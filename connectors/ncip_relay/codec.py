@@ -41,9 +41,13 @@ class RelayProblem(Exception):
         stage: str = "parse",
         element: str | None = None,
         value: str | None = None,
+        about: Call | Heard | None = None,
     ) -> None:
         super().__init__(f"{kind[0]}: {detail}")
         self.stage = stage
+        # what was read of the call before it failed: the answer names its service and is
+        # addressed back (an NCIP 1.0 answer must be a response with a ResponseHeader)
+        self.about = about
         self.problem = ncip.Problem(
             type=kind[0],
             scheme=kind[1],
@@ -52,6 +56,16 @@ class RelayProblem(Exception):
             element=element,
             value=value,
         )
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What was read of a call the relay refuses: its service and header agencies."""
+
+    service: str | None
+    version: Version
+    from_agency: str = ""
+    to_agency: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,19 +99,29 @@ def read_call(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Call:
     except ncip.NcipError as error:
         kind = t.TOO_LARGE if error.problem.http_status == 413 else t.SYNTAX
         raise RelayProblem(kind, error.problem.detail) from None
+    heard = Heard(
+        None if parsed.is_response else parsed.name,
+        "1.0" if parsed.ncip1 else "2.0",
+        parsed.agency("InitiationHeader", "FromAgencyId") or "",
+        parsed.agency("InitiationHeader", "ToAgencyId") or "",
+    )
     if parsed.is_response:
-        raise RelayProblem(t.UNSUPPORTED, f"{parsed.name} is an answer, not a call")
+        raise RelayProblem(t.UNSUPPORTED, f"{parsed.name} is an answer, not a call", about=heard)
     if parsed.name not in t.SERVICES:
         raise RelayProblem(
             t.UNSUPPORTED,
             f"{parsed.name} is not relayed to members (relayed: {', '.join(t.SERVICES)})",
             element=parsed.name,
+            about=heard,
         )
     tree = v.to_v2(parsed.root)
     body_element = v._children(tree)[0]
     if v.child(body_element, "InitiationHeader") is None:
         raise RelayProblem(
-            t.NEEDED_DATA, f"{parsed.name} has no InitiationHeader", element="InitiationHeader"
+            t.NEEDED_DATA,
+            f"{parsed.name} has no InitiationHeader",
+            element="InitiationHeader",
+            about=heard,
         )
     to_agency = _agency(body_element, "ToAgencyId")
     if not to_agency:
@@ -105,6 +129,7 @@ def read_call(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Call:
             t.NEEDED_DATA,
             f"{parsed.name} names no member (InitiationHeader/ToAgencyId)",
             element="InitiationHeader/ToAgencyId/AgencyId",
+            about=heard,
         )
     return Call(
         service=parsed.name,
@@ -113,6 +138,23 @@ def read_call(body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> Call:
         from_agency=_agency(body_element, "FromAgencyId"),
         to_agency=to_agency,
     )
+
+
+def member_service(service: str, member_version: Version) -> str:
+    """The service a member gets for a broker's call: the call's own, or the same event's
+    service in NCIP 2 (tables.Service.v2_as: INN-Reach's ItemRequested is RequestItem)."""
+    stand_in = t.SERVICES[service].v2_as
+    return stand_in if stand_in and member_version == "2.0" else service
+
+
+def member_secrets(directory: Directory) -> list[tuple[Partner, str, str, bool]]:
+    """Each relay member's own secrets, for `rshub settings` and the warning at start:
+    (member, option, where it is read from, whether it is set); never a value."""
+    return [
+        (partner, name, secret.source(), secret.value() is not None)
+        for partner, opts in members(directory)
+        for name, secret in opts.secrets()
+    ]
 
 
 def members(directory: Directory) -> list[tuple[Partner, RelayOptions]]:
@@ -146,6 +188,7 @@ def member_for(call: Call, broker: Partner, directory: Directory) -> tuple[Partn
             "address",
             element="InitiationHeader/ToAgencyId/AgencyId",
             value=call.to_agency,
+            about=call,
         )
     partner, opts = found
     if not broker_options.may_drive(partner.symbol):
@@ -155,15 +198,18 @@ def member_for(call: Call, broker: Partner, directory: Directory) -> tuple[Partn
             "authorize",
             element="InitiationHeader/ToAgencyId/AgencyId",
             value=call.to_agency,
+            about=call,
         )
-    if call.service not in opts.services or (
+    wanted = member_service(call.service, opts.ncip_version)
+    if wanted not in opts.services or (
         opts.ncip_version == "1.0" and not t.SERVICES[call.service].in_v1
     ):
         raise RelayProblem(
             t.UNSUPPORTED,
-            f"{partner.symbol}'s responder does not support {call.service}",
+            f"{partner.symbol}'s responder does not support {wanted}",
             "address",
             element=call.service,
+            about=call,
         )
     return found
 
@@ -213,6 +259,9 @@ def to_member(call: Call, broker: Partner, member: Partner, member_options: Rela
     authentication it expects."""
     broker_options = options(broker)
     tree = copy.deepcopy(call.tree)
+    wanted = member_service(call.service, member_options.ncip_version)
+    if wanted != call.service:
+        _as_service(v._children(tree)[0], wanted)
     header = v.child(v._children(tree)[0], "InitiationHeader")
     assert header is not None  # read_call checked it
     if member_options.institution_code:
@@ -221,7 +270,15 @@ def to_member(call: Call, broker: Partner, member: Partner, member_options: Rela
         _set_agency(header, "FromAgencyId", broker_options.agency_id or broker.agency_id)
     secret = member_options.from_agency_authentication
     if secret is not None:
-        _set_leaf(header, "FromAgencyAuthentication", secret.value() or "", HEADER_ORDER[:3])
+        value = secret.value()
+        if value is None:  # never an empty value: the member would take it for a wrong one
+            raise RelayProblem(
+                t.TEMPORARY,
+                f"{member.symbol}'s from_agency_authentication ({secret.source()}) is not set",
+                "relay",
+                about=call,
+            )
+        _set_leaf(header, "FromAgencyAuthentication", value, HEADER_ORDER[:3])
     # The directory says which profile (Alma: which partner) a member sees a broker's calls
     # under; a broker's own choice is dropped, or it could pass as another partner.
     profile = member_options.partner_codes.get(broker.symbol) or broker_options.application_profile
@@ -239,13 +296,29 @@ def to_member(call: Call, broker: Partner, member: Partner, member_options: Rela
     return v.write_v2(tree)
 
 
-def _response_header(call: Call) -> etree._Element:
+def _as_service(body: etree._Element, service: str) -> None:
+    """The call's element as `service` (same event, the member's version's service): renamed,
+    its elements in that service's schema order, those it has no place for left out."""
+    order = t.ORDER_V2[service]
+    kids = [k for k in v._children(body) if xmlsafe.local(k) in order]
+    for kid in v._children(body):
+        body.remove(kid)
+    body.extend(sorted(kids, key=lambda k: order.index(xmlsafe.local(k))))  # stable
+    body.tag = v.q(service)
+
+
+# Where a refused call names no agency, the relay answers as itself.
+HUB_AGENCY = "rshub"
+
+
+def _response_header(about: Call | Heard | None) -> etree._Element:
+    to_agency = (about.to_agency if about else "") or HUB_AGENCY
     header = etree.Element(v.q("ResponseHeader"))
     etree.SubElement(
         etree.SubElement(header, v.q("FromAgencyId")), v.q("AgencyId")
-    ).text = call.to_agency
+    ).text = to_agency
     etree.SubElement(etree.SubElement(header, v.q("ToAgencyId")), v.q("AgencyId")).text = (
-        call.from_agency or call.to_agency
+        about.from_agency if about and about.from_agency else to_agency
     )
     return header
 
@@ -257,6 +330,22 @@ def _write_for(tree: etree._Element, call: Call, broker_options: RelayOptions) -
         )
         return v.write_v1(v.to_v1(tree, context))
     return v.write_v2(tree)
+
+
+def _as_response(tree: etree._Element, service: str) -> None:
+    """A member's answer to the service it got instead (RequestItemResponse for an
+    ItemRequested) as the response to the broker's service, holding what that one holds."""
+    stand_in = t.SERVICES[service].v2_as
+    top = v._children(tree)
+    if not stand_in or not top or xmlsafe.local(top[0]) != f"{stand_in}Response":
+        return
+    body, response = top[0], f"{service}Response"
+    holds = t.RESPONSE_HOLDS.get(response)
+    if holds is not None:
+        for kid in v._children(body):
+            if xmlsafe.local(kid) not in holds:
+                body.remove(kid)
+    body.tag = v.q(response)
 
 
 def to_broker(answer: bytes, call: Call, broker: Partner, limit: int) -> bytes:
@@ -271,6 +360,7 @@ def to_broker(answer: bytes, call: Call, broker: Partner, limit: int) -> bytes:
         ) from None
     tree = v.to_v2(parsed.root)
     response = f"{call.service}Response"
+    _as_response(tree, call.service)
     top = v._children(tree)
     if top and all(xmlsafe.local(node) == "Problem" for node in top):
         # A message-level Problem (XC toolkit, Alma): inside the response the broker expects.
@@ -291,19 +381,27 @@ def to_broker(answer: bytes, call: Call, broker: Partner, limit: int) -> bytes:
 
 
 def problem_answer(
-    problem: ncip.Problem, call: Call | None, version: Version, service: str | None = None
+    problem: ncip.Problem,
+    call: Call | Heard | None,
+    version: Version,
+    service: str | None = None,
 ) -> bytes:
-    """The relay's own Problem, in the broker's version, inside the service's response when
-    the service is known (NCIP 1.0 has no message-level Problem)."""
+    """The relay's own Problem, in the broker's version (the call's, when it was read), inside
+    the service's response when the service is known. NCIP 1.0 has no message-level Problem
+    and every 1.0 response has a ResponseHeader: a 1.0 answer is always a response of the
+    DTD with one (tables.V1_FALLBACK_SERVICE where the call named no 1.0 service)."""
     from connectors.ncip import writer
 
-    name = call.service if call else service
+    name = (call.service if call else None) or service
+    version = call.version if call else version
+    if version == "1.0" and name not in t.SERVICES_V1_DTD:
+        name = t.V1_FALLBACK_SERVICE
     tree = etree.fromstring(writer.encode_problem(problem, f"{name}Response" if name else None))
     tree = v.to_v2(tree)
-    if call is not None:
+    if call is not None or version == "1.0":
         v._children(tree)[0].insert(0, _response_header(call))
-    if (call.version if call else version) == "1.0":
-        agency = call.to_agency if call else "rshub"
+    if version == "1.0":
+        agency = (call.to_agency if call else "") or HUB_AGENCY
         return v.write_v1(v.to_v1(tree, v.V1Context(agency=agency)))
     return v.write_v2(tree)
 
@@ -381,13 +479,39 @@ class RelayCodec:
         raise NotApplicable("the hub sends relay partners no loan steps; brokers call them")
 
     def read_answer(self, body: bytes) -> dict[str, Any] | None:
-        return None  # `rshub decode` shows partners' messages; answers read as refusals
+        """A member's answer, for `rshub decode ncip-relay`: its service and Problems."""
+        try:
+            response = ncip.read_response(body, max(len(body), 1))
+        except ncip.NcipError:
+            return None
+        if not response.name.endswith("Response") and response.name != "Problem":
+            return None
+        return response.model_dump(mode="json", exclude_none=True)
+
+    def describe(self, body: bytes, limit: int = xmlsafe.DEFAULT_LIMIT) -> dict[str, Any]:
+        """A broker's call as `rshub decode ncip-relay` prints it (the calls are relayed,
+        never decoded into loan messages); Refusal with the relay's NCIP answer else."""
+        try:
+            return describe(body, limit)
+        except RelayProblem as problem:
+            answer = problem_answer(problem.problem, problem.about, "2.0")
+            status = problem.problem.http_status
+            raise Refusal(str(problem), Answer(answer, CONTENT_TYPE, status)) from None
 
     def judge(self, body: bytes, status: int | None = None) -> Attempt:
-        service = service_of(body, max(len(body), 1))
-        if service is None:
+        """Any NCIP answer travels back to the broker (`answer`); only one without a Problem
+        is `ok`: the member did what was asked, and only that may answer a broker's retry
+        (after a Problem such as Temporary Processing Failure the retry must reach it)."""
+        try:
+            response = ncip.read_response(body, max(len(body), 1))
+        except ncip.NcipError:
             return Attempt(False, status is None or status >= 500, f"HTTP {status}, not NCIP")
-        return Attempt(True, False, f"HTTP {status} {service}", answer=body)
+        if response.problems:
+            kinds = ", ".join(p.type for p in response.problems)
+            temporary = any(p.type in t.TEMPORARY_PROBLEMS for p in response.problems)
+            detail = f"HTTP {status} {response.name} Problem: {kinds}"
+            return Attempt(False, temporary, detail, answer=body)
+        return Attempt(True, False, f"HTTP {status} {response.name}", answer=body)
 
     def replay_key(self, body: bytes) -> str | None:
         """For the hub's relay agent (`hub.runtime.relay`): see `replay_key`."""

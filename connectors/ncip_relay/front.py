@@ -35,7 +35,8 @@ log = structlog.get_logger(__name__)
 
 
 def _answer(problem: c.RelayProblem, call: c.Call | None, version: Version) -> Answer:
-    body = c.problem_answer(problem.problem, call, version)
+    # what was read of a refused call addresses the answer (its service, its version)
+    body = c.problem_answer(problem.problem, call or problem.about, version)
     return Answer(body, c.CONTENT_TYPE, problem.problem.http_status)
 
 

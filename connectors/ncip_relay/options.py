@@ -40,6 +40,14 @@ class Secret(BaseModel):
             raise ValueError("needs secret_env or secret_file (secrets never go in the directory)")
         return self
 
+    def source(self) -> str:
+        """Where the secret is read from, for people (never the secret itself)."""
+        parts = (
+            self.secret_env and f"${self.secret_env}",
+            self.secret_file and str(self.secret_file),
+        )
+        return " or ".join(part for part in parts if part)
+
     def value(self) -> str | None:
         if self.secret_env and os.environ.get(self.secret_env):
             return os.environ[self.secret_env]
@@ -125,6 +133,15 @@ class RelayOptions(BaseModel):
 
     def may_drive(self, member: str) -> bool:
         return "*" in self.members or member in self.members
+
+    def secrets(self) -> list[tuple[str, Secret]]:
+        """The member's own secrets (beside the partner's outbound_auth): option name and
+        where it is read from."""
+        named: list[tuple[str, Secret | None]] = [
+            ("from_agency_authentication", self.from_agency_authentication),
+            ("query_token", self.query_token),
+        ]
+        return [(name, secret) for name, secret in named if secret is not None]
 
 
 class RelaySettings(BaseModel):

@@ -34,7 +34,7 @@ def member_url(partner: Partner) -> str:
     if token is None:
         return partner.endpoint
     parts = urlsplit(partner.endpoint)
-    extra = urlencode({token.param: token.value() or ""})
+    extra = urlencode({token.param: token.value()})
     query = f"{parts.query}&{extra}" if parts.query else extra
     return urlunsplit(parts._replace(query=query))
 
@@ -56,6 +56,13 @@ class MemberSender:
         assert self.session is not None, "start() first"
         if not partner.endpoint:
             return Attempt(False, False, f"{partner.symbol} has no NCIP responder (endpoint)")
+        token = c.options(partner).query_token
+        if token is not None and token.value() is None:
+            # never an empty token in the URL: the hub's configuration is at fault, not the
+            # member; the broker's retry gets through once the secret is set
+            return Attempt(
+                False, True, f"{partner.symbol}'s query_token ({token.source()}) not set"
+            )
         headers = {
             "Content-Type": c.content_type(c.options(partner).ncip_version),
             **authorization(partner.outbound_auth),

@@ -41,6 +41,17 @@ CALL_PARTS: dict[str, list[str]] = {
     "RenewItem": ["user", "item"],
     "LookupItem": ["item", "ItemElementType"],
     "LookupRequest": ["request"],
+    # INN-Reach's lending request to the item's owner (the sample in shared/standards)
+    "ItemRequested": [
+        "user",
+        "item",
+        "RequestType",
+        "RequestScopeType",
+        "requested_on",
+        "title",
+        "patron_type",
+    ],
+    "CreateUserFiscalTransaction": ["user", "fiscal"],
 }
 CODED = {
     "UserElementType": "User Privilege",
@@ -61,6 +72,8 @@ ANSWER_PARTS: dict[str, list[str]] = {
     "RenewItem": ["item", "user", "due"],
     "LookupItem": ["item", "status"],
     "LookupRequest": ["request"],
+    "ItemRequested": [],  # an acknowledgement: the header only
+    "CreateUserFiscalTransaction": ["user", "fiscal_ref"],
 }
 IDS = {
     "user": "UserIdentifierValue",
@@ -95,6 +108,17 @@ class _V2:
     def coded(self, name: str, value: str) -> etree._Element:
         return self.el(name, value)
 
+    def agency_id(self, value: str) -> etree._Element:
+        return self.el("AgencyId", value)
+
+    def visible_user(self, barcode: str, agency: str) -> etree._Element:
+        return self.el(
+            "UserId",
+            self.el("AgencyId", agency),
+            self.el("UserIdentifierType", "Barcode"),
+            self.el("UserIdentifierValue", barcode),
+        )
+
     def document(self, body: etree._Element) -> bytes:
         root = self.el("NCIPMessage", body)
         root.set(f"{{{t.NS}}}version", t.VERSION_2)
@@ -128,6 +152,17 @@ class _V1:
             V1_IDS[kind], self.coded("UniqueAgencyId", agency), self.el(IDS[kind], value)
         )
 
+    def agency_id(self, value: str) -> etree._Element:
+        return self.coded("UniqueAgencyId", value)
+
+    def visible_user(self, barcode: str, agency: str) -> etree._Element:
+        return self.el(
+            "VisibleUserId",
+            self.coded("UniqueAgencyId", agency),
+            self.coded("VisibleUserIdentifierType", "Barcode"),
+            self.el("VisibleUserIdentifier", barcode),
+        )
+
     def document(self, body: etree._Element) -> bytes:
         root = self.el("NCIPMessage", body)
         root.set("version", t.VERSION_1)
@@ -153,7 +188,10 @@ class Broker:
         request: str = "R300",
         title: str | None = "Idle hours",
         profile: str | None = None,
+        visible: bool = False,
     ) -> bytes:
+        """`visible`: the user given by the barcode on the card (1.0: VisibleUserId; 2.0: a
+        UserId with its UserIdentifierType), as INN-Reach looks patrons up."""
         w: _V2 | _V1 = _V1() if self.version == "1.0" else _V2(prefix=False)
         values = {"user": user, "item": item, "request": request}
         header = w.el(
@@ -164,8 +202,36 @@ class Broker:
         )
         body = w.el(service, header)
         for part in CALL_PARTS[service]:
-            if part in values:
+            if part == "user" and visible:
+                body.append(w.visible_user(user, self.agency))
+            elif part in values:
                 body.append(w.ident(part, values[part], self.agency))
+            elif part == "requested_on":
+                body.append(w.el("DateOfUserRequest", "2031-05-02T15:17:00Z"))
+            elif part == "patron_type":
+                body.append(
+                    w.el(
+                        "UserOptionalFields",
+                        w.el(
+                            "UserPrivilege",
+                            w.agency_id(self.agency),
+                            w.coded("AgencyUserPrivilegeType", "CIRCUIT UNDERGRAD"),
+                        ),
+                    )
+                )
+            elif part == "fiscal":
+                body.append(
+                    w.el(
+                        "FiscalTransactionInformation",
+                        w.coded("FiscalActionType", "Assess"),
+                        w.coded("FiscalTransactionType", "Service Charge"),
+                        w.el(
+                            "Amount",
+                            w.coded("CurrencyCode", "USD"),
+                            w.el("MonetaryValue", "1500"),
+                        ),
+                    )
+                )
             elif part == "title":
                 if title is not None:
                     body.append(
@@ -281,7 +347,8 @@ class MemberResponder:
             body.append(self._problem(w, problem))
             return w.document(body)
         values = {
-            "user": parsed.ident(("UserId", "UniqueUserId"), "UserIdentifierValue"),
+            "user": parsed.ident(("UserId", "UniqueUserId"), "UserIdentifierValue")
+            or parsed.ident(("VisibleUserId",), "VisibleUserIdentifier"),
             "item": parsed.ident(("ItemId", "UniqueItemId"), "ItemIdentifierValue"),
             "request": parsed.ident(("RequestId", "UniqueRequestId"), "RequestIdentifierValue"),
         }
@@ -292,16 +359,21 @@ class MemberResponder:
             elif part == "due":
                 body.append(w.el("DateDue", DUE))
             elif part == "privilege":
+                # the card's barcode with the privileges: 1.0 writes it first, 2.0 last
+                barcode = w.visible_user(f"B-{values['user']}", self.agency)
+                privilege = w.el(
+                    "UserPrivilege",
+                    w.agency_id(self.agency),
+                    w.coded("AgencyUserPrivilegeType", "Faculty"),
+                )
+                fields = [barcode, privilege] if isinstance(w, _V1) else [privilege, barcode]
+                body.append(w.el("UserOptionalFields", *fields))
+            elif part == "fiscal_ref":
                 body.append(
                     w.el(
-                        "UserOptionalFields",
-                        w.el(
-                            "UserPrivilege",
-                            w.coded("UniqueAgencyId", self.agency)
-                            if isinstance(w, _V1)
-                            else w.el("AgencyId", self.agency),
-                            w.coded("AgencyUserPrivilegeType", "Faculty"),
-                        ),
+                        "FiscalTransactionReferenceId",
+                        w.agency_id(self.agency),
+                        w.el("FiscalTransactionIdentifierValue", "FT-1"),
                     )
                 )
             elif part == "status":

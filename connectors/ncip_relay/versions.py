@@ -90,9 +90,34 @@ def _v2(node: etree._Element) -> list[etree._Element]:
         out.set(q("Scheme"), attribute)
     if not kids:
         out.text = node.text
+    place = t.VISIBLE_PLACES_V1.get(name)
+    last: list[etree._Element] = []
     for kid in kids:
-        out.extend(_v2(kid))
+        kid_name = xmlsafe.local(kid)
+        if kid_name not in t.VISIBLE_V1:
+            out.extend(_v2(kid))
+        elif place is not None and place[0] == kid_name:
+            # 2.0 has no Visible ids: the same id with its identifier type
+            converted = _v2(_renamed(kid, *t.VISIBLE_V1[kid_name]))
+            (last if place[1] else out).extend(converted)
+        # else: a Visible id 2.0 has no place for (ItemDescription's); it is on ill.audit
+    out.extend(last)
     return [out]
+
+
+def _renamed(node: etree._Element, name: str, children: dict[str, str]) -> etree._Element:
+    """A copy of `node` named `name` (same namespace) with its children renamed by
+    `children`; children not named there are left out."""
+    namespace = etree.QName(node).namespace
+    out = etree.Element(f"{{{namespace}}}{name}" if namespace else name, node.attrib)
+    for kid in _children(node):
+        renamed = children.get(xmlsafe.local(kid))
+        if renamed is None:
+            continue
+        copied = copy.deepcopy(kid)
+        copied.tag = f"{{{namespace}}}{renamed}" if namespace else renamed
+        out.append(copied)
+    return out
 
 
 def _problem_from_v1(error: etree._Element) -> etree._Element:
@@ -152,6 +177,7 @@ def to_v1(root: etree._Element, context: V1Context) -> etree._Element:
     for node in _children(root):
         out.extend(_v1(node, context))
     _merge_problems(out)
+    _bare_errors(out)
     return out
 
 
@@ -182,8 +208,22 @@ def _v1(node: etree._Element, context: V1Context) -> list[etree._Element]:
     kids = _children(node)
     if not kids:
         out.text = node.text
+    place = t.VISIBLE_PLACES_V1.get(name)
+    visible_id = t.VISIBLE_V1[place[0]][0] if place else None
+    first: list[etree._Element] = []
     for kid in kids:
-        out.extend(_v1(kid, context))
+        if visible_id is None or xmlsafe.local(kid) != visible_id:
+            out.extend(_v1(kid, context))
+            continue
+        typed = child(kid, f"{visible_id.removesuffix('Id')}IdentifierType") is not None
+        if typed:  # an id with its type (a barcode): 1.0 calls that a Visible id
+            converted = _v1(_renamed(kid, *t.VISIBLE_V2[visible_id]), context)
+            (first if place and place[1] else out).extend(converted)
+        elif not (place and place[1]):
+            out.extend(_v1(kid, context))  # the record's own id: Unique*Id
+        # else: an untyped id where 1.0 takes only Visible ids (UserOptionalFields)
+    for index, node_v1 in enumerate(first):
+        out.insert(index, node_v1)
     if renamed in t.NEEDS_AGENCY_V1 and child(out, "UniqueAgencyId") is None:
         out.insert(0, _agency_v1(context.agency, context.agency_scheme))
     return [out]
@@ -226,6 +266,23 @@ def _merge_problems(root: etree._Element) -> None:
                 if error.tag == kind:
                     first.append(error)
             holder.remove(extra)
+
+
+def _bare_errors(root: etree._Element) -> None:
+    """A 1.0 notification's acknowledgement (ItemRequestedResponse) holds its errors bare,
+    and only MessagingErrors (the DTD: ResponseHeader, MessagingError*): a member's
+    processing error is passed on as one, its type and scheme kept."""
+    for response in root:
+        if response.tag not in t.BARE_ERRORS_V1:
+            continue
+        for problem in [c for c in _children(response) if c.tag == "Problem"]:
+            position = response.index(problem)
+            for offset, error in enumerate(_children(problem)):
+                for node in error.iter():
+                    if isinstance(node.tag, str) and node.tag.startswith("Processing"):
+                        node.tag = "Messaging" + node.tag.removeprefix("Processing")
+                response.insert(position + offset, error)
+            response.remove(problem)
 
 
 def write_v1(root: etree._Element) -> bytes:

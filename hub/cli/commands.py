@@ -136,7 +136,20 @@ def start_up_problems(
 
 
 def warn_unset_secrets(directory: Directory) -> None:
-    """A partner whose secret is missing gets nothing but 401s: say so at start."""
+    """A partner whose secret is missing gets nothing but 401s: say so at start. A relay
+    member's own secret (query token, FromAgencyAuthentication) too: its calls are answered
+    Temporary Processing Failure until it is set (never sent empty)."""
+    from connectors.ncip_relay import codec as relay_codec
+
+    for partner, option, source, is_set in relay_codec.member_secrets(directory):
+        if not is_set:
+            log.warning(
+                "partner.secret_unset",
+                partner=partner.symbol,
+                direction=option,
+                secret=source,
+                effect="calls relayed to this member are not sent until it is set",
+            )
     for partner, direction, credential in directory.credentials():
         if credential.secret() is None:
             log.warning(
@@ -392,6 +405,18 @@ def decode(protocol: str, path: Path, settings: Settings) -> int:
             _print_reply(protocol, codec.fault(Fault.SYNTAX, detail).body)
             return 2
         body = bytes.fromhex(digits.decode())
+    describe = getattr(codec, "describe", None)
+    if callable(describe):  # the NCIP relay: broker calls are relayed, never loan messages
+        try:
+            print(json.dumps(describe(body, settings.limits().max_body_bytes), indent=2))
+            return 0
+        except Refusal as refusal:
+            answer = codec.read_answer(body)
+            if answer is not None:
+                print(json.dumps(answer, indent=2, default=str))
+                return 0
+            _print_reply(protocol, refusal.answer.body)
+            return 2
     try:
         decoded = codec.decode(body, "", settings.limits())
     except Refusal as refusal:
@@ -869,6 +894,11 @@ def show_settings(settings: Settings) -> int:
     for partner, direction, credential in directory.credentials():
         state = "set" if credential.secret() is not None else "NOT SET"
         print(f"  {partner.symbol:<12} {direction:<9} {credential.source():<40} {state}")
+    from connectors.ncip_relay import codec as relay_codec
+
+    for partner, option, source, is_set in relay_codec.member_secrets(directory):
+        state = "set" if is_set else "NOT SET"
+        print(f"  {partner.symbol:<12} {option:<9} {source:<40} {state}")
     return 0
 
 

@@ -95,6 +95,34 @@ STEP_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+# The relay (hub.runtime.relay): calls a caller (an NCIP broker) made to a target (a member
+# library's responder), by what came of them, and how long the target took to answer.
+RELAY_CALLS = PromCounter(
+    "rshub_relay_calls",
+    "Calls relayed, per caller (broker), target (member) and outcome: ok (answered, a "
+    "success), problem (answered with a protocol error, e.g. NCIP Temporary Processing "
+    "Failure), failed (no answer: unreachable, timed out, unreadable), replayed (a retry "
+    "answered with the first success, the target not called)",
+    ["caller", "target", "outcome"],
+    registry=REGISTRY,
+)
+RELAY_SECONDS = Histogram(
+    "rshub_relay_target_seconds",
+    "How long a relay target (a member's responder) took to answer or fail, per caller and "
+    "target (replayed calls are not timed: the target was not called)",
+    ["caller", "target"],
+    buckets=STEP_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def relayed(caller: str, target: str, outcome: str, ok: bool, elapsed_s: float) -> None:
+    """One relayed call's result (`outcome`: answered / failed / replayed)."""
+    label = "problem" if outcome == "answered" and not ok else outcome
+    RELAY_CALLS.labels(caller, target, "ok" if label == "answered" else label).inc()
+    if outcome != "replayed":
+        RELAY_SECONDS.labels(caller, target).observe(max(0.0, elapsed_s))
+
 
 def message_in(partner: str, protocol: str, kind: str) -> None:
     MESSAGES_IN.labels(partner, protocol, kind).inc()

@@ -13,7 +13,10 @@ reads it back.
 State-changing calls repeated with the same content (a broker's retry) within the replay window
 are answered with the first answer, without a second call to the target: the agent keeps the
 first answer in a changelog-backed table, keyed by the caller's replay key; calls go to the
-topic keyed by target, so every copy of a call reaches the same worker.
+topic keyed by target, so every copy of a call reaches the same worker. Only an answer the
+connector judged a success (`Attempt.ok`) is kept: after a protocol error (NCIP Temporary
+Processing Failure) the retry is what the caller sends to get through, so it must reach the
+target.
 
 What a call means is the connector's business (codec and front); nothing here reads NCIP.
 """
@@ -45,6 +48,7 @@ from connectors.core.records import (
 )
 from hub.kafka.followers import _Follower
 from hub.kafka.producer import REPLY_TO, KafkaIO
+from hub.runtime import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +81,7 @@ class RelayCall(BaseModel):
 
 
 class RelayOutcome(StrEnum):
-    ANSWERED = "answered"  # the target answered (its answer may be a protocol error)
+    ANSWERED = "answered"  # the target answered (its answer may be a protocol error: `ok`)
     FAILED = "failed"  # no answer: unreachable, timed out, unreadable
     REPLAYED = "replayed"  # a retry answered with the first answer, the target not called
 
@@ -95,12 +99,17 @@ class RelayResult(BaseModel):
     answer: str | None = Field(None, description="the target's answer as text (`answer_encoding`)")
     answer_encoding: RawEncoding = "latin-1"
     replayed_from: str | None = Field(None, description="the call whose answer was replayed")
+    ok: bool = Field(
+        False,
+        description="the target did what was asked (its answer is no protocol error): only "
+        "such an answer is replayed to a retry",
+    )
     elapsed_ms: float = 0.0
     at: datetime = Field(default_factory=now)
 
     def attempt(self) -> Attempt:
         return Attempt(
-            self.outcome is not RelayOutcome.FAILED,
+            self.ok,
             self.retryable,
             self.detail,
             unpack(self.answer, self.answer_encoding) if self.answer is not None else None,
@@ -217,6 +226,18 @@ async def relay(
 # -- the agent -----------------------------------------------------------------------------
 
 
+def replayable(stored: Any, window: timedelta, at: datetime | None = None) -> RelayResult | None:
+    """The kept first answer a retry gets, if there is one: a success within the window.
+    A row kept before results said whether they were a success (`ok` absent) or one that is
+    not (a Problem kept by an older hub, the table surviving the restart) is not replayed."""
+    if stored is None:
+        return None
+    first = RelayResult.model_validate(stored)
+    if not first.ok or first.outcome is not RelayOutcome.ANSWERED:
+        return None
+    return first if (at or now()) - first.at <= window else None
+
+
 def relay_senders(
     connectors: Iterable[Connector[Any, Any]], limits: Limits, environ: Mapping[str, str]
 ) -> dict[str, Sender]:
@@ -296,7 +317,10 @@ def install(
                     "in", call.protocol, call.target, attempt.answer, None, call.call_id
                 ),
             )
-        result.outcome = RelayOutcome.ANSWERED if attempt.ok else RelayOutcome.FAILED
+        # An answer is relayed whatever it says; whether it was a success decides replays.
+        answered = attempt.ok or attempt.answer is not None
+        result.outcome = RelayOutcome.ANSWERED if answered else RelayOutcome.FAILED
+        result.ok = attempt.ok
         result.retryable, result.detail = attempt.retryable, attempt.detail[:1000]
         if attempt.answer is not None:
             result.answer, result.answer_encoding = pack(attempt.answer)
@@ -320,18 +344,16 @@ def install(
         key = call.replay_key
         if key is None:
             return await call_target(call)
-        stored = replays.get(key)
-        if stored is not None:
-            first = RelayResult.model_validate(stored)
-            if now() - first.at <= window:
-                return replayed(first, call)
+        first = replayable(replays.get(key), window)
+        if first is not None:
+            return replayed(first, call)
         if key in inflight:  # the same call is under way: its answer is this one's too
             return replayed(await asyncio.shield(inflight[key]), call)
         future: asyncio.Future[RelayResult] = asyncio.get_running_loop().create_future()
         inflight[key] = future
         try:
             result = await call_target(call)
-            if result.outcome is RelayOutcome.ANSWERED and replay_window_s > 0:
+            if result.ok and replay_window_s > 0:
                 # durable before the call is acknowledged: a re-read call is answered from it
                 changelog = replays.send_changelog(partition, key, result.model_dump(mode="json"))
                 replays.data[key] = result.model_dump(mode="json")
@@ -357,6 +379,13 @@ def install(
                 )
                 return
             result = await carry_out(call, event.message.partition)
+            metrics.relayed(
+                call.caller,
+                call.target,
+                result.outcome.value,
+                result.ok,
+                result.elapsed_ms / 1000,
+            )
             stored = await produce(RESULTS_TOPIC, call.call_id, result)
             noted = await produce(
                 "ill.events",
