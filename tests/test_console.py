@@ -240,7 +240,7 @@ def test_console_user_command_writes_a_hash_to_the_file_the_setting_names(
         [
             sys.executable,
             "-m",
-            "hub.cli.commands",
+            "hub.cli",
             "console-user",
             "add",
             "ann",

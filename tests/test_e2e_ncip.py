@@ -180,7 +180,7 @@ async def test_tail_follows_state_changes(hub, libraries, bootstrap) -> None:
     tail = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "hub.cli.commands",
+        "hub.cli",
         "tail",
         "--from-beginning",
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},

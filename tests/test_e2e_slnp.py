@@ -420,7 +420,7 @@ def test_rshub_decode_prints_the_canonical_order_of_the_sample() -> None:
         [
             sys.executable,
             "-m",
-            "hub.cli.commands",
+            "hub.cli",
             "decode",
             "slnp",
             str(SAMPLES / "01-flbestellung-pfl-minimal.request.txt"),
@@ -442,7 +442,7 @@ def test_rshub_decode_prints_the_slnp_error_of_a_bad_sample() -> None:
         [
             sys.executable,
             "-m",
-            "hub.cli.commands",
+            "hub.cli",
             "decode",
             "slnp",
             str(SAMPLES / "04-missing-mandatory-titel.request.txt"),

@@ -131,7 +131,7 @@ def completed(bootstrap: str, data_dir: Path) -> list[str]:
         [
             sys.executable,
             "-m",
-            "hub.cli.commands",
+            "hub.cli",
             "find",
             "--state",
             "LoanCompleted",
