@@ -25,6 +25,7 @@ from connectors.core.model import (
     RequestFormat,
     ServiceType,
 )
+from connectors.core.secret import Secret
 from connectors.registry import CONNECTORS
 from connectors.simulator import Library, running
 from hub.cli.process import HubProcess
@@ -69,9 +70,9 @@ def test_every_event_is_rendered_or_declared_not_applicable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Secrets a partner's options name by variable (the BL's customer code): set, as in use.
-    for name, field in connector.options.model_fields.items():
-        if name.endswith("_env") and isinstance(field.default, str):
-            monkeypatch.setenv(field.default, "x1")
+    for field in connector.options.model_fields.values():
+        if isinstance(field.default, Secret) and field.default.env:
+            monkeypatch.setenv(field.default.env, "x1")
     codec = connector.codec
     assert codec.events_out | codec.not_applicable == frozenset(Event)
     assert not codec.events_out & codec.not_applicable

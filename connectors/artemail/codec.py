@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from connectors.core.model import (
     RenderError,
     ServiceType,
 )
+from connectors.core.secret import Secret
 from connectors.mail.channel import TEXT, fault_answer, partner_address
 from connectors.mail.compose import compose, message_id
 from connectors.mail.mime import MailError, MailLimits, looks_like_mail, parse_mail
@@ -171,11 +171,12 @@ class ArtemailCodec:
 
     # -- outbound ---------------------------------------------------------------------------
 
-    def _secret(self, name: str) -> str:
-        env = os.environ if self.environ is None else self.environ
-        value = env.get(name)
+    def _secret(self, secret: Secret) -> str:
+        value = secret.value(self.environ)
         if not value:
-            raise RenderError(f"${name} is not set (the BL customer code and ART password)")
+            raise RenderError(
+                f"{secret.source()} is not set (the BL customer code and ART password)"
+            )
         return value
 
     def render(self, outgoing: Outgoing) -> bytes:

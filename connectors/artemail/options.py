@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from connectors.core.model import Correlation
+from connectors.core.secret import Secret
 from connectors.mail.options import MailPartnerOptions
 
 # Service keywords (FORMAT.md): S = BL only, SL = BL and locations, BACKUP = BL and backup
@@ -16,11 +17,13 @@ DEFAULT_REFERENCE = r"\bTX\s?(?P<ref>t[0-9a-f]{16}\.\d+)\b|\b(?P<bare>t[0-9a-f]{
 
 
 class ArtemailOptions(MailPartnerOptions):
-    customer_code_env: str = Field(
-        "RSHUB_BL_CUSTOMER_CODE", description="environment variable holding the customer code"
+    customer_code_env: Secret = Field(
+        Secret(env="RSHUB_BL_CUSTOMER_CODE"),
+        description="environment variable (or {env, file}) holding the customer code",
     )
-    password_env: str = Field(
-        "RSHUB_BL_ART_PASSWORD", description="environment variable holding the ART password"
+    password_env: Secret = Field(
+        Secret(env="RSHUB_BL_ART_PASSWORD"),
+        description="environment variable (or {env, file}) holding the ART password",
     )
     service: Service = Field("S", description="service keyword of every order")
     copy_keyword: str = Field("SED99", description="delivery keyword of digital copies")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hmac
 import ipaddress
-import os
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +28,7 @@ from pydantic import (
 
 from connectors.core.holdings import Catalogue
 from connectors.core.model import Message, RequestFormat, ServiceType
+from connectors.core.secret import Secret, value_of
 
 
 class DirectoryError(ValueError):
@@ -58,26 +58,20 @@ class Credential(BaseModel):
             raise ValueError("basic auth needs a username")
         return self
 
+    @property
+    def kept(self) -> Secret | None:
+        """Where the secret is kept, as the one door reads it (none for scheme none)."""
+        if not (self.secret_env or self.secret_file):
+            return None
+        return Secret(env=self.secret_env, file=self.secret_file)
+
     def secret(self) -> str | None:
         """The secret, read now (so rotating it needs no restart); None if it is not set."""
-        if self.secret_env:
-            value = os.environ.get(self.secret_env)
-            if value:
-                return value
-        if self.secret_file and self.secret_file.is_file():
-            return self.secret_file.read_text().strip() or None
-        return None
+        return value_of(self.kept)
 
     def source(self) -> str:
         """Where the secret is read from, for people (never the secret itself)."""
-        return " or ".join(
-            part
-            for part in (
-                self.secret_env and f"${self.secret_env}",
-                self.secret_file and str(self.secret_file),
-            )
-            if part
-        )
+        return self.kept.source() if self.kept else ""
 
 
 def authenticated(credential: Credential | None, header: str | None) -> bool:

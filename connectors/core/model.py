@@ -7,20 +7,15 @@ ISO 18626 counterpart go into `extensions`, the raw bytes into `ill.audit` (see 
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import hmac
 import json
-import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
@@ -32,6 +27,9 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+# Re-exported: transaction ids are keyed with it, and callers import it from here.
+from connectors.core.secret import id_key as id_key
 
 
 class NotApplicable(ValueError):
@@ -502,42 +500,6 @@ class Message(BaseModel):
 
 
 TXN_PATTERN = re.compile(r"^(t[0-9a-f]{16})\.(\d+)$")
-
-
-ID_SECRET_VARIABLE = "RSHUB_ID_SECRET"
-ID_SECRET_FILE = "id-secret"
-
-
-def id_key(environ: Mapping[str, str] | None = None) -> bytes:
-    """The deployment's secret for transaction ids: `RSHUB_ID_SECRET`, else the file
-    `<RSHUB_DATA_DIR or .rshub-data>/id-secret`, created once (32 random bytes, mode 0600)."""
-    env = os.environ if environ is None else environ
-    secret = env.get(ID_SECRET_VARIABLE)
-    if secret:
-        return secret.encode()
-    folder = Path(env.get("RSHUB_DATA_DIR") or ".rshub-data")
-    return _secret_file((folder / ID_SECRET_FILE).resolve())
-
-
-@functools.cache
-def _secret_file(path: Path) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole under a temporary name, then linked into place: linking fails if the
-        # file exists, so two workers starting together end up with the same secret.
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as out:
-                out.write(secrets.token_bytes(32))
-            with contextlib.suppress(FileExistsError):  # the other worker's secret stands
-                os.link(temporary, path)
-        finally:
-            temporary.unlink()
-    secret = path.read_bytes()
-    if len(secret) < 16:
-        raise ValueError(f"{path} holds {len(secret)} bytes; an id secret needs at least 16")
-    return secret
 
 
 def transaction_id(borrower: str, borrower_request_id: str, key: bytes | None = None) -> str:

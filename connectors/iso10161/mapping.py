@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -650,6 +651,137 @@ def _system(agency: str) -> dict[str, Any]:
     }
 
 
+def _shipped_type(message: Message) -> str:
+    return "copy-non-returnable" if message.event is Event.COPY_COMPLETED else "loan"
+
+
+def _due(message: Message) -> dict[str, Any] | None:
+    return {"date-due-field": iso_date(message.due_date)} if message.due_date else None
+
+
+def _request(message: Message, now: datetime) -> dict[str, Any]:
+    service = "copy-non-returnable" if message.service_type is ServiceType.COPY else "loan"
+    value: dict[str, Any] = {
+        "iLL-service-type": [service],
+        "requester-optional-messages": {
+            "can-send-RECEIVED": True,
+            "can-send-RETURNED": True,
+            "requester-SHIPPED": "requires",
+            "requester-CHECKED-IN": "requires",
+        },
+        "item-id": _item_id(message),
+        "retry-flag": False,
+        "forward-flag": False,
+    }
+    client = {
+        key: _ill_string(text, key)
+        for key, text in (
+            ("client-name", message.patron_full_name),
+            ("client-identifier", message.patron_id),
+        )
+        if text
+    }
+    optional = {
+        "client-id": client or None,
+        "delivery-address": _delivery_address(message),
+        "search-type": (
+            {"need-before-date": iso_date(message.need_before)} if message.need_before else None
+        ),
+        "cost-info-type": (
+            {"maximum-cost": _amount(message.max_cost, ELEMENTS["max_cost"])}
+            if message.max_cost and _fits(message.max_cost)
+            else None
+        ),
+    }
+    value.update({key: element for key, element in optional.items() if element})
+    return value
+
+
+def _answer(message: Message, now: datetime) -> dict[str, Any]:
+    if message.event is Event.WILL_SUPPLY:
+        return {"transaction-results": "will-supply"}
+    reasons = compiled().types["Reason-Unfilled"].type.value_to_data
+    code = message.reason.code if message.reason and message.reason.code in reasons else 27
+    return {
+        "transaction-results": "unfilled",
+        "results-explanation": ("unfilled-results", {"reason-unfilled": reasons[code]}),
+    }
+
+
+def _shipped(message: Message, now: datetime) -> dict[str, Any]:
+    details: dict[str, Any] = {"date-shipped": iso_date(message.date_shipped or now)}
+    if due := _due(message):
+        details["date-due"] = due
+    if message.cost and _cost_fits(message):
+        details["cost"] = _amount(message.cost, ELEMENTS["cost"])
+    return {"shipped-service-type": _shipped_type(message), "supply-details": details}
+
+
+def _renew_answer(message: Message, now: datetime) -> dict[str, Any]:
+    due = _due(message)
+    return {"answer": bool(message.answer), **({"date-due": due} if due else {})}
+
+
+def _renew(message: Message, now: datetime) -> dict[str, Any]:
+    wanted = message.desired_due_date
+    return {"desired-due-date": iso_date(wanted)} if wanted else {}
+
+
+# APDU -> the elements of its own, beyond the header every APDU has (`from_canonical`); an
+# APDU not here has none (Cancel, Recall, Lost, Damaged, Message but for its note).
+BUILDERS: dict[str, Callable[[Message, datetime], dict[str, Any]]] = {
+    "ILL-Request": _request,
+    "ILL-Answer": _answer,
+    "Shipped": _shipped,
+    "Received": lambda m, now: {
+        "date-received": iso_date(m.date_received or now),
+        "shipped-service-type": _shipped_type(m),
+    },
+    "Returned": lambda m, now: {"date-returned": iso_date(m.date_shipped or now)},
+    "Checked-In": lambda m, now: {"date-checked-in": iso_date(m.date_received or now)},
+    "Cancel-Reply": lambda m, now: {"answer": bool(m.answer)},
+    "Renew-Answer": _renew_answer,
+    "Renew": _renew,
+    "Overdue": lambda m, now: {"date-due": _due(m) or {"date-due-field": iso_date(now)}},
+}
+# APDU -> the element its note goes in (what the APDU has no element for is noted there); an
+# APDU not here carries no note. A Message is its note, so it has one even when empty.
+NOTE_ELEMENTS: dict[str, str] = {
+    "ILL-Request": "requester-note",
+    "Received": "requester-note",
+    "Returned": "requester-note",
+    "Cancel": "requester-note",
+    "Renew": "requester-note",
+    "ILL-Answer": "responder-note",
+    "Shipped": "responder-note",
+    "Checked-In": "responder-note",
+    "Cancel-Reply": "responder-note",
+    "Renew-Answer": "responder-note",
+    "Recall": "responder-note",
+    "Overdue": "responder-note",
+    "Message": "note",
+}
+ALWAYS_NOTED = frozenset({"Message"})
+
+
+def _noted(name: str, message: Message) -> frozenset[str] | set[str]:
+    """The canonical fields the APDU carries in elements, so its note leaves them out: a
+    request's are `_carried`; a step's, its cost when the Amount can hold it."""
+    if name == "ILL-Request":
+        return _carried(message)
+    return {"cost"} if _cost_fits(message) else set()
+
+
+def _lender_side(message: Message, lender_side: bool | None) -> bool:
+    """Whether the sender is the lender: as given; else from the event; for an event either
+    side may say (Lost, Damaged), from the request id as `to_canonical` reads it."""
+    if lender_side is not None:
+        return lender_side
+    if message.event in EITHER_SIDE:
+        return parse_lender_request_id(message.request_id) is not None
+    return SENDER[message.event] is Role.LENDER
+
+
 def from_canonical(
     message: Message,
     from_agency: str,
@@ -657,19 +789,14 @@ def from_canonical(
     lender_side: bool | None = None,
     correlation: Correlation | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The APDU name and value for a canonical message. `lender_side`: whether the sender
-    is the lender (responder); None derives it from the event, and for an event either side
-    may say (Lost, Damaged) from the request id as `to_canonical` reads it."""
+    """The APDU name and value for a canonical message: the header every APDU has, the
+    APDU's own elements (`BUILDERS`) and its note (`NOTE_ELEMENTS`). `lender_side`: whether
+    the sender is the lender (responder); None derives it (`_lender_side`)."""
     name = EVENT_APDUS.get(message.event)
     if name is None:
         raise NotApplicable(f"ISO 10161 has no APDU for {message.event.value}")
-    if lender_side is None:
-        if message.event in EITHER_SIDE:
-            lender_side = parse_lender_request_id(message.request_id) is not None
-        else:
-            lender_side = SENDER[message.event] is Role.LENDER
-    borrower_side = not lender_side
-    requester, responder = (from_agency, to_agency) if borrower_side else (to_agency, from_agency)
+    lender = _lender_side(message, lender_side)
+    requester, responder = (to_agency, from_agency) if lender else (from_agency, to_agency)
     now = message.timestamp
     value: dict[str, Any] = {
         "protocol-version-num": 2,
@@ -680,101 +807,12 @@ def from_canonical(
         "requester-id": _system(requester),
         "responder-id": _system(responder),
     }
-    # What the APDU has no element for goes into its note (a request's: `_carried`; a
-    # step's: a cost the Amount cannot hold).
-    note = fidelity.note_for(message, {"cost"} if _cost_fits(message) else set())
-    shipped_type = "copy-non-returnable" if message.event is Event.COPY_COMPLETED else "loan"
-    due = {"date-due-field": iso_date(message.due_date)} if message.due_date else None
-    if name == "ILL-Request":
-        item = _item_id(message)
-        note = fidelity.note_for(message, _carried(message))
-        value.update(
-            {
-                "iLL-service-type": [
-                    "copy-non-returnable" if message.service_type is ServiceType.COPY else "loan"
-                ],
-                "requester-optional-messages": {
-                    "can-send-RECEIVED": True,
-                    "can-send-RETURNED": True,
-                    "requester-SHIPPED": "requires",
-                    "requester-CHECKED-IN": "requires",
-                },
-                "item-id": item,
-                "retry-flag": False,
-                "forward-flag": False,
-            }
-        )
-        client = {
-            key: _ill_string(text, key)
-            for key, text in (
-                ("client-name", message.patron_full_name),
-                ("client-identifier", message.patron_id),
-            )
-            if text
-        }
-        if client:
-            value["client-id"] = client
-        delivery = _delivery_address(message)
-        if delivery:
-            value["delivery-address"] = delivery
-        if message.need_before:
-            value["search-type"] = {"need-before-date": iso_date(message.need_before)}
-        if message.max_cost and _fits(message.max_cost):
-            value["cost-info-type"] = {
-                "maximum-cost": _amount(message.max_cost, ELEMENTS["max_cost"])
-            }
-        if note:
-            value["requester-note"] = _ill_string(note, "requester-note")
-    elif name == "ILL-Answer":
-        if message.event is Event.WILL_SUPPLY:
-            value["transaction-results"] = "will-supply"
-        else:
-            value["transaction-results"] = "unfilled"
-            reasons = compiled().types["Reason-Unfilled"].type.value_to_data
-            code = message.reason.code if message.reason and message.reason.code in reasons else 27
-            value["results-explanation"] = ("unfilled-results", {"reason-unfilled": reasons[code]})
-        if note:
-            value["responder-note"] = _ill_string(note, "responder-note")
-    elif name == "Shipped":
-        value["shipped-service-type"] = shipped_type
-        details: dict[str, Any] = {"date-shipped": iso_date(message.date_shipped or now)}
-        if due:
-            details["date-due"] = due
-        if message.cost and _cost_fits(message):
-            details["cost"] = _amount(message.cost, ELEMENTS["cost"])
-        value["supply-details"] = details
-    elif name == "Received":
-        value.update(
-            {
-                "date-received": iso_date(message.date_received or now),
-                "shipped-service-type": shipped_type,
-            }
-        )
-    elif name == "Returned":
-        value["date-returned"] = iso_date(message.date_shipped or now)
-    elif name == "Checked-In":
-        value["date-checked-in"] = iso_date(message.date_received or now)
-    elif name in ("Cancel-Reply", "Renew-Answer"):
-        value["answer"] = bool(message.answer)
-        if name == "Renew-Answer" and due:
-            value["date-due"] = due
-    elif name == "Renew" and message.desired_due_date:
-        value["desired-due-date"] = iso_date(message.desired_due_date)
-    elif name == "Overdue":
-        value["date-due"] = due or {"date-due-field": iso_date(now)}
-    if name == "Message":
-        value["note"] = _ill_string(note or "", "note")
-    elif note and name in ("Received", "Returned", "Cancel", "Renew"):
-        value["requester-note"] = _ill_string(note, "requester-note")
-    elif note and name in (
-        "Shipped",
-        "Checked-In",
-        "Cancel-Reply",
-        "Renew-Answer",
-        "Recall",
-        "Overdue",
-    ):
-        value["responder-note"] = _ill_string(note, "responder-note")
+    if builder := BUILDERS.get(name):
+        value.update(builder(message, now))
+    note = fidelity.note_for(message, _noted(name, message))
+    element = NOTE_ELEMENTS.get(name)
+    if element and (note or name in ALWAYS_NOTED):
+        value[element] = _ill_string(note or "", element)
     return name, value
 
 

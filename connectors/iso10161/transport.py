@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import socket
 import ssl
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.core import tcp
 from connectors.core.connections import SourceLimit, bind, hang_up, server_health
 from connectors.core.contract import (
     Answer,
@@ -45,6 +45,7 @@ from connectors.core.contract import (
 )
 from connectors.core.directory import Directory, Partner
 from connectors.core.model import EITHER_SIDE, SENDER, Event, Message, NotApplicable, Role
+from connectors.core.tcp import FramedReader, PeerIdentity, ReadTimedOut, send_within
 from connectors.iso10161 import codec, mapping
 
 log = structlog.get_logger(__name__)
@@ -291,26 +292,6 @@ class Iso10161Codec:
         return None  # a Status-Or-Error-Report decodes as a message (a note)
 
 
-def fingerprint(der: bytes | None) -> str | None:
-    """SHA-256 of a DER certificate, as the directory's tls_client_cert_sha256 holds it."""
-    return hashlib.sha256(der).hexdigest() if der else None
-
-
-def candidates(directory: Directory, address: str, certificate: str | None) -> list[Partner]:
-    """The ISO 10161 partners a connection may be, from what it cannot simply claim.
-
-    A connection presenting a certificate pinned in the directory is that partner and no
-    other. Otherwise it may be any partner without a pinned certificate whose `addresses`
-    include its source. Several partners can share a network (all the simulated ones share
-    127.0.0.1); among them only the System-Id chooses, so partners that must be told apart
-    exactly need certificates."""
-    iso = [p for p in directory.partners if p.protocol == "iso10161"]
-    pinned = [p for p in iso if certificate and p.tls_client_cert_sha256 == certificate]
-    if pinned:
-        return [p for p in pinned if p.connects_from(address)]
-    return [p for p in iso if not p.tls_client_cert_sha256 and p.connects_from(address)]
-
-
 def identify(
     directory: Directory,
     name: str,
@@ -321,7 +302,7 @@ def identify(
     """The partner that sent this APDU: the one among the connection's `candidates` whose
     System-Id the APDU names on its side (the lender's responder-id or the borrower's
     requester-id, falling back to the other), or None."""
-    allowed = candidates(directory, address, certificate)
+    allowed = tcp.candidates(directory, "iso10161", PeerIdentity(address, certificate))
     if not allowed:
         return None
     try:
@@ -341,22 +322,13 @@ def identify(
 
 
 def tls_context(settings: Iso10161Settings) -> ssl.SSLContext | None:
-    """The ISO 10161 port's TLS context (None: plain TCP). Client certificates are asked
-    for, verified against `iso10161_tls_client_ca_file` and then matched by fingerprint."""
-    if not settings.tls_cert_file:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    if settings.tls_client_ca_file:
-        context.load_verify_locations(cafile=str(settings.tls_client_ca_file))
-        context.verify_mode = ssl.CERT_OPTIONAL  # partners identified by address need none
-    return context
+    """The ISO 10161 port's TLS context (None: plain TCP); see `tcp.server_context`."""
+    return tcp.server_context(settings)
 
 
 def identity_problems(directory: Directory, settings: Iso10161Settings) -> list[str]:
     """Why the ISO 10161 port cannot identify some partner as configured (empty: it can)."""
-    pinned = [p.symbol for p in directory.partners if p.tls_client_cert_sha256]
+    pinned = tcp.pinned(directory, "iso10161")
     if not pinned:
         return []
     problems = []
@@ -417,13 +389,11 @@ class Iso10161Server:
             await self.server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        address = str(peer[0])
+        peer = PeerIdentity.of(writer)
+        address, certificate = peer.address, peer.certificate
         if not self.sources.admit(address):
             writer.transport.abort()
             return
-        tls = writer.get_extra_info("ssl_object")
-        certificate = fingerprint(tls.getpeercert(binary_form=True)) if tls else None
         try:
             await self._serve(reader, writer, address, certificate)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -443,41 +413,29 @@ class Iso10161Server:
         address: str,
         certificate: str | None,
     ) -> None:
-        loop = asyncio.get_running_loop()
         splitter = codec.Splitter(max_apdu=self.limits.max_body_bytes)
-        begun: float | None = None  # when the first byte of the pending APDU arrived
+        frames = FramedReader(
+            reader, splitter, self.limits.idle_timeout_s, self.limits.read_timeout_s
+        )
         while True:
-            # Idle between APDUs; once an APDU has begun, it has read_timeout_s in all.
-            if begun is None:
-                deadline = loop.time() + self.limits.idle_timeout_s
-            else:
-                deadline = begun + self.limits.read_timeout_s
             try:
-                async with asyncio.timeout_at(deadline):
-                    data = await reader.read(65536)
-            except TimeoutError:
+                apdus = await frames.next()
+            except ReadTimedOut as timeout:
                 log.info(
                     "iso10161.timeout",
                     source=address,
-                    waiting="idle" if begun is None else f"APDU incomplete ({splitter.pending} B)",
+                    waiting=f"APDU incomplete ({timeout.pending} B)" if timeout.pending else "idle",
                 )
                 return
-            if not data:
-                return
-            try:
-                apdus = splitter.feed(data)
             except codec.FramingError as error:
                 # The stream has lost its APDU boundaries: say why, then hang up.
                 await self._refuse_stream(str(error), address, writer)
                 return
+            if apdus is None:
+                return
             for apdu in apdus:
-                writer.write((await self._one(apdu, address, certificate)).body)
-                async with asyncio.timeout(self.limits.read_timeout_s):
-                    await writer.drain()
-            if not splitter.pending:
-                begun = None
-            elif begun is None or apdus:
-                begun = loop.time()
+                answer = await self._one(apdu, address, certificate)
+                await send_within(writer, answer.body, self.limits.read_timeout_s)
 
     async def _refuse_stream(self, detail: str, address: str, writer: asyncio.StreamWriter) -> None:
         assert self.intake is not None

@@ -4,7 +4,6 @@ only goes to the dead letters)."""
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -13,6 +12,7 @@ from pydantic import BaseModel
 
 from connectors.core.contract import Answer, Codec, Fault
 from connectors.core.directory import Directory, Partner
+from connectors.core.secret import value_of
 from connectors.mail.listener import MailboxListener
 from connectors.mail.options import MailPartnerOptions, MailSettings
 
@@ -95,7 +95,7 @@ def mailbox_listeners(
         assert isinstance(options, MailPartnerOptions)
         if not options.mailbox_user:
             continue
-        password = os.environ.get(options.mailbox_password_env or "", "")
+        password = value_of(options.mailbox_password_env) or ""
         found.append(
             MailboxListener(
                 protocol=protocol,

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.core.secret import Secret
+
 
 class TlsMode(StrEnum):
     NONE = "none"  # plain text: loopback test servers only
@@ -29,8 +31,9 @@ class MailSettings(BaseModel):
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP submission port")
     smtp_tls: TlsMode = Field(TlsMode.STARTTLS, description="SMTP transport security")
     smtp_user: str | None = Field(None, description="SMTP login (none: no AUTH)")
-    smtp_password_env: str = Field(
-        "RSHUB_SMTP_PASSWORD", description="environment variable holding the SMTP password"
+    smtp_password_env: Secret = Field(
+        Secret(env="RSHUB_SMTP_PASSWORD"),
+        description="environment variable (or {env, file}) holding the SMTP password",
     )
     ca_file: str | None = Field(
         None, description="CA certificates to verify the mail servers by (default: system's)"
@@ -91,8 +94,8 @@ class MailPartnerOptions(BaseModel):
     mailbox_user: str | None = Field(
         None, description="IMAP login of that mailbox (none: the hub reads no mail from it)"
     )
-    mailbox_password_env: str | None = Field(
-        None, description="environment variable holding the mailbox password"
+    mailbox_password_env: Secret | None = Field(
+        None, description="environment variable (or {env, file}) holding the mailbox password"
     )
     from_addresses: list[str] = Field(
         default_factory=list,

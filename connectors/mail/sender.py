@@ -9,7 +9,6 @@ server that is restarting; a 4xx answer or a network failure is retryable, a 5xx
 from __future__ import annotations
 
 import asyncio
-import os
 
 import aiosmtplib
 import structlog
@@ -49,9 +48,9 @@ class SmtpSender:
         sender, recipients = envelope(body)
         if not recipients:
             return Attempt(False, False, "the mail has no recipient")
-        password = os.environ.get(s.smtp_password_env) if s.smtp_user else None
+        password = s.smtp_password_env.value() if s.smtp_user else None
         if s.smtp_user and not password:
-            return Attempt(False, True, f"SMTP password not set (${s.smtp_password_env})")
+            return Attempt(False, True, f"SMTP password not set ({s.smtp_password_env.source()})")
         try:
             errors, reply = await aiosmtplib.send(
                 body,

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.core.model import Correlation
+from connectors.core.secret import Secret
 
 # Partner systems whose request intake is an OpenURL (seed 000): the keys they read and how
 # a request reaches them. Options given in the directory override the preset's values.
@@ -36,12 +37,12 @@ class OpenUrlOptions(BaseModel):
         description="rfr_id (or 0.1 sid) values, or prefixes of them, that the consortium-wide "
         "/openurl address maps to this borrower",
     )
-    link_token_env: str | None = Field(
+    link_token_env: Secret | None = Field(
         None,
         description="environment variable holding the token the borrower's links carry as "
         "rshub_token (the Authorization header of its inbound_auth works too)",
     )
-    patron_secret_env: str | None = Field(
+    patron_secret_env: Secret | None = Field(
         None,
         description="environment variable holding the HMAC-SHA256 key with which the borrower "
         "signs req_id/req.email (req_sig); unset: patrons come from the form only",

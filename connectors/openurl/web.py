@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from connectors.core.contract import (
 )
 from connectors.core.directory import Partner
 from connectors.core.model import transaction_id
+from connectors.core.secret import value_of
 from connectors.openurl import pages, signing
 from connectors.openurl.citation import FIELDS, Citation, from_form
 from connectors.openurl.codec import PROTOCOL, STATUS, OpenUrlCodec, Parsed, parse
@@ -204,14 +204,14 @@ class OpenUrlWeb:
         ):
             return True
         token = _first(items, LINK_TOKEN_KEY)
-        expected = os.environ.get(options.link_token_env) if options.link_token_env else None
+        expected = value_of(options.link_token_env)
         if not token or not expected:
             return False
         return hmac.compare_digest(token.encode(), expected.encode())
 
     def _patron(self, items: list[tuple[str, str]], options: OpenUrlOptions) -> tuple[str, str]:
         """(patron id, e-mail) proved by the borrower's signature, else empty."""
-        secret = os.environ.get(options.patron_secret_env) if options.patron_secret_env else None
+        secret = value_of(options.patron_secret_env)
         signature = _first(items, "req_sig")
         if not secret or not signature:
             return "", ""

@@ -11,11 +11,12 @@ without logins are told apart by the sigel a command names (`SigelNB`/`SigelGB` 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ssl
 
+from connectors.core import tcp
 from connectors.core.directory import Directory, Partner
+from connectors.core.tcp import PeerIdentity
 from connectors.slnp.models import SlnpSettings
 from connectors.slnp.wire import Command
 
@@ -25,23 +26,8 @@ SECRET_PARAMS = ("Kennwort", "Passwort", "LoginPasswort")
 SIGEL_PARAMS = ("SigelNB", "SigelGB")
 
 
-def fingerprint(der: bytes | None) -> str | None:
-    """SHA-256 of a DER certificate, as `tls_client_cert_sha256` holds it."""
-    return hashlib.sha256(der).hexdigest() if der else None
-
-
-def identifiable(partner: Partner) -> bool:
-    return bool(partner.addresses or partner.tls_client_cert_sha256)
-
-
 def candidates(directory: Directory, address: str, certificate: str | None) -> list[Partner]:
-    slnp = [p for p in directory.partners if p.protocol == PROTOCOL and identifiable(p)]
-    pinned = [p for p in slnp if certificate and p.tls_client_cert_sha256 == certificate]
-    if pinned:
-        return [p for p in pinned if p.connects_from(address)]
-    return [
-        p for p in slnp if not p.tls_client_cert_sha256 and p.addresses and p.connects_from(address)
-    ]
+    return tcp.candidates(directory, PROTOCOL, PeerIdentity(address, certificate))
 
 
 def user_of(command: Command) -> str | None:
@@ -78,28 +64,16 @@ def choose(allowed: list[Partner], logged_in: Partner | None, command: Command) 
 
 
 def server_context(settings: SlnpSettings) -> ssl.SSLContext | None:
-    """The listener's TLS context (None: plain TCP, e.g. behind stunnel). Client certificates
-    are asked for, verified against `tls_client_ca_file`, then matched by fingerprint."""
-    if not settings.tls_cert_file:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    if settings.tls_client_ca_file:
-        context.load_verify_locations(cafile=str(settings.tls_client_ca_file))
-        context.verify_mode = ssl.CERT_OPTIONAL  # partners identified by address need none
-    return context
+    """The listener's TLS context (None: plain TCP, e.g. behind stunnel); see
+    `tcp.server_context`."""
+    return tcp.server_context(settings)
 
 
 def client_context(settings: SlnpSettings) -> ssl.SSLContext:
-    """TLS towards an slnps:// partner: its server verified (settings' CA or the system's),
-    rshub's client certificate presented where configured."""
-    context = ssl.create_default_context(
-        cafile=str(settings.server_ca_file) if settings.server_ca_file else None
+    """TLS towards an slnps:// partner (see `tcp.client_context`)."""
+    return tcp.client_context(
+        settings.server_ca_file, settings.client_cert_file, settings.client_key_file
     )
-    if settings.client_cert_file:
-        context.load_cert_chain(settings.client_cert_file, settings.client_key_file)
-    return context
 
 
 def problems(directory: Directory, settings: SlnpSettings) -> list[str]:
@@ -107,14 +81,14 @@ def problems(directory: Directory, settings: SlnpSettings) -> list[str]:
     found: list[str] = []
     slnp = [p for p in directory.partners if p.protocol == PROTOCOL]
     for partner in slnp:
-        if not identifiable(partner):
+        if not tcp.identifiable(partner):
             found.append(
                 f"partner {partner.symbol}: an SLNP partner needs addresses (the networks it "
                 "connects from) or tls_client_cert_sha256 (its pinned client certificate)"
             )
         if partner.inbound_auth is not None and not partner.inbound_auth.username:
             found.append(f"partner {partner.symbol}: inbound_auth needs a username (Kennung)")
-    pinned = [p.symbol for p in slnp if p.tls_client_cert_sha256]
+    pinned = tcp.pinned(directory, PROTOCOL)
     if pinned and not (
         settings.tls_cert_file and settings.tls_key_file and settings.tls_client_ca_file
     ):

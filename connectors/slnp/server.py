@@ -33,6 +33,7 @@ import structlog
 from connectors.core.connections import SourceLimit, bind, hang_up, server_health
 from connectors.core.contract import Answer, Fault, Intake, Limits, Refusal
 from connectors.core.directory import Directory, Partner
+from connectors.core.tcp import FramedReader, PeerIdentity, ReadTimedOut, send_within
 from connectors.core.throttle import LoginThrottle
 from connectors.slnp import identity, vocabulary
 from connectors.slnp.codec import (
@@ -97,18 +98,16 @@ class SlnpListener:
             await self.server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        address = str(peer[0])
+        peer = PeerIdentity.of(writer)
+        address = peer.address
         if not self.sources.admit(address):
             writer.transport.abort()
             return
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
-        tls = writer.get_extra_info("ssl_object")
-        certificate = identity.fingerprint(tls.getpeercert(binary_form=True)) if tls else None
         try:
-            await Session(self, reader, writer, address, certificate).run()
+            await Session(self, reader, writer, address, peer.certificate).run()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         except TimeoutError:
@@ -165,9 +164,8 @@ class Session:
     async def write(self, body: bytes, partner: Partner | None = None) -> None:
         """Sends a reply; a partner that does not take it within the read time-out (it
         sends and never reads) is hung up on (TimeoutError ends the session)."""
-        self.writer.write(encode_for(body, self.encoding(partner)))
-        async with asyncio.timeout(self.listener.limits.read_timeout_s):
-            await self.writer.drain()
+        body = encode_for(body, self.encoding(partner))
+        await send_within(self.writer, body, self.listener.limits.read_timeout_s)
 
     async def run(self) -> None:
         limits, settings = self.listener.limits, self.listener.settings
@@ -176,40 +174,27 @@ class Session:
             max_line=settings.max_line_bytes,
             max_command=min(settings.max_command_bytes, limits.max_body_bytes),
         )
-        loop = asyncio.get_running_loop()
-        begun: float | None = None
+        frames = FramedReader(self.reader, framer, limits.idle_timeout_s, limits.read_timeout_s)
         while not self.closing:
-            deadline = (
-                loop.time() + limits.idle_timeout_s
-                if begun is None
-                else begun + limits.read_timeout_s
-            )
             try:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await self.reader.read(65536)
-            except TimeoutError:
-                if framer.begun:
+                commands = await frames.next()
+            except ReadTimedOut as timeout:
+                if timeout.pending:
                     await self._unfinished(framer, "not complete within the read time-out")
                 else:
                     log.info("slnp.idle", source=self.address)
                 return
-            if not chunk:
-                if framer.begun:
-                    await self._unfinished(framer, "the connection ended before it")
-                return
-            try:
-                frames = framer.feed(chunk)
             except FramingError as exc:
                 await self._dead(refusal(exc.kind, exc.detail), None)
                 return
-            for frame in frames:
+            if commands is None:
+                if framer.begun:
+                    await self._unfinished(framer, "the connection ended before it")
+                return
+            for frame in commands:
                 await self.write(*await self._one(frame))
                 if self.closing:
                     return
-            if not framer.begun:
-                begun = None
-            elif begun is None or frames:
-                begun = loop.time()
 
     async def _unfinished(self, framer: CommandFramer, why: str) -> None:
         detail = f"The command lacks its SLNPEndCommand line ({why}; {framer.pending} bytes)."
