@@ -10,13 +10,13 @@ environment variable or file named here, when a call is made (rotation needs no 
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from connectors.core import secret
 from connectors.ncip_relay import tables as t
 
 Version = Literal["2.0", "1.0"]
@@ -49,11 +49,8 @@ class Secret(BaseModel):
         return " or ".join(part for part in parts if part)
 
     def value(self) -> str | None:
-        if self.secret_env and os.environ.get(self.secret_env):
-            return os.environ[self.secret_env]
-        if self.secret_file and self.secret_file.is_file():
-            return self.secret_file.read_text().strip() or None
-        return None
+        """Read now through the one door (connectors.core.secret), the variable first."""
+        return secret.Secret(env=self.secret_env, file=self.secret_file).value()
 
 
 class QueryToken(Secret):
