@@ -69,7 +69,7 @@ async def test_a_loan_is_counted(
     await delivered(bootstrap, txn, "NORTH", Event.LOANED)
     during = await scrape(hub)
     assert value(during, "rshub_open_requests", state="Loaned") == 1
-    assert value(during, "rshub_open_requests_by_lender", lender="SOUTH") == 1
+    assert value(during, "rshub_open_requests_by_lender", partner="SOUTH") == 1
 
     await say(north, Event.RECEIVED, "M-1", item_id="BC-M1")
     assert (await south.next()).event is Event.RECEIVED
@@ -126,7 +126,17 @@ async def test_a_loan_is_counted(
     assert value(after, "rshub_delivery_attempts_total", partner="NORTH", protocol="ncip") == 2
     assert total(after, "rshub_delivery_failures_total") == 0
 
-    assert value(after, "rshub_state_changes_total", state="LoanCompleted") == 1
+    # Per partner and role: a fill rate per library can be computed in Prometheus.
+    changes = "rshub_state_changes_total"
+    assert total(after, changes, state="LoanCompleted", partner="SOUTH", role="lender") == 1
+    assert total(after, changes, state="Received", partner="NORTH", role="borrower") == 1
+    assert total(after, changes, state="Locating", partner="NORTH", role="borrower") == 1
+    # The process and the build are described (no table's changelog counted as backlog).
+    assert total(after, "process_cpu_seconds_total") > 0
+    assert total(after, "rshub_build_info") == 1
+    assert not any(
+        n == "rshub_consumer_lag" and ("topic", "ill.transactions") in got for n, got in after
+    )
     assert value(after, "rshub_refusals_total", protocol="ncip", reason="state") == 1
     assert value(after, "rshub_refusals_total", protocol="ncip", reason="authenticate") == 1
     assert value(after, "rshub_dead_letters_total", stage="apply") == 1
@@ -138,7 +148,7 @@ async def test_a_loan_is_counted(
     assert value(after, steps, step="inbound_to_state_change") == 6
     assert value(after, steps, step="state_change_to_delivery") == 5
     assert total(after, "rshub_open_requests") == 0
-    assert value(after, "rshub_open_requests_by_lender", lender="SOUTH") == 0
+    assert value(after, "rshub_open_requests_by_lender", partner="SOUTH") == 0
     # Everything written to the agents' topics so far has been read.
     assert value(after, "rshub_consumer_lag", topic="ill.outbound.ncip") == 0
     assert ("rshub_consumer_lag", frozenset({("topic", "ill.inbound")})) in after

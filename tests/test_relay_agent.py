@@ -225,5 +225,5 @@ async def test_retry_after_a_temporary_failure_reaches_the_member(hub: Hub) -> N
 
 
 def _relayed(outcome: str) -> float:
-    labels = {"caller": "RELAIS", "target": "NORTH-CIRC", "outcome": outcome}
+    labels = {"partner": "RELAIS", "member": "NORTH-CIRC", "outcome": outcome}
     return metrics.REGISTRY.get_sample_value("rshub_relay_calls_total", labels) or 0.0

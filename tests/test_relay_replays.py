@@ -65,11 +65,11 @@ def test_judge_an_answer_with_a_problem_is_relayed_but_not_a_success() -> None:
 
 def test_relay_metrics_count_outcomes_and_time_the_member() -> None:
     def calls(outcome: str) -> float:
-        labels = {"caller": "INNREACH", "target": "SOUTH-CIRC", "outcome": outcome}
+        labels = {"partner": "INNREACH", "member": "SOUTH-CIRC", "outcome": outcome}
         return metrics.REGISTRY.get_sample_value("rshub_relay_calls_total", labels) or 0.0
 
     def timed() -> float:
-        labels = {"caller": "INNREACH", "target": "SOUTH-CIRC"}
+        labels = {"partner": "INNREACH", "member": "SOUTH-CIRC"}
         return metrics.REGISTRY.get_sample_value("rshub_relay_target_seconds_count", labels) or 0
 
     before = {o: calls(o) for o in ("ok", "problem", "failed", "replayed")}

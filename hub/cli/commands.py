@@ -187,6 +187,29 @@ def _more_descriptors() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rshub")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _attention_count(settings: Settings) -> Any:
+    """The needs-attention gauge's reading: the operators' index, through a connection of its
+    own (the follower writes through another; SQLite's WAL lets both)."""
+    from hub.ops import index as index_module
+
+    reader = index_module.Index(index_module.index_path(settings.data_dir))
+    stuck = index_module.stuck_after()
+
+    def count() -> int:
+        return reader.needing_attention(datetime.now(UTC), stuck)
+
+    return count
+
+
 def _listening(
     listeners: list[Any], http: socket.socket | None, console: socket.socket | None
 ) -> dict[str, str]:
@@ -319,8 +342,10 @@ def serve(settings: Settings) -> int:
                 rows=lambda: [row for _, row in active_items(app, app.tables["transactions"])],
                 lenders=lambda: {lender: len(held) for lender, held in io.load.book.open.items()},
                 lag=lambda: metrics.consumer_lag(app),
+                attention=_attention_count(settings),
             )
         )
+        metrics.BUILD.info({"version": _version(), "python": sys.version.split()[0]})
         log.info(
             "hub.starting",
             listening=_listening(listeners, http_socket, console_socket),

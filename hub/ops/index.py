@@ -600,6 +600,12 @@ class Index:
                 break
         return found
 
+    def needing_attention(self, now: datetime, stuck: timedelta) -> int:
+        """How many open transactions need staff, by the definition `find --needs-attention`
+        and the console use (the gauge rshub_open_requests_needing_attention reads this)."""
+        wanted = Criteria(needs_attention=True, limit=1_000_000)
+        return len(self.find(wanted, now, stuck))
+
     def attention(self, row: dict[str, Any], now: datetime, stuck: timedelta) -> str | None:
         """Why an open transaction needs staff: what the engine says (parked or failed
         deliveries), dead letters about it, or no progress in a waiting state."""

@@ -9,26 +9,41 @@ its own figures; Prometheus adds the counters of several workers up.
 
 Metric names follow Prometheus conventions: `rshub_` prefix, `_total` counters, `_seconds`
 histograms. Labels hold directory symbols, protocol names, message kinds and states only
-(bounded sets), never request ids.
+(bounded sets), never request ids, and one vocabulary: `partner` (a directory symbol: the
+library a figure is about; for the relay the calling broker, with `member` the library called),
+`protocol`, `role` (borrower, lender, either, or hub for the hub's own inputs). The README's
+metric table is checked against `documented()` by a test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from connectors.core.model import EITHER_SIDE, SENDER, Event
 from connectors.core.records import DeliveryOutcome, DeliveryResult
 from hub.domain.lifecycle import TERMINAL
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# The process's CPU, memory, open files and start time; the Python runtime's version.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+BUILD = Info("rshub_build", "The running rshub: version and Python", registry=REGISTRY)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Latencies from milliseconds (an in-process hop) to minutes (a slow partner, retries).
@@ -69,8 +84,9 @@ DEAD_LETTERS = PromCounter(
 )
 TRANSITIONS = PromCounter(
     "rshub_state_changes",
-    "State changes of transactions, per state reached",
-    ["state"],
+    "State changes of transactions, per state reached, partner whose message caused it (hub "
+    "for the hub's own inputs) and that partner's role",
+    ["state", "partner", "role"],
     registry=REGISTRY,
 )
 DELIVERY_ATTEMPTS = PromCounter(
@@ -99,18 +115,18 @@ STEP_SECONDS = Histogram(
 # library's responder), by what came of them, and how long the target took to answer.
 RELAY_CALLS = PromCounter(
     "rshub_relay_calls",
-    "Calls relayed, per caller (broker), target (member) and outcome: ok (answered, a "
+    "Calls relayed, per partner (the calling broker), member and outcome: ok (answered, a "
     "success), problem (answered with a protocol error, e.g. NCIP Temporary Processing "
     "Failure), failed (no answer: unreachable, timed out, unreadable), replayed (a retry "
     "answered with the first success, the target not called)",
-    ["caller", "target", "outcome"],
+    ["partner", "member", "outcome"],
     registry=REGISTRY,
 )
 RELAY_SECONDS = Histogram(
     "rshub_relay_target_seconds",
-    "How long a relay target (a member's responder) took to answer or fail, per caller and "
-    "target (replayed calls are not timed: the target was not called)",
-    ["caller", "target"],
+    "How long a relay member's responder took to answer or fail, per partner (the calling "
+    "broker) and member (replayed calls are not timed: the member was not called)",
+    ["partner", "member"],
     buckets=STEP_BUCKETS,
     registry=REGISTRY,
 )
@@ -149,7 +165,22 @@ def written(topic: str, value: Any) -> None:
     elif topic == "ill.events":
         kind = value.get("kind")
         if kind == "transition":
-            TRANSITIONS.labels(str(value.get("to_state", ""))).inc()
+            sender = value.get("sender")
+            TRANSITIONS.labels(
+                str(value.get("to_state", "")), str(sender or "hub"), _role(value.get("event"))
+            ).inc()
+
+
+def _role(event: Any) -> str:
+    """Whose side the event that caused a state change is on (the partner's role in it)."""
+    try:
+        known = Event(event)
+    except ValueError:
+        return "hub"  # the hub's own inputs: clock ticks, deliveries, staff
+    if known in EITHER_SIDE:
+        return "either"
+    role = SENDER.get(known)
+    return role.value if role is not None else "hub"
 
 
 def applied(topic: str, written_at: float | None) -> None:
@@ -187,8 +218,12 @@ class Views(Collector):
         rows: Callable[[], Iterable[Any]],
         lenders: Callable[[], dict[str, int]],
         lag: Callable[[], dict[str, int]],
+        attention: Callable[[], int] | None = None,
     ) -> None:
-        self.rows, self.lenders, self.lag = rows, lenders, lag
+        """`attention`: how many need staff by the operators' definition (the index's: also
+        dead letters and requests stuck past RSHUB_STUCK_AFTER_HOURS); without it, the rows
+        the engine marked."""
+        self.rows, self.lenders, self.lag, self.attention = rows, lenders, lag, attention
 
     def collect(self) -> Iterator[Metric]:
         states: Counter[str] = Counter()
@@ -210,14 +245,19 @@ class Views(Collector):
         yield by_state
         stuck = GaugeMetricFamily(
             "rshub_open_requests_needing_attention",
-            "Open transactions in this worker that need staff (parked delivery, failure)",
+            "Open transactions that need staff, as `rshub find --needs-attention` and the "
+            "console count them (parked or failing delivery, dead letter, stuck)",
         )
+        if self.attention is not None:
+            # The index unreadable for a moment: this worker's own marks instead.
+            with contextlib.suppress(Exception):
+                attention = self.attention()
         stuck.add_metric([], attention)
         yield stuck
         by_lender = GaugeMetricFamily(
             "rshub_open_requests_by_lender",
-            "Open requests each lender holds (the rota's load view)",
-            labels=["lender"],
+            "Open requests each lender holds (the rota's load view), per partner (the lender)",
+            labels=["partner"],
         )
         for lender, count in sorted(self.lenders().items()):
             by_lender.add_metric([lender], count)
@@ -269,7 +309,16 @@ def consumer_lag(app: Any) -> dict[str, int]:
     except Exception:  # not started yet
         return {}
     read = getattr(consumer, "_read_offset", {})
+    # A table's changelog is assigned for recovery and standby but never read afterwards:
+    # what the worker itself writes there is no backlog (it kept the lag above 0 when idle).
+    changelogs = {
+        table.changelog_topic.get_topic_name()
+        for table in (getattr(app, "tables", None) or {}).values()
+        if getattr(table, "changelog_topic", None) is not None
+    }
     for tp in assigned:
+        if tp.topic in changelogs:
+            continue
         try:
             end = consumer.highwater(tp)
         except Exception:
