@@ -182,11 +182,12 @@ def serve(settings: Settings) -> int:
     _more_descriptors()
 
     from connectors.core import directory as directory_module
+    from hub.kafka.faust_app import active_items
     from hub.kafka.producer import KafkaIO
     from hub.ops import index as index_module
     from hub.runtime import app as assembly
     from hub.runtime import metrics
-    from hub.runtime.agents import active_items, create_app
+    from hub.runtime.agents import create_app
     from hub.runtime.gateway import Gateway
     from hub.runtime.relay import RelayDesk, connectors_replay_keys
 
