@@ -22,6 +22,7 @@ from connectors.core.contract import Registry
 from connectors.core.directory import Directory, DirectoryError
 from hub.kafka import embedded as kept_broker
 from hub.kafka.embedded import KeptBroker, wait_for_metadata
+from hub.kafka.topics import Topic
 from hub.ops import replay as replaying
 from hub.runtime import diagnostics, logs
 from hub.runtime.settings import Settings, SettingsError
@@ -397,7 +398,7 @@ async def _tail(bootstrap: str, from_beginning: bool) -> None:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        "ill.events",
+        Topic.EVENTS,
         bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",

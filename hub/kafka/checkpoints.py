@@ -10,8 +10,9 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub.kafka.producer import KafkaIO
+from hub.kafka.topics import Topic
 
-TOPIC = "ill.checkpoints"
+TOPIC = Topic.CHECKPOINTS
 
 
 class Checkpoints:

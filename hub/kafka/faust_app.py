@@ -26,10 +26,11 @@ from faust.serializers import codecs
 
 from hub.kafka import codec as jsonbytes
 from hub.kafka.steplog import Consumed, Encoded, Row
+from hub.kafka.topics import Topic
 
 ROW_CODEC = "rshub-json"  # the transactions table's values: see hub.kafka.codec
 TRANSACTIONS_TABLE = "transactions"
-TRANSACTIONS_TOPIC = "ill.transactions"  # the transactions table's changelog
+TRANSACTIONS_TOPIC = Topic.TRANSACTIONS  # the transactions table's changelog
 RAW: dict[str, Any] = {"key_type": str, "value_type": bytes, "value_serializer": "raw"}
 
 
@@ -176,7 +177,7 @@ def active_items(app: Any, table: Any) -> list[tuple[str, Any]]:
     """The table's rows in this worker's active partitions. With several workers each also
     holds standby copies of the others' partitions (faust's table_standby_replicas): the
     clock, the partner agent and the gauges act on the rows this worker owns only."""
-    owned = {table.changelog_topic.get_topic_name(), "ill.inbound"}  # co-partitioned
+    owned = {table.changelog_topic.get_topic_name(), Topic.INBOUND}  # co-partitioned
     active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in owned}
     count = table.partitions or app.conf.topic_partitions
     # A row's partition is its key's, as the producers' default partitioner placed it.

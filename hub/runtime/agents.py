@@ -33,6 +33,7 @@ from hub.kafka.faust_app import (
     transactions_table,
 )
 from hub.kafka.producer import KafkaIO
+from hub.kafka.topics import Topic
 from hub.runtime import relay
 from hub.runtime.locate import Locator
 from hub.runtime.outbound_agent import OutboundAgent
@@ -110,7 +111,7 @@ def create_app(
     steps = FaustStepLog(app, transactions, producing)
     agent = TransactionAgent(steps, directory, hub_io, settings.max_record_bytes)
 
-    @app.agent(app.topic("ill.inbound", "ill.delivery", "ill.control", **RAW))
+    @app.agent(app.topic(Topic.INBOUND, Topic.DELIVERY, Topic.CONTROL, **RAW))
     async def transaction_agent(stream: faust.StreamT) -> None:
         steps.attach(stream)
         await agent.run()
@@ -122,7 +123,7 @@ def create_app(
 
     partner_back = PartnerBackAgent(owned, writer)
 
-    @app.agent(app.topic("ill.partners", **RAW))
+    @app.agent(app.topic(Topic.PARTNERS, **RAW))
     async def partner_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await partner_back.handle(PartnerBack.model_validate_json(event.value))
@@ -134,7 +135,7 @@ def create_app(
 
     locator = Locator(directory, catalogue_clients or {}, settings.holdings_cache_s)
 
-    @app.agent(app.topic("ill.locate", **RAW), concurrency=settings.locate_concurrency)
+    @app.agent(app.topic(Topic.LOCATE, **RAW), concurrency=settings.locate_concurrency)
     async def locate_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             command = Locate.model_validate_json(event.value)
@@ -142,7 +143,7 @@ def create_app(
             located = Located(
                 locate_id=command.locate_id, transaction_id=command.transaction_id, results=results
             )
-            await writer.write([as_output("ill.control", command.transaction_id, located)])
+            await writer.write([as_output(Topic.CONTROL, command.transaction_id, located)])
 
     timer = Timer(owned, writer)
 
@@ -167,7 +168,7 @@ def _outbound_agents(
     this worker delivers for), all sharing the partners' queues."""
     queues = PartnerQueues(settings.delivery_per_partner, settings.delivery_total)
     shared = settings.limits()
-    partners_topic = app.topic("ill.partners", **RAW)
+    partners_topic = app.topic(Topic.PARTNERS, **RAW)
     table = DurableTable(delivered)
 
     async def announce(symbol: str) -> None:

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from connectors.core.records import DeliveryOutcome, DeliveryResult
 from hub.domain.lifecycle import TERMINAL
+from hub.kafka.topics import Topic
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -116,9 +117,9 @@ def written(topic: str, value: Any) -> None:
     """A record the transaction agent wrote (its JSON-ready value)."""
     if not isinstance(value, dict):
         return
-    if topic == "ill.deadletter":
+    if topic == Topic.DEADLETTER:
         dead_letter(str(value.get("stage", "")))
-    elif topic == "ill.events":
+    elif topic == Topic.EVENTS:
         kind = value.get("kind")
         if kind == "transition":
             TRANSITIONS.labels(str(value.get("to_state", ""))).inc()
@@ -127,7 +128,7 @@ def written(topic: str, value: Any) -> None:
 def applied(topic: str, written_at: float | None) -> None:
     """A record of `topic` (Kafka timestamp `written_at`, seconds) has been applied and its
     outputs acknowledged."""
-    if topic == "ill.inbound" and written_at:
+    if topic == Topic.INBOUND and written_at:
         STEP_SECONDS.labels("inbound_to_state_change").observe(max(0.0, time.time() - written_at))
 
 

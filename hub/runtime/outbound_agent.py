@@ -18,6 +18,7 @@ from connectors.core.model import NotApplicable, now
 from connectors.core.records import AuditRecord, Delivery, DeliveryOutcome, DeliveryResult
 from hub.domain.transaction import as_output
 from hub.kafka.steplog import Consumed, Inputs
+from hub.kafka.topics import Topic
 from hub.runtime import metrics
 from hub.runtime.partner_queues import PartnerQueues
 from hub.runtime.settings import Settings
@@ -122,7 +123,7 @@ class OutboundAgent:
         )
         held = result.detail == HELD
         metrics.delivered(self.connector.name, result, held, record.timestamp)
-        await self.writer.write([as_output("ill.delivery", command.transaction_id, result)])
+        await self.writer.write([as_output(Topic.DELIVERY, command.transaction_id, result)])
         accepted = result.outcome is not DeliveryOutcome.FAILED
         if accepted:
             # Durable before the input is acknowledged: replayed after a crash, this
@@ -186,7 +187,7 @@ class OutboundAgent:
             codec.content_type,
             command.transaction_id,
         )
-        await self.writer.write([as_output("ill.audit", command.transaction_id, audit)])
+        await self.writer.write([as_output(Topic.AUDIT, command.transaction_id, audit)])
         attempted, tries = await self.send(partner, body)
         result.tries, result.detail = tries, attempted.detail[:1000]
         if not attempted.ok:

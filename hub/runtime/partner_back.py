@@ -10,6 +10,7 @@ import structlog
 
 from connectors.core.records import PartnerBack, Redeliver
 from hub.domain.transaction import Sending, as_output
+from hub.kafka.topics import Topic
 from hub.runtime.writing import Writer
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ class PartnerBackAgent:
         waiting = self.waiting(back.partner)
         commands = [
             as_output(
-                "ill.control",
+                Topic.CONTROL,
                 key,
                 Redeliver(
                     command_id=f"{back.ref}:{key}",

@@ -45,11 +45,12 @@ from connectors.core.records import (
 )
 from hub.kafka.followers import _Follower
 from hub.kafka.producer import REPLY_TO, KafkaIO
+from hub.kafka.topics import Topic
 
 log = structlog.get_logger(__name__)
 
-RELAY_TOPIC = "ill.relay"
-RESULTS_TOPIC = "ill.relay.results"
+RELAY_TOPIC = Topic.RELAY
+RESULTS_TOPIC = Topic.RELAY_RESULTS
 # The longest a gateway keeps a caller's call open, whatever the connector's own time-out
 # (which is shorter and answers the caller itself): a safety net against leaked waiters.
 CEILING_S = 300.0
@@ -276,7 +277,7 @@ def install(
         body = call.raw()
         # Acknowledged while the member works: the relay adds one round trip, not two.
         audited = await produce(
-            "ill.audit",
+            Topic.AUDIT,
             call.call_id,
             AuditRecord.of(
                 "out", call.protocol, call.target, body, call.content_type, call.call_id
@@ -290,7 +291,7 @@ def install(
         if attempt.answer is not None:
             # acknowledged beside the result (`one` waits for both before answering)
             unacknowledged[call.call_id] = await produce(
-                "ill.audit",
+                Topic.AUDIT,
                 call.call_id,
                 AuditRecord.of(
                     "in", call.protocol, call.target, attempt.answer, None, call.call_id
@@ -351,7 +352,7 @@ def install(
                 call = RelayCall.model_validate_json(event.value)
             except ValueError as error:
                 await write(
-                    "ill.deadletter",
+                    Topic.DEADLETTER,
                     "relay",
                     DeadLetter(stage="relay", error=f"unreadable relay call: {error}"[:2000]),
                 )
@@ -359,7 +360,7 @@ def install(
             result = await carry_out(call, event.message.partition)
             stored = await produce(RESULTS_TOPIC, call.call_id, result)
             noted = await produce(
-                "ill.events",
+                Topic.EVENTS,
                 call.call_id,
                 StateChange(
                     event_id=f"{call.call_id}:{result.outcome.value}",

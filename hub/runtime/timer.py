@@ -12,6 +12,7 @@ import structlog
 from connectors.core.model import now
 from connectors.core.records import Tick
 from hub.domain.transaction import Output, as_output
+from hub.kafka.topics import Topic
 from hub.runtime.writing import Writer
 
 log = structlog.get_logger(__name__)
@@ -40,7 +41,7 @@ class Timer:
                 continue
             if datetime.fromisoformat(deadline) <= at:
                 still[key] = deadline
-                due.append(as_output("ill.control", key, Tick(transaction_id=key, at=at)))
+                due.append(as_output(Topic.CONTROL, key, Tick(transaction_id=key, at=at)))
         self.ticked = still
         if due:
             log.info("clock.ticks", count=len(due))

@@ -38,6 +38,7 @@ from hub.domain.load import LoadBook
 from hub.domain.transaction import REPLAY_LIMIT, Output, Result, Transaction, as_output
 from hub.kafka.producer import REPLY_TO
 from hub.kafka.steplog import Consumed, Encoded, Row, StepLog
+from hub.kafka.topics import Topic
 from hub.runtime import metrics
 from hub.runtime.writing import counted, encode, sized
 
@@ -183,7 +184,7 @@ class TransactionAgent:
         except Exception as exc:
             # One record must never stop the agent: it is recorded and the next one is read.
             log.error("agent.record_failed", topic=topic, key=key, error=str(exc)[:500])
-            message = _message_in(record.value) if topic == "ill.inbound" else None
+            message = _message_in(record.value) if topic == Topic.INBOUND else None
             await self.dead(
                 "apply",
                 f"record on {topic} not applied: {exc}",
@@ -212,10 +213,10 @@ class TransactionAgent:
             txn = Transaction.model_validate(row)
             self._remember(key, row, txn)
         book = self.load.book
-        if topic == "ill.inbound":
+        if topic == Topic.INBOUND:
             message = Message.model_validate_json(value)
             return apply(txn, message, message.timestamp, directory=self.directory, load=book)
-        if topic == "ill.delivery":
+        if topic == Topic.DELIVERY:
             report = DeliveryResult.model_validate_json(value)
             return apply(txn, report, report.at, directory=self.directory, load=book)
         control = CONTROL.validate_json(value)
@@ -227,7 +228,7 @@ class TransactionAgent:
     def prepare(self, key: str, result: Result, reply_to: bytes | None, partition: int) -> Step:
         """What a step writes, encoded (TooLarge before anything is set or sent)."""
         local = reply_to is not None and reply_to.decode() == self.followers.instance
-        outputs = [o for o in result.outputs if not (local and o.topic == "ill.replies")]
+        outputs = [o for o in result.outputs if not (local and o.topic == Topic.REPLIES)]
         txn, cached = result.transaction, self.rows.get(key)
         # The engine answers a replayed or ignored input with the row it was given: nothing to
         # write back. A new row is produced with the outputs, not after them, and acknowledged
@@ -253,11 +254,11 @@ class TransactionAgent:
         if row is not None and result.transaction is not None:
             self._remember(key, row.value, result.transaction)
         for output in outputs:
-            if output.topic == "ill.load":
+            if output.topic == Topic.LOAD:
                 # Counted now, not when the follower reads it back: the next request
                 # this worker routes must see it.
                 self.load.book.apply(output.key, output.value)
-            elif output.topic == "ill.items":
+            elif output.topic == Topic.ITEMS:
                 self.followers.items.handle(output.key, output.value)
         await self.log.write(step.encoded, row)
         counted(outputs)
@@ -290,7 +291,7 @@ class TransactionAgent:
             protocol=message.source_protocol or None if message else None,
             audit_ref=message.audit_ref if message else None,
         )
-        await self._write([as_output("ill.deadletter", key, letter)])
+        await self._write([as_output(Topic.DEADLETTER, key, letter)])
 
     async def _refused_verdict(self, key: str, message: Message, reply_to: bytes | None) -> None:
         """The partner is waiting for a word on a message the agent could not apply (under
@@ -305,7 +306,7 @@ class TransactionAgent:
         if reply_to is not None and reply_to.decode() == self.followers.instance:
             self.followers.verdicts.resolve(verdict)
         else:
-            await self._write([as_output("ill.replies", key, verdict)])
+            await self._write([as_output(Topic.REPLIES, key, verdict)])
 
     async def _write(self, outputs: list[Output]) -> None:
         await self.log.write(encode(outputs, self.limit))
