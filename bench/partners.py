@@ -252,7 +252,7 @@ async def hub_running(
 
 
 def hub_pid(hub: HubProcess) -> int | None:
-    return hub.cli.process.pid if hub.cli.process else None
+    return hub.process.pid if hub.process else None
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:

@@ -33,15 +33,15 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "transaction agent: the engine applying a step",
-        ("create_app.<locals>._apply", "create_app.<locals>._prepare", "(hub/domain/engine.py)"),
+        ("TransactionAgent.apply", "TransactionAgent.prepare", "(hub/domain/engine.py)"),
     ),
     (
         "transaction agent: table row, sending its records",
-        ("transaction_agent", "create_app.<locals>."),
+        ("transaction_agent", "FaustStepLog."),
     ),
     (
         "outbound agent: render, POST, delivery result",
-        ("_outbound_agent.<locals>.", "(hub/runtime/partner_queues.py)", "(aiohttp/client"),
+        ("(hub/runtime/outbound_agent.py)", "(hub/runtime/partner_queues.py)", "(aiohttp/client"),
     ),
     (
         "followers (verdicts, items, load) and the operators' index",

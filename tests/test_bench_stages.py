@@ -7,8 +7,8 @@ from bench import stages
 LOOP = "BaseEventLoop._run_once (asyncio/base_events.py);Handle._run (asyncio/events.py)"
 RAW = f"""\
 {LOOP};RequestHandler._handle_request (aiohttp/web_protocol.py);Gateway._take (hub/runtime/gateway.py);Topic.send (faust/topics.py);Producer.send (faust/transport/drivers/aiokafka.py) 6
-{LOOP};create_app.<locals>._one (hub/runtime/agents.py);create_app.<locals>._apply (hub/runtime/agents.py);Engine.apply (hub/domain/engine.py) 3
-{LOOP};create_app.<locals>._one (hub/runtime/agents.py);create_app.<locals>._commit (hub/runtime/agents.py);create_app.<locals>.produce (hub/runtime/agents.py);Producer.send (faust/transport/drivers/aiokafka.py) 2
+{LOOP};TransactionAgent.step (hub/runtime/transaction_agent.py);TransactionAgent.apply (hub/runtime/transaction_agent.py);Engine.apply (hub/domain/engine.py) 3
+{LOOP};TransactionAgent.step (hub/runtime/transaction_agent.py);TransactionAgent.commit (hub/runtime/transaction_agent.py);Producing.write (hub/kafka/faust_app.py);Producer.send (faust/transport/drivers/aiokafka.py) 2
 {LOOP};Sender._sender_routine (aiokafka/producer/sender.py) 4
 Thread._bootstrap (threading.py);WorkerThread.run (mode/threads.py);Fetcher._proc_fetch_request (aiokafka/consumer/fetcher.py) 5
 {LOOP};BaseEventLoop.time (asyncio/base_events.py) 1

@@ -79,7 +79,7 @@ def test_a_fatal_step_ends_the_worker_at_once_and_says_why() -> None:
     SIGKILL) rather than go on with a table ahead of what is durable."""
     code = (
         "from hub.runtime import logs; logs.configure('INFO');"
-        "from hub.runtime.agents import fatal;"
+        "from hub.runtime.transaction_agent import fatal;"
         "fatal('ill.inbound/2@41', RuntimeError('KafkaTimeoutError'));"
         "print('carried on')"
     )

@@ -88,7 +88,7 @@ async def test_hostile_input_never_harms_the_hub(hub, libraries) -> None:
     for label, body in apdus:
         await _write_apdu(vdx.hub_tcp, label, body)
 
-    assert hub.cli.process is not None and hub.cli.process.poll() is None, "the hub died"
+    assert hub.process is not None and hub.process.poll() is None, "the hub died"
     # A normal loan completes. The lender may first hear of requests fuzzing let through: its
     # own request id tells it apart (the id the hub derives with its deployment secret).
     key = id_key({**os.environ, "RSHUB_DATA_DIR": str(hub.log.parent)})
@@ -104,4 +104,4 @@ async def test_hostile_input_never_harms_the_hub(hub, libraries) -> None:
 
     log = hub.log.read_text(errors="replace")
     assert "Traceback" not in log, log[log.find("Traceback") - 500 :][:3000]
-    assert hub.cli.process.poll() is None
+    assert hub.process.poll() is None

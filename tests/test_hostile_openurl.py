@@ -94,6 +94,6 @@ async def test_no_request_without_credentials_and_no_5xx(ou: OpenUrlHub) -> None
     for server in (ou.relais, ou.illiad):
         assert server.received.empty()
     assert ou.lenders["EAST"].received.empty()
-    assert ou.hub.cli.process is not None and ou.hub.cli.process.poll() is None
+    assert ou.hub.process is not None and ou.hub.process.poll() is None
     log = ou.hub.log.read_text(errors="replace")
     assert "Traceback" not in log, log[log.find("Traceback") - 500 :][:3000]

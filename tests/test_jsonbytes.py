@@ -8,13 +8,14 @@ from pathlib import Path
 from faust.serializers import codecs
 
 from hub.kafka import codec as jsonbytes
+from hub.kafka import faust_app
 from hub.runtime import agents
 
 BIG = 2**70 + 1  # an ISO 10161 INTEGER kept in `extensions` may be this large
 
 
 def test_integers_beyond_64_bits_survive_a_row_round_trip() -> None:
-    codec = codecs.get_codec(agents.ROW_CODEC)
+    codec = codecs.get_codec(faust_app.ROW_CODEC)
     row = {"id": "t1", "request": {"extensions": {"iso10161": {"serial": BIG}}}}
     data = codec.dumps(row)
     assert codec.loads(data) == row
@@ -44,5 +45,5 @@ def test_the_transactions_table_writes_and_recovers_rows_with_the_row_codec(
         settings, DIRECTORY, "127.0.0.1:1", registry, {}, {}, fetch_wait_ms=10, delivering=set()
     )
     table = app.tables["transactions"]
-    assert table.value_serializer == agents.ROW_CODEC
-    assert table.data.value_serializer == agents.ROW_CODEC  # the store recovery reads with
+    assert table.value_serializer == faust_app.ROW_CODEC
+    assert table.data.value_serializer == faust_app.ROW_CODEC  # the store recovery reads with

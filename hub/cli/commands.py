@@ -22,6 +22,7 @@ from connectors.core.contract import Registry
 from connectors.core.directory import Directory, DirectoryError
 from hub.kafka import embedded as kept_broker
 from hub.kafka.embedded import KeptBroker, wait_for_metadata
+from hub.kafka.topics import Topic
 from hub.ops import replay as replaying
 from hub.runtime import diagnostics, logs
 from hub.runtime.settings import Settings, SettingsError
@@ -230,11 +231,12 @@ def serve(settings: Settings) -> int:
     _more_descriptors()
 
     from connectors.core import directory as directory_module
+    from hub.kafka.faust_app import active_items
     from hub.kafka.producer import KafkaIO
     from hub.ops import index as index_module
     from hub.runtime import app as assembly
     from hub.runtime import metrics
-    from hub.runtime.agents import active_items, create_app
+    from hub.runtime.agents import create_app
     from hub.runtime.gateway import Gateway
     from hub.runtime.relay import RelayDesk, connectors_replay_keys
 
@@ -464,8 +466,8 @@ async def _tail(bootstrap: str, from_beginning: bool) -> None:
     await consumer.start()
     try:
         events = [
-            TopicPartition("ill.events", p)
-            for p in sorted(consumer.partitions_for_topic("ill.events") or ())
+            TopicPartition(Topic.EVENTS, p)
+            for p in sorted(consumer.partitions_for_topic(Topic.EVENTS) or ())
         ]
         consumer.assign(events)
         if from_beginning:

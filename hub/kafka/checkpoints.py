@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub.kafka import partition_ends
 from hub.kafka.producer import KafkaIO
+from hub.kafka.topics import Topic
 
-TOPIC = "ill.checkpoints"
+TOPIC = Topic.CHECKPOINTS
 
 
 class Checkpoints:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from connectors.core.records import AuditRecord, DeadLetter
 from hub.kafka.followers import ItemIndex, LoadIndex, Verdicts
+from hub.kafka.topics import Topic
 
 log = structlog.get_logger(__name__)
 # Header naming the gateway instance waiting for a message's verdict: the agent that applies
@@ -74,10 +75,10 @@ class KafkaIO:
         record = AuditRecord.of(
             direction, protocol, partner, body, content_type, transaction_id, keep=keep
         )
-        return await self.send_record("ill.audit", transaction_id or partner or "unknown", record)
+        return await self.send_record(Topic.AUDIT, transaction_id or partner or "unknown", record)
 
     async def deadletter(self, letter: DeadLetter) -> None:
         log.warning("deadletter", stage=letter.stage, error=letter.error, partner=letter.partner)
         await self.send_record(
-            "ill.deadletter", letter.transaction_id or letter.partner or "-", letter
+            Topic.DEADLETTER, letter.transaction_id or letter.partner or "-", letter
         )

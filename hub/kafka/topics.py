@@ -8,6 +8,7 @@ two identical) and `RSHUB_TOPICS_FILE` replaces them.
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from pathlib import Path
 
 import structlog
@@ -21,6 +22,33 @@ from connectors.core.contract import Registry
 from hub.kafka import partition_ends
 
 log = structlog.get_logger(__name__)
+
+
+class Topic(StrEnum):
+    """The hub's topic names, each written once (topics.yaml declares them). A connector's
+    outbound topic is `OUTBOUND_PREFIX` and its name (`Connector.outbound_topic`). Never
+    rename one: faust recovers tables from changelogs by name, and readers outside the hub
+    follow ill.events."""
+
+    INBOUND = "ill.inbound"
+    DELIVERY = "ill.delivery"
+    TRANSACTIONS = "ill.transactions"  # the transactions table's changelog
+    ROUTING = "ill.routing"
+    EVENTS = "ill.events"
+    REPLIES = "ill.replies"
+    AUDIT = "ill.audit"
+    DEADLETTER = "ill.deadletter"
+    ITEMS = "ill.items"
+    LOCATE = "ill.locate"
+    CONTROL = "ill.control"
+    LOAD = "ill.load"
+    RELAY = "ill.relay"
+    RELAY_RESULTS = "ill.relay.results"
+    CHECKPOINTS = "ill.checkpoints"
+    PARTNERS = "ill.partners"
+
+
+OUTBOUND_PREFIX = "ill.outbound."
 
 
 class TopicSpec(BaseModel):
@@ -49,7 +77,7 @@ def complete(specs: list[TopicSpec], connectors: Registry) -> list[TopicSpec]:
     """The declared topics plus each connector's outbound and own topics that the file does
     not declare (with the outbound topics' defaults): a connector needs no edit here."""
     declared = {spec.name for spec in specs}
-    template = next((s for s in specs if s.name.startswith("ill.outbound.")), None)
+    template = next((s for s in specs if s.name.startswith(OUTBOUND_PREFIX)), None)
     added = []
     for connector in connectors:
         for name in (connector.outbound_topic, *connector.topics):

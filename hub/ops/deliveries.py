@@ -24,6 +24,7 @@ from typing import Any
 from connectors.core.records import PartnerBack, Redeliver, VerdictOutcome
 from hub.kafka.followers import Verdicts, _Follower
 from hub.kafka.producer import KafkaIO
+from hub.kafka.topics import Topic
 
 WAITING = ("retry", "parked")
 
@@ -31,7 +32,7 @@ WAITING = ("retry", "parked")
 class _Rows(_Follower):
     """The latest row of every transaction, read from the beginning of ill.transactions."""
 
-    topic = "ill.transactions"
+    topic = Topic.TRANSACTIONS
     from_beginning = True
 
     def __init__(self, bootstrap_servers: str) -> None:
@@ -98,7 +99,7 @@ async def send_control(
     await kafka.start()
     try:
         answer = verdicts.expect(ref)
-        await kafka.send("ill.control", transaction_id, record.model_dump_json().encode())
+        await kafka.send(Topic.CONTROL, transaction_id, record.model_dump_json().encode())
         try:
             verdict = await asyncio.wait_for(answer, wait_s)
         except TimeoutError:
@@ -127,10 +128,10 @@ async def redeliver(
     try:
         back = PartnerBack(partner=partner, at=datetime.now(UTC))
         assert kafka.producer is not None
-        partitions = kafka.producer.partitions_for("ill.partners")
+        partitions = kafka.producer.partitions_for(Topic.PARTNERS)
         for partition in sorted(await partitions):
             await kafka.producer.send_and_wait(
-                "ill.partners",
+                Topic.PARTNERS,
                 key=partner.encode(),
                 value=back.model_dump_json().encode(),
                 partition=partition,

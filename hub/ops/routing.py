@@ -17,12 +17,13 @@ from typing import Any
 
 from connectors.core.records import RouteAction, RouteCommand
 from hub.kafka.followers import _Follower
+from hub.kafka.topics import Topic
 
 
 class _Decisions(_Follower):
     """Reads ill.routing from the beginning, keeping one transaction's decisions."""
 
-    topic = "ill.routing"
+    topic = Topic.ROUTING
     from_beginning = True
 
     def __init__(self, bootstrap_servers: str, transaction_id: str) -> None:

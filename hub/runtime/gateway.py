@@ -46,6 +46,7 @@ from hub.domain.addressing import address
 from hub.domain.lifecycle import State
 from hub.kafka.checkpoints import Checkpoints
 from hub.kafka.producer import KafkaIO
+from hub.kafka.topics import Topic
 from hub.runtime import metrics
 from hub.runtime.refused import RefusedBudget
 from hub.runtime.relay import RelayDesk
@@ -545,10 +546,10 @@ class Gateway(Service):
                 f"{self.settings.max_record_bytes}"
             )
         if not wait:
-            await self.io.send("ill.inbound", message.transaction_id, value)
+            await self.io.send(Topic.INBOUND, message.transaction_id, value)
             return None
         waiting = self.io.verdicts.expect(message.message_id)
-        await self.io.send("ill.inbound", message.transaction_id, value, wait_verdict=True)
+        await self.io.send(Topic.INBOUND, message.transaction_id, value, wait_verdict=True)
         try:
             return await asyncio.wait_for(asyncio.shield(waiting), self.settings.reply_timeout_s)
         except TimeoutError:

@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from connectors.core.model import EITHER_SIDE, SENDER, Event
 from connectors.core.records import DeliveryOutcome, DeliveryResult
 from hub.domain.lifecycle import TERMINAL
+from hub.kafka.topics import Topic
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # The process's CPU, memory, open files and start time; the Python runtime's version.
@@ -160,9 +161,9 @@ def written(topic: str, value: Any) -> None:
     """A record the transaction agent wrote (its JSON-ready value)."""
     if not isinstance(value, dict):
         return
-    if topic == "ill.deadletter":
+    if topic == Topic.DEADLETTER:
         dead_letter(str(value.get("stage", "")))
-    elif topic == "ill.events":
+    elif topic == Topic.EVENTS:
         kind = value.get("kind")
         if kind == "transition":
             sender = value.get("sender")
@@ -186,7 +187,7 @@ def _role(event: Any) -> str:
 def applied(topic: str, written_at: float | None) -> None:
     """A record of `topic` (Kafka timestamp `written_at`, seconds) has been applied and its
     outputs acknowledged."""
-    if topic == "ill.inbound" and written_at:
+    if topic == Topic.INBOUND and written_at:
         STEP_SECONDS.labels("inbound_to_state_change").observe(max(0.0, time.time() - written_at))
 
 

@@ -48,12 +48,13 @@ from connectors.core.records import (
 )
 from hub.kafka.followers import _Follower
 from hub.kafka.producer import REPLY_TO, KafkaIO
+from hub.kafka.topics import Topic
 from hub.runtime import metrics
 
 log = structlog.get_logger(__name__)
 
-RELAY_TOPIC = "ill.relay"
-RESULTS_TOPIC = "ill.relay.results"
+RELAY_TOPIC = Topic.RELAY
+RESULTS_TOPIC = Topic.RELAY_RESULTS
 # The longest a gateway keeps a caller's call open, whatever the connector's own time-out
 # (which is shorter and answers the caller itself): a safety net against leaked waiters.
 CEILING_S = 300.0
@@ -297,7 +298,7 @@ def install(
         body = call.raw()
         # Acknowledged while the member works: the relay adds one round trip, not two.
         audited = await produce(
-            "ill.audit",
+            Topic.AUDIT,
             call.call_id,
             AuditRecord.of(
                 "out", call.protocol, call.target, body, call.content_type, call.call_id
@@ -311,7 +312,7 @@ def install(
         if attempt.answer is not None:
             # acknowledged beside the result (`one` waits for both before answering)
             unacknowledged[call.call_id] = await produce(
-                "ill.audit",
+                Topic.AUDIT,
                 call.call_id,
                 AuditRecord.of(
                     "in", call.protocol, call.target, attempt.answer, None, call.call_id
@@ -373,7 +374,7 @@ def install(
                 call = RelayCall.model_validate_json(event.value)
             except ValueError as error:
                 await write(
-                    "ill.deadletter",
+                    Topic.DEADLETTER,
                     "relay",
                     DeadLetter(stage="relay", error=f"unreadable relay call: {error}"[:2000]),
                 )
@@ -388,7 +389,7 @@ def install(
             )
             stored = await produce(RESULTS_TOPIC, call.call_id, result)
             noted = await produce(
-                "ill.events",
+                Topic.EVENTS,
                 call.call_id,
                 StateChange(
                     event_id=f"{call.call_id}:{result.outcome.value}",
