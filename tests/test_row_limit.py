@@ -16,22 +16,24 @@ from tests.test_deadletters import rshub
 from tests.test_e2e_ncip import ask
 
 pytestmark = pytest.mark.kafka
-LIMIT = 10_000  # RSHUB_MAX_RECORD_BYTES's smallest value
+LIMIT = 20_000
+BODY = 7_900  # the largest body whose audit record fits LIMIT (the settings check it)
 
 
 @pytest.fixture
 def hub_env() -> dict[str, str]:
-    return {"RSHUB_MAX_RECORD_BYTES": str(LIMIT)}
+    return {"RSHUB_MAX_RECORD_BYTES": str(LIMIT), "RSHUB_MAX_BODY_BYTES": str(BODY)}
 
 
-# Each field within the model's limits; the request's row keeps the request and the step's
-# outputs (for a replay), so it is about twice the size of the largest output.
+# Each field within the model's limits and the message within the body limit; a quote costs
+# one byte in XML and two in JSON, and the request's row keeps the request and the step's
+# outputs (for a replay), so the row is several times the message.
 LONG = Bibliographic(
-    title="T" * 2000,
-    author="A" * 1000,
-    publisher="P" * 1000,
-    place_of_publication="L" * 1000,
-    edition="E" * 900,
+    title='"' * 2000,
+    author='"' * 1000,
+    publisher='"' * 1000,
+    place_of_publication='"' * 1000,
+    edition='"' * 900,
     bibliographic_level="Book",
 )
 

@@ -83,18 +83,20 @@ class DeadLetter(BaseModel):
     at: datetime = Field(default_factory=now)
 
 
-# Raw bytes inside JSON records. Latin-1 text keeps every byte and stays readable in Kafka
-# tools, but JSON writes a byte >= 0x80 as two and a control byte as six (\u00XX): past
-# TEXT_LIMIT a body is base64 (4/3 of its size), so the largest record follows from the body
-# limit (hub.runtime.settings checks RSHUB_MAX_BODY_BYTES against RSHUB_MAX_RECORD_BYTES with this).
+# Raw bytes inside JSON records. Text stays readable in Kafka tools, but JSON writes a byte
+# >= 0x80 as two and a control byte as six (\u00XX): only printable ASCII up to TEXT_LIMIT
+# (at most two bytes each in JSON: quote, backslash, tab, CR, LF) is kept as text, anything
+# else as base64 (4/3 of its size), so the largest record follows from the body limit (the
+# settings check RSHUB_MAX_BODY_BYTES against RSHUB_MAX_RECORD_BYTES with `packed_size`).
 TEXT_LIMIT = 64 * 1024
 RawEncoding = Literal["latin-1", "base64"]
+_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\r\n"
 
 
 def pack(data: bytes) -> tuple[str, RawEncoding]:
     """Bytes as JSON-safe text: (text, encoding)."""
-    if len(data) <= TEXT_LIMIT:
-        return data.decode("latin-1"), "latin-1"
+    if len(data) <= TEXT_LIMIT and not data.translate(None, _PRINTABLE):
+        return data.decode("ascii"), "latin-1"
     return base64.b64encode(data).decode("ascii"), "base64"
 
 
@@ -107,7 +109,7 @@ def unpack(text: str | None, encoding: str | None) -> bytes:
 
 def packed_size(size: int) -> int:
     """The most text `pack` makes of `size` bytes (JSON escapes included)."""
-    return max(6 * min(size, TEXT_LIMIT), 4 * ((size + 2) // 3))
+    return max(2 * min(size, TEXT_LIMIT), 4 * ((size + 2) // 3))
 
 
 class AuditRecord(BaseModel):

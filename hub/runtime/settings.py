@@ -16,7 +16,7 @@ from connectors.core.contract import Limits
 from connectors.core.records import packed_size
 
 # What an audit record adds to its body (names, partner, content type, times).
-RECORD_SLACK = 16_384
+RECORD_SLACK = 4_096
 
 ENV_PREFIX = "RSHUB_"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
