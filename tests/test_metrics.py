@@ -3,6 +3,8 @@ refusals and dead letters; `/ready` says the worker is assigned and recovered.""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -130,7 +132,12 @@ async def test_a_loan_is_counted(
     changes = "rshub_state_changes_total"
     assert total(after, changes, state="LoanCompleted", partner="SOUTH", role="lender") == 1
     assert total(after, changes, state="Received", partner="NORTH", role="borrower") == 1
-    assert total(after, changes, state="Locating", partner="NORTH", role="borrower") == 1
+    located = {
+        dict(k)["state"]: (dict(k)["partner"], dict(k)["role"])
+        for n, k in after
+        if n == changes and dict(k)["state"] in ("Locating", "Requested")
+    }
+    assert located == {"Requested": ("NORTH", "borrower")}  # no catalogue: asked at once
     # The process and the build are described (no table's changelog counted as backlog).
     assert total(after, "process_cpu_seconds_total") > 0
     assert total(after, "rshub_build_info") == 1
@@ -161,3 +168,45 @@ async def test_ready_says_the_worker_is_assigned_and_recovered(hub: HubProcess) 
     assert body["status"] == "ready" and body["broker"] == "reachable"
     assert body["partitions_assigned"] > 0 and body["tables_recovered"] is True
     assert isinstance(body["lag"], dict)
+
+
+MONITORING = Path(__file__).resolve().parent.parent / "examples" / "monitoring"
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_metrics() -> dict[str, set[str]]:
+    """The README's metric table: name -> labels."""
+    found = {}
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) >= 4 and cells[1].startswith("`rshub_"):
+            name = cells[1].split("`")[1]
+            found[name] = {x.strip() for x in cells[2].split(",") if x.strip()}
+    return found
+
+
+async def test_the_readme_table_and_the_dashboard_name_what_the_hub_exports(
+    hub: HubProcess, libraries: dict[str, Library]
+) -> None:
+    await lend(libraries["NORTH"], libraries["SOUTH"], "M-DOC", "BC-DOC")
+    async with aiohttp.ClientSession() as session, session.get(f"{hub.url}/metrics") as reply:
+        text = await reply.text()
+    exported: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith("rshub_"):
+            continue
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = exported.setdefault(name, set())
+        for sample in family.samples:
+            labels |= set(sample.labels) - {"le"}
+    documented = readme_metrics()
+    assert set(documented) == set(exported), set(documented) ^ set(exported)
+    for name, labels in exported.items():
+        assert labels <= documented[name], (name, labels, documented[name])
+    # Every series the dashboard and the alerts ask for is one the hub exports.
+    wanted = set(
+        re.findall(r"\b(rshub_[a-z_]+)", (MONITORING / "grafana-dashboard.json").read_text())
+    )
+    wanted |= set(re.findall(r"\b(rshub_[a-z_]+)", (MONITORING / "alerts.yml").read_text()))
+    known = set(exported) | {f"{n}_bucket" for n in exported} | {f"{n}_count" for n in exported}
+    assert wanted and wanted <= known, wanted - known

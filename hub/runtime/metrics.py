@@ -29,6 +29,7 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -40,6 +41,8 @@ from connectors.core.records import DeliveryOutcome, DeliveryResult
 from hub.domain.lifecycle import TERMINAL
 from hub.kafka.topics import Topic
 
+# No `_created` series: a timestamp per label set doubles what is scraped and nobody graphs it.
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 # The process's CPU, memory, open files and start time; the Python runtime's version.
 ProcessCollector(registry=REGISTRY)
