@@ -78,7 +78,15 @@ class KafkaIO:
         return await self.send_record(Topic.AUDIT, transaction_id or partner or "unknown", record)
 
     async def deadletter(self, letter: DeadLetter) -> None:
-        log.warning("deadletter", stage=letter.stage, error=letter.error, partner=letter.partner)
+        # Every refusal, an authentication failure included, is one line with who and where.
+        log.warning(
+            "deadletter",
+            stage=letter.stage,
+            error=letter.error[:500],
+            partner=letter.partner,
+            protocol=letter.protocol,
+            transaction_id=letter.transaction_id,
+        )
         await self.send_record(
             Topic.DEADLETTER, letter.transaction_id or letter.partner or "-", letter
         )

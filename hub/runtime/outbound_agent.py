@@ -112,8 +112,10 @@ class OutboundAgent:
         except Exception as exc:
             result = _result(command, DeliveryOutcome.FAILED)
             result.detail = f"{type(exc).__name__}: {exc}"[:1000]
-        log.info(
+        failed = result.outcome is DeliveryOutcome.FAILED
+        (log.warning if failed else log.info)(
             "delivery.result",
+            transaction_id=command.transaction_id,
             protocol=self.connector.name,
             recipient=command.recipient,
             step=command.message.event.value,
