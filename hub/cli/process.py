@@ -16,7 +16,7 @@ import aiohttp
 from connectors.core.connections import free_port
 from hub.kafka import topics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (hub/cli/process.py)
 
 
 class HubProcess:
