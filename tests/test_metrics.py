@@ -3,6 +3,7 @@ refusals and dead letters; `/ready` says the worker is assigned and recovered.""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,22 @@ async def test_a_loan_is_counted(
         if n == changes and dict(k)["state"] in ("Locating", "Requested")
     }
     assert located == {"Requested": ("NORTH", "borrower")}  # no catalogue: asked at once
+
+    # Every line the hub wrote is JSON a log shipper takes (issue 28.4): no library chatter
+    # below WARNING, the refusals with who and where, the start-up line with every address.
+    lines = [json.loads(line) for line in hub.log.read_text().splitlines() if line.strip()]
+    assert not [
+        x
+        for x in lines
+        if str(x.get("logger", "")).startswith(("faust", "aiokafka"))
+        and x["level"] in ("debug", "info")
+    ]
+    (starting,) = [x for x in lines if x["event"] == "hub.starting"]
+    listening = starting["listening"]
+    assert {"http", "console"} <= set(listening)
+    assert listening["http"].endswith(f":{hub.port}")
+    denied_line = [x for x in lines if x["event"] == "deadletter" and x["stage"] == "authenticate"]
+    assert denied_line and denied_line[0]["partner"] and denied_line[0]["protocol"] == "ncip"
     # The process and the build are described (no table's changelog counted as backlog).
     assert total(after, "process_cpu_seconds_total") > 0
     assert total(after, "rshub_build_info") == 1

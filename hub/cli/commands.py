@@ -363,6 +363,9 @@ def serve(settings: Settings) -> int:
 
         app.task(diagnose)
         worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+        # faust's start-up spinner writes terminal escapes (cursor show, backspace) into the
+        # log even when it is a file: a JSON line prefixed with them is not JSON.
+        worker.spinner = None
         worker.execute_from_commandline()
     finally:
         if use is not None:
