@@ -409,3 +409,33 @@ def test_a_title_without_an_ascii_letter_is_refused_not_sent_garbled() -> None:
     )
     with pytest.raises(orders.OrderError, match="ASCII"):
         orders.bibliographic_lines(greek)
+
+
+@pytest.mark.parametrize(
+    ("date", "pages", "line"),
+    [
+        ("2021-01-01", "238", "2021 VOL 58 PP 238-"),  # issue 26: a whole date, a start page
+        ("Spring 2021", "238-", "2021 VOL 58 PP 238-"),
+        ("2021", "238-250", "2021 VOL 58 PP 238-250"),
+        ("2021", "e1234", "2021 VOL 58 PP e1234-"),
+        ("n.d.", "iv-x", "n.d. VOL 58 PP iv-x"),
+    ],
+)
+def test_the_citation_line_writes_the_year_alone_and_an_open_start_page(
+    date: str, pages: str, line: str
+) -> None:
+    from connectors.artemail import order as orders
+
+    message = article_1301().model_copy(
+        update={
+            "bibliographic": Bibliographic(
+                title="J",
+                title_of_component="A",
+                publication_date=date,
+                volume="58",
+                pages_requested=pages,
+                issn="0748-1187",
+            )
+        }
+    )
+    assert orders.bibliographic_lines(message)[1] == line
