@@ -227,6 +227,25 @@ class ArtemailCodec:
             date=message.timestamp,
         )
 
+    def redact(self, body: bytes) -> bytes:
+        """The body with an order's customer code and ART password replaced, for every
+        place a body is shown or exported (the operators' index keeps this, not the original).
+        A mail is kept as its header and its decoded text (a base64 or quoted-printable
+        body would otherwise carry the credentials in a form the replacement cannot see)."""
+        if not looks_like_mail(body):
+            return orders.redact_text(body.decode("utf-8", "replace")).encode()
+        head, sep, _ = body.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, _ = body.partition(b"\n\n")
+        try:
+            text = parse_mail(body, MailLimits(max_bytes=len(body) + 1)).text
+        except MailError:
+            return orders.redact_text(body.decode("utf-8", "replace")).encode()
+        redacted = orders.redact_text(text)
+        if redacted == text:
+            return body
+        return head + sep + redacted.encode()
+
     def read_answer(self, body: bytes) -> dict[str, Any] | None:
         return None  # a mail is a message; `rshub decode` shows it as one
 

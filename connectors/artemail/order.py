@@ -344,3 +344,24 @@ def read_bibliographic(lines: list[str]) -> dict[str, str]:
         else:
             out[holds] = line
     return out
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+# What an order's first two lines are replaced by wherever the hub shows or exports a body
+# (`rshub show`, the console, exports from the operators' index).
+REDACTED = ("[customer code]", "[ART password]")
+
+
+def redact_text(text: str) -> str:
+    """An order's text with its customer code and ART password (its first two filled
+    lines) replaced; any other text as it is. Nothing replay needs is lost: reading an order
+    takes no credential into the canonical message."""
+    if not is_order(text):
+        return text
+    lines = text.split("\n")
+    filled = [i for i, line in enumerate(lines) if line.strip()][:2]
+    for i, mark in zip(filled, REDACTED, strict=False):
+        ending = "\r" if lines[i].endswith("\r") else ""
+        lines[i] = mark + ending
+    return "\n".join(lines)
