@@ -59,18 +59,20 @@ class MemoryIntake:
         except BrokerRefused:
             raise self.unavailable(codec) from None
         decoded = codec.decode(body, partner, self.limits)
-        message = decoded.message
-        if message.request_id in self.defects:
-            raise RuntimeError(f"a defect met by {message.request_id}")
-        if message.request_id in self.unknown:
-            # The engine's refusal: its dead letter, and the codec's fault as the answer.
-            self.dead.append(("apply", f"no transaction {message.request_id}", partner))
-            return codec.fault(Fault.STATE, f"no transaction {message.request_id}", decoded)
-        self.taken[message.request_id] += 1
-        self.applied.setdefault(message.message_id, message.request_id)
-        if self.crash_after_take == message.request_id:
-            self.crash_after_take = None
-            raise Crash(f"after taking {message.request_id}")
+        # As the gateway: a body naming a request the hub does not know is refused whole.
+        for message in decoded.messages:
+            if message.request_id in self.unknown:
+                # The engine's refusal: its dead letter, and the codec's fault as the answer.
+                self.dead.append(("apply", f"no transaction {message.request_id}", partner))
+                return codec.fault(Fault.STATE, f"no transaction {message.request_id}", decoded)
+        for message in decoded.messages:
+            if message.request_id in self.defects:
+                raise RuntimeError(f"a defect met by {message.request_id}")
+            self.taken[message.request_id] += 1
+            self.applied.setdefault(message.message_id, message.request_id)
+            if self.crash_after_take == message.request_id:
+                self.crash_after_take = None
+                raise Crash(f"after taking {message.request_id}")
         return codec.accept(decoded)
 
     async def refuse(self, refusal: Refusal, partner: str | None, protocol: str) -> None:

@@ -158,9 +158,36 @@ def test_every_sample_reads_back(sample: Path) -> None:
     assert all(len(line) <= 40 for r in order.requests for line in r.lines)
     decoded = ArtemailCodec().decode(sample.read_bytes(), "TEST", Limits(max_body_bytes=1_000_000))
     assert decoded.message.event is Event.REQUEST
-    assert decoded.message.request_id == order.requests[0].reference
-    refs = [r["reference"] for r in decoded.message.extensions["artemail"]["requests"]]
-    assert refs == [r.reference for r in order.requests]
+    assert [m.request_id for m in decoded.messages] == [r.reference for r in order.requests]
+    assert all(m.event is Event.REQUEST for m in decoded.messages)
+
+
+def test_an_order_of_several_requests_reads_each_completely() -> None:
+    """Issue 26: an order mail kept its first request only; every request is read whole."""
+    sample = SAMPLES / "request-batch-article-ptw-and-book-loan.txt"
+    raw = (
+        b"From: ill@library.example.ac.uk\r\nSubject: order\r\n\r\n"
+        + sample.read_bytes().replace(b"\n", b"\r\n")
+    )
+    article, book = ArtemailCodec().decode(raw, "UH", Limits(max_body_bytes=1 << 20)).messages
+    assert article.service_type is ServiceType.COPY and book.service_type is ServiceType.LOAN
+    assert article.bibliographic == Bibliographic(
+        title="Journal of Social Issues",
+        publication_date="2013",
+        volume="68",
+        pages_requested="238-",
+        title_of_component="Developing the research basis for contro",
+        author_of_component="Bendick Jr, M.",
+        issn="0022-4537",
+    )
+    assert article.delivery_email == "ill@library.example.ac.uk"
+    assert book.request_id == "UH-1202"
+    assert book.bibliographic is not None
+    assert book.bibliographic.title == "Property and wealth in classical Sparta"
+    assert (book.bibliographic.publication_date, book.bibliographic.isbn) == ("2000", "0715630407")
+    # A book's second line is its author or, with none, its publisher (the format does not
+    # say which): kept whole beside the fields.
+    assert book.extensions["artemail"]["lines"][1] == "Duckworth and the Classical Press of Wal"
 
 
 def test_keywords_follow_options_and_request() -> None:
@@ -300,10 +327,22 @@ def test_plain_body_reply_reads_too() -> None:
     )
 
 
-def test_reply_about_two_requests_is_refused() -> None:
+def test_a_reply_about_two_requests_reports_on_each() -> None:
+    """Issue 26: such a mail was refused whole; each report now reaches its own request."""
     other = "t00000000000000ff.2"
     raw = f"Subject: x\r\n\r\nTX{REF}\r\nDUE 01-01-2027\r\nTX{other}\r\nNOT\r\n".encode()
-    with pytest.raises(Refusal, match="2 requests"):
+    decoded = ArtemailCodec().decode(raw, "BL", Limits(max_body_bytes=10_000))
+    found = [(m.request_id, m.event) for m in decoded.messages]
+    assert found == [(REF, Event.LOANED), (other, Event.UNFILLED)]
+    assert decoded.messages[0].due_date is not None
+
+
+def test_a_reply_with_a_report_naming_no_request_is_refused_whole() -> None:
+    """The first report names its request, the second none (the mail carries two references,
+    so it cannot take the mail's): nothing of the mail is applied."""
+    other = "t00000000000000ff.2"
+    raw = f"Subject: x\r\n\r\nNOT\r\nTX{REF}\r\nDUE 01-01-2027\r\nTX{other}\r\n".encode()
+    with pytest.raises(Refusal, match="no reference"):
         ArtemailCodec().decode(raw, "BL", Limits(max_body_bytes=10_000))
 
 
@@ -370,3 +409,33 @@ def test_a_title_without_an_ascii_letter_is_refused_not_sent_garbled() -> None:
     )
     with pytest.raises(orders.OrderError, match="ASCII"):
         orders.bibliographic_lines(greek)
+
+
+@pytest.mark.parametrize(
+    ("date", "pages", "line"),
+    [
+        ("2021-01-01", "238", "2021 VOL 58 PP 238-"),  # issue 26: a whole date, a start page
+        ("Spring 2021", "238-", "2021 VOL 58 PP 238-"),
+        ("2021", "238-250", "2021 VOL 58 PP 238-250"),
+        ("2021", "e1234", "2021 VOL 58 PP e1234-"),
+        ("n.d.", "iv-x", "n.d. VOL 58 PP iv-x"),
+    ],
+)
+def test_the_citation_line_writes_the_year_alone_and_an_open_start_page(
+    date: str, pages: str, line: str
+) -> None:
+    from connectors.artemail import order as orders
+
+    message = article_1301().model_copy(
+        update={
+            "bibliographic": Bibliographic(
+                title="J",
+                title_of_component="A",
+                publication_date=date,
+                volume="58",
+                pages_requested=pages,
+                issn="0748-1187",
+            )
+        }
+    )
+    assert orders.bibliographic_lines(message)[1] == line

@@ -322,3 +322,20 @@ def test_every_delivery_says_the_state_after_its_step() -> None:
     ]
     last = feed(row(result), msg(Event.UNFILLED, "L2", lid(2)), DIRECTORY)
     assert [(v["recipient"], v["state"]) for v in delivered(last)] == [("B", "Unfilled")]
+
+
+def test_a_lender_renewing_unasked_moves_the_due_date_and_ends_an_overdue() -> None:
+    """Issue 26: the BL renews loans on its own (RENEWED*date); that answer was refused as
+    the hub had asked for no renewal."""
+    txn = requested()
+    first, later = T0 + timedelta(days=21), T0 + timedelta(days=42)
+    txn = step(txn, msg(Event.LOANED, "L1", lid(1), item_id="I", due_date=first))
+    txn = step(txn, msg(Event.RECEIVED, "B", "REQ-1"))
+    txn = step(txn, msg(Event.OVERDUE, "L1", lid(1)))
+    result = feed(
+        txn, msg(Event.RENEW_ANSWER, "L1", lid(1), answer=True, due_date=later), DIRECTORY
+    )
+    assert result.transaction is not None
+    assert result.transaction.state is State.RECEIVED
+    assert result.transaction.due_date == later
+    assert deliveries(result) == [("B", "RenewAnswer", "REQ-1")]

@@ -9,7 +9,7 @@ from connectors.artemail import CONNECTOR as ARTEMAIL
 from connectors.artemail.options import ArtemailOptions
 from connectors.core.directory import Directory, Partner
 from connectors.illiad_email import CONNECTOR as ILLIAD
-from connectors.mail.channel import partner_address
+from connectors.mail.channel import mailbox_listeners, partner_address
 from connectors.mail.options import MailSettings
 
 
@@ -49,12 +49,52 @@ def test_start_up_refuses_a_partner_without_an_address_or_mailbox_password(
         partners=[
             partner("mailto:ok@example.org", name).model_copy(update={"symbol": "OK"}),
             partner("mailto://127.0.0.1:9/x", name).model_copy(update={"symbol": "HOST"}),
-            partner("mailto:in@example.org", name, mailbox_user="hub-in").model_copy(
-                update={"symbol": "NOPW"}
-            ),
+            partner(
+                "mailto:in@example.org", name, mailbox_user="hub-in", accept_unverified=True
+            ).model_copy(update={"symbol": "NOPW"}),
         ],
     )
     problems = connector.check(MailSettings(), directory)  # type: ignore[attr-defined]
     assert len(problems) == 2
     assert problems[0].startswith("partner HOST: no mail address")
     assert problems[1].startswith("partner NOPW: mailbox_user 'hub-in' needs mailbox_password_env")
+
+
+def test_start_up_refuses_a_mailbox_anyone_could_write_to() -> None:
+    base = {"mailbox_user": "hub-in", "mailbox_password_env": "PW"}
+    directory = Directory(
+        consortium="c",
+        partners=[
+            # The endpoint's address is the sender; a verdict is read: nothing to say.
+            partner("mailto:in@example.org", authserv_id="mx.example.org", **base),
+            partner("mailto:in@example.org", **base).model_copy(update={"symbol": "CLAIM"}),
+            partner(
+                "mailto:in@example.org",
+                accept_unverified=True,
+                from_addresses=["bl.uk"],
+                **base,
+            ).model_copy(update={"symbol": "RULE"}),
+        ],
+    )
+    problems = ARTEMAIL.check(MailSettings(), directory)  # type: ignore[misc]
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("partner CLAIM: mailbox 'hub-in': a From header is only a claim")
+    assert problems[1].startswith("partner RULE: mailbox 'hub-in': from_addresses entry 'bl.uk'")
+
+
+def test_the_listener_reads_the_sender_from_the_endpoint() -> None:
+    directory = Directory(
+        consortium="c",
+        partners=[
+            partner(
+                "mailto:artemail@art.bl.uk",
+                mailbox_user="hub-bl",
+                mailbox_password_env="PW",
+                accept_unverified=True,
+            )
+        ],
+    )
+    (found,) = mailbox_listeners(
+        "artemail", ARTEMAIL.codec, ArtemailOptions, MailSettings(), directory
+    )
+    assert found.options.address == "artemail@art.bl.uk"

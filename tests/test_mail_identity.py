@@ -134,3 +134,39 @@ def test_trusted_results_stop_at_the_mtas_received() -> None:
     results = trusted_results(headers, MX, 1)
     assert results is not None and [r.properties["header.d"] for r in results] == ["a.b"]
     assert trusted_results(headers, MX, 2) is None  # a third Received was expected
+
+
+# --- who may write: the sender rule, by default and by domain ------------------------------
+
+PLAIN = b"Subject: FILEREFNO t1\r\n\r\nTXt1\r\nDUE 01-01-2027\r\n"
+
+
+def sent_by(sender: str, **extra: object) -> str | None:
+    rules = {"accept_unverified": True, "authserv_id": None} | extra
+    return problem(parse_mail(f"From: {sender}\r\n".encode() + PLAIN), options(**rules))
+
+
+def test_a_domain_rule_takes_that_domain_only_and_a_subdomain_rule_its_subdomains() -> None:
+    assert sent_by("bldss@bl.uk") is None
+    assert "not one of" in (sent_by("bldss@art.bl.uk") or "")
+    assert "not one of" in (sent_by("x@evilbl.uk") or "")
+    both = {"from_addresses": ["@bl.uk", "@*.bl.uk"]}
+    assert sent_by("bldss@art.bl.uk", **both) is None
+    assert sent_by("bldss@a.b.bl.uk", **both) is None
+    assert "not one of" in (sent_by("x@evilbl.uk", **both) or "")
+    only_sub = {"from_addresses": ["@*.bl.uk"]}
+    assert "not one of" in (sent_by("bldss@bl.uk", **only_sub) or "")
+
+
+def test_without_from_addresses_only_the_partners_address_may_write() -> None:
+    assert sent_by("ARTEmail@Art.BL.uk", from_addresses=[]) is None
+    assert "not one of" in (sent_by("bldss@bl.uk", from_addresses=[]) or "")
+
+
+def test_no_sender_known_refuses_every_mail() -> None:
+    assert "no sender" in (sent_by("bldss@bl.uk", from_addresses=[], address=None) or "")
+
+
+def test_a_from_header_alone_is_refused_unless_the_operator_accepts_it() -> None:
+    refused = sent_by("bldss@bl.uk", accept_unverified=False)
+    assert refused is not None and "authserv_id" in refused

@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 from connectors.artemail.codec import ArtemailCodec
 from connectors.artemail.options import ArtemailOptions
 from connectors.core.contract import Limits, Outgoing
-from connectors.core.directory import Partner
+from connectors.core.directory import Directory, Partner
+from connectors.mail.channel import mailbox_listeners
 from connectors.mail.listener import MailboxListener
 from connectors.mail.options import MailSettings, TlsMode
 from connectors.mail.sender import SmtpSender
@@ -57,6 +58,7 @@ def bl_options() -> ArtemailOptions:
         address="artemail@art.bl.uk",
         mailbox_user="hub-bl",
         from_addresses=["@bl.uk"],
+        accept_unverified=True,  # the harness's MTA writes no verdict (one test adds them)
     )
 
 
@@ -487,3 +489,46 @@ async def test_forged_verdicts_in_a_real_mailbox_go_to_failed(servers: MailServe
     assert list(intake.applied.values()) == [ref(95)]
     assert servers.dovecot.count("hub-bl", "Failed") == len(forged)
     assert [stage for stage, _, _ in intake.dead] == ["authenticate"] * len(forged)
+
+
+async def test_a_partner_named_by_its_endpoint_only_takes_mail_from_that_address(
+    servers: MailServers,
+) -> None:
+    """No `from_addresses` and no `address`: the endpoint's mailto: address is the one
+    sender (docs/mail.md); forged senders (another address at the BL, the BL's domain, a
+    look-alike) go to Failed, each a refusal at stage authenticate."""
+    directory = Directory(
+        consortium="c",
+        partners=[
+            Partner(
+                symbol="BL",
+                name="British Library",
+                protocol="artemail",
+                endpoint="mailto:artemail@art.bl.uk",
+                options={
+                    "mailbox_user": "hub-bl",
+                    "mailbox_password_env": {"env": "TEST_BL_MAILBOX"},
+                    "accept_unverified": True,
+                },
+            )
+        ],
+    )
+    forged = {81: "bldss@bl.uk", 82: "artemail@bl.uk", 83: "artemail@art.bl.uk.evil.example"}
+    for n, sender in forged.items():
+        servers.dovecot.deliver("hub-bl", bl_reply(n, sender=sender))
+    servers.dovecot.deliver("hub-bl", bl_reply(84, sender="ArtEmail@art.bl.uk"))
+    os.environ["TEST_BL_MAILBOX"] = USERS["hub-bl"]
+    try:
+        (reader,) = mailbox_listeners(
+            "artemail", ArtemailCodec(), ArtemailOptions, settings_for(servers), directory
+        )
+    finally:
+        del os.environ["TEST_BL_MAILBOX"]
+    intake = MemoryIntake()
+    await reader.start(intake)
+    await asyncio.wait_for(reader.wait_handled(len(forged) + 1), 60)
+    await reader.stop()
+    assert list(intake.applied.values()) == [ref(84)]
+    assert servers.dovecot.count("hub-bl", "Failed") == len(forged)
+    assert [stage for stage, _, _ in intake.dead] == ["authenticate"] * len(forged)
+    assert all("is not one of the partner's addresses" in r for _, r, _ in intake.dead)

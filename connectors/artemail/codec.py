@@ -29,6 +29,8 @@ from connectors.mail.compose import compose, message_id
 from connectors.mail.mime import MailError, MailLimits, looks_like_mail, parse_mail
 
 PROTOCOL = "artemail"
+# Delivery keywords that order a loan (FORMAT.md); every other delivery keyword is a copy.
+LOAN_KEYWORDS = frozenset({"LOAN"})
 
 
 class ArtemailCodec:
@@ -70,26 +72,32 @@ class ArtemailCodec:
         if orders.is_order(text):
             return self._order(text, sender)
         pattern = self.patterns.get(sender, self.default_pattern)
-        reports = [r for r in read_reply(subject, text, pattern) if r.code] or read_reply(
-            subject, text, pattern
-        )
-        refs = {r.reference for r in reports}
-        if len(refs) > 1:
+        reports = read_reply(subject, text, pattern)
+        unreferenced = [r for r in reports if r.reference is None]
+        if unreferenced:
+            # A report of the mail names no request: refused whole, so that no report of it
+            # is applied while another is not (a person reads the mail in Failed).
             raise self._refuse(
-                Fault.SYNTAX, f"one reply mail reports on {len(refs)} requests; one is read"
+                Fault.UNKNOWN_REQUEST,
+                f"no reference found in the reply: {unreferenced[0].line[:120]!r}",
             )
-        report = reports[0]
-        if report.reference is None:
-            raise self._refuse(
-                Fault.UNKNOWN_REQUEST, f"no reference found in the reply: {report.line[:120]!r}"
-            )
-        try:
-            message = self._message(report, sender, subject, [r.line for r in reports[1:]])
-        except ValidationError as error:
-            raise self._refuse(
-                Fault.SYNTAX, f"reply out of bounds: {error.errors()[0]['msg']}"
-            ) from None
-        return Decoded(message, report)
+        # One message per request reported on, in the mail's order: each request's first
+        # coded line is its report, any further lines of it ride along as its note.
+        by_reference: dict[str, list[Report]] = {}
+        for report in reports:
+            by_reference.setdefault(report.reference or "", []).append(report)
+        messages = []
+        for group in by_reference.values():
+            coded = [r for r in group if r.code] or group
+            try:
+                messages.append(
+                    self._message(coded[0], sender, subject, [r.line for r in coded[1:]])
+                )
+            except ValidationError as error:
+                raise self._refuse(
+                    Fault.SYNTAX, f"reply out of bounds: {error.errors()[0]['msg']}"
+                ) from None
+        return Decoded(messages[0], reports, more=tuple(messages[1:]))
 
     def _message(self, report: Report, sender: str, subject: str, more: list[str]) -> Message:
         spec = report.spec
@@ -125,37 +133,44 @@ class ArtemailCodec:
         return Message(**fields)
 
     def _order(self, text: str, sender: str) -> Decoded[Any]:
-        """An order (for `rshub decode` and the simulated BL): its first request."""
+        """An order: one Request per TX block, each read completely (bibliographic lines,
+        keywords, delivery block); a block that cannot be read refuses the whole mail."""
         try:
             order = orders.read_order(text)
         except orders.OrderError as error:
             raise self._refuse(Fault.SYNTAX, str(error)) from None
-        first = order.requests[0]
-        loan = "LOAN" in first.keywords
-        message = Message(
+        messages = []
+        for request in order.requests:
+            try:
+                messages.append(self._request(request, sender))
+            except ValidationError as error:
+                raise self._refuse(
+                    Fault.SYNTAX,
+                    f"request TX{request.reference}: {error.errors()[0]['msg']} "
+                    "(nothing of the order is taken)",
+                ) from None
+        return Decoded(messages[0], order, more=tuple(messages[1:]))
+
+    def _request(self, request: orders.OrderRequest, sender: str) -> Message:
+        loan = any(word in LOAN_KEYWORDS for word in request.keywords)
+        postal = [x for x in request.deliver_to if "@" not in x]
+        return Message(
             event=Event.REQUEST,
             sender=sender,
-            request_id=first.reference,
+            request_id=request.reference,
             source_protocol=PROTOCOL,
             service_type=ServiceType.LOAN if loan else ServiceType.COPY,
-            bibliographic=Bibliographic(**orders.read_bibliographic(first.lines)),
-            delivery_address="\n".join(x for x in first.deliver_to if "@" not in x) or None,
-            delivery_email=next((x for x in first.deliver_to if "@" in x), None),
+            bibliographic=Bibliographic(**orders.read_bibliographic(request.lines)),
+            delivery_address="\n".join(postal) or None,
+            delivery_email=next((x for x in request.deliver_to if "@" in x), None),
             extensions={
                 PROTOCOL: {
-                    "requests": [
-                        {
-                            "reference": r.reference,
-                            "keywords": r.keywords,
-                            "lines": r.lines,
-                            "deliver_to": r.deliver_to,
-                        }
-                        for r in order.requests
-                    ]
+                    "keywords": request.keywords,
+                    "lines": request.lines,
+                    "deliver_to": request.deliver_to,
                 }
             },
         )
-        return Decoded(message, order)
 
     def accept(self, decoded: Decoded[Any], state: str | None = None) -> Answer:
         return Answer(b"", TEXT)
@@ -211,6 +226,25 @@ class ArtemailCodec:
             ),
             date=message.timestamp,
         )
+
+    def redact(self, body: bytes) -> bytes:
+        """The body with an order's customer code and ART password replaced, for every
+        place a body is shown or exported (the operators' index keeps this, not the original).
+        A mail is kept as its header and its decoded text (a base64 or quoted-printable
+        body would otherwise carry the credentials in a form the replacement cannot see)."""
+        if not looks_like_mail(body):
+            return orders.redact_text(body.decode("utf-8", "replace")).encode()
+        head, sep, _ = body.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, _ = body.partition(b"\n\n")
+        try:
+            text = parse_mail(body, MailLimits(max_bytes=len(body) + 1)).text
+        except MailError:
+            return orders.redact_text(body.decode("utf-8", "replace")).encode()
+        redacted = orders.redact_text(text)
+        if redacted == text:
+            return body
+        return head + sep + redacted.encode()
 
     def read_answer(self, body: bytes) -> dict[str, Any] | None:
         return None  # a mail is a message; `rshub decode` shows it as one

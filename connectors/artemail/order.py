@@ -101,6 +101,27 @@ def genre(message: Message) -> str:
     return "book"
 
 
+_YEAR_IN = re.compile(r"(?<!\d)(\d{4})(?!\d)")
+_START_PAGE = re.compile(r"[A-Za-z]?\d+")
+
+
+def year_of(date: str | None) -> str | None:
+    """The YEAR field: the year alone (FORMAT.md's `YEAR VOL v ...`), not a whole date such as
+    "2021-01-01" or "Spring 2021"; a value with no year in it is written as it is."""
+    if not date:
+        return None
+    found = _YEAR_IN.search(date)
+    return found.group(1) if found else date
+
+
+def page_range(pages: str) -> str:
+    """PP as the format writes it: a start page alone is the open range "238-" (the samples'
+    `PP 238-`: the article starting there); a range or anything else is kept as given. One
+    page only is written "238-238"."""
+    pages = pages.strip()
+    return f"{pages}-" if _START_PAGE.fullmatch(pages) else pages
+
+
 def bibliographic_lines(message: Message) -> list[str]:
     bib = message.bibliographic
     if bib is None or not bib.title:
@@ -116,8 +137,8 @@ def bibliographic_lines(message: Message) -> list[str]:
     # PT is the issue (or part) of a journal; PP the pages to copy, never the item's extent.
     issue = bib.issue or bib.part
     part = f"PT {issue}" if issue else None
-    pages = f"PP {bib.pages_requested}" if bib.pages_requested else None
-    year = bib.publication_date_of_component or bib.publication_date
+    pages = f"PP {page_range(bib.pages_requested)}" if bib.pages_requested else None
+    year = year_of(bib.publication_date_of_component or bib.publication_date)
     kind = genre(message)
     if kind == "article":
         lines = [
@@ -323,3 +344,24 @@ def read_bibliographic(lines: list[str]) -> dict[str, str]:
         else:
             out[holds] = line
     return out
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+# What an order's first two lines are replaced by wherever the hub shows or exports a body
+# (`rshub show`, the console, exports from the operators' index).
+REDACTED = ("[customer code]", "[ART password]")
+
+
+def redact_text(text: str) -> str:
+    """An order's text with its customer code and ART password (its first two filled
+    lines) replaced; any other text as it is. Nothing replay needs is lost: reading an order
+    takes no credential into the canonical message."""
+    if not is_order(text):
+        return text
+    lines = text.split("\n")
+    filled = [i for i, line in enumerate(lines) if line.strip()][:2]
+    for i, mark in zip(filled, REDACTED, strict=False):
+        ending = "\r" if lines[i].endswith("\r") else ""
+        lines[i] = mark + ending
+    return "\n".join(lines)

@@ -87,10 +87,17 @@ C = TypeVar("C")
 @dataclass
 class Decoded(Generic[C]):
     """A partner's message in canonical form, with what the codec needs to answer it in its
-    own protocol (`context`: the parsed document, the APDU ...)."""
+    own protocol (`context`: the parsed document, the APDU ...). `more`: further messages
+    the same body carries, each for its own request (a mail reporting on several orders, an
+    order of several requests); the hub applies every one, none is dropped."""
 
     message: Message
     context: C
+    more: tuple[Message, ...] = ()
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        return (self.message, *self.more)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from connectors.core.contract import Answer, Codec, Fault
 from connectors.core.directory import Directory, Partner
 from connectors.core.secret import value_of
+from connectors.mail import identity
 from connectors.mail.listener import MailboxListener
 from connectors.mail.options import MailPartnerOptions, MailSettings
 
@@ -76,6 +77,12 @@ def partner_problems(
                 f"partner {partner.symbol}: mailbox_user {options.mailbox_user!r} needs "
                 "mailbox_password_env (the variable holding its password)"
             )
+        if options.mailbox_user:
+            reading = options.model_copy(update={"address": address})
+            problems += [
+                f"partner {partner.symbol}: mailbox {options.mailbox_user!r}: {problem}"
+                for problem in identity.config_problems(reading)
+            ]
     return problems
 
 
@@ -96,6 +103,9 @@ def mailbox_listeners(
         if not options.mailbox_user:
             continue
         password = value_of(options.mailbox_password_env) or ""
+        # The partner's address as the identity check reads it: the endpoint's when the
+        # directory gives none (docs/mail.md: from_addresses defaults to the partner's address).
+        options = options.model_copy(update={"address": partner_address(partner, options)})
         found.append(
             MailboxListener(
                 protocol=protocol,

@@ -96,14 +96,41 @@ def _domain(address: str) -> str:
     return address.rsplit("@", 1)[-1].lower().lstrip("@")
 
 
+# A `from_addresses` entry: an address, `@domain` (that domain only) or `@*.domain` (any
+# subdomain of it, not the domain itself: list both for both). A rule names exactly what it
+# accepts, as the DKIM rule below does: `@bl.uk` does not let `x@mail.bl.uk` in.
+SUBDOMAINS = "@*."
+_ENTRY = re.compile(r"(?:[^@\s<>()]+@|@(?:\*\.)?)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def allowed_senders(options: MailPartnerOptions) -> list[str]:
+    """Who may write into the partner's mailbox: `from_addresses`, else the partner's
+    address (the listener is given options whose `address` is the endpoint's when the
+    directory names none). Empty: nobody, every mail is refused."""
+    return options.from_addresses or ([options.address] if options.address else [])
+
+
+def entry_problem(entry: str) -> str | None:
+    """Why a `from_addresses` entry matches nothing as meant (None: it is well formed)."""
+    if _ENTRY.fullmatch(entry.strip()):
+        return None
+    return (
+        f"from_addresses entry {entry!r} is neither name@domain, @domain nor @*.domain (subdomains)"
+    )
+
+
 def signing_domains(options: MailPartnerOptions) -> set[str]:
     """The domains whose signature proves the partner: `dkim_domains`, else the domains it
     writes from (`from_addresses`, else its address). Compared for equality: a parent or a
-    sibling domain is another signer."""
+    sibling domain is another signer; a subdomain rule (`@*.bl.uk`) names no signer (which
+    subdomain would sign is not known), so such partners list `dkim_domains`."""
     if options.dkim_domains:
         return {d.lower().strip().rstrip(".") for d in options.dkim_domains}
-    allowed = options.from_addresses or ([options.address] if options.address else [])
-    return {_domain(entry) for entry in allowed if _domain(entry)}
+    return {
+        _domain(entry)
+        for entry in allowed_senders(options)
+        if _domain(entry) and not entry.startswith(SUBDOMAINS)
+    }
 
 
 def _passes(results: Iterable[Result], domains: set[str]) -> bool:
@@ -118,24 +145,34 @@ def _passes(results: Iterable[Result], domains: set[str]) -> bool:
 
 
 def _accepted(address: str, allowed: list[str]) -> bool:
+    address = address.lower()
     domain = address.rsplit("@", 1)[-1]
     for entry in allowed:
-        entry = entry.lower()
-        if entry.startswith("@") and domain == entry[1:]:
-            return True
-        if address == entry:
+        entry = entry.lower().strip()
+        if entry.startswith(SUBDOMAINS):
+            if domain.endswith("." + entry[len(SUBDOMAINS) :]):
+                return True
+        elif entry.startswith("@"):
+            if domain == entry[1:]:
+                return True
+        elif address == entry:
             return True
     return False
 
 
 def problem(mail: ParsedMail, options: MailPartnerOptions) -> str | None:
-    """Why this mail is not the partner's (None: it is)."""
-    allowed = options.from_addresses or ([options.address] if options.address else [])
-    if allowed:
-        if len(mail.senders) != 1:
-            return f"expected one From address, found {len(mail.senders)}"
-        if not _accepted(mail.senders[0], allowed):
-            return f"From {mail.senders[0]} is not one of the partner's addresses"
+    """Why this mail is not the partner's (None: it is). Fails closed: a partner with no
+    sender to compare with, or with no verdict to read and no `accept_unverified`, has every
+    mail refused (start-up refuses such a directory first; see `config_problems`)."""
+    allowed = allowed_senders(options)
+    if not allowed:
+        return "the partner has no address and no from_addresses: no sender can be accepted"
+    if len(mail.senders) != 1:
+        return f"expected one From address, found {len(mail.senders)}"
+    if not _accepted(mail.senders[0], allowed):
+        return f"From {mail.senders[0]} is not one of the partner's addresses"
+    if not options.authserv_id and not options.accept_unverified:
+        return "no authserv_id to read a DKIM/DMARC verdict from, and accept_unverified is off"
     if options.authserv_id:
         domains = signing_domains(options)
         results = trusted_results(mail.headers, options.authserv_id, options.local_received)
@@ -150,3 +187,17 @@ def problem(mail: ParsedMail, options: MailPartnerOptions) -> str | None:
                 f"{', '.join(sorted(domains)) or 'the partner (no domain known)'}"
             )
     return None
+
+
+def config_problems(options: MailPartnerOptions) -> list[str]:
+    """What makes a mailbox's identity check refuse everything or accept a bare claim: no
+    sender to compare with, a malformed rule, no verdict without the operator saying so."""
+    problems = [p for p in map(entry_problem, options.from_addresses) if p]
+    if not allowed_senders(options):
+        problems.append("no sender to accept (from_addresses, options.address or mailto:)")
+    if not options.authserv_id and not options.accept_unverified:
+        problems.append(
+            "a From header is only a claim: set authserv_id (the MTA whose DKIM/DMARC "
+            "verdict is read) or, knowingly, accept_unverified: true"
+        )
+    return problems

@@ -99,10 +99,16 @@ class MailPartnerOptions(BaseModel):
     )
     from_addresses: list[str] = Field(
         default_factory=list,
-        description="senders accepted in the mailbox: addresses or @domain (empty: address)",
+        description="senders accepted in the mailbox: name@domain, @domain (that domain "
+        "only) or @*.domain (its subdomains) (empty: the partner's address)",
     )
     authserv_id: str | None = Field(
         None, description="trust Authentication-Results headers from this MTA (RFC 8601)"
+    )
+    accept_unverified: bool = Field(
+        False,
+        description="read mail without authserv_id, trusting the From header alone (only for "
+        "a mailbox nobody but the partner's servers can write to; default: refused at start)",
     )
     dkim_domains: list[str] = Field(
         default_factory=list,

@@ -9,7 +9,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -315,7 +315,9 @@ def serve(settings: Settings) -> int:
             gateway.add_dependency(
                 console.build(settings, directory, bootstrap, console_socket, notes, load)
             )
-        follower = index_module.Index(index_module.index_path(settings.data_dir))
+        follower = index_module.Index(
+            index_module.index_path(settings.data_dir), redactors(registry)
+        )
 
         @app.task
         async def keep_index() -> None:
@@ -590,14 +592,25 @@ def redeliver(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def redactors(registry: Registry) -> dict[str, Callable[[bytes], bytes]]:
+    """Per protocol, how its codec hides credentials in a body (the index keeps only that)."""
+    found = {}
+    for connector in registry:
+        redact = getattr(connector.codec, "redact", None)
+        if redact is not None:
+            found[connector.name] = redact
+    return found
+
+
 @contextlib.contextmanager
 def _index(settings: Settings, bootstrap: str | None) -> Iterator[Any]:
     """The operators' index, brought up to date with the topics first when a broker
     answers (otherwise as the hub last left it, which is said)."""
     from hub.ops import index as index_module
+    from hub.runtime import app as assembly
 
     path = index_module.index_path(settings.data_dir)
-    index = index_module.Index(path)
+    index = index_module.Index(path, redactors(assembly.connectors(settings)))
     try:
         if bootstrap:
             asyncio.run(index_module.catch_up(bootstrap, index))

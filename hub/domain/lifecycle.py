@@ -190,6 +190,11 @@ _PARTNERS: list[Row] = [
     (State.RENEW_PENDING, Event.RENEW_ANSWER, True, State.RECEIVED, FORWARD),
     (State.RENEW_PENDING, Event.RENEW_ANSWER, False, Previous.STATE, FORWARD),
     (State.RENEW_PENDING, Event.RECALLED, None, State.RECALLED, FORWARD),
+    # A lender that renews unasked (the British Library's automatic renewal, RENEWED*date):
+    # the new due date is the news; an overdue loan is no longer overdue.
+    (State.LOANED, Event.RENEW_ANSWER, True, State.LOANED, FORWARD),
+    (State.RECEIVED, Event.RENEW_ANSWER, True, State.RECEIVED, FORWARD),
+    (State.OVERDUE, Event.RENEW_ANSWER, True, State.RECEIVED, FORWARD),
     (State.RENEW_PENDING, Event.SHIPPED_RETURN, None, State.RETURNED, FORWARD),
     (State.OVERDUE, Event.RENEW, None, State.RENEW_PENDING, FORWARD),
     (State.OVERDUE, Event.SHIPPED_RETURN, None, State.RETURNED, FORWARD),

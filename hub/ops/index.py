@@ -215,9 +215,14 @@ class Criteria:
 
 
 class Index:
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, redact: dict[str, Callable[[bytes], bytes]] | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # Per protocol: a body's credentials replaced before the index keeps it, so no page,
+        # command or export built on the index can show one (the ARTEmail customer code).
+        self.redact = redact or {}
         # One connection, used by one task at a time (possibly from a worker thread).
         self.db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
@@ -430,10 +435,15 @@ class Index:
                 audit.get("protocol"),
                 audit.get("partner"),
                 audit.get("content_type"),
-                audit_bytes(audit).decode("latin-1"),
+                self._shown(audit).decode("latin-1"),
                 audit.get("size") if audit.get("truncated") else None,  # only a prefix kept
             ),
         )
+
+    def _shown(self, audit: dict[str, Any]) -> bytes:
+        body = audit_bytes(audit)
+        redact = self.redact.get(str(audit.get("protocol")))
+        return redact(body) if redact else body
 
     def _event(self, record: Record, change: dict[str, Any]) -> None:
         txn = str(change.get("transaction_id") or record.key)

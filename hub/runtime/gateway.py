@@ -508,24 +508,44 @@ class Gateway(Service):
         except Refusal as refusal:
             refusal.audit_ref = audit_ref
             raise
-        metrics.message_in(symbol, codec.protocol, decoded.message.event.value)
-        txn = address(decoded.message, self.io.items.lookup)
-        if txn is None:
-            detail = "the message names no request or item rshub knows"
-            raise Refusal(
-                detail, codec.fault(Fault.UNKNOWN_REQUEST, detail, decoded), "address", audit_ref
+        # Every message of the body is addressed before any is published: a body naming one
+        # request rshub does not know is refused whole, none of it applied (no half-read).
+        addressed = []
+        for part in decoded.messages:
+            txn = address(part, self.io.items.lookup)
+            if txn is None:
+                detail = "the message names no request or item rshub knows"
+                if len(decoded.messages) > 1:
+                    detail += f" ({part.request_id or 'no reference'}; nothing of it is applied)"
+                raise Refusal(
+                    detail,
+                    codec.fault(Fault.UNKNOWN_REQUEST, detail, decoded),
+                    "address",
+                    audit_ref,
+                )
+            addressed.append(
+                part.model_copy(update={"transaction_id": txn, "audit_ref": audit_ref})
             )
-        message = decoded.message.model_copy(update={"transaction_id": txn, "audit_ref": audit_ref})
 
         def too_large(detail: str) -> Refusal:
             return Refusal(
                 detail, codec.fault(Fault.TOO_LARGE, detail, decoded), "parse", audit_ref
             )
 
-        verdict = await self._publish(message, wait, too_large)
-        if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
-            # The state machine has already written the dead letter for its refusal.
-            metrics.refused(codec.protocol, "state")
+        # Each message is its own request's step: published one by one, each judged by its
+        # transaction. A body read again after a crash republishes them all; the engine drops
+        # those already applied by their content id. The answer is the first refusal, if any
+        # (its dead letter is written by the state machine), else the last verdict.
+        refused: tuple[Message, Verdict] | None = None
+        verdict: Verdict | None = None
+        for message in addressed:
+            metrics.message_in(symbol, codec.protocol, message.event.value)
+            verdict = await self._publish(message, wait, too_large)
+            if verdict is not None and verdict.outcome is VerdictOutcome.REFUSED:
+                metrics.refused(codec.protocol, "state")
+                refused = refused or (message, verdict)
+        if refused is not None:
+            message, verdict = refused
             # A step for a transaction that was never requested (the engine refuses it in
             # state New) is each protocol's unknown request, not a state error (issue 24).
             unknown = verdict.state == State.NEW.value and message.event is not Event.REQUEST
