@@ -206,10 +206,11 @@ class ApiCodec:
         return Decoded(message, call)
 
     def accept(self, decoded: Decoded[Any], state: str | None = None) -> Answer:
+        """The hub's API adds the transaction id (derived with the deployment's secret,
+        which a codec does not read)."""
         message = decoded.message
         body = {
             "request_id": message.request_id,
-            "transaction_id": message.transaction_id,
             "state": state,
             "accepted": message.event.value,
         }
