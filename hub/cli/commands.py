@@ -1079,6 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="library: read, request, act; staff: read, redeliver, replay, reroute (repeat)",
     )
+    sub.add_parser("openapi", help="print the JSON API's OpenAPI document (docs/openapi.json)")
     args = parser.parse_args(argv)
 
     try:
@@ -1108,6 +1109,12 @@ def main(argv: list[str] | None = None) -> int:
         return show_settings(settings)
     if args.command == "broker":
         return broker_command(settings, args.action, args.force)
+    if args.command == "openapi":
+        from connectors.api.models import ActionBody, PlaceRequest
+        from hub.ops.api import openapi
+
+        print(openapi.text(PlaceRequest, ActionBody), end="")
+        return 0
     if args.command == "api-token":
         from hub.ops.api import token_command
 

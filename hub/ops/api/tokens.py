@@ -25,7 +25,8 @@ from pathlib import Path
 # What a library's token may do with its own requests.
 LIBRARY_SCOPES = ("read", "request", "act")
 # Staff scopes: `read` every library's requests, and the console operators' actions.
-STAFF_SCOPES = ("read", "redeliver", "replay", "reroute", "acknowledge")
+# (No `acknowledge`: the hub has no operator action that clears attention yet.)
+STAFF_SCOPES = ("read", "redeliver", "replay", "reroute")
 NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 TOKEN = re.compile(r"^rshub_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 NO_PARTNER = "-"
