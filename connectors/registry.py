@@ -4,7 +4,7 @@ derived from this list."""
 
 from __future__ import annotations
 
-from connectors import artemail, illiad_email, iso10161, iso18626, ncip, openurl, slnp
+from connectors import api, artemail, illiad_email, iso10161, iso18626, ncip, openurl, slnp
 from connectors.core.contract import Registry
 from connectors.core.holdings import Client
 from connectors.ncip_relay.connector import CONNECTOR as NCIP_RELAY
@@ -21,6 +21,7 @@ CONNECTORS = Registry(
         NCIP_RELAY,
         artemail.CONNECTOR,
         illiad_email.CONNECTOR,
+        api.CONNECTOR,
     ]
 )
 

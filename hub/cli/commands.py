@@ -225,6 +225,39 @@ def _listening(
     return found
 
 
+def mount_api(
+    settings: Settings,
+    bootstrap: str,
+    gateway: Any,
+    registry: Registry,
+    directory: Directory,
+    app: Any,
+) -> None:
+    """The JSON API (hub.ops.api) on the gateway's port, with the API connector's codec and
+    models, and this worker's transaction table for fresh reads."""
+    from connectors.api import CONNECTOR as API
+    from connectors.api.models import ActionBody, PlaceRequest
+    from connectors.core.model import Event
+    from hub.ops import api
+
+    def renews(lender: str) -> bool:
+        partner = directory.partner(lender)
+        connector = registry.get(partner.protocol) if partner else None
+        return connector is None or Event.RENEW in connector.codec.events_out
+
+    table = app.tables["transactions"]
+    built = api.build(
+        settings,
+        bootstrap,
+        gateway,
+        API.codec,
+        (PlaceRequest, ActionBody),
+        row=table.get,
+        renews=renews,
+    )
+    gateway.mounts.append(built.install)
+
+
 def serve(settings: Settings) -> int:
     from faust.worker import Worker
 
@@ -305,6 +338,8 @@ def serve(settings: Settings) -> int:
                 ready=lambda: metrics.readiness(app),
             )
         )
+        if settings.api_enabled:
+            mount_api(settings, bootstrap, gateway, registry, directory, app)
         if console_socket is not None:  # started and stopped with the gateway
             from hub.ops import console
 
@@ -1072,6 +1107,22 @@ def main(argv: list[str] | None = None) -> int:
     p_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from one line of stdin"
     )
+    p_token = sub.add_parser(
+        "api-token",
+        help="the JSON API's clients: add NAME [--partner SYM] --scope S ..., remove, list",
+    )
+    p_token.add_argument("action", choices=("add", "remove", "list"))
+    p_token.add_argument("name", nargs="?", metavar="NAME")
+    p_token.add_argument(
+        "--partner", metavar="SYM", help="the library whose requests it sees (none: staff)"
+    )
+    p_token.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="library: read, request, act; staff: read, redeliver, replay, reroute (repeat)",
+    )
+    sub.add_parser("openapi", help="print the JSON API's OpenAPI document (docs/openapi.json)")
     args = parser.parse_args(argv)
 
     try:
@@ -1101,6 +1152,16 @@ def main(argv: list[str] | None = None) -> int:
         return show_settings(settings)
     if args.command == "broker":
         return broker_command(settings, args.action, args.force)
+    if args.command == "openapi":
+        from connectors.api.models import ActionBody, PlaceRequest
+        from hub.ops.api import openapi
+
+        print(openapi.text(PlaceRequest, ActionBody), end="")
+        return 0
+    if args.command == "api-token":
+        from hub.ops.api import token_command
+
+        return token_command(settings, args.action, args.name, args.partner, args.scope)
     if args.command == "console-user":
         from hub.ops.console import user_command
 

@@ -124,6 +124,9 @@ class Gateway(Service):
         self.states = states
         self.notes = notes or {}
         self.ready = ready
+        # Applications the composition root adds to the HTTP port (the JSON API, hub.ops.api),
+        # which the runtime may not import.
+        self.mounts: list[Callable[[web.Application], None]] = []
         self.checkpoints = Checkpoints(io)
         self.refused_budget = RefusedBudget(settings.refused_audits_per_minute)
         self.runner: web.AppRunner | None = None
@@ -151,6 +154,8 @@ class Gateway(Service):
                 settings = self.connector_settings.get(connector.name) or connector.settings()
                 for route in connector.web(self, self.limits, settings):
                     app.router.add_route(route.method, route.path, self._web(route))
+        for mount in self.mounts:
+            mount(app)
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.readiness)
         app.router.add_get("/metrics", self.scrape)

@@ -180,6 +180,14 @@ class Settings(BaseModel):
     console_live_interval_s: float = Field(
         1.0, gt=0, description="how often the console's live updates look for news"
     )
+    api_enabled: bool = Field(
+        True, description="serve the JSON API at /api/v1 on the HTTP port (docs/api.md)"
+    )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="the API's clients with their hashed tokens (rshub api-token add); "
+        "unset: <RSHUB_DATA_DIR>/api-tokens",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING, ERROR"
     )
@@ -249,6 +257,9 @@ class Settings(BaseModel):
 
     def console_users(self) -> Path:
         return self.console_users_file or self.data_dir / "console-users"
+
+    def api_tokens(self) -> Path:
+        return self.api_tokens_file or self.data_dir / "api-tokens"
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(variable, value in effect, default, meaning) for every setting."""

@@ -1,0 +1,27 @@
+"""The API's outbound side. An API borrower has no endpoint of its own to be told at: each
+step the hub owes it is accepted here and kept (the delivery's detail and the rendered JSON
+are on ill.delivery and ill.audit), and the client reads the request's state and history with
+`GET /api/v1/requests/{id}`. Webhooks (issue 29.3) would POST the same JSON to the client's
+subscribed URLs from here."""
+
+from __future__ import annotations
+
+from connectors.core.contract import Attempt, Codec, Limits, NoSettings
+from connectors.core.directory import Partner
+
+KEPT = "kept for the API client (read with GET /api/v1/requests/{id})"
+
+
+class ApiSender:
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, partner: Partner, body: bytes) -> Attempt:
+        return Attempt(True, False, KEPT, body)
+
+
+def build(limits: Limits, settings: NoSettings, codec: Codec[object]) -> ApiSender:
+    return ApiSender()

@@ -1,0 +1,428 @@
+"""The API's HTTP side: an aiohttp sub-application mounted at /api/v1/ on the gateway's port.
+
+Every call but /openapi.json carries `Authorization: Bearer <token>` (tokens.py); failed
+tokens go through the shared `LoginThrottle` per source address. A library's token names its
+requests by its own request ids, so it can only ever address its own: another library's
+request, like one that does not exist, is a 404. Placing and acting go through the gateway's
+`Intake.take` with the API connector's codec, as a partner's message does (audited, routed,
+answered once durable); reading comes from this worker's transaction table, else the
+operators' index. Each call is logged (`api.call`) with the client's name, never its token.
+Every error is an RFC 9457 problem document; nothing here answers a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from connectors.core.contract import Codec, Intake, Refusal
+from connectors.core.model import Event, transaction_id
+from connectors.core.throttle import LoginThrottle
+from hub.ops import index as index_module
+from hub.ops.api import views
+from hub.ops.api.tokens import Client, TokenFile
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+PROBLEM = "application/problem+json"
+PROBLEM_BASE = "https://rshub.invalid/problems/"
+CLIENT = web.RequestKey("api_client", Client)
+ACTION_EVENTS = {"cancel": Event.CANCEL, "renew": Event.RENEW}
+Staff = Callable[..., Awaitable[tuple[int, str]]]
+
+
+def problem(status: int, detail: str, kind: str, errors: list[dict[str, str]] | None = None,
+            headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + kind,
+        "title": kind.replace("_", " "),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return web.Response(
+        body=json.dumps(body).encode(), status=status, content_type=PROBLEM, headers=headers
+    )
+
+
+def invalid(field: str, message: str, status: int = 422) -> web.Response:
+    return problem(status, f"{field}: {message}", "invalid", [{"field": field, "message": message}])
+
+
+def answer(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        body=model.model_dump_json().encode(), status=status, content_type="application/json"
+    )
+
+
+class Api:
+    def __init__(
+        self,
+        *,
+        intake: Intake,
+        codec: Codec[Any],
+        tokens: TokenFile,
+        index_path: Path,
+        document: dict[str, Any],
+        row: Callable[[str], Any] | None = None,
+        renews: Callable[[str], bool] | None = None,
+        redeliver: Staff | None = None,
+        route: Staff | None = None,
+        replay: Staff | None = None,
+        stuck: timedelta = timedelta(hours=72),
+        throttle: LoginThrottle | None = None,
+    ) -> None:
+        """`row(txn)`: the transaction table's row in this worker, or None; `renews(lender)`:
+        whether that lender's protocol has renewals; `redeliver(txn, partner, by)`,
+        `route(txn, action, lender, by)`, `replay(ref, trust_sender, by)`: the operators'
+        actions, as the console does them."""
+        self.intake, self.codec, self.tokens = intake, codec, tokens
+        self.index_path, self.document = index_path, document
+        self.row, self.renews = row, renews
+        self.staff = {"redeliver": redeliver, "route": route, "replay": replay}
+        self.stuck = stuck
+        self.throttle = throttle or LoginThrottle()
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="api-index")
+        self.index: index_module.Index | None = None
+
+    # -- mounting ----------------------------------------------------------------------------
+
+    def install(self, app: web.Application) -> None:
+        app.add_subapp("/api/v1", self.application())
+
+    def application(self) -> web.Application:
+        api = web.Application(middlewares=[self._problems, self._authenticate])
+        api.router.add_get("/openapi.json", self.openapi)
+        api.router.add_post("/requests", self.place)
+        api.router.add_get("/requests", self.find)
+        api.router.add_get("/requests/{request_id}", self.read)
+        api.router.add_post("/requests/{request_id}/{action}", self.act)
+        api.router.add_get("/transactions/{transaction_id}", self.read_transaction)
+        api.router.add_post("/transactions/{transaction_id}/redeliver", self.redeliver)
+        api.router.add_post("/transactions/{transaction_id}/route", self.route)
+        api.router.add_post("/deadletters/replay", self.replay)
+        api.on_cleanup.append(self._close)
+        return api
+
+    async def _close(self, _app: web.Application) -> None:
+        self.reader.shutdown(wait=False)
+
+    # -- what every call goes through ----------------------------------------------------------
+
+    @web.middleware
+    async def _problems(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        started = asyncio.get_running_loop().time()
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:  # aiohttp's own: no route, wrong method, too large
+            kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+            response = problem(error.status, error.reason, kind.get(error.status, "http"))
+        except Exception as error:  # a defect here must be a line in the log, not a traceback
+            log.error("api.failed", path=request.path, error=f"{type(error).__name__}: {error}")
+            response = problem(500, "the hub could not handle this call", "internal")
+        client = request.get(CLIENT)
+        log.info(
+            "api.call",
+            client=client.name if client else None,
+            partner=client.partner if client else None,
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round((asyncio.get_running_loop().time() - started) * 1000),
+        )
+        return response
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.endswith("/openapi.json"):
+            return await handler(request)
+        challenge = {"WWW-Authenticate": 'Bearer realm="rshub"'}
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return problem(
+                401, "send Authorization: Bearer <token>", "unauthenticated", headers=challenge
+            )
+        source = request.remote or "?"
+        attempt = self.throttle.begin(source, token.strip()[:18])  # the token's public id part
+        if not attempt.allowed:
+            retry = {"Retry-After": str(int(self.throttle.window_s))}
+            return problem(
+                429, "too many failed tokens from this address", "throttled", headers=retry
+            )
+        client = self.tokens.authenticate(token.strip())
+        attempt.end(client is not None)
+        if client is None:
+            if attempt.report:
+                log.warning("api.token_refused", source=source)
+            return problem(401, "the token was not accepted", "unauthenticated", headers=challenge)
+        request[CLIENT] = client
+        return await handler(request)
+
+    def _client(self, request: web.Request, scope: str) -> Client | web.Response:
+        client = request[CLIENT]
+        if not client.may(scope):
+            return problem(403, f"this token lacks the scope {scope!r}", "forbidden")
+        return client
+
+    async def _read_index(self, work: Callable[[index_module.Index], T]) -> T:
+        def run() -> T:
+            if self.index is None:
+                self.index = index_module.Index(self.index_path)
+            return work(self.index)
+
+        return await asyncio.get_running_loop().run_in_executor(self.reader, run)
+
+    async def _body(self, request: web.Request) -> bytes | web.Response:
+        try:
+            return await request.read()  # bounded by the gateway's client_max_size
+        except web.HTTPRequestEntityTooLarge as error:
+            return problem(413, error.reason, "too_large")
+
+    async def _take(self, partner: str, body: bytes) -> web.Response:
+        try:
+            taken = await self.intake.take(self.codec, partner, body, "application/json")
+        except Refusal as refusal:
+            await self.intake.refuse(refusal, partner, self.codec.protocol)
+            taken = refusal.answer
+        content = taken.body
+        if taken.status in (201, 202):
+            accepted = json.loads(taken.body)
+            txn = transaction_id(partner, accepted["request_id"])
+            content = views.Accepted(**accepted, transaction_id=txn).model_dump_json().encode()
+        kind = taken.content_type.split(";")[0]
+        return web.Response(body=content, status=taken.status, content_type=kind)
+
+    def _borrower(self, client: Client) -> str | web.Response:
+        """The token's library, if the directory has it as an API borrower."""
+        partner = self.intake.directory.partner(client.partner or "")
+        if client.partner is None:
+            return problem(403, "a staff token places and acts on no library's behalf", "forbidden")
+        if partner is None or partner.protocol != self.codec.protocol:
+            protocol = self.codec.protocol
+            detail = f"{client.partner} is not a partner of protocol {protocol!r} in the directory"
+            return problem(403, detail, "forbidden")
+        return partner.symbol
+
+    async def _view(self, txn: str) -> views.RequestView | None:
+        row = self.row(txn) if self.row else None
+        if row:
+            return views.from_row(dict(row))
+        found = await self._read_index(lambda index: index.transaction(txn))
+        return views.from_index(found) if found and found.get("state") else None
+
+    # -- the library's calls ---------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(self.document)
+
+    async def place(self, request: web.Request) -> web.Response:
+        client = self._client(request, "request")
+        if isinstance(client, web.Response):
+            return client
+        borrower = self._borrower(client)
+        if isinstance(borrower, web.Response):
+            return borrower
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None  # the codec refuses it, audited and dead-lettered as any input
+        if isinstance(document, dict) and "action" in document:
+            return invalid("action", "Extra inputs are not permitted")
+        response = await self._take(borrower, body)
+        if response.status == 201 and isinstance(document, dict):
+            response.headers["Location"] = f"/api/v1/requests/{document.get('request_id')}"
+        return response
+
+    async def find(self, request: web.Request) -> web.Response:
+        client = self._client(request, "read")
+        if isinstance(client, web.Response):
+            return client
+        query = request.query
+        try:
+            limit = int(query.get("limit", "50"))
+            offset = int(query.get("offset", "0"))
+            older = query.get("older_than_hours")
+            hours = float(older) if older is not None else None
+        except ValueError as error:
+            return invalid("query", str(error), 400)
+        if (
+            not 1 <= limit <= 200
+            or not 0 <= offset <= 100_000
+            or (hours is not None and not 0 <= hours < 1e6)
+        ):
+            return invalid("query", "limit is 1..200, offset 0..100000, older_than_hours >= 0", 400)
+        flags = {}
+        for name in ("open", "needs_attention"):
+            word = query.get(name, "false").lower()
+            if word not in ("true", "false", "1", "0"):
+                return invalid(name, "true or false", 400)
+            flags[name] = word in ("true", "1")
+        criteria = index_module.Criteria(
+            # A library's token sees its own requests only, whatever it asks for.
+            borrower=client.partner or query.get("borrower") or None,
+            request_id=query.get("request_id") or None,
+            patron=query.get("patron") or None,
+            lender=query.get("lender") or None,
+            title=query.get("title") or None,
+            states=query.getall("state", []),
+            older_than=timedelta(hours=hours) if hours is not None else None,
+            open_only=flags["open"],
+            needs_attention=flags["needs_attention"],
+            limit=offset + limit + 1,
+        )
+        now = datetime.now(UTC)
+        rows = await self._read_index(lambda index: index.find(criteria, now, self.stuck))
+        page = rows[offset : offset + limit]
+        more = len(rows) > offset + limit
+        return answer(
+            views.RequestPage(
+                items=[views.summary(r, client.partner is None) for r in page],
+                offset=offset,
+                limit=limit,
+                next_offset=offset + limit if more else None,
+            )
+        )
+
+    async def read(self, request: web.Request) -> web.Response:
+        client = self._client(request, "read")
+        if isinstance(client, web.Response):
+            return client
+        if client.partner is None:
+            return problem(
+                404, "staff tokens read requests by /transactions/{transaction_id}", "not_found"
+            )
+        txn = transaction_id(client.partner, request.match_info["request_id"])
+        found = await self._view(txn)
+        if found is None:
+            return problem(404, "no such request", "not_found")
+        return answer(found)
+
+    async def read_transaction(self, request: web.Request) -> web.Response:
+        client = self._client(request, "read")
+        if isinstance(client, web.Response):
+            return client
+        found = await self._view(request.match_info["transaction_id"])
+        if found is None or (client.partner is not None and found.borrower != client.partner):
+            return problem(404, "no such request", "not_found")  # another's is not told apart
+        return answer(found)
+
+    async def act(self, request: web.Request) -> web.Response:
+        client = self._client(request, "act")
+        if isinstance(client, web.Response):
+            return client
+        action = request.match_info["action"]
+        if action not in ("cancel", "renew", "received", "returned"):
+            return problem(
+                404, f"no action {action!r}: cancel, renew, received or returned", "not_found"
+            )
+        borrower = self._borrower(client)
+        if isinstance(borrower, web.Response):
+            return borrower
+        request_id = request.match_info["request_id"]
+        found = await self._view(transaction_id(borrower, request_id))
+        if found is None:
+            return problem(404, "no such request", "not_found")
+        if action == "renew" and self.renews and found.lender and not self.renews(found.lender):
+            return problem(409, f"the lender {found.lender}'s protocol has no renewal", "state")
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            given = json.loads(body) if body.strip() else {}
+        except ValueError as error:
+            return invalid("(body)", f"not JSON: {str(error)[:80]}")
+        if not isinstance(given, dict):
+            return invalid("(body)", "a JSON object is expected")
+        call = {**given, "action": action, "request_id": request_id}
+        return await self._take(borrower, json.dumps(call).encode())
+
+    # -- staff -----------------------------------------------------------------------------------
+
+    async def _staff_body(
+        self, request: web.Request, model: type[BaseModel], required: bool
+    ) -> Any:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            given = json.loads(body) if body.strip() or required else {}
+            return model.model_validate(given)
+        except ValueError as error:
+            if isinstance(error, ValidationError):
+                errors = [
+                    {"field": ".".join(map(str, e["loc"])) or "(body)", "message": e["msg"]}
+                    for e in error.errors(include_url=False, include_input=False)
+                ]
+                detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
+                return problem(422, detail, "invalid", errors)
+            return invalid("(body)", f"not JSON: {str(error)[:80]}")
+
+    async def _staff(self, request: web.Request, scope: str) -> Client | web.Response:
+        client = self._client(request, scope)
+        if isinstance(client, web.Response):
+            return client
+        if client.partner is not None:
+            return problem(403, "staff actions need a staff token", "forbidden")
+        return client
+
+    def _outcome(self, code: int, detail: str) -> web.Response:
+        if code == 0:
+            return answer(views.Outcome(ok=True, detail=detail))
+        return problem(409 if code == 2 else 503, detail, "refused" if code == 2 else "unavailable")
+
+    async def redeliver(self, request: web.Request) -> web.Response:
+        client = await self._staff(request, "redeliver")
+        if isinstance(client, web.Response):
+            return client
+        given = await self._staff_body(request, views.Redeliver, False)
+        if isinstance(given, web.Response):
+            return given
+        txn = request.match_info["transaction_id"]
+        if await self._view(txn) is None:
+            return problem(404, "no such request", "not_found")
+        assert self.staff["redeliver"] is not None
+        return self._outcome(*await self.staff["redeliver"](txn, given.partner, client.name))
+
+    async def route(self, request: web.Request) -> web.Response:
+        client = await self._staff(request, "reroute")
+        if isinstance(client, web.Response):
+            return client
+        given = await self._staff_body(request, views.Route, True)
+        if isinstance(given, web.Response):
+            return given
+        if given.action != "restart" and not given.lender:
+            return invalid("lender", f"a lender is needed to {given.action}")
+        txn = request.match_info["transaction_id"]
+        if await self._view(txn) is None:
+            return problem(404, "no such request", "not_found")
+        assert self.staff["route"] is not None
+        return self._outcome(
+            *await self.staff["route"](txn, given.action, given.lender, client.name)
+        )
+
+    async def replay(self, request: web.Request) -> web.Response:
+        client = await self._staff(request, "replay")
+        if isinstance(client, web.Response):
+            return client
+        given = await self._staff_body(request, views.Replay, True)
+        if isinstance(given, web.Response):
+            return given
+        assert self.staff["replay"] is not None
+        code, detail = await self.staff["replay"](given.ref, given.trust_sender, client.name)
+        if code == 1:
+            return problem(404, detail, "not_found")
+        return self._outcome(code, detail)

@@ -1,0 +1,254 @@
+"""The API's OpenAPI 3.1 document, generated from the pydantic models: the request models
+come from the API connector (handed over by the composition root, as the hub knows
+connectors only through the contract), the answers from `views`. `rshub serve` serves it at
+/api/v1/openapi.json; docs/openapi.json is the same document, kept in step by a test."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from hub.ops.api import views
+
+VERSION = "1.0.0"
+REF = "#/components/schemas/{model}"
+PROBLEM = "application/problem+json"
+STATES = [
+    "New", "Locating", "Requested", "WillSupply", "Loaned", "Received", "RenewPending",
+    "CancelPending", "Recalled", "Overdue", "Returned", "LoanCompleted", "CopyCompleted",
+    "Cancelled", "Unfilled", "Expired",
+]  # fmt: skip
+ACTIONS = ["cancel", "renew", "received", "returned"]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    words = {
+        400: "the query is not valid",
+        401: "no token, or a token not accepted",
+        403: "the token lacks the scope",
+        404: "no such request (for this token)",
+        409: "the request cannot take this step in its state",
+        413: "the body is too large",
+        422: "the body is not valid; `errors` names each field",
+        429: "too many failed tokens from this address",
+        503: "the hub cannot store messages now; try again",
+    }
+    return {
+        str(s): {
+            "description": words[s],
+            "content": {PROBLEM: {"schema": _ref(views.Problem)}},
+        }
+        for s in statuses
+    }
+
+
+AUTH = (401, 403, 429)
+
+
+def _id(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "pattern": "^[A-Za-z0-9._:~-]+$",
+        },
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+FIND_PARAMETERS = [
+    _query("borrower", {"type": "string", "maxLength": 256}, "staff tokens: this borrower only"),
+    _query("request_id", {"type": "string", "maxLength": 256}, "the borrower's request id"),
+    _query("patron", {"type": "string", "maxLength": 256}, "the patron's id"),
+    _query("lender", {"type": "string", "maxLength": 256}, "a lender asked at any time"),
+    _query("title", {"type": "string", "maxLength": 1000}, "words of the title or author"),
+    _query(
+        "state",
+        {"type": "array", "items": {"type": "string", "enum": STATES}},
+        "in one of these states (repeat the parameter)",
+    ),
+    _query("open", {"type": "boolean"}, "open requests only"),
+    _query("needs_attention", {"type": "boolean"}, "only those that need staff"),
+    _query("older_than_hours", {"type": "number", "minimum": 0}, "created this long ago or more"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "page size"),
+    _query(
+        "offset", {"type": "integer", "minimum": 0, "maximum": 100000, "default": 0}, "page start"
+    ),
+]
+
+
+def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
+    """The whole document; `place` and `action`: the API connector's request models."""
+    models: list[type[BaseModel]] = [
+        place, action, views.Accepted, views.RequestView, views.RequestPage, views.Outcome,
+        views.Redeliver, views.Route, views.Replay, views.Problem,
+    ]  # fmt: skip
+    _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    request = _id("request_id", "the borrower's own request id")
+    transaction = _id("transaction_id", "the hub's transaction id")
+    paths: dict[str, Any] = {
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "this document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the OpenAPI document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        "/api/v1/requests": {
+            "post": {
+                "operationId": "placeRequest",
+                "summary": "place a request on behalf of the token's library (scope `request`)",
+                "description": "Idempotent by `request_id`: placing the same request again "
+                "answers as the first time; a different request under the same id is a 409.",
+                "requestBody": {"required": True, "content": _json(place)},
+                "responses": {
+                    "201": {"description": "durable and routed", "content": _json(views.Accepted)},
+                    **_problems(*AUTH, 409, 413, 422, 503),
+                },
+            },
+            "get": {
+                "operationId": "findRequests",
+                "summary": "find requests (scope `read`): a library's token sees its own only",
+                "parameters": FIND_PARAMETERS,
+                "responses": {
+                    "200": {
+                        "description": "a page, newest first",
+                        "content": _json(views.RequestPage),
+                    },
+                    **_problems(400, *AUTH),
+                },
+            },
+        },
+        "/api/v1/requests/{request_id}": {
+            "get": {
+                "operationId": "readRequest",
+                "summary": "one of the library's requests (scope `read`)",
+                "parameters": [request],
+                "responses": {
+                    "200": {"description": "the request", "content": _json(views.RequestView)},
+                    **_problems(*AUTH, 404),
+                },
+            }
+        },
+        "/api/v1/requests/{request_id}/{action}": {
+            "post": {
+                "operationId": "actOnRequest",
+                "summary": "cancel, renew, or (a borrower with no protocol of its own) mark "
+                "received or returned (scope `act`)",
+                "parameters": [
+                    request,
+                    {
+                        "name": "action",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ACTIONS},
+                    },
+                ],
+                "requestBody": {"required": False, "content": _json(action)},
+                "responses": {
+                    "202": {
+                        "description": "durable; the lender is told",
+                        "content": _json(views.Accepted),
+                    },
+                    **_problems(*AUTH, 404, 409, 413, 422, 503),
+                },
+            }
+        },
+        "/api/v1/transactions/{transaction_id}": {
+            "get": {
+                "operationId": "readTransaction",
+                "summary": "a request by the hub's id (scope `read`; a library's own only)",
+                "parameters": [transaction],
+                "responses": {
+                    "200": {"description": "the request", "content": _json(views.RequestView)},
+                    **_problems(*AUTH, 404),
+                },
+            }
+        },
+        "/api/v1/transactions/{transaction_id}/redeliver": {
+            "post": {
+                "operationId": "redeliver",
+                "summary": "staff: send its waiting steps again now (scope `redeliver`)",
+                "parameters": [transaction],
+                "requestBody": {"required": False, "content": _json(views.Redeliver)},
+                "responses": {
+                    "200": {"description": "what the hub did", "content": _json(views.Outcome)},
+                    **_problems(*AUTH, 404, 409, 422, 503),
+                },
+            }
+        },
+        "/api/v1/transactions/{transaction_id}/route": {
+            "post": {
+                "operationId": "reroute",
+                "summary": "staff: ask a lender now, skip one, or search again (scope `reroute`)",
+                "parameters": [transaction],
+                "requestBody": {"required": True, "content": _json(views.Route)},
+                "responses": {
+                    "200": {"description": "what the hub did", "content": _json(views.Outcome)},
+                    **_problems(*AUTH, 404, 409, 422, 503),
+                },
+            }
+        },
+        "/api/v1/deadletters/replay": {
+            "post": {
+                "operationId": "replay",
+                "summary": "staff: replay a dead letter (scope `replay`)",
+                "requestBody": {"required": True, "content": _json(views.Replay)},
+                "responses": {
+                    "200": {"description": "what the hub did", "content": _json(views.Outcome)},
+                    **_problems(*AUTH, 404, 409, 422, 503),
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "rshub API",
+            "version": VERSION,
+            "description": "Place, follow and act on interlibrary loan requests through the "
+            "hub (docs/api.md).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"token": []}],
+    }
+
+
+def text(place: type[BaseModel], action: type[BaseModel]) -> str:
+    """As docs/openapi.json holds it."""
+    return json.dumps(document(place, action), indent=2, sort_keys=True) + "\n"
