@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.artemail import order as orders
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat
+from connectors.core.records import audit_bytes
 from connectors.simulator import Library, directory_yaml, running
 from hub.cli.process import HubProcess
 from hub.runtime.settings import Settings
@@ -310,11 +311,14 @@ async def test_copy_order_goes_out_as_artemail_and_shipped_copy_reaches_the_borr
     assert header(order, "Subject") == f"FILEREFNO {reference}"
     assert header(order, "From") == HUB_BL and header(order, "To") == "bl@localhost"
     assert all(len(line) <= orders.LINE for line in body_of(order).splitlines()[6:11])
-    # The hub audited the mail it sent, byte for byte as it reached the BL's mailbox.
+    # The hub audited the mail it sent as it reached the BL's mailbox, but for the customer
+    # code and ART password (a redelivery renders the order again; the audit never shows them).
     sent = await wait_for_record(
         bootstrap, "ill.audit", lambda r: r["direction"] == "out" and r["protocol"] == "artemail"
     )
-    assert body_of(sent["body"].encode("latin-1")) == body_of(order)
+    kept = audit_bytes(sent)
+    assert ART_PASSWORD.encode() not in kept and CUSTOMER.encode() not in kept
+    assert body_of(kept) == orders.redact_text(body_of(order))
 
     await reply(servers, bl_reply(reference, "SHIPPED COPY", "Your item has been sent."))
     shipped = await north.next()

@@ -181,11 +181,14 @@ class OutboundAgent:
             result.outcome, result.retryable = DeliveryOutcome.FAILED, False
             result.detail = f"cannot be written in {self.connector.name}: {exc}"[:1000]
             return result
+        # A protocol that carries credentials in the message (ARTEmail's customer code and
+        # password) is audited without them: a redelivery renders the step again.
+        redact = getattr(codec, "redact", None)
         audit = AuditRecord.of(
             "out",
             self.connector.name,
             partner.symbol,
-            body,
+            redact(body) if redact is not None else body,
             codec.content_type,
             command.transaction_id,
         )
