@@ -25,7 +25,7 @@ from connectors.core.contract import Answer, Codec, Limits, Refusal, WebRoute
 from connectors.core.directory import Directory
 from connectors.core.model import Message, transaction_id
 from connectors.openurl.signing import patron_signature
-from connectors.simulator import Library, directory_yaml, running
+from connectors.simulator import Library, TcpLibrary, directory_yaml, running
 from hub.cli.process import HubProcess
 from hub.runtime.gateway import web_request
 
@@ -189,7 +189,7 @@ class OpenUrlHub:
 
     hub: HubProcess
     bootstrap: str
-    lenders: dict[str, Library]
+    lenders: dict[str, Library | TcpLibrary]
     relais: OpenUrlServer
     illiad: OpenUrlServer
 
@@ -199,10 +199,11 @@ class OpenUrlHub:
 
 
 def hub_directory(
-    lenders: list[Library], relais: OpenUrlServer, illiad: OpenUrlServer
+    lenders: list[Library | TcpLibrary], relais: OpenUrlServer, illiad: OpenUrlServer
 ) -> dict[str, Any]:
     """NORTH and WEST take requests from their patrons' OpenURL links; NORTH's books go to
-    the NCIP lenders in order, its articles to RELAIS (OpenURL out); WEST's to ILLIAD."""
+    the NCIP lenders, then the ISO 10161 lender, in order; its articles to RELAIS (OpenURL
+    out); WEST's to ILLIAD."""
     document = yaml.safe_load(directory_yaml(list(lenders), rota=[lib.symbol for lib in lenders]))
     document["partners"] += [
         {
@@ -253,9 +254,10 @@ def hub_directory(
 
 @asynccontextmanager
 async def openurl_hub(bootstrap: str, tmp_path: Path) -> AsyncIterator[OpenUrlHub]:
-    lenders = {
+    lenders: dict[str, Library | TcpLibrary] = {
         "SOUTH": Library("SOUTH", "01SOUTH_INST||MAIN", "south-secret"),
         "EAST": Library("EAST", "01EAST_INST||CENTRAL", "east-secret"),
+        "VDX": TcpLibrary("VDX", "VDX-LIB"),
     }
     relais = OpenUrlServer("/user/login.html")
     illiad = OpenUrlServer("/illiad/illiad.dll/OpenURL")
@@ -263,7 +265,7 @@ async def openurl_hub(bootstrap: str, tmp_path: Path) -> AsyncIterator[OpenUrlHu
     directory.write_text(
         yaml.safe_dump(hub_directory(list(lenders.values()), relais, illiad), sort_keys=False)
     )
-    env = {f"RSHUB_SECRET_{lib.symbol}": lib.secret for lib in lenders.values()}
+    env = {f"RSHUB_SECRET_{lib.symbol}": lib.secret for lib in lenders.values() if lib.secret}
     env.update(
         {
             "RSHUB_SECRET_NORTH": NORTH_BEARER,
@@ -278,6 +280,8 @@ async def openurl_hub(bootstrap: str, tmp_path: Path) -> AsyncIterator[OpenUrlHu
     hub = HubProcess(bootstrap, directory, tmp_path, env)
     for lib in lenders.values():
         lib.hub_url = hub.url
+        if isinstance(lib, TcpLibrary):
+            lib.hub_tcp = ("127.0.0.1", hub.iso10161_port)
     async with running(lenders):
         for server in (relais, illiad):
             await server.start()

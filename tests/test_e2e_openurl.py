@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.core.model import Event, Message, transaction_id
+from connectors.core.model import Event, Message, Reason, transaction_id
 from connectors.openurl.sender import STAFF_LINK
 from tests.kafka_reader import wait_for_record
 from tests.openurl_helpers import (
@@ -130,6 +130,59 @@ async def test_signed_link_reaches_the_lender_and_the_status_page_follows_the_lo
     )
     assert NORTH_TOKEN not in audit["body"] and "req_sig" not in audit["body"]
     assert "rshub.patron=patron-42" in audit["body"]
+
+
+async def test_a_patrons_loan_from_an_ncip_lender_ends_with_the_lenders_check_in(
+    ou: OpenUrlHub, browser: aiohttp.ClientSession
+) -> None:
+    """An OpenURL borrower cannot report receipt or return: the lender's check-in after
+    Loaned closes the loan (it was refused with state-transition-prohibited)."""
+    link = f"{ou.url}/openurl/NORTH?{BOOK}&rshub_token={NORTH_TOKEN}{signed_patron()}"
+    async with browser.get(link, headers=JSON) as reply:
+        created: dict[str, Any] = await reply.json()
+    status_url = ou.url + created["status_url"]
+    asked = await ou.lenders["SOUTH"].next()
+    await ship(ou, asked)
+    await until(lambda: fetch(browser, status_url), "It is on its way to your library.")
+    status, answer = await ou.lenders["SOUTH"].send(
+        Message(event=Event.LOAN_COMPLETED, request_id=asked.request_id, item_id="SOUTH-1")
+    )
+    assert status == 200 and answer.ok, answer
+    await until(lambda: fetch(browser, status_url), "Completed: the item is back with its library.")
+
+
+async def test_a_patrons_loan_from_an_iso10161_lender_ends_with_the_lenders_check_in(
+    ou: OpenUrlHub, browser: aiohttp.ClientSession
+) -> None:
+    link = f"{ou.url}/openurl/NORTH?{BOOK}&rshub_token={NORTH_TOKEN}{signed_patron()}"
+    async with browser.get(link, headers=JSON) as reply:
+        created: dict[str, Any] = await reply.json()
+    status_url = ou.url + created["status_url"]
+    for symbol in ("SOUTH", "EAST"):  # the NCIP lenders come first in the rota and say no
+        asked = await ou.lenders[symbol].next()
+        status, answer = await ou.lenders[symbol].send(
+            Message(event=Event.UNFILLED, request_id=asked.request_id, reason=Reason.from_code(10))
+        )
+        assert status == 200 and answer.ok, answer
+    vdx = ou.lenders["VDX"]
+    asked = await vdx.next()
+    assert asked.event is Event.REQUEST
+    for event, fields in (
+        (Event.LOANED, {"item_id": "VDX-1", "due_date": DUE}),  # ISO 10161 Shipped
+        (Event.LOAN_COMPLETED, {}),  # Checked-in
+    ):
+        status, answer = await vdx.send(Message(event=event, request_id=asked.request_id, **fields))
+        assert status == 200 and answer.ok, (event, answer)
+    await until(lambda: fetch(browser, status_url), "Completed: the item is back with its library.")
+    closed = await wait_for_record(
+        ou.bootstrap,
+        "ill.events",
+        lambda r: (
+            r["transaction_id"] == transaction_id("NORTH", created["request_id"])
+            and r["to_state"] == "LoanCompleted"
+        ),
+    )
+    assert closed["from_state"] == "Loaned"
 
 
 async def test_link_without_data_gets_the_form_and_posting_it_makes_the_request(

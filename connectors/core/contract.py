@@ -445,6 +445,12 @@ class Registry:
     def names(self) -> list[str]:
         return [c.name for c in self.connectors]
 
+    @property
+    def reports(self) -> dict[str, frozenset[Event]]:
+        """What each connector's partners can report (its codec's `events_in`): the engine's
+        silent-partner rows stand in for the rest."""
+        return {c.name: c.codec.events_in for c in self.connectors}
+
     def check(self, directory: Directory, loaded: Mapping[str, Any] | None = None) -> list[str]:
         """What is wrong with the directory for these connectors (empty: nothing): unknown
         protocols, endpoints of the wrong scheme, options the connector does not accept,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from connectors.core.holdings import Catalogue
-from connectors.core.model import Message, RequestFormat, ServiceType
+from connectors.core.model import Event, Message, RequestFormat, ServiceType
 from connectors.core.secret import Secret, value_of
 
 
@@ -229,6 +229,11 @@ class Directory(BaseModel):
         frozenset(),
         description="the connectors' names, given by `load` (empty: protocols not checked)",
     )
+    reports: dict[str, frozenset[Event]] = Field(
+        default_factory=dict,
+        description="per protocol, the steps its partners can report (each connector's "
+        "`events_in`), given by `load`; a protocol not named is taken to report every step",
+    )
     _index: dict[str, Partner] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -292,6 +297,14 @@ class Directory(BaseModel):
             index = self._index = {p.symbol: p for p in self.partners}
         return index.get(symbol)
 
+    def unreported(self, symbol: str | None) -> frozenset[Event]:
+        """The steps partner `symbol`'s channel cannot report (the lifecycle's silent-partner
+        rows stand in for them)."""
+        partner = self.partner(symbol or "")
+        if partner is None or partner.protocol not in self.reports:
+            return frozenset()
+        return frozenset(Event) - self.reports[partner.protocol]
+
     def credentials(self) -> list[tuple[Partner, str, Credential]]:
         """Every credential of every partner: (partner, inbound/outbound, credential)."""
         return [
@@ -348,9 +361,13 @@ def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
     return "; ".join(lines)
 
 
-def load(path: Path | str, protocols: Iterable[str] = ()) -> Directory:
+def load(
+    path: Path | str, protocols: Iterable[str] | Mapping[str, frozenset[Event]] = ()
+) -> Directory:
     """The directory in `path`, checked; `protocols`: the names of the hub's connectors
-    (a partner of any other protocol is an error naming it)."""
+    (a partner of any other protocol is an error naming it), or a mapping from each name to
+    the steps its partners can report (`Registry.reports`)."""
+    reports = dict(protocols) if isinstance(protocols, Mapping) else {}
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -361,6 +378,8 @@ def load(path: Path | str, protocols: Iterable[str] = ()) -> Directory:
     if not isinstance(raw, dict):
         raise DirectoryError(f"directory file {path}: expected a mapping at the top")
     try:
-        return Directory.model_validate({**raw, "supported_protocols": frozenset(protocols)})
+        return Directory.model_validate(
+            {**raw, "supported_protocols": frozenset(protocols), "reports": reports}
+        )
     except ValidationError as exc:
         raise DirectoryError(f"directory file {path}: {_describe(exc, raw)}") from exc
