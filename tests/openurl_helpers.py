@@ -141,7 +141,7 @@ def dumps(data: object) -> str:
 # --- the real hub with OpenURL borrowers (tests/test_e2e_openurl.py, test_browser_openurl.py)
 
 NORTH_TOKEN, NORTH_PATRON_KEY, NORTH_BEARER = "north-link-token", "north-patron-key", "north-bearer"
-WEST_TOKEN = "west-link-token"
+WEST_TOKEN, VALE_TOKEN = "west-link-token", "vale-link-token"
 NORTH_REFERRER = "info:sid/primo.exlibrisgroup.com:north"
 
 
@@ -201,10 +201,11 @@ class OpenUrlHub:
 def hub_directory(
     lenders: list[Library | TcpLibrary], relais: OpenUrlServer, illiad: OpenUrlServer
 ) -> dict[str, Any]:
-    """NORTH and WEST take requests from their patrons' OpenURL links; NORTH's books go to
-    the NCIP lenders, then the ISO 10161 lender, in order; its articles to RELAIS (OpenURL
-    out); WEST's to ILLIAD."""
-    document = yaml.safe_load(directory_yaml(list(lenders), rota=[lib.symbol for lib in lenders]))
+    """NORTH, WEST and VALE take requests from their patrons' OpenURL links; NORTH's books
+    go to the NCIP lenders in order (both need a title), its articles to RELAIS (OpenURL
+    out); WEST's to ILLIAD; VALE's to VDX (ISO 10161)."""
+    ncip = [lib.symbol for lib in lenders if lib.protocol == "ncip"]
+    document = yaml.safe_load(directory_yaml(list(lenders), rota=ncip))
     document["partners"] += [
         {
             "symbol": "NORTH",
@@ -227,6 +228,13 @@ def hub_directory(
             "options": {"link_token_env": "RSHUB_OPENURL_TOKEN_WEST"},
         },
         {
+            "symbol": "VALE",
+            "name": "Vale College",
+            "protocol": "openurl",
+            "lends": False,
+            "options": {"link_token_env": "RSHUB_OPENURL_TOKEN_VALE"},
+        },
+        {
             "symbol": "RELAIS",
             "name": "A Relais ILL library",
             "protocol": "openurl",
@@ -244,9 +252,11 @@ def hub_directory(
     document["rotas"] += [
         {"name": "articles", "members": ["RELAIS"]},
         {"name": "west", "members": ["ILLIAD"]},
+        {"name": "vale", "members": ["VDX"]},
     ]
     document["rules"] = [
         {"rota": "west", "borrowers": ["WEST"]},
+        {"rota": "vale", "borrowers": ["VALE"]},
         {"rota": "articles", "service_type": "Copy"},
     ]
     return document
@@ -272,6 +282,7 @@ async def openurl_hub(bootstrap: str, tmp_path: Path) -> AsyncIterator[OpenUrlHu
             "RSHUB_OPENURL_TOKEN_NORTH": NORTH_TOKEN,
             "RSHUB_OPENURL_PATRON_KEY_NORTH": NORTH_PATRON_KEY,
             "RSHUB_OPENURL_TOKEN_WEST": WEST_TOKEN,
+            "RSHUB_OPENURL_TOKEN_VALE": VALE_TOKEN,
             "RSHUB_OUTBOUND_RETRIES": "3",
             "RSHUB_OUTBOUND_BACKOFF_S": "0.1",
             "RSHUB_OUTBOUND_TIMEOUT_S": "5",
