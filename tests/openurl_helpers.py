@@ -25,7 +25,7 @@ from connectors.core.contract import Answer, Codec, Limits, Refusal, WebRoute
 from connectors.core.directory import Directory
 from connectors.core.model import Message, transaction_id
 from connectors.openurl.signing import patron_signature
-from connectors.simulator import Library, directory_yaml, running
+from connectors.simulator import Library, TcpLibrary, directory_yaml, running
 from hub.cli.process import HubProcess
 from hub.runtime.gateway import web_request
 
@@ -141,7 +141,7 @@ def dumps(data: object) -> str:
 # --- the real hub with OpenURL borrowers (tests/test_e2e_openurl.py, test_browser_openurl.py)
 
 NORTH_TOKEN, NORTH_PATRON_KEY, NORTH_BEARER = "north-link-token", "north-patron-key", "north-bearer"
-WEST_TOKEN = "west-link-token"
+WEST_TOKEN, VALE_TOKEN = "west-link-token", "vale-link-token"
 NORTH_REFERRER = "info:sid/primo.exlibrisgroup.com:north"
 
 
@@ -189,7 +189,7 @@ class OpenUrlHub:
 
     hub: HubProcess
     bootstrap: str
-    lenders: dict[str, Library]
+    lenders: dict[str, Library | TcpLibrary]
     relais: OpenUrlServer
     illiad: OpenUrlServer
 
@@ -199,11 +199,13 @@ class OpenUrlHub:
 
 
 def hub_directory(
-    lenders: list[Library], relais: OpenUrlServer, illiad: OpenUrlServer
+    lenders: list[Library | TcpLibrary], relais: OpenUrlServer, illiad: OpenUrlServer
 ) -> dict[str, Any]:
-    """NORTH and WEST take requests from their patrons' OpenURL links; NORTH's books go to
-    the NCIP lenders in order, its articles to RELAIS (OpenURL out); WEST's to ILLIAD."""
-    document = yaml.safe_load(directory_yaml(list(lenders), rota=[lib.symbol for lib in lenders]))
+    """NORTH, WEST and VALE take requests from their patrons' OpenURL links; NORTH's books
+    go to the NCIP lenders in order (both need a title), its articles to RELAIS (OpenURL
+    out); WEST's to ILLIAD; VALE's to VDX (ISO 10161)."""
+    ncip = [lib.symbol for lib in lenders if lib.protocol == "ncip"]
+    document = yaml.safe_load(directory_yaml(list(lenders), rota=ncip))
     document["partners"] += [
         {
             "symbol": "NORTH",
@@ -226,6 +228,13 @@ def hub_directory(
             "options": {"link_token_env": "RSHUB_OPENURL_TOKEN_WEST"},
         },
         {
+            "symbol": "VALE",
+            "name": "Vale College",
+            "protocol": "openurl",
+            "lends": False,
+            "options": {"link_token_env": "RSHUB_OPENURL_TOKEN_VALE"},
+        },
+        {
             "symbol": "RELAIS",
             "name": "A Relais ILL library",
             "protocol": "openurl",
@@ -243,9 +252,11 @@ def hub_directory(
     document["rotas"] += [
         {"name": "articles", "members": ["RELAIS"]},
         {"name": "west", "members": ["ILLIAD"]},
+        {"name": "vale", "members": ["VDX"]},
     ]
     document["rules"] = [
         {"rota": "west", "borrowers": ["WEST"]},
+        {"rota": "vale", "borrowers": ["VALE"]},
         {"rota": "articles", "service_type": "Copy"},
     ]
     return document
@@ -253,9 +264,10 @@ def hub_directory(
 
 @asynccontextmanager
 async def openurl_hub(bootstrap: str, tmp_path: Path) -> AsyncIterator[OpenUrlHub]:
-    lenders = {
+    lenders: dict[str, Library | TcpLibrary] = {
         "SOUTH": Library("SOUTH", "01SOUTH_INST||MAIN", "south-secret"),
         "EAST": Library("EAST", "01EAST_INST||CENTRAL", "east-secret"),
+        "VDX": TcpLibrary("VDX", "VDX-LIB"),
     }
     relais = OpenUrlServer("/user/login.html")
     illiad = OpenUrlServer("/illiad/illiad.dll/OpenURL")
@@ -263,13 +275,14 @@ async def openurl_hub(bootstrap: str, tmp_path: Path) -> AsyncIterator[OpenUrlHu
     directory.write_text(
         yaml.safe_dump(hub_directory(list(lenders.values()), relais, illiad), sort_keys=False)
     )
-    env = {f"RSHUB_SECRET_{lib.symbol}": lib.secret for lib in lenders.values()}
+    env = {f"RSHUB_SECRET_{lib.symbol}": lib.secret for lib in lenders.values() if lib.secret}
     env.update(
         {
             "RSHUB_SECRET_NORTH": NORTH_BEARER,
             "RSHUB_OPENURL_TOKEN_NORTH": NORTH_TOKEN,
             "RSHUB_OPENURL_PATRON_KEY_NORTH": NORTH_PATRON_KEY,
             "RSHUB_OPENURL_TOKEN_WEST": WEST_TOKEN,
+            "RSHUB_OPENURL_TOKEN_VALE": VALE_TOKEN,
             "RSHUB_OUTBOUND_RETRIES": "3",
             "RSHUB_OUTBOUND_BACKOFF_S": "0.1",
             "RSHUB_OUTBOUND_TIMEOUT_S": "5",
@@ -278,6 +291,8 @@ async def openurl_hub(bootstrap: str, tmp_path: Path) -> AsyncIterator[OpenUrlHu
     hub = HubProcess(bootstrap, directory, tmp_path, env)
     for lib in lenders.values():
         lib.hub_url = hub.url
+        if isinstance(lib, TcpLibrary):
+            lib.hub_tcp = ("127.0.0.1", hub.iso10161_port)
     async with running(lenders):
         for server in (relais, illiad):
             await server.start()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from connectors.core.model import Event, Message
-from tests.openurl_helpers import NORTH_TOKEN, OpenUrlHub, openurl_hub
+from tests.openurl_helpers import NORTH_TOKEN, OpenUrlHub, openurl_hub, signed_patron
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -140,3 +140,41 @@ async def test_patron_fills_the_form_and_follows_the_status_link(
 
     await off_loop(lambda: WebDriverWait(driver, WAIT_S, poll_frequency=0.5).until(shows_the_loan))
     keep(driver, tmp_path, "3-status")
+
+
+async def test_a_doi_only_link_asks_the_patron_for_the_title_the_lenders_need(
+    ou: OpenUrlHub, driver: WebDriver, tmp_path: Path
+) -> None:
+    """NORTH's books go to NCIP lenders, which cannot take a request without a title: a link
+    with a DOI only (and a signed patron) was confirmed and then went Unfilled. Now the
+    patron is asked for the title, also when sending the form with the title left empty."""
+    wait = WebDriverWait(driver, WAIT_S)
+    link = (
+        f"{ou.url}/openurl/NORTH?genre=book&id=doi:10.1137/1.9781611974508"
+        f"&rshub_token={NORTH_TOKEN}{signed_patron()}"
+    )
+    await off_loop(lambda: driver.get(link))
+    await off_loop(lambda: wait.until(seen.presence_of_element_located((By.ID, "errors"))))
+    assert driver.title == "Request an item from another library"  # the form, no promise
+    errors = driver.find_element(By.ID, "errors").text
+    assert "Give the title of the journal or book" in errors
+    assert driver.find_element(By.ID, "f-doi").get_attribute("value") == "10.1137/1.9781611974508"
+    keep(driver, tmp_path, "4-asks-for-title")
+
+    def send() -> None:
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    await off_loop(send)  # the title still empty
+    await off_loop(lambda: wait.until(seen.presence_of_element_located((By.ID, "errors"))))
+    assert "Give the title of the journal or book" in driver.find_element(By.ID, "errors").text
+    assert ou.lenders["SOUTH"].received.empty()
+
+    def fill() -> None:
+        driver.find_element(By.ID, "f-title").send_keys("Dynamic mode decomposition")
+        send()
+
+    await off_loop(fill)
+    await off_loop(lambda: wait.until(seen.presence_of_element_located((By.ID, "request-number"))))
+    asked = await ou.lenders["SOUTH"].next()
+    assert asked.bibliographic is not None
+    assert asked.bibliographic.title == "Dynamic mode decomposition"  # NCIP has no DOI field

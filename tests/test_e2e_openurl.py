@@ -6,7 +6,10 @@ patron's browser gets, what the lender got, and what is on the hub's topics."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from html import unescape
@@ -17,12 +20,13 @@ import aiohttp
 import pytest
 
 from connectors.core.model import Event, Message, transaction_id
-from connectors.openurl.sender import STAFF_LINK
+from connectors.openurl.sender import FORM_LINK, STAFF_LINK
 from tests.kafka_reader import wait_for_record
 from tests.openurl_helpers import (
     NORTH_BEARER,
     NORTH_REFERRER,
     NORTH_TOKEN,
+    VALE_TOKEN,
     WEST_TOKEN,
     OpenUrlHub,
     form_fields,
@@ -130,6 +134,56 @@ async def test_signed_link_reaches_the_lender_and_the_status_page_follows_the_lo
     )
     assert NORTH_TOKEN not in audit["body"] and "req_sig" not in audit["body"]
     assert "rshub.patron=patron-42" in audit["body"]
+
+
+async def test_a_patrons_loan_from_an_ncip_lender_ends_with_the_lenders_check_in(
+    ou: OpenUrlHub, browser: aiohttp.ClientSession
+) -> None:
+    """An OpenURL borrower cannot report receipt or return: the lender's check-in after
+    Loaned closes the loan (it was refused with state-transition-prohibited)."""
+    link = f"{ou.url}/openurl/NORTH?{BOOK}&rshub_token={NORTH_TOKEN}{signed_patron()}"
+    async with browser.get(link, headers=JSON) as reply:
+        created: dict[str, Any] = await reply.json()
+    status_url = ou.url + created["status_url"]
+    asked = await ou.lenders["SOUTH"].next()
+    await ship(ou, asked)
+    await until(lambda: fetch(browser, status_url), "It is on its way to your library.")
+    status, answer = await ou.lenders["SOUTH"].send(
+        Message(event=Event.LOAN_COMPLETED, request_id=asked.request_id, item_id="SOUTH-1")
+    )
+    assert status == 200 and answer.ok, answer
+    await until(lambda: fetch(browser, status_url), "Completed: the item is back with its library.")
+
+
+async def test_a_patrons_loan_from_an_iso10161_lender_ends_with_the_lenders_check_in(
+    ou: OpenUrlHub, browser: aiohttp.ClientSession
+) -> None:
+    """VALE's patrons type their card number in the form; VALE's rota is VDX (ISO 10161)."""
+    status, html = await fetch(browser, f"{ou.url}/openurl/VALE?{BOOK}&rshub_token={VALE_TOKEN}")
+    form = {**form_fields(html), "patron_id": "v-1"}
+    async with browser.post(f"{ou.url}/openurl/VALE", data=form, headers=JSON) as reply:
+        assert (status, reply.status) == (200, 201)
+        created: dict[str, Any] = await reply.json()
+    status_url = ou.url + created["status_url"]
+    vdx = ou.lenders["VDX"]
+    asked = await vdx.next()
+    assert asked.event is Event.REQUEST
+    for event, fields in (
+        (Event.LOANED, {"item_id": "VDX-1", "due_date": DUE}),  # ISO 10161 Shipped
+        (Event.LOAN_COMPLETED, {}),  # Checked-in
+    ):
+        status, answer = await vdx.send(Message(event=event, request_id=asked.request_id, **fields))
+        assert status == 200 and answer.ok, (event, answer)
+    await until(lambda: fetch(browser, status_url), "Completed: the item is back with its library.")
+    closed = await wait_for_record(
+        ou.bootstrap,
+        "ill.events",
+        lambda r: (
+            r["transaction_id"] == transaction_id("VALE", created["request_id"])
+            and r["to_state"] == "LoanCompleted"
+        ),
+    )
+    assert closed["from_state"] == "Loaned"
 
 
 async def test_link_without_data_gets_the_form_and_posting_it_makes_the_request(
@@ -280,7 +334,9 @@ async def test_article_goes_to_a_relais_lender_as_an_openurl(
         lambda r: r["recipient"] == "RELAIS" and r["outcome"] == "sent",
     )
     assert delivered["transaction_id"] == txn and delivered["event"] == "Request"
-    assert "HTTP 200" in delivered["detail"]
+    # The simulated Relais answers with its prefilled request form: nobody submitted it yet,
+    # so the delivery is a link for staff (it was counted as delivered).
+    assert delivered["detail"].startswith(FORM_LINK), delivered["detail"]
     assert ou.lenders["SOUTH"].received.empty()
 
 
@@ -301,6 +357,19 @@ async def test_illiad_lender_gets_the_link_recorded_for_staff(
         "Action=10&Form=30" in delivered["detail"] and "isbn=9781611974492" in delivered["detail"]
     )
     assert ou.illiad.received.empty()  # ILLiad makes a person log in: nothing was sent
+    # Staff find it in `rshub deliveries` (it said nothing waits).
+    env = {k: v for k, v in ou.hub.env.items() if k != "RSHUB_APP_ID"}
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "hub.cli", "deliveries"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "ILLIAD: 0 retrying, 0 parked, 1 for staff to submit" in listed.stdout
+    assert "Action=10&Form=30" in listed.stdout
 
 
 async def test_later_steps_to_an_openurl_borrower_are_not_applicable(

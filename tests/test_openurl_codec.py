@@ -25,7 +25,7 @@ from connectors.iso18626 import codec as iso_codec
 from connectors.iso18626 import schema as iso_schema
 from connectors.iso18626 import writer as iso_writer
 from connectors.openurl import CONNECTOR
-from connectors.openurl.codec import CODEC, parse
+from connectors.openurl.codec import CODEC, parse, to_message
 from connectors.openurl.kev import KevError, pairs
 
 SAMPLES = (
@@ -273,9 +273,16 @@ def test_illiad_link_has_action_form_and_01_keys() -> None:
     url = CODEC.render(Outgoing(_request(), "NORTH", _lender("illiad")))
     base, items = _query(url)
     assert base == "https://ill.example.org/illiad/illiad.dll/OpenURL"
-    assert items[:2] == [("Action", "10"), ("Form", "30")]
+    # The article form (22), not the loan form (30) Primo opens for books.
+    assert items[:2] == [("Action", "10"), ("Form", "22")]
     keys = dict(items)
     assert keys["genre"] == "article" and keys["atitle"] == "Postural Pseudoanemia"
+    assert (keys["volume"], keys["issue"], keys["spage"], keys["epage"]) == (
+        "80",
+        "5",
+        "611",
+        "614",
+    )
     assert keys["title"] == "Mayo Clinic Proceedings" and keys["aulast"] == "Jacob"
     assert ("id", "doi:10.4065/80.5.611") in items
     assert keys["pid"] == "t0123456789abcdef.1"
@@ -312,3 +319,59 @@ def test_connector_declares_itself() -> None:
     assert CONNECTOR.load_settings({"RSHUB_OPENURL_MAX_PAIRS": "100"}).max_pairs == 100
     assert CODEC.events_out | CODEC.not_applicable == frozenset(Event)
     assert CODEC.fault(Fault.UNAUTHENTICATED, "x").status == 401
+
+
+def test_illiad_gets_the_loan_form_for_a_book_and_the_chapter_form_for_a_chapter() -> None:
+    book = _request(
+        service_type=ServiceType.LOAN,
+        bibliographic=Bibliographic(title="Dynamic mode decomposition", isbn="9781611974492"),
+    )
+    _base, items = _query(CODEC.render(Outgoing(book, "NORTH", _lender("illiad"))))
+    assert items[:2] == [("Action", "10"), ("Form", "30")] and dict(items)["genre"] == "book"
+    chapter = _request(
+        bibliographic=Bibliographic(
+            title="A book", title_of_component="A chapter", bibliographic_level="Chapter"
+        )
+    )
+    _base, items = _query(CODEC.render(Outgoing(chapter, "NORTH", _lender("illiad"))))
+    assert items[1] == ("Form", "23") and dict(items)["genre"] == "bookitem"
+    # A directory's own `extra` is written as it is.
+    own = _lender("illiad", extra={"Action": "10", "Form": "99"})
+    _base, items = _query(CODEC.render(Outgoing(_request(), "NORTH", own)))
+    assert items[:2] == [("Action", "10"), ("Form", "99")]
+
+
+def test_several_authors_are_not_glued_into_aufirst() -> None:
+    bib = _request().bibliographic.model_copy(
+        update={"author_of_component": "Jacob, G; Costa, F; Shannon, JR"}
+    )
+    _base, items = _query(
+        CODEC.render(Outgoing(_request(bibliographic=bib), "NORTH", _lender("illiad")))
+    )
+    keys = dict(items)
+    assert (keys["aulast"], keys["aufirst"]) == ("Jacob", "G")
+    assert keys["au"] == "Jacob, G; Costa, F; Shannon, JR"  # nobody is lost
+
+
+def test_start_and_end_pages_only_for_a_plain_range() -> None:
+    for pages, wanted in (("611-614", ("611", "614")), ("611", ("611", "")), ("1-3, 7", ("", ""))):
+        bib = _request().bibliographic.model_copy(update={"pages_requested": pages})
+        _base, items = _query(
+            CODEC.render(Outgoing(_request(bibliographic=bib), "NORTH", _lender("relais")))
+        )
+        keys = dict(items)
+        assert (keys.get("rft.spage", ""), keys.get("rft.epage", "")) == wanted, pages
+        assert keys["rft.pages"] == pages
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "sid=x&genre=article&title=Nature&atitle=A&year=2004",
+        "url_ver=Z39.88-2004&rft.genre=article&rft.jtitle=Nature&rft.atitle=A&rft.year=2004",
+    ],
+)
+def test_year_is_read_as_the_date(link: str) -> None:
+    parsed = parse(link.encode())
+    assert parsed.citation.date == "2004"
+    assert to_message(parsed, "NORTH").bibliographic.publication_date == "2004"

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from connectors.core.contract import Limits, Outgoing
+from connectors.core.contract import FOR_STAFF, Limits, Outgoing
 from connectors.core.directory import Partner
 from connectors.core.model import Bibliographic, Event, Message, ServiceType
 from connectors.openurl import CONNECTOR
@@ -33,14 +33,16 @@ def partner(url: str, **options: object) -> Partner:
     )
 
 
-async def relais(status: int = 200) -> tuple[TestServer, list[tuple[str, dict[str, str]]]]:
+async def relais(
+    status: int = 200, page: str = "<html><form>Relais request form</form></html>"
+) -> tuple[TestServer, list[tuple[str, dict[str, str]]]]:
     seen: list[tuple[str, dict[str, str]]] = []
 
     async def intake(request: web.Request) -> web.Response:
         body = await request.text()
         seen.append((request.method, dict(request.query) or dict(parse_qsl(body))))
         return web.Response(
-            text="<html><form>Relais request form</form></html>",
+            text=page,
             status=status,
             content_type="text/html",
         )
@@ -63,7 +65,7 @@ async def send(partner_: Partner):
 
 
 async def test_get_to_relais_records_the_answer() -> None:
-    server, seen = await relais()
+    server, seen = await relais(page="<html><p>Request 123 received</p></html>")
     try:
         attempt = await send(
             partner(
@@ -73,13 +75,29 @@ async def test_get_to_relais_records_the_answer() -> None:
     finally:
         await server.close()
     assert attempt.ok and "HTTP 200" in attempt.detail
-    assert attempt.answer == b"<html><form>Relais r"  # clipped to answer_bytes
+    assert attempt.answer == b"<html><p>Request 123"  # clipped to answer_bytes
     ((method, keys),) = seen
     assert (
         method == "GET"
         and keys["rft.btitle"] == "Dynamic mode decomposition"
         and keys["LS"] == "NORTH"
     )
+
+
+async def test_a_200_with_the_partners_request_form_is_a_link_for_staff() -> None:
+    """Relais answers a link it cannot take on its own with its request form, prefilled:
+    that was counted as delivered; nobody had submitted anything."""
+    head = "<!DOCTYPE html><html><head>" + "<meta name=x>" * 1000 + "</head>"
+    server, seen = await relais(page=head + "<body><form action=submit>...</form></html>")
+    try:
+        url = str(server.make_url("/user/login.html"))
+        attempt = await send(partner(url, preset="relais"))
+    finally:
+        await server.close()
+    assert attempt.ok and not attempt.retryable and seen
+    assert attempt.detail.startswith(FOR_STAFF) and "request form" in attempt.detail
+    assert url in attempt.detail and "rft.btitle=" in attempt.detail
+    assert attempt.answer is not None and len(attempt.answer) == 20  # kept: answer_bytes
 
 
 async def test_post_and_a_failing_partner() -> None:

@@ -15,7 +15,8 @@ from connectors.core.model import transaction_id
 from connectors.openurl.options import OpenUrlSettings
 from connectors.openurl.signing import patron_signature
 from connectors.openurl.web import routes
-from tests.openurl_helpers import RecordingIntake, application, directory
+from connectors.registry import CONNECTORS
+from tests.openurl_helpers import RecordingIntake, application, directory, form_fields
 
 LINK = (
     "/openurl/NORTH?url_ver=Z39.88-2004&rfr_id=info:sid/primo.exlibrisgroup.com:north"
@@ -281,6 +282,21 @@ async def test_signed_patron_cannot_be_replaced_in_the_form(
     assert intake.taken[0].patron_id == "patron-42"
 
 
+async def test_a_signed_patrons_form_as_a_browser_encodes_it_is_accepted(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    """HTML's form encoding sends the hidden field's line break as CRLF: the signed patron's
+    form was refused as stale in every real browser."""
+    fields, _ = await _form(
+        client, "/openurl/NORTH?rshub_token=north-link-token&genre=book" + signed()
+    )
+    assert fields["patron_signed"] == "patron-42\nreader@north.edu"
+    sent = {**fields, "patron_signed": fields["patron_signed"].replace("\n", "\r\n")}
+    reply = await client.post("/openurl/NORTH", data={**sent, "title": "A book"})
+    assert reply.status == 200, await reply.text()
+    assert intake.taken[0].patron_id == "patron-42"
+
+
 async def test_missing_data_and_bad_values_are_said_in_the_form(
     client: TestClient, intake: RecordingIntake
 ) -> None:
@@ -394,3 +410,79 @@ async def test_odd_digits_in_a_form_get_the_forms_own_page(
     reply = await client.post("/openurl/NORTH", data={**fields, "expires": expires})
     assert reply.status == 403 and reply.content_type == "text/html"
     assert not intake.taken
+
+
+# -- requests no lender of the rota can take ------------------------------------------------
+
+DOI_ONLY = (
+    "/openurl/NORTH?rshub_token=north-link-token&rft.genre=article"
+    "&rft.atitle=Postural+Pseudoanemia&rft_id=info:doi/10.4065/80.5.611"
+)
+
+
+@pytest.fixture
+def lending_intake(intake: RecordingIntake) -> RecordingIntake:
+    """NORTH's requests go to an NCIP lender, which cannot take one without a title."""
+    found = intake.directory.model_dump()
+    found["partners"].append(
+        {"symbol": "SOUTH", "name": "South", "protocol": "ncip", "endpoint": "http://x/ncip"}
+    )
+    found["needs"] = CONNECTORS.needs
+    intake.directory = type(intake.directory).model_validate(found)
+    return intake
+
+
+@pytest.fixture
+async def lending(lending_intake: RecordingIntake):
+    app = application(routes(lending_intake, lending_intake.limits, OpenUrlSettings()))
+    async with TestClient(TestServer(app)) as running:
+        yield running
+
+
+async def test_a_link_no_lender_can_take_asks_for_the_title_before_promising(
+    lending: TestClient, lending_intake: RecordingIntake
+) -> None:
+    """A DOI-only article link with a signed patron was confirmed, then went Unfilled: the
+    NCIP lender needs a title. The patron is asked for it instead."""
+    json_reply = await lending.get(DOI_ONLY + signed(), headers={"Accept": "application/json"})
+    assert json_reply.status == 422
+    data = await json_reply.json()
+    assert data["missing"] == ["title"] and data["citation"]["doi"] == "10.4065/80.5.611"
+    page = await lending.get(DOI_ONLY + signed())
+    html = await page.text()
+    assert page.status == 200 and "Give the title of the journal or book" in html
+    assert not lending_intake.taken
+
+
+async def test_a_form_submitted_without_the_title_a_lender_needs_is_shown_again(
+    lending: TestClient, lending_intake: RecordingIntake
+) -> None:
+    _, html = await _form(lending, DOI_ONLY)
+    # What a browser sends for the form as shown: the DOI and article title prefilled.
+    form = {**form_fields(html), "title": "", "patron_id": "card-1"}
+    assert form["doi"] == "10.4065/80.5.611"
+    reply = await lending.post("/openurl/NORTH", data=form)
+    assert reply.status == 400
+    assert "Give the title of the journal or book" in await reply.text()
+    assert not lending_intake.taken
+    reply = await lending.post("/openurl/NORTH", data={**form, "title": "Mayo Clinic Proceedings"})
+    assert reply.status == 200, await reply.text()
+    (message,) = lending_intake.taken
+    assert message.bibliographic.title == "Mayo Clinic Proceedings"
+
+
+async def test_an_issn_only_link_is_not_promised_either(
+    lending: TestClient, lending_intake: RecordingIntake
+) -> None:
+    link = "/openurl/NORTH?rshub_token=north-link-token&genre=article&issn=0025-6196"
+    reply = await lending.get(link + signed(), headers={"Accept": "application/json"})
+    assert reply.status == 422 and (await reply.json())["missing"] == ["title"]
+    assert not lending_intake.taken
+
+
+async def test_a_lender_that_needs_nothing_more_takes_the_doi_only_link(
+    client: TestClient, intake: RecordingIntake
+) -> None:
+    """Without a lender that needs the title (this directory has none), nothing is asked."""
+    reply = await client.get(DOI_ONLY + signed(), headers={"Accept": "application/json"})
+    assert reply.status == 201 and len(intake.taken) == 1

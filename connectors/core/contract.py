@@ -114,6 +114,12 @@ class Outgoing:
     to_borrower: bool = False  # the recipient is the request's borrower (else a lender)
 
 
+# How a delivery's detail begins when the partner's system makes a person complete the step
+# (ILLiad makes staff log in to submit a request link): the step is delivered as far as the
+# hub can take it, and `rshub deliveries` lists it for staff while its lender holds it.
+FOR_STAFF = "link for staff"
+
+
 @dataclass
 class Attempt:
     """One try of a delivery: accepted or not, whether another try may cure a failure, what
@@ -372,6 +378,9 @@ class Connector(Generic[OptionsT, SettingsT]):
     - `simulator`: builds a simulated partner for tests, the demo and the bench.
     - `check`: what stops start-up for this protocol (settings and directory together).
     - `topics`: topics this connector needs besides the hub's own and its outbound topic.
+    - `request_needs`: canonical fields (dotted paths) a request must have for this
+      protocol's lenders to take it (`render` raises RenderError without them); intakes ask
+      their patrons for them before promising a request no lender can take.
     """
 
     name: str
@@ -388,6 +397,7 @@ class Connector(Generic[OptionsT, SettingsT]):
     check: Callable[[SettingsT, Directory], list[str]] | None = None
     topics: tuple[str, ...] = ()
     describe: str = ""
+    request_needs: tuple[str, ...] = ()
     ENV_PREFIX: ClassVar[str] = "RSHUB_"
 
     @property
@@ -451,6 +461,17 @@ class Registry:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.connectors]
+
+    @property
+    def reports(self) -> dict[str, frozenset[Event]]:
+        """What each connector's partners can report (its codec's `events_in`): the engine's
+        silent-partner rows stand in for the rest."""
+        return {c.name: c.codec.events_in for c in self.connectors}
+
+    @property
+    def needs(self) -> dict[str, tuple[str, ...]]:
+        """What each connector's lenders cannot take a request without."""
+        return {c.name: c.request_needs for c in self.connectors if c.request_needs}
 
     def check(self, directory: Directory, loaded: Mapping[str, Any] | None = None) -> list[str]:
         """What is wrong with the directory for these connectors (empty: nothing): unknown

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from connectors.core.holdings import Catalogue
-from connectors.core.model import Message, RequestFormat, ServiceType
+from connectors.core.model import Event, Message, RequestFormat, ServiceType
 from connectors.core.secret import Secret, value_of
 
 
@@ -229,6 +229,16 @@ class Directory(BaseModel):
         frozenset(),
         description="the connectors' names, given by `load` (empty: protocols not checked)",
     )
+    reports: dict[str, frozenset[Event]] = Field(
+        default_factory=dict,
+        description="per protocol, the steps its partners can report (each connector's "
+        "`events_in`), given by `load`; a protocol not named is taken to report every step",
+    )
+    needs: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="per protocol, the request fields its lenders cannot do without "
+        "(`Connector.request_needs`), given by `load`",
+    )
     _index: dict[str, Partner] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -292,6 +302,29 @@ class Directory(BaseModel):
             index = self._index = {p.symbol: p for p in self.partners}
         return index.get(symbol)
 
+    def unreported(self, symbol: str | None) -> frozenset[Event]:
+        """The steps partner `symbol`'s channel cannot report (the lifecycle's silent-partner
+        rows stand in for them)."""
+        partner = self.partner(symbol or "")
+        if partner is None or partner.protocol not in self.reports:
+            return frozenset()
+        return frozenset(Event) - self.reports[partner.protocol]
+
+    def lacking(self, request: Message) -> list[str]:
+        """What `request` lacks for every lender of its rota: the fields the lender missing
+        fewest misses (empty: a lender can take it, or no protocol says what it needs)."""
+        fewest: list[str] | None = None
+        for symbol in self.rota_for(request):
+            partner = self.partner(symbol)
+            if partner is None:
+                continue
+            missing = [f for f in self.needs.get(partner.protocol, ()) if not _has(request, f)]
+            if not missing:
+                return []
+            if fewest is None or len(missing) < len(fewest):
+                fewest = missing
+        return fewest or []
+
     def credentials(self) -> list[tuple[Partner, str, Credential]]:
         """Every credential of every partner: (partner, inbound/outbound, credential)."""
         return [
@@ -334,6 +367,15 @@ class Directory(BaseModel):
         return [m for m in dict.fromkeys(members) if m != request.sender]
 
 
+def _has(message: Message, dotted: str) -> bool:
+    value: Any = message
+    for name in dotted.split("."):
+        value = getattr(value, name, None)
+        if value is None:
+            return False
+    return bool(value)
+
+
 def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
     lines = []
     for item in error.errors():
@@ -348,9 +390,15 @@ def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
     return "; ".join(lines)
 
 
-def load(path: Path | str, protocols: Iterable[str] = ()) -> Directory:
+def load(
+    path: Path | str,
+    protocols: Iterable[str] | Mapping[str, frozenset[Event]] = (),
+    needs: Mapping[str, tuple[str, ...]] | None = None,
+) -> Directory:
     """The directory in `path`, checked; `protocols`: the names of the hub's connectors
-    (a partner of any other protocol is an error naming it)."""
+    (a partner of any other protocol is an error naming it), or a mapping from each name to
+    the steps its partners can report (`Registry.reports`); `needs`: `Registry.needs`."""
+    reports = dict(protocols) if isinstance(protocols, Mapping) else {}
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -361,6 +409,13 @@ def load(path: Path | str, protocols: Iterable[str] = ()) -> Directory:
     if not isinstance(raw, dict):
         raise DirectoryError(f"directory file {path}: expected a mapping at the top")
     try:
-        return Directory.model_validate({**raw, "supported_protocols": frozenset(protocols)})
+        return Directory.model_validate(
+            {
+                **raw,
+                "supported_protocols": frozenset(protocols),
+                "reports": reports,
+                "needs": dict(needs or {}),
+            }
+        )
     except ValidationError as exc:
         raise DirectoryError(f"directory file {path}: {_describe(exc, raw)}") from exc

@@ -143,4 +143,5 @@ CONNECTOR: Connector[NcipOptions, BaseModel] = Connector(
     sender=http_sender,
     options=NcipOptions,
     describe="NCIP 2.0 over HTTP (Alma peer to peer)",
+    request_needs=tuple(field for field, _path in tables.WRITE_REQUIRED[Event.REQUEST]),
 )

@@ -114,7 +114,7 @@ def citation(co: ContextObject) -> Citation:
         issue=co.value("issue"),
         part=co.value("part"),
         pages=_pages(co),
-        date=co.value("date"),
+        date=co.value("date") or co.value("year"),
         publisher=co.value("pub") or co.value("publisher"),
         place=co.value("place"),
         edition=co.value("edition"),

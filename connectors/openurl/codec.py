@@ -235,7 +235,7 @@ class OpenUrlCodec:
         if bib is None or not (bib.title or bib.title_of_component or bib.identified):
             raise RenderError("the request has no title and no identifier")
         extension = message.extensions.get(PROTOCOL, {})
-        items = list(options.resolved_extra().items())
+        items = list(options.resolved_extra(_genre(message)[1]).items())
         if options.resolved_version() == "0.1":
             items += _keys_01(message, extension, options)
         else:
@@ -290,6 +290,8 @@ def _keys_10(message: Message, extension: object, options: OpenUrlOptions) -> li
         ("rft.date", bib.publication_date or ""),
         ("rft.volume", bib.volume or ""),
         ("rft.issue", bib.issue or ""),
+        ("rft.spage", _page_range(bib.pages_requested or "")[0]),
+        ("rft.epage", _page_range(bib.pages_requested or "")[1]),
         ("rft.pages", bib.pages_requested or ""),
         ("rft.part", bib.part or ""),  # a journal key; written for books as volume is
         ("rft.series", bib.series_title_number or ""),
@@ -314,22 +316,49 @@ def _keys_10(message: Message, extension: object, options: OpenUrlOptions) -> li
     return items
 
 
+# Between the authors of a canonical author field ("Jacob, G; Smith, J"): ISO 18626 and the
+# catalogues write several authors in one field, OpenURL's aulast/aufirst name one person.
+AUTHOR_SEPARATOR = ";"
+
+
+def _first_author(author: str) -> tuple[str, str]:
+    """(last name, first names) of the first of several authors."""
+    first_person = author.split(AUTHOR_SEPARATOR)[0]
+    last, _, given = first_person.partition(",")
+    return last.strip(), given.strip()
+
+
+def _page_range(pages: str) -> tuple[str, str]:
+    """(start page, end page) of a simple range such as 611-614 (ILLiad and most resolvers
+    read spage/epage, not pages); empty where the pages are not one range."""
+    start, dash, end = pages.replace("\u2013", "-").partition("-")
+    start, end = start.strip(), end.strip()
+    if not start or " " in start or "," in start or (dash and (not end or " " in end)):
+        return "", ""
+    return start, end
+
+
 def _keys_01(message: Message, extension: object, options: OpenUrlOptions) -> list[tuple[str, str]]:
     bib = message.bibliographic
     assert bib is not None
     _fmt, genre = _genre(message)
     author = bib.author_of_component or bib.author or ""
-    last, _, first = author.partition(",")
+    last, first = _first_author(author)
+    spage, epage = _page_range(bib.pages_requested or "")
     items = [
         ("sid", options.rfr_id.removeprefix("info:sid/")),
         ("genre", genre),
         ("title", bib.title or ""),
         ("atitle", bib.title_of_component or ""),
-        ("aulast", last.strip()),
-        ("aufirst", first.strip()),
+        ("aulast", last),
+        ("aufirst", first),
+        # Every author where there are several: aulast/aufirst name only the first.
+        ("au", author if AUTHOR_SEPARATOR in author else ""),
         ("date", bib.publication_date or ""),
         ("volume", bib.volume or ""),
         ("issue", bib.issue or ""),
+        ("spage", spage),
+        ("epage", epage),
         ("pages", bib.pages_requested or ""),
         ("issn", bib.issn or ""),
         ("isbn", bib.isbn or ""),

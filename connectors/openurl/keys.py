@@ -69,6 +69,9 @@ METADATA_KEYS = frozenset(
         "degree",
         "month",
         "day",
+        # Not in either standard, but written by many 0.1 sources (and `rft.year` by some
+        # 1.0 ones): the publication year, read as the date when there is none.
+        "year",
     }
 )
 

@@ -13,13 +13,20 @@ from connectors.core.secret import Secret
 
 # Partner systems whose request intake is an OpenURL (seed 000): the keys they read and how
 # a request reaches them. Options given in the directory override the preset's values.
-# - ILLiad: `illiad.dll?Action=10&Form=30` opens the article request form; ILLiad reads 0.1
-#   keys and makes the patron log in, so a person has to submit it.
+# - ILLiad: `illiad.dll?Action=10&Form=<n>` opens a request form: 30 the loan form (what
+#   Primo writes for a book), 22 the article form, 23 the book chapter form (`forms`, by the
+#   link's genre); ILLiad reads 0.1 keys and makes the patron log in, so a person has to
+#   submit it.
 # - Relais ILL/D2D: answers a 1.0 OpenURL with its request form.
 # - GTBib-SOD and Clio II: 1.0 OpenURLs.
 PRESETS: dict[str, dict[str, object]] = {
     "generic": {"version": "1.0", "extra": {}, "login_required": False},
-    "illiad": {"version": "0.1", "extra": {"Action": "10", "Form": "30"}, "login_required": True},
+    "illiad": {
+        "version": "0.1",
+        "extra": {"Action": "10", "Form": "30"},
+        "forms": {"article": {"Form": "22"}, "bookitem": {"Form": "23"}},
+        "login_required": True,
+    },
     "relais": {"version": "1.0", "extra": {}, "login_required": False},
     "gtbib": {"version": "1.0", "extra": {}, "login_required": False},
     "clio": {"version": "1.0", "extra": {}, "login_required": False},
@@ -80,10 +87,14 @@ class OpenUrlOptions(BaseModel):
     def resolved_version(self) -> str:
         return self.version or str(PRESETS[self.preset]["version"])
 
-    def resolved_extra(self) -> dict[str, str]:
-        preset = PRESETS[self.preset]["extra"]
-        assert isinstance(preset, dict)
-        return dict(self.extra if self.extra is not None else preset)
+    def resolved_extra(self, genre: str = "") -> dict[str, str]:
+        """The fixed keys of a link for an item of `genre`: the directory's `extra` as it
+        is, else the preset's with its form for the genre."""
+        if self.extra is not None:
+            return dict(self.extra)
+        preset, forms = PRESETS[self.preset]["extra"], PRESETS[self.preset].get("forms", {})
+        assert isinstance(preset, dict) and isinstance(forms, dict)
+        return {**preset, **forms.get(genre, {})}
 
     def resolved_login_required(self) -> bool:
         if self.login_required is not None:

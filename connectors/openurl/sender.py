@@ -1,17 +1,29 @@
 """OpenURL out: the link `render` wrote is fetched (GET), posted as a form (POST), or, for
 partners that make a person log in to submit (ILLiad), recorded for staff: the delivery
-succeeds with the link as its detail and answer, so `rshub deliveries` shows it to staff
-(the notification to the borrower is requested of the engine, see docs/openurl.md)."""
+succeeds with the link as its detail and answer, so `rshub deliveries` shows it to staff.
+A partner that answers the link with its request form (Relais) has not taken the request:
+that delivery is a link for staff too."""
 
 from __future__ import annotations
 
 import aiohttp
 
-from connectors.core.contract import Attempt, Codec, Limits
+from connectors.core.contract import FOR_STAFF, Attempt, Codec, Limits
 from connectors.core.directory import Partner
 from connectors.openurl.options import OpenUrlOptions, OpenUrlSettings
 
-STAFF_LINK = "link for staff (the partner requires a login to submit): "
+STAFF_LINK = f"{FOR_STAFF} (the partner requires a login to submit): "
+FORM_LINK = f"{FOR_STAFF} (the partner answered with its request form): "
+# Bytes of an answer searched for a form (a Relais page has its form well past its head);
+# only `answer_bytes` of them are kept.
+FORM_SCAN_BYTES = 65_536
+
+
+def asks_a_person(answer: bytes) -> bool:
+    """An HTML page holding a form: the partner prefilled its request form for someone to
+    submit (Relais answers a link so), so the request is not in its system yet."""
+    text = answer.lower()
+    return b"<form" in text and (b"<html" in text or b"<!doctype html" in text)
 
 
 class OpenUrlSender:
@@ -44,10 +56,14 @@ class OpenUrlSender:
             else:
                 call = self.session.get(url, allow_redirects=True)
             async with call as reply:
-                answer = await reply.content.read(self.settings.answer_bytes)
+                read = await reply.content.read(max(self.settings.answer_bytes, FORM_SCAN_BYTES))
+                answer = read[: self.settings.answer_bytes]
                 attempt = self.codec.judge(answer, reply.status)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             return Attempt(False, True, f"{type(error).__name__}: {error}".rstrip(": "))
+        if attempt.ok and asks_a_person(read):
+            # Delivered as far as the hub can take it; staff submit it (`rshub deliveries`).
+            return Attempt(True, False, FORM_LINK + url, answer)
         attempt.detail = f"{options.method} {url[:200]}: {attempt.detail}"
         return attempt
 

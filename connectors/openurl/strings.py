@@ -39,6 +39,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "errors": "Please correct the following:",
         "need_item": "Give a title or an identifier (ISBN, ISSN, DOI, PubMed ID or OCLC number).",
         "need_patron": "Give your library card number.",
+        "need_title": "Give the title of the journal or book: no library we would ask can "
+        "take the request without it.",
         "bad_date": "The date must be written YYYY-MM-DD and must not be in the past.",
         "bad_identifier": "This identifier is not valid:",
         "expired": "This form has expired or was opened in another browser. "
@@ -92,6 +94,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "need_item": "Geben Sie einen Titel oder eine Kennung an (ISBN, ISSN, DOI, "
         "PubMed-ID oder OCLC-Nummer).",
         "need_patron": "Geben Sie Ihre Ausweisnummer an.",
+        "need_title": "Geben Sie den Titel der Zeitschrift oder des Buches an: keine der "
+        "angefragten Bibliotheken kann die Bestellung ohne ihn annehmen.",
         "bad_date": "Das Datum muss als JJJJ-MM-TT geschrieben sein und darf nicht in der "
         "Vergangenheit liegen.",
         "bad_identifier": "Diese Kennung ist ungültig:",

@@ -39,7 +39,7 @@ from connectors.core.model import transaction_id
 from connectors.core.secret import value_of
 from connectors.openurl import pages, signing
 from connectors.openurl.citation import FIELDS, Citation, from_form
-from connectors.openurl.codec import PROTOCOL, STATUS, OpenUrlCodec, Parsed, parse
+from connectors.openurl.codec import PROTOCOL, STATUS, OpenUrlCodec, Parsed, parse, to_message
 from connectors.openurl.kev import KevError, clean_text, context, from_query, pairs
 from connectors.openurl.keys import HUB_PREFIX, LINK_TOKEN_KEY, SIGNATURE_KEYS
 from connectors.openurl.options import OpenUrlOptions, OpenUrlSettings
@@ -50,6 +50,9 @@ HTML = "text/html; charset=utf-8"
 JSON = "application/json; charset=utf-8"
 # Form fields the hub adds (bound by the CSRF token) besides the citation.
 HIDDEN = ("number", "patron_signed", "expires", "kev", "csrf")
+# A request field lenders need (`Directory.lacking`) -> (the form field that gives it, the
+# words that ask for it). A field not named here is asked for as the item's title.
+ASKED: dict[str, tuple[str, str]] = {"bibliographic.title": ("title", "need_title")}
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -293,7 +296,9 @@ class OpenUrlWeb:
         kev = urlencode(kept)
         parsed = parse(kev.encode(), self.settings.max_pairs)
         cite = parsed.citation
-        if cite.complete and patron and not options.always_confirm:
+        # A request no lender of its rota can take is not promised: the patron is asked.
+        lacking = self._lacking(partner.symbol, kept) if cite.complete else []
+        if cite.complete and not lacking and patron and not options.always_confirm:
             day = datetime.now(UTC).date().isoformat()
             number = signing.request_number_for(partner.symbol, patron, kev, day)
             hub = {"request_id": number, "patron": patron, "email": email}
@@ -310,7 +315,19 @@ class OpenUrlWeb:
             patron,
             email=email,
             session=_cookie(request),
+            errors=_asking(words(language), lacking),
+            lacking=lacking,
         )
+
+    def _lacking(self, symbol: str, items: list[tuple[str, str]]) -> list[str]:
+        """What no lender the request would go to can do without (`Directory.lacking`)."""
+        with_number = [*items, (HUB_PREFIX + "request_id", "OU-CHECK")]
+        try:
+            parsed = parse(urlencode(with_number).encode(), self.settings.max_pairs)
+            message = to_message(parsed, symbol)
+        except (KevError, ValueError):
+            return []  # the intake refuses it with the reason when it is sent
+        return self.intake.directory.lacking(message)
 
     def _form(
         self,
@@ -328,6 +345,7 @@ class OpenUrlWeb:
         values: Mapping[str, str] | None = None,
         errors: list[str] | None = None,
         status: int = 200,
+        lacking: list[str] | None = None,
     ) -> WebResponse:
         language = language_of(options.language)
         session = session or signing.new_session()
@@ -360,6 +378,7 @@ class OpenUrlWeb:
         if self.settings.cookie_secure:
             cookie += "; Secure"
         missing = [] if cite.complete else ["title_or_identifier"]
+        missing += [ASKED.get(field, ("title", ""))[0] for field in lacking or []]
         if not patron:
             missing.append("patron")
         data = {
@@ -392,7 +411,9 @@ class OpenUrlWeb:
         values = {k: v for k, v in reversed(items)}  # the first value of each key
         session = _cookie(request)
         number = values.get("number", "")
-        signed = values.get("patron_signed", "")
+        # Browsers send a field's line break as CRLF (HTML's form encoding), whatever the
+        # page held: the signed patron's "id\nemail" comes back as "id\r\nemail".
+        signed = values.get("patron_signed", "").replace("\r\n", "\n")
         expires = values.get("expires", "")
         kev = values.get("kev", "")
         cite = from_form(values)
@@ -441,6 +462,13 @@ class OpenUrlWeb:
         errors = [f"{text['bad_identifier']} {reason}" for reason in cite.rejected]
         if not cite.complete:
             errors.append(text["need_item"])
+        service_pair = (HUB_PREFIX + "service", service)
+        lacking = (
+            self._lacking(partner.symbol, [*_citation_pairs(cite), service_pair])
+            if cite.complete
+            else []
+        )
+        errors += _asking(text, lacking)
         if not patron:
             errors.append(text["need_patron"])
         need_before = values.get("need_before", "").strip()
@@ -466,6 +494,7 @@ class OpenUrlWeb:
                 values=values,
                 errors=errors,
                 status=400,
+                lacking=lacking,
             )
         original = [
             (k, v)
@@ -575,6 +604,12 @@ class OpenUrlWeb:
             data,
             {"Cache-Control": "no-store"},
         )
+
+
+def _asking(text: dict[str, str], lacking: list[str]) -> list[str]:
+    """The form's words asking for each lacking field (each once)."""
+    asked = [text[ASKED.get(field, ("title", "need_title"))[1]] for field in lacking]
+    return list(dict.fromkeys(asked))
 
 
 def _citation_pairs(cite: Citation) -> list[tuple[str, str]]:

@@ -47,6 +47,7 @@ CONNECTOR: Connector[SlnpOptions, SlnpSettings] = Connector(
     simulator=simulator,
     check=check,
     describe="SLNP over TCP: the German regional ILL servers (ZFL)",
+    request_needs=("bibliographic.title",),  # an SLNPFLBestellung's Titel
 )
 
 __all__ = ["CONNECTOR"]

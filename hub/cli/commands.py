@@ -275,7 +275,7 @@ def serve(settings: Settings) -> int:
 
     try:
         registry = assembly.connectors(settings)
-        directory = directory_module.load(settings.directory, registry.names)
+        directory = directory_module.load(settings.directory, registry.reports, registry.needs)
         loaded = assembly.connector_settings(registry)
     except (DirectoryError, SettingsError) as error:
         print(f"rshub: {error}", file=sys.stderr)

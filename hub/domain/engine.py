@@ -192,7 +192,8 @@ def _message(
     before = txn.state
     try:
         role = _sender_side(txn, message) if before is not State.NEW else Role.BORROWER
-        rule = transition(before, message.event, message.answer, role.value)
+        silent = directory.unreported(_other_party(txn, role))
+        rule = transition(before, message.event, message.answer, role.value, silent)
     except IllegalTransition as error:
         return _refuse(txn if before is not State.NEW else None, message, error, at)
     run = Run(txn.working_copy(), directory, message.message_id, at, load)
@@ -248,6 +249,13 @@ def _sender_side(txn: Transaction, message: Message) -> Role:
             f"request {message.request_id} belongs to an earlier attempt",
         )
     return role
+
+
+def _other_party(txn: Transaction, role: Role) -> str | None:
+    """The party that did not send: its channel decides which silent-partner rows apply."""
+    if role is Role.LENDER:
+        return txn.borrower
+    return txn.attempt.lender if txn.attempt is not None else None
 
 
 def _learn_party(txn: Transaction, message: Message, role: Role) -> None:

@@ -317,6 +317,41 @@ def _table(rows: list[Row]) -> dict[tuple[State, Input, bool | None], Transition
     return table
 
 
+# Silent partners. A channel reports only some steps (each connector's `events_in`, given the
+# engine by the directory's `reports`: an OpenURL borrower reports only its Request, an OpenURL
+# or ILLiad lender nothing). A loan that waited for a step its party can never report would
+# stay open for ever, so the other party's next step stands in for it. A row here applies
+# only when the party that owes the step (`unreported`) cannot report it, and then it comes
+# before the table's own row for the same state and input.
+SilentRow = tuple[State, Event, Event, State, tuple[Effect, ...]]
+_SILENT: list[SilentRow] = [
+    # The borrower cannot report Received: the lender's check-in closes the loan.
+    (State.LOANED, Event.LOAN_COMPLETED, Event.RECEIVED, State.LOAN_COMPLETED, FORWARD),
+    # The lender cannot report Loaned: the borrower's receipt says it came.
+    *[
+        (s, Event.RECEIVED, Event.LOANED, State.RECEIVED, FORWARD)
+        for s in (State.REQUESTED, State.WILL_SUPPLY)
+    ],
+    # The lender cannot report its check-in: the borrower's return is the last step the hub
+    # will learn of, and it closes the loan.
+    *[
+        (s, Event.SHIPPED_RETURN, Event.LOAN_COMPLETED, State.LOAN_COMPLETED, FORWARD)
+        for s in (State.RECEIVED, State.RENEW_PENDING, State.OVERDUE, State.RECALLED)
+    ],
+]
+
+
+def _silent_table(rows: list[SilentRow]) -> dict[tuple[State, Event], tuple[Event, Transition]]:
+    table: dict[tuple[State, Event], tuple[Event, Transition]] = {}
+    for state, given, unreported, target, effects in rows:
+        if (state, given) in table:
+            raise ValueError(f"two silent-partner rows for {state.value}, {given.value}")
+        table[(state, given)] = (unreported, Transition(target, effects))
+    return table
+
+
+SILENT = _silent_table(_SILENT)
+
 # The whole table, and the part keyed by partners' events.
 TABLE = _table(_PARTNERS + _HUB)
 TRANSITIONS: dict[tuple[State, Event, bool | None], Transition] = {
@@ -356,7 +391,19 @@ class IllegalTransition(Exception):
         super().__init__(f"{text}: {detail}" if detail else text)
 
 
-def transition(state: State, event: Input, answer: bool | None, side: str) -> Transition:
+def transition(
+    state: State,
+    event: Input,
+    answer: bool | None,
+    side: str,
+    unreported: frozenset[Event] = frozenset(),
+) -> Transition:
+    """The row for `event` in `state`. `unreported`: the steps the other party's channel
+    cannot report (its silent-partner rows apply)."""
+    if isinstance(event, Event) and (state, event) in SILENT:
+        owed, rule = SILENT[(state, event)]
+        if owed in unreported:
+            return rule
     key_answer = (bool(answer) if answer is not None else False) if event in ANSWERED else None
     try:
         return TABLE[(state, event, key_answer)]

@@ -1,6 +1,7 @@
 """`rshub deliveries` and `rshub redeliver`: what waits for delivery, and sending it again.
 
-    rshub deliveries                    failed steps waiting for a retry, and parked ones,
+    rshub deliveries                    failed steps waiting for a retry, parked ones,
+                                        and requests staff must submit (ILLiad links),
                                         per partner
     rshub redeliver TXN [--partner SYM] send a transaction's waiting steps again now
     rshub redeliver --partner SYM       send every step waiting for SYM again now
@@ -21,12 +22,17 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.core.contract import FOR_STAFF
 from connectors.core.records import PartnerBack, Redeliver, VerdictOutcome
 from hub.kafka.followers import Verdicts, _Follower
 from hub.kafka.producer import KafkaIO
 from hub.kafka.topics import Topic
 
 WAITING = ("retry", "parked")
+STAFF = "staff"  # the status of a step delivered as a link staff must submit
+# States in which a lender holds the request and has not answered: a link for staff is
+# still to be submitted (or answered) only then.
+WITH_LENDER = ("Requested", "WillSupply")
 
 
 class _Rows(_Follower):
@@ -46,15 +52,77 @@ class _Rows(_Follower):
             self.rows[key] = json.loads(value)
 
 
-async def waiting(bootstrap: str) -> dict[str, list[dict[str, Any]]]:
-    """Steps waiting for delivery (retry and parked), by recipient, oldest first."""
-    reader = _Rows(bootstrap)
-    await reader.start()
+class _ForStaff(_Follower):
+    """Deliveries that left the step to a person (`FOR_STAFF`), read from ill.delivery: the
+    transaction row forgets a delivery once it is accepted."""
+
+    topic = "ill.delivery"
+    from_beginning = True
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        super().__init__(bootstrap_servers)
+        self.results: list[dict[str, Any]] = []
+
+    def handle(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            return
+        result = json.loads(value)
+        if result.get("outcome") == "sent" and str(result.get("detail", "")).startswith(FOR_STAFF):
+            self.results.append(result)
+
+
+async def _read(follower: _Follower) -> None:
+    await follower.start()
     try:
-        await reader.ready.wait()
+        await follower.ready.wait()
     finally:
-        await reader.stop()
+        await follower.stop()
+
+
+def for_staff(
+    rows: dict[str, dict[str, Any]], results: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The links for staff whose lender still holds the request unanswered: the request's
+    current attempt, in a state where the lender has not answered."""
+    found = []
+    for result in results:
+        row = rows.get(result["transaction_id"])
+        if row is None or row.get("state") not in WITH_LENDER:
+            continue
+        attempts = row.get("attempts") or []
+        current = attempts[-1] if attempts else None
+        if (
+            current is None
+            or current.get("lender") != result["recipient"]
+            or current.get("number") != result.get("attempt")
+            or current.get("outcome")
+        ):
+            continue
+        found.append(
+            {
+                "transaction_id": result["transaction_id"],
+                "recipient": result["recipient"],
+                "step": result["event"],
+                "status": STAFF,
+                "failures": 0,
+                "next_at": None,
+                "error": "",
+                "since": result.get("at"),
+                "link": result["detail"].split(": ", 1)[-1],
+            }
+        )
+    return found
+
+
+async def waiting(bootstrap: str) -> dict[str, list[dict[str, Any]]]:
+    """Steps waiting for delivery (retry and parked) and for staff to submit, by recipient,
+    oldest first."""
+    reader, staff = _Rows(bootstrap), _ForStaff(bootstrap)
+    await _read(reader)
+    await _read(staff)
     by_partner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for step in for_staff(reader.rows, staff.results):
+        by_partner[step.pop("recipient")].append(step)
     for key, row in reader.rows.items():
         for pending in row.get("pending", []):
             if pending["status"] in WAITING:
@@ -70,7 +138,7 @@ async def waiting(bootstrap: str) -> dict[str, list[dict[str, Any]]]:
                     }
                 )
     for steps in by_partner.values():
-        steps.sort(key=lambda s: s["next_at"] or "")
+        steps.sort(key=lambda s: s["next_at"] or s.get("since") or "")
     return dict(sorted(by_partner.items()))
 
 
@@ -80,8 +148,19 @@ def describe(by_partner: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = []
     for partner, steps in by_partner.items():
         parked = sum(1 for s in steps if s["status"] == "parked")
-        lines.append(f"{partner}: {len(steps) - parked} retrying, {parked} parked")
+        staff = sum(1 for s in steps if s["status"] == STAFF)
+        retrying = len(steps) - parked - staff
+        counts = f"{retrying} retrying, {parked} parked" + (
+            f", {staff} for staff to submit" if staff else ""
+        )
+        lines.append(f"{partner}: {counts}")
         for s in steps:
+            if s["status"] == STAFF:
+                lines.append(
+                    f"    {s['transaction_id']}  {s['step']:<22} submit since "
+                    f"{s['since'] or '-'}: {s['link']}"
+                )
+                continue
             lines.append(
                 f"    {s['transaction_id']}  {s['step']:<22} {s['status']:<7} "
                 f"{s['failures']} failed, next {s['next_at'] or '-'}  {s['error']}".rstrip()
