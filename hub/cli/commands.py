@@ -363,6 +363,7 @@ def serve(settings: Settings) -> int:
 
         app.task(diagnose)
         worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+        assembly.tune_gc()
         worker.execute_from_commandline()
     finally:
         if use is not None:
