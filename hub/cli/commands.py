@@ -403,6 +403,7 @@ def serve(settings: Settings) -> int:
         # faust's start-up spinner writes terminal escapes (cursor show, backspace) into the
         # log even when it is a file: a JSON line prefixed with them is not JSON.
         worker.spinner = None
+        assembly.tune_gc()
         worker.execute_from_commandline()
     finally:
         if use is not None:

@@ -89,6 +89,9 @@ def apply(
     ref = reader.ref(given)
     if txn is not None and ref in txn.seen:
         return _replay(txn, ref, reader.answered)
+    if isinstance(given, Message):
+        # A message's id is a digest of its whole content: worked out once per step.
+        return _message(txn, given, aware(at), directory, load, ref)
     return reader.read(txn, given, aware(at), directory, load)
 
 
@@ -177,8 +180,11 @@ def _message(
     at: datetime,
     directory: Directory,
     load: LoadView | None,
+    ref: str | None = None,
 ) -> Result:
-    """A partner's message: checked against the side that may say it and the table."""
+    """A partner's message: checked against the side that may say it and the table. `ref`:
+    its `message_id`, when the caller has it."""
+    ref = message.message_id if ref is None else ref
     if txn is None:
         if message.event is not Event.REQUEST:
             error = IllegalTransition(
@@ -187,7 +193,7 @@ def _message(
                 State.NEW,
                 f"no transaction {message.transaction_id or '(unknown)'}",
             )
-            return _refuse(None, message, error, at)
+            return _refuse(None, message, error, at, ref)
         txn = new_transaction(message)
     before = txn.state
     try:
@@ -195,8 +201,8 @@ def _message(
         silent = directory.unreported(_other_party(txn, role))
         rule = transition(before, message.event, message.answer, role.value, silent)
     except IllegalTransition as error:
-        return _refuse(txn if before is not State.NEW else None, message, error, at)
-    run = Run(txn.working_copy(), directory, message.message_id, at, load)
+        return _refuse(txn if before is not State.NEW else None, message, error, at, ref)
+    run = Run(txn.working_copy(), directory, ref, at, load)
     _learn_party(run.txn, message, role)
     reason = message.reason.name if message.reason else "no reason given"
     outcome = f"{message.event.value}: {reason}"
@@ -466,12 +472,16 @@ READERS: dict[type, Reader] = {
 
 
 def _refuse(
-    txn: Transaction | None, message: Message, error: IllegalTransition, at: datetime
+    txn: Transaction | None,
+    message: Message,
+    error: IllegalTransition,
+    at: datetime,
+    ref: str | None = None,
 ) -> Result:
     key = message.transaction_id or message.request_id or "unaddressed"
     return _refusal(
         txn,
-        message.message_id,
+        message.message_id if ref is None else ref,
         key,
         message.sender,
         message.event.value,

@@ -17,7 +17,7 @@ Holds the faust workarounds the agents need, so that the services in `hub.runtim
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
 
 import faust
@@ -189,16 +189,18 @@ def active_items(app: Any, table: Any) -> list[tuple[str, Any]]:
 
 
 class DurableTable:
-    """A faust table of lists whose assignment returns once its changelog record is
-    acknowledged (faust's own assignment only schedules it)."""
+    """A faust table whose assignment returns once its changelog record is acknowledged
+    (faust's own assignment only schedules it). `get` gives `missing()` for a key the table
+    lacks (`delivered`: an empty list; `relay_replays`: None)."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, missing: Callable[[], Any] = lambda: None) -> None:
         self.table = table
+        self.missing = missing
 
-    def get(self, key: str) -> list[str]:
-        return cast(list[str], self.table.get(key, []))
+    def get(self, key: str) -> Any:
+        return self.table.get(key, self.missing())
 
-    async def set(self, partition: int, key: str, value: list[str]) -> None:
+    async def set(self, partition: int, key: str, value: Any) -> None:
         future = self.table.send_changelog(partition, key, value)
         self.table.data[key] = value
         await future

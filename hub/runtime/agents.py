@@ -169,7 +169,7 @@ def _outbound_agents(
     queues = PartnerQueues(settings.delivery_per_partner, settings.delivery_total)
     shared = settings.limits()
     partners_topic = app.topic(Topic.PARTNERS, **RAW)
-    table = DurableTable(delivered)
+    table = DurableTable(delivered, list)
 
     async def announce(symbol: str) -> None:
         # Every partition: each worker looks after the transactions it holds.

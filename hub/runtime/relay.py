@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 import structlog
@@ -46,8 +46,10 @@ from connectors.core.records import (
     pack,
     unpack,
 )
+from hub.kafka.faust_app import DurableTable, Records
 from hub.kafka.followers import _Follower
 from hub.kafka.producer import REPLY_TO, KafkaIO
+from hub.kafka.steplog import Consumed, Inputs
 from hub.kafka.topics import Topic
 from hub.runtime import metrics
 
@@ -252,39 +254,84 @@ def relay_senders(
     return senders
 
 
-def install(
-    app: faust.App,
-    directory: Directory,
-    senders: Mapping[str, Sender],
-    *,
-    io: KafkaIO | None = None,
-    answers: RelayAnswers | None = None,
-    concurrency: int = 64,
-    replay_window_s: float = 900.0,
-) -> None:
-    """Add the relay agent to the hub's faust app. `io`/`answers`: the gateway's, when it runs
-    in this worker (results for its waiting callers are then handed over at once)."""
-    calls = app.topic(RELAY_TOPIC, **RAW)
-    topics: dict[str, Any] = {}
-    replays = app.Table("relay_replays", default=None, partitions=4)
-    inflight: dict[str, asyncio.Future[RelayResult]] = {}
-    unacknowledged: dict[str, Awaitable[Any]] = {}  # a call's audit of the member's answer
-    window = timedelta(seconds=replay_window_s)
-
-    async def produce(topic: str, key: str, record: BaseModel) -> Awaitable[Any]:
+class Produce(Protocol):
+    async def __call__(self, topic: str, key: str, record: BaseModel) -> Awaitable[Any]:
         """Hand a record to the producer; the returned future is its acknowledgement."""
-        channel = topics.setdefault(topic, app.topic(topic, **RAW))
-        return cast(
-            Awaitable[Any], await channel.send(key=key, value=record.model_dump_json().encode())
-        )
+        ...
 
-    async def write(topic: str, key: str, record: BaseModel) -> None:
-        await (await produce(topic, key, record))  # acknowledged by the broker
 
-    async def call_target(call: RelayCall) -> RelayResult:
+class Replays(Protocol):
+    """The first answers kept per replay key (the `relay_replays` table)."""
+
+    def get(self, key: str) -> Any: ...
+
+    async def set(self, partition: int, key: str, value: Any) -> None:
+        """Returns once the row is durable."""
+        ...
+
+
+class RelayAgent:
+    """Carries out the calls on ill.relay, side by side up to `concurrency`; each call is
+    acknowledged once its result, its audits and its event are durable (or it failed)."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        senders: Mapping[str, Sender],
+        produce: Produce,
+        replays: Replays,
+        *,
+        io: KafkaIO | None = None,
+        answers: RelayAnswers | None = None,
+        concurrency: int = 64,
+        replay_window_s: float = 900.0,
+    ) -> None:
+        """`io`/`answers`: the gateway's, when it runs in this worker (results for its
+        waiting callers are then handed over at once)."""
+        self.directory = directory
+        self.senders = senders
+        self.produce = produce
+        self.replays = replays
+        self.io = io
+        self.answers = answers
+        self.concurrency = concurrency
+        self.replay_window_s = replay_window_s
+        self.window = timedelta(seconds=replay_window_s)
+        self.inflight: dict[str, asyncio.Future[RelayResult]] = {}
+        # a call's audit of the member's answer, acknowledged beside its result
+        self.unacknowledged: dict[str, Awaitable[Any]] = {}
+
+    async def start(self) -> None:
+        for sender in self.senders.values():
+            await sender.start()
+
+    async def stop(self) -> None:
+        for sender in self.senders.values():
+            await sender.stop()
+
+    async def run(self, inputs: Inputs) -> None:
+        await self.start()
+        gate = asyncio.Semaphore(self.concurrency)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            async for record in inputs.records():
+                # calls run side by side (a hung member delays nobody else), up to the gate
+                await gate.acquire()
+                task = asyncio.create_task(self.one(record, inputs, gate))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                task.cancel()
+            await self.stop()
+
+    async def write(self, topic: str, key: str, record: BaseModel) -> None:
+        await (await self.produce(topic, key, record))  # acknowledged by the broker
+
+    async def call_target(self, call: RelayCall) -> RelayResult:
         started = time.monotonic()
-        partner = directory.partner(call.target)
-        sender = senders.get(partner.protocol) if partner else None
+        partner = self.directory.partner(call.target)
+        sender = self.senders.get(partner.protocol) if partner else None
         result = RelayResult(
             call_id=call.call_id,
             protocol=call.protocol,
@@ -297,7 +344,7 @@ def install(
             return result
         body = call.raw()
         # Acknowledged while the member works: the relay adds one round trip, not two.
-        audited = await produce(
+        audited = await self.produce(
             Topic.AUDIT,
             call.call_id,
             AuditRecord.of(
@@ -311,7 +358,7 @@ def install(
         await audited
         if attempt.answer is not None:
             # acknowledged beside the result (`one` waits for both before answering)
-            unacknowledged[call.call_id] = await produce(
+            self.unacknowledged[call.call_id] = await self.produce(
                 Topic.AUDIT,
                 call.call_id,
                 AuditRecord.of(
@@ -329,36 +376,22 @@ def install(
         result.at = now()
         return result
 
-    def replayed(first: RelayResult, call: RelayCall) -> RelayResult:
-        return first.model_copy(
-            update={
-                "call_id": call.call_id,
-                "outcome": RelayOutcome.REPLAYED,
-                "replayed_from": first.call_id,
-                "detail": f"a retry of {first.call_id}: its answer again ({first.detail})",
-                "elapsed_ms": 0.0,
-                "at": now(),
-            }
-        )
-
-    async def carry_out(call: RelayCall, partition: int) -> RelayResult:
+    async def carry_out(self, call: RelayCall, partition: int) -> RelayResult:
         key = call.replay_key
         if key is None:
-            return await call_target(call)
-        first = replayable(replays.get(key), window)
+            return await self.call_target(call)
+        first = replayable(self.replays.get(key), self.window)
         if first is not None:
-            return replayed(first, call)
-        if key in inflight:  # the same call is under way: its answer is this one's too
-            return replayed(await asyncio.shield(inflight[key]), call)
+            return _replayed(first, call)
+        if key in self.inflight:  # the same call is under way: its answer is this one's too
+            return _replayed(await asyncio.shield(self.inflight[key]), call)
         future: asyncio.Future[RelayResult] = asyncio.get_running_loop().create_future()
-        inflight[key] = future
+        self.inflight[key] = future
         try:
-            result = await call_target(call)
-            if result.ok and replay_window_s > 0:
+            result = await self.call_target(call)
+            if result.ok and self.replay_window_s > 0:
                 # durable before the call is acknowledged: a re-read call is answered from it
-                changelog = replays.send_changelog(partition, key, result.model_dump(mode="json"))
-                replays.data[key] = result.model_dump(mode="json")
-                await changelog
+                await self.replays.set(partition, key, result.model_dump(mode="json"))
             future.set_result(result)
             return result
         except BaseException as error:
@@ -366,20 +399,20 @@ def install(
             future.exception()  # retrieved: a lone waiter-less failure is not logged twice
             raise
         finally:
-            inflight.pop(key, None)
+            self.inflight.pop(key, None)
 
-    async def one(event: Any, stream: Any, gate: asyncio.Semaphore) -> None:
+    async def one(self, record: Consumed, inputs: Inputs, gate: asyncio.Semaphore) -> None:
         try:
             try:
-                call = RelayCall.model_validate_json(event.value)
+                call = RelayCall.model_validate_json(record.value)
             except ValueError as error:
-                await write(
+                await self.write(
                     Topic.DEADLETTER,
                     "relay",
                     DeadLetter(stage="relay", error=f"unreadable relay call: {error}"[:2000]),
                 )
                 return
-            result = await carry_out(call, event.message.partition)
+            result = await self.carry_out(call, record.partition)
             metrics.relayed(
                 call.caller,
                 call.target,
@@ -387,8 +420,8 @@ def install(
                 result.ok,
                 result.elapsed_ms / 1000,
             )
-            stored = await produce(RESULTS_TOPIC, call.call_id, result)
-            noted = await produce(
+            stored = await self.produce(RESULTS_TOPIC, call.call_id, result)
+            noted = await self.produce(
                 Topic.EVENTS,
                 call.call_id,
                 StateChange(
@@ -404,10 +437,11 @@ def install(
                 ),
             )
             await stored  # the answer is durable before the caller gets it
-            audit = unacknowledged.pop(call.call_id, None)
+            audit = self.unacknowledged.pop(call.call_id, None)
             if audit is not None:
                 await audit
-            reply_to = dict(event.headers or {}).get(REPLY_TO)
+            io, answers = self.io, self.answers
+            reply_to = record.headers.get(REPLY_TO)
             if answers is not None and io is not None and reply_to == io.instance.encode():
                 answers.resolve(result)
             await noted
@@ -423,26 +457,58 @@ def install(
         except Exception as error:
             log.error("relay.call_failed", error=repr(error)[:500])
         finally:
-            await stream.ack(event)
+            await inputs.ack(record)
             gate.release()
 
+
+def _replayed(first: RelayResult, call: RelayCall) -> RelayResult:
+    return first.model_copy(
+        update={
+            "call_id": call.call_id,
+            "outcome": RelayOutcome.REPLAYED,
+            "replayed_from": first.call_id,
+            "detail": f"a retry of {first.call_id}: its answer again ({first.detail})",
+            "elapsed_ms": 0.0,
+            "at": now(),
+        }
+    )
+
+
+def install(
+    app: faust.App,
+    directory: Directory,
+    senders: Mapping[str, Sender],
+    *,
+    io: KafkaIO | None = None,
+    answers: RelayAnswers | None = None,
+    concurrency: int = 64,
+    replay_window_s: float = 900.0,
+) -> RelayAgent:
+    """The relay agent on the hub's faust app: its faust agent (`relay_agent`) reading
+    ill.relay, its table of first answers (`relay_replays`: faust recovers it by that name)."""
+    calls = app.topic(RELAY_TOPIC, **RAW)
+    topics: dict[str, Any] = {}
+
+    async def produce(topic: str, key: str, record: BaseModel) -> Awaitable[Any]:
+        channel = topics.setdefault(topic, app.topic(topic, **RAW))
+        return cast(
+            Awaitable[Any], await channel.send(key=key, value=record.model_dump_json().encode())
+        )
+
+    replays = DurableTable(app.Table("relay_replays", default=None, partitions=4))
+    agent = RelayAgent(
+        directory,
+        senders,
+        produce,
+        replays,
+        io=io,
+        answers=answers,
+        concurrency=concurrency,
+        replay_window_s=replay_window_s,
+    )
+
     async def relay_agent(stream: faust.StreamT) -> None:
-        for sender in senders.values():
-            await sender.start()
-        gate = asyncio.Semaphore(concurrency)
-        running: set[asyncio.Task[None]] = set()
-        manual = stream.noack()  # type: ignore[attr-defined]
-        try:
-            async for event in manual.events():
-                # calls run side by side (a hung member delays nobody else), up to the gate
-                await gate.acquire()
-                task = asyncio.create_task(one(event, manual, gate))
-                running.add(task)
-                task.add_done_callback(running.discard)
-        finally:
-            for task in list(running):
-                task.cancel()
-            for sender in senders.values():
-                await sender.stop()
+        await agent.run(Records(stream))
 
     app.agent(calls, name="relay_agent")(relay_agent)
+    return agent
