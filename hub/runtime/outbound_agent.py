@@ -26,6 +26,11 @@ from hub.runtime.writing import Writer
 
 log = structlog.get_logger(__name__)
 DELIVERED_MEMORY = 100  # command ids remembered per transaction
+# In the `delivered` table before a call is made: "being sent". Found there when the command
+# comes again (the worker died during the call), the step is a re-send the partner may
+# already have; the timeline and the log say so (issue 23.6).
+SENDING = "sending:"
+RESENT = "re-sent after an interruption (the partner may have it already; same ids)"
 HUB_AGENCY = "RSHUB"
 HELD = "held back: an earlier step to this partner has not been delivered"
 
@@ -108,7 +113,7 @@ class OutboundAgent:
             await inputs.ack(record)
             return True
         try:
-            result = await self.attempt(command)
+            result = await self.attempt(command, record.partition)
         except Exception as exc:
             result = _result(command, DeliveryOutcome.FAILED)
             result.detail = f"{type(exc).__name__}: {exc}"[:1000]
@@ -130,19 +135,27 @@ class OutboundAgent:
         if accepted:
             # Durable before the input is acknowledged: replayed after a crash, this
             # command is recognised and not sent twice.
-            done = [*self.delivered.get(command.transaction_id), command.command_id]
+            sending = SENDING + command.command_id
+            kept = [x for x in self.delivered.get(command.transaction_id) if x != sending]
+            done = [*kept, command.command_id]
             await self.delivered.set(
                 record.partition, command.transaction_id, done[-DELIVERED_MEMORY:]
             )
             if command.recipient in self.failing:
                 self.failing.discard(command.recipient)
                 await self.announce(command.recipient)
-        elif result.retryable and not held:
-            self.failing.add(command.recipient)
+        else:
+            if result.retryable and not held:
+                self.failing.add(command.recipient)
+            sending = SENDING + command.command_id
+            known = self.delivered.get(command.transaction_id)
+            if sending in known:  # the call's outcome is recorded: a later try is no re-send
+                kept = [x for x in known if x != sending]
+                await self.delivered.set(record.partition, command.transaction_id, kept)
         await inputs.ack(record)
         return accepted
 
-    async def attempt(self, command: Delivery) -> DeliveryResult:
+    async def attempt(self, command: Delivery, partition: int = 0) -> DeliveryResult:
         directory, queues, codec = self.directory, self.queues, self.codec
         partner = directory.partner(command.recipient)
         sender = directory.partner(command.message.sender)
@@ -193,12 +206,32 @@ class OutboundAgent:
             command.transaction_id,
         )
         await self.writer.write([as_output(Topic.AUDIT, command.transaction_id, audit)])
+        resent = await self._mark_sending(command, partition)
         attempted, tries = await self.send(partner, body)
         result.tries, result.detail = tries, attempted.detail[:1000]
+        if resent:
+            result.detail = f"{RESENT}; {result.detail}"[:1000]
         if not attempted.ok:
             result.outcome, result.retryable = DeliveryOutcome.FAILED, attempted.retryable
         result.at = now()
         return result
+
+    async def _mark_sending(self, command: Delivery, partition: int) -> bool:
+        """Durably notes that the call is about to be made; whether it had been noted before
+        (a call a crashed worker made, or may have made: this one is a re-send)."""
+        sending = SENDING + command.command_id
+        known = self.delivered.get(command.transaction_id)
+        if sending in known:
+            log.warning(
+                "delivery.resent",
+                transaction_id=command.transaction_id,
+                recipient=command.recipient,
+                command_id=command.command_id,
+            )
+            return True
+        marked = [*known, sending]
+        await self.delivered.set(partition, command.transaction_id, marked[-DELIVERED_MEMORY:])
+        return False
 
     async def send(self, partner: Partner, body: bytes) -> tuple[Attempt, int]:
         """One delivery with quick retries (doubling back-off) for failures another try may
