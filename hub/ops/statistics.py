@@ -81,60 +81,60 @@ def _group(query: Query, table: str, time_column: str) -> str:
     return "a.lender" if table == "a" else "m.borrower"
 
 
+# What a selected row is, by how the request went (the index into COUNTS).
+_CATEGORY = """CASE WHEN {shipped} IS NOT NULL THEN 1 WHEN {outcome} = 'unfilled' THEN 2
+    WHEN {outcome} = 'cancelled' THEN 3 WHEN {outcome} = 'expired' THEN 4
+    WHEN {outcome} IS NULL THEN 5 ELSE 0 END"""
+
+
 def compute(db: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
     """One row per group, in the group's order, with every column of COLUMNS."""
     if query.role == "lender" or query.by == "pair":
         # As a lender (or per pair): every ask of a lender, filled when that lender shipped;
         # an ask is unfilled once the request moved on to another lender or ended unshipped.
         where, values = query.where("a.asked")
+        mine = "m.lender = a.lender"
+        shipped = f"CASE WHEN {mine} THEN m.shipped END"
+        outcome = "CASE WHEN a.superseded THEN 'unfilled' ELSE m.outcome END"
         sql = f"""
-            SELECT {_group(query, "a", "asked")}, a.asked,
-                CASE WHEN m.lender = a.lender THEN m.shipped END,
-                CASE WHEN m.lender = a.lender THEN m.received END,
-                CASE WHEN m.lender = a.lender THEN m.returned END,
-                CASE WHEN m.lender = a.lender THEN m.closed END,
-                CASE WHEN a.superseded THEN 'unfilled' ELSE m.outcome END,
-                m.overdue AND m.lender = a.lender, m.lost AND m.lender = a.lender
+            SELECT {_group(query, "a", "asked")},
+                {_CATEGORY.format(shipped=shipped, outcome=outcome)},
+                {shipped} - a.asked,
+                CASE WHEN {mine} THEN m.received - m.shipped END,
+                CASE WHEN {mine} THEN m.returned - m.received END,
+                CASE WHEN {mine} THEN m.closed - m.returned END,
+                m.overdue AND {mine}, m.lost AND {mine}
             FROM asks a JOIN milestones m ON m.id = a.id WHERE {where}"""
     else:
         where, values = query.where("m.requested")
         sql = f"""
-            SELECT {_group(query, "m", "requested")}, requested, shipped, received, returned,
-                closed, outcome, overdue, lost
+            SELECT {_group(query, "m", "requested")},
+                {_CATEGORY.format(shipped="shipped", outcome="outcome")},
+                shipped - requested, received - shipped, returned - received, closed - returned,
+                overdue, lost
             FROM milestones m WHERE {where}"""
     return _aggregate(db.execute(sql, values))
 
 
 def _aggregate(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """Counts and stage durations per group in one pass over the selected rows: SQLite
-    selects and groups the rows; percentiles by window functions cost three to four times
-    this pass (bench/stats.py)."""
+    """Counts and stage durations per group in one pass over the rows SQLite selected,
+    grouped and classified (percentiles by window functions cost three to four times this
+    pass: bench/stats.py)."""
     counts: dict[Any, list[int]] = {}
     durations: dict[Any, tuple[list[int], ...]] = {}
-    for group, began, shipped, received, returned, closed, outcome, overdue, lost in rows:
+    for group, category, *spans, overdue, lost in rows:
         found = counts.get(group)
         if found is None:
             found = counts[group] = [0] * len(COUNTS)
             durations[group] = ([], [], [], [])
         found[0] += 1
-        if shipped is not None:
-            found[1] += 1
-            spans = durations[group]
-            spans[0].append(shipped - began)
-            if received is not None:
-                spans[1].append(received - shipped)
-                if returned is not None:
-                    spans[2].append(returned - received)
-                    if closed is not None:
-                        spans[3].append(closed - returned)
-        elif outcome == "unfilled":
-            found[2] += 1
-        elif outcome == "cancelled":
-            found[3] += 1
-        elif outcome == "expired":
-            found[4] += 1
-        elif outcome is None:
-            found[5] += 1
+        found[category] += 1
+        if spans[0] is not None:
+            kept = durations[group]
+            for index, span in enumerate(spans):
+                if span is None:
+                    break  # a stage not reached: the later ones are not either
+                kept[index].append(span)
         found[6] += bool(overdue)
         found[7] += bool(lost)
     finished = []
