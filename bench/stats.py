@@ -26,6 +26,7 @@ from pathlib import Path
 
 from hub.ops import index as index_module
 from hub.ops import statistics
+from hub.ops.index import SYNC_ASKS
 from hub.ops.statistics import GROUPINGS, Query
 
 YEAR_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -85,7 +86,12 @@ def generate(index: index_module.Index, requests: int, libraries: int, seed: int
         index.db.executemany(
             "INSERT INTO milestones VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", milestones
         )
-        index.db.executemany("INSERT INTO asks VALUES (?, ?, ?, ?, ?)", asks)
+        index.db.executemany(
+            "INSERT INTO asks (id, attempt, lender, asked, superseded) VALUES (?, ?, ?, ?, ?)",
+            asks,
+        )
+        # as the index keeps them: each ask with its request's milestones
+        index.db.execute(SYNC_ASKS.replace("AND asks.id = ?", ""))
 
 
 def timed(call, repeat: int) -> float:  # type: ignore[no-untyped-def]

@@ -57,8 +57,7 @@ class History:
         self.add("ill.events", txn, hours, change)
 
 
-@pytest.fixture
-def index(tmp_path: Path) -> index_module.Index:
+def _history() -> History:
     h = History()
     # T1: A borrows from L1: shipped after 24 h, received 24 h later, returned, completed.
     h.request("T1", "A", 0)
@@ -85,10 +84,33 @@ def index(tmp_path: Path) -> index_module.Index:
     h.request("T5", "A", 4, service="Copy")
     h.ask("T5", 1, "L2", 4)
     h.move("T5", "CopyCompleted", "L2", "Requested", "CopyCompleted", 10)
+    return h
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> index_module.Index:
+    h = _history()
     found = index_module.Index(index_module.index_path(tmp_path))
     found.apply(h.records)
     found.apply(h.records)  # applied twice (the hub and a command both read): same figures
     return found
+
+
+def test_the_figures_do_not_depend_on_which_topic_is_read_first(
+    index: index_module.Index, tmp_path: Path
+) -> None:
+    """The follower reads ill.events, ill.routing and ill.inbound in no particular order
+    relative to each other: state changes before the routing that preceded them, say."""
+    expected = {
+        (q.by, q.role): statistics.compute(index.db, q)
+        for q in (Query("library"), Query("library", "lender"), Query("pair"))
+    }
+    index.close()
+    # The same history, read topic by topic: state changes first, requests last.
+    again = index_module.Index(tmp_path / "other.sqlite3")
+    again.apply(sorted(_history().records, key=lambda r: r.topic))
+    for (by, role), rows in expected.items():
+        assert statistics.compute(again.db, Query(by, role)) == rows, (by, role)
 
 
 def by_group(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -141,9 +141,25 @@ CREATE TABLE IF NOT EXISTS milestones (
 CREATE INDEX IF NOT EXISTS milestones_requested ON milestones (requested);
 CREATE TABLE IF NOT EXISTS asks (
     id TEXT NOT NULL, attempt INTEGER NOT NULL, lender TEXT NOT NULL, asked INTEGER NOT NULL,
-    superseded INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (id, attempt));
+    superseded INTEGER NOT NULL DEFAULT 0, borrower TEXT, outcome TEXT,
+    shipped INTEGER, received INTEGER, returned INTEGER, closed INTEGER,
+    overdue INTEGER NOT NULL DEFAULT 0, lost INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (id, attempt));
 CREATE INDEX IF NOT EXISTS asks_asked ON asks (asked);
 """
+# An ask carries its request's milestones where its lender is the one that shipped, so the
+# statistics per lender read one table (a join over every ask cost most of their time). Kept
+# in step from both sides: the topics of requests, routing and state changes are read in no
+# particular order relative to each other.
+SYNC_ASKS = """
+UPDATE asks SET borrower = m.borrower, outcome = m.outcome,
+    shipped = CASE WHEN m.lender = asks.lender THEN m.shipped END,
+    received = CASE WHEN m.lender = asks.lender THEN m.received END,
+    returned = CASE WHEN m.lender = asks.lender THEN m.returned END,
+    closed = CASE WHEN m.lender = asks.lender THEN m.closed END,
+    overdue = coalesce(m.overdue AND m.lender = asks.lender, 0),
+    lost = coalesce(m.lost AND m.lender = asks.lender, 0)
+FROM milestones m WHERE m.id = asks.id AND asks.id = ?"""
 # When a transaction reached each stage, for the statistics (hub.ops.statistics): the first
 # transition into one of these states marks the stage. Times there are Unix seconds (the
 # statistics subtract and group them over every request; ISO text would be parsed each time).
@@ -404,9 +420,12 @@ class Index:
             )
             self.db.execute(
                 "INSERT INTO milestones (id, borrower, service, requested) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET requested = min(requested, excluded.requested)",
+                "ON CONFLICT (id) DO UPDATE SET borrower = excluded.borrower, "
+                "service = excluded.service, "
+                "requested = min(coalesce(requested, excluded.requested), excluded.requested)",
                 (txn, sender, "copy" if copy else "loan", record.timestamp_ms // 1000),
             )
+            self.db.execute(SYNC_ASKS, (txn,))
             bibliographic = message.get("bibliographic") or {}
             self.db.execute(
                 "UPDATE transactions SET borrower = coalesce(borrower, ?), "
@@ -487,7 +506,10 @@ class Index:
         if event == "Lost":
             sets.append("lost = 1")
         if sets:
+            # State changes may be read before the request (another topic): a row to fill.
+            self.db.execute("INSERT OR IGNORE INTO milestones (id) VALUES (?)", (txn,))
             self.db.execute(f"UPDATE milestones SET {', '.join(sets)} WHERE id = ?", (*values, txn))
+            self.db.execute(SYNC_ASKS, (txn,))
 
     def _routing(self, record: Record, decision: dict[str, Any]) -> None:
         txn = str(decision.get("transaction_id") or record.key)
@@ -501,6 +523,7 @@ class Index:
             self.db.execute(
                 "UPDATE asks SET superseded = 1 WHERE id = ? AND attempt < ?", (txn, attempt)
             )
+            self.db.execute(SYNC_ASKS, (txn,))
         skipped = ", ".join(
             f"{s.get('lender')}: {s.get('reason')}" for s in decision.get("skipped") or []
         )

@@ -77,7 +77,7 @@ def _group(query: Query, table: str, time_column: str) -> str:
     if query.by in PERIOD:
         return f"strftime('{PERIOD[query.by]}', {table}.{time_column}, 'unixepoch')"
     if query.by == "pair":
-        return "m.borrower || ' -> ' || a.lender"
+        return "a.borrower || ' -> ' || a.lender"
     return "a.lender" if table == "a" else "m.borrower"
 
 
@@ -92,19 +92,15 @@ def compute(db: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
     if query.role == "lender" or query.by == "pair":
         # As a lender (or per pair): every ask of a lender, filled when that lender shipped;
         # an ask is unfilled once the request moved on to another lender or ended unshipped.
+        # (The index keeps each ask's milestones where its lender shipped: one table.)
         where, values = query.where("a.asked")
-        mine = "m.lender = a.lender"
-        shipped = f"CASE WHEN {mine} THEN m.shipped END"
-        outcome = "CASE WHEN a.superseded THEN 'unfilled' ELSE m.outcome END"
+        outcome = "CASE WHEN a.superseded THEN 'unfilled' ELSE a.outcome END"
         sql = f"""
             SELECT {_group(query, "a", "asked")},
-                {_CATEGORY.format(shipped=shipped, outcome=outcome)},
-                {shipped} - a.asked,
-                CASE WHEN {mine} THEN m.received - m.shipped END,
-                CASE WHEN {mine} THEN m.returned - m.received END,
-                CASE WHEN {mine} THEN m.closed - m.returned END,
-                m.overdue AND {mine}, m.lost AND {mine}
-            FROM asks a JOIN milestones m ON m.id = a.id WHERE {where}"""
+                {_CATEGORY.format(shipped="a.shipped", outcome=outcome)},
+                a.shipped - a.asked, a.received - a.shipped, a.returned - a.received,
+                a.closed - a.returned, a.overdue, a.lost
+            FROM asks a WHERE {where}"""
     else:
         where, values = query.where("m.requested")
         sql = f"""
