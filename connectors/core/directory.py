@@ -45,8 +45,12 @@ class Credential(BaseModel):
     """How a partner proves who it is (inbound) or how rshub logs in to it (outbound)."""
 
     model_config = ConfigDict(extra="forbid")
-    scheme: AuthScheme = AuthScheme.BEARER
-    username: str | None = None
+    scheme: AuthScheme = Field(
+        AuthScheme.BEARER,
+        description="bearer (Authorization: Bearer <secret>), basic (username and secret), or "
+        "none (no check: only for partners reached over a private network)",
+    )
+    username: str | None = Field(None, description="the user name of basic auth")
     secret_env: str | None = Field(None, description="environment variable holding the secret")
     secret_file: Path | None = Field(None, description="file holding the secret")
 
@@ -112,11 +116,23 @@ class Thresholds(BaseModel):
 
 class Partner(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    symbol: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
-    name: str
-    protocol: str
-    endpoint: str | None = Field(None, description="where rshub delivers to this partner")
-    agency_ids: list[str] = Field(default_factory=list)
+    symbol: str = Field(
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="the partner's short name in the hub: its URLs (/ncip/SYMBOL), rotas, "
+        "commands and metrics",
+    )
+    name: str = Field(description="the library's name, for people")
+    protocol: str = Field(description="the connector it speaks (ncip, iso18626, iso10161, ...)")
+    endpoint: str | None = Field(
+        None,
+        description="where rshub delivers to this partner (http(s)://, tcp://host:port, "
+        "slnp(s)://, mailto:); a partner that does not lend may have none",
+    )
+    agency_ids: list[str] = Field(
+        default_factory=list,
+        description="the ids its messages name it by (ISIL, Alma's institution||library, ISO "
+        "10161 System-Id symbols); the first is the one rshub writes (default: the symbol)",
+    )
     addresses: list[IPvAnyNetwork] = Field(
         default_factory=list,
         description="networks (CIDR; a bare address is one host) a TCP partner connects from",
@@ -126,15 +142,23 @@ class Partner(BaseModel):
         description="SHA-256 fingerprint of the client certificate the partner presents over "
         "TLS (hex, colons allowed)",
     )
-    inbound_auth: Credential | None = None
-    outbound_auth: Credential | None = None
+    inbound_auth: Credential | None = Field(
+        None, description="how the partner proves who it is when it calls the hub"
+    )
+    outbound_auth: Credential | None = Field(
+        None, description="how rshub logs in when it calls the partner"
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="settings of the partner's protocol, checked by its connector at start-up",
     )
-    services: list[str] = Field(default_factory=lambda: ["loan", "copy"])
-    lends: bool = True
-    thresholds: Thresholds = Field(default_factory=Thresholds)
+    services: list[str] = Field(
+        default_factory=lambda: ["loan", "copy"], description="what it supplies as a lender"
+    )
+    lends: bool = Field(True, description="whether it is asked to lend (false: borrows only)")
+    thresholds: Thresholds = Field(
+        default_factory=Thresholds, description="load limits of a lender (all unset: none)"
+    )
     catalogue: Catalogue | None = Field(None, description="where the holdings check searches")
     answer_timeout_days: float = Field(
         5.0, gt=0, description="days a lender has to answer a request before the next is asked"
@@ -191,10 +215,12 @@ class Rota(BaseModel):
     """A rota profile: who may be asked, and how they are ranked."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str = Field(description="the rota's name, for rules and default_rota")
     ordered: bool = Field(True, description="tried in order; unordered is ranked by load")
-    members: list[str]
-    last_resort: list[str] = Field(default_factory=list)
+    members: list[str] = Field(description="the partners asked, by symbol")
+    last_resort: list[str] = Field(
+        default_factory=list, description="partners asked only after every member"
+    )
     check_holdings: bool = Field(True, description="search members' catalogues first")
     unknown_holdings_last: bool = Field(
         True, description="rank lenders whose catalogue did not answer after confirmed holders"
@@ -205,9 +231,9 @@ class RotaRule(BaseModel):
     """Attaches a rota to the requests it matches; every given condition must hold."""
 
     model_config = ConfigDict(extra="forbid")
-    rota: str
-    service_type: ServiceType | None = None
-    request_format: RequestFormat | None = None
+    rota: str = Field(description="the rota matching requests get")
+    service_type: ServiceType | None = Field(None, description="only requests of this service")
+    request_format: RequestFormat | None = Field(None, description="only requests of this format")
     borrowers: list[str] = Field(default_factory=list, description="empty: any borrower")
 
     def matches(self, request: Message) -> bool:
@@ -220,11 +246,15 @@ class RotaRule(BaseModel):
 
 class Directory(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    consortium: str
-    partners: list[Partner]
-    rotas: list[Rota] = Field(default_factory=list)
+    consortium: str = Field(description="the consortium's name")
+    partners: list[Partner] = Field(description="every library and system the hub talks to")
+    rotas: list[Rota] = Field(
+        default_factory=list, description="rota profiles (none: every lending partner in order)"
+    )
     rules: list[RotaRule] = Field(default_factory=list, description="first match wins")
-    default_rota: str | None = None
+    default_rota: str | None = Field(
+        None, description="the rota of requests no rule matches (unset: the first rota)"
+    )
     supported_protocols: frozenset[str] = Field(
         frozenset(),
         description="the connectors' names, given by `load` (empty: protocols not checked)",

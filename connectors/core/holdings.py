@@ -64,7 +64,7 @@ class Catalogue(BaseModel):
     """A lender's catalogue for the holdings check."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["z3950", "sru"]
+    kind: Literal["z3950", "sru"] = Field(description="Z39.50 or SRU")
     address: str = Field(description="host:port for Z39.50, base URL for SRU")
     database: str = Field("Default", description="Z39.50 database name")
     timeout_s: float = Field(5.0, gt=0, description="whole look-up time-out")

@@ -63,7 +63,7 @@ class RelayOptions(BaseModel):
     """One relay partner: a broker, or a member library's NCIP responder."""
 
     model_config = ConfigDict(extra="forbid")
-    role: Role
+    role: Role = Field(description="broker (it calls the hub) or member (the hub calls it)")
     ncip_version: Version = Field(
         "2.0", description="the NCIP version this party speaks (INN-Reach, SHAREit: 1.0)"
     )

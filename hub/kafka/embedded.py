@@ -215,7 +215,7 @@ SNAPSHOT_S = 300.0  # default of RSHUB_BROKER_SNAPSHOT_S
 USERS_WAIT_S = 30.0
 PRODUCTION = (
     "For production at scale run Apache Kafka (set KAFKA_BOOTSTRAP_SERVERS; `docker compose "
-    "up` with the docker-compose.yml shipped with rshub, README: Production)"
+    "up` with the docker-compose.yml shipped with rshub, docs/production.md)"
 )
 
 

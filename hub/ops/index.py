@@ -10,7 +10,7 @@ even when no hub runs. Applying is idempotent, so the hub and a command may both
 - the next offset to read per partition is kept in the same SQLite transaction as the rows.
 
 The index keeps what it has read after the topics' retention has deleted it, so a loan open
-for months keeps its whole story (README: Retention).
+for months keeps its whole story (docs/production.md: Retention).
 
 What comes from where:
 

@@ -1,7 +1,7 @@
 """How the consortium is doing, from the operators' index (issue 28): per library as borrower
 and as lender, per borrower-lender pair, or network-wide per month, week or day.
 
-Definitions (the README's "Statistics" section says the same):
+Definitions (docs/commands.md, "Statistics", says the same):
 - a request is *filled* once a lender shipped it (a loan sent or a copy delivered);
   *unfilled*, *cancelled*, *expired* by how it ended; *open* otherwise;
 - the fill rate is filled / (filled + unfilled + expired): requests that were decided

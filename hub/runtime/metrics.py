@@ -11,7 +11,7 @@ Metric names follow Prometheus conventions: `rshub_` prefix, `_total` counters, 
 histograms. Labels hold directory symbols, protocol names, message kinds and states only
 (bounded sets), never request ids, and one vocabulary: `partner` (a directory symbol: the
 library a figure is about; for the relay the calling broker, with `member` the library called),
-`protocol`, `role` (borrower, lender, either, or hub for the hub's own inputs). The README's
+`protocol`, `role` (borrower, lender, either, or hub for the hub's own inputs). docs/monitoring.md's
 metric table is checked against `documented()` by a test.
 """
 

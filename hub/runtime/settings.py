@@ -1,4 +1,4 @@
-"""Process settings, read from the environment. Every setting has a default; see README.
+"""Process settings, read from the environment. Every setting has a default; see docs/settings.md.
 
 Values are checked here, once, so a bad one stops `rshub` with one line naming the variable
 rather than failing later inside the part that reads it.
