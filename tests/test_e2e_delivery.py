@@ -156,3 +156,40 @@ async def test_a_borrower_down_gets_every_step_afterwards_in_order_once(
     assert north.received.empty()
     nothing = rshub(hub, "redeliver", txn)
     assert nothing.returncode == 2 and "nothing waits for delivery" in nothing.stderr
+
+
+async def test_a_reroute_while_the_lender_is_down_leaves_it_nothing_but_a_cancel(
+    hub, libraries, bootstrap
+) -> None:
+    north, south, east = libraries["NORTH"], libraries["SOUTH"], libraries["EAST"]
+    assert isinstance(south, HungLibrary)
+    south.gate.set()
+    await south.stop()  # the first lender is down
+    await ask(north, "N-3")
+    txn = transaction_id("NORTH", "N-3")
+    await wait_for_record(
+        bootstrap,
+        "ill.delivery",
+        lambda r: (
+            r["transaction_id"] == txn and r["recipient"] == "SOUTH" and r["outcome"] == "failed"
+        ),
+    )
+    routed = rshub(hub, "route", txn, "--lender", "EAST")
+    assert routed.returncode == 0, routed.stderr
+    asked = await east.next()
+    assert asked.event is Event.REQUEST and asked.request_id.endswith(".2")
+    withdrawn = await wait_for_record(
+        bootstrap,
+        "ill.events",
+        lambda e: e["transaction_id"] == txn and "never received the request" in e["detail"],
+    )
+    assert "withdrawn before sent to SOUTH: Request" in withdrawn["detail"]
+
+    await south.start()  # back: the hub hears it answers again, every retry is due
+    back = rshub(hub, "redeliver", "--partner", "SOUTH")
+    assert back.returncode == 0, back.stderr
+    await tick(bootstrap, txn, minutes=600)
+    # Read after both on the transaction's partition: nothing waited for SOUTH.
+    nothing = rshub(hub, "redeliver", txn, "--partner", "SOUTH")
+    assert nothing.returncode == 2 and "nothing waits for delivery" in nothing.stderr
+    assert south.received.empty()  # neither the old Request nor a Cancel for it

@@ -29,6 +29,12 @@ class Delivery(BaseModel):
         None, description="what the recipient gave to recognise its own messages (None: new)"
     )
     state: str | None = Field(None, description="the transaction's state after this step")
+    withdraws: list[str] = Field(
+        default_factory=list,
+        description="commands this step takes back (a Cancel after staff rerouted while the "
+        "request was in flight): those not yet tried are not sent, and this step is sent "
+        "only if one of them was",
+    )
 
 
 class DeliveryOutcome(StrEnum):
@@ -36,6 +42,7 @@ class DeliveryOutcome(StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
     NOT_APPLICABLE = "not_applicable"  # the partner's protocol has no form for this step
+    WITHDRAWN = "withdrawn"  # taken back before it was tried: never sent, never to be
 
 
 class DeliveryResult(BaseModel):
