@@ -22,6 +22,7 @@ from connectors.core.model import (
 from connectors.core.records import (
     DeliveryOutcome,
     DeliveryResult,
+    Redeliver,
     RouteAction,
     RouteCommand,
     Tick,
@@ -382,3 +383,20 @@ def test_a_reroute_after_the_request_arrived_cancels_it_once() -> None:
     result = _route_to(txn, "L2")
     cancels = [v for v in records(result, "ill.outbound.") if v["recipient"] == "L1"]
     assert [(c["message"]["event"], c["withdraws"]) for c in cancels] == [("Cancel", [])]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        RouteCommand(command_id="c-1", transaction_id=TXN, action=RouteAction.LENDER, lender="LX"),
+        Redeliver(command_id="c-2", transaction_id=TXN, partner="L2"),
+    ],
+)
+def test_a_staff_typo_is_refused_to_the_staff_and_leaves_no_dead_letter(
+    order: RouteCommand | Redeliver,
+) -> None:
+    result = feed(requested(), order, DIRECTORY, at=T0)
+    assert result.verdict is not None and result.verdict.outcome is VerdictOutcome.REFUSED
+    assert records(result, "ill.deadletter") == []
+    [event] = records(result, "ill.events")
+    assert event["kind"] == "refused"
