@@ -90,6 +90,17 @@ class DeadLetter(BaseModel):
     at: datetime = Field(default_factory=now)
 
 
+class DeadLetterMark(BaseModel):
+    """Staff settled a dead letter: acknowledged it (the cause is known and dealt with) or
+    replayed it. Written to ill.deadletter after the letter; the letter stays, marked."""
+
+    ref: str = Field(description="the dead letter's reference, topic/partition/offset")
+    mark: Literal["acknowledged", "replayed"]
+    by: str
+    note: str = ""
+    at: datetime = Field(default_factory=now)
+
+
 # Raw bytes inside JSON records. Text stays readable in Kafka tools, but JSON writes a byte
 # >= 0x80 as two and a control byte as six (\u00XX): only printable ASCII up to TEXT_LIMIT
 # (at most two bytes each in JSON: quote, backslash, tab, CR, LF) is kept as text, anything

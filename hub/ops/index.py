@@ -225,8 +225,15 @@ class Index:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         # Added after the first release: an index made before gets the column here.
-        with contextlib.suppress(sqlite3.OperationalError):  # "duplicate column name"
-            self.db.execute("ALTER TABLE audit ADD COLUMN size INTEGER")
+        for table, column in (
+            ("audit", "size INTEGER"),
+            ("deadletters", "acknowledged TEXT"),
+            ("deadletters", "replayed TEXT"),
+            ("transactions", "failing TEXT"),
+            ("transactions", "deadlines TEXT"),
+        ):
+            with contextlib.suppress(sqlite3.OperationalError):  # "duplicate column name"
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         self.handlers: dict[str, Callable[[Record, Any], None]] = {
             "ill.transactions": self._snapshot,
             "ill.inbound": self._inbound,
@@ -521,8 +528,12 @@ class Index:
         self._entry(record, "delivery", summary, txn, body=result)
 
     def _deadletter(self, record: Record, letter: dict[str, Any]) -> None:
+        if "mark" in letter:
+            self._mark(record, letter)
+            return
         self.db.execute(
-            "INSERT OR IGNORE INTO deadletters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO deadletters (ref, at, stage, error, partner, protocol, "
+            "transaction_id, audit_ref, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.ref,
                 letter.get("at") or record.at,
@@ -539,6 +550,19 @@ class Index:
         if txn:
             summary = f"dead letter ({letter.get('stage')}): {letter.get('error')}"
             self._entry(record, "deadletter", summary, txn, letter.get("audit_ref"), letter)
+
+    def _mark(self, record: Record, mark: dict[str, Any]) -> None:
+        """Staff acknowledged or replayed a dead letter: it stays listed, marked, and no
+        longer makes its request need attention."""
+        column = "acknowledged" if mark["mark"] == "acknowledged" else "replayed"
+        said = f"{mark.get('by')} at {str(mark.get('at') or record.at)[:19]}"
+        if mark.get("note"):
+            said += f": {mark['note']}"
+        self.db.execute(f"UPDATE deadletters SET {column} = ? WHERE ref = ?", (said, mark["ref"]))
+        letter = self.dead_letter(str(mark["ref"]))
+        if letter and letter.get("transaction_id"):
+            summary = f"dead letter {mark['ref']} {column} by {said}"
+            self._entry(record, "staff", summary, letter["transaction_id"], body=mark)
 
     def _control(self, record: Record, command: dict[str, Any]) -> None:
         kind = command.get("kind")
@@ -624,8 +648,12 @@ class Index:
             reasons.append(str(row["needs_attention"]))
         elif row.get("parked"):
             reasons.append(f"{row['parked']} delivery parked")
+        # Settled ones (acknowledged, replayed) do not count; nor staff commands refused
+        # before they were answered at once (protocol rshub, written by earlier versions).
         letters = self.db.execute(
-            "SELECT count(*) FROM deadletters WHERE transaction_id = ?", (row["id"],)
+            "SELECT count(*) FROM deadletters WHERE transaction_id = ? AND acknowledged IS "
+            "NULL AND replayed IS NULL AND NOT (stage = 'apply' AND protocol = 'rshub')",
+            (row["id"],),
         ).fetchone()[0]
         if letters:
             reasons.append(f"{letters} dead letter{'s' if letters != 1 else ''}")
