@@ -4,6 +4,7 @@ could not be delivered is retried on the hub's clock, listed, redelivered in ord
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -174,6 +175,11 @@ async def test_a_reroute_while_the_lender_is_down_leaves_it_nothing_but_a_cancel
             r["transaction_id"] == txn and r["recipient"] == "SOUTH" and r["outcome"] == "failed"
         ),
     )
+    # Listed as needing attention from the first failed try, with the reason.
+    needing = rshub(hub, "find", "--needs-attention", "--json")
+    assert needing.returncode == 0, needing.stderr
+    [listed] = [r for r in json.loads(needing.stdout) if r["id"] == txn]
+    assert "delivery of Request to SOUTH failing" in listed["attention"]
     routed = rshub(hub, "route", txn, "--lender", "EAST")
     assert routed.returncode == 0, routed.stderr
     asked = await east.next()

@@ -369,8 +369,8 @@ class Index:
         self.db.execute(
             "UPDATE transactions SET state = ?, borrower = ?, borrower_request_id = ?, "
             "patron = ?, title = ?, author = ?, lender = ?, lenders = ?, needs_attention = ?, "
-            "waiting = ?, parked = ?, snapshot_partition = ?, snapshot_offset = ? "
-            "WHERE id = ? AND snapshot_offset < ?",
+            "waiting = ?, parked = ?, failing = ?, deadlines = ?, snapshot_partition = ?, "
+            "snapshot_offset = ? WHERE id = ? AND snapshot_offset < ?",
             (
                 row.get("state"),
                 row.get("borrower"),
@@ -383,6 +383,14 @@ class Index:
                 row.get("needs_attention"),
                 sum(1 for p in pending if p.get("status") in ("retry", "parked")),
                 sum(1 for p in pending if p.get("status") == "parked"),
+                _failing(pending),
+                json.dumps(
+                    {
+                        "lender": row.get("lender_deadline"),
+                        "due": row.get("due_date"),
+                        "lender_symbol": attempts[-1] if attempts else None,
+                    }
+                ),
                 record.partition,
                 record.offset,
                 txn,
@@ -648,6 +656,10 @@ class Index:
             reasons.append(str(row["needs_attention"]))
         elif row.get("parked"):
             reasons.append(f"{row['parked']} delivery parked")
+        if row.get("failing") and not row.get("parked"):
+            # From the first failed try, not after the whole retry schedule.
+            reasons.append(str(row["failing"]))
+        reasons += _overdue(row, now)
         # Settled ones (acknowledged, replayed) do not count; nor staff commands refused
         # before they were answered at once (protocol rshub, written by earlier versions).
         letters = self.db.execute(
@@ -733,6 +745,42 @@ class Index:
     def dead_letter(self, ref: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM deadletters WHERE ref = ?", (ref,)).fetchone()
         return dict(row) if row else None
+
+
+def _failing(pending: list[dict[str, Any]]) -> str | None:
+    """Deliveries that failed and wait for their next try, in words (None: none)."""
+    said = []
+    for p in pending:
+        if p.get("status") != "retry":
+            continue
+        command = p.get("command") or {}
+        step = (command.get("message") or {}).get("event", "a step")
+        tries = p.get("failures", 0)
+        next_at = str(p.get("next_at") or "")[:16].replace("T", " ")
+        said.append(
+            f"delivery of {step} to {command.get('recipient')} failing ({tries} failed "
+            f"tr{'y' if tries == 1 else 'ies'}: {p.get('error') or 'no detail'}; next try "
+            f"{next_at or 'soon'} UTC)"
+        )
+    return "; ".join(said) or None
+
+
+WAITING_FOR_LENDER = frozenset({"Requested"})
+OUT_ON_LOAN = frozenset({"Loaned", "Received", "Recalled", "Overdue"})
+
+
+def _overdue(row: dict[str, Any], now: datetime) -> list[str]:
+    """A partner silent past its deadline, a loan past its due date."""
+    deadlines = json.loads(row.get("deadlines") or "{}")
+    reasons = []
+    lender, due = deadlines.get("lender"), deadlines.get("due")
+    state = str(row.get("state"))
+    if lender and state in WAITING_FOR_LENDER and datetime.fromisoformat(lender) < now:
+        who = deadlines.get("lender_symbol") or "the lender"
+        reasons.append(f"{who} silent past its deadline ({lender[:16].replace('T', ' ')} UTC)")
+    if due and state in OUT_ON_LOAN and datetime.fromisoformat(due) < now:
+        reasons.append(f"past due ({due[:10]})")
+    return reasons
 
 
 # -- following the topics ----------------------------------------------------------------
