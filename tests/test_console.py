@@ -138,17 +138,32 @@ class Calls:
     def __init__(self) -> None:
         self.redelivered: list[tuple[str | None, str | None, str]] = []
         self.replayed: list[tuple[str, bool]] = []
+        self.acknowledged: list[tuple[str, str, str]] = []
 
     async def redeliver(self, txn: str | None, partner: str | None, by: str) -> tuple[int, str]:
         self.redelivered.append((txn, partner, by))
         return 0, f"done: {txn} redelivered"
 
     async def replay(
-        self, ref: str, letter: dict[str, Any] | None, raw: dict[str, Any] | None, trust: bool
+        self,
+        ref: str,
+        letter: dict[str, Any] | None,
+        raw: dict[str, Any] | None,
+        trust: bool,
+        by: str,
     ) -> tuple[int, str]:
         assert letter is not None and raw is not None  # the console found both in the index
         self.replayed.append((ref, trust))
-        return 0, f"replayed {ref}"
+        if trust:  # stands for a step the state machine refuses again
+            return 2, "refused again (apply): not possible in state Requested"
+        return 0, f"replayed {ref} by {by}"
+
+    async def acknowledge(
+        self, ref: str, letter: dict[str, Any] | None, by: str, note: str
+    ) -> tuple[int, str]:
+        assert letter is not None
+        self.acknowledged.append((ref, by, note))
+        return 0, f"acknowledged {ref}: {note}"
 
 
 @pytest.fixture
@@ -173,6 +188,7 @@ async def console(tmp_path: Path, users_file: Path) -> AsyncIterator[tuple[Conso
         load=lambda: {"SOUTH": 3},
         redeliver=calls.redeliver,
         replay=calls.replay,
+        acknowledge=calls.acknowledge,
     )
     await running.start()
     try:
@@ -411,8 +427,23 @@ async def test_actions_need_the_csrf_token_and_the_operator_role(
         async with session.post(
             f"{base(running)}/deadletters/replay", data={"csrf": token, "ref": "ill.deadletter/0/4"}
         ) as reply:
-            assert reply.status == 200 and "replayed ill.deadletter/0/4" in await reply.text()
+            assert reply.status == 200
+            assert "replayed ill.deadletter/0/4 by console:olive" in await reply.text()
         assert calls.replayed == [("ill.deadletter/0/4", False)]
+        # Refused again is shown as a refusal, not as a success.
+        async with session.post(
+            f"{base(running)}/deadletters/replay",
+            data={"csrf": token, "ref": "ill.deadletter/0/4", "trust_sender": "1"},
+        ) as reply:
+            page = await reply.text()
+        assert '<p class="flash refused">replay ill.deadletter/0/4: refused again' in page
+        async with session.post(
+            f"{base(running)}/deadletters/ack",
+            data={"csrf": token, "ref": "ill.deadletter/0/4", "note": "fixed by phone"},
+        ) as reply:
+            assert reply.status == 200
+            assert '<p class="flash">acknowledged ill.deadletter/0/4' in await reply.text()
+        assert calls.acknowledged == [("ill.deadletter/0/4", "console:olive", "fixed by phone")]
     async with client() as session:
         assert (await log_in(session, running, "rita")).status == 303
         async with session.get(f"{base(running)}/requests/{TXN}") as reply:
@@ -422,8 +453,16 @@ async def test_actions_need_the_csrf_token_and_the_operator_role(
         async with session.post(url, data={"csrf": token}, allow_redirects=False) as reply:
             assert reply.status == 403
         async with session.get(f"{base(running)}/deadletters") as reply:
-            assert "Replay" not in await reply.text()
-    assert len(calls.redelivered) == 2 and len(calls.replayed) == 1
+            listed = await reply.text()
+        assert "Replay" not in listed and "Acknowledge" not in listed
+        async with session.post(
+            f"{base(running)}/deadletters/ack",
+            data={"csrf": token, "ref": "ill.deadletter/0/4"},
+            allow_redirects=False,
+        ) as reply:
+            assert reply.status == 403
+    assert len(calls.redelivered) == 2 and len(calls.replayed) == 2
+    assert len(calls.acknowledged) == 1
 
 
 async def test_logout_and_removal_from_the_users_file_end_the_session(

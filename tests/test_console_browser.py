@@ -183,6 +183,29 @@ async def test_operator_finds_a_request_and_sees_its_refused_message(
     assert txn in letters.text and "SOUTH" in letters.text
     keep(driver, tmp_path, "5-deadletters")
 
+    # Replayed while the loan still cannot take it: shown as refused, not as done.
+    def click(label: str) -> None:
+        row = driver.find_element(By.XPATH, f"//table[@id='deadletters']//tr[td//a[.='{txn}']]")
+        if label == "Acknowledge":
+            row.find_element(By.NAME, "note").send_keys("returned outside the system")
+        row.find_element(By.XPATH, f".//button[.='{label}']").click()
+
+    await off_loop(lambda: click("Replay"))
+    await off_loop(
+        lambda: wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "p.flash.refused")))
+    )
+    assert "refused again" in driver.find_element(By.CSS_SELECTOR, "p.flash.refused").text
+    keep(driver, tmp_path, "5a-refused-again")
+    # Acknowledged with a note: kept, marked with the operator's name.
+    await off_loop(lambda: click("Acknowledge"))
+
+    def marked(browser: Any) -> bool:
+        browser.refresh()  # the mark reaches the index through ill.deadletter
+        return "acknowledged by console:olive" in browser.find_element(By.ID, "deadletters").text
+
+    await off_loop(lambda: WebDriverWait(driver, WAIT_S, poll_frequency=0.5).until(marked))
+    assert "returned outside the system" in driver.find_element(By.ID, "deadletters").text
+
     await off_loop(lambda: driver.find_element(By.LINK_TEXT, "Partners").click())
     await off_loop(lambda: wait.until(seen.title_is("Partners · rshub console")))
     row = driver.find_element(By.CSS_SELECTOR, 'tr[data-partner="SOUTH"]')

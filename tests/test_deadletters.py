@@ -74,6 +74,16 @@ async def test_a_refused_message_is_listed_and_replayed(
     again = rshub(hub, "deadletters", "replay", unknown["ref"])
     assert again.returncode == 2 and "refused again (address)" in again.stderr
 
+    # Still illegal in the state machine (the lender has not shipped): refused again, not a
+    # success holding the partner's fault; the refusal is a dead letter of its own.
+    early_again = rshub(hub, "deadletters", "replay", early["ref"])
+    assert early_again.returncode == 2, early_again.stdout
+    assert "refused again (apply)" in early_again.stderr
+    letters = json.loads(rshub(hub, "deadletters", "--partner", "NORTH", "--json").stdout)
+    assert next(x for x in letters if x["ref"] == early["ref"])["replayed"]
+    [second] = [x for x in letters if x["ref"] != early["ref"]]
+    assert second["replayed"] is None and second["acknowledged"] is None
+
     # Once the lender has shipped, the borrower's Received is replayed as it was sent.
     await say(south, Event.LOANED, lender_id, item_id="BC-D1", due_date=DUE)
     assert (await north.next()).event is Event.LOANED
@@ -84,3 +94,18 @@ async def test_a_refused_message_is_listed_and_replayed(
 
     missing = rshub(hub, "deadletters", "replay", "ill.deadletter/0/999")
     assert missing.returncode == 1 and "no dead letter" in missing.stderr
+
+    # The refusal the replay left needs attention until staff acknowledge it (kept, marked).
+    assert "dead letter" in _attention(hub, txn)
+    acked = rshub(hub, "deadletters", "ack", second["ref"], "--note", "replayed later")
+    assert acked.returncode == 0, acked.stderr
+    assert "dead letter" not in _attention(hub, txn)
+    [marked] = json.loads(rshub(hub, "deadletters", "--partner", "NORTH", "--json").stdout)[:1]
+    assert marked["ref"] == second["ref"] and "replayed later" in marked["acknowledged"]
+
+
+def _attention(hub: HubProcess, txn: str) -> str:
+    found = rshub(hub, "find", "--open", "--json")
+    assert found.returncode in (0, 1), found.stderr
+    rows = json.loads(found.stdout or "[]")
+    return next((str(r.get("attention")) for r in rows if r["id"] == txn), "")

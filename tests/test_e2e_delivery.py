@@ -4,6 +4,7 @@ could not be delivered is retried on the hub's clock, listed, redelivered in ord
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -156,3 +157,45 @@ async def test_a_borrower_down_gets_every_step_afterwards_in_order_once(
     assert north.received.empty()
     nothing = rshub(hub, "redeliver", txn)
     assert nothing.returncode == 2 and "nothing waits for delivery" in nothing.stderr
+
+
+async def test_a_reroute_while_the_lender_is_down_leaves_it_nothing_but_a_cancel(
+    hub, libraries, bootstrap
+) -> None:
+    north, south, east = libraries["NORTH"], libraries["SOUTH"], libraries["EAST"]
+    assert isinstance(south, HungLibrary)
+    south.gate.set()
+    await south.stop()  # the first lender is down
+    await ask(north, "N-3")
+    txn = transaction_id("NORTH", "N-3")
+    await wait_for_record(
+        bootstrap,
+        "ill.delivery",
+        lambda r: (
+            r["transaction_id"] == txn and r["recipient"] == "SOUTH" and r["outcome"] == "failed"
+        ),
+    )
+    # Listed as needing attention from the first failed try, with the reason.
+    needing = rshub(hub, "find", "--needs-attention", "--json")
+    assert needing.returncode == 0, needing.stderr
+    [listed] = [r for r in json.loads(needing.stdout) if r["id"] == txn]
+    assert "delivery of Request to SOUTH failing" in listed["attention"]
+    routed = rshub(hub, "route", txn, "--lender", "EAST")
+    assert routed.returncode == 0, routed.stderr
+    asked = await east.next()
+    assert asked.event is Event.REQUEST and asked.request_id.endswith(".2")
+    withdrawn = await wait_for_record(
+        bootstrap,
+        "ill.events",
+        lambda e: e["transaction_id"] == txn and "never received the request" in e["detail"],
+    )
+    assert "withdrawn before sent to SOUTH: Request" in withdrawn["detail"]
+
+    await south.start()  # back: the hub hears it answers again, every retry is due
+    back = rshub(hub, "redeliver", "--partner", "SOUTH")
+    assert back.returncode == 0, back.stderr
+    await tick(bootstrap, txn, minutes=600)
+    # Read after both on the transaction's partition: nothing waited for SOUTH.
+    nothing = rshub(hub, "redeliver", txn, "--partner", "SOUTH")
+    assert nothing.returncode == 2 and "nothing waits for delivery" in nothing.stderr
+    assert south.received.empty()  # neither the old Request nor a Cancel for it

@@ -176,3 +176,51 @@ def test_index_applies_each_record_once_and_never_goes_back(tmp_path: Path) -> N
     index.apply([index_module.Record("ill.events", 0, 1, 0, "t1", b"{not json")])
     assert index.offsets()[("ill.events", 0)] == 2
     index.close()
+
+
+def test_a_failing_delivery_and_a_silent_lender_need_attention_at_once(tmp_path: Path) -> None:
+    index = index_module.Index(tmp_path / "index.sqlite3")
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    request = {
+        "message": {"event": "Request"},
+        "recipient": "SOUTH",
+    }
+    failing = {
+        "id": "t1",
+        "state": "Requested",
+        "borrower": "NORTH",
+        "borrower_request_id": "R1",
+        "attempts": [{"lender": "SOUTH"}],
+        "pending": [
+            {
+                "command": request,
+                "status": "retry",
+                "failures": 1,
+                "error": "connection refused",
+                "next_at": "2026-03-02T12:05:00+00:00",
+            }
+        ],
+        "lender_deadline": "2026-03-07T12:00:00+00:00",
+    }
+    silent = {
+        **failing,
+        "id": "t2",
+        "borrower_request_id": "R2",
+        "pending": [],
+        "lender_deadline": "2026-03-02T11:00:00+00:00",
+    }
+    index.apply(
+        [
+            _record("ill.transactions", 0, "t1", failing),
+            _record("ill.transactions", 1, "t2", silent),
+        ]
+    )
+    # After the first failed try, not once the retry schedule (hours) has run out.
+    found = {
+        r["id"]: r["attention"]
+        for r in index.find(index_module.Criteria(needs_attention=True), now, timedelta(hours=72))
+    }
+    assert "delivery of Request to SOUTH failing (1 failed try: connection refused" in found["t1"]
+    assert "SOUTH silent past its deadline (2026-03-02 11:00 UTC)" in found["t2"]
+    assert index.needing_attention(now, timedelta(hours=72)) == 2  # what the gauge reads
+    index.close()

@@ -22,6 +22,7 @@ from connectors.core.model import (
 from connectors.core.records import (
     DeliveryOutcome,
     DeliveryResult,
+    Redeliver,
     RouteAction,
     RouteCommand,
     Tick,
@@ -339,3 +340,80 @@ def test_a_lender_renewing_unasked_moves_the_due_date_and_ends_an_overdue() -> N
     assert result.transaction.state is State.RECEIVED
     assert result.transaction.due_date == later
     assert deliveries(result) == [("B", "RenewAnswer", "REQ-1")]
+
+
+def _route_to(txn: Transaction, lender: str, ref: str = "c-9") -> Result:
+    order = RouteCommand(
+        command_id=ref, transaction_id=TXN, action=RouteAction.LENDER, lender=lender
+    )
+    return feed(txn, order, DIRECTORY, at=T0 + timedelta(minutes=10))
+
+
+def _failed(txn: Transaction, index: int = 0) -> DeliveryResult:
+    command = txn.pending[index].command
+    return DeliveryResult(
+        command_id=command.command_id,
+        transaction_id=TXN,
+        recipient=command.recipient,
+        event=command.message.event,
+        attempt=command.attempt,
+        outcome=DeliveryOutcome.FAILED,
+        detail="connection refused",
+        at=T0,
+    )
+
+
+def test_a_reroute_takes_back_a_request_the_old_lender_never_received() -> None:
+    txn = row(feed(requested(), _failed(requested()), DIRECTORY))
+    [waiting] = txn.pending
+    assert waiting.status.value == "retry"
+    result = _route_to(txn, "L2")
+    # Nothing for L1: not the request, not a Cancel for a request it never had.
+    assert [d for d in deliveries(result) if d[0] != "B"] == [("L2", "Request", lid(2))]
+    after = row(result)
+    assert "L1" not in [p.recipient for p in after.pending]
+    [event] = records(result, "ill.events")
+    assert "never received the request" in event["detail"]
+    # L1 answers again: nothing waits for it; a late result of its request is not retried.
+    late = _failed(txn).model_copy(update={"try_number": 2})
+    again = feed(after, late, DIRECTORY)
+    assert deliveries(again) == []
+    assert row(again).needs_attention is None
+    assert "L1" not in [p.recipient for p in row(again).pending]
+
+
+def test_a_reroute_while_the_request_is_in_flight_cancels_only_if_it_arrives() -> None:
+    txn = requested()
+    request_id = txn.pending[0].command.command_id
+    result = _route_to(txn, "L2")
+    cancel = next(v for v in records(result, "ill.outbound.") if v["recipient"] == "L1")
+    assert cancel["message"]["event"] == "Cancel"
+    assert cancel["withdraws"] == [request_id]
+
+
+def test_a_reroute_after_the_request_arrived_cancels_it_once() -> None:
+    txn = requested()
+    command = txn.pending[0].command
+    accepted = _failed(txn).model_copy(update={"outcome": DeliveryOutcome.SENT})
+    txn = row(feed(txn, accepted, DIRECTORY))
+    assert txn.pending == [] and command.command_id
+    result = _route_to(txn, "L2")
+    cancels = [v for v in records(result, "ill.outbound.") if v["recipient"] == "L1"]
+    assert [(c["message"]["event"], c["withdraws"]) for c in cancels] == [("Cancel", [])]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        RouteCommand(command_id="c-1", transaction_id=TXN, action=RouteAction.LENDER, lender="LX"),
+        Redeliver(command_id="c-2", transaction_id=TXN, partner="L2"),
+    ],
+)
+def test_a_staff_typo_is_refused_to_the_staff_and_leaves_no_dead_letter(
+    order: RouteCommand | Redeliver,
+) -> None:
+    result = feed(requested(), order, DIRECTORY, at=T0)
+    assert result.verdict is not None and result.verdict.outcome is VerdictOutcome.REFUSED
+    assert records(result, "ill.deadletter") == []
+    [event] = records(result, "ill.events")
+    assert event["kind"] == "refused"

@@ -574,7 +574,8 @@ def test_staff_routing_out_of_turn_is_refused(state: State) -> None:
         result = apply(loan.txn, route(action, lender), T0, directory=D)
         assert result.verdict is not None and result.verdict.outcome is VerdictOutcome.REFUSED
         assert result.transaction == loan.txn
-        assert any(o.topic == "ill.deadletter" for o in result.outputs)
+        # Told to the staff who asked, kept on ill.events; not a dead letter (issue 27).
+        assert [o.topic for o in result.outputs] == ["ill.events", "ill.replies"]
     result = apply(loan.txn, route(RouteAction.RESTART), T0, directory=D)
     assert result.verdict is not None and result.verdict.outcome is VerdictOutcome.REFUSED
 

@@ -29,6 +29,12 @@ class Delivery(BaseModel):
         None, description="what the recipient gave to recognise its own messages (None: new)"
     )
     state: str | None = Field(None, description="the transaction's state after this step")
+    withdraws: list[str] = Field(
+        default_factory=list,
+        description="commands this step takes back (a Cancel after staff rerouted while the "
+        "request was in flight): those not yet tried are not sent, and this step is sent "
+        "only if one of them was",
+    )
 
 
 class DeliveryOutcome(StrEnum):
@@ -36,6 +42,7 @@ class DeliveryOutcome(StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
     NOT_APPLICABLE = "not_applicable"  # the partner's protocol has no form for this step
+    WITHDRAWN = "withdrawn"  # taken back before it was tried: never sent, never to be
 
 
 class DeliveryResult(BaseModel):
@@ -80,6 +87,17 @@ class DeadLetter(BaseModel):
     transaction_id: str | None = None
     audit_ref: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+    at: datetime = Field(default_factory=now)
+
+
+class DeadLetterMark(BaseModel):
+    """Staff settled a dead letter: acknowledged it (the cause is known and dealt with) or
+    replayed it. Written to ill.deadletter after the letter; the letter stays, marked."""
+
+    ref: str = Field(description="the dead letter's reference, topic/partition/offset")
+    mark: Literal["acknowledged", "replayed"]
+    by: str
+    note: str = ""
     at: datetime = Field(default_factory=now)
 
 

@@ -818,6 +818,11 @@ def deadletters(settings: Settings, args: argparse.Namespace) -> int:
             print("rshub: usage: rshub deadletters replay REF [--trust-sender]", file=sys.stderr)
             return 2
         return replay(settings, args.ref, args.trust_sender)
+    if args.action == "ack":
+        if not args.ref:
+            print("rshub: usage: rshub deadletters ack REF [--note TEXT]", file=sys.stderr)
+            return 2
+        return acknowledge(settings, args.ref, args.note or "")
     with _index(settings, _quiet_bootstrap(settings)) as index:
         letters = index.dead_letters(args.partner, args.stage, args.limit)
         for letter in letters:
@@ -834,9 +839,36 @@ def deadletters(settings: Settings, args: argparse.Namespace) -> int:
             f"{letter['ref']:<22} {letter['at'][:19]}  {letter['stage'] or '?':<12} "
             f"{letter['partner'] or '-':<10} {letter['protocol'] or '-':<10} {where}"
         )
-        replay_hint = "  (replay: rshub deadletters replay REF)" if letter["replayable"] else ""
-        print(f"    {letter['error']}{replay_hint}")
+        settled = letter["replayed"] or letter["acknowledged"]
+        hint = "  (replay: rshub deadletters replay REF)" if letter["replayable"] else ""
+        print(f"    {letter['error']}{'' if settled else hint}")
+        if letter["acknowledged"]:
+            print(f"    acknowledged by {letter['acknowledged']}")
+        if letter["replayed"]:
+            print(f"    replayed by {letter['replayed']}")
     return 0
+
+
+def _who() -> str:
+    """Who typed a staff command, for the timeline."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return "cli"
+
+
+def acknowledge(settings: Settings, ref: str, note: str) -> int:
+    """`rshub deadletters ack REF`: mark a dead letter settled (kept, marked)."""
+    bootstrap = _running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    with _index(settings, bootstrap) as index:
+        letter = index.dead_letter(ref)
+    code, text = asyncio.run(replaying.acknowledge(bootstrap, ref, letter, _who(), note))
+    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
 
 
 def replay(settings: Settings, ref: str, trust_sender: bool) -> int:
@@ -849,7 +881,7 @@ def replay(settings: Settings, ref: str, trust_sender: bool) -> int:
         letter = index.dead_letter(ref)
         raw = index.raw(letter["audit_ref"]) if letter and letter["audit_ref"] else None
     code, text = asyncio.run(
-        replaying.replay_letter(settings, bootstrap, ref, letter, raw, trust_sender)
+        replaying.replay_letter(settings, bootstrap, ref, letter, raw, trust_sender, _who())
     )
     print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
     return code
@@ -1079,7 +1111,8 @@ def main(argv: list[str] | None = None) -> int:
     p_dead = sub.add_parser(
         "deadletters", help="refused messages with reasons; replay one (deadletters replay REF)"
     )
-    p_dead.add_argument("action", nargs="?", choices=("list", "replay"), default="list")
+    p_dead.add_argument("action", nargs="?", choices=("list", "replay", "ack"), default="list")
+    p_dead.add_argument("--note", metavar="TEXT", help="ack: why it is settled")
     p_dead.add_argument("ref", nargs="?", metavar="REF", help="a dead letter (from the list)")
     p_dead.add_argument("--partner", metavar="SYM")
     p_dead.add_argument("--stage", metavar="STAGE", help="parse, authenticate, address, apply")

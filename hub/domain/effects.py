@@ -16,7 +16,7 @@ from connectors.core.model import Event, Message, Reason, Role, lender_request_i
 from connectors.core.records import Locate, RoutingDecision
 from hub.domain import outbox as deliveries
 from hub.domain.inputs import Input
-from hub.domain.lifecycle import ROUTABLE, Effect, Hub
+from hub.domain.lifecycle import ROUTABLE, Effect, Hub, State
 from hub.domain.rota import at_limit, rank
 from hub.domain.run import Run
 from hub.domain.transaction import Attempt, Sending, aware
@@ -226,8 +226,9 @@ def never_ask(run: Run, given: Input) -> Note:
 def skip_holder(run: Run, given: Input) -> Note:
     """The lender skipped holds the request: take it back; the next is asked (a follow-up)."""
     if run.txn.open_with == given.lender:
-        _withdraw(run, given.withdraw)
+        note = _withdraw(run, given.withdraw)
         run.emit(Input(Hub.LENDER_SKIPPED, sender=given.sender, why=given.why))
+        return note
     return None
 
 
@@ -242,18 +243,41 @@ def close_attempt(run: Run, given: Input) -> Note:
 
 
 def withdraw(run: Run, given: Input) -> Note:
-    _withdraw(run, given.withdraw)
-    return None
+    return _withdraw(run, given.withdraw)
 
 
-def _withdraw(run: Run, why: str) -> None:
+def _withdraw(run: Run, why: str) -> Note:
     """Take the request back from the lender holding it (staff rerouting, time-out,
-    expiry): the lender gets a Cancel, the attempt ends."""
+    expiry). What waits for that lender and was never sent is dropped; the lender gets one
+    Cancel if it may have the request: it accepted it, or it is in flight (then the Cancel
+    goes only if the request gets through, `Delivery.withdraws`). A lender that never
+    received it gets nothing: a Request then a Cancel would be a book nobody wants."""
     txn = run.txn
     attempt = txn.attempt
     if attempt is None or attempt.outcome is not None or txn.state not in ROUTABLE:
-        return
+        return None
     attempt.outcome = why
+    request = next(
+        (
+            p
+            for p in txn.pending
+            if p.command.attempt == attempt.number and p.command.message.event is Event.REQUEST
+        ),
+        None,
+    )
+    dropped = deliveries.withdraw_unsent(run, attempt.lender, attempt.number)
+    said = ", ".join(p.command.message.event.value for p in dropped)
+    note = f"withdrawn before sent to {attempt.lender}: {said}" if dropped else None
+    in_flight = [
+        p.command.command_id
+        for p in txn.pending
+        if p.recipient == attempt.lender and p.command.attempt == attempt.number
+    ]
+    # A lender that answered has the request, whatever its delivery's result says.
+    received = request is None or txn.state is not State.REQUESTED
+    if not received and not in_flight:
+        never = f"{attempt.lender} never received the request, nothing to cancel"
+        return f"{note}; {never}" if note else never
     cancel = Message(
         event=Event.CANCEL,
         request_id=attempt.request_id,
@@ -264,14 +288,17 @@ def _withdraw(run: Run, why: str) -> None:
         patron_id=txn.request.patron_id if txn.request else None,
         item_id=txn.item_id,
     )
-    deliveries.deliver(run, attempt.lender, cancel, attempt.number)
+    # Conditional only while the request itself may not have arrived.
+    withdraws = [] if received else in_flight
+    deliveries.deliver(run, attempt.lender, cancel, attempt.number, withdraws=withdraws)
+    return note
 
 
 def drop_deliveries(run: Run, given: Input) -> Note:
     """The lender cannot be reached: what waits for it is not for it any more."""
     attempt = run.txn.attempt
     assert attempt is not None
-    run.txn.pending = [p for p in run.txn.pending if p.recipient != attempt.lender]
+    deliveries.withdraw_unsent(run, attempt.lender, in_flight_too=True)
     return None
 
 
@@ -400,6 +427,8 @@ def retry_later(run: Run, given: Input) -> Note:
     """Schedule the next try of a failed delivery, or park it after the last."""
     result = given.result
     assert result is not None
+    if result.command_id in run.txn.withdrawn:
+        return "withdrawn: not tried again"
     pending = deliveries.pending_for(run.txn, result.command_id)
     if pending is not None and pending.status is not Sending.IN_FLIGHT:
         return "stale result"

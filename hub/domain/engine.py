@@ -395,7 +395,7 @@ def _route(
     label = f"route {command.action.value}" + (f" {lender}" if lender else "")
 
     def refuse(error: str) -> Result:
-        return _refusal(txn, command.ref, key, by, label, error, at)
+        return _refusal(txn, command.ref, key, by, label, error, at, staff=True)
 
     if txn is None:
         return refuse(f"no transaction {key}")
@@ -438,9 +438,11 @@ def _redeliver(
     key = command.transaction_id
     label = "redeliver" + (f" to {command.partner}" if command.partner else "")
     if txn is None:
-        return _refusal(None, command.ref, key, command.by, label, f"no transaction {key}", at)
+        error = f"no transaction {key}"
+        return _refusal(None, command.ref, key, command.by, label, error, at, staff=True)
     if not deliveries.waiting(txn, command.partner):
-        return _refusal(txn, command.ref, key, command.by, label, "nothing waits for delivery", at)
+        error = "nothing waits for delivery"
+        return _refusal(txn, command.ref, key, command.by, label, error, at, staff=True)
     given = Input(Hub.REDELIVER, sender=command.by, partner=command.partner)
     run = Run(txn.working_copy(), directory, command.ref, at, load)
     detail = _through_table(run, given, transition(txn.state, Hub.REDELIVER, None, "staff"))
@@ -502,8 +504,12 @@ def _refusal(
     at: datetime,
     protocol: str | None = "rshub",
     audit_ref: str | None = None,
+    staff: bool = False,
 ) -> Result:
-    """Refuse an input: the row stays as it was; a dead letter, an event and the verdict."""
+    """Refuse an input: the row stays as it was; a dead letter, an event and the verdict.
+    A staff command gets no dead letter: the refusal is answered to whoever typed it at
+    once (and kept on ill.events); a dead letter would mark a healthy request as needing
+    attention for a typo."""
     state = txn.state if txn else State.NEW
     verdict = Verdict(
         message_id=ref, transaction_id=key, outcome=VerdictOutcome.REFUSED, state=state, error=error
@@ -530,7 +536,7 @@ def _refusal(
         at=at,
     )
     outputs: list[Output] = [
-        as_output("ill.deadletter", key, letter),
+        *([] if staff else [as_output("ill.deadletter", key, letter)]),
         as_output("ill.events", key, change),
         as_output("ill.replies", key, verdict),
     ]

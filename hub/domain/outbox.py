@@ -18,9 +18,14 @@ from hub.domain.lifecycle import State
 from hub.domain.run import Run
 from hub.domain.transaction import Pending, Sending, Transaction, aware, party
 
+WITHDRAWN_MEMORY = 50  # command ids of withdrawn steps kept per transaction
 
-def deliver(run: Run, recipient: str, message: Message, attempt: int) -> None:
-    """Queue a step for `recipient` (attempt 0: the borrower) and send what may go now."""
+
+def deliver(
+    run: Run, recipient: str, message: Message, attempt: int, withdraws: list[str] | None = None
+) -> None:
+    """Queue a step for `recipient` (attempt 0: the borrower) and send what may go now.
+    `withdraws`: steps in flight this one takes back (see `Delivery.withdraws`)."""
     txn = run.txn
     partner = run.directory.partner(recipient)
     command = Delivery(
@@ -33,6 +38,7 @@ def deliver(run: Run, recipient: str, message: Message, attempt: int) -> None:
         # recipient's own comes as `correlation`, nobody else's travels in the message.
         message=message.model_copy(update={"transaction_id": txn.id, "correlation": None}),
         correlation=txn.parties.get(party(recipient, attempt)),
+        withdraws=withdraws or [],
     )
     run.created.add(command.command_id)
     txn.pending.append(Pending(command=command, status=Sending.QUEUED))
@@ -66,6 +72,30 @@ def release(run: Run, recipient: str, force: bool = False) -> int:
         if retry:
             break  # the partner was failing: what follows waits for this one's result
     return sent
+
+
+def withdraw_unsent(
+    run: Run, recipient: str, attempt: int | None = None, in_flight_too: bool = False
+) -> list[Pending]:
+    """Take back what waits for `recipient` (of one lender attempt, or all) and has not been
+    handed to the outbound connector: it is never sent. Steps in flight stay (they may have
+    arrived) unless `in_flight_too` (the recipient cannot be reached). The ids taken are
+    remembered so a late result is not tried again."""
+    txn = run.txn
+    taken = [
+        p
+        for p in txn.pending
+        if p.recipient == recipient
+        and attempt in (None, p.command.attempt)
+        and (in_flight_too or p.status is not Sending.IN_FLIGHT)
+    ]
+    txn.pending = [p for p in txn.pending if p not in taken]
+    ids = [p.command.command_id for p in taken]
+    txn.withdrawn = [*txn.withdrawn, *ids][-WITHDRAWN_MEMORY:]
+    parked = any(p.status is Sending.PARKED for p in txn.pending)
+    if taken and not parked and (txn.needs_attention or "").startswith("delivery of"):
+        txn.needs_attention = None
+    return taken
 
 
 def pending_for(txn: Transaction, command_id: str) -> Pending | None:

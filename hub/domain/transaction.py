@@ -115,6 +115,11 @@ class Transaction(BaseModel):
     pending: list[Pending] = Field(
         default_factory=list, description="deliveries not yet accepted, oldest first"
     )
+    withdrawn: list[str] = Field(
+        default_factory=list,
+        description="command ids of steps taken back before they were sent (a late result "
+        "for one is not tried again)",
+    )
     history: list[Step] = Field(default_factory=list)
     seen: list[str] = Field(default_factory=list)
     replay: dict[str, list[Output]] = Field(default_factory=dict)

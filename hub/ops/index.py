@@ -246,8 +246,15 @@ class Index:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         # Added after the first release: an index made before gets the column here.
-        with contextlib.suppress(sqlite3.OperationalError):  # "duplicate column name"
-            self.db.execute("ALTER TABLE audit ADD COLUMN size INTEGER")
+        for table, column in (
+            ("audit", "size INTEGER"),
+            ("deadletters", "acknowledged TEXT"),
+            ("deadletters", "replayed TEXT"),
+            ("transactions", "failing TEXT"),
+            ("transactions", "deadlines TEXT"),
+        ):
+            with contextlib.suppress(sqlite3.OperationalError):  # "duplicate column name"
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         self.handlers: dict[str, Callable[[Record, Any], None]] = {
             "ill.transactions": self._snapshot,
             "ill.inbound": self._inbound,
@@ -383,8 +390,8 @@ class Index:
         self.db.execute(
             "UPDATE transactions SET state = ?, borrower = ?, borrower_request_id = ?, "
             "patron = ?, title = ?, author = ?, lender = ?, lenders = ?, needs_attention = ?, "
-            "waiting = ?, parked = ?, snapshot_partition = ?, snapshot_offset = ? "
-            "WHERE id = ? AND snapshot_offset < ?",
+            "waiting = ?, parked = ?, failing = ?, deadlines = ?, snapshot_partition = ?, "
+            "snapshot_offset = ? WHERE id = ? AND snapshot_offset < ?",
             (
                 row.get("state"),
                 row.get("borrower"),
@@ -397,6 +404,14 @@ class Index:
                 row.get("needs_attention"),
                 sum(1 for p in pending if p.get("status") in ("retry", "parked")),
                 sum(1 for p in pending if p.get("status") == "parked"),
+                _failing(pending),
+                json.dumps(
+                    {
+                        "lender": row.get("lender_deadline"),
+                        "due": row.get("due_date"),
+                        "lender_symbol": attempts[-1] if attempts else None,
+                    }
+                ),
                 record.partition,
                 record.offset,
                 txn,
@@ -554,8 +569,12 @@ class Index:
         self._entry(record, "delivery", summary, txn, body=result)
 
     def _deadletter(self, record: Record, letter: dict[str, Any]) -> None:
+        if "mark" in letter:
+            self._mark(record, letter)
+            return
         self.db.execute(
-            "INSERT OR IGNORE INTO deadletters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO deadletters (ref, at, stage, error, partner, protocol, "
+            "transaction_id, audit_ref, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.ref,
                 letter.get("at") or record.at,
@@ -572,6 +591,19 @@ class Index:
         if txn:
             summary = f"dead letter ({letter.get('stage')}): {letter.get('error')}"
             self._entry(record, "deadletter", summary, txn, letter.get("audit_ref"), letter)
+
+    def _mark(self, record: Record, mark: dict[str, Any]) -> None:
+        """Staff acknowledged or replayed a dead letter: it stays listed, marked, and no
+        longer makes its request need attention."""
+        column = "acknowledged" if mark["mark"] == "acknowledged" else "replayed"
+        said = f"{mark.get('by')} at {str(mark.get('at') or record.at)[:19]}"
+        if mark.get("note"):
+            said += f": {mark['note']}"
+        self.db.execute(f"UPDATE deadletters SET {column} = ? WHERE ref = ?", (said, mark["ref"]))
+        letter = self.dead_letter(str(mark["ref"]))
+        if letter and letter.get("transaction_id"):
+            summary = f"dead letter {mark['ref']} {column} by {said}"
+            self._entry(record, "staff", summary, letter["transaction_id"], body=mark)
 
     def _control(self, record: Record, command: dict[str, Any]) -> None:
         kind = command.get("kind")
@@ -657,8 +689,16 @@ class Index:
             reasons.append(str(row["needs_attention"]))
         elif row.get("parked"):
             reasons.append(f"{row['parked']} delivery parked")
+        if row.get("failing") and not row.get("parked"):
+            # From the first failed try, not after the whole retry schedule.
+            reasons.append(str(row["failing"]))
+        reasons += _overdue(row, now)
+        # Settled ones (acknowledged, replayed) do not count; nor staff commands refused
+        # before they were answered at once (protocol rshub, written by earlier versions).
         letters = self.db.execute(
-            "SELECT count(*) FROM deadletters WHERE transaction_id = ?", (row["id"],)
+            "SELECT count(*) FROM deadletters WHERE transaction_id = ? AND acknowledged IS "
+            "NULL AND replayed IS NULL AND NOT (stage = 'apply' AND protocol = 'rshub')",
+            (row["id"],),
         ).fetchone()[0]
         if letters:
             reasons.append(f"{letters} dead letter{'s' if letters != 1 else ''}")
@@ -738,6 +778,42 @@ class Index:
     def dead_letter(self, ref: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM deadletters WHERE ref = ?", (ref,)).fetchone()
         return dict(row) if row else None
+
+
+def _failing(pending: list[dict[str, Any]]) -> str | None:
+    """Deliveries that failed and wait for their next try, in words (None: none)."""
+    said = []
+    for p in pending:
+        if p.get("status") != "retry":
+            continue
+        command = p.get("command") or {}
+        step = (command.get("message") or {}).get("event", "a step")
+        tries = p.get("failures", 0)
+        next_at = str(p.get("next_at") or "")[:16].replace("T", " ")
+        said.append(
+            f"delivery of {step} to {command.get('recipient')} failing ({tries} failed "
+            f"tr{'y' if tries == 1 else 'ies'}: {p.get('error') or 'no detail'}; next try "
+            f"{next_at or 'soon'} UTC)"
+        )
+    return "; ".join(said) or None
+
+
+WAITING_FOR_LENDER = frozenset({"Requested"})
+OUT_ON_LOAN = frozenset({"Loaned", "Received", "Recalled", "Overdue"})
+
+
+def _overdue(row: dict[str, Any], now: datetime) -> list[str]:
+    """A partner silent past its deadline, a loan past its due date."""
+    deadlines = json.loads(row.get("deadlines") or "{}")
+    reasons = []
+    lender, due = deadlines.get("lender"), deadlines.get("due")
+    state = str(row.get("state"))
+    if lender and state in WAITING_FOR_LENDER and datetime.fromisoformat(lender) < now:
+        who = deadlines.get("lender_symbol") or "the lender"
+        reasons.append(f"{who} silent past its deadline ({lender[:16].replace('T', ' ')} UTC)")
+    if due and state in OUT_ON_LOAN and datetime.fromisoformat(due) < now:
+        reasons.append(f"past due ({due[:10]})")
+    return reasons
 
 
 # -- following the topics ----------------------------------------------------------------

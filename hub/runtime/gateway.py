@@ -356,6 +356,21 @@ class Gateway(Service):
         """From an authenticated partner: audit, decode, address, write to Kafka, answer.
         Raises Refusal; the caller dead-letters it (`refuse`) and sends its answer. A broker
         that fails on the way is a temporary failure for the partner, not an HTTP 500."""
+        answer, _verdict = await self.judged(codec, partner, body, content_type, wait=wait)
+        return answer
+
+    async def judged(
+        self,
+        codec: Codec[Any],
+        partner: str,
+        body: bytes,
+        content_type: str | None = None,
+        *,
+        wait: bool = True,
+    ) -> tuple[Answer, Verdict | None]:
+        """As `take`, with the state machine's verdict (None: none came in time): a replay
+        must tell a step applied from one the state machine refused again, which the partner
+        is answered in its protocol, not with a Refusal."""
         if not self._broker_up:
             raise self.unavailable(codec)
         try:
@@ -506,7 +521,7 @@ class Gateway(Service):
         body: bytes,
         content_type: str | None,
         wait: bool,
-    ) -> Answer:
+    ) -> tuple[Answer, Verdict | None]:
         audit_ref = await self.io.audit("in", codec.protocol, symbol, body, content_type)
         try:
             decoded = codec.decode(body, symbol, self.limits)
@@ -555,8 +570,8 @@ class Gateway(Service):
             # state New) is each protocol's unknown request, not a state error (issue 24).
             unknown = verdict.state == State.NEW.value and message.event is not Event.REQUEST
             fault = Fault.UNKNOWN_REQUEST if unknown else Fault.STATE
-            return codec.fault(fault, verdict.error or "", decoded, verdict.state)
-        return codec.accept(decoded, verdict.state if verdict else None)
+            return codec.fault(fault, verdict.error or "", decoded, verdict.state), verdict
+        return codec.accept(decoded, verdict.state if verdict else None), verdict
 
     async def _publish(
         self, message: Message, wait: bool, refusal: Callable[[str], Refusal]

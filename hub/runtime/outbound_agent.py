@@ -33,6 +33,12 @@ SENDING = "sending:"
 RESENT = "re-sent after an interruption (the partner may have it already; same ids)"
 HUB_AGENCY = "RSHUB"
 HELD = "held back: an earlier step to this partner has not been delivered"
+WITHDRAWN = "withdrawn:"  # prefix of a withdrawn command's id in the `delivered` table
+
+
+def handled(marks: list[str], command_id: str) -> bool:
+    """Whether a command was handled: delivered, or withdrawn before it was tried."""
+    return command_id in marks or f"{WITHDRAWN}{command_id}" in marks
 
 
 class Delivered(Protocol):
@@ -68,6 +74,8 @@ class OutboundAgent:
         self.queues = queues
         self.announce = announce
         self.failing: set[str] = set()  # partners whose last delivery from this worker failed
+        # Commands a later step takes back (Delivery.withdraws), read before they were tried.
+        self.recalled: set[str] = set()
 
     async def start(self) -> None:
         await self.sender.start()
@@ -86,10 +94,13 @@ class OutboundAgent:
                     log.error("delivery.unreadable", topic=record.topic, error=str(exc))
                     await inputs.ack(record)
                     continue
-                if command.command_id in self.delivered.get(command.transaction_id):
+                if handled(self.delivered.get(command.transaction_id), command.command_id):
                     log.info("delivery.already_done", command_id=command.command_id)
                     await inputs.ack(record)
                     continue
+                # Read before the steps it takes back have their turn (they wait behind a
+                # slow partner): they are not tried.
+                self.recalled.update(command.withdraws)
                 await self.queues.submit(
                     command.transaction_id, command.recipient, self.job(command, record, inputs)
                 )
@@ -106,12 +117,15 @@ class OutboundAgent:
 
     async def deliver(self, command: Delivery, record: Consumed, inputs: Inputs) -> bool:
         """One job of the partner's queue: whether the partner took the command."""
-        if command.command_id in self.delivered.get(command.transaction_id):
+        if handled(self.delivered.get(command.transaction_id), command.command_id):
             # The same command twice in the queue (a replayed engine output): the first
             # delivered it while this one waited behind it.
             log.info("delivery.already_done", command_id=command.command_id)
             await inputs.ack(record)
             return True
+        withdrawn = self.withdrawn(command)
+        if withdrawn is not None:
+            return await self.withdraw(command, record, inputs, withdrawn)
         try:
             result = await self.attempt(command, record.partition)
         except Exception as exc:
@@ -154,6 +168,37 @@ class OutboundAgent:
                 await self.delivered.set(record.partition, command.transaction_id, kept)
         await inputs.ack(record)
         return accepted
+
+    def withdrawn(self, command: Delivery) -> str | None:
+        """Why a command is not to be sent (taken back by staff rerouting), or None."""
+        if command.command_id in self.recalled:
+            return "withdrawn before it was sent: the request moved to another lender"
+        if command.withdraws:
+            marks = self.delivered.get(command.transaction_id)
+            if not any(i in marks for i in command.withdraws):
+                # Only what the partner accepted needs taking back.
+                return "not sent: the partner never received what it would take back"
+        return None
+
+    async def withdraw(self, command: Delivery, record: Consumed, inputs: Inputs, why: str) -> bool:
+        """Report a command withdrawn (the engine records it in the timeline) and mark it
+        handled, so a replay after a restart does not send it either."""
+        self.recalled.discard(command.command_id)
+        result = _result(command, DeliveryOutcome.WITHDRAWN)
+        result.detail, result.tries = why, 0
+        log.info(
+            "delivery.withdrawn",
+            transaction_id=command.transaction_id,
+            recipient=command.recipient,
+            step=command.message.event.value,
+        )
+        await self.writer.write([as_output(Topic.DELIVERY, command.transaction_id, result)])
+        marks = [*self.delivered.get(command.transaction_id), f"{WITHDRAWN}{command.command_id}"]
+        await self.delivered.set(
+            record.partition, command.transaction_id, marks[-DELIVERED_MEMORY:]
+        )
+        await inputs.ack(record)
+        return True
 
     async def attempt(self, command: Delivery, partition: int = 0) -> DeliveryResult:
         directory, queues, codec = self.directory, self.queues, self.codec

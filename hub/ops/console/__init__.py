@@ -55,9 +55,14 @@ def build(
         )
 
     async def replay(
-        ref: str, letter: dict[str, Any] | None, raw: dict[str, Any] | None, trust: bool
+        ref: str, letter: dict[str, Any] | None, raw: dict[str, Any] | None, trust: bool, by: str
     ) -> tuple[int, str]:
-        return await replaying.replay_letter(settings, bootstrap, ref, letter, raw, trust)
+        return await replaying.replay_letter(settings, bootstrap, ref, letter, raw, trust, by)
+
+    async def acknowledge(
+        ref: str, letter: dict[str, Any] | None, by: str, note: str
+    ) -> tuple[int, str]:
+        return await replaying.acknowledge(bootstrap, ref, letter, by, note)
 
     async def waiting() -> dict[str, list[dict[str, Any]]]:
         return await delivery_cli.waiting(bootstrap)
@@ -80,6 +85,7 @@ def build(
         waiting=waiting,
         redeliver=redeliver,
         replay=replay,
+        acknowledge=acknowledge,
     )
 
 

@@ -10,6 +10,7 @@
     POST /partners/{symbol}/redeliver          operators: send all that waits for it again
     GET  /deadletters                          refused messages and records, with reasons
     POST /deadletters/replay                   operators: replay one (rshub deadletters replay)
+    POST /deadletters/ack                      operators: acknowledge one (rshub deadletters ack)
     GET  /live                                 server-sent events: what the index takes in
     GET  /static/console.{js,css}
 
@@ -81,8 +82,9 @@ SESSION = web.RequestKey("console_session", Session)
 FORM = web.RequestKey("console_form", dict[str, str])  # the text fields of a POSTed form
 Redeliverer = Callable[[str | None, str | None, str], Awaitable[tuple[int, str]]]
 Replayer = Callable[
-    [str, dict[str, Any] | None, dict[str, Any] | None, bool], Awaitable[tuple[int, str]]
+    [str, dict[str, Any] | None, dict[str, Any] | None, bool, str], Awaitable[tuple[int, str]]
 ]
+Acknowledger = Callable[[str, dict[str, Any] | None, str, str], Awaitable[tuple[int, str]]]
 Waiting = Callable[[], Awaitable[dict[str, list[dict[str, Any]]]]]
 
 
@@ -108,14 +110,16 @@ class Console(Service):
         waiting: Waiting | None = None,
         redeliver: Redeliverer | None = None,
         replay: Replayer | None = None,
+        acknowledge: Acknowledger | None = None,
         **kwargs: Any,
     ) -> None:
         """`load`: open requests each lender holds (the rota's load view); `waiting`: steps
-        waiting for delivery per partner (rshub deliveries); `redeliver(txn, partner, by)`
-        and `replay(ref, letter, raw, trust_sender)`: the operators' actions, as the
-        commands do them. `idle_timeout_s`: a connection without a whole request head
-        within it (from connect, or from its last answer) is closed; the two caps: open
-        connections from one source address, and in all."""
+        waiting for delivery per partner (rshub deliveries); `redeliver(txn, partner, by)`,
+        `replay(ref, letter, raw, trust_sender, by)` and `acknowledge(ref, letter, by,
+        note)`: the operators' actions, as the commands do them (hub.ops).
+        `idle_timeout_s`: a connection without a whole request head within it (from connect,
+        or from its last answer) is closed; the two caps: open connections from one source
+        address, and in all."""
         super().__init__(**kwargs)
         self.index_path, self.directory = index_path, directory
         self.users = UserFile(users_file)
@@ -132,6 +136,7 @@ class Console(Service):
         self.waiting = waiting
         self.redeliver_call = redeliver
         self.replay_call = replay
+        self.acknowledge_call = acknowledge
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-index")
         self.index: index_module.Index | None = None
         self.clients: set[asyncio.Queue[tuple[str, dict[str, Any]] | None]] = set()
@@ -200,6 +205,7 @@ class Console(Service):
         app.router.add_post("/partners/{symbol}/redeliver", self.redeliver_partner)
         app.router.add_get("/deadletters", self.deadletters)
         app.router.add_post("/deadletters/replay", self.replay)
+        app.router.add_post("/deadletters/ack", self.acknowledge)
         app.router.add_get("/stats", self.stats)
         app.router.add_get("/stats.csv", self.stats_csv)
         app.router.add_get("/live", self.live)
@@ -494,12 +500,26 @@ class Console(Service):
             return letter, raw
 
         letter, raw = await self.read(read)
+        said: Awaitable[tuple[int, str]]
         if self.replay_call is None:
-            said = "replay is not available in this console"
+            said = _done(2, "replay is not available in this console")
         else:
-            call = self.replay_call(ref, letter, raw, trust)
-            said = await self._act(session, "replay", ref, call)
-        session.flash.append(said)
+            said = self.replay_call(ref, letter, raw, trust, f"console:{session.user}")
+        session.flash.append(await self._act(session, "replay", ref, said))
+        raise web.HTTPSeeOther("/deadletters")
+
+    async def acknowledge(self, request: web.Request) -> web.Response:
+        session = self._operator(request)
+        form = request[FORM]
+        ref, note = _field(form, "ref"), _field(form, "note").strip()
+        index = self._index()
+        letter = await self.read(partial(index.dead_letter, ref))
+        said: Awaitable[tuple[int, str]]
+        if self.acknowledge_call is None:
+            said = _done(2, "acknowledging is not available in this console")
+        else:
+            said = self.acknowledge_call(ref, letter, f"console:{session.user}", note)
+        session.flash.append(await self._act(session, "acknowledge", ref, said))
         raise web.HTTPSeeOther("/deadletters")
 
     def _redeliver(
@@ -511,13 +531,15 @@ class Console(Service):
 
     async def _act(
         self, session: Session, what: str, subject: str, call: Awaitable[tuple[int, str]]
-    ) -> str:
+    ) -> tuple[str, bool]:
+        """Run an action; what to tell the operator, and whether it was done (a refusal,
+        "refused again" included, is shown as one, not as a success)."""
         try:
             code, text = await call
         except Exception as error:  # the broker is away: say so, the console goes on
             code, text = 2, f"{type(error).__name__}: {error}"
         log.info(f"console.{what}", user=session.user, subject=subject, code=code, said=text)
-        return text if code == 0 else f"{what} {subject}: {text}"
+        return (text, True) if code == 0 else (f"{what} {subject}: {text}", False)
 
     # -- live ------------------------------------------------------------------------------
 

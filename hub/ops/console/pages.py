@@ -105,7 +105,10 @@ def layout(
         nav = join(link(href, text) for href, text in NAV)
         who = f"{session.user} ({session.role})"
         logout = action("/logout", session, "Log out", button_id="logout")
-        flash = join(tag("p", message, class_="flash") for message in session.flash)
+        flash = join(
+            tag("p", message, class_="flash" if done else "flash refused")
+            for message, done in session.flash
+        )
         session.flash.clear()
         live = "live: connecting"
     else:
@@ -452,6 +455,15 @@ def deadletters_page(
             replay = action(
                 "/deadletters/replay", session, "Replay", {"ref": letter["ref"]}, extra=trust
             )
+        settled = [
+            f"{what} by {letter[what]}" for what in ("acknowledged", "replayed") if letter.get(what)
+        ]
+        acknowledge: Html = Html("")
+        if session.operator and not letter.get("acknowledged"):
+            note = void("input", name="note", placeholder="why it is settled", maxlength="500")
+            acknowledge = action(
+                "/deadletters/ack", session, "Acknowledge", {"ref": letter["ref"]}, extra=note
+            )
         where = letter.get("transaction_id")
         rows.append(
             [
@@ -462,12 +474,13 @@ def deadletters_page(
                 letter.get("protocol") or "-",
                 link(f"/requests/{where}", where) if where else "-",
                 tag("span", letter.get("error") or "", class_="reason"),
-                replay,
+                tag("span", "; ".join(settled), class_="settled") if settled else "",
+                join([replay, acknowledge]),
             ]
         )
     listed = (
         table(
-            ("Ref", "At", "Stage", "Partner", "Protocol", "Request", "Reason", ""),
+            ("Ref", "At", "Stage", "Partner", "Protocol", "Request", "Reason", "Settled", ""),
             rows,
             id="deadletters",
         )

@@ -41,7 +41,8 @@ class Session:
     csrf: str = field(default_factory=token)
     created: float = field(default_factory=time.monotonic)
     seen: float = field(default_factory=time.monotonic)
-    flash: list[str] = field(default_factory=list)
+    # What the last actions said, and whether each was done (False: refused, failed).
+    flash: list[tuple[str, bool]] = field(default_factory=list)
 
     @property
     def operator(self) -> bool:

@@ -26,6 +26,7 @@ form.login input { width: 100%; }
 form.action { display: inline; }
 .note { background: #fff4ce; border-left: 4px solid #e0a800; padding: .5em 1em; margin: 0; }
 .flash { background: #e7f5ea; border-left: 4px solid #2e7d32; padding: .5em 1em; margin: 0; }
+.flash.refused { background: #fdecea; border-left-color: #c62828; }
 .error { color: #b00020; }
 .attention { color: #b00020; }
 tr.kind-refused, tr.kind-deadletter { background: #fdecea; }
