@@ -406,9 +406,6 @@ def library_for(partner: Partner, hub: HubAddress, hang: bool = False) -> AnyLib
 SIMULATED = (*DIALECTS, "iso10161", "slnp")
 
 
-LibraryT = TypeVar("LibraryT", bound="Library | TcpLibrary")
-
-
 @asynccontextmanager
 async def running(libraries: dict[str, LibraryT]) -> AsyncIterator[dict[str, LibraryT]]:
     """Start every simulated library; stop them all on the way out."""

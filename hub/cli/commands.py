@@ -1123,7 +1123,16 @@ def main(argv: list[str] | None = None) -> int:
         help="library: read, request, act; staff: read, redeliver, replay, reroute (repeat)",
     )
     sub.add_parser("openapi", help="print the JSON API's OpenAPI document (docs/openapi.json)")
-    args = parser.parse_args(argv)
+    from hub.cli import peer
+
+    peer.add_arguments(
+        sub.add_parser(
+            "peer",
+            help="play partner libraries from the directory: peer SYM ... --behaviour lend; "
+            "peer send SYM STEP (docs/peer.md)",
+        )
+    )
+    args = parser.parse_args(peer.normalise(sys.argv[1:] if argv is None else argv))
 
     try:
         settings = Settings.from_env()
@@ -1162,6 +1171,8 @@ def main(argv: list[str] | None = None) -> int:
         from hub.ops.api import token_command
 
         return token_command(settings, args.action, args.name, args.partner, args.scope)
+    if args.command == "peer":  # prints for people: no log lines
+        return peer.main(settings, args)
     if args.command == "console-user":
         from hub.ops.console import user_command
 
