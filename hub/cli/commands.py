@@ -1013,7 +1013,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stop it even while a hub uses it (what it writes after the snapshot is lost)",
     )
-    sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
+    p_demo = sub.add_parser(
+        "demo", help="two loans between simulated libraries: demo --borrower slnp --lender ncip"
+    )
+    from hub.cli.demo import PROTOCOLS as DEMO_PROTOCOLS
+
+    p_demo.add_argument("--borrower", choices=DEMO_PROTOCOLS, default="ncip", metavar="PROTO")
+    p_demo.add_argument(
+        "--lender",
+        choices=DEMO_PROTOCOLS,
+        default="ncip",
+        metavar="PROTO",
+        help=f"{', '.join(DEMO_PROTOCOLS)} (both default to ncip)",
+    )
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
     p_decode.add_argument("protocol", choices=registry.names)
     p_decode.add_argument("file", type=Path)
@@ -1204,7 +1216,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from hub.cli.demo import run_demo
 
-        return run_demo(settings)
+        return run_demo(settings, args.borrower, args.lender)
     return 2
 
 
