@@ -5,7 +5,8 @@ new connector package is covered without an edit here:
   other part of `connectors`;
 - every connector imports no `hub` module;
 - the hub's runtime imports only `connectors.core` of the connectors; only the composition
-  root (the CLI, `hub.runtime.app`, the demo) may import the registry and connector packages.
+  root (the CLI, `hub.runtime.app`, the demo, `rshub peer`) may import the registry and
+  connector packages.
 So there is no package-level cycle: core <- connectors <- hub runtime <- composition root.
 """
 
@@ -15,7 +16,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSITION_ROOT = {"hub.cli.commands", "hub.runtime.app", "hub.cli.demo"}
+COMPOSITION_ROOT = {"hub.cli.commands", "hub.runtime.app", "hub.cli.demo", "hub.cli.peer"}
 LAYERS = ("domain", "kafka", "runtime", "ops", "cli")
 # What each layer of hub/ may import of the others (issue 25): the domain is pure, Kafka knows
 # no loans, the runtime composes both, ops (CLI and console alike) sit on the runtime, and

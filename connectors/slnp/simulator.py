@@ -48,6 +48,7 @@ class SimulatedZfl:
     port: int = field(default_factory=free_port)
     received: list[Command] = field(default_factory=list)
     refuse_next: str | None = None
+    hang: bool = False  # take ILL commands and never answer them (a hung server)
     _arrived: asyncio.Queue[Command] = field(default_factory=asyncio.Queue)
     _server: asyncio.Server | None = None
     _numbers: Any = field(default_factory=lambda: itertools.count(1))
@@ -102,6 +103,8 @@ class SimulatedZfl:
                         writer.write(self._say(reply))
                     elif not logged_in:
                         writer.write(self._say(_error("SLNP_ACCESS_DENIED", "log in first")))
+                    elif self.hang:
+                        self._answer(command, name)  # recorded, never answered
                     else:
                         writer.write(self._say(self._answer(command, name)))
                 await writer.drain()

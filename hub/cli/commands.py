@@ -1046,7 +1046,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stop it even while a hub uses it (what it writes after the snapshot is lost)",
     )
-    sub.add_parser("demo", help="a complete loan between simulated NCIP libraries")
+    p_demo = sub.add_parser(
+        "demo", help="two loans between simulated libraries: demo --borrower slnp --lender ncip"
+    )
+    from hub.cli.demo import PROTOCOLS as DEMO_PROTOCOLS
+
+    p_demo.add_argument("--borrower", choices=DEMO_PROTOCOLS, default="ncip", metavar="PROTO")
+    p_demo.add_argument(
+        "--lender",
+        choices=DEMO_PROTOCOLS,
+        default="ncip",
+        metavar="PROTO",
+        help=f"{', '.join(DEMO_PROTOCOLS)} (both default to ncip)",
+    )
     p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
     p_decode.add_argument("protocol", choices=registry.names)
     p_decode.add_argument("file", type=Path)
@@ -1157,7 +1169,16 @@ def main(argv: list[str] | None = None) -> int:
         help="library: read, request, act; staff: read, redeliver, replay, reroute (repeat)",
     )
     sub.add_parser("openapi", help="print the JSON API's OpenAPI document (docs/openapi.json)")
-    args = parser.parse_args(argv)
+    from hub.cli import peer
+
+    peer.add_arguments(
+        sub.add_parser(
+            "peer",
+            help="play partner libraries from the directory: peer SYM ... --behaviour lend; "
+            "peer send SYM STEP (docs/peer.md)",
+        )
+    )
+    args = parser.parse_args(peer.normalise(sys.argv[1:] if argv is None else argv))
 
     try:
         settings = Settings.from_env()
@@ -1196,6 +1217,8 @@ def main(argv: list[str] | None = None) -> int:
         from hub.ops.api import token_command
 
         return token_command(settings, args.action, args.name, args.partner, args.scope)
+    if args.command == "peer":  # prints for people: no log lines
+        return peer.main(settings, args)
     if args.command == "console-user":
         from hub.ops.console import user_command
 
@@ -1227,7 +1250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from hub.cli.demo import run_demo
 
-        return run_demo(settings)
+        return run_demo(settings, args.borrower, args.lender)
     return 2
 
 

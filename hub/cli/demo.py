@@ -1,21 +1,31 @@
-"""`rshub demo`: the embedded broker, the hub and three simulated NCIP libraries; one complete
-loan and one request that the first lender cannot fill, each step printed as it happens."""
+"""`rshub demo`: the embedded broker, the hub and three simulated libraries (NORTH borrows in
+the protocol of --borrower, SOUTH and EAST lend in that of --lender; NCIP by default); one
+complete loan and one request that the first lender cannot fill, each step printed as it
+happens. The hub's log and the directory live in a temporary folder removed at the end (the
+log's tail is printed first if the demo fails)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from connectors.core.connections import free_port
+from connectors.core.directory import Partner
 from connectors.core.model import Bibliographic, Event, Message, Reason, RequestFormat
 from connectors.ncip import tables
-from connectors.simulator import Library, directory_yaml
+from connectors.simulator import AnyLibrary, HubAddress, library_for
 from hub.cli.process import HubProcess
 from hub.kafka import topics
 from hub.kafka.embedded import EmbeddedBroker, wait_for_metadata
+from hub.runtime import logs
 from hub.runtime.settings import Settings
 
 BOOKS = [
@@ -34,13 +44,55 @@ BOOKS = [
 ]
 
 
-def _name(event: Event) -> str:
-    name, notice = tables.ENCODE[event]
-    return f"{name} ({notice})" if notice else name
+# --borrower/--lender: what the simulated libraries speak (the ISO 18626 version, too).
+PROTOCOLS: dict[str, tuple[str, dict[str, object]]] = {
+    "ncip": ("ncip", {}),
+    "iso18626": ("iso18626", {}),
+    "iso18626-2021": ("iso18626", {"options": {"version": "2021-2"}}),
+    "iso10161": ("iso10161", {"addresses": ["127.0.0.1/32"]}),
+    "slnp": ("slnp", {"addresses": ["127.0.0.1/32"]}),
+}
+
+
+def _name(event: Event, protocol: str) -> str:
+    """The step, with NCIP's message name where the library speaks NCIP."""
+    if protocol == "ncip" and event in tables.ENCODE:
+        name, notice = tables.ENCODE[event]
+        return f"{name} ({notice})" if notice else name
+    return event.value
+
+
+def _partner(symbol: str, agency: str, choice: str, lends: bool) -> dict[str, object]:
+    protocol, extra = PROTOCOLS[choice]
+    port = free_port()
+    endpoint = (
+        f"http://127.0.0.1:{port}/{protocol}"
+        if protocol in ("ncip", "iso18626")
+        else f"{'tcp' if protocol == 'iso10161' else 'slnp'}://127.0.0.1:{port}"
+    )
+    entry: dict[str, object] = {
+        "symbol": symbol,
+        "name": f"{symbol.title()} Library",
+        "protocol": protocol,
+        "endpoint": endpoint,
+        "agency_ids": [agency],
+        "lends": lends,
+        **extra,
+    }
+    secret = f"RSHUB_SECRET_{symbol}"
+    if protocol in ("ncip", "iso18626"):
+        entry["inbound_auth"] = {"scheme": "bearer", "secret_env": secret}
+    elif protocol == "slnp" and not lends:  # SLNP servers at one address: the borrower logs in
+        entry["inbound_auth"] = {
+            "scheme": "basic",
+            "username": symbol.lower(),
+            "secret_env": secret,
+        }
+    return entry
 
 
 class Script:
-    def __init__(self, libraries: dict[str, Library]) -> None:
+    def __init__(self, libraries: dict[str, AnyLibrary]) -> None:
         self.libraries = libraries
 
     async def say(
@@ -52,8 +104,10 @@ class Script:
         )
         accepted = status == 200 and response.ok
         verdict = "accepted" if accepted else f"REFUSED: {'; '.join(response.errors)}"
+        protocol = self.libraries[symbol].protocol
         print(
-            f"  {symbol:<6} -> hub     {_name(event):<42} {request_id or fields.get('item_id')}"
+            f"  {symbol:<6} -> hub     {_name(event, protocol):<42} "
+            f"{request_id or fields.get('item_id')}"
             f"  [{verdict}]",
             flush=True,
         )
@@ -62,10 +116,18 @@ class Script:
             raise RuntimeError(f"the hub should have {wanted} {event.value} from {symbol}")
 
     async def hears(self, symbol: str, expected: Event) -> Message:
-        message = await self.libraries[symbol].next(timeout=60)
-        print(
-            f"  hub    -> {symbol:<7} {_name(message.event):<42} {message.request_id}", flush=True
-        )
+        library = self.libraries[symbol]
+        while True:
+            message = await library.next(timeout=60)
+            print(
+                f"  hub    -> {symbol:<7} {_name(message.event, library.protocol):<42} "
+                f"{message.request_id}",
+                flush=True,
+            )
+            # News on the way (the hub asks another lender, a lender will supply) comes in
+            # the protocols that have a message for it; the story goes on after it.
+            if message.event not in (Event.LENDER_NOTE, Event.WILL_SUPPLY):
+                break
         if message.event is not expected:
             raise RuntimeError(f"{symbol} got {message.event.value}, expected {expected.value}")
         return message
@@ -98,7 +160,7 @@ async def _loan(
     await script.hears("NORTH", Event.LOAN_COMPLETED)
 
 
-async def _demo(settings: Settings) -> int:
+async def _demo(settings: Settings, borrower: str, lender: str) -> int:
     broker = None
     bootstrap = settings.bootstrap_servers
     if not bootstrap:
@@ -106,28 +168,47 @@ async def _demo(settings: Settings) -> int:
         broker = EmbeddedBroker()
         bootstrap = broker.start()
     hub = None
-    libraries = {
-        symbol: Library(symbol, agency, secrets.token_urlsafe(16))
-        for symbol, agency in (
-            ("NORTH", "01NORTH_INST||MAIN"),
-            ("SOUTH", "01SOUTH_INST||MAIN"),
-            ("EAST", "01EAST_INST||CENTRAL"),
-        )
-    }
+    entries = [
+        _partner("NORTH", "01NORTH_INST||MAIN", borrower, lends=False),
+        _partner("SOUTH", "01SOUTH_INST||MAIN", lender, lends=True),
+        _partner("EAST", "01EAST_INST||CENTRAL", lender, lends=True),
+    ]
+    # The libraries' secrets, where the directory says the hub (and they) read them.
+    env = {f"RSHUB_SECRET_{e['symbol']}": secrets.token_urlsafe(16) for e in entries}
+    env["RSHUB_SLNP_PORT"] = str(free_port())
+    os.environ.update(env)
+    libraries: dict[str, AnyLibrary] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="rshub-demo-"))
+    failed = True
     try:
         await wait_for_metadata(bootstrap)
         await topics.ensure(bootstrap, topics.load())
-        for library in libraries.values():
-            await library.start()
-        workdir = Path(tempfile.mkdtemp(prefix="rshub-demo-"))
         directory = workdir / "consortium.yaml"
-        directory.write_text(directory_yaml(list(libraries.values()), ["SOUTH", "EAST", "NORTH"]))
-        env = {f"RSHUB_SECRET_{s}": lib.secret for s, lib in libraries.items()}
+        document = {
+            "consortium": "Demo Consortium",
+            "partners": entries,
+            "rotas": [{"name": "default", "members": ["SOUTH", "EAST"]}],
+            "default_rota": "default",
+        }
+        directory.write_text(yaml.safe_dump(document, sort_keys=False))
         hub = HubProcess(bootstrap, directory, workdir, env)
-        print(f"starting the hub (log: {hub.log}) ...", flush=True)
+        address = HubAddress(
+            hub.url, ("127.0.0.1", hub.iso10161_port), ("127.0.0.1", int(env["RSHUB_SLNP_PORT"]))
+        )
+        for entry in entries:
+            library = library_for(Partner.model_validate(entry), address)
+            libraries[library.symbol] = library
+            await library.start()
+        names = {"ncip": "NCIP", "iso10161": "ISO 10161", "slnp": "SLNP"}
+        said = {
+            c: names.get(c, c.replace("iso18626", "ISO 18626").replace("-", " ")) for c in PROTOCOLS
+        }
+        print(
+            f"starting the hub: NORTH borrows in {said[borrower]}, SOUTH and EAST lend in "
+            f"{said[lender]} ...",
+            flush=True,
+        )
         await hub.start()
-        for library in libraries.values():
-            library.hub_url = hub.url
         script = Script(libraries)
         print("\n1. A complete loan: NORTH borrows from SOUTH\n", flush=True)
         await _loan(script, "SOUTH", "NORTH-1001", BOOKS[0])
@@ -138,7 +219,7 @@ async def _demo(settings: Settings) -> int:
         await _loan(script, "EAST", "NORTH-1002", BOOKS[1], refusing="SOUTH")
         print(
             "\n3. A step out of turn: NORTH says it received a loan that is already completed."
-            "\n   The hub refuses it with an NCIP Problem and records a dead letter.\n",
+            "\n   The hub refuses it in NORTH's protocol and records a dead letter.\n",
             flush=True,
         )
         await script.say("NORTH", Event.RECEIVED, "NORTH-1001", refused=True, item_id="none")
@@ -147,15 +228,21 @@ async def _demo(settings: Settings) -> int:
             " ill.events and ill.audit, the refusal on ill.deadletter.",
             flush=True,
         )
+        failed = False
         return 0
     finally:
         if hub:
             hub.stop()
+            if failed and hub.log.exists():
+                print(f"\nthe hub's log, last lines:\n{hub.log.read_text()[-3000:]}", flush=True)
         for library in libraries.values():
             await library.stop()
         if broker:
             broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_demo(settings: Settings) -> int:
-    return asyncio.run(_demo(settings))
+def run_demo(settings: Settings, borrower: str = "ncip", lender: str = "ncip") -> int:
+    # The story is the output: only errors are logged here (the hub logs to its own file).
+    logs.configure("ERROR", settings.log_format, quiet_libraries=True)
+    return asyncio.run(_demo(settings, borrower, lender))
