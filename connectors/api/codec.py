@@ -21,12 +21,15 @@ from pydantic import BaseModel, ValidationError
 from connectors.api.models import ActionCall, PlaceRequest
 from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import (
+    EITHER_SIDE,
+    SENDER,
     Bibliographic,
     Correlation,
     Event,
     Message,
     NotApplicable,
     RequestFormat,
+    Role,
     ServiceType,
     shown,
 )
@@ -62,25 +65,10 @@ ACTION_EVENT: dict[str, Event] = {
     "received": Event.RECEIVED,
     "returned": Event.SHIPPED_RETURN,
 }
-# What the lifecycle may tell a borrower: each rendered as JSON for the client.
+# What the lifecycle may tell a borrower: what lenders say, and what either side may (the
+# model's SENDER table says who says what); each rendered as JSON for the client.
 TO_BORROWER = frozenset(
-    {
-        Event.WILL_SUPPLY,
-        Event.LOANED,
-        Event.COPY_COMPLETED,
-        Event.UNFILLED,
-        Event.EXPIRED,
-        Event.LOAN_COMPLETED,
-        Event.CANCEL_REPLY,
-        Event.RENEW_ANSWER,
-        Event.RECALLED,
-        Event.OVERDUE,
-        Event.LENDER_NOTE,
-        Event.RETRY_POSSIBLE,
-        Event.CONDITIONAL,
-        Event.LOST,
-        Event.DAMAGED,
-    }
+    {e for e, role in SENDER.items() if role is Role.LENDER} | (EITHER_SIDE - {Event.STATUS_QUERY})
 )
 
 

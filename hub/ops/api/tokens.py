@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from hub.ops import private_file
 
 # What a library's token may do with its own requests.
 LIBRARY_SCOPES = ("read", "request", "act")
@@ -78,22 +79,15 @@ def render(clients: dict[str, Client]) -> str:
 
 def load(path: Path) -> dict[str, Client]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
+        text = private_file.read(path)
     except OSError as error:
         raise TokensError(f"cannot read {path}: {error.strerror}") from None
-    return parse(text, str(path))
+    return parse(text, str(path)) if text is not None else {}
 
 
 def save(path: Path, clients: dict[str, Client]) -> None:
     """Atomically, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(render(clients))
-    os.replace(temporary, path)
+    private_file.write(path, render(clients))
 
 
 def check_scopes(partner: str | None, scopes: list[str]) -> frozenset[str]:

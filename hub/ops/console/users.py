@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from hub.ops import private_file
 
 ROLES = ("operator", "reader")
 NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -113,22 +114,15 @@ def render(users: dict[str, User]) -> str:
 def load(path: Path) -> dict[str, User]:
     """The users in the file; none if there is no file."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
+        text = private_file.read(path)
     except OSError as error:
         raise UsersError(f"cannot read {path}: {error.strerror}") from None
-    return parse(text, str(path))
+    return parse(text, str(path)) if text is not None else {}
 
 
 def save(path: Path, users: dict[str, User]) -> None:
     """Atomically, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(render(users))
-    os.replace(temporary, path)
+    private_file.write(path, render(users))
 
 
 def add(path: Path, name: str, role: str, password: str) -> bool:
