@@ -325,6 +325,26 @@ def test_a_reminder_is_a_note_on_the_request_it_names_not_a_second_request() -> 
     # Addressed to the earlier request (requestingAgencyPreviousRequestId, r-23 in RICH).
     assert (message.request_id, message.previous_request_id) == ("r-23", "r-25")
     assert message.note is not None and message.note.startswith("Reminder")
+
+
+def test_a_retry_is_the_request_again_addressed_to_the_one_it_retries() -> None:
+    first = RICH.model_copy(update={"max_cost": Money(amount="35", currency="EUR")})
+    body = writer.encode(first, from_agency="A", to_agency="B")
     retry = body.replace(b"<requestType>New</requestType>", b"<requestType>Retry</requestType>")
-    again = codec.to_canonical(codec.parse(retry))
-    assert (again.event, again.previous_request_id) == (Event.REQUEST, "r-23")
+    retry = retry.replace(b"<monetaryValue>35", b"<monetaryValue>60")  # a higher maximum cost
+    message = codec.to_canonical(codec.parse(retry))
+    assert message.event is Event.RETRY
+    # With a new id (r-24) it names the earlier request (r-23, requestingAgencyPreviousRequestId):
+    # that request's transaction is continued; the new id is kept.
+    assert (message.request_id, message.previous_request_id) == ("r-23", "r-24")
+    assert message.max_cost == Money(amount="60", currency="EUR")
+    # Everything a request carries is read, as for a New one.
+    new = codec.to_canonical(codec.parse(body))
+    assert message.bibliographic == new.bibliographic and message.bibliographic is not None
+    # Keeping its own id, it names itself.
+    same = retry.replace(
+        b"<requestingAgencyPreviousRequestId>r-23<", b"<requestingAgencyPreviousRequestId>r-24<"
+    )
+    again = codec.to_canonical(codec.parse(same))
+    assert (again.event, again.request_id, again.previous_request_id) == (Event.RETRY, "r-24", None)
+    assert Event.RETRY in CONNECTOR.codec.events_in

@@ -14,6 +14,7 @@ from connectors.core.model import (
     Correlation,
     Event,
     Message,
+    Money,
     Reason,
     Role,
     lender_request_id,
@@ -417,3 +418,52 @@ def test_a_staff_typo_is_refused_to_the_staff_and_leaves_no_dead_letter(
     assert records(result, "ill.deadletter") == []
     [event] = records(result, "ill.events")
     assert event["kind"] == "refused"
+
+
+def test_a_retry_with_a_higher_cost_reaches_the_lender_as_a_request_on_the_same_transaction() -> (
+    None
+):
+    """ISO 18626 Retry: L1 could supply at a higher cost (RetryPossible), the borrower retries
+    with a higher maximum cost; the lenders are asked again, L1 first, with a Request that
+    carries the new cost, on the same transaction."""
+    asked = {"bibliographic": {"title": "T"}, "max_cost": Money(amount="10", currency="EUR")}
+    txn = step(None, msg(Event.REQUEST, "B", "REQ-1", **asked))
+    reason = Reason(name="CostExceedsMaxCost")
+    txn = step(txn, msg(Event.RETRY_POSSIBLE, "L1", lid(1), reason=reason))
+    assert txn.attempt is not None and txn.attempt.lender == "L2"
+    higher = {**asked, "max_cost": Money(amount="40", currency="EUR")}
+    retry = msg(Event.RETRY, "B", "REQ-1", previous_request_id="REQ-1b", **higher)
+    result = feed(txn, retry, DIRECTORY)
+    assert result.verdict is not None and result.verdict.outcome is VerdictOutcome.APPLIED
+    after = result.transaction
+    assert after is not None and after.id == txn.id and after.state is State.REQUESTED
+    # L2, which held the request, is withdrawn; L1 is asked again (a new round), and the
+    # borrower hears that its request moved on.
+    assert deliveries(result) == [
+        ("L2", "Cancel", lid(2)),
+        ("L1", "Request", lid(3)),
+        ("B", "LenderNotification", "REQ-1"),
+    ]
+    [request] = [r["message"] for r in records(result, "ill.outbound.") if r["recipient"] == "L1"]
+    assert request["event"] == "Request" and request["max_cost"] == {
+        "amount": "40",
+        "currency": "EUR",
+    }
+    assert request["previous_request_id"] is None  # the borrower's new id is not the lender's
+    assert after.request is not None and after.request.request_id == "REQ-1"
+
+
+def test_a_retry_of_an_ended_request_is_refused_saying_to_send_a_new_one() -> None:
+    txn = requested()
+    for n, lender in enumerate(("L1", "L2"), start=1):
+        txn = step(txn, msg(Event.UNFILLED, lender, lid(n)))
+    assert txn.state is State.UNFILLED
+    result = feed(txn, msg(Event.RETRY, "B", "REQ-1"), DIRECTORY)
+    assert result.verdict is not None and result.verdict.outcome is VerdictOutcome.REFUSED
+    assert result.verdict.error is not None and "send a New request" in result.verdict.error
+    # Nothing is asked again: the request stays ended.
+    assert result.transaction is not None and result.transaction.state is State.UNFILLED
+    assert records(result, "ill.outbound.") == []
+    # A Retry naming no request the hub knows is refused too.
+    unknown = feed(None, msg(Event.RETRY, "B", "REQ-9"), DIRECTORY)
+    assert unknown.verdict is not None and unknown.verdict.outcome is VerdictOutcome.REFUSED

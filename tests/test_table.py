@@ -25,6 +25,7 @@ from connectors.core.model import (
     Bibliographic,
     Event,
     Message,
+    Money,
     Role,
     transaction_id,
 )
@@ -176,6 +177,12 @@ class Loan:
 
 EVENT_FIELDS: dict[Event, dict[str, object]] = {
     Event.REQUEST: {"bibliographic": BOOK, "need_before": NEED_BEFORE},
+    # The borrower's request again, now with a maximum cost (a lender's RetryPossible).
+    Event.RETRY: {
+        "bibliographic": BOOK,
+        "need_before": NEED_BEFORE,
+        "max_cost": Money(amount="40", currency="EUR"),
+    },
     Event.LOANED: {"item_id": "I-1", "due_date": DUE},
     Event.COPY_COMPLETED: {"item_id": "I-1"},
     Event.RENEW_ANSWER: {"due_date": DUE + timedelta(days=14)},
@@ -300,6 +307,17 @@ def partner_case(state: State, event: Event, answer: bool | None, side: Role) ->
 
         def check(txn: Transaction) -> None:
             assert txn.needs_attention and event.value in txn.needs_attention
+
+    if Effect.WITHDRAW in effects:
+        delivers = _cancel_to_holder(loan)
+    if Effect.TAKE_REQUEST in effects and state is not State.NEW:  # a Retry
+
+        def check(txn: Transaction) -> None:
+            # Kept as the Request lenders are asked with, the new data in it; every lender
+            # may be asked again.
+            assert txn.request is not None and txn.request.event is Event.REQUEST
+            assert txn.request.max_cost == Money(amount="40", currency="EUR")
+            assert txn.round_start == len(txn.attempts)
 
     if Effect.START in effects:
         writes = ("ill.locate",)

@@ -206,6 +206,10 @@ class Event(StrEnum):
     LOST = "Lost"  # the item was lost (either side may say so)
     DAMAGED = "Damaged"  # the item was damaged (either side may say so)
     STATUS_QUERY = "StatusQuery"  # a question for the hub itself: where is this request?
+    # The borrower asks again with changed data (ISO 18626 requestType Retry, after a
+    # lender's RetryPossible): the same transaction, the request as now given. Never sent
+    # on as itself: the lenders asked get a Request with the new data.
+    RETRY = "Retry"
 
 
 # Who may say each event. The transaction agent refuses an event from the wrong side.
@@ -213,6 +217,7 @@ class Event(StrEnum):
 EITHER_SIDE: frozenset[Event] = frozenset({Event.LOST, Event.DAMAGED, Event.STATUS_QUERY})
 SENDER: dict[Event, Role] = {
     Event.REQUEST: Role.BORROWER,
+    Event.RETRY: Role.BORROWER,
     Event.RECEIVED: Role.BORROWER,
     Event.SHIPPED_RETURN: Role.BORROWER,
     Event.CANCEL: Role.BORROWER,

@@ -245,8 +245,10 @@ def to_canonical(parsed: Parsed, sender: str = "") -> Message:
     ) or _costs(
         child(element, "messageInfo", "offeredCosts"), "messageInfo/offeredCosts", parsed.kind
     )
-    if event is Event.REQUEST:
+    if event in (Event.REQUEST, Event.RETRY):
         _request_fields(element, fields)
+        if event is Event.RETRY:
+            _retry_address(fields)
     elif parsed.kind == "request":  # a Reminder: a note on the request it names
         _reminder_fields(element, fields)
     fields["extensions"] = {"iso18626": _extensions(parsed)}
@@ -275,6 +277,17 @@ def _reminder_fields(element: etree._Element, fields: dict[str, Any]) -> None:
         fields["request_id"], fields["previous_request_id"] = previous, fields["request_id"]
     note = text(service, "note")
     fields["note"] = f"Reminder: {note}" if note else "Reminder"
+
+
+def _retry_address(fields: dict[str, Any]) -> None:
+    """A Retry continues the request it names: by requestingAgencyPreviousRequestId when the
+    borrower gave the retry a new id (the transaction is found by the earlier one, and the
+    new id is kept as previous_request_id, as for a Reminder), else by its own id."""
+    previous = fields.get("previous_request_id")
+    if previous and previous != fields["request_id"]:
+        fields["request_id"], fields["previous_request_id"] = previous, fields["request_id"]
+    else:
+        fields["previous_request_id"] = None
 
 
 def _request_fields(element: etree._Element, fields: dict[str, Any]) -> None:

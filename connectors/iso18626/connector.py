@@ -77,6 +77,7 @@ class Iso18626Codec:
     events_in = (
         frozenset(e for _r, _s, e in tables.SUPPLIER)
         | frozenset(tables.ACTIONS.values())
+        | frozenset(tables.REQUEST_TYPE_EVENTS.values())
         | {Event.REQUEST}
     )
     events_out = (

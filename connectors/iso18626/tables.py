@@ -165,10 +165,11 @@ CARRIES: frozenset[str] = frozenset(
 # Written in a request by 2021 only (serviceInfo/loanCondition); v1.2 notes it.
 CARRIES_2021: frozenset[str] = CARRIES | {"loan_condition"}
 # serviceInfo/requestType -> the event a request of that type is. A Reminder is a note on
-# the request it reminds of (nothing is created twice). New and Retry are requests; a Retry's
-# requestingAgencyPreviousRequestId is kept (previous_request_id); continuing the earlier
-# transaction with it is the engine's (not done yet: a Retry is a new transaction).
-REQUEST_TYPE_EVENTS: dict[str, Event] = {"Reminder": Event.BORROWER_NOTE}
+# the request it reminds of (nothing is created twice). A Retry is the borrower's request
+# again with changed data (a higher maximum cost, say), for the transaction it names by
+# requestingAgencyPreviousRequestId (or by its own id when it keeps the same one): the
+# lifecycle table continues that transaction with it (docs/iso18626.md).
+REQUEST_TYPE_EVENTS: dict[str, Event] = {"Reminder": Event.BORROWER_NOTE, "Retry": Event.RETRY}
 
 # The Confirmation each message is answered with, and the element echoed in it.
 CONFIRMATION: dict[str, tuple[str, str | None]] = {

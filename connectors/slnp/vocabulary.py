@@ -141,8 +141,9 @@ def status_word(text: str) -> str | None:
     return _STATUS_FOLDED.get(text.strip().casefold())
 
 
-# SLNP has no form for these (no status question among the commands the notes establish).
-NOT_APPLICABLE: frozenset[Event] = frozenset({Event.STATUS_QUERY})
+# SLNP has no form for these (no status question among the commands the notes establish;
+# a Retry reaches lenders as a Request, never as itself).
+NOT_APPLICABLE: frozenset[Event] = frozenset({Event.STATUS_QUERY, Event.RETRY})
 
 # Data-change parameter -> canonical message field.
 CHANGE_FIELDS: dict[str, str] = {

@@ -45,9 +45,14 @@ def hub_message(run: Run, event: Event, request_id: str, **fields: object) -> Me
 
 
 def take_request(run: Run, given: Input) -> Note:
-    assert given.message is not None
-    run.txn.request = given.message
-    need = given.message.need_before
+    """Keep the borrower's request (a Retry's too: kept as the Request it is now, which is
+    what lenders are asked with; the borrower's new id for it is not theirs to see)."""
+    message = given.message
+    assert message is not None
+    if message.event is not Event.REQUEST:
+        message = message.model_copy(update={"event": Event.REQUEST, "previous_request_id": None})
+    run.txn.request = message
+    need = message.need_before
     run.txn.need_before = aware(need) if need else None
     return None
 

@@ -215,11 +215,16 @@ def _message(
         outcome=outcome,
         why=outcome,
         reason=message.reason,
+        withdraw=WITHDRAWS.get(message.event, ""),
     )
     detail = _through_table(run, given, rule)
     _learn(run, message)
     run.record("transition", message.event.value, message.sender, before, detail)
     return _applied(run, answered=True)
+
+
+# Why a lender's request is taken back, for the partner events whose rows withdraw it.
+WITHDRAWS: dict[Event, str] = {Event.RETRY: "the borrower retried the request with changes"}
 
 
 def _sender_side(txn: Transaction, message: Message) -> Role:

@@ -225,6 +225,22 @@ _PARTNERS += [
     (s, Event.LOST, None, s, (Effect.FORWARD, Effect.ATTENTION)) for s in sorted(ITEM_OUT)
 ]
 _PARTNERS += [(s, Event.DAMAGED, None, s, FORWARD) for s in sorted(ITEM_OUT)]
+# The borrower retries with changed data (ISO 18626 requestType Retry, a higher maximum cost
+# after a lender's RetryPossible, say), while the request still looks for a lender: whoever
+# holds it is withdrawn, the request as now given is kept, and the rota starts again, every
+# lender askable again (as staff's RouteRestart). Unfilled and Expired stay terminal: in
+# ISO 18626 a Retry follows RetryPossible, never the final Unfilled; an ended request is
+# refused with RETRY_ENDED (the borrower sends a New request).
+_PARTNERS += [
+    (
+        s,
+        Event.RETRY,
+        None,
+        State.LOCATING,
+        (Effect.WITHDRAW, Effect.TAKE_REQUEST, Effect.NEW_ROUND, Effect.START),
+    )
+    for s in sorted(ROUTABLE)
+]
 # A question for the hub itself: the verdict (the state) is the answer.
 _PARTNERS += [(s, Event.STATUS_QUERY, None, s, (Effect.NONE,)) for s in sorted(OPEN)]
 
@@ -382,6 +398,14 @@ OUT_OF_TURN: dict[Hub, OutOfTurn] = {
 ANSWERED = frozenset({Event.CANCEL_REPLY, Event.RENEW_ANSWER})
 
 
+# Why an event is refused, beside the state, when the partner can do something about it.
+RETRY_ENDED = (
+    "a Retry changes a request that is still looking for a lender "
+    f"({', '.join(sorted(s.value for s in ROUTABLE))}); for this one send a New request"
+)
+HINTS: dict[Input, str] = {Event.RETRY: RETRY_ENDED}
+
+
 class IllegalTransition(Exception):
     """An input that the current state does not accept; names input, sender side and state."""
 
@@ -408,7 +432,7 @@ def transition(
     try:
         return TABLE[(state, event, key_answer)]
     except KeyError:
-        raise IllegalTransition(event, side, state) from None
+        raise IllegalTransition(event, side, state, HINTS.get(event, "")) from None
 
 
 def accepts(state: State, given: Input) -> bool:
