@@ -25,6 +25,7 @@ import yaml
 
 from connectors.core.model import Bibliographic, Event, Message, RequestFormat, transaction_id
 from connectors.simulator import Library, running
+from connectors.slnp.codec import transaction_of_order_number
 from connectors.slnp.simulator import SimulatedZfl, ZflClient
 from connectors.slnp.wire import Command, Response
 from hub.cli.process import HubProcess
@@ -191,8 +192,10 @@ async def test_a_zfl_order_is_lent_by_an_ncip_library_and_the_zfl_hears_every_st
                 AusgabeOrt="Lesesaal",
             )
         )
-        # The order's number at the hub is its transaction id.
-        assert ordered.get("PFLNummer") == transaction_id("ZFL-B", "BsNr-E2E-1")
+        # The order's number at the hub is a number (ZFL clients expect one), its
+        # transaction's (issue 26).
+        number = ordered.get("PFLNummer") or ""
+        assert transaction_of_order_number(number) == transaction_id("ZFL-B", "BsNr-E2E-1")
 
         asked = await world.north.next()
         assert asked.event is Event.REQUEST
@@ -206,6 +209,7 @@ async def test_a_zfl_order_is_lent_by_an_ncip_library_and_the_zfl_hears_every_st
         assert loaned.get("BestellId") == "BsNr-E2E-1"
         assert loaned.get("Mediennummer") == "NORTH-BC-1"
         assert loaned.get("Leihfrist") == "15.01.2027"
+        assert loaned.get("PFLNummer") == number
 
         accepted(await zfl.change("BsNr-E2E-1", "Eingang", SigelNB="123ABC"))
         received = await world.north.next()
@@ -222,15 +226,32 @@ async def test_a_zfl_order_is_lent_by_an_ncip_library_and_the_zfl_hears_every_st
 
         # The same change sent again is the same message: answered, applied once.
         again = accepted(await zfl.change("BsNr-E2E-1", "Rueckversand", SigelNB="123ABC"))
-        assert again.get("Zustand") == "LoanCompleted"
+        assert again.get("Zustand") == "Erledigt"  # the state in German
         # A step after the end is refused in SLNP, and dead-lettered.
         late = await zfl.change(
             "BsNr-E2E-1", "Verlaengerung", SigelNB="123ABC", WunschLeihfrist="01.03.2027"
         )
         assert late.is_error and late.error_type == "SLNP_CMD_EXECUTION_ERROR", late
+        # The order sent again after the loan is complete is the same order: answered with
+        # its first number and where it is, and no second loan is asked for.
+        order = {"Titel": BOOK.title or "", "Verfasser": BOOK.author or "", "Isbn": BOOK.isbn or ""}
+        reordered = accepted(
+            await zfl.order("BsNr-E2E-1", sigel="123ABC", AusgabeOrt="Lesesaal", **order)
+        )
+        assert reordered.get("PFLNummer") == number
+        assert reordered.get("Zustand") == "Erledigt"
+        assert reordered.get("OKMsg") == "ILL request already inserted."
+        # Sent again changed, it is refused, naming the first order's number and state.
+        changed = await zfl.order("BsNr-E2E-1", sigel="123ABC", AusgabeOrt="Foyer", **order)
+        assert changed.is_error and changed.error_type == "SLNP_CMD_EXECUTION_ERROR", changed
+        assert number in (changed.text or "") and "Zustand: Erledigt" in (changed.text or "")
+        with pytest.raises(TimeoutError):
+            await world.north.next(timeout=3)
         accepted(await zfl.quit())
-    record = await deadletter(world.bootstrap, "ZFL-B", stage="apply")
+    record = await deadletter(world.bootstrap, "ZFL-B", stage="apply", error="Renew")
     assert "Renew" in record["error"]
+    record = await deadletter(world.bootstrap, "ZFL-B", stage="apply", error="Request")
+    assert "LoanCompleted" in record["error"]
 
 
 async def test_a_zfl_order_a_lender_cannot_fill_comes_back_negative(world: World) -> None:

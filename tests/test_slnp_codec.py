@@ -23,7 +23,12 @@ from connectors.core.model import (
     transaction_id,
 )
 from connectors.slnp import CONNECTOR, vocabulary
-from connectors.slnp.codec import SlnpCodec
+from connectors.slnp.codec import (
+    ORDER_NUMBER_DIGITS,
+    SlnpCodec,
+    order_number,
+    transaction_of_order_number,
+)
 from connectors.slnp.models import SlnpCorrelation
 from connectors.slnp.wire import parse_command, parse_response, render_command, render_response
 
@@ -54,7 +59,10 @@ def test_each_sample_request_is_answered_as_the_sample_says(path: Path) -> None:
     assert ours.command == theirs.command == "SLNPFLBestellung"
     assert [k for k, _ in ours.items] == [k for k, _ in theirs.items]  # type: ignore[misc]
     assert ours.get("OKMsg") == theirs.get("OKMsg")
-    assert ours.get("PFLNummer") == transaction_id("ZFL", "BsNr1234")
+    # A number, as ZFL clients expect (issue 26): the transaction's, read back to it.
+    number = ours.get("PFLNummer") or ""
+    assert number.isdigit() and len(number) == ORDER_NUMBER_DIGITS
+    assert transaction_of_order_number(number) == transaction_id("ZFL", "BsNr1234")
 
 
 @pytest.mark.parametrize("path", REQUESTS, ids=lambda p: p.name)
@@ -96,7 +104,11 @@ def test_the_minimal_order_in_canonical_form() -> None:
     )
     assert message.service_type is ServiceType.LOAN
     assert message.correlation == SlnpCorrelation(
-        request_id="BsNr1234", order_id="BsNr1234", sigel_nb="123ABC", order_type="PFL"
+        request_id="BsNr1234",
+        order_id="BsNr1234",
+        sigel_nb="123ABC",
+        order_type="PFL",
+        local_number=order_number(transaction_id("ZFL", "BsNr1234")),
     )
     # Nothing is dropped: the unknown parameter and the empty ones are kept.
     assert message.extensions["slnp"]["WRONGBenutzerNummer"] == "00000000114"
@@ -240,7 +252,8 @@ def test_each_status_word_is_its_event(word: str) -> None:
     assert decoded.message.event is vocabulary.STATUS[word]
     assert decoded.message.request_id == "B1"
     reply = parse_response(codec.accept(decoded, "Loaned").body.decode())
-    assert reply.ok and reply.command == "SLNPFLDatenÄnderung" and reply.get("Zustand") == "Loaned"
+    assert reply.ok and reply.command == "SLNPFLDatenÄnderung"
+    assert reply.get("Zustand") == "Geliefert"  # the state in German
 
 
 def test_the_ascii_spelling_and_any_case_are_understood() -> None:
@@ -417,3 +430,104 @@ def test_an_order_says_in_bemerkung_what_it_has_no_parameter_for() -> None:
     back = codec.decode(codec.render(outgoing(message)), "X", Limits(max_body_bytes=1 << 20))
     assert back.message.bibliographic is not None
     assert back.message.bibliographic.pages_requested == "301-329"
+
+
+# -- issue 26: the order number, German states, a re-sent order -------------------------
+
+
+@pytest.mark.parametrize(
+    "txn", ["t0000000000000000", "tffffffffffffffff", transaction_id("ZFL", "BsNr1234")]
+)
+def test_the_order_number_is_a_fixed_width_number_read_back_to_its_transaction(
+    txn: str,
+) -> None:
+    number = order_number(txn)
+    assert number.isdigit() and len(number) == ORDER_NUMBER_DIGITS
+    assert transaction_of_order_number(number) == txn
+    assert transaction_of_order_number(f" {number} ") == txn
+
+
+@pytest.mark.parametrize("text", ["73", "t0a9d55086e2e7445", "99999999999999999999", "x" * 20])
+def test_a_number_rshub_never_gave_names_no_transaction(text: str) -> None:
+    assert transaction_of_order_number(text) is None
+
+
+def test_the_orders_number_is_kept_and_named_in_the_changes_sent_back() -> None:
+    decoded = codec.decode(order(BestellId="BsNr9"), "ZFL", Limits(max_body_bytes=1 << 20))
+    number = parse_response(codec.accept(decoded).body.decode()).get("PFLNummer")
+    correlation = decoded.message.correlation
+    assert isinstance(correlation, SlnpCorrelation) and correlation.local_number == number
+    txn = transaction_id("ZFL", "BsNr9")
+    loaned = Message(event=Event.LOANED, request_id="BsNr9", transaction_id=txn)
+    sent = parse_command(codec.render(outgoing(loaned, correlation)).decode())
+    assert (sent.get("BestellId"), sent.get("PFLNummer")) == ("BsNr9", number)
+    # A transaction whose correlation predates the number: derived for the borrower.
+    bare = SlnpCorrelation(request_id="BsNr9", order_id="BsNr9")
+    told = Outgoing(loaned, "456DEF", LENDER, bare, to_borrower=True)
+    assert parse_command(codec.render(told).decode()).get("PFLNummer") == number
+
+
+def change(order_id: str, number: str) -> bytes:
+    return (
+        f"SLNPFLDatenÄnderung\nBestellId:{order_id}\nStatus:Eingang\nPFLNummer:{number}\n"
+        "SLNPEndCommand\n"
+    ).encode()
+
+
+def test_a_change_naming_its_orders_number_or_its_own_is_taken() -> None:
+    limits = Limits(max_body_bytes=1 << 20)
+    ours = order_number(transaction_id("ZFL", "BsNr9"))
+    assert codec.decode(change("BsNr9", ours), "ZFL", limits).message.event is Event.RECEIVED
+    theirs = codec.decode(change("BsNr9", "73"), "ZFL", limits).message
+    assert isinstance(theirs.correlation, SlnpCorrelation)
+    assert theirs.correlation.local_number == "73"  # the partner's own number, kept
+
+
+def test_a_change_naming_another_orders_number_is_refused() -> None:
+    other = order_number(transaction_id("ZFL", "BsNr8"))
+    with pytest.raises(Refusal) as caught:
+        codec.decode(change("BsNr9", other), "ZFL", Limits(max_body_bytes=1 << 20))
+    reply = parse_response(caught.value.answer.body.decode())
+    assert reply.error_type == "SLNP_PARAM_VALUE_NOT_VALID" and "PFLNummer" in (reply.text or "")
+
+
+def test_every_state_has_a_german_word() -> None:
+    from hub.domain.lifecycle import State
+
+    assert set(vocabulary.STATES) == {state.value for state in State}
+    assert len(set(vocabulary.STATES.values())) == len(vocabulary.STATES)
+    assert all(word.isascii() and word.isalpha() for word in vocabulary.STATES.values())
+    # A state a status word leads to is named by that word.
+    for event in (Event.LOANED, Event.RECEIVED, Event.LOAN_COMPLETED, Event.COPY_COMPLETED):
+        assert vocabulary.STATES[event.value] == vocabulary.STATUS_OF[event]
+
+
+def test_a_state_error_names_the_state_in_german() -> None:
+    reply = parse_response(codec.fault(Fault.STATE, "not now", state="LoanCompleted").body.decode())
+    assert "Zustand: Erledigt" in (reply.text or "") and "LoanCompleted" not in (reply.text or "")
+
+
+@pytest.mark.parametrize("state", ["Locating", "Requested", "Unfilled", None])
+def test_a_new_order_is_inserted(state: str | None) -> None:
+    decoded = codec.decode(order(BestellId="BsNr9"), "ZFL", Limits(max_body_bytes=1 << 20))
+    reply = parse_response(codec.accept(decoded, state).body.decode())
+    assert reply.get("OKMsg") == "ILL request successfully inserted."
+    assert reply.get("Zustand") is None
+
+
+def test_a_re_sent_order_of_a_completed_loan_is_answered_as_the_first_was() -> None:
+    decoded = codec.decode(order(BestellId="BsNr9"), "ZFL", Limits(max_body_bytes=1 << 20))
+    first = parse_response(codec.accept(decoded, "Locating").body.decode())
+    again = parse_response(codec.accept(decoded, "LoanCompleted").body.decode())
+    assert again.ok and again.get("PFLNummer") == first.get("PFLNummer")
+    assert again.get("Zustand") == "Erledigt"
+    assert again.get("OKMsg") == "ILL request already inserted."
+
+
+def test_a_re_sent_order_that_differs_is_refused_naming_the_first_ones_number() -> None:
+    decoded = codec.decode(order(BestellId="BsNr9"), "ZFL", Limits(max_body_bytes=1 << 20))
+    body = codec.fault(Fault.STATE, "Request is not allowed", decoded, "LoanCompleted").body
+    reply = parse_response(body.decode())
+    assert reply.error_type == "SLNP_CMD_EXECUTION_ERROR"
+    number = order_number(transaction_id("ZFL", "BsNr9"))
+    assert "Zustand: Erledigt" in (reply.text or "") and number in (reply.text or "")

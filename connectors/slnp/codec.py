@@ -25,6 +25,7 @@ from connectors.core.model import (
     RenderError,
     Role,
     ServiceType,
+    parse_lender_request_id,
     shown,
     transaction_id,
     violation,
@@ -59,6 +60,27 @@ def answer(response: Response) -> Answer:
 
 def refusal(kind: str, text: str, stage: str = "parse") -> Refusal:
     return Refusal(text, answer(error_response(kind, text)), stage)
+
+
+# The order number rshub answers an order with (`PFLNummer`): ZFL clients take it for a
+# number (Koha's servers answer their request's row id), so it is the transaction id's 64
+# bits written as a fixed-width decimal: stable (a re-sent order gets the same number), the
+# same for every hub process, and read back to the transaction without a lookup.
+ORDER_NUMBER_DIGITS = 20
+
+
+def order_number(txn_id: str) -> str:
+    """The `PFLNummer` of a transaction: its id's 64 bits in 20 decimal digits."""
+    return f"{int(txn_id.removeprefix('t'), 16):0{ORDER_NUMBER_DIGITS}d}"
+
+
+def transaction_of_order_number(text: str) -> str | None:
+    """The transaction an order number rshub gave names; None if it is not one of ours."""
+    text = text.strip()
+    if len(text) != ORDER_NUMBER_DIGITS or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return f"t{value:016x}" if value < 1 << 64 else None
 
 
 def canonical_name(name: str) -> str:
@@ -186,6 +208,8 @@ class SlnpCodec:
             order_id=fields["request_id"],
             sigel_nb=fields.get("from_agency"),
             order_type=order_type,
+            # The number the order is answered with, so the changes rshub sends name it too.
+            local_number=order_number(transaction_id(sender, fields["request_id"])),
         )
         return Message(
             event=Event.REQUEST,
@@ -232,6 +256,7 @@ class SlnpCodec:
                 currency=command.value(vocabulary.CURRENCY_PARAM) or vocabulary.CURRENCY,
             )
         order_id = command.value("BestellId") or ""
+        _check_order_number(command.value("PFLNummer"), sender, order_id)
         lender_side = SENDER.get(event) is Role.LENDER
         sigel_ours = command.value("SigelGB" if lender_side else "SigelNB")
         known = {
@@ -264,18 +289,21 @@ class SlnpCodec:
     def accept(self, decoded: Decoded[Command], state: str | None = None) -> Answer:
         name = decoded.context.name
         message = decoded.message
+        word = vocabulary.state_word(state) if state else None
         if canonical_name(name) == vocabulary.ORDER:
-            number = message.transaction_id or transaction_id(message.sender, message.request_id)
-            return answer(
-                data(
-                    name,
-                    ("PFLNummer", number),
-                    ("OKMsg", "ILL request successfully inserted."),
-                )
-            )
+            txn = message.transaction_id or transaction_id(message.sender, message.request_id)
+            params = [("PFLNummer", order_number(txn))]
+            if state in vocabulary.STATES_AFTER_ORDER:
+                # Only an order made before is in such a state once taken (a new one is
+                # searching, with a lender, or told no one lends): the same order sent again
+                # (same BestellId, same content) is answered as it was, with where it is now.
+                params += [("Zustand", word or ""), ("OKMsg", "ILL request already inserted.")]
+            else:
+                params.append(("OKMsg", "ILL request successfully inserted."))
+            return answer(data(name, *params))
         params = [("BestellId", message.request_id), ("OKMsg", "Change accepted.")]
-        if state:
-            params.insert(1, ("Zustand", state))
+        if word:
+            params.insert(1, ("Zustand", word))
         return answer(data(name, *params))
 
     def fault(
@@ -285,7 +313,15 @@ class SlnpCodec:
         decoded: Decoded[Command] | None = None,
         state: str | None = None,
     ) -> Answer:
-        text = f"{detail} (state: {state})" if state and fault is Fault.STATE else detail
+        text = detail
+        if state and fault is Fault.STATE:
+            text = f"{detail} (Zustand: {vocabulary.state_word(state)})"
+            order = decoded.message if decoded is not None else None
+            if order is not None and order.event is Event.REQUEST:
+                # A re-sent order (same BestellId) that differs from the first: the partner
+                # is told the number its first order has.
+                txn = order.transaction_id or transaction_id(order.sender, order.request_id)
+                text += f" (PFLNummer: {order_number(txn)})"
         return answer(error_response(codes.FAULTS[fault], text))
 
     # -- outbound --------------------------------------------------------------------------
@@ -360,6 +396,8 @@ class SlnpCodec:
         params.append((ours, outgoing.sender_agency))
         if correlation and correlation.local_number:
             params.append(("PFLNummer", correlation.local_number))
+        elif outgoing.to_borrower and message.transaction_id:
+            params.append(("PFLNummer", order_number(message.transaction_id)))
         if message.item_id:
             params.append(("Mediennummer", message.item_id))
         for param, field in vocabulary.CHANGE_DATES.items():
@@ -404,6 +442,18 @@ class _Invalid(ValueError):
     def __init__(self, param: str, reason: str) -> None:
         super().__init__(reason)
         self.param, self.reason = param, reason
+
+
+def _check_order_number(number: str | None, sender: str, order_id: str) -> None:
+    """A change naming one of rshub's order numbers must name the order its BestellId does:
+    a number of another order is refused, never applied to the wrong loan."""
+    named = transaction_of_order_number(number) if number else None
+    if named is None:
+        return  # not a number rshub gave (the partner's own, or none)
+    parsed = parse_lender_request_id(order_id)
+    expected = parsed[0] if parsed else transaction_id(sender, order_id)
+    if named != expected:
+        raise _Invalid("PFLNummer", f"{number} is not the number of order {shown(order_id)!r}")
 
 
 def _date(param: str, text: str) -> datetime:

@@ -141,6 +141,42 @@ def status_word(text: str) -> str | None:
     return _STATUS_FOLDED.get(text.strip().casefold())
 
 
+# A transaction's state (the hub's `State` values) as SLNP partners are told it (`Zustand`
+# in replies, and in the text of an error about a step the state does not allow): German,
+# in the words of the status table where one fits, ASCII so any encoding carries them.
+STATES: dict[str, str] = {
+    "New": "Neu",
+    "Locating": "Bestandssuche",  # the lenders' catalogues are searched
+    "Requested": "Bestellt",  # a GB is asked
+    "WillSupply": "Bearbeitung",
+    "Loaned": "Geliefert",
+    "Received": "Eingang",
+    "RenewPending": "Verlaengerung",  # a longer loan is asked for
+    "CancelPending": "Storno",  # the NB withdraws, the GB has not answered
+    "Recalled": "Rueckforderung",
+    "Overdue": "Mahnung",
+    "Returned": "Rueckversand",
+    "LoanCompleted": "Erledigt",
+    "CopyCompleted": "KopieGeliefert",
+    "Cancelled": "Storniert",
+    "Unfilled": "Negativ",
+    "Expired": "Abgelaufen",
+}
+# States an order is never in right after it is taken: an order answered in one of them
+# was made before (the same order sent again).
+STATES_AFTER_ORDER: frozenset[str] = frozenset(STATES) - {
+    "New",
+    "Locating",
+    "Requested",
+    "Unfilled",
+}
+
+
+def state_word(state: str) -> str:
+    """The German word for a state; a state the table lacks is shown as the hub names it."""
+    return STATES.get(state, state)
+
+
 # SLNP has no form for these (no status question among the commands the notes establish;
 # a Retry reaches lenders as a Request, never as itself).
 NOT_APPLICABLE: frozenset[Event] = frozenset({Event.STATUS_QUERY, Event.RETRY})
