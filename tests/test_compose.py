@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import jsonschema
 import yaml
 
 from connectors.core import directory as directory_module
+from hub.cli.commands import scaling_problems
 from hub.kafka import topics
 from hub.ops import index as index_module
 from hub.runtime import app as assembly
@@ -112,3 +114,52 @@ def test_topics_the_operators_history_comes_from_outlive_a_loan() -> None:
         if spec.cleanup == "compact":
             continue  # the latest record per key is kept for ever
         assert spec.retention_hours is not None and spec.retention_hours >= LONGEST_LOAN_HOURS, name
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines, as compose's env_file reads them."""
+    lines = [line.split("=", 1) for line in path.read_text().splitlines()]
+    return {key.strip(): value for key, value in (x for x in lines if len(x) == 2)}
+
+
+def test_the_example_hub_passes_the_id_secret_check() -> None:
+    """The hub of docker-compose.yml, given rshub.env.example, is on Kafka with an id secret:
+    `serve` starts (and warns about the placeholder until it is replaced)."""
+    hub = compose()["services"]["hub"]
+    environ = {**env_file(ROOT / "rshub.env.example")}
+    environ.update({k: str(v) for k, v in hub["environment"].items() if "${" not in str(v)})
+    settings = Settings.from_env(environ)
+    assert settings.bootstrap_servers and not settings.single_worker
+    assert environ["RSHUB_ID_SECRET"].startswith("replace-me")
+    assert scaling_problems(settings, environ) == []
+
+
+def test_workers_on_kafka_need_the_id_secret() -> None:
+    on_kafka = {"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"}
+    (problem,) = scaling_problems(Settings.from_env(on_kafka), on_kafka)
+    assert "RSHUB_ID_SECRET" in problem and "RSHUB_SINGLE_WORKER=true" in problem
+    alone = {**on_kafka, "RSHUB_SINGLE_WORKER": "true"}
+    assert scaling_problems(Settings.from_env(alone), alone) == []
+    shared = {**on_kafka, "RSHUB_ID_SECRET": "s3cret-shared-by-every-worker"}
+    assert scaling_problems(Settings.from_env(shared), shared) == []
+    # The embedded broker serves one data folder: its id-secret file is the deployment's.
+    assert scaling_problems(Settings.from_env({}), {}) == []
+    # Empty is unset, as docker compose passes ${VAR:-}.
+    empty = {**on_kafka, "RSHUB_ID_SECRET": ""}
+    assert scaling_problems(Settings.from_env(empty), empty)
+
+
+def test_serve_refuses_to_start_without_it(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items() if k != "RSHUB_ID_SECRET"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "serve"],
+        cwd=ROOT,
+        env={**environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "RSHUB_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("rshub: KAFKA_BOOTSTRAP_SERVERS is set and RSHUB_ID_SECRET is not")
+    assert not (tmp_path / "id-secret").exists()
