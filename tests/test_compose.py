@@ -205,3 +205,42 @@ def test_three_brokers_keep_three_copies_and_write_two() -> None:
     assert hub["user"] == single["user"]
     targets = [v.removesuffix(":ro").rsplit(":", 1)[-1] for v in hub["volumes"]]
     assert targets == [v.removesuffix(":ro").rsplit(":", 1)[-1] for v in single["volumes"]]
+
+
+def test_console_users_are_added_inside_the_container_as_documented(tmp_path: Path) -> None:
+    """docs/production.md's `docker compose exec hub rshub console-user ...` commands: the file
+    they write is on the hub's data volume (writable, where the running console reads it), and
+    the commands work as written (run here with the data folder in tmp_path)."""
+    hub = compose()["services"]["hub"]
+    environment = hub["environment"]
+    assert "RSHUB_CONSOLE_USERS_FILE" not in environment  # <RSHUB_DATA_DIR>/console-users
+    data = [v for v in hub["volumes"] if v.split(":")[1] == environment["RSHUB_DATA_DIR"]]
+    assert data and not data[0].endswith(":ro")
+    text = (ROOT / "docs" / "production.md").read_text()
+    commands = re.findall(r"docker compose exec (?:-T )?hub (rshub console-user [^\n]+)", text)
+    assert any("--password-stdin" in c for c in commands) and any(" add " in c for c in commands)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RSHUB_")}
+    environ["RSHUB_DATA_DIR"] = str(tmp_path)
+    for command in commands:
+        if "--password-stdin" not in command:
+            continue  # asks on the terminal
+        args = command.split()[1:]
+        done = subprocess.run(
+            [sys.executable, "-m", "hub.cli", *args],
+            cwd=ROOT,
+            env=environ,
+            input="a-long-enough-password\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "console-user", "list"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "bob" in listed.stdout and (tmp_path / "console-users").is_file()
