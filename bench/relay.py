@@ -87,7 +87,11 @@ async def main(calls: int) -> dict[str, Any]:
             kafka.bootstrap,
             folder / "consortium.yaml",
             folder,
-            {"RSHUB_SECRET_RELAIS": "bench", "RSHUB_NCIP_RELAY_REPLAY_WINDOW_S": "0"},
+            {
+                "RSHUB_SECRET_RELAIS": "bench",
+                "RSHUB_NCIP_RELAY_REPLAY_WINDOW_S": "0",
+                "RSHUB_SINGLE_WORKER": "true",
+            },
             topics_file=folder / "topics.yaml",
         )
         await hub.start()

@@ -82,6 +82,8 @@ def value_of(secret: Secret | None, environ: Mapping[str, str] | None = None) ->
 
 ID_SECRET_VARIABLE = "RSHUB_ID_SECRET"
 ID_SECRET_FILE = "id-secret"
+# What rshub.env.example says until the operator puts a generated secret in its place.
+ID_SECRET_PLACEHOLDER = "replace-me"
 
 
 def id_key(environ: Mapping[str, str] | None = None) -> bytes:

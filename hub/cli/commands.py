@@ -133,7 +133,42 @@ def start_up_problems(
     from hub.runtime import app as assembly
 
     registry = assembly.connectors(settings)
-    return registry.check(directory, assembly.connector_settings(registry, environ))
+    problems = registry.check(directory, assembly.connector_settings(registry, environ))
+    return problems + scaling_problems(settings, environ)
+
+
+def scaling_problems(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """On Apache Kafka (KAFKA_BOOTSTRAP_SERVERS set), where workers of one RSHUB_APP_ID share
+    the work, every worker must key transaction ids with the same RSHUB_ID_SECRET: without it
+    each would use the id-secret file of its own data folder, and a request re-sent to another
+    worker would become a second transaction. A hub on Apache Kafka that runs alone says so
+    with RSHUB_SINGLE_WORKER=true. The embedded broker serves one hub's data folder."""
+    from connectors.core.secret import ID_SECRET_VARIABLE
+
+    env = os.environ if environ is None else environ
+    if not settings.bootstrap_servers or settings.single_worker or env.get(ID_SECRET_VARIABLE):
+        return []
+    return [
+        f"KAFKA_BOOTSTRAP_SERVERS is set and {ID_SECRET_VARIABLE} is not: workers sharing "
+        "the work need the same id secret (each would otherwise make its own in its data "
+        f"folder); set {ID_SECRET_VARIABLE} to one generated secret for every worker, or "
+        "RSHUB_SINGLE_WORKER=true if this hub runs alone"
+    ]
+
+
+def warn_placeholder_id_secret(environ: Mapping[str, str] | None = None) -> None:
+    """rshub.env.example's placeholder left in place: every copy of the example would key its
+    ids alike, so say so at each start."""
+    from connectors.core.secret import ID_SECRET_PLACEHOLDER, ID_SECRET_VARIABLE
+
+    value = (os.environ if environ is None else environ).get(ID_SECRET_VARIABLE, "")
+    if value.startswith(ID_SECRET_PLACEHOLDER):
+        log.warning(
+            "id_secret.placeholder",
+            secret=ID_SECRET_VARIABLE,
+            effect="the example's value is public: replace it before partners send requests "
+            "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+        )
 
 
 def warn_unset_secrets(directory: Directory) -> None:
@@ -280,11 +315,12 @@ def serve(settings: Settings) -> int:
     except (DirectoryError, SettingsError) as error:
         print(f"rshub: {error}", file=sys.stderr)
         return 2
-    problems = registry.check(directory, loaded)
+    problems = registry.check(directory, loaded) + scaling_problems(settings)
     if problems:
         print(f"rshub: {'; '.join(problems)}", file=sys.stderr)
         return 2
     warn_unset_secrets(directory)
+    warn_placeholder_id_secret()
     # Every port is taken before anything starts, the connectors' first: a port in use or
     # a listener set up wrongly is one clear line, not a failure after the broker, the
     # agents and the HTTP side are up.

@@ -191,7 +191,8 @@ async def _demo(settings: Settings, borrower: str, lender: str) -> int:
             "default_rota": "default",
         }
         directory.write_text(yaml.safe_dump(document, sort_keys=False))
-        hub = HubProcess(bootstrap, directory, workdir, env)
+        # One hub on its own broker: its data folder's id secret will do.
+        hub = HubProcess(bootstrap, directory, workdir, {**env, "RSHUB_SINGLE_WORKER": "true"})
         address = HubAddress(
             hub.url, ("127.0.0.1", hub.iso10161_port), ("127.0.0.1", int(env["RSHUB_SLNP_PORT"]))
         )

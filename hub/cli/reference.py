@@ -291,8 +291,11 @@ def settings_block(registry: Registry) -> str:
     out = ["## The hub", "", "| variable | default | meaning |", "| --- | --- | --- |"]
     out += [f"| `{k}` | {_shown(d)} | {_cell(t)} |" for k, d, t in Settings.documentation()]
     out += [
-        f"| `{ID_SECRET_VARIABLE}` | unset | key of the transaction ids; unset: 32 random bytes "
-        f"generated once into `<RSHUB_DATA_DIR>/{ID_SECRET_FILE}` (mode 0600) |",
+        f"| `{ID_SECRET_VARIABLE}` | unset | key of the transaction ids, the same for every "
+        "worker and never changed once requests exist; unset: 32 random bytes generated once "
+        f"into `<RSHUB_DATA_DIR>/{ID_SECRET_FILE}` (mode 0600). Required when "
+        "`KAFKA_BOOTSTRAP_SERVERS` is set (`serve` refuses to start without it, saying why), "
+        "unless `RSHUB_SINGLE_WORKER=true` |",
         f"| `{index_module.INDEX_FILE_ENV}` | `<RSHUB_DATA_DIR>/index.sqlite3` | the operators' "
         "index (SQLite) that `serve` keeps from the topics and the commands read |",
         f"| `{index_module.STUCK_AFTER_ENV}` | `{index_module.STUCK_AFTER_HOURS:g}` | hours "

@@ -35,6 +35,13 @@ class Settings(BaseModel):
         None, description="topic declarations; unset: the ones installed with rshub"
     )
     app_id: str = Field("rshub", description="faust application id (consumer group prefix)")
+    single_worker: bool = Field(
+        False,
+        description="this hub runs alone on Apache Kafka: `serve` starts without "
+        "RSHUB_ID_SECRET (the data folder's id-secret keys the ids). Unset, with "
+        "KAFKA_BOOTSTRAP_SERVERS set, RSHUB_ID_SECRET is required: workers that scale out "
+        "must share it",
+    )
     data_dir: Path = Field(
         Path(".rshub-data"),
         description="worker scratch folder (holds the embedded broker's address for tail/route)",
