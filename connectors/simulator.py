@@ -293,7 +293,7 @@ class SlnpLibrary:
     async def next(self, timeout: float = 60.0) -> Message:
         command = await self._server().arrived(timeout)
         body = render_command(command).encode()
-        return SlnpCodec().decode(body, "rshub", Limits()).message
+        return SlnpCodec(check_order_numbers=False).decode(body, "rshub", Limits()).message
 
     def encode(self, message: Message, to_agency: str = "RSHUB") -> bytes:
         hub = Partner(symbol="RSHUB", name="rshub", protocol="slnp", agency_ids=[to_agency])

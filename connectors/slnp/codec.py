@@ -107,6 +107,12 @@ class SlnpCodec:
     events_out = frozenset({Event.REQUEST, *vocabulary.STATUS.values()})
     not_applicable = vocabulary.NOT_APPLICABLE
 
+    def __init__(self, check_order_numbers: bool = True) -> None:
+        """`check_order_numbers`: refuse a change naming another order's PFLNummer (the hub's
+        side; a simulated partner reading the hub's own changes has no transaction ids to
+        check them against)."""
+        self.check_order_numbers = check_order_numbers
+
     # -- inbound ---------------------------------------------------------------------------
 
     def parse(self, body: bytes, limit: int) -> Command:
@@ -256,7 +262,8 @@ class SlnpCodec:
                 currency=command.value(vocabulary.CURRENCY_PARAM) or vocabulary.CURRENCY,
             )
         order_id = command.value("BestellId") or ""
-        _check_order_number(command.value("PFLNummer"), sender, order_id)
+        if self.check_order_numbers:
+            _check_order_number(command.value("PFLNummer"), sender, order_id)
         lender_side = SENDER.get(event) is Role.LENDER
         sigel_ours = command.value("SigelGB" if lender_side else "SigelNB")
         known = {
