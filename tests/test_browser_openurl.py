@@ -164,7 +164,10 @@ async def test_a_doi_only_link_asks_the_patron_for_the_title_the_lenders_need(
     def send() -> None:
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
+    before = driver.find_element(By.ID, "errors")
     await off_loop(send)  # the title still empty
+    # The answer is a new page with the same element: wait for the old one to go first.
+    await off_loop(lambda: wait.until(seen.staleness_of(before)))
     await off_loop(lambda: wait.until(seen.presence_of_element_located((By.ID, "errors"))))
     assert "Give the title of the journal or book" in driver.find_element(By.ID, "errors").text
     assert ou.lenders["SOUTH"].received.empty()
