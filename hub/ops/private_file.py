@@ -4,7 +4,11 @@ written atomically with mode 0600."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 def read(path: Path) -> str | None:
@@ -23,3 +27,24 @@ def write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
     os.replace(temporary, path)
+
+
+class Watched(Generic[T]):
+    """A file's parsed content, read again only when its modification time or size changes
+    (a running console or API sees users and tokens added or removed at once)."""
+
+    def __init__(self, path: Path, load: Callable[[Path], dict[str, T]]) -> None:
+        self.path, self._load = path, load
+        self._seen: tuple[int, int] | None = None
+        self._found: dict[str, T] = {}
+
+    def current(self) -> dict[str, T]:
+        try:
+            stat = self.path.stat()
+            seen: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            seen = None
+        if seen != self._seen:
+            self._found = self._load(self.path) if seen else {}
+            self._seen = seen
+        return self._found

@@ -132,19 +132,10 @@ class TokenFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._seen: tuple[int, int] | None = None
-        self._clients: dict[str, Client] = {}
+        self._file = private_file.Watched(path, load)
 
     def clients(self) -> dict[str, Client]:
-        try:
-            stat = self.path.stat()
-            seen: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            seen = None
-        if seen != self._seen:
-            self._clients = load(self.path) if seen else {}
-            self._seen = seen
-        return self._clients
+        return self._file.current()
 
     def authenticate(self, token: str) -> Client | None:
         found = TOKEN.match(token)

@@ -154,19 +154,10 @@ class UserFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._seen: tuple[int, int] | None = None
-        self._users: dict[str, User] = {}
+        self._file = private_file.Watched(path, load)
 
     def users(self) -> dict[str, User]:
-        try:
-            stat = self.path.stat()
-            seen: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            seen = None
-        if seen != self._seen:
-            self._users = load(self.path) if seen else {}
-            self._seen = seen
-        return self._users
+        return self._file.current()
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if the password is theirs (blocks for scrypt: call it off the loop)."""
