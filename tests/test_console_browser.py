@@ -127,7 +127,11 @@ async def test_operator_finds_a_request_and_sees_its_refused_message(
         field = driver.find_element(By.ID, "q-title")
         field.clear()
         field.send_keys("remote atlas")
-        driver.find_element(By.ID, "find").click()
+        button = driver.find_element(By.ID, "find")
+        button.click()
+        # The answer is a new page with the same elements: wait for the old one to go
+        # before reading, or a row of the previous answer is what is found.
+        wait.until(seen.staleness_of(button))
 
     def found(browser: Any) -> bool:
         # The page reads the index the hub keeps from the topics when it is loaded: search
@@ -189,6 +193,7 @@ async def test_operator_finds_a_request_and_sees_its_refused_message(
         if label == "Acknowledge":
             row.find_element(By.NAME, "note").send_keys("returned outside the system")
         row.find_element(By.XPATH, f".//button[.='{label}']").click()
+        wait.until(seen.staleness_of(row))  # the answer is a new page
 
     await off_loop(lambda: click("Replay"))
     await off_loop(
