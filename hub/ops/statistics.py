@@ -12,9 +12,10 @@ Definitions (docs/commands.md, "Statistics", says the same):
   90th percentile in hours, over the requests that passed both ends of the stage;
 - periods are by the time a request was made (as a lender: asked) in UTC.
 
-SQLite selects the rows of the period from the index's `milestones` and `asks` tables (times
-in Unix seconds) with their group; one pass in Python counts and sorts the stage durations
-(bench/stats.py measures a year of a national network's traffic).
+SQLite counts each group of the index's `milestones` and `asks` tables (times in Unix
+seconds) and collects its stage durations, reading covering indexes in group order; Python
+sorts each group's durations for the percentiles (bench/stats.py measures a year of a
+national network's traffic: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -72,19 +73,32 @@ def _epoch(text: str) -> int:
     return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
 
 
-def _group(query: Query, table: str, time_column: str) -> str:
-    """The SQL expression a row is grouped by (`a`: asks, `m`: requests)."""
+def _group(query: Query, alias: str, time_column: str) -> tuple[str, str]:
+    """The group's name and what rows are grouped by (`a`: asks, `m`: requests). Pairs are
+    grouped by the two columns the covering index `asks_pair` leads with, so SQLite reads
+    the groups in order instead of sorting every ask."""
     if query.by in PERIOD:
-        return f"strftime('{PERIOD[query.by]}', {table}.{time_column}, 'unixepoch')"
+        return f"strftime('{PERIOD[query.by]}', {alias}.{time_column}, 'unixepoch')", "g"
     if query.by == "pair":
-        return "a.borrower || ' -> ' || a.lender"
-    return "a.lender" if table == "a" else "m.borrower"
+        return "a.borrower || ' -> ' || a.lender", "a.lender, a.borrower"
+    return ("a.lender" if alias == "a" else "m.borrower"), "g"
 
 
 # What a selected row is, by how the request went (the index into COUNTS).
 _CATEGORY = """CASE WHEN {shipped} IS NOT NULL THEN 1 WHEN {outcome} = 'unfilled' THEN 2
     WHEN {outcome} = 'cancelled' THEN 3 WHEN {outcome} = 'expired' THEN 4
     WHEN {outcome} IS NULL THEN 5 ELSE 0 END"""
+# Per group: the counts of COUNTS in order, then each stage's durations in seconds as one
+# comma-separated text: SQLite counts and collects in C (a Python pass over every row cost
+# half as much again: bench/stats.py). A stage counts the requests that passed both its ends.
+_PER_GROUP = """
+    SELECT {name} AS g, count(*), sum(c = 1), sum(c = 2), sum(c = 3), sum(c = 4), sum(c = 5),
+        sum({alias}.overdue != 0), sum({alias}.lost != 0),
+        group_concat({alias}.shipped - {started}), group_concat({alias}.received - {alias}.shipped),
+        group_concat({alias}.returned - {alias}.received),
+        group_concat({alias}.closed - {alias}.returned)
+    FROM (SELECT *, {category} AS c FROM {table}) {alias} WHERE {where}
+    GROUP BY {group}"""
 
 
 def compute(db: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
@@ -93,57 +107,41 @@ def compute(db: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
         # As a lender (or per pair): every ask of a lender, filled when that lender shipped;
         # an ask is unfilled once the request moved on to another lender or ended unshipped.
         # (The index keeps each ask's milestones where its lender shipped: one table.)
-        where, values = query.where("a.asked")
-        outcome = "CASE WHEN a.superseded THEN 'unfilled' ELSE a.outcome END"
-        sql = f"""
-            SELECT {_group(query, "a", "asked")},
-                {_CATEGORY.format(shipped="a.shipped", outcome=outcome)},
-                a.shipped - a.asked, a.received - a.shipped, a.returned - a.received,
-                a.closed - a.returned, a.overdue, a.lost
-            FROM asks a WHERE {where}"""
+        table, alias, started = "asks", "a", "asked"
+        outcome = "CASE WHEN superseded THEN 'unfilled' ELSE outcome END"
     else:
-        where, values = query.where("m.requested")
-        sql = f"""
-            SELECT {_group(query, "m", "requested")},
-                {_CATEGORY.format(shipped="shipped", outcome="outcome")},
-                shipped - requested, received - shipped, returned - received, closed - returned,
-                overdue, lost
-            FROM milestones m WHERE {where}"""
-    return _aggregate(db.execute(sql, values))
+        table, alias, started = "milestones", "m", "requested"
+        outcome = "outcome"
+    where, values = query.where(f"{alias}.{started}")
+    name, group = _group(query, alias, started)
+    sql = _PER_GROUP.format(
+        name=name,
+        alias=alias,
+        started=f"{alias}.{started}",
+        category=_CATEGORY.format(shipped="shipped", outcome=outcome),
+        table=table,
+        where=where,
+        group=group,
+    )
+    cursor = db.cursor()
+    cursor.row_factory = None  # plain tuples: the index's Row factory costs per row
+    return _finish(cursor.execute(sql, values))
 
 
-def _aggregate(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """Counts and stage durations per group in one pass over the rows SQLite selected,
-    grouped and classified (percentiles by window functions cost three to four times this
-    pass: bench/stats.py)."""
-    counts: dict[Any, list[int]] = {}
-    durations: dict[Any, tuple[list[int], ...]] = {}
-    for group, category, *spans, overdue, lost in rows:
-        found = counts.get(group)
-        if found is None:
-            found = counts[group] = [0] * len(COUNTS)
-            durations[group] = ([], [], [], [])
-        found[0] += 1
-        found[category] += 1
-        if spans[0] is not None:
-            kept = durations[group]
-            for index, span in enumerate(spans):
-                if span is None:
-                    break  # a stage not reached: the later ones are not either
-                kept[index].append(span)
-        found[6] += bool(overdue)
-        found[7] += bool(lost)
+def _finish(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Fill rates and stage percentiles for the groups SQLite counted."""
     finished = []
-    for group in sorted(counts, key=lambda k: (k is None, k or "")):
+    for group, *figures in rows:
         out: dict[str, Any] = {"group": group if group is not None else "?"}
-        out.update(zip(COUNTS, counts[group], strict=True))
+        out.update(zip(COUNTS, figures[: len(COUNTS)], strict=True))
         decided = out["filled"] + out["unfilled"] + out["expired"]
         out["fill_rate"] = round(out["filled"] / decided, 3) if decided else None
-        for stage, seconds in zip(STAGES, durations[group], strict=True):
-            seconds.sort()
+        for stage, joined in zip(STAGES, figures[len(COUNTS) :], strict=True):
+            seconds = sorted(map(int, joined.split(","))) if joined else []
             out[f"{stage}_median_h"] = _rank(seconds, 0.5)
             out[f"{stage}_p90_h"] = _rank(seconds, 0.9)
         finished.append(out)
+    finished.sort(key=lambda row: (row["group"] == "?", row["group"]))
     return finished
 
 
