@@ -58,6 +58,14 @@ def test_rshub_is_installed_from_the_constraints_not_editable() -> None:
     assert " -e " not in f" {runs} " and "--editable" not in runs
 
 
+def test_the_build_tools_are_pinned() -> None:
+    # pip builds the package with these in an isolated environment the constraints do not
+    # reach: an unpinned setuptools would make two builds of one commit differ.
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    for line in build["requires"]:
+        assert str(Requirement(line).specifier).startswith("=="), line
+
+
 def test_the_constraints_pin_every_runtime_dependency_within_pyproject() -> None:
     pinned = pins()
     assert pinned and all(re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", v) for v in pinned.values())
