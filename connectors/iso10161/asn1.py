@@ -289,11 +289,11 @@ class TolerantMembers:
     ) -> tuple[int, bool]:
         current = _READING.get()
         if current is None or self.additions:
-            return super().decode_members(  # type: ignore[misc, no-any-return]
+            return super().decode_members(  # type: ignore[misc]
                 members, data, values, offset, end_offset, ignore_missing
             )
         path = current.path
-        remaining, unknown = list(members), []
+        remaining, unknown = list(members), list[str]()
         while True:
             out_of_data, offset = ber.is_end_of_data(data, offset, end_offset)
             if out_of_data:
@@ -421,7 +421,9 @@ class TolerantExplicitTag(ber.ExplicitTag):
             implicit, deeper = self._implicit(data, offset)
             if implicit is not None:
                 return implicit
-            raise deeper if deeper is not None and _depth(deeper) > _depth(error) else error
+            if deeper is not None and _depth(deeper) > _depth(error):
+                raise deeper from None
+            raise
         if decoded is ber.TAG_MISMATCH:
             implicit, deeper = self._implicit(data, offset)
             if implicit is not None:
