@@ -173,3 +173,15 @@ def test_too_many_deviations_refuse_the_apdu() -> None:
 def test_the_standard_request_reads_with_nothing_left_out() -> None:
     for data, _top in forms().values():
         assert codec.read(data).left_out == []
+
+
+def test_a_deviating_element_with_a_default_reads_as_its_default() -> None:
+    # retry-flag [21] IMPLICIT BOOLEAN DEFAULT FALSE, with two content octets.
+    data, top = forms()["standard"]
+    tree = parse(data)
+    fields = find(tree, *top)[1]
+    assert isinstance(fields, list)
+    fields.insert(-1, [T("95"), b"\xff\xff"])
+    _name, value, left_out = codec.read(build(tree))
+    assert value["retry-flag"] is False
+    assert [d.element for d in left_out] == ["ILL-Request.retry-flag"]

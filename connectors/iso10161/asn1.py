@@ -318,6 +318,8 @@ class TolerantMembers:
                 progress = True
                 if value is not _LEFT_OUT:
                     values[member.name] = value
+                elif member.has_default():  # left out, it reads as if absent
+                    values[member.name] = member.get_default()
                 out_of_data, offset = ber.is_end_of_data(data, offset, end_offset)
             remaining = undecoded
             if out_of_data:
