@@ -6,13 +6,17 @@ the IMPLICIT form Convert::ASN1-based encoders write."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from connectors.core.contract import Limits, Refusal
 from connectors.core.model import Bibliographic, Event, Message, Money, ServiceType
 from connectors.iso10161 import asn1, codec, mapping
 from connectors.iso10161.transport import Iso10161Codec
+from connectors.simulator import Library, TcpLibrary, running
 from tests.ber_tree import Nodes, build, find, parse
+from tests.kafka_reader import wait_for_record
 
 REQUEST = Message(
     event=Event.REQUEST,
@@ -185,3 +189,57 @@ def test_a_deviating_element_with_a_default_reads_as_its_default() -> None:
     _name, value, left_out = codec.read(build(tree))
     assert value["retry-flag"] is False
     assert [d.element for d in left_out] == ["ILL-Request.retry-flag"]
+
+
+# -- end to end: over TCP to the real hub, to an NCIP lender -------------------------------
+
+
+@pytest.fixture
+async def libraries() -> AsyncIterator[dict[str, Library | TcpLibrary]]:
+    libs: dict[str, Library | TcpLibrary] = {
+        "VDX": TcpLibrary("VDX", "VDX-LIB"),
+        "SOUTH": Library("SOUTH", "01SOUTH_INST||MAIN", "south-secret"),
+    }
+    async with running(libs):
+        yield libs
+
+
+def from_vdx(form: str, tags: list[bytes], tag: bytes, request_id: str) -> bytes:
+    message = REQUEST.model_copy(update={"request_id": request_id})
+    name, value = mapping.from_canonical(message, "VDX-LIB", "RSHUB")
+    data = (
+        codec.encode(name, value)
+        if form == "standard"
+        else bytes(asn1.compiled_implicit().encode("ILL-APDU", (name.lower(), value)))
+    )
+    top = [T("61"), T("30")] if form == "standard" else [T("61")]
+    tree = parse(data)
+    find(tree, *top, *tags)[0] = tag
+    return build(tree)
+
+
+@pytest.mark.kafka
+async def test_over_tcp_a_refusal_names_the_element_and_a_left_out_one_keeps_the_loan(
+    hub, libraries, bootstrap
+) -> None:
+    vdx, south = libraries["VDX"], libraries["SOUTH"]
+    assert isinstance(vdx, TcpLibrary)
+    # A Convert::ASN1-style request whose title is a UTF8String: refused, naming the title.
+    bad = from_vdx("implicit", [ITEM_ID, TITLE, GENERAL_STRING], UTF8_STRING, "V-BAD")
+    _status, answer = await vdx.post(bad)
+    assert not answer.ok and "ILL-Request.item-id.title" in answer.errors[0]
+    letter = await wait_for_record(
+        bootstrap, "ill.deadletter", lambda r: r["protocol"] == "iso10161"
+    )
+    assert letter["error"].startswith("not a valid ILL APDU: ILL-Request.item-id.title:")
+    # The same request with a deviating author instead: the loan goes on without it.
+    odd = from_vdx("implicit", [ITEM_ID, AUTHOR, GENERAL_STRING], UTF8_STRING, "V-ODD")
+    _status, answer = await vdx.post(odd)
+    assert answer.ok, answer
+    asked = await south.next()
+    assert asked.event is Event.REQUEST and asked.bibliographic is not None
+    assert (asked.bibliographic.title, asked.bibliographic.isbn, asked.bibliographic.author) == (
+        "Title",
+        "9780151446476",
+        None,
+    )
