@@ -15,6 +15,7 @@ from connectors.core.model import Bibliographic, Event, Message, Money, ServiceT
 from connectors.iso10161 import asn1, codec, mapping
 from connectors.iso10161.transport import Iso10161Codec
 from connectors.simulator import Library, TcpLibrary, running
+from tests.asn1_values import value_for
 from tests.ber_tree import Nodes, build, find, parse
 from tests.kafka_reader import wait_for_record
 
@@ -163,6 +164,20 @@ def test_a_missing_required_element_names_what_was_there_instead() -> None:
     )
 
 
+def test_an_unknown_element_inside_what_rshub_needs_refuses() -> None:
+    data, top = forms()["standard"]
+    tree = parse(data)
+    transaction = find(tree, *top, TRANSACTION_ID)[1]
+    assert isinstance(transaction, list)
+    transaction.append([T("9e"), b"x"])
+    refused = refusal(build(tree))
+    assert refused.reason == (
+        "not a valid ILL APDU: ILL-Request.transaction-id: an element tagged 9e is no element "
+        "of ILL-Request.transaction-id (ILL-Request.transaction-id cannot be left out: it "
+        "identifies the transaction)"
+    )
+
+
 def test_too_many_deviations_refuse_the_apdu() -> None:
     data, top = forms()["standard"]
     tree = parse(data)
@@ -243,3 +258,63 @@ async def test_over_tcp_a_refusal_names_the_element_and_a_left_out_one_keeps_the
         "9780151446476",
         None,
     )
+
+
+def _node_paths(nodes: Nodes, above: tuple[bytes, ...] = ()) -> list[tuple[bytes, ...]]:
+    """The tag path of every element in the tree (the first of equal tags at each level)."""
+    out = []
+    for tag, content in nodes:
+        assert isinstance(tag, bytes)
+        if any(other[0] == tag for other in nodes[: nodes.index([tag, content])]):
+            continue  # find() reaches the first of equal tags only
+        out.append((*above, tag))
+        if isinstance(content, list):
+            out.extend(_node_paths(content, (*above, tag)))
+    return out
+
+
+NEEDED_VALUES = ("transaction-id", "requester-id", "responder-id")
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_no_retagged_element_anywhere_leaves_out_what_rshub_needs(form: str) -> None:
+    """Every element of a full ILL-Request, retagged three ways: the APDU is refused naming
+    an element, or read with nothing NEEDED left out and, for a tag no element has there,
+    what identifies the transaction and its parties as sent (or absent, when the retagged
+    element was that one: then it is an element ILL-Request has not, and ISO 10161 lets a
+    requester-id be absent). With its constructed bit flipped, an element is what an
+    IMPLICIT-tagging encoder writes: its content is read as that form's."""
+    value = {
+        **mapping.from_canonical(REQUEST, "DK-1", "DK-2")[1],
+        **{k: v for k, v in forms_full().items() if k not in NEEDED_VALUES},
+    }
+    name = "ILL-Request"
+    data = (
+        codec.encode(name, value)
+        if form == "standard"
+        else bytes(asn1.compiled_implicit().encode("ILL-APDU", ("ill-request", value)))
+    )
+    original = codec.decode(data)[1]
+    tree = parse(data)
+    for path in _node_paths(tree):
+        for tag in (T("0c"), T("9e"), bytes([path[-1][0] ^ 0x20]) + path[-1][1:]):
+            changed = parse(data)
+            find(changed, *path)[0] = tag
+            try:
+                read = codec.read(build(changed))
+            except codec.Iso10161Error as error:
+                assert str(error).startswith("not a valid ILL APDU: "), error
+                continue
+            for needed in NEEDED_VALUES if tag in (T("0c"), T("9e")) else ():
+                assert read.value.get(needed) in (original.get(needed), None), (path, tag)
+            for deviation in read.left_out:
+                under = deviation.element.split(".")[1:]
+                for needed in asn1.NEEDED:
+                    parts = needed.split(".")
+                    assert under[: len(parts)] != parts, (path, tag, deviation)
+
+
+def forms_full() -> dict[str, object]:
+    """Every optional element of an ILL-Request, with a value of its type."""
+    full: dict[str, object] = value_for(asn1.compiled().types["ILL-Request"].type, True)
+    return full

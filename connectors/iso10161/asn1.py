@@ -336,6 +336,10 @@ class TolerantMembers:
             else:
                 found = f" ({', '.join(unknown)} was left out)" if unknown else ""
                 raise _name(ber.DecodeError(f"is missing{found}", offset=offset), path, member.name)
+        why = _needed(path) if unknown else None
+        if why is not None:  # inside what rshub needs, an element it cannot place refuses
+            where = ".".join(path)
+            raise _name(Refused(f"{', '.join(unknown)} is no element of {where} ({why})"), path)
         return offset, out_of_data
 
 
@@ -381,8 +385,10 @@ def _unknown_element(
             current.path,
         )
     unknown.append(f"an element tagged {tag}")
-    reason = f"no element of {'.'.join(current.path)} is tagged {tag}"
-    _record(current, Deviation(".".join(current.path), reason, bytes(data[offset:end][:MAX_RAW])))
+    if _needed(current.path) is None:  # else refused once the SEQUENCE is read (below)
+        reason = f"no element of {'.'.join(current.path)} is tagged {tag}"
+        raw = bytes(data[offset:end][:MAX_RAW])
+        _record(current, Deviation(".".join(current.path), reason, raw))
     return end
 
 
