@@ -32,7 +32,7 @@ class FakeKafka:
         self.audited: list[bytes] = []
         self.inbound: list[bytes] = []
         self.dead: list[Any] = []
-        self.items = SimpleNamespace(lookup=lambda *args: None)
+        self.items = SimpleNamespace(lookup=lambda *args: None, retried=lambda *args: None)
         self.verdicts = SimpleNamespace(expect=self._expect, forget=lambda message_id: None)
         self.producer = SimpleNamespace(client=SimpleNamespace(fetch_all_metadata=self._metadata))
 

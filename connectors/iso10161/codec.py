@@ -5,16 +5,26 @@ ILL APDU tags).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import asn1tools
 
 from connectors import ber
 from connectors.ber import FramingError
 from connectors.core.model import shown
-from connectors.iso10161.asn1 import APDUS, compiled
+from connectors.iso10161.asn1 import APDUS, Deviation, compiled, element_of, reading
 
-__all__ = ["FramingError", "Iso10161Error", "Splitter", "decode", "encode", "for_the_wire"]
+__all__ = [
+    "Apdu",
+    "Deviation",
+    "FramingError",
+    "Iso10161Error",
+    "Splitter",
+    "decode",
+    "encode",
+    "for_the_wire",
+    "read",
+]
 _BY_ALTERNATIVE = {name.lower(): name for name in APDUS}
 
 
@@ -36,13 +46,35 @@ def encode(name: str, value: dict[str, Any]) -> bytes:
         raise Iso10161Error(f"cannot encode {name}: {exc}") from None
 
 
-def decode(data: bytes) -> tuple[str, dict[str, Any]]:
-    """The APDU's name and value; Iso10161Error for what is not a whole, valid APDU."""
+class Apdu(NamedTuple):
+    name: str
+    value: dict[str, Any]
+    left_out: list[Deviation]  # optional elements that deviate from the ASN.1, left out
+
+
+def read(data: bytes) -> Apdu:
+    """The APDU, read liberally: an optional element that deviates from the ASN.1 (a wrong
+    tag inside it, an element its SEQUENCE has not) is left out and listed, unless rshub
+    needs it (`asn1.NEEDED`). Iso10161Error for what is not a whole, valid APDU; its text
+    starts with the ASN.1 path of the element at fault (ILL-Request.item-id.title: ...)."""
     try:
-        alternative, value = compiled().decode("ILL-APDU", data)
+        with reading(apdu_type(data) or "ILL-APDU") as seen:
+            alternative, value = compiled().decode("ILL-APDU", data)
+    except asn1tools.DecodeError as exc:
+        # With the element named, asn1tools' offset is left out: inside an element read in
+        # its IMPLICIT form it counts from a rebuilt copy, not from the APDU's first byte.
+        element = element_of(exc)
+        text = f"{element}: {getattr(exc, 'message', exc)}" if element else str(exc)
+        raise Iso10161Error(f"not a valid ILL APDU: {text}") from None
     except (asn1tools.Error, TypeError, ValueError, IndexError, KeyError, RecursionError) as exc:
         raise Iso10161Error(f"not a valid ILL APDU: {exc}") from None
-    return _BY_ALTERNATIVE[alternative], value
+    return Apdu(_BY_ALTERNATIVE[alternative], value, seen.deviations)
+
+
+def decode(data: bytes) -> tuple[str, dict[str, Any]]:
+    """The APDU's name and value (`read`, without what was left out)."""
+    name, value, _left_out = read(data)
+    return name, value
 
 
 def apdu_type(data: bytes) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -37,7 +37,7 @@ from connectors.core.model import (
     violation,
 )
 from connectors.iso10161 import codec
-from connectors.iso10161.asn1 import compiled
+from connectors.iso10161.asn1 import Deviation, compiled
 from connectors.iso10161.codec import Iso10161Error
 
 # APDU -> event, for the APDUs whose meaning needs nothing else.
@@ -406,10 +406,13 @@ def event_of(name: str, value: dict[str, Any]) -> Event:
     raise NotApplicable(f"{name} is not an ILL APDU rshub knows")
 
 
-def to_canonical(name: str, value: dict[str, Any], sender: str = "") -> Message:
+def to_canonical(
+    name: str, value: dict[str, Any], sender: str = "", left_out: Sequence[Deviation] = ()
+) -> Message:
     """The canonical message of an APDU; Iso10161Error naming the element of a value out of
-    the canonical model's bounds."""
+    the canonical model's bounds. `left_out`: what `codec.read` left out, kept for staff."""
     fields, elements = _fields(name, value, sender)
+    _keep_left_out(fields["extensions"], left_out)
     try:
         return Message.model_validate(fields)
     except ValidationError as error:
@@ -501,6 +504,20 @@ def _fields(name: str, value: dict[str, Any], sender: str) -> tuple[dict[str, An
     if diagnostics:
         fields["extensions"]["diagnostics"] = diagnostics
     return fields, elements
+
+
+def _keep_left_out(extensions: dict[str, Any], left_out: Sequence[Deviation]) -> None:
+    """Each element left out as a diagnostic, and as received (hex) beside the APDU."""
+    if not left_out:
+        return
+    extensions.setdefault("diagnostics", []).extend(
+        f"{deviation.element}: left out, it deviates from ISO 10161 ({deviation.reason})"
+        for deviation in left_out
+    )
+    extensions["iso10161"]["left-out"] = [
+        {"element": deviation.element, "reason": deviation.reason, "ber": deviation.raw.hex()}
+        for deviation in left_out
+    ]
 
 
 def _request_fields(value: dict[str, Any], fields: dict[str, Any]) -> None:

@@ -196,8 +196,8 @@ class Iso10161Codec:
     def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Context]:
         name, value = None, None
         try:
-            name, value = codec.decode(body)
-            message = mapping.to_canonical(name, value, sender=sender)
+            name, value, left_out = codec.read(body)
+            message = mapping.to_canonical(name, value, sender=sender, left_out=left_out)
             if not message.request_id:
                 detail = "transaction-qualifier is empty: the request cannot be told apart"
                 error = error_report(

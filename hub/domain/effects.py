@@ -46,9 +46,12 @@ def hub_message(run: Run, event: Event, request_id: str, **fields: object) -> Me
 
 def take_request(run: Run, given: Input) -> Note:
     """Keep the borrower's request (a Retry's too: kept as the Request it is now, which is
-    what lenders are asked with; the borrower's new id for it is not theirs to see)."""
+    what lenders are asked with; the borrower's new id for it is not theirs to see, but
+    addresses this transaction from now on)."""
     message = given.message
     assert message is not None
+    if message.event is Event.RETRY and message.previous_request_id:
+        run.index_retried(message.previous_request_id)  # the codec put the new id there
     if message.event is not Event.REQUEST:
         message = message.model_copy(update={"event": Event.REQUEST, "previous_request_id": None})
     run.txn.request = message

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from connectors.core.directory import Directory
 from connectors.core.records import RoutingDecision, StateChange
+from hub.domain.addressing import item_key, retried_key
 from hub.domain.deadlines import next_deadline
 from hub.domain.inputs import Input
 from hub.domain.lifecycle import TERMINAL, State
@@ -82,7 +83,17 @@ class Run:
     def index_item(self, item_id: str, lender: str, alive: bool) -> None:
         for partner in (lender, self.txn.borrower):
             value = {"transaction_id": self.txn.id} if alive else None
-            self.outputs.append(Output(topic="ill.items", key=f"{partner}|{item_id}", value=value))
+            self.outputs.append(
+                Output(topic="ill.items", key=item_key(partner, item_id), value=value)
+            )
+
+    def index_retried(self, request_id: str) -> None:
+        """The borrower's new id for this request (an ISO 18626 Retry's) names it from now on:
+        the gateway finds the transaction by it in ill.items, also after a restart."""
+        key = retried_key(self.txn.borrower, request_id)
+        self.outputs.append(
+            Output(topic="ill.items", key=key, value={"transaction_id": self.txn.id})
+        )
 
     def finish(self) -> list[Output]:
         """The records every application ends with: the state after the step on the

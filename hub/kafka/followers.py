@@ -4,7 +4,8 @@
   machine decided (applied, duplicate, refused), waiting at most a configured time.
 - `LoadIndex` follows the compacted ill.load topic: the open-request counts the rota reads.
 - `ItemIndex` follows the compacted ill.items topic: renewals and recalls carry only an item
-  id (the NCIP schema gives them no RequestId), so the endpoint looks the transaction up here.
+  id (the NCIP schema gives them no RequestId), so the endpoint looks the transaction up here;
+  so is a borrower's new id for a request it retried (ISO 18626 Retry).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.core.records import Verdict
+from hub.domain.addressing import item_key, retried_key
 from hub.domain.load import LoadBook
 from hub.kafka import partition_ends, snapshots
 from hub.kafka.fetching import FOLLOWER_IDLE_MS, FOLLOWER_WAIT_MS, Pacer, pace, polled
@@ -158,7 +160,10 @@ class ItemIndex(_Follower):
             self.items[key] = record["transaction_id"]
 
     def lookup(self, partner: str, item_id: str) -> str | None:
-        return self.items.get(f"{partner}|{item_id}")
+        return self.items.get(item_key(partner, item_id))
+
+    def retried(self, borrower: str, request_id: str) -> str | None:
+        return self.items.get(retried_key(borrower, request_id))
 
 
 class LoadIndex(_Follower):

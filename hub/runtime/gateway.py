@@ -532,7 +532,7 @@ class Gateway(Service):
         # request rshub does not know is refused whole, none of it applied (no half-read).
         addressed = []
         for part in decoded.messages:
-            txn = address(part, self.io.items.lookup)
+            txn = address(part, self.io.items)
             if txn is None:
                 detail = "the message names no request or item rshub knows"
                 if len(decoded.messages) > 1:
