@@ -298,7 +298,9 @@ class MemberResponder:
     host: str = "127.0.0.1"
     path: str = "/view/NCIPServlet"
     delay_s: float = 0.0  # seconds before each answer (a slow responder)
-    # Called with each call and the answer it got, once answered (`rshub peer` prints them).
+    # Called with each call as it arrives, and with the answer once answered (`rshub peer`
+    # prints them).
+    heard: Callable[[Received], None] | None = None
     answered: Callable[[Received, bytes], None] | None = None
 
     @property
@@ -337,6 +339,8 @@ class MemberResponder:
             body=body,
         )
         self.received.put_nowait(call)
+        if self.heard is not None:
+            self.heard(call)
         if self.hold is not None:
             await self.hold.wait()
         if self.delay_s:
