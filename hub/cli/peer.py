@@ -260,6 +260,9 @@ class Peer:
                 await say(self.library, reply(Event.UNFILLED, reason=Reason.from_code(10)))
                 return
             item = f"{self.library.symbol}-{next(self.items)}"
+            if self.library.protocol == "artemail":
+                # The BL's reports name no item: the hub takes the order's reference for it.
+                item = request_id
             self.lent[request_id] = item
             copy = self.behaviour == "copy" or heard.service_type is ServiceType.COPY
             if copy:
