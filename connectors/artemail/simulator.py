@@ -166,8 +166,8 @@ class MailLibrary:
         try:
             decoded = CODEC.decode(body, "rshub", Limits())
         except Refusal as refusal:
-            self.refused.append(refusal.detail)
-            return f"550 5.6.0 not an ARTEmail order: {refusal.detail[:200]}"
+            self.refused.append(refusal.reason)
+            return f"550 5.6.0 not an ARTEmail order: {refusal.reason[:200]}"
         for message in (decoded.message, *decoded.more):
             self.received.put_nowait(message)
         if self.hang:
