@@ -87,7 +87,45 @@ def _env(servers: MailServers) -> dict[str, str]:
     }
 
 
-async def test_the_british_library_peer_lends_and_copies_by_mail(
+async def _peer(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "peer",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def _ready(process: asyncio.subprocess.Process, seen: list[str]) -> None:
+    assert process.stdout is not None
+    await asyncio.wait_for(
+        _read_until(process.stdout, lambda s: s and s[-1].startswith("ready"), seen), 60
+    )
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 20)
+
+
+async def _send(env: dict[str, str], *args: str) -> str:
+    send = await _peer(env, "send", *args)
+    out, _ = await asyncio.wait_for(send.communicate(), 60)
+    assert send.returncode == 0, out.decode()
+    return out.decode()
+
+
+def _heard(lines: list[str], symbol: str, event: str) -> list[str]:
+    return [line for line in lines if line.split()[1:5] == [symbol, "<-", "hub", event]]
+
+
+async def test_the_british_library_peer_lends_copies_and_is_stepped_by_hand(
     bootstrap: str, servers: MailServers, tmp_path: Path
 ) -> None:
     directory = tmp_path / "consortium.yaml"
@@ -95,57 +133,55 @@ async def test_the_british_library_peer_lends_and_copies_by_mail(
     hub = HubProcess(bootstrap, directory, tmp_path / "hub", _env(servers))
     await hub.start()
     env = {**hub.env, "PYTHONPATH": str(ROOT), "RSHUB_DATA_DIR": str(tmp_path / "peer")}
-    command = [sys.executable, "-m", "hub.cli", "peer"]
-    peers = await asyncio.create_subprocess_exec(
-        *command,
-        "NORTH",
-        "BL",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert peers.stdout is not None
-    seen: list[str] = []
+    north, bl = await _peer(env, "NORTH"), await _peer(env, "BL")
+    north_seen: list[str] = []
+    bl_seen: list[str] = []
+    manual: list[str] = []
+    assert north.stdout is not None and bl.stdout is not None
     try:
-        await asyncio.wait_for(
-            _read_until(peers.stdout, lambda s: s and s[-1].startswith("ready"), seen), 60
-        )
-        assert any(line.startswith("BL (artemail") for line in seen), seen
+        await _ready(north, north_seen)
+        await _ready(bl, bl_seen)
+        assert any(line.startswith("BL (artemail") for line in bl_seen), bl_seen
         for extra in ([], ["--copy"]):
-            send = await asyncio.create_subprocess_exec(
-                *command,
-                "send",
-                "NORTH",
-                "request",
-                "--to",
-                "BL",
-                *extra,
-                cwd=ROOT,
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-            )
-            out, _ = await asyncio.wait_for(send.communicate(), 60)
-            assert send.returncode == 0 and "[accepted]" in out.decode(), out.decode()
+            out = await _send(env, "NORTH", "request", "--to", "BL", *extra)
+            assert "[accepted]" in out, out
 
         def answered(lines: list[str]) -> bool:
-            heard = [line for line in lines if line.split()[1:4] == ["NORTH", "<-", "hub"]]
-            return any(" Loaned " in h for h in heard) and any(
-                " CopyCompleted " in h for h in heard
+            return bool(
+                _heard(lines, "NORTH", "Loaned") and _heard(lines, "NORTH", "CopyCompleted")
             )
 
-        await asyncio.wait_for(_read_until(peers.stdout, answered, seen), 120)
+        await asyncio.wait_for(_read_until(north.stdout, answered, north_seen), 120)
+        await _stop(bl)
+        remaining = await bl.stdout.read()
+        bl_seen += remaining.decode().splitlines(keepends=True)
+        assert len(_heard(bl_seen, "BL", "Request")) == 2, bl_seen
+        reports = [line for line in bl_seen if line.split()[1:4] == ["BL", "->", "hub"]]
+        assert sorted(r.split()[4] for r in reports) == ["CopyCompleted", "Loaned"], bl_seen
+        assert all("[accepted]" in r for r in reports), bl_seen
+        (loaned,) = _heard(north_seen, "NORTH", "Loaned")
+        assert " due " in loaned, loaned  # the BL's DUE date reached the borrower
+
+        # By hand: the BL only prints the order; its report is a sample sent as it is.
+        bl = await _peer(env, "BL", "--behaviour", "manual")
+        assert bl.stdout is not None
+        await _ready(bl, manual)
+        await _send(env, "NORTH", "request", "--to", "BL", "--title", "Gödel, Escher, Bach")
+        await asyncio.wait_for(
+            _read_until(bl.stdout, lambda s: bool(_heard(s, "BL", "Request")), manual), 60
+        )
+        reference = _heard(manual, "BL", "Request")[0].split()[5]
+        sample = ROOT / "examples" / "samples" / "artemail" / "report-due.eml"
+        out = await _send(env, "BL", "--file", str(sample), "--txn", reference)
+        assert "[accepted]" in out, out
+
+        def lent_by_hand(lines: list[str]) -> bool:
+            return any("due 2026-04-01" in line for line in _heard(lines, "NORTH", "Loaned"))
+
+        await asyncio.wait_for(_read_until(north.stdout, lent_by_hand, north_seen), 60)
     finally:
-        if peers.returncode is None:
-            peers.terminate()
-            await asyncio.wait_for(peers.wait(), 20)
+        await _stop(bl)
+        await _stop(north)
         hub.stop()
-    text = "".join(seen)
+    text = "".join(north_seen + bl_seen + manual)
     assert "REFUSED" not in text and "NOT SENT" not in text, text
-    orders = [line for line in seen if line.split()[1:5] == ["BL", "<-", "hub", "Request"]]
-    assert len(orders) == 2, text
-    reports = [line for line in seen if line.split()[1:4] == ["BL", "->", "hub"]]
-    assert sorted(r.split()[4] for r in reports) == ["CopyCompleted", "Loaned"], text
-    assert all("[accepted]" in r for r in reports), text
-    (loaned,) = (line for line in seen if " NORTH " in line and "<- hub  Loaned " in line)
-    assert " due " in loaned, loaned  # the BL's DUE date reached the borrower

@@ -34,6 +34,7 @@ import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,7 +94,13 @@ def add_arguments(peer: argparse.ArgumentParser) -> None:
     send = sub.add_parser("send", help="send one step from a library: send SYM shipped --txn ID")
     send.add_argument("symbol", metavar="SYMBOL")
     steps = sorted(STEPS) + sorted({*RELAY_STEPS, "loan"})
-    send.add_argument("step", choices=steps, metavar="STEP", help=", ".join(steps))
+    send.add_argument("step", nargs="?", choices=steps, metavar="STEP", help=", ".join(steps))
+    send.add_argument(
+        "--file",
+        metavar="PATH",
+        help="send this message as it is (a sample of examples/samples: its request id is "
+        "replaced by --txn)",
+    )
     send.add_argument("--txn", metavar="ID", help="the request id as this library knows it")
     send.add_argument(
         "--to",
@@ -165,6 +172,10 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         partners.append(partner)
     try:
+        if args.peer_action == "send" and args.file:
+            return asyncio.run(_send_file(partners[0], hub, args))
+        if args.peer_action == "send" and args.step is None:
+            raise ValueError("rshub peer send SYMBOL STEP, or SYMBOL --file PATH")
         if args.peer_action == "send" and partners[0].protocol == RELAY:
             return asyncio.run(_broker_send(directory, partners[0], hub, args))
         if args.peer_action == "send":
@@ -499,6 +510,42 @@ def message_of(args: argparse.Namespace, step: Event, symbol: str) -> Message:
         message = message.model_copy(update={"answer": False})
     # The sample's fixed time is for files; a step sent now is dated now.
     return message.model_copy(update={"timestamp": datetime.now(UTC)})
+
+
+def _sample_body(path: str, protocol: str, txn: str | None) -> bytes:
+    """A message file as the library sends it: ISO 10161's hex as BER, the samples' request
+    ids (the borrower's and the lender's, connectors.samples) replaced by `txn`."""
+    text = Path(path).read_text(encoding="utf-8")
+    if txn:
+        for sample_id in (samples.LENDER_REQUEST, samples.BORROWER_REQUEST):
+            text = text.replace(sample_id, txn)
+    if protocol == "iso10161":
+        return bytes.fromhex("".join(text.split()))
+    return text.encode("utf-8")
+
+
+async def _send_file(partner: Partner, hub: HubAddress, a: Any) -> int:
+    """`rshub peer send SYM --file PATH`: the file's message from the library, as it is."""
+    try:
+        body = _sample_body(a.file, partner.protocol, a.txn)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--file {a.file}: {error}") from None
+    if partner.protocol == RELAY:
+        status, answer = await relay.broker_for(partner, hub.url).post(body)
+        _said(partner.symbol, "-> hub", body, "sent" if status == 200 else f"REFUSED {status}")
+        if status == 200:
+            _said(partner.symbol, "<- hub", answer)
+        return 0 if status == 200 and ncip.read_response(answer).ok else 1
+    library = library_for(partner, hub)
+    try:
+        status, verdict = await library.post(body)
+    except (OSError, TimeoutError) as error:
+        print(f"{partner.symbol} -> hub  {a.file} [NOT SENT: {error or type(error).__name__}]")
+        return 1
+    accepted = status == 200 and verdict.ok
+    shown = "accepted" if accepted else f"REFUSED {status}: {'; '.join(verdict.errors)}"
+    print(f"{partner.symbol} -> hub  {a.file} [{shown}]", flush=True)
+    return 0 if accepted else 1
 
 
 async def _send(directory: Directory, partner: Partner, hub: HubAddress, a: Any) -> int:
