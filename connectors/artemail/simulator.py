@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,10 @@ from connectors.core.model import Event, Message, NotApplicable
 from connectors.mail import listener
 from connectors.mail.compose import compose
 from connectors.mail.options import MailSettings, TlsMode
+
+# aiosmtpd itself sets its deprecated Session.login_data on every successful AUTH and warns
+# about it: noise in `rshub peer`'s output, about code that is not ours.
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 # Which BLDSS code a canonical step is written as. Unfilled is NOT unless its reason has a
 # code of its own (the reason numbers of connectors.artemail.codes).
