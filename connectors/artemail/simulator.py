@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import warnings
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,9 +37,11 @@ from connectors.mail import listener
 from connectors.mail.compose import compose
 from connectors.mail.options import MailSettings, TlsMode
 
-# aiosmtpd itself sets its deprecated Session.login_data on every successful AUTH and warns
-# about it: noise in `rshub peer`'s output, about code that is not ours.
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+# aiosmtpd itself sets its deprecated Session.login_data on every successful AUTH and logs a
+# warning about it: noise in `rshub peer`'s output, about code that is not ours.
+logging.getLogger("mail.log").addFilter(
+    lambda record: "login_data is deprecated" not in record.getMessage()
+)
 
 # Which BLDSS code a canonical step is written as. Unfilled is NOT unless its reason has a
 # code of its own (the reason numbers of connectors.artemail.codes).
