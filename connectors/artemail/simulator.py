@@ -175,7 +175,12 @@ class MailLibrary:
         except Refusal as refusal:
             self.refused.append(refusal.reason)
             return f"550 5.6.0 not an ARTEmail order: {refusal.reason[:200]}"
-        for message in (decoded.message, *decoded.more):
+        messages = (decoded.message, *decoded.more)
+        if any(m.event is not Event.REQUEST for m in messages):
+            # The codec reads the BL's own reports too; a BL is sent orders only.
+            self.refused.append("a status report, not an order")
+            return "550 5.6.0 not an ARTEmail order: a status report"
+        for message in messages:
             self.received.put_nowait(message)
         if self.hang:
             # A hung BL: the mail is taken, the SMTP answer never comes; the hub's delivery
