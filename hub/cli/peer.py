@@ -18,6 +18,10 @@ whole loan.
 `rshub peer send SYMBOL STEP` sends one step from a library (starting from the sample
 message of the step, connectors.samples, changed by the options); it needs no running peer.
 
+The British Library (ARTEmail) is the SMTP server of the hub's ARTEmail connector and writes
+its BLDSS reports into the hub's mailbox for it (connectors/artemail/simulator.py); it
+answers orders only, since nothing else goes to it by mail.
+
 The NCIP relay's parties are not libraries of the loan's lifecycle: a member is an NCIP
 responder answering each relayed call inside its HTTP exchange (lend: answered; unfill: a
 Problem; slow, hang, down as above), and a broker only calls, by hand: `rshub peer send
