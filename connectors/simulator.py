@@ -355,13 +355,16 @@ class HubAddress:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def library_for(partner: Partner, hub: HubAddress, hang: bool = False) -> AnyLibrary:
+def library_for(
+    partner: Partner, hub: HubAddress, hang: bool = False, mailbox: bool = False
+) -> AnyLibrary:
     """The simulated library a directory entry describes: listening at its endpoint,
     writing its protocol (and, for ISO 18626, its version), proving who it is as the
     directory says (its inbound credential's secret, read from where the directory keeps
-    it). ValueError for a protocol with no simulator, or an endpoint it cannot listen at."""
+    it). `mailbox`: a mail partner serves the hub's mailbox for it itself. ValueError for a
+    protocol with no simulator, or an endpoint it cannot listen at."""
     if partner.protocol == "artemail":  # reached by mail, not at its endpoint
-        return _british_library(partner, hub, hang)
+        return _british_library(partner, hub, hang, mailbox)
     endpoint = urlsplit(partner.endpoint or "")
     if not endpoint.port:
         raise ValueError(f"{partner.symbol}: endpoint {partner.endpoint!r} names no port")
@@ -412,11 +415,15 @@ def library_for(partner: Partner, hub: HubAddress, hang: bool = False) -> AnyLib
     )
 
 
-def _british_library(partner: Partner, hub: HubAddress, hang: bool) -> MailLibrary:
+def _british_library(
+    partner: Partner, hub: HubAddress, hang: bool, serve_mailbox: bool
+) -> MailLibrary:
     """The BL: the SMTP server of the hub's ARTEmail connector, writing its reports into the
-    hub's mailbox for it (connectors/artemail/simulator.py)."""
+    hub's mailbox for it (connectors/artemail/simulator.py), on the connector's IMAP server
+    or, with `serve_mailbox`, one it serves itself there."""
     from connectors.mail.channel import partner_address
-    from connectors.mail.options import MailSettings
+    from connectors.mail.options import MailSettings, TlsMode
+    from connectors.mail.simulator import Mailbox
 
     options = ArtemailOptions.model_validate(partner.options)
     settings = hub.settings.get("artemail") or MailSettings()
@@ -434,6 +441,16 @@ def _british_library(partner: Partner, hub: HubAddress, hang: bool) -> MailLibra
         if accepted
         else partner_address(partner, options) or "bldss@bl.uk"
     )
+    mailbox = None
+    if serve_mailbox:
+        if settings.imap_tls is not TlsMode.NONE:
+            raise ValueError(
+                f"{partner.symbol}: its own mailbox speaks plain IMAP on loopback: set "
+                "RSHUB_ARTEMAIL_IMAP_TLS=none (and the hub's RSHUB_ARTEMAIL_IMAP_PORT to it)"
+            )
+        mailbox = Mailbox(
+            options.mailbox_user, password, host=settings.imap_host, port=settings.imap_port
+        )
     return MailLibrary(
         partner.symbol,
         partner.agency_id,
@@ -443,6 +460,7 @@ def _british_library(partner: Partner, hub: HubAddress, hang: bool) -> MailLibra
         mailbox_user=options.mailbox_user,
         mailbox_password=password,
         hang=hang,
+        mailbox=mailbox,
     )
 
 

@@ -138,3 +138,25 @@ async def test_a_mail_that_is_no_order_is_refused_at_smtp(bl: CaughtLibrary) -> 
     with pytest.raises(aiosmtplib.SMTPDataError) as refused:
         await _order(bl, "report-due.eml")
     assert refused.value.code == 550 and bl.received.empty()
+
+
+async def test_with_its_own_mailbox_the_british_library_puts_its_reports_there() -> None:
+    from connectors.mail.simulator import Mailbox
+
+    settings = MailSettings(smtp_port=free_port(), imap_port=free_port())
+    mailbox = Mailbox("hub-bl", "pw", port=settings.imap_port)
+    library = MailLibrary(
+        "BL", "BL", "bldss@bl.uk", "hub-bl@localhost", settings, "hub-bl", "pw", mailbox=mailbox
+    )
+    await library.start()
+    try:
+        await _order(library, "order-copy.eml")
+        listening = asyncio.create_task(Peer(library, "lend", 0).listen())
+        arrival = mailbox.arrival
+        await asyncio.wait_for(arrival.wait(), 10)
+        listening.cancel()
+    finally:
+        await library.stop()
+    (report,) = mailbox.folders["INBOX"].mails.values()
+    message = CODEC.decode(report, "BL", Limits()).message
+    assert (message.event, message.request_id) == (Event.COPY_COMPLETED, "t0123456789abcdef.1")

@@ -36,6 +36,7 @@ from connectors.core.model import Event, Message, NotApplicable
 from connectors.mail import listener
 from connectors.mail.compose import compose
 from connectors.mail.options import MailSettings, TlsMode
+from connectors.mail.simulator import Mailbox
 
 # aiosmtpd itself sets its deprecated Session.login_data on every successful AUTH and logs a
 # warning about it: noise in `rshub peer`'s output, about code that is not ours.
@@ -136,14 +137,18 @@ class MailLibrary:
     protocol: str = "artemail"
     received: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     refused: list[str] = field(default_factory=list)  # orders the codec could not read
+    # The hub's mailbox for the BL served by the BL itself (connectors/mail/simulator.py),
+    # when no IMAP server holds it; None: the mailbox is on the connector's IMAP server.
+    mailbox: Mailbox | None = None
     _server: asyncio.Server | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def endpoint(self) -> str:
         s = self.settings
+        own = "its own " if self.mailbox is not None else ""
         return (
-            f"smtp://{s.smtp_host}:{s.smtp_port} (orders), reports into the mailbox "
+            f"smtp://{s.smtp_host}:{s.smtp_port} (orders), reports into {own}mailbox "
             f"{self.mailbox_user} at imap://{s.imap_host}:{s.imap_port}"
         )
 
@@ -158,6 +163,8 @@ class MailLibrary:
             )
 
         loop = asyncio.get_running_loop()
+        if self.mailbox is not None:
+            await self.mailbox.start()
         self._server = await loop.create_server(
             factory, self.settings.smtp_host, self.settings.smtp_port
         )
@@ -167,6 +174,8 @@ class MailLibrary:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self.mailbox is not None:
+            await self.mailbox.stop()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         body = envelope.original_content or b""
@@ -204,6 +213,9 @@ class MailLibrary:
     ) -> tuple[int, Any]:
         from connectors.simulator import Answer
 
+        if self.mailbox is not None:  # its own mailbox: delivered in place
+            await self.mailbox.deliver(body, self.settings.inbox)
+            return 200, Answer(True, [])
         s = self.settings
         if s.imap_tls is TlsMode.TLS:
             imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(

@@ -95,6 +95,12 @@ def add_arguments(peer: argparse.ArgumentParser) -> None:
     run.add_argument("--behaviour", choices=BEHAVIOURS, default="lend")
     run.add_argument("--delay", type=float, default=10.0, help="seconds a slow lender waits")
     run.add_argument("--hub", metavar="URL", help="the hub's HTTP base (default: this host)")
+    run.add_argument(
+        "--mailbox",
+        action="store_true",
+        help="a mail partner (the BL) serves the hub's mailbox for it itself, over plain IMAP "
+        "at RSHUB_ARTEMAIL_IMAP_HOST:PORT (no IMAP server needed)",
+    )
     send = sub.add_parser("send", help="send one step from a library: send SYM shipped --txn ID")
     send.add_argument("symbol", metavar="SYMBOL")
     steps = sorted(STEPS) + sorted({*RELAY_STEPS, "loan"})
@@ -184,7 +190,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
             return asyncio.run(_broker_send(directory, partners[0], hub, args))
         if args.peer_action == "send":
             return asyncio.run(_send(directory, partners[0], hub, args))
-        return asyncio.run(_run(partners, hub, args.behaviour, args.delay))
+        return asyncio.run(_run(partners, hub, args.behaviour, args.delay, args.mailbox))
     except KeyboardInterrupt:
         return 0
     except ValueError as error:
@@ -298,14 +304,17 @@ class Peer:
             await say(self.library, reply(Event.SHIPPED_RETURN, item_id=heard.item_id))
 
 
-async def _run(partners: list[Partner], hub: HubAddress, behaviour: str, delay_s: float) -> int:
+async def _run(
+    partners: list[Partner], hub: HubAddress, behaviour: str, delay_s: float, mailbox: bool = False
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sign in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sign, stop.set)
     libraries = [p for p in partners if p.protocol != RELAY]
     peers = [
-        Peer(library_for(p, hub, hang=behaviour == "hang"), behaviour, delay_s) for p in libraries
+        Peer(library_for(p, hub, hang=behaviour == "hang", mailbox=mailbox), behaviour, delay_s)
+        for p in libraries
     ]
     started: list[Peer] = []
     members: list[relay.MemberResponder] = []
