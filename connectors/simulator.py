@@ -1,9 +1,11 @@
 """Simulated libraries for the demo, `rshub peer`, the tests and the benchmark: real servers
 that record what the hub delivers to them (as canonical messages) and send their own messages
 to the hub, each in its protocol: `Library` (NCIP, ISO 18626 v1.2 or 2021-2, over HTTP),
-`TcpLibrary` (ISO 10161 over TCP) and `SlnpLibrary` (a regional SLNP server). All three have
-the same face (`start`, `stop`, `next`, `send`, `encode`), so a script of a loan runs
-unchanged whatever the protocols; `library_for` builds one from a directory entry.
+`TcpLibrary` (ISO 10161 over TCP), `SlnpLibrary` (a regional SLNP server) and `MailLibrary`
+(the British Library over ARTEmail, connectors/artemail/simulator.py). All have the same face
+(`start`, `stop`, `next`, `send`, `encode`), so a script of a loan runs unchanged whatever the
+protocols; `library_for` builds one from a directory entry. The NCIP relay's brokers and
+member responders are in connectors/ncip_relay/simulator.py: they relay calls, not loans.
 
 `hang` makes a library take what the hub sends and never answer (a hung system): the hub's
 delivery times out. A library that is down is one that is not started."""
@@ -15,13 +17,15 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
 from aiohttp import web
 
+from connectors.artemail.options import ArtemailOptions
+from connectors.artemail.simulator import MailLibrary
 from connectors.core.connections import free_port
 from connectors.core.contract import Limits, Outgoing
 from connectors.core.directory import Partner, authorization
@@ -335,8 +339,8 @@ class SlnpLibrary:
         return 200, Answer(reply.ok, errors)
 
 
-AnyLibrary = Library | TcpLibrary | SlnpLibrary
-LibraryT = TypeVar("LibraryT", bound="Library | TcpLibrary | SlnpLibrary")
+AnyLibrary = Library | TcpLibrary | SlnpLibrary | MailLibrary
+LibraryT = TypeVar("LibraryT", bound="Library | TcpLibrary | SlnpLibrary | MailLibrary")
 
 
 @dataclass(frozen=True)
@@ -346,13 +350,21 @@ class HubAddress:
     url: str
     iso10161: tuple[str, int]
     slnp: tuple[str, int]
+    # Each connector's settings (RSHUB_<CONNECTOR>_*), for those whose partners are reached
+    # through servers of the hub's (the mail connectors' SMTP and IMAP servers).
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
-def library_for(partner: Partner, hub: HubAddress, hang: bool = False) -> AnyLibrary:
+def library_for(
+    partner: Partner, hub: HubAddress, hang: bool = False, mailbox: bool = False
+) -> AnyLibrary:
     """The simulated library a directory entry describes: listening at its endpoint,
     writing its protocol (and, for ISO 18626, its version), proving who it is as the
     directory says (its inbound credential's secret, read from where the directory keeps
-    it). ValueError for a protocol with no simulator, or an endpoint it cannot listen at."""
+    it). `mailbox`: a mail partner serves the hub's mailbox for it itself. ValueError for a
+    protocol with no simulator, or an endpoint it cannot listen at."""
+    if partner.protocol == "artemail":  # reached by mail, not at its endpoint
+        return _british_library(partner, hub, hang, mailbox)
     endpoint = urlsplit(partner.endpoint or "")
     if not endpoint.port:
         raise ValueError(f"{partner.symbol}: endpoint {partner.endpoint!r} names no port")
@@ -403,7 +415,56 @@ def library_for(partner: Partner, hub: HubAddress, hang: bool = False) -> AnyLib
     )
 
 
-SIMULATED = (*DIALECTS, "iso10161", "slnp")
+def _british_library(
+    partner: Partner, hub: HubAddress, hang: bool, serve_mailbox: bool
+) -> MailLibrary:
+    """The BL: the SMTP server of the hub's ARTEmail connector, writing its reports into the
+    hub's mailbox for it (connectors/artemail/simulator.py), on the connector's IMAP server
+    or, with `serve_mailbox`, one it serves itself there."""
+    from connectors.mail.channel import partner_address
+    from connectors.mail.options import MailSettings, TlsMode
+    from connectors.mail.simulator import Mailbox
+
+    options = ArtemailOptions.model_validate(partner.options)
+    settings = hub.settings.get("artemail") or MailSettings()
+    password = options.mailbox_password_env.value() if options.mailbox_password_env else None
+    if not options.mailbox_user or not password:
+        raise ValueError(
+            f"{partner.symbol}: the hub reads no mailbox for it (options.mailbox_user and "
+            "mailbox_password_env, set in this environment): its reports would go nowhere"
+        )
+    # The BL writes from an address the hub accepts: the first of from_addresses (a bare
+    # @domain gets a mailbox name), else the partner's own address.
+    accepted = next((a for a in options.from_addresses if "*" not in a), None)
+    address = (
+        (f"bldss{accepted}" if accepted.startswith("@") else accepted)
+        if accepted
+        else partner_address(partner, options) or "bldss@bl.uk"
+    )
+    mailbox = None
+    if serve_mailbox:
+        if settings.imap_tls is not TlsMode.NONE:
+            raise ValueError(
+                f"{partner.symbol}: its own mailbox speaks plain IMAP on loopback: set "
+                "RSHUB_ARTEMAIL_IMAP_TLS=none (and the hub's RSHUB_ARTEMAIL_IMAP_PORT to it)"
+            )
+        mailbox = Mailbox(
+            options.mailbox_user, password, host=settings.imap_host, port=settings.imap_port
+        )
+    return MailLibrary(
+        partner.symbol,
+        partner.agency_id,
+        address=address,
+        hub_address=options.reply_to or settings.from_address,
+        settings=settings,
+        mailbox_user=options.mailbox_user,
+        mailbox_password=password,
+        hang=hang,
+        mailbox=mailbox,
+    )
+
+
+SIMULATED = (*DIALECTS, "iso10161", "slnp", "artemail")
 
 
 @asynccontextmanager

@@ -6,7 +6,9 @@
 - `MemberResponder` is a member library's NCIP responder (a real aiohttp server): Alma-like
   NCIP 2.0 answers (ns1 prefix, ResponseHeader), or NCIP 1.0 answers as a 1.0 ILS writes them.
   It records every call it gets, can answer a service with a Problem, hold its answers (a
-  hung responder) or demand credentials.
+  hung responder), answer late (`delay_s`) or demand credentials.
+
+`broker_for` and `member_for` build them from directory entries (`rshub peer`).
 
 The simulator writes both versions by hand, not through the relay's translation, so a test
 that passes checks the relay against an independent idea of each version.
@@ -15,7 +17,9 @@ that passes checks the relay against an independent idea of each version.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -23,8 +27,10 @@ from lxml import etree
 
 from connectors import xmlsafe
 from connectors.core.connections import free_port
+from connectors.core.directory import Partner
 from connectors.ncip import codec as ncip
 from connectors.ncip_relay import tables as t
+from connectors.ncip_relay.options import RelayOptions
 
 INNREACH_SCHEME = "http://innreach.example.org:6601/IRCIRCD?target=get_scheme_values&scheme="
 DUE = "2031-06-30T23:59:00Z"
@@ -289,17 +295,24 @@ class MemberResponder:
     problems: dict[str, str] = field(default_factory=dict)  # service -> ProblemType to answer
     hold: asyncio.Event | None = None  # answers wait for it (a hung responder)
     runner: web.AppRunner | None = None
+    host: str = "127.0.0.1"
+    path: str = "/view/NCIPServlet"
+    delay_s: float = 0.0  # seconds before each answer (a slow responder)
+    # Called with each call as it arrives, and with the answer once answered (`rshub peer`
+    # prints them).
+    heard: Callable[[Received], None] | None = None
+    answered: Callable[[Received, bytes], None] | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/view/NCIPServlet"
+        return f"http://{self.host}:{self.port}{self.path}"
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_post("/view/NCIPServlet", self._receive)
+        app.router.add_post(self.path, self._receive)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self.runner, self.host, self.port).start()
 
     async def stop(self) -> None:
         if self.hold is not None:
@@ -315,21 +328,27 @@ class MemberResponder:
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.Response(status=401, text="unauthorized")
         parsed = ncip.parse(body)
-        self.received.put_nowait(
-            Received(
-                service=parsed.name,
-                version="1.0" if parsed.ncip1 else "2.0",
-                to_agency=parsed.agency("InitiationHeader", "ToAgencyId"),
-                from_agency=parsed.agency("InitiationHeader", "FromAgencyId"),
-                profile=parsed.at("InitiationHeader", "ApplicationProfileType"),
-                agency_authentication=parsed.at("InitiationHeader", "FromAgencyAuthentication"),
-                authorization=request.headers.get("Authorization"),
-                body=body,
-            )
+        call = Received(
+            service=parsed.name,
+            version="1.0" if parsed.ncip1 else "2.0",
+            to_agency=parsed.agency("InitiationHeader", "ToAgencyId"),
+            from_agency=parsed.agency("InitiationHeader", "FromAgencyId"),
+            profile=parsed.at("InitiationHeader", "ApplicationProfileType"),
+            agency_authentication=parsed.at("InitiationHeader", "FromAgencyAuthentication"),
+            authorization=request.headers.get("Authorization"),
+            body=body,
         )
+        self.received.put_nowait(call)
+        if self.heard is not None:
+            self.heard(call)
         if self.hold is not None:
             await self.hold.wait()
-        return web.Response(body=self.answer(parsed), content_type="application/xml")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)  # the behaviour itself: an answer this late
+        answer = self.answer(parsed)
+        if self.answered is not None:
+            self.answered(call, answer)
+        return web.Response(body=answer, content_type="application/xml")
 
     def answer(self, parsed: ncip.Parsed) -> bytes:
         w: _V2 | _V1 = (
@@ -402,3 +421,47 @@ class MemberResponder:
 
 def service_of(body: bytes) -> str:
     return xmlsafe.local(next(c for c in xmlsafe.parse(body) if isinstance(c.tag, str)))
+
+
+def _options(partner: Partner) -> RelayOptions:
+    return RelayOptions.model_validate(partner.options)
+
+
+def member_for(partner: Partner) -> MemberResponder:
+    """The member's NCIP responder as the directory describes it: listening at its endpoint,
+    answering in its NCIP version as its first agency id, demanding the bearer token the hub
+    sends it (outbound_auth), if any."""
+    options = _options(partner)
+    endpoint = urlsplit(partner.endpoint or "")
+    if not endpoint.port:
+        raise ValueError(f"{partner.symbol}: endpoint {partner.endpoint!r} names no port")
+    outbound = partner.outbound_auth
+    return MemberResponder(
+        partner.symbol,
+        (options.agency_ids or [options.institution_code or partner.symbol])[0],
+        version=options.ncip_version,
+        token=(outbound.secret() if outbound else None) or None,
+        port=endpoint.port,
+        host=endpoint.hostname or "127.0.0.1",
+        path=endpoint.path or "/",
+    )
+
+
+def broker_for(partner: Partner, hub_url: str) -> Broker:
+    """The broker as the directory describes it: calling in its NCIP version, from its agency
+    id (options.agency_id, else its first agency id or its symbol), with its inbound secret."""
+    options = _options(partner)
+    credential = partner.inbound_auth
+    return Broker(
+        partner.symbol,
+        options.agency_id or partner.agency_id,
+        (credential.secret() if credential else None) or "",
+        version=options.ncip_version,
+        hub_url=hub_url,
+    )
+
+
+def member_agency(partner: Partner) -> str:
+    """The ToAgencyId a broker writes to reach a member (its first agency id)."""
+    options = _options(partner)
+    return (options.agency_ids or [options.institution_code or partner.symbol])[0]
