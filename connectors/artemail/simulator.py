@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aioimaplib
+from aiosmtpd.smtp import SMTP, AuthResult
 
 from connectors.artemail.codec import CODEC
 from connectors.core.contract import Limits, Refusal
@@ -38,7 +39,7 @@ from connectors.mail.options import MailSettings, TlsMode
 from connectors.mail.simulator import Mailbox
 
 if TYPE_CHECKING:
-    from aiosmtpd.smtp import SMTP, Envelope, Session
+    from aiosmtpd.smtp import Envelope, Session
 
 # aiosmtpd itself sets its deprecated Session.login_data on every successful AUTH and logs a
 # warning about it: noise in `rshub peer`'s output, about code that is not ours.
@@ -155,15 +156,6 @@ class MailLibrary:
         )
 
     async def start(self) -> None:
-        # aiosmtpd is the one package the BL needs that the hub does not (a test extra):
-        # imported here, so the other simulated libraries run without it.
-        try:
-            from aiosmtpd.smtp import SMTP, AuthResult
-        except ImportError:
-            raise OSError(
-                "the simulated British Library needs aiosmtpd (pip install aiosmtpd)"
-            ) from None
-
         def factory() -> SMTP:
             return SMTP(
                 self,
