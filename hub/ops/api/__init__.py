@@ -46,6 +46,7 @@ def build(
     from hub.ops import deliveries
     from hub.ops import index as index_module
     from hub.ops import replay as replaying
+    from hub.runtime import webhook_store, webhooks
 
     wait = settings.reply_timeout_s
     path = index_module.index_path(settings.data_dir)
@@ -87,6 +88,8 @@ def build(
         route=route,
         replay=replay,
         stuck=index_module.stuck_after(),
+        webhooks=webhook_store.path_in(settings.data_dir),
+        event_ends=lambda: webhooks.event_ends(bootstrap),
     )
 
 

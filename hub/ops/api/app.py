@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from connectors.core.throttle import LoginThrottle
 from hub.ops import index as index_module
 from hub.ops.api import views
 from hub.ops.api.tokens import Client, TokenFile
+from hub.runtime import webhook_store
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -82,11 +84,15 @@ class Api:
         replay: Staff | None = None,
         stuck: timedelta = timedelta(hours=72),
         throttle: LoginThrottle | None = None,
+        webhooks: Path | None = None,
+        event_ends: Callable[[], Awaitable[dict[int, int]]] | None = None,
     ) -> None:
         """`row(txn)`: the transaction table's row in this worker, or None; `renews(lender)`:
         whether that lender's protocol has renewals; `redeliver(txn, partner, by)`,
         `route(txn, action, lender, by)`, `replay(ref, trust_sender, by)`: the operators'
-        actions, as the console does them."""
+        actions, as the console does them. `webhooks`: the subscriptions' store
+        (hub.runtime.webhook_store; None: no webhooks); `event_ends()`: the ends of
+        ill.events now, where the first subscription's deliveries start."""
         self.intake, self.codec, self.tokens = intake, codec, tokens
         self.index_path, self.document = index_path, document
         self.row, self.renews = row, renews
@@ -95,6 +101,10 @@ class Api:
         self.throttle = throttle or LoginThrottle()
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="api-index")
         self.index: index_module.Index | None = None
+        self.webhooks_path, self.event_ends = webhooks, event_ends
+        # The store's one connection is used from one thread, one call at a time.
+        self.hooks_io = ThreadPoolExecutor(1, thread_name_prefix="api-webhooks")
+        self.hooks: webhook_store.Store | None = None
 
     # -- mounting ----------------------------------------------------------------------------
 
@@ -112,11 +122,19 @@ class Api:
         api.router.add_post("/transactions/{transaction_id}/redeliver", self.redeliver)
         api.router.add_post("/transactions/{transaction_id}/route", self.route)
         api.router.add_post("/deadletters/replay", self.replay)
+        api.router.add_post("/webhooks", self.subscribe)
+        api.router.add_get("/webhooks", self.subscriptions)
+        api.router.add_delete("/webhooks/{subscription_id}", self.unsubscribe)
+        api.router.add_get("/webhooks/{subscription_id}/deliveries", self.webhook_deliveries)
+        api.router.add_post("/webhooks/{subscription_id}/redeliver", self.webhook_redeliver)
         api.on_cleanup.append(self._close)
         return api
 
     async def _close(self, _app: web.Application) -> None:
         self.reader.shutdown(wait=False)
+        self.hooks_io.shutdown(wait=True)
+        if self.hooks is not None:
+            self.hooks.close()
 
     # -- what every call goes through ----------------------------------------------------------
 
@@ -426,3 +444,119 @@ class Api:
         if code == 1:
             return problem(404, detail, "not_found")
         return self._outcome(code, detail)
+
+    # -- webhooks (docs/api.md) ------------------------------------------------------------------
+
+    async def _with_hooks(self, work: Callable[[webhook_store.Store], T]) -> T:
+        def run() -> T:
+            if self.hooks is None:
+                assert self.webhooks_path is not None
+                self.hooks = webhook_store.Store(self.webhooks_path)
+            return work(self.hooks)
+
+        return await asyncio.get_running_loop().run_in_executor(self.hooks_io, run)
+
+    def _library(self, request: web.Request) -> Client | web.Response:
+        """Webhooks are a library's: a token with `read` for its own requests."""
+        client = self._client(request, "read")
+        if isinstance(client, web.Response):
+            return client
+        if client.partner is None:
+            return problem(403, "webhooks belong to a library: use its token", "forbidden")
+        if self.webhooks_path is None:
+            return problem(404, "this hub has no webhooks", "not_found")
+        return client
+
+    async def _subscription(
+        self, request: web.Request
+    ) -> tuple[Client, webhook_store.Subscription] | web.Response:
+        client = self._library(request)
+        if isinstance(client, web.Response):
+            return client
+        ident = request.match_info["subscription_id"]
+        found = await self._with_hooks(lambda store: store.subscription(client.partner, ident))
+        if found is None:  # another library's is not told apart from none
+            return problem(404, "no such webhook", "not_found")
+        return client, found
+
+    async def subscribe(self, request: web.Request) -> web.Response:
+        client = self._library(request)
+        if isinstance(client, web.Response):
+            return client
+        given = await self._staff_body(request, views.WebhookCreate, True)
+        if isinstance(given, web.Response):
+            return given
+        try:
+            starts = await self.event_ends() if self.event_ends else {}
+        except Exception as error:  # the broker is away: nothing is stored, try again
+            log.warning("api.webhook_unavailable", error=f"{type(error).__name__}: {error}")
+            return problem(503, "the hub cannot reach its broker now; try again", "unavailable")
+        partner, url, states = client.partner or "", str(given.url), list(given.states)
+        now = datetime.now(UTC)
+        sub, secret = await self._with_hooks(
+            lambda store: store.add(partner, url, states, client.name, now, starts)
+        )
+        log.info("api.webhook_added", partner=partner, subscription=sub.id, by=client.name)
+        shown = views.WebhookCreated(**views.webhook(sub).model_dump(), secret=secret)
+        response = answer(shown, 201)
+        response.headers["Location"] = f"/api/v1/webhooks/{sub.id}"
+        response.headers["Cache-Control"] = "no-store"  # the secret is in it
+        return response
+
+    async def subscriptions(self, request: web.Request) -> web.Response:
+        client = self._library(request)
+        if isinstance(client, web.Response):
+            return client
+        found = await self._with_hooks(lambda store: store.subscriptions(client.partner))
+        return answer(views.WebhookList(items=[views.webhook(s) for s in found]))
+
+    async def unsubscribe(self, request: web.Request) -> web.Response:
+        found = await self._subscription(request)
+        if isinstance(found, web.Response):
+            return found
+        client, sub = found
+        await self._with_hooks(lambda store: store.remove(client.partner, sub.id))
+        log.info("api.webhook_removed", partner=client.partner, subscription=sub.id)
+        return web.Response(status=204)
+
+    async def webhook_deliveries(self, request: web.Request) -> web.Response:
+        found = await self._subscription(request)
+        if isinstance(found, web.Response):
+            return found
+        _, sub = found
+        try:
+            limit = int(request.query.get("limit", "50"))
+            offset = int(request.query.get("offset", "0"))
+        except ValueError as error:
+            return invalid("query", str(error), 400)
+        status = request.query.get("status") or None
+        if not 1 <= limit <= 200 or not 0 <= offset <= 100_000:
+            return invalid("query", "limit is 1..200, offset 0..100000", 400)
+        if status not in (None, "waiting", "parked", "delivered"):
+            return invalid("status", "waiting, parked or delivered", 400)
+        rows = await self._with_hooks(
+            lambda store: store.deliveries(sub.id, status, limit + 1, offset)
+        )
+        return answer(
+            views.WebhookDeliveries(
+                items=[views.webhook_delivery(row) for row in rows[:limit]],
+                offset=offset,
+                limit=limit,
+                next_offset=offset + limit if len(rows) > limit else None,
+            )
+        )
+
+    async def webhook_redeliver(self, request: web.Request) -> web.Response:
+        found = await self._subscription(request)
+        if isinstance(found, web.Response):
+            return found
+        client, sub = found
+        given = await self._staff_body(request, views.WebhookRedeliver, False)
+        if isinstance(given, web.Response):
+            return given
+        ident = given.delivery_id
+        count = await self._with_hooks(lambda store: store.redeliver(sub.id, ident, time.time()))
+        if ident is not None and count == 0:
+            return problem(404, "no such delivery of this webhook", "not_found")
+        log.info("api.webhook_redeliver", partner=client.partner, subscription=sub.id, count=count)
+        return answer(views.Outcome(ok=True, detail=f"{count} deliveries to be sent again now"))

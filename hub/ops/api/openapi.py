@@ -106,11 +106,19 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
     """The whole document; `place` and `action`: the API connector's request models."""
     models: list[type[BaseModel]] = [
         place, action, views.Accepted, views.RequestView, views.RequestPage, views.Outcome,
-        views.Redeliver, views.Route, views.Replay, views.Problem,
+        views.Redeliver, views.Route, views.Replay, views.Problem, views.WebhookCreate,
+        views.WebhookCreated, views.WebhookList, views.WebhookDeliveries, views.WebhookRedeliver,
     ]  # fmt: skip
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     request = _id("request_id", "the borrower's own request id")
     transaction = _id("transaction_id", "the hub's transaction id")
+    hook = {
+        "name": "subscription_id",
+        "in": "path",
+        "required": True,
+        "description": "the webhook's id",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    }
     paths: dict[str, Any] = {
         "/api/v1/openapi.json": {
             "get": {
@@ -231,6 +239,7 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
                 },
             }
         },
+        **webhook_paths(hook),
     }
     return {
         "openapi": "3.1.0",
@@ -246,6 +255,88 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"token": []}],
+    }
+
+
+def webhook_paths(hook: dict[str, Any]) -> dict[str, Any]:
+    """Subscriptions of a library's token (scope `read`); docs/api.md says what a delivery
+    carries and how a receiver checks it."""
+    return {
+        "/api/v1/webhooks": {
+            "post": {
+                "operationId": "addWebhook",
+                "summary": "be told of state changes of the library's requests at a URL",
+                "description": "The answer holds the secret that signs every delivery: shown "
+                "only this once. Changes from now on are delivered, in order per request.",
+                "requestBody": {"required": True, "content": _json(views.WebhookCreate)},
+                "responses": {
+                    "201": {
+                        "description": "subscribed",
+                        "content": _json(views.WebhookCreated),
+                    },
+                    **_problems(*AUTH, 413, 422, 503),
+                },
+            },
+            "get": {
+                "operationId": "listWebhooks",
+                "summary": "the library's webhooks (never their secrets)",
+                "responses": {
+                    "200": {"description": "the webhooks", "content": _json(views.WebhookList)},
+                    **_problems(*AUTH),
+                },
+            },
+        },
+        "/api/v1/webhooks/{subscription_id}": {
+            "delete": {
+                "operationId": "removeWebhook",
+                "summary": "remove a webhook and its deliveries not yet made",
+                "parameters": [hook],
+                "responses": {
+                    "204": {"description": "removed"},
+                    **_problems(*AUTH, 404),
+                },
+            }
+        },
+        "/api/v1/webhooks/{subscription_id}/deliveries": {
+            "get": {
+                "operationId": "webhookDeliveries",
+                "summary": "a webhook's deliveries, newest first, with their tries",
+                "parameters": [
+                    hook,
+                    _query(
+                        "status",
+                        {"type": "string", "enum": ["waiting", "parked", "delivered"]},
+                        "only these",
+                    ),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                        "page size",
+                    ),
+                    _query(
+                        "offset",
+                        {"type": "integer", "minimum": 0, "maximum": 100000, "default": 0},
+                        "page start",
+                    ),
+                ],
+                "responses": {
+                    "200": {"description": "a page", "content": _json(views.WebhookDeliveries)},
+                    **_problems(400, *AUTH, 404),
+                },
+            }
+        },
+        "/api/v1/webhooks/{subscription_id}/redeliver": {
+            "post": {
+                "operationId": "redeliverWebhook",
+                "summary": "send a delivery again now, or every one not yet delivered",
+                "parameters": [hook],
+                "requestBody": {"required": False, "content": _json(views.WebhookRedeliver)},
+                "responses": {
+                    "200": {"description": "what the hub did", "content": _json(views.Outcome)},
+                    **_problems(*AUTH, 404, 413, 422),
+                },
+            }
+        },
     }
 
 
