@@ -21,7 +21,9 @@ from connectors.core.model import Event
 from connectors.simulator import TcpLibrary, directory_yaml, running
 from hub.cli.process import HubProcess
 from hub.ops.api import tokens
+from hub.ops.api.app import CALL_LINE
 from hub.runtime import webhook_store, webhooks
+from tests.kafka_reader import wait_for_record
 from tests.test_api import PLACED, Client, hears, say
 from tests.test_e2e_ncip import DUE
 
@@ -171,6 +173,7 @@ async def hub_parts(
     await hub.start()
     async with aiohttp.ClientSession() as session, Receiver() as receiver:
         yield {
+            "bootstrap": bootstrap,
             "hub": hub,
             "web": Client(session, hub.url + "/api/v1", token),
             "receiver": receiver,
@@ -235,6 +238,20 @@ async def test_an_api_request_lent_by_iso10161_is_followed_to_its_end_by_signed_
     # Removed: no longer listed, its deliveries gone with it.
     assert (await web_client.call("DELETE", f"/webhooks/{steady}"))[0] == 204
     assert (await web_client.call("GET", f"/webhooks/{steady}/deliveries"))[0] == 404
+    # Every call is on ill.audit with the client's identity, reads and webhooks included.
+    for method, path in (("POST", "/api/v1/webhooks"), ("GET", "/api/v1/requests/W-1")):
+        line = await wait_for_record(
+            hub_parts["bootstrap"],
+            "ill.audit",
+            lambda audit, method=method, path=path: (
+                audit.get("content_type") == CALL_LINE
+                and json.loads(audit["body"])["path"] == path
+                and json.loads(audit["body"])["method"] == method
+            ),
+        )
+        said = json.loads(line["body"])
+        assert said["client"] == "web-discovery" and said["library"] == "WEB", said
+        assert line["partner"] == "WEB" and said["status"] in (200, 201)
 
 
 @pytest.mark.kafka

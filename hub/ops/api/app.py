@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 PROBLEM = "application/problem+json"
+CALL_LINE = "application/vnd.rshub.api-call+json"  # an API call's line on ill.audit
 PROBLEM_BASE = "https://rshub.invalid/problems/"
 CLIENT = web.RequestKey("api_client", Client)
 ACTION_EVENTS = {"cancel": Event.CANCEL, "renew": Event.RENEW}
@@ -150,6 +151,8 @@ class Api:
             log.error("api.failed", path=request.path, error=f"{type(error).__name__}: {error}")
             response = problem(500, "the hub could not handle this call", "internal")
         client = request.get(CLIENT)
+        if client is not None:
+            await self._audit_call(request, client, response.status)
         log.info(
             "api.call",
             client=client.name if client else None,
@@ -160,6 +163,30 @@ class Api:
             ms=round((asyncio.get_running_loop().time() - started) * 1000),
         )
         return response
+
+    async def _audit_call(self, request: web.Request, client: Client, status: int) -> None:
+        """Every authenticated call on ill.audit with the client's identity (who, for which
+        library, what, the answer's status), beside the raw body a request or an action is
+        audited with. Unauthenticated calls are only logged (refused before anyone is known:
+        keeping each would let anyone fill the topic). A call is answered even when its line
+        cannot be written (the broker is away): said in the log."""
+        line = {
+            "client": client.name,
+            "library": client.partner,
+            "method": request.method,
+            "path": request.path[:1000],
+            "query": request.query_string[:1000],
+            "status": status,
+            "source": request.remote,
+        }
+        try:
+            await self.intake.audit(
+                "in", self.codec.protocol, client.partner, json.dumps(line).encode(), CALL_LINE
+            )
+        except Exception as error:
+            log.warning(
+                "api.audit_failed", client=client.name, error=f"{type(error).__name__}: {error}"
+            )
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
