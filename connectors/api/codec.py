@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from connectors.api import patron
 from connectors.api.models import ActionCall, PlaceRequest
 from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import (
@@ -176,6 +177,10 @@ class ApiCodec:
     events_out = TO_BORROWER
     # The API is a borrower's channel: the lender's side of a loan is not offered on it.
     not_applicable = frozenset(set(Event) - TO_BORROWER)
+    # The patron's status page (the hub's API serves it behind an unguessable link).
+    patron_page = staticmethod(patron.page)
+    patron_language = staticmethod(patron.language)
+    patron_state = staticmethod(patron.state_text)
 
     # --- inbound ---
     def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Any]:

@@ -29,7 +29,7 @@ from connectors.core.contract import Codec, Intake, Refusal
 from connectors.core.model import Event, transaction_id
 from connectors.core.throttle import LoginThrottle
 from hub.ops import index as index_module
-from hub.ops.api import views
+from hub.ops.api import patron, views
 from hub.ops.api.tokens import Client, TokenFile
 from hub.runtime import webhook_store
 
@@ -115,6 +115,7 @@ class Api:
     def application(self) -> web.Application:
         api = web.Application(middlewares=[self._problems, self._authenticate])
         api.router.add_get("/openapi.json", self.openapi)
+        api.router.add_get("/status/{borrower}/{request_id}", self.patron_status)
         api.router.add_post("/requests", self.place)
         api.router.add_get("/requests", self.find)
         api.router.add_get("/requests/{request_id}", self.read)
@@ -190,8 +191,8 @@ class Api:
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.endswith("/openapi.json"):
-            return await handler(request)
+        if request.match_info.handler in (self.openapi, self.patron_status):
+            return await handler(request)  # public: the document, and a page behind its key
         challenge = {"WWW-Authenticate": 'Bearer realm="rshub"'}
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -244,7 +245,10 @@ class Api:
         if taken.status in (201, 202):
             accepted = json.loads(taken.body)
             txn = transaction_id(partner, accepted["request_id"])
-            content = views.Accepted(**accepted, transaction_id=txn).model_dump_json().encode()
+            placed = accepted["accepted"] == Event.REQUEST.value
+            link = patron.status_path(partner, accepted["request_id"]) if placed else None
+            shown = views.Accepted(**accepted, transaction_id=txn, status_url=link)
+            content = shown.model_dump_json().encode()
         kind = taken.content_type.split(";")[0]
         return web.Response(body=content, status=taken.status, content_type=kind)
 
@@ -270,6 +274,45 @@ class Api:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(self.document)
+
+    async def patron_status(self, request: web.Request) -> web.Response:
+        """The patron's page of a request placed through the API: reachable only with the key
+        of its link (anything else is a 404, as for a request that does not exist); the
+        title, the state in words and the dates, never the patron or the lender."""
+        borrower, request_id = request.match_info["borrower"], request.match_info["request_id"]
+        key = request.query.get("key", "")
+        if not patron.status_ok(borrower, request_id, key):
+            return problem(404, "no such request", "not_found")
+        found = await self._view(transaction_id(borrower, request_id))
+        language = self._patron_words(
+            "patron_language", "en", request.headers.get("Accept-Language", "")
+        )
+        state = found.state if found else None
+        shown = views.PatronStatus(
+            request_id=request_id,
+            title=found.title if found else None,
+            state=state,
+            state_text=self._patron_words("patron_state", state or "", state, language),
+            due_date=found.due_date if found else None,
+            need_before=found.need_before if found else None,
+        )
+        # The key is in the address: kept out of caches and of the next site's Referer.
+        private = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        render = getattr(self.codec, "patron_page", None)
+        if "application/json" in request.headers.get("Accept", "") or render is None:
+            response = answer(shown)
+        else:
+            page = render(
+                language, request_id, state, shown.title, shown.due_date, shown.need_before
+            )
+            response = web.Response(body=page, content_type="text/html", charset="utf-8")
+        response.headers.update(private)
+        return response
+
+    def _patron_words(self, name: str, default: Any, *given: Any) -> Any:
+        """The API connector's words for patrons (its codec has them; another codec: none)."""
+        said = getattr(self.codec, name, None)
+        return said(*given) if callable(said) else default
 
     async def place(self, request: web.Request) -> web.Response:
         client = self._client(request, "request")

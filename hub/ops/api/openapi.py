@@ -108,6 +108,7 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
         place, action, views.Accepted, views.RequestView, views.RequestPage, views.Outcome,
         views.Redeliver, views.Route, views.Replay, views.Problem, views.WebhookCreate,
         views.WebhookCreated, views.WebhookList, views.WebhookDeliveries, views.WebhookRedeliver,
+        views.PatronStatus,
     ]  # fmt: skip
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     request = _id("request_id", "the borrower's own request id")
@@ -240,6 +241,36 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
             }
         },
         **webhook_paths(hook),
+        "/api/v1/status/{borrower}/{request_id}": {
+            "get": {
+                "operationId": "patronStatus",
+                "summary": "the patron's status page of a placed request (the `status_url` "
+                "of its placing): no token, the link's key",
+                "security": [],
+                "parameters": [
+                    _id("borrower", "the borrowing library's symbol"),
+                    request,
+                    {
+                        "name": "key",
+                        "in": "query",
+                        "required": True,
+                        "description": "the key of the link",
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the page (HTML), or with Accept: application/json "
+                        "what it says",
+                        "content": {
+                            **_json(views.PatronStatus),
+                            "text/html": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_problems(404),
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",

@@ -62,6 +62,22 @@ class Accepted(BaseModel):
         description="the state after the step, when the engine answered in time"
     )
     accepted: str = Field(description="the canonical event the call became")
+    status_url: str | None = Field(
+        None,
+        description="placing: the patron's status page, relative to the hub's address; "
+        "unguessable: give it to the patron only",
+    )
+
+
+class PatronStatus(BaseModel):
+    """What the patron's status page says (JSON when asked with Accept: application/json)."""
+
+    request_id: str
+    title: str | None = None
+    state: str | None = Field(description="None: the hub cannot tell now (try again)")
+    state_text: str = Field(description="the state in the patron's words")
+    due_date: datetime | None = None
+    need_before: datetime | None = None
 
 
 class Outcome(BaseModel):
