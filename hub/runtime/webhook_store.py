@@ -109,12 +109,10 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        created = not path.exists()
+        # Created readable by its owner only before SQLite writes a byte (its -wal and -shm
+        # files take the same mode): the secrets sign what the receivers trust.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        if created:
-            # Readable by its owner only: the secrets sign what the receivers trust.
-            with contextlib.suppress(OSError):
-                os.chmod(path, 0o600)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=5000")
@@ -180,8 +178,11 @@ class Store:
         return [_subscription(row) for row in rows]
 
     def subscription(self, partner: str | None, ident: str) -> Subscription | None:
-        found = [s for s in self.subscriptions(partner) if s.id == ident]
-        return found[0] if found else None
+        row = self.db.execute(
+            "SELECT * FROM subscriptions WHERE id = ? AND (? IS NULL OR partner = ?)",
+            (ident, partner, partner),
+        ).fetchone()
+        return _subscription(row) if row else None
 
     def secret(self, ident: str) -> str | None:
         row = self.db.execute("SELECT secret FROM subscriptions WHERE id = ?", (ident,)).fetchone()
@@ -296,6 +297,13 @@ class Store:
         return self.db.execute(
             "UPDATE deliveries SET status = ?, due = ? WHERE subscription = ? AND status != ?",
             (WAITING, now, subscription, DELIVERED),
+        ).rowcount
+
+    def prune(self, before: datetime) -> int:
+        """Forgets deliveries accepted before `before` (they were shown long enough)."""
+        return self.db.execute(
+            "DELETE FROM deliveries WHERE status = ? AND delivered_at < ?",
+            (DELIVERED, before.isoformat()),
         ).rowcount
 
     def counts(self) -> dict[tuple[str, str], int]:

@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,10 @@ POLL_S = 0.5  # how soon a redelivery asked through the API (another connection)
 SEND_TIMEOUT_S = 10.0
 AT_ONCE = 16  # deliveries in flight at once (each to a different request or receiver)
 FETCH_WAIT_MS = 500
+RETRY_AFTER_FAILURE_S = 5.0
+# Accepted deliveries stay listed (GET /webhooks/{id}/deliveries) this long, then go.
+KEEP_DELIVERED = timedelta(days=30)
+PRUNE_EVERY_S = 3600.0
 
 DELIVERED = Counter(
     "rshub_webhook_deliveries",
@@ -170,6 +174,7 @@ class Webhooks(Service):
         self.session: aiohttp.ClientSession | None = None
         self.consumer: Any = None
         self.stores: list[Store] = []
+        self.pruned = 0.0
 
     def _store(self) -> Store:
         store = Store(self.path)
@@ -207,11 +212,12 @@ class Webhooks(Service):
                 continue
             try:
                 expected = await self._read(store, stored, expected)
-            except Exception as error:  # the broker went away: say so, start over
+            except Exception as error:  # the broker went away, the disk is full: say so, and
+                # read again from what the store holds (nothing read since is lost)
                 log.error("webhook.follow_failed", error=f"{type(error).__name__}: {error}")
                 await self._unfollow()
                 expected = None
-                await self.sleep(5.0)
+                await self.sleep(RETRY_AFTER_FAILURE_S)
 
     async def _unfollow(self) -> None:
         if self.consumer is not None:
@@ -283,19 +289,33 @@ class Webhooks(Service):
                     await self.sleep(self.poll_s)
                     continue
                 store = self._store()
-            now = time.time()
-            due = await asyncio.to_thread(store.due, now)
-            if due:
-                gate = asyncio.Semaphore(AT_ONCE)
-                await asyncio.gather(*(self._send(store, d, gate) for d in due))
-                self._count(store)
+            try:
+                wait = await self._deliver_due(store)
+            except Exception as error:  # the store cannot be written: nothing is marked, so
+                # what was sent is sent again later under the same delivery id
+                log.error("webhook.deliver_failed", error=f"{type(error).__name__}: {error}")
+                wait = RETRY_AFTER_FAILURE_S
+            if wait is None:
                 continue  # each request's next change may be due now
-            self._count(store)
-            coming = store.next_due()
-            wait = self.poll_s if coming is None else min(self.poll_s, max(0.0, coming - now))
             self.woken.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.woken.wait(), wait)
+
+    async def _deliver_due(self, store: Store) -> float | None:
+        """Sends what is due; how long to wait before looking again (None: at once)."""
+        now = time.time()
+        if now - self.pruned > PRUNE_EVERY_S:
+            self.pruned = now
+            await asyncio.to_thread(store.prune, datetime.now(UTC) - KEEP_DELIVERED)
+        due = await asyncio.to_thread(store.due, now)
+        if due:
+            gate = asyncio.Semaphore(AT_ONCE)
+            await asyncio.gather(*(self._send(store, d, gate) for d in due))
+        self._count(store)
+        if due:
+            return None
+        coming = store.next_due()
+        return self.poll_s if coming is None else min(self.poll_s, max(0.0, coming - now))
 
     def _count(self, store: Store) -> None:
         WAITING.clear()

@@ -557,9 +557,13 @@ class Api:
         if isinstance(given, web.Response):
             return given
         try:
+            # Where the follower starts if this is the only subscription (asked every time:
+            # the last one may go while this one is made).
             starts = await self.event_ends() if self.event_ends else {}
         except Exception as error:  # the broker is away: nothing is stored, try again
             log.warning("api.webhook_unavailable", error=f"{type(error).__name__}: {error}")
+            starts = {}
+        if not starts:
             return problem(503, "the hub cannot reach its broker now; try again", "unavailable")
         partner, url, states = client.partner or "", str(given.url), list(given.states)
         now = datetime.now(UTC)
