@@ -82,6 +82,28 @@ def test_the_outbox_keeps_a_requests_order_and_reading_a_record_twice_adds_nothi
     assert (tmp_path / "webhooks.sqlite3").stat().st_mode & 0o077 == 0
 
 
+def test_a_failed_delivery_follows_the_librarys_schedule_then_is_parked_until_redelivered(
+    tmp_path: Path,
+) -> None:
+    assert webhooks.next_try(1, (5.0, 10.0), 60.0, 0.0) == (300.0, False)
+    assert webhooks.next_try(2, (5.0, 10.0), 60.0, 0.0) == (600.0, False)
+    assert webhooks.next_try(3, (5.0, 10.0), 60.0, 0.0) == (3600.0, True)
+    store = webhook_store.Store(tmp_path / "webhooks.sqlite3")
+    created = datetime(2027, 1, 1, tzinfo=UTC)
+    sub, _ = store.add("WEB", "http://127.0.0.1:1/", ["Loaned"], "web", created, {0: 0})
+    read = [
+        (0, 0, change("e1", "t1", "Requested", created)),  # not a state it asked for
+        (0, 1, change("e2", "t1", "Loaned", created)),
+    ]
+    assert store.take(read, webhooks.render, 0.0) == 1
+    (loaned,) = store.due(1.0)
+    store.failed(loaned.id, created, "HTTP 500", 3600.0, parked=True)
+    assert store.due(1.0) == [] and store.counts() == {("WEB", "parked"): 1}
+    assert store.redeliver(sub.id, None, 2.0) == 1
+    (again,) = store.due(2.0)
+    assert again.id == loaned.id and again.attempts == 1 and again.last_error == "HTTP 500"
+
+
 # --- with a hub ------------------------------------------------------------------------------
 
 
@@ -156,6 +178,9 @@ async def hub_parts(
     document = yaml.safe_load(directory_yaml(list(libraries.values()), rota=["VDX"]))
     # Retries a fraction of a second apart, so a test sees the schedule play out.
     document["partners"].append(
+        {"symbol": "OTHER", "name": "OTHER", "protocol": "api", "lends": False}
+    )
+    document["partners"].append(
         {
             "symbol": "WEB",
             "name": "WEB",
@@ -168,6 +193,8 @@ async def hub_parts(
     directory = tmp_path / "consortium.yaml"
     directory.write_text(yaml.safe_dump(document))
     token = tokens.add(tmp_path / "api-tokens", "web-discovery", "WEB", ["read", "request", "act"])
+    other = tokens.add(tmp_path / "api-tokens", "other-ils", "OTHER", ["read"])
+    staff = tokens.add(tmp_path / "api-tokens", "night-shift", None, ["read"])
     hub = HubProcess(bootstrap, directory, tmp_path, {"RSHUB_OUTBOUND_BACKOFF_S": "0.1"})
     libraries["VDX"].hub_tcp = ("127.0.0.1", hub.iso10161_port)
     await hub.start()
@@ -176,6 +203,8 @@ async def hub_parts(
             "bootstrap": bootstrap,
             "hub": hub,
             "web": Client(session, hub.url + "/api/v1", token),
+            "other": Client(session, hub.url + "/api/v1", other),
+            "staff": Client(session, hub.url + "/api/v1", staff),
             "receiver": receiver,
         }
     hub.stop()
@@ -200,6 +229,15 @@ async def test_an_api_request_lent_by_iso10161_is_followed_to_its_end_by_signed_
     status, listed, _ = await web_client.call("GET", "/webhooks")
     assert status == 200 and len(listed["items"]) == 2
     assert not any("secret" in item for item in listed["items"])  # shown once only
+    # Another library neither sees nor touches them; a staff token has no webhooks.
+    other = hub_parts["other"]
+    assert (await other.call("GET", "/webhooks"))[1]["items"] == []
+    assert (await other.call("GET", f"/webhooks/{steady}/deliveries"))[0] == 404
+    assert (await other.call("POST", f"/webhooks/{steady}/redeliver"))[0] == 404
+    assert (await other.call("DELETE", f"/webhooks/{steady}"))[0] == 404
+    assert (await hub_parts["staff"].call("GET", "/webhooks"))[0] == 403
+    status, problem, _ = await web_client.call("POST", "/webhooks", {"url": "ftp://x/"})
+    assert status == 422 and problem["errors"][0]["field"] == "url", problem
 
     status, placed, _ = await web_client.call("POST", "/requests", PLACED)
     assert status == 201, placed

@@ -379,11 +379,17 @@ class Webhooks(Service):
         )
 
     def _next_try(self, delivery: Delivery, now: float) -> tuple[float, bool]:
-        """The library's retry schedule (the directory's retry_minutes), then parked."""
         partner = self.directory.partner(delivery.partner)
         schedule = tuple(partner.retry_minutes) if partner else DEFAULT_RETRY_MINUTES
         parked = partner.parked_retry_minutes if partner else DEFAULT_PARKED_MINUTES
-        tried = delivery.attempts + 1
-        if tried <= len(schedule):
-            return now + schedule[tried - 1] * 60.0, False
-        return now + parked * 60.0, True
+        return next_try(delivery.attempts + 1, schedule, parked, now)
+
+
+def next_try(
+    tried: int, schedule: tuple[float, ...], parked_minutes: float, now: float
+) -> tuple[float, bool]:
+    """When a delivery tried `tried` times is tried again, and whether it is parked: the
+    library's retry schedule (the directory's retry_minutes), then every parked_minutes."""
+    if tried <= len(schedule):
+        return now + schedule[tried - 1] * 60.0, False
+    return now + parked_minutes * 60.0, True
