@@ -208,8 +208,9 @@ class Store:
                 return None
             by_partner: dict[str, list[Subscription]] = {}
             for partition, offset, change in read:
-                if offset < kept.get(partition, 0):
-                    continue  # read before: its deliveries are in already
+                # The position is where the consumer read, even backwards (a broker restored
+                # from an older snapshot, an offset reset): what was read before inserts
+                # nothing, as a delivery's id is the subscription's and the change's.
                 kept[partition] = offset + 1
                 if change is None:
                     continue
