@@ -31,12 +31,13 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import structlog
 from mode import Service
 from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.core.directory import Directory
 from hub.kafka import partition_ends
@@ -97,22 +98,40 @@ def verify(secret: str, header: str, body: bytes, now: float, tolerance_s: float
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
+class WebhookEvent(BaseModel):
+    """The body of a webhook delivery (the OpenAPI document's `webhooks` is generated from
+    it): the request's change as its library sees it; no notes, no patron, no other library."""
+
+    model_config = ConfigDict(title="WebhookEvent")
+
+    type: Literal["request.state_changed"]
+    delivery_id: str = Field(description="also the Rshub-Delivery header; the same on each try")
+    subscription_id: str
+    request_id: str | None = Field(description="the library's own id for the request")
+    transaction_id: str
+    event: str = Field(description="the canonical event or the hub's input that changed it")
+    from_state: str
+    state: str
+    at: datetime = Field(description="when the hub applied the change")
+
+
 def render(subscription: Subscription, change: Change, delivery_id: str) -> bytes:
-    """A delivery's body: the request's change as the library sees it (its own request id,
-    the states; no notes, no other library)."""
-    return json.dumps(
-        {
-            "type": KIND,
-            "delivery_id": delivery_id,
-            "subscription_id": subscription.id,
-            "request_id": change.request_id,
-            "transaction_id": change.transaction_id,
-            "event": change.event,
-            "from_state": change.from_state,
-            "state": change.state,
-            "at": change.at.isoformat(),
-        }
-    ).encode()
+    """A delivery's body."""
+    return (
+        WebhookEvent(
+            type=KIND,
+            delivery_id=delivery_id,
+            subscription_id=subscription.id,
+            request_id=change.request_id,
+            transaction_id=change.transaction_id,
+            event=change.event,
+            from_state=change.from_state,
+            state=change.state,
+            at=change.at,
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 def read_change(value: bytes | None) -> Change | None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from hub.ops.api import views
+from hub.runtime.webhooks import DELIVERY, SIGNATURE, WebhookEvent
 
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
@@ -108,7 +109,7 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
         place, action, views.Accepted, views.RequestView, views.RequestPage, views.Outcome,
         views.Redeliver, views.Route, views.Replay, views.Problem, views.WebhookCreate,
         views.WebhookCreated, views.WebhookList, views.WebhookDeliveries, views.WebhookRedeliver,
-        views.PatronStatus,
+        views.PatronStatus, WebhookEvent,
     ]  # fmt: skip
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     request = _id("request_id", "the borrower's own request id")
@@ -281,6 +282,35 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
             "hub (docs/api.md).",
         },
         "paths": paths,
+        "webhooks": {
+            "requestStateChanged": {
+                "post": {
+                    "operationId": "requestStateChanged",
+                    "summary": "what the hub POSTs to a subscribed URL for each state change "
+                    "of the library's requests (docs/api.md: Webhooks)",
+                    "security": [],
+                    "parameters": [
+                        {
+                            "name": SIGNATURE,
+                            "in": "header",
+                            "required": True,
+                            "description": "t=<unix seconds>,v1=<hex HMAC-SHA256 with the "
+                            "subscription's secret over '<t>.' and the body>",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": DELIVERY,
+                            "in": "header",
+                            "required": True,
+                            "description": "the delivery's id: take each once",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "requestBody": {"required": True, "content": _json(WebhookEvent)},
+                    "responses": {"2XX": {"description": "accepted; anything else is tried again"}},
+                }
+            }
+        },
         "components": {
             "schemas": schemas["$defs"],
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
