@@ -235,7 +235,13 @@ async def test_an_api_request_lent_by_iso10161_is_followed_to_its_end_by_signed_
     assert (await other.call("GET", f"/webhooks/{steady}/deliveries"))[0] == 404
     assert (await other.call("POST", f"/webhooks/{steady}/redeliver"))[0] == 404
     assert (await other.call("DELETE", f"/webhooks/{steady}"))[0] == 404
-    assert (await hub_parts["staff"].call("GET", "/webhooks"))[0] == 403
+    # Staff see every library's, but make none and (without `redeliver`) resend none.
+    staff = hub_parts["staff"]
+    status, seen_by_staff, _ = await staff.call("GET", "/webhooks")
+    assert status == 200 and {w["partner"] for w in seen_by_staff["items"]} == {"WEB"}
+    assert (await staff.call("GET", f"/webhooks/{steady}/deliveries"))[0] == 200
+    assert (await staff.call("POST", f"/webhooks/{steady}/redeliver"))[0] == 403
+    assert (await staff.call("POST", "/webhooks", {"url": "http://127.0.0.1:1/"}))[0] == 403
     status, problem, _ = await web_client.call("POST", "/webhooks", {"url": "ftp://x/"})
     assert status == 422 and problem["errors"][0]["field"] == "url", problem
 

@@ -340,7 +340,7 @@ def webhook_paths(hook: dict[str, Any]) -> dict[str, Any]:
             },
             "get": {
                 "operationId": "listWebhooks",
-                "summary": "the library's webhooks (never their secrets)",
+                "summary": "the library's webhooks (staff: every library's; never a secret)",
                 "responses": {
                     "200": {"description": "the webhooks", "content": _json(views.WebhookList)},
                     **_problems(*AUTH),
@@ -361,7 +361,8 @@ def webhook_paths(hook: dict[str, Any]) -> dict[str, Any]:
         "/api/v1/webhooks/{subscription_id}/deliveries": {
             "get": {
                 "operationId": "webhookDeliveries",
-                "summary": "a webhook's deliveries, newest first, with their tries",
+                "summary": "a webhook's deliveries, newest first, with their tries (staff: "
+                "any webhook's)",
                 "parameters": [
                     hook,
                     _query(
@@ -389,7 +390,8 @@ def webhook_paths(hook: dict[str, Any]) -> dict[str, Any]:
         "/api/v1/webhooks/{subscription_id}/redeliver": {
             "post": {
                 "operationId": "redeliverWebhook",
-                "summary": "send a delivery again now, or every one not yet delivered",
+                "summary": "send a delivery again now, or every one not yet delivered (staff: "
+                "scope `redeliver`)",
                 "parameters": [hook],
                 "requestBody": {"required": False, "content": _json(views.WebhookRedeliver)},
                 "responses": {

@@ -121,6 +121,7 @@ class WebhookCreate(BaseModel):
 
 class Webhook(BaseModel):
     id: str
+    partner: str = Field(description="the library whose requests it tells of")
     url: str
     states: list[str]
     created: datetime
@@ -240,7 +241,9 @@ def summary(row: dict[str, Any], staff: bool) -> RequestSummary:
 
 def webhook(sub: Any) -> Webhook:
     """From hub.runtime.webhook_store.Subscription."""
-    return Webhook(id=sub.id, url=sub.url, states=sorted(sub.states), created=sub.created)
+    return Webhook(
+        id=sub.id, partner=sub.partner, url=sub.url, states=sorted(sub.states), created=sub.created
+    )
 
 
 def webhook_delivery(found: Any) -> WebhookDelivery:
