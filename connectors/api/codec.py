@@ -178,9 +178,7 @@ class ApiCodec:
     # The API is a borrower's channel: the lender's side of a loan is not offered on it.
     not_applicable = frozenset(set(Event) - TO_BORROWER)
     # The patron's status page (the hub's API serves it behind an unguessable link).
-    patron_page = staticmethod(patron.page)
-    patron_language = staticmethod(patron.language)
-    patron_state = staticmethod(patron.state_text)
+    patron_pages = patron.PatronPages()
 
     # --- inbound ---
     def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Any]:

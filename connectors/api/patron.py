@@ -72,3 +72,11 @@ def page(
         f'<strong id="request-number">{escape(request_id)}</strong>.</p><dl>{shown}</dl>'
     )
     return pages.page(lang, text["status_title"], body)
+
+
+class PatronPages:
+    """What the hub's API needs to show a patron a request (hub.ops.api.patron.Pages)."""
+
+    language = staticmethod(language)
+    state_text = staticmethod(state_text)
+    page = staticmethod(page)

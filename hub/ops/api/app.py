@@ -103,6 +103,8 @@ class Api:
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="api-index")
         self.index: index_module.Index | None = None
         self.webhooks_path, self.event_ends = webhooks, event_ends
+        # The patron's page in words is the API connector's; another codec: JSON only.
+        self.pages: patron.Pages | None = getattr(codec, "patron_pages", None)
         # The store's one connection is used from one thread, one call at a time.
         self.hooks_io = ThreadPoolExecutor(1, thread_name_prefix="api-webhooks")
         self.hooks: webhook_store.Store | None = None
@@ -284,35 +286,27 @@ class Api:
         if not patron.status_ok(borrower, request_id, key):
             return problem(404, "no such request", "not_found")
         found = await self._view(transaction_id(borrower, request_id))
-        language = self._patron_words(
-            "patron_language", "en", request.headers.get("Accept-Language", "")
-        )
         state = found.state if found else None
+        pages = self.pages
+        language = pages.language(request.headers.get("Accept-Language", "")) if pages else "en"
         shown = views.PatronStatus(
             request_id=request_id,
             title=found.title if found else None,
             state=state,
-            state_text=self._patron_words("patron_state", state or "", state, language),
+            state_text=pages.state_text(state, language) if pages else (state or ""),
             due_date=found.due_date if found else None,
             need_before=found.need_before if found else None,
         )
-        # The key is in the address: kept out of caches and of the next site's Referer.
-        private = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-        render = getattr(self.codec, "patron_page", None)
-        if "application/json" in request.headers.get("Accept", "") or render is None:
+        if "application/json" in request.headers.get("Accept", "") or pages is None:
             response = answer(shown)
         else:
-            page = render(
+            page = pages.page(
                 language, request_id, state, shown.title, shown.due_date, shown.need_before
             )
             response = web.Response(body=page, content_type="text/html", charset="utf-8")
-        response.headers.update(private)
+        # The key is in the address: kept out of caches and of the next site's Referer.
+        response.headers.update({"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
         return response
-
-    def _patron_words(self, name: str, default: Any, *given: Any) -> Any:
-        """The API connector's words for patrons (its codec has them; another codec: none)."""
-        said = getattr(self.codec, name, None)
-        return said(*given) if callable(said) else default
 
     async def place(self, request: web.Request) -> web.Response:
         client = self._client(request, "request")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import datetime
+from typing import Protocol
 
 from connectors.core.model import id_key
 
@@ -27,3 +29,22 @@ def status_ok(borrower: str, request_id: str, key: str) -> bool:
 def status_path(borrower: str, request_id: str) -> str:
     """The link, relative to the hub's public address."""
     return f"/api/v1/status/{borrower}/{request_id}?key={status_key(borrower, request_id)}"
+
+
+class Pages(Protocol):
+    """The patron's words and page, the API connector's (`codec.patron_pages`): a connector
+    says things to people, the hub decides who may see them."""
+
+    def language(self, accept_language: str) -> str: ...
+
+    def state_text(self, state: str | None, language: str) -> str: ...
+
+    def page(
+        self,
+        language: str,
+        request_id: str,
+        state: str | None,
+        title: str | None,
+        due_date: datetime | None,
+        need_before: datetime | None,
+    ) -> bytes: ...
