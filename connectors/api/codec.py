@@ -6,8 +6,8 @@ the URL and the client's body; so an API request is audited, addressed, made dur
 answered exactly like a partner's message. Refusals and faults are RFC 9457 problem
 documents (`application/problem+json`) that name the field at fault.
 
-Outbound, a step for an API borrower is rendered as JSON (what a webhook would carry); the
-API's sender keeps it for the client, who reads it back with `GET /api/v1/requests/{id}`.
+Outbound, a step for an API borrower is rendered as JSON; the API's sender keeps it for the
+client, who reads it back with `GET /api/v1/requests/{id}` (or is told by its webhooks).
 """
 
 from __future__ import annotations

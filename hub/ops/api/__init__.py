@@ -3,7 +3,9 @@
     tokens.py   the clients' tokens (hashed), `rshub api-token`
     views.py    what the API answers (pydantic), from the table row or the index
     openapi.py  the OpenAPI 3.1 document, generated from the models
-    app.py      the aiohttp sub-application the gateway mounts
+    patron.py   the key of a patron's status link
+    app.py      the aiohttp sub-application the gateway mounts (webhook subscriptions too;
+                hub.runtime.webhooks delivers them)
 
 `build` makes the API `rshub serve` mounts; `token_command` is `rshub api-token`. The request
 models and the codec are the API connector's (connectors.api), handed over by the
