@@ -168,6 +168,7 @@ async def test_a_request_placed_by_the_api_is_lent_by_iso10161_and_followed_to_i
     status, seen, _ = await web.call("GET", "/requests/W-1")
     assert status == 200 and seen["state"] == "Loaned" and seen["lender"] == "VDX", seen
     assert seen["due_date"].startswith("2027-01-15") and seen["title"] == TITLE
+    await patron_reads_the_status_page(api["anonymous"], placed["status_url"])
     status, done, _ = await web.call("POST", "/requests/W-1/received", None)
     assert status == 202 and done["state"] == "Received", done
     await hears(vdx, Event.RECEIVED)
@@ -198,6 +199,27 @@ async def test_a_request_placed_by_the_api_is_lent_by_iso10161_and_followed_to_i
             break
         await asyncio.sleep(0.2)  # the index has no event a client could await
     assert [item["request_id"] for item in page["items"]] == ["W-1"]
+
+
+async def patron_reads_the_status_page(anonymous: Client, link: str) -> None:
+    """The link the place call gave, without a token: the title, the state in the patron's
+    words, the due date; the same address with another key, or another request's, is a 404."""
+    assert link.startswith("/api/v1/status/WEB/W-1?key=")
+    page = anonymous.base.removesuffix("/api/v1") + link
+    session = anonymous.session
+    async with session.get(page, headers={"Accept-Language": "de, en;q=0.5"}) as reply:
+        html = await reply.text()
+        assert reply.status == 200 and reply.content_type == "text/html", html
+        assert reply.headers["Cache-Control"] == "no-store"
+    assert TITLE in html and "Das Werk ist auf dem Weg zu Ihrer Bibliothek." in html, html
+    assert "2027-01-15" in html and "p-1" not in html and "Adso" not in html
+    async with session.get(page, headers={"Accept": "application/json"}) as reply:
+        said = await reply.json()
+    assert said["state"] == "Loaned" and said["state_text"] == "It is on its way to your library."
+    key = link.rsplit("=", 1)[1]
+    for wrong in (link[:-4] + "0000", f"/api/v1/status/WEB/W-2?key={key}"):
+        async with session.get(page.replace(link, wrong)) as reply:
+            assert reply.status == 404, wrong
 
 
 @pytest.mark.kafka
@@ -265,4 +287,4 @@ async def test_schemathesis_finds_no_server_error_in_any_operation(
         output, _ = await asyncio.wait_for(run.communicate(), 600)
         text = output.decode(errors="replace")
         assert run.returncode == 0, text[-4000:]
-        assert "Tested: 8" in text, text[-2000:]  # every operation but the document itself
+        assert "Tested: 14" in text, text[-2000:]  # every operation but the document itself

@@ -6,8 +6,8 @@ the URL and the client's body; so an API request is audited, addressed, made dur
 answered exactly like a partner's message. Refusals and faults are RFC 9457 problem
 documents (`application/problem+json`) that name the field at fault.
 
-Outbound, a step for an API borrower is rendered as JSON (what a webhook would carry); the
-API's sender keeps it for the client, who reads it back with `GET /api/v1/requests/{id}`.
+Outbound, a step for an API borrower is rendered as JSON; the API's sender keeps it for the
+client, who reads it back with `GET /api/v1/requests/{id}` (or is told by its webhooks).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from connectors.api import patron
 from connectors.api.models import ActionCall, PlaceRequest
 from connectors.core.contract import Answer, Attempt, Decoded, Fault, Limits, Outgoing, Refusal
 from connectors.core.model import (
@@ -176,6 +177,8 @@ class ApiCodec:
     events_out = TO_BORROWER
     # The API is a borrower's channel: the lender's side of a loan is not offered on it.
     not_applicable = frozenset(set(Event) - TO_BORROWER)
+    # The patron's status page (the hub's API serves it behind an unguessable link).
+    patron_pages = patron.PatronPages()
 
     # --- inbound ---
     def decode(self, body: bytes, sender: str, limits: Limits) -> Decoded[Any]:

@@ -1,8 +1,9 @@
 """The API's outbound side. An API borrower has no endpoint of its own to be told at: each
 step the hub owes it is accepted here and kept (the delivery's detail and the rendered JSON
 are on ill.delivery and ill.audit), and the client reads the request's state and history with
-`GET /api/v1/requests/{id}`. Webhooks (issue 29.3) would POST the same JSON to the client's
-subscribed URLs from here."""
+`GET /api/v1/requests/{id}`. A library's webhooks are told of every state change of its
+requests by the hub (hub.runtime.webhooks, fed from ill.events), whichever channel it
+borrows by, so they are not sent from here."""
 
 from __future__ import annotations
 

@@ -300,3 +300,7 @@ class StateChange(BaseModel):
     to_state: str
     detail: str = ""
     at: datetime = Field(default_factory=now)
+    # Whose request it is, so a follower of this stream (the API's webhooks) can tell a
+    # library of its own requests' changes without reading the transaction table.
+    borrower: str | None = None
+    request_id: str | None = Field(None, description="the borrower's own id for the request")

@@ -66,6 +66,8 @@ class Run:
             to_state=self.txn.state,
             detail=detail,
             at=self.at,
+            borrower=self.txn.borrower,
+            request_id=self.txn.borrower_request_id,
         )
         self.write("ill.events", change)
         if kind == "transition":

@@ -43,6 +43,7 @@ from hub.runtime.relay import RelayAnswers
 from hub.runtime.settings import Settings
 from hub.runtime.timer import Timer
 from hub.runtime.transaction_agent import TransactionAgent
+from hub.runtime.webhooks import Webhooks
 from hub.runtime.writing import Writer
 
 log = structlog.get_logger(__name__)
@@ -151,6 +152,7 @@ def create_app(
     async def clock() -> None:
         await timer.tick()
 
+    app.add_dependency(Webhooks(settings, directory, bootstrap_servers))  # docs/api.md
     return app
 
 

@@ -3,7 +3,9 @@
     tokens.py   the clients' tokens (hashed), `rshub api-token`
     views.py    what the API answers (pydantic), from the table row or the index
     openapi.py  the OpenAPI 3.1 document, generated from the models
-    app.py      the aiohttp sub-application the gateway mounts
+    patron.py   the key of a patron's status link
+    app.py      the aiohttp sub-application the gateway mounts (webhook subscriptions too;
+                hub.runtime.webhooks delivers them)
 
 `build` makes the API `rshub serve` mounts; `token_command` is `rshub api-token`. The request
 models and the codec are the API connector's (connectors.api), handed over by the
@@ -46,6 +48,7 @@ def build(
     from hub.ops import deliveries
     from hub.ops import index as index_module
     from hub.ops import replay as replaying
+    from hub.runtime import webhook_store, webhooks
 
     wait = settings.reply_timeout_s
     path = index_module.index_path(settings.data_dir)
@@ -87,6 +90,8 @@ def build(
         route=route,
         replay=replay,
         stuck=index_module.stuck_after(),
+        webhooks=webhook_store.path_in(settings.data_dir),
+        event_ends=lambda: webhooks.event_ends(bootstrap),
     )
 
 

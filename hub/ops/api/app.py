@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -28,13 +29,15 @@ from connectors.core.contract import Codec, Intake, Refusal
 from connectors.core.model import Event, transaction_id
 from connectors.core.throttle import LoginThrottle
 from hub.ops import index as index_module
-from hub.ops.api import views
+from hub.ops.api import patron, views
 from hub.ops.api.tokens import Client, TokenFile
+from hub.runtime import webhook_store
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 PROBLEM = "application/problem+json"
+CALL_LINE = "application/vnd.rshub.api-call+json"  # an API call's line on ill.audit
 PROBLEM_BASE = "https://rshub.invalid/problems/"
 CLIENT = web.RequestKey("api_client", Client)
 ACTION_EVENTS = {"cancel": Event.CANCEL, "renew": Event.RENEW}
@@ -82,11 +85,15 @@ class Api:
         replay: Staff | None = None,
         stuck: timedelta = timedelta(hours=72),
         throttle: LoginThrottle | None = None,
+        webhooks: Path | None = None,
+        event_ends: Callable[[], Awaitable[dict[int, int]]] | None = None,
     ) -> None:
         """`row(txn)`: the transaction table's row in this worker, or None; `renews(lender)`:
         whether that lender's protocol has renewals; `redeliver(txn, partner, by)`,
         `route(txn, action, lender, by)`, `replay(ref, trust_sender, by)`: the operators'
-        actions, as the console does them."""
+        actions, as the console does them. `webhooks`: the subscriptions' store
+        (hub.runtime.webhook_store; None: no webhooks); `event_ends()`: the ends of
+        ill.events now, where the first subscription's deliveries start."""
         self.intake, self.codec, self.tokens = intake, codec, tokens
         self.index_path, self.document = index_path, document
         self.row, self.renews = row, renews
@@ -95,6 +102,12 @@ class Api:
         self.throttle = throttle or LoginThrottle()
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="api-index")
         self.index: index_module.Index | None = None
+        self.webhooks_path, self.event_ends = webhooks, event_ends
+        # The patron's page in words is the API connector's; another codec: JSON only.
+        self.pages: patron.Pages | None = getattr(codec, "patron_pages", None)
+        # The store's one connection is used from one thread, one call at a time.
+        self.hooks_io = ThreadPoolExecutor(1, thread_name_prefix="api-webhooks")
+        self.hooks: webhook_store.Store | None = None
 
     # -- mounting ----------------------------------------------------------------------------
 
@@ -104,6 +117,7 @@ class Api:
     def application(self) -> web.Application:
         api = web.Application(middlewares=[self._problems, self._authenticate])
         api.router.add_get("/openapi.json", self.openapi)
+        api.router.add_get("/status/{borrower}/{request_id}", self.patron_status)
         api.router.add_post("/requests", self.place)
         api.router.add_get("/requests", self.find)
         api.router.add_get("/requests/{request_id}", self.read)
@@ -112,11 +126,19 @@ class Api:
         api.router.add_post("/transactions/{transaction_id}/redeliver", self.redeliver)
         api.router.add_post("/transactions/{transaction_id}/route", self.route)
         api.router.add_post("/deadletters/replay", self.replay)
+        api.router.add_post("/webhooks", self.subscribe)
+        api.router.add_get("/webhooks", self.subscriptions)
+        api.router.add_delete("/webhooks/{subscription_id}", self.unsubscribe)
+        api.router.add_get("/webhooks/{subscription_id}/deliveries", self.webhook_deliveries)
+        api.router.add_post("/webhooks/{subscription_id}/redeliver", self.webhook_redeliver)
         api.on_cleanup.append(self._close)
         return api
 
     async def _close(self, _app: web.Application) -> None:
         self.reader.shutdown(wait=False)
+        self.hooks_io.shutdown(wait=True)
+        if self.hooks is not None:
+            self.hooks.close()
 
     # -- what every call goes through ----------------------------------------------------------
 
@@ -132,6 +154,8 @@ class Api:
             log.error("api.failed", path=request.path, error=f"{type(error).__name__}: {error}")
             response = problem(500, "the hub could not handle this call", "internal")
         client = request.get(CLIENT)
+        if client is not None:
+            await self._audit_call(request, client, response.status)
         log.info(
             "api.call",
             client=client.name if client else None,
@@ -143,10 +167,34 @@ class Api:
         )
         return response
 
+    async def _audit_call(self, request: web.Request, client: Client, status: int) -> None:
+        """Every authenticated call on ill.audit with the client's identity (who, for which
+        library, what, the answer's status), beside the raw body a request or an action is
+        audited with. Unauthenticated calls are only logged (refused before anyone is known:
+        keeping each would let anyone fill the topic). A call is answered even when its line
+        cannot be written (the broker is away): said in the log."""
+        line = {
+            "client": client.name,
+            "library": client.partner,
+            "method": request.method,
+            "path": request.path[:1000],
+            "query": request.query_string[:1000],
+            "status": status,
+            "source": request.remote,
+        }
+        try:
+            await self.intake.audit(
+                "in", self.codec.protocol, client.partner, json.dumps(line).encode(), CALL_LINE
+            )
+        except Exception as error:
+            log.warning(
+                "api.audit_failed", client=client.name, error=f"{type(error).__name__}: {error}"
+            )
+
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.endswith("/openapi.json"):
-            return await handler(request)
+        if request.match_info.handler in (self.openapi, self.patron_status):
+            return await handler(request)  # public: the document, and a page behind its key
         challenge = {"WWW-Authenticate": 'Bearer realm="rshub"'}
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -199,7 +247,10 @@ class Api:
         if taken.status in (201, 202):
             accepted = json.loads(taken.body)
             txn = transaction_id(partner, accepted["request_id"])
-            content = views.Accepted(**accepted, transaction_id=txn).model_dump_json().encode()
+            placed = accepted["accepted"] == Event.REQUEST.value
+            link = patron.status_path(partner, accepted["request_id"]) if placed else None
+            shown = views.Accepted(**accepted, transaction_id=txn, status_url=link)
+            content = shown.model_dump_json().encode()
         kind = taken.content_type.split(";")[0]
         return web.Response(body=content, status=taken.status, content_type=kind)
 
@@ -225,6 +276,37 @@ class Api:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(self.document)
+
+    async def patron_status(self, request: web.Request) -> web.Response:
+        """The patron's page of a request placed through the API: reachable only with the key
+        of its link (anything else is a 404, as for a request that does not exist); the
+        title, the state in words and the dates, never the patron or the lender."""
+        borrower, request_id = request.match_info["borrower"], request.match_info["request_id"]
+        key = request.query.get("key", "")
+        if not patron.status_ok(borrower, request_id, key):
+            return problem(404, "no such request", "not_found")
+        found = await self._view(transaction_id(borrower, request_id))
+        state = found.state if found else None
+        pages = self.pages
+        language = pages.language(request.headers.get("Accept-Language", "")) if pages else "en"
+        shown = views.PatronStatus(
+            request_id=request_id,
+            title=found.title if found else None,
+            state=state,
+            state_text=pages.state_text(state, language) if pages else (state or ""),
+            due_date=found.due_date if found else None,
+            need_before=found.need_before if found else None,
+        )
+        if "application/json" in request.headers.get("Accept", "") or pages is None:
+            response = answer(shown)
+        else:
+            page = pages.page(
+                language, request_id, state, shown.title, shown.due_date, shown.need_before
+            )
+            response = web.Response(body=page, content_type="text/html", charset="utf-8")
+        # The key is in the address: kept out of caches and of the next site's Referer.
+        response.headers.update({"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return response
 
     async def place(self, request: web.Request) -> web.Response:
         client = self._client(request, "request")
@@ -426,3 +508,132 @@ class Api:
         if code == 1:
             return problem(404, detail, "not_found")
         return self._outcome(code, detail)
+
+    # -- webhooks (docs/api.md) ------------------------------------------------------------------
+
+    async def _with_hooks(self, work: Callable[[webhook_store.Store], T]) -> T:
+        def run() -> T:
+            if self.hooks is None:
+                assert self.webhooks_path is not None
+                self.hooks = webhook_store.Store(self.webhooks_path)
+            return work(self.hooks)
+
+        return await asyncio.get_running_loop().run_in_executor(self.hooks_io, run)
+
+    def _library(self, request: web.Request, staff: str | None = None) -> Client | web.Response:
+        """Webhooks are a library's: a token with `read` for its own requests. Staff see
+        every library's with `read` and send again with `redeliver` (`staff`: the scope a
+        staff token needs here; None: a library's call only, as the secret is its)."""
+        owner = request[CLIENT].partner
+        client = self._client(request, "read" if owner is not None or staff is None else staff)
+        if isinstance(client, web.Response):
+            return client
+        if client.partner is None and staff is None:
+            return problem(403, "webhooks are made by a library: use its token", "forbidden")
+        if self.webhooks_path is None:
+            return problem(404, "this hub has no webhooks", "not_found")
+        return client
+
+    async def _subscription(
+        self, request: web.Request, staff: str | None = None
+    ) -> tuple[Client, webhook_store.Subscription] | web.Response:
+        client = self._library(request, staff)
+        if isinstance(client, web.Response):
+            return client
+        ident = request.match_info["subscription_id"]
+        found = await self._with_hooks(lambda store: store.subscription(client.partner, ident))
+        if found is None:  # another library's is not told apart from none
+            return problem(404, "no such webhook", "not_found")
+        return client, found
+
+    async def subscribe(self, request: web.Request) -> web.Response:
+        client = self._library(request)
+        if isinstance(client, web.Response):
+            return client
+        given = await self._staff_body(request, views.WebhookCreate, True)
+        if isinstance(given, web.Response):
+            return given
+        try:
+            # Where the follower starts if this is the only subscription (asked every time:
+            # the last one may go while this one is made).
+            starts = await self.event_ends() if self.event_ends else {}
+        except Exception as error:  # the broker is away: nothing is stored, try again
+            log.warning("api.webhook_unavailable", error=f"{type(error).__name__}: {error}")
+            starts = {}
+        if not starts:
+            return problem(503, "the hub cannot reach its broker now; try again", "unavailable")
+        partner, url, states = client.partner or "", str(given.url), list(given.states)
+        now = datetime.now(UTC)
+        sub, secret = await self._with_hooks(
+            lambda store: store.add(partner, url, states, client.name, now, starts)
+        )
+        log.info("api.webhook_added", partner=partner, subscription=sub.id, by=client.name)
+        shown = views.WebhookCreated(**views.webhook(sub).model_dump(), secret=secret)
+        response = answer(shown, 201)
+        response.headers["Location"] = f"/api/v1/webhooks/{sub.id}"
+        response.headers["Cache-Control"] = "no-store"  # the secret is in it
+        return response
+
+    async def subscriptions(self, request: web.Request) -> web.Response:
+        client = self._library(request, staff="read")
+        if isinstance(client, web.Response):
+            return client
+        found = await self._with_hooks(lambda store: store.subscriptions(client.partner))
+        return answer(views.WebhookList(items=[views.webhook(s) for s in found]))
+
+    async def unsubscribe(self, request: web.Request) -> web.Response:
+        found = await self._subscription(request)
+        if isinstance(found, web.Response):
+            return found
+        client, sub = found
+        await self._with_hooks(lambda store: store.remove(client.partner, sub.id))
+        log.info("api.webhook_removed", partner=client.partner, subscription=sub.id)
+        return web.Response(status=204)
+
+    async def webhook_deliveries(self, request: web.Request) -> web.Response:
+        found = await self._subscription(request, staff="read")
+        if isinstance(found, web.Response):
+            return found
+        _, sub = found
+        try:
+            limit = int(request.query.get("limit", "50"))
+            offset = int(request.query.get("offset", "0"))
+        except ValueError as error:
+            return invalid("query", str(error), 400)
+        status = request.query.get("status") or None
+        if not 1 <= limit <= 200 or not 0 <= offset <= 100_000:
+            return invalid("query", "limit is 1..200, offset 0..100000", 400)
+        if status not in (None, "waiting", "parked", "delivered"):
+            return invalid("status", "waiting, parked or delivered", 400)
+        rows = await self._with_hooks(
+            lambda store: store.deliveries(sub.id, status, limit + 1, offset)
+        )
+        return answer(
+            views.WebhookDeliveries(
+                items=[views.webhook_delivery(row) for row in rows[:limit]],
+                offset=offset,
+                limit=limit,
+                next_offset=offset + limit if len(rows) > limit else None,
+            )
+        )
+
+    async def webhook_redeliver(self, request: web.Request) -> web.Response:
+        found = await self._subscription(request, staff="redeliver")
+        if isinstance(found, web.Response):
+            return found
+        client, sub = found
+        given = await self._staff_body(request, views.WebhookRedeliver, False)
+        if isinstance(given, web.Response):
+            return given
+        ident = given.delivery_id
+        count = await self._with_hooks(lambda store: store.redeliver(sub.id, ident, time.time()))
+        if ident is not None and count == 0:
+            return problem(404, "no such delivery of this webhook", "not_found")
+        log.info(
+            "api.webhook_redeliver",
+            partner=sub.partner,
+            by=client.name,
+            subscription=sub.id,
+            count=count,
+        )
+        return answer(views.Outcome(ok=True, detail=f"{count} deliveries to be sent again now"))

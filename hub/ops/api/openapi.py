@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from hub.ops.api import views
+from hub.runtime.webhooks import DELIVERY, SIGNATURE, WebhookEvent
 
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
@@ -106,11 +107,20 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
     """The whole document; `place` and `action`: the API connector's request models."""
     models: list[type[BaseModel]] = [
         place, action, views.Accepted, views.RequestView, views.RequestPage, views.Outcome,
-        views.Redeliver, views.Route, views.Replay, views.Problem,
+        views.Redeliver, views.Route, views.Replay, views.Problem, views.WebhookCreate,
+        views.WebhookCreated, views.WebhookList, views.WebhookDeliveries, views.WebhookRedeliver,
+        views.PatronStatus, WebhookEvent,
     ]  # fmt: skip
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     request = _id("request_id", "the borrower's own request id")
     transaction = _id("transaction_id", "the hub's transaction id")
+    hook = {
+        "name": "subscription_id",
+        "in": "path",
+        "required": True,
+        "description": "the webhook's id",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    }
     paths: dict[str, Any] = {
         "/api/v1/openapi.json": {
             "get": {
@@ -231,6 +241,37 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
                 },
             }
         },
+        **webhook_paths(hook),
+        "/api/v1/status/{borrower}/{request_id}": {
+            "get": {
+                "operationId": "patronStatus",
+                "summary": "the patron's status page of a placed request (the `status_url` "
+                "of its placing): no token, the link's key",
+                "security": [],
+                "parameters": [
+                    _id("borrower", "the borrowing library's symbol"),
+                    request,
+                    {
+                        "name": "key",
+                        "in": "query",
+                        "required": True,
+                        "description": "the key of the link",
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the page (HTML), or with Accept: application/json "
+                        "what it says",
+                        "content": {
+                            **_json(views.PatronStatus),
+                            "text/html": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_problems(404),
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -241,11 +282,124 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
             "hub (docs/api.md).",
         },
         "paths": paths,
+        "webhooks": {
+            "requestStateChanged": {
+                "post": {
+                    "operationId": "requestStateChanged",
+                    "summary": "what the hub POSTs to a subscribed URL for each state change "
+                    "of the library's requests (docs/api.md: Webhooks)",
+                    "security": [],
+                    "parameters": [
+                        {
+                            "name": SIGNATURE,
+                            "in": "header",
+                            "required": True,
+                            "description": "t=<unix seconds>,v1=<hex HMAC-SHA256 with the "
+                            "subscription's secret over '<t>.' and the body>",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": DELIVERY,
+                            "in": "header",
+                            "required": True,
+                            "description": "the delivery's id: take each once",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "requestBody": {"required": True, "content": _json(WebhookEvent)},
+                    "responses": {"2XX": {"description": "accepted; anything else is tried again"}},
+                }
+            }
+        },
         "components": {
             "schemas": schemas["$defs"],
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"token": []}],
+    }
+
+
+def webhook_paths(hook: dict[str, Any]) -> dict[str, Any]:
+    """Subscriptions of a library's token (scope `read`); docs/api.md says what a delivery
+    carries and how a receiver checks it."""
+    return {
+        "/api/v1/webhooks": {
+            "post": {
+                "operationId": "addWebhook",
+                "summary": "be told of state changes of the library's requests at a URL",
+                "description": "The answer holds the secret that signs every delivery: shown "
+                "only this once. Changes from now on are delivered, in order per request.",
+                "requestBody": {"required": True, "content": _json(views.WebhookCreate)},
+                "responses": {
+                    "201": {
+                        "description": "subscribed",
+                        "content": _json(views.WebhookCreated),
+                    },
+                    **_problems(*AUTH, 413, 422, 503),
+                },
+            },
+            "get": {
+                "operationId": "listWebhooks",
+                "summary": "the library's webhooks (staff: every library's; never a secret)",
+                "responses": {
+                    "200": {"description": "the webhooks", "content": _json(views.WebhookList)},
+                    **_problems(*AUTH),
+                },
+            },
+        },
+        "/api/v1/webhooks/{subscription_id}": {
+            "delete": {
+                "operationId": "removeWebhook",
+                "summary": "remove a webhook and its deliveries not yet made",
+                "parameters": [hook],
+                "responses": {
+                    "204": {"description": "removed"},
+                    **_problems(*AUTH, 404),
+                },
+            }
+        },
+        "/api/v1/webhooks/{subscription_id}/deliveries": {
+            "get": {
+                "operationId": "webhookDeliveries",
+                "summary": "a webhook's deliveries, newest first, with their tries (staff: "
+                "any webhook's)",
+                "parameters": [
+                    hook,
+                    _query(
+                        "status",
+                        {"type": "string", "enum": ["waiting", "parked", "delivered"]},
+                        "only these",
+                    ),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                        "page size",
+                    ),
+                    _query(
+                        "offset",
+                        {"type": "integer", "minimum": 0, "maximum": 100000, "default": 0},
+                        "page start",
+                    ),
+                ],
+                "responses": {
+                    "200": {"description": "a page", "content": _json(views.WebhookDeliveries)},
+                    **_problems(400, *AUTH, 404),
+                },
+            }
+        },
+        "/api/v1/webhooks/{subscription_id}/redeliver": {
+            "post": {
+                "operationId": "redeliverWebhook",
+                "summary": "send a delivery again now, or every one not yet delivered (staff: "
+                "scope `redeliver`)",
+                "parameters": [hook],
+                "requestBody": {"required": False, "content": _json(views.WebhookRedeliver)},
+                "responses": {
+                    "200": {"description": "what the hub did", "content": _json(views.Outcome)},
+                    **_problems(*AUTH, 404, 413, 422),
+                },
+            }
+        },
     }
 
 

@@ -9,10 +9,10 @@ other libraries' identities beyond the current lender."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 
 class Step(BaseModel):
@@ -62,6 +62,22 @@ class Accepted(BaseModel):
         description="the state after the step, when the engine answered in time"
     )
     accepted: str = Field(description="the canonical event the call became")
+    status_url: str | None = Field(
+        None,
+        description="placing: the patron's status page, relative to the hub's address; "
+        "unguessable: give it to the patron only",
+    )
+
+
+class PatronStatus(BaseModel):
+    """What the patron's status page says (JSON when asked with Accept: application/json)."""
+
+    request_id: str
+    title: str | None = None
+    state: str | None = Field(description="None: the hub cannot tell now (try again)")
+    state_text: str = Field(description="the state in the patron's words")
+    due_date: datetime | None = None
+    need_before: datetime | None = None
 
 
 class Outcome(BaseModel):
@@ -81,6 +97,74 @@ class Route(BaseModel):
 class Replay(BaseModel):
     ref: str = Field(min_length=1, max_length=256, description="the dead letter's reference")
     trust_sender: bool = False
+
+
+StateName = Literal[
+    "New", "Locating", "Requested", "WillSupply", "Loaned", "Received", "RenewPending",
+    "CancelPending", "Recalled", "Overdue", "Returned", "LoanCompleted", "CopyCompleted",
+    "Cancelled", "Unfilled", "Expired",
+]  # fmt: skip
+
+
+class WebhookCreate(BaseModel):
+    """A URL to be told of state changes of the token's library's requests."""
+
+    model_config = ConfigDict(extra="forbid", title="WebhookCreate")
+
+    url: HttpUrl = Field(description="where each change is POSTed (https in production)")
+    states: list[StateName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="only changes into these states; empty: every change",
+    )
+
+
+class Webhook(BaseModel):
+    id: str
+    partner: str = Field(description="the library whose requests it tells of")
+    url: str
+    states: list[str]
+    created: datetime
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(
+        description="signs every delivery (Rshub-Signature); shown only now, keep it secret"
+    )
+
+
+class WebhookList(BaseModel):
+    items: list[Webhook]
+
+
+class WebhookDelivery(BaseModel):
+    id: str = Field(description="the Rshub-Delivery header: the same on every try")
+    request_id: str | None
+    transaction_id: str
+    state: str = Field(description="the state the request changed into")
+    status: Literal["waiting", "parked", "delivered"]
+    attempts: int
+    last_error: str | None = None
+    last_tried: datetime | None = None
+    delivered: datetime | None = None
+    next_try: datetime | None = Field(None, description="waiting or parked: when it is tried")
+
+
+class WebhookDeliveries(BaseModel):
+    items: list[WebhookDelivery]
+    offset: int
+    limit: int
+    next_offset: int | None = None
+
+
+class WebhookRedeliver(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="WebhookRedeliver")
+
+    delivery_id: str | None = Field(
+        None,
+        max_length=200,
+        description="this delivery (even one delivered); unset: every one not yet delivered",
+    )
 
 
 class Problem(BaseModel):
@@ -152,4 +236,28 @@ def summary(row: dict[str, Any], staff: bool) -> RequestSummary:
         created=_when(row.get("created")),
         updated=_when(row.get("updated")),
         attention=row.get("attention") if staff else None,
+    )
+
+
+def webhook(sub: Any) -> Webhook:
+    """From hub.runtime.webhook_store.Subscription."""
+    return Webhook(
+        id=sub.id, partner=sub.partner, url=sub.url, states=sorted(sub.states), created=sub.created
+    )
+
+
+def webhook_delivery(found: Any) -> WebhookDelivery:
+    """From hub.runtime.webhook_store.Delivery."""
+    pending = found.status != "delivered"
+    return WebhookDelivery(
+        id=found.id,
+        request_id=found.request_id,
+        transaction_id=found.transaction_id,
+        state=found.state,
+        status=found.status,
+        attempts=found.attempts,
+        last_error=found.last_error,
+        last_tried=_when(found.last_at),
+        delivered=_when(found.delivered_at),
+        next_try=datetime.fromtimestamp(found.due, UTC) if pending else None,
     )
