@@ -460,6 +460,12 @@ def silent_end(
 _DEMANDS: list[Row] = [
     (State.OVERDUE, Event.OVERDUE, None, State.OVERDUE, FORWARD),
     (State.RETURNED, Event.OVERDUE, None, State.RETURNED, (Effect.FORWARD, Effect.ATTENTION)),
+    # A lender that refuses a renewal nobody asked for (the BL's NO RENEW after its
+    # "DUE*AUTOMATIC RENEWAL PENDING"): the due date stands, which is news for the borrower.
+    *[
+        (s, Event.RENEW_ANSWER, False, s, FORWARD)
+        for s in (State.LOANED, State.RECEIVED, State.OVERDUE)
+    ],
 ]
 
 _HUB_SILENT: list[Row] = [
