@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from connectors.core.directory import Directory
+from connectors.core.directory import Directory, Partner
 from connectors.core.model import Event, Reason
 from hub.domain.inputs import Input
-from hub.domain.lifecycle import Hub, SilentEnd, Since, State, accepts, silent_end
+from hub.domain.lifecycle import ENTERED, Hub, SilentEnd, Since, accepts, silent_end
 from hub.domain.transaction import Pending, Transaction, aware
 
 NO_ANSWER = Reason.from_code(27, "no answer in time")
@@ -23,7 +23,11 @@ NO_ANSWER = Reason.from_code(27, "no answer in time")
 
 def next_deadline(txn: Transaction, directory: Directory | None = None) -> datetime | None:
     """`directory`: where the silent-partner close is looked up (without it, not counted)."""
-    closing = unreported_end(txn, directory) if directory is not None else None
+    return _earliest(txn, unreported_end(txn, directory) if directory is not None else None)
+
+
+def _earliest(txn: Transaction, closing: Closing | None) -> datetime | None:
+    # A request whose silent close is coming is not timed out (`_lender_timed_out`).
     timing_out = accepts(txn.state, Hub.LENDER_TIMED_OUT) and closing is None
     due = [
         txn.need_before if accepts(txn.state, Hub.NEED_BEFORE_PASSED) else None,
@@ -39,6 +43,9 @@ def next_deadline(txn: Transaction, directory: Directory | None = None) -> datet
 
 # The start of the staff note a closing clock sets: only a note of ours is replaced or cleared.
 CLOSING = "the hub closes this loan on "
+
+
+_DEFAULTS = Partner(symbol="-", name="a partner the directory no longer has", protocol="-")
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ def unreported_end(txn: Transaction, directory: Directory) -> Closing | None:
     if start is None:
         return None
     partner = directory.partner(attempt.lender)
-    days = partner.close_unreported_after_days if partner else 28.0
+    days = (partner or _DEFAULTS).close_unreported_after_days
     why = rule.why.format(
         borrower=_named(directory, txn.borrower), lender=_named(directory, attempt.lender)
     )
@@ -80,11 +87,7 @@ def _since(txn: Transaction, rule: SilentEnd) -> datetime | None:
     """The time the rule counts from: the due date, or when the loan entered its state."""
     if rule.since is Since.DUE_DATE and txn.due_date is not None:
         return aware(txn.due_date)
-    entered = {
-        Since.RETURN: {State.RETURNED},
-        Since.DUE_DATE: {State.LOANED},  # a Loaned without a due date: from the Loaned
-        Since.REQUEST: {State.REQUESTED, State.WILL_SUPPLY},
-    }[rule.since]
+    entered = ENTERED[rule.since]
     step = next(
         (s for s in reversed(txn.history) if s.to_state in entered and s.from_state not in entered),
         None,
@@ -105,7 +108,7 @@ def settle(txn: Transaction, directory: Directory) -> None:
         )
     elif closing is None and ours:
         txn.needs_attention = None
-    txn.next_deadline = next_deadline(txn, directory)
+    txn.next_deadline = _earliest(txn, closing)
 
 
 def held(txn: Transaction) -> bool:

@@ -393,6 +393,15 @@ class Since(StrEnum):
     REQUEST = "the request to the lender"
 
 
+# The clock counts from the due date where there is one (Since.DUE_DATE), else from the step
+# that entered one of these states (a Loaned without a due date: from the Loaned).
+ENTERED: dict[Since, frozenset[State]] = {
+    Since.RETURN: frozenset({State.RETURNED}),
+    Since.DUE_DATE: frozenset({State.LOANED}),
+    Since.REQUEST: frozenset({State.REQUESTED, State.WILL_SUPPLY}),
+}
+
+
 @dataclass(frozen=True)
 class SilentEnd:
     states: frozenset[State]
