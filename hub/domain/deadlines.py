@@ -27,8 +27,9 @@ def next_deadline(txn: Transaction, directory: Directory | None = None) -> datet
 
 
 def _earliest(txn: Transaction, closing: Closing | None) -> datetime | None:
-    # A request whose silent close is coming is not timed out (`_lender_timed_out`).
-    timing_out = accepts(txn.state, Hub.LENDER_TIMED_OUT) and closing is None
+    timing_out = accepts(txn.state, Hub.LENDER_TIMED_OUT) and not _instead(
+        closing, Hub.LENDER_TIMED_OUT
+    )
     due = [
         txn.need_before if accepts(txn.state, Hub.NEED_BEFORE_PASSED) else None,
         txn.lender_deadline if timing_out else None,
@@ -54,6 +55,12 @@ class Closing:
     why: str  # the rule's reason with the parties named
     since: str  # what the clock counts from, with its date
     days: float
+    rule: SilentEnd
+
+
+def _instead(closing: Closing | None, clock: Hub) -> bool:
+    """Whether a coming close stands in for this clock input (it is then not sent)."""
+    return closing is not None and clock in closing.rule.instead_of
 
 
 def unreported_end(txn: Transaction, directory: Directory) -> Closing | None:
@@ -75,7 +82,7 @@ def unreported_end(txn: Transaction, directory: Directory) -> Closing | None:
         borrower=_named(directory, txn.borrower), lender=_named(directory, attempt.lender)
     )
     since = f"{rule.since.value} ({start.date().isoformat()})"
-    return Closing(start + timedelta(days=days), why, since, days)
+    return Closing(start + timedelta(days=days), why, since, days, rule)
 
 
 def _named(directory: Directory, symbol: str) -> str:
@@ -185,7 +192,7 @@ def _lender_timed_out(txn: Transaction, at: datetime, directory: Directory) -> I
     deadline, attempt = txn.lender_deadline, txn.attempt
     if deadline is None or attempt is None or not accepts(txn.state, Hub.LENDER_TIMED_OUT):
         return None
-    if unreported_end(txn, directory) is not None:
+    if _instead(unreported_end(txn, directory), Hub.LENDER_TIMED_OUT):
         return None  # nobody could tell of a supply: the silent close applies instead
     if at < aware(deadline):
         return None

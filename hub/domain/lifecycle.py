@@ -409,6 +409,8 @@ class SilentEnd:
     borrower_cannot: frozenset[Event]  # ... and the borrower none of these
     since: Since
     why: str  # for the timeline and staff: {borrower} and {lender} name the parties
+    # The clock's inputs the close stands in for while it is coming (they are not sent).
+    instead_of: frozenset[Hub] = frozenset()
 
 
 _CHECK_IN = frozenset({Event.LOAN_COMPLETED})
@@ -434,14 +436,15 @@ SILENT_ENDS: list[SilentEnd] = [
     ),
     # The lender can report nothing after the request, the borrower neither receipt nor
     # return: the request handed over is the last the hub will learn. Here the lender's
-    # answer time does not move the request on either: asking a second lender would order
-    # the item twice (`hub.domain.deadlines`).
+    # answer time does not move the request on either (`instead_of`): the lender may well
+    # have shipped, and asking a second one would order the item twice.
     SilentEnd(
         frozenset({State.REQUESTED, State.WILL_SUPPLY}),
         frozenset({Event.LOANED, Event.COPY_COMPLETED, Event.UNFILLED, Event.LOAN_COMPLETED}),
         _ANY_RETURN,
         Since.REQUEST,
         "neither {lender} nor {borrower} can report a step of it after the request",
+        instead_of=frozenset({Hub.LENDER_TIMED_OUT}),
     ),
 ]
 
