@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 from connectors.core.directory import Directory, Partner
 from connectors.core.model import Event, Reason
 from hub.domain.inputs import Input
-from hub.domain.lifecycle import ENTERED, Hub, SilentEnd, Since, accepts, silent_end
+from hub.domain.lifecycle import (
+    ENTERED,
+    SILENT_END_STATES,
+    Hub,
+    SilentEnd,
+    Since,
+    accepts,
+    silent_end,
+)
 from hub.domain.transaction import Pending, Transaction, aware
 
 NO_ANSWER = Reason.from_code(27, "no answer in time")
@@ -66,10 +74,10 @@ def _instead(closing: Closing | None, clock: Hub) -> bool:
 def unreported_end(txn: Transaction, directory: Directory) -> Closing | None:
     """When and why the hub closes `txn`, if neither party can report its end."""
     attempt = txn.attempt
-    if attempt is None:
-        return None
+    if attempt is None or txn.state not in SILENT_END_STATES:
+        return None  # most steps: no lookups (this runs after every step)
     rule = silent_end(
-        txn.state, directory.unreported(attempt.lender), directory.unreported(txn.borrower)
+        txn.state, _reports(directory, attempt.lender), _reports(directory, txn.borrower)
     )
     if rule is None:
         return None
@@ -83,6 +91,12 @@ def unreported_end(txn: Transaction, directory: Directory) -> Closing | None:
     )
     since = f"{rule.since.value} ({start.date().isoformat()})"
     return Closing(start + timedelta(days=days), why, since, days, rule)
+
+
+def _reports(directory: Directory, symbol: str) -> frozenset[Event] | None:
+    """What partner `symbol`'s channel can report (None: every step, as `unreported` says)."""
+    partner = directory.partner(symbol)
+    return directory.reports.get(partner.protocol) if partner else None
 
 
 def _named(directory: Directory, symbol: str) -> str:

@@ -449,17 +449,23 @@ SILENT_ENDS: list[SilentEnd] = [
 ]
 
 
+SILENT_END_STATES = frozenset(s for rule in SILENT_ENDS for s in rule.states)
+
+
 def silent_end(
-    state: State, lender_unreported: frozenset[Event], borrower_unreported: frozenset[Event]
+    state: State, lender_reports: frozenset[Event] | None, borrower_reports: frozenset[Event] | None
 ) -> SilentEnd | None:
-    """The rule that closes a loan in `state` whose parties cannot report these steps."""
+    """The rule that closes a loan in `state` whose parties report only these steps (None:
+    a channel not named in the directory's reports, taken to report every step)."""
+    if state not in SILENT_END_STATES or lender_reports is None or borrower_reports is None:
+        return None
     return next(
         (
             rule
             for rule in SILENT_ENDS
             if state in rule.states
-            and rule.lender_cannot <= lender_unreported
-            and rule.borrower_cannot <= borrower_unreported
+            and not rule.lender_cannot & lender_reports
+            and not rule.borrower_cannot & borrower_reports
         ),
         None,
     )
@@ -481,8 +487,7 @@ _DEMANDS: list[Row] = [
 ]
 
 _HUB_SILENT: list[Row] = [
-    (s, Hub.UNREPORTED_END, None, State.LOAN_COMPLETED, ())
-    for s in sorted({s for rule in SILENT_ENDS for s in rule.states})
+    (s, Hub.UNREPORTED_END, None, State.LOAN_COMPLETED, ()) for s in sorted(SILENT_END_STATES)
 ]
 
 # The whole table, and the part keyed by partners' events.
