@@ -398,3 +398,12 @@ def test_a_demand_after_the_hubs_own_overdue_is_news_not_an_error() -> None:
     assert walk.state is State.OVERDUE
     assert walk.says(Event.OVERDUE, "L") is VerdictOutcome.APPLIED  # *FINAL DEMAND
     assert walk.state is State.OVERDUE
+
+
+def test_a_borrower_gone_from_the_directory_does_not_keep_a_bl_loan_open() -> None:
+    """The close after the return asks nothing of the borrower's channel."""
+    walk = walk_loan("iso18626", "artemail", REPORTS)
+    assert walk.state is State.RETURNED
+    walk.directory.partners = [p for p in walk.directory.partners if p.symbol != "B"]
+    walk.clock()
+    assert walk.state is State.LOAN_COMPLETED

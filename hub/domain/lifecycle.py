@@ -457,18 +457,25 @@ def silent_end(
 ) -> SilentEnd | None:
     """The rule that closes a loan in `state` whose parties report only these steps (None:
     a channel not named in the directory's reports, taken to report every step)."""
-    if state not in SILENT_END_STATES or lender_reports is None or borrower_reports is None:
+    if state not in SILENT_END_STATES:
         return None
     return next(
         (
             rule
             for rule in SILENT_ENDS
             if state in rule.states
-            and not rule.lender_cannot & lender_reports
-            and not rule.borrower_cannot & borrower_reports
+            and _cannot(rule.lender_cannot, lender_reports)
+            and _cannot(rule.borrower_cannot, borrower_reports)
         ),
         None,
     )
+
+
+def _cannot(steps: frozenset[Event], reports: frozenset[Event] | None) -> bool:
+    """Whether a channel reporting `reports` can report none of `steps`."""
+    if not steps:
+        return True
+    return reports is not None and not steps & reports
 
 
 # A lender's demand for an item after the due date (the BL's `*FINAL DEMAND`, an ISO 18626
