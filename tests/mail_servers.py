@@ -311,6 +311,7 @@ USERS = {
     "bl": "bl-pw",  # the British Library's ARTEmail mailbox (the simulator reads it)
     "illiad": "illiad-pw",  # ILLiad's import mailbox
     "hub-out": "hub-out-pw",  # the hub's SMTP login
+    "hub-orders": "hub-orders-pw",  # the hub's mailbox for ARTEmail orders sent to it
 }
 
 

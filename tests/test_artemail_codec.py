@@ -190,6 +190,30 @@ def test_an_order_of_several_requests_reads_each_completely() -> None:
     assert book.extensions["artemail"]["lines"][1] == "Duckworth and the Classical Press of Wal"
 
 
+_GAP = "\r\n" * 4
+
+
+@pytest.mark.parametrize(
+    ("blocks", "why"),
+    [
+        (["TX\r\nA title"], "without a reference"),
+        (["TXA-1 S LOAN\r\nOne title", "TXA-1 S LOAN\r\nAnother"], "given twice"),
+        (["TXA-1 S LOAN", "TXA-2 S LOAN\r\nA title"], "has no bibliographic lines"),
+    ],
+)
+def test_an_order_with_a_block_that_cannot_be_taken_is_refused_whole(
+    blocks: list[str], why: str
+) -> None:
+    """Never half read: a bare TX line, a reference given twice (both would be one
+    transaction, the second refused after the first was taken) or a block with no lines
+    refuses the whole mail, before anything of it is taken."""
+    body = "87-1\r\nPW" + _GAP + _GAP.join(blocks) + _GAP + "NNNN\r\n"
+    raw = f"From: ill@library.example.ac.uk\r\nSubject: order\r\n\r\n{body}".encode()
+    with pytest.raises(Refusal, match=why) as caught:
+        ArtemailCodec().decode(raw, "UH", Limits(max_body_bytes=1 << 20))
+    assert caught.value.stage == "parse"
+
+
 def test_keywords_follow_options_and_request() -> None:
     message = article_1301().model_copy(update={"request_format": RequestFormat.PHYSICAL})
     partner = bl(service="SW", copyright_fee_paid=True, no_waiting_list=True)

@@ -17,7 +17,7 @@ import email.policy
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,11 @@ import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.artemail import order as orders
-from connectors.core.model import Bibliographic, Event, Message, RequestFormat
-from connectors.core.records import audit_bytes
+from connectors.core.model import Bibliographic, Event, Message, RequestFormat, now
+from connectors.core.records import Tick, audit_bytes
 from connectors.simulator import Library, directory_yaml, running
 from hub.cli.process import HubProcess
+from hub.kafka.producer import KafkaIO
 from hub.runtime.settings import Settings
 from tests.kafka_reader import wait_for_record
 from tests.mail_imap import submit, wait_for_mails
@@ -323,6 +324,12 @@ async def test_copy_order_goes_out_as_artemail_and_shipped_copy_reaches_the_borr
     await reply(servers, bl_reply(reference, "SHIPPED COPY", "Your item has been sent."))
     shipped = await north.next()
     assert (shipped.event, shipped.request_id) == (Event.COPY_COMPLETED, "N-1")
+    # The copy's request has ended: nothing more is waited for from anyone.
+    txn = reference.rsplit(".", 1)[0]
+    done = await wait_for_record(
+        bootstrap, "ill.transactions", lambda t: t["id"] == txn and t["state"] == "CopyCompleted"
+    )
+    assert done["next_deadline"] is None and done["needs_attention"] is None
 
     (processed,) = await wait_for_mails(servers, "hub-bl", "Processed")
     assert b"SHIPPED COPY" in processed
@@ -577,3 +584,57 @@ async def test_a_cancel_the_bl_takes_no_mail_for_is_answered_to_the_borrower(
     # Issue 12: "answered to the borrower as not supported by this partner".
     told = await north.next(timeout=30)
     assert (told.event, told.request_id, told.answer) == (Event.CANCEL_REPLY, "N-6", False)
+
+
+async def test_a_bl_loan_goes_from_order_to_close_and_the_hub_closes_it_after_the_return(
+    hub: HubProcess, north: Library, servers: MailServers, bootstrap: str
+) -> None:
+    """The BL never reports its check-in: the borrower's return leaves the loan Returned,
+    listed for staff with the day it closes; the clock closes it then, with the reason on
+    the timeline, and tells the borrower nothing (nobody checked the item in)."""
+    await ask(north, "N-8", request_format=RequestFormat.PHYSICAL, bibliographic=BOOK)
+    (order,) = await wait_for_mails(servers, "bl")
+    reference = reference_of(order)
+    txn = reference.rsplit(".", 1)[0]
+    await reply(servers, bl_reply(reference, "DUE 15-01-2027", "Loan despatched."))
+    loaned = await north.next()
+    assert (loaned.event, loaned.request_id) == (Event.LOANED, "N-8")
+    # The BL's automatic renewal, unasked: the borrower hears the new due date.
+    await reply(servers, bl_reply(reference, "RENEWED*29-01-2027", n=2))
+    renewed = await north.next()
+    assert (renewed.event, renewed.answer) == (Event.RENEW_ANSWER, True)
+    assert renewed.due_date == datetime(2027, 1, 29, tzinfo=UTC)
+
+    for event in (Event.RECEIVED, Event.SHIPPED_RETURN):
+        status, answer = await north.send(
+            Message(event=event, request_id="N-8", item_id=loaned.item_id)
+        )
+        assert status == 200 and answer.ok, (event, answer)
+    waiting = await wait_for_record(
+        bootstrap, "ill.transactions", lambda t: t["id"] == txn and t["state"] == "Returned"
+    )
+    note = waiting["needs_attention"] or ""
+    assert note.startswith("the hub closes this loan on "), note
+    assert "28 days after the borrower's return" in note
+    assert "BL (artemail) cannot report its check-in" in note
+
+    # The hub's own clock, 29 days on (as its timer would send it; nobody waits weeks).
+    kafka = KafkaIO(bootstrap)
+    await kafka.start()
+    try:
+        tick = Tick(transaction_id=txn, at=now() + timedelta(days=29))
+        await kafka.send("ill.control", txn, tick.model_dump_json().encode())
+    finally:
+        await kafka.stop()
+    closed = await wait_for_record(
+        bootstrap,
+        "ill.events",
+        lambda r: r["transaction_id"] == txn and r["to_state"] == "LoanCompleted",
+    )
+    assert closed["from_state"] == "Returned" and closed["kind"] == "timer"
+    assert "closed by the hub: BL (artemail) cannot report its check-in" in closed["detail"]
+    row = await wait_for_record(
+        bootstrap, "ill.transactions", lambda t: t["id"] == txn and t["state"] == "LoanCompleted"
+    )
+    assert row["needs_attention"] is None and row["next_deadline"] is None
+    assert north.received.empty()  # told nothing: nobody checked the item in

@@ -7,6 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.core.contract import Fault, Limits, Outgoing, Refusal
 from connectors.core.directory import Partner
@@ -26,8 +28,8 @@ from connectors.slnp import CONNECTOR, vocabulary
 from connectors.slnp.codec import (
     ORDER_NUMBER_DIGITS,
     SlnpCodec,
+    is_order_number,
     order_number,
-    transaction_of_order_number,
 )
 from connectors.slnp.models import SlnpCorrelation
 from connectors.slnp.wire import parse_command, parse_response, render_command, render_response
@@ -59,10 +61,10 @@ def test_each_sample_request_is_answered_as_the_sample_says(path: Path) -> None:
     assert ours.command == theirs.command == "SLNPFLBestellung"
     assert [k for k, _ in ours.items] == [k for k, _ in theirs.items]  # type: ignore[misc]
     assert ours.get("OKMsg") == theirs.get("OKMsg")
-    # A number, as ZFL clients expect (issue 26): the transaction's, read back to it.
+    # A number, as ZFL clients expect (issue 26): the transaction's.
     number = ours.get("PFLNummer") or ""
     assert number.isdigit() and len(number) == ORDER_NUMBER_DIGITS
-    assert transaction_of_order_number(number) == transaction_id("ZFL", "BsNr1234")
+    assert number == order_number(transaction_id("ZFL", "BsNr1234"))
 
 
 @pytest.mark.parametrize("path", REQUESTS, ids=lambda p: p.name)
@@ -436,20 +438,39 @@ def test_an_order_says_in_bemerkung_what_it_has_no_parameter_for() -> None:
 
 
 @pytest.mark.parametrize(
-    "txn", ["t0000000000000000", "tffffffffffffffff", transaction_id("ZFL", "BsNr1234")]
+    "txn",
+    [
+        "t0000000000000000",
+        "tffffffffffffffff",
+        "t8000000000000000",  # over a signed 64-bit integer as a whole id
+        "t00000000000003e8",  # a small id: no leading zeros in its number
+        transaction_id("ZFL", "BsNr1234"),
+    ],
 )
-def test_the_order_number_is_a_fixed_width_number_read_back_to_its_transaction(
-    txn: str,
-) -> None:
+def test_the_order_number_is_a_number_any_client_keeps_unchanged(txn: str) -> None:
+    """ZFL clients take PFLNummer for a number: one they store as a double (Perl, a
+    spreadsheet), a signed 64-bit integer or a string of digits must give back the same
+    text, and the same order always gets the same number."""
     number = order_number(txn)
     assert number.isdigit() and len(number) == ORDER_NUMBER_DIGITS
-    assert transaction_of_order_number(number) == txn
-    assert transaction_of_order_number(f" {number} ") == txn
+    assert str(int(number)) == number  # no leading zero to lose
+    assert int(float(number)) == int(number) and int(number) < 2**53  # exact as a double
+    assert int(number) < 2**63
+    assert is_order_number(number) and is_order_number(f" {number} ")
+    assert order_number(txn) == number
 
 
-@pytest.mark.parametrize("text", ["73", "t0a9d55086e2e7445", "99999999999999999999", "x" * 20])
-def test_a_number_rshub_never_gave_names_no_transaction(text: str) -> None:
-    assert transaction_of_order_number(text) is None
+@pytest.mark.parametrize(
+    "text", ["73", "t0a9d55086e2e7445", "99999999999999999999", "012345678901234", "x" * 15]
+)
+def test_a_number_not_of_rshubs_form_is_the_partners_own(text: str) -> None:
+    assert not is_order_number(text)
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_every_transaction_gets_a_15_digit_number(value: int) -> None:
+    number = order_number(f"t{value:016x}")
+    assert is_order_number(number) and str(int(number)) == number
 
 
 def test_the_orders_number_is_kept_and_named_in_the_changes_sent_back() -> None:

@@ -259,7 +259,13 @@ def read_order(text: str) -> Order:
     target: list[str] | None = None
     for _, line in filled[2:-1]:
         if line.startswith("TX"):
-            reference, *words = line[2:].split()
+            reference, *words = line[2:].split() or [""]
+            if not reference:
+                raise OrderError(f"a TX line without a reference: {line[:40]!r}")
+            if any(r.reference == reference for r in requests):
+                # Both would be one transaction: the second could only be refused after the
+                # first was taken, and the mail would be half read.
+                raise OrderError(f"reference TX{reference[:30]} is given twice")
             requests.append(OrderRequest(reference, words, []))
             target = requests[-1].lines
         elif line == DELIVER and requests:
@@ -272,6 +278,9 @@ def read_order(text: str) -> Order:
             target.append(line)
     if not requests:
         raise OrderError("no TX line")
+    for request in requests:
+        if not request.lines:
+            raise OrderError(f"request TX{request.reference[:30]} has no bibliographic lines")
     return Order(customer, password, requests)
 
 

@@ -181,6 +181,19 @@ class Partner(BaseModel):
         gt=0,
         description="a new request this lender cannot be reached for in this time goes to the next",
     )
+    # Where neither party of a loan can report its end (the BL and any borrower after the
+    # return; an OpenURL patron with the BL, an OpenURL or ILLiad e-mail lender), the hub
+    # closes it by this clock (`SILENT_ENDS` in hub/domain/lifecycle.py). Four weeks: a loan
+    # returned by post has arrived, and the BL's final demand for one that has not comes
+    # while the loan is still open.
+    close_unreported_after_days: float = Field(
+        28.0,
+        gt=0,
+        description="days after which the hub closes a loan with this lender whose end "
+        "nobody can report: counted from the borrower's return when this lender cannot "
+        "report its check-in, else from the due date (or the request) when the borrower "
+        "cannot report either; listed for staff until then",
+    )
 
     @field_validator("tls_client_cert_sha256")
     @classmethod

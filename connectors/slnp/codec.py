@@ -62,25 +62,37 @@ def refusal(kind: str, text: str, stage: str = "parse") -> Refusal:
     return Refusal(text, answer(error_response(kind, text)), stage)
 
 
-# The order number rshub answers an order with (`PFLNummer`): ZFL clients take it for a
-# number (Koha's servers answer their request's row id), so it is the transaction id's 64
-# bits written as a fixed-width decimal: stable (a re-sent order gets the same number), the
-# same for every hub process, and read back to the transaction without a lookup.
-ORDER_NUMBER_DIGITS = 20
+# The order number rshub answers an order with (`PFLNummer`). ZFL clients take it for a
+# number: Koha's SLNP servers answer their request's row id (the sample's `PFLNummer:73`),
+# the ZFL keeps it and names it in the changes it sends (SLNPPFLDatenAenderung), and the Koha
+# plugin matches it as digits (`^(\d*)$`). So it is a number as such clients store one:
+# - no leading zero, or a client that keeps it as a number gives back a shorter string;
+# - 15 digits, below 2**53: exact as an IEEE double (Perl's and JavaScript's numbers, a
+#   spreadsheet's export) and far inside a signed 64-bit integer (the transaction id's 64
+#   bits took 20 digits: half of them overflowed a signed 64-bit integer and half began
+#   with 0).
+# It is derived from the transaction id: stable (a re-sent order gets the same number),
+# the same in every hub process, and checked against the order its change names by
+# BestellId (`_check_order_number`); it is never looked up, so it need not be reversible.
+ORDER_NUMBER_DIGITS = 15
+_FIRST_ORDER_NUMBER = 10 ** (ORDER_NUMBER_DIGITS - 1)
+_ORDER_NUMBERS = 9 * _FIRST_ORDER_NUMBER  # the 15-digit numbers not starting with 0
 
 
 def order_number(txn_id: str) -> str:
-    """The `PFLNummer` of a transaction: its id's 64 bits in 20 decimal digits."""
-    return f"{int(txn_id.removeprefix('t'), 16):0{ORDER_NUMBER_DIGITS}d}"
+    """The `PFLNummer` of a transaction: 15 decimal digits, the first never 0."""
+    return str(_FIRST_ORDER_NUMBER + int(txn_id.removeprefix("t"), 16) % _ORDER_NUMBERS)
 
 
-def transaction_of_order_number(text: str) -> str | None:
-    """The transaction an order number rshub gave names; None if it is not one of ours."""
+def is_order_number(text: str) -> bool:
+    """Whether `text` has the form of a number rshub gives (the partner's own may not)."""
     text = text.strip()
-    if len(text) != ORDER_NUMBER_DIGITS or not text.isascii() or not text.isdigit():
-        return None
-    value = int(text)
-    return f"t{value:016x}" if value < 1 << 64 else None
+    return (
+        len(text) == ORDER_NUMBER_DIGITS
+        and text.isascii()
+        and text.isdigit()
+        and not text.startswith("0")
+    )
 
 
 def canonical_name(name: str) -> str:
@@ -454,12 +466,11 @@ class _Invalid(ValueError):
 def _check_order_number(number: str | None, sender: str, order_id: str) -> None:
     """A change naming one of rshub's order numbers must name the order its BestellId does:
     a number of another order is refused, never applied to the wrong loan."""
-    named = transaction_of_order_number(number) if number else None
-    if named is None:
+    if not number or not is_order_number(number):
         return  # not a number rshub gave (the partner's own, or none)
     parsed = parse_lender_request_id(order_id)
     expected = parsed[0] if parsed else transaction_id(sender, order_id)
-    if named != expected:
+    if number.strip() != order_number(expected):
         raise _Invalid("PFLNummer", f"{number} is not the number of order {shown(order_id)!r}")
 
 

@@ -87,6 +87,9 @@ class Hub(StrEnum):
     REDELIVER = "Redeliver"
     # The lender holding the request was skipped by staff (emitted by the skip effect).
     LENDER_SKIPPED = "LenderSkipped"
+    # Silent partners (SILENT_ENDS below): a loan whose end neither party can report is
+    # closed by the hub's clock.
+    UNREPORTED_END = "UnreportedEnd"
 
 
 Input = Event | Hub
@@ -348,12 +351,10 @@ _SILENT: list[SilentRow] = [
         (s, Event.RECEIVED, Event.LOANED, State.RECEIVED, FORWARD)
         for s in (State.REQUESTED, State.WILL_SUPPLY)
     ],
-    # The lender cannot report its check-in: the borrower's return is the last step the hub
-    # will learn of, and it closes the loan.
-    *[
-        (s, Event.SHIPPED_RETURN, Event.LOAN_COMPLETED, State.LOAN_COMPLETED, FORWARD)
-        for s in (State.RECEIVED, State.RENEW_PENDING, State.OVERDUE, State.RECALLED)
-    ],
+    # The lender cannot report its check-in: the borrower's return leads to Returned as in
+    # the table, and the clock closes the loan (SILENT_ENDS below), not the return itself:
+    # the item is in the post, and a lender's demand for it (the BL's *FINAL DEMAND) must
+    # still find the loan open.
 ]
 
 
@@ -368,8 +369,136 @@ def _silent_table(rows: list[SilentRow]) -> dict[tuple[State, Event], tuple[Even
 
 SILENT = _silent_table(_SILENT)
 
+
+# -- Silent partners: loans whose end nobody can report ------------------------------------
+# (Kept apart from the staff rows: this block is the silent-partner rule of issue 26.)
+#
+# Some pairs can never say that a loan ended: the lender cannot report its check-in and the
+# borrower stops at its return (the BL and any borrower), or neither can report anything
+# after the request or the lender's Loaned (an OpenURL patron borrowing from the BL, an
+# OpenURL or ILLiad e-mail lender). Such a loan would stay open for ever, counted in the
+# lender's load and in every open list. The hub closes it by the clock instead: the lender's
+# `close_unreported_after_days` (directory) after the last step the pair can say, and lists
+# it for staff until then (`needs_attention` says when it will close and why), so staff
+# can close it sooner, or act when the item is not back. The close says so on the loan's
+# timeline and tells neither party anything: nobody checked the item in.
+# `hub.domain.deadlines` reads this table; the rows below are what the clock's input does.
+
+
+class Since(StrEnum):
+    """The last step a silent pair can say, which the closing clock counts from."""
+
+    RETURN = "the borrower's return"
+    DUE_DATE = "the due date"
+    REQUEST = "the request to the lender"
+
+
+# The clock counts from the due date where there is one (Since.DUE_DATE), else from the step
+# that entered one of these states (a Loaned without a due date: from the Loaned).
+ENTERED: dict[Since, frozenset[State]] = {
+    Since.RETURN: frozenset({State.RETURNED}),
+    Since.DUE_DATE: frozenset({State.LOANED}),
+    Since.REQUEST: frozenset({State.REQUESTED, State.WILL_SUPPLY}),
+}
+
+
+@dataclass(frozen=True)
+class SilentEnd:
+    states: frozenset[State]
+    lender_cannot: frozenset[Event]  # applies when the lender can report none of these
+    borrower_cannot: frozenset[Event]  # ... and the borrower none of these
+    since: Since
+    why: str  # for the timeline and staff: {borrower} and {lender} name the parties
+    # The clock's inputs the close stands in for while it is coming (they are not sent).
+    instead_of: frozenset[Hub] = frozenset()
+
+
+_CHECK_IN = frozenset({Event.LOAN_COMPLETED})
+_ANY_RETURN = frozenset({Event.RECEIVED, Event.SHIPPED_RETURN})
+SILENT_ENDS: list[SilentEnd] = [
+    # The borrower shipped it back; the lender will never say it arrived.
+    SilentEnd(
+        frozenset({State.RETURNED}),
+        _CHECK_IN,
+        frozenset(),
+        Since.RETURN,
+        "{lender} cannot report its check-in",
+    ),
+    # The lender said Loaned (with its due date); neither party can say it went back.
+    SilentEnd(
+        frozenset(
+            {State.LOANED, State.RECEIVED, State.RENEW_PENDING, State.OVERDUE, State.RECALLED}
+        ),
+        _CHECK_IN,
+        frozenset({Event.SHIPPED_RETURN}),
+        Since.DUE_DATE,
+        "neither {borrower} can report its return nor {lender} its check-in",
+    ),
+    # The lender can report nothing after the request, the borrower neither receipt nor
+    # return: the request handed over is the last the hub will learn. Here the lender's
+    # answer time does not move the request on either (`instead_of`): the lender may well
+    # have shipped, and asking a second one would order the item twice.
+    SilentEnd(
+        frozenset({State.REQUESTED, State.WILL_SUPPLY}),
+        frozenset({Event.LOANED, Event.COPY_COMPLETED, Event.UNFILLED, Event.LOAN_COMPLETED}),
+        _ANY_RETURN,
+        Since.REQUEST,
+        "neither {lender} nor {borrower} can report a step of it after the request",
+        instead_of=frozenset({Hub.LENDER_TIMED_OUT}),
+    ),
+]
+
+
+SILENT_END_STATES = frozenset(s for rule in SILENT_ENDS for s in rule.states)
+
+
+def silent_end(
+    state: State, lender_reports: frozenset[Event] | None, borrower_reports: frozenset[Event] | None
+) -> SilentEnd | None:
+    """The rule that closes a loan in `state` whose parties report only these steps (None:
+    a channel not named in the directory's reports, taken to report every step)."""
+    if state not in SILENT_END_STATES:
+        return None
+    return next(
+        (
+            rule
+            for rule in SILENT_ENDS
+            if state in rule.states
+            and _cannot(rule.lender_cannot, lender_reports)
+            and _cannot(rule.borrower_cannot, borrower_reports)
+        ),
+        None,
+    )
+
+
+def _cannot(steps: frozenset[Event], reports: frozenset[Event] | None) -> bool:
+    """Whether a channel reporting `reports` can report none of `steps`."""
+    if not steps:
+        return True
+    return reports is not None and not steps & reports
+
+
+# A lender's demand for an item after the due date (the BL's `*FINAL DEMAND`, an ISO 18626
+# Overdue): once the hub's clock has made the loan Overdue it is news for the borrower, not
+# a step out of turn; after the borrower's return it means the item has not reached the
+# lender, which staff must settle (and the clock does not close the loan over it).
+_DEMANDS: list[Row] = [
+    (State.OVERDUE, Event.OVERDUE, None, State.OVERDUE, FORWARD),
+    (State.RETURNED, Event.OVERDUE, None, State.RETURNED, (Effect.FORWARD, Effect.ATTENTION)),
+    # A lender that refuses a renewal nobody asked for (the BL's NO RENEW after its
+    # "DUE*AUTOMATIC RENEWAL PENDING"): the due date stands, which is news for the borrower.
+    *[
+        (s, Event.RENEW_ANSWER, False, s, FORWARD)
+        for s in (State.LOANED, State.RECEIVED, State.OVERDUE)
+    ],
+]
+
+_HUB_SILENT: list[Row] = [
+    (s, Hub.UNREPORTED_END, None, State.LOAN_COMPLETED, ()) for s in sorted(SILENT_END_STATES)
+]
+
 # The whole table, and the part keyed by partners' events.
-TABLE = _table(_PARTNERS + _HUB)
+TABLE = _table(_PARTNERS + _HUB + _DEMANDS + _HUB_SILENT)
 TRANSITIONS: dict[tuple[State, Event, bool | None], Transition] = {
     (state, given, answer): rule
     for (state, given, answer), rule in TABLE.items()

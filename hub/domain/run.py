@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from connectors.core.directory import Directory
 from connectors.core.records import RoutingDecision, StateChange
 from hub.domain.addressing import item_key, retried_key
-from hub.domain.deadlines import next_deadline
+from hub.domain.deadlines import settle
 from hub.domain.inputs import Input
 from hub.domain.lifecycle import TERMINAL, State
 from hub.domain.load import LoadView, NoLoad, load_key
@@ -125,5 +125,5 @@ class Run:
                 self.outputs.append(
                     Output(topic="ill.load", key=load_key(after, txn.id), value=value)
                 )
-        txn.next_deadline = next_deadline(txn)
+        settle(txn, self.directory)
         return self.outputs
