@@ -143,6 +143,7 @@ class MailboxListener:
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._imap: aioimaplib.IMAP4 | None = None
+        self._lost = asyncio.Event()  # set when the current connection closes
 
     def _limits(self, max_bytes: int) -> MailLimits:
         s = self.settings
@@ -260,10 +261,11 @@ class MailboxListener:
         imap, self._imap = self._imap, None
         if imap is None:
             return
-        try:
-            await asyncio.wait_for(imap.logout(), min(self.settings.timeout_s, 5.0))
-        except Exception as error:  # a broken connection cannot log out: closed below
-            log.info("mailbox.logout_failed", mailbox=self.key, error=describe(error))
+        if not self._lost.is_set():  # a closed connection has nobody to log out from
+            try:
+                await asyncio.wait_for(imap.logout(), min(self.settings.timeout_s, 5.0))
+            except Exception as error:  # a broken connection cannot log out: closed below
+                log.info("mailbox.logout_failed", mailbox=self.key, error=describe(error))
         transport = getattr(imap.protocol, "transport", None)
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -274,12 +276,26 @@ class MailboxListener:
         """A logged-in connection, held in `_imap` from the first byte (so a session whose
         greeting, STARTTLS or login fails still has its connection released)."""
         s = self.settings
+        # aioimaplib's wait for the server's news (IDLE) does not end when the connection
+        # closes: the session waits on this instead, beside it (a restarted mail server
+        # would otherwise be read again only when IDLE is renewed, 25 minutes by default).
+        lost = self._lost = asyncio.Event()
+
+        def closed(_error: Exception | None) -> None:
+            lost.set()
+
         if s.imap_tls is TlsMode.TLS:
             imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-                s.imap_host, s.imap_port, timeout=s.timeout_s, ssl_context=tls_context(s)
+                s.imap_host,
+                s.imap_port,
+                timeout=s.timeout_s,
+                ssl_context=tls_context(s),
+                conn_lost_cb=closed,
             )
         else:
-            imap = aioimaplib.IMAP4(s.imap_host, s.imap_port, timeout=s.timeout_s)
+            imap = aioimaplib.IMAP4(
+                s.imap_host, s.imap_port, timeout=s.timeout_s, conn_lost_cb=closed
+            )
         self._imap = imap
         await imap.wait_hello_from_server()
         if s.imap_tls is TlsMode.STARTTLS:
@@ -335,7 +351,19 @@ class MailboxListener:
             idle = await imap.idle_start(timeout=self.settings.idle_renew_s)
             async with self._changed:
                 self._changed.notify_all()
-            await imap.wait_server_push(timeout=self.settings.idle_renew_s + 5)
+            push = asyncio.ensure_future(
+                imap.wait_server_push(timeout=self.settings.idle_renew_s + 5)
+            )
+            lost = asyncio.ensure_future(self._lost.wait())
+            try:
+                await asyncio.wait({push, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost.cancel()
+                if not push.done():
+                    push.cancel()
+            if self._lost.is_set():
+                raise ConnectionError("the mail server closed the connection during IDLE")
+            push.result()  # a timeout of the wait itself, as before
             imap.idle_done()
             await asyncio.wait_for(idle, self.settings.timeout_s)
         else:
