@@ -495,6 +495,8 @@ class Index:
             )
         elif kind == "refused":
             summary = f"refused {change.get('event')}{who} in {before}"
+        elif kind == "staff":  # a staff note or message: the detail holds who and what
+            summary = f"{change.get('event')}{who}"
         else:  # what the engine made of a delivery report (next try, parked, next lender)
             summary = f"{change.get('event')} ({change.get('sender') or '?'})"
             kind = "decided"
@@ -614,6 +616,8 @@ class Index:
         elif kind == "redeliver":
             partner = f" to {command['partner']}" if command.get("partner") else ""
             summary = f"redeliver{partner} asked by {command.get('by')}"
+        elif kind == "staff":
+            return  # the engine's line on ill.events says what was done, or why not
         elif kind == "located":
             found = [f"{r.get('lender')}: {r.get('status')}" for r in command.get("results") or []]
             summary = "holdings: " + (", ".join(found) or "none")
