@@ -397,6 +397,15 @@ def hub_case(state: State, name: Hub) -> Case:
         delivers = _cancel_to_holder(loan)
         record = route(RouteAction.RESTART)
         return Case(loan, record, T0, State.LOCATING, delivers, writes=("ill.locate",))
+    if name is Hub.ROUTE_NEXT:
+        loan = reach(state)
+
+        def moved_on(txn: Transaction) -> None:
+            assert txn.attempts[0].outcome == "moved on by staff"
+            assert txn.skipped_by_staff == []  # it may be asked again in a later round
+
+        delivers = [("L1", "Cancel"), ("L2", "Request"), ("B", "LenderNotification")]
+        return Case(loan, route(RouteAction.NEXT), T0, State.REQUESTED, delivers, moved_on)
     if name is Hub.STAFF_CANCEL:
         loan = reach(state)
         delivers = [*_cancel_to_holder(loan), ("B", "CancelReply")]
@@ -522,6 +531,7 @@ FROM_RECORDS = frozenset(
         Hub.ROUTE_LENDER,
         Hub.ROUTE_SKIP,
         Hub.ROUTE_RESTART,
+        Hub.ROUTE_NEXT,
         Hub.STAFF_CANCEL,
         Hub.STAFF_CLOSE,
         Hub.STAFF_NOTE,

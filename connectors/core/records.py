@@ -238,6 +238,7 @@ class RouteAction(StrEnum):
     LENDER = "lender"  # ask this lender now
     SKIP = "skip"  # never ask this lender for this request
     RESTART = "restart"  # search the catalogues again and rebuild the rota
+    NEXT = "next"  # take it back from the lender holding it and ask the next one
 
 
 class RouteCommand(BaseModel):

@@ -389,6 +389,7 @@ ROUTES: dict[RouteAction, Hub] = {
     RouteAction.LENDER: Hub.ROUTE_LENDER,
     RouteAction.SKIP: Hub.ROUTE_SKIP,
     RouteAction.RESTART: Hub.ROUTE_RESTART,
+    RouteAction.NEXT: Hub.ROUTE_NEXT,
 }
 
 
@@ -410,11 +411,13 @@ def _route(
         return refuse(f"no transaction {key}")
     name = ROUTES[command.action]
     if not accepts(txn.state, name):
+        if command.action is RouteAction.NEXT and txn.state in ROUTABLE:
+            return refuse(f"not possible in state {txn.state.value}: no lender holds it yet")
         return refuse(
             f"not possible in state {txn.state.value}: routing can change only while the "
             f"request looks for a lender ({', '.join(sorted(s.value for s in ROUTABLE))})"
         )
-    if command.action is not RouteAction.RESTART:
+    if command.action in (RouteAction.LENDER, RouteAction.SKIP):
         partner = directory.partner(lender or "")
         if partner is None:
             return refuse(f"unknown partner {lender}")
@@ -426,6 +429,7 @@ def _route(
         RouteAction.LENDER: (f"staff sent the request to {lender}", f"{by} chose {lender}"),
         RouteAction.SKIP: (f"skipped by {by}", f"{lender} skipped by {by}"),
         RouteAction.RESTART: (f"rota restarted by {by}", None),
+        RouteAction.NEXT: (f"moved on by {by}", f"{by} asked the next lender"),
     }
     withdraw, why = texts[command.action]
     given = Input(name, sender=by, lender=lender, withdraw=withdraw, why=why)

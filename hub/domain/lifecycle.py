@@ -87,6 +87,8 @@ class Hub(StrEnum):
     REDELIVER = "Redeliver"
     # The lender holding the request was skipped by staff (emitted by the skip effect).
     LENDER_SKIPPED = "LenderSkipped"
+    # Staff: move on from the lender holding the request (it may be asked again later).
+    ROUTE_NEXT = "RouteNext"
     # Staff acting on a request beyond its routing (StaffCommand; rows in _STAFF below).
     STAFF_CANCEL = "StaffCancel"
     STAFF_CLOSE = "StaffClose"
@@ -335,6 +337,18 @@ _HUB: list[Row] = [
 # What staff may do to a request beyond its routing (StaffCommand on ill.control: the console,
 # the API, the command line). Each is recorded with the staff member's name and text.
 _STAFF: list[Row] = [
+    # Ask the next lender: the one holding the request is withdrawn (one Cancel, if it may
+    # have it) and the rota goes on, as when a lender does not answer in time.
+    *[
+        (
+            s,
+            Hub.ROUTE_NEXT,
+            None,
+            State.REQUESTED,
+            (Effect.WITHDRAW, Effect.CLOSE_ATTEMPT, Effect.NEXT_LENDER),
+        )
+        for s in sorted(WITH_LENDER)
+    ],
     # Cancel while the request looks for a lender: whoever holds it gets one Cancel in its
     # protocol (or nothing, if it never received the request), the borrower hears it is
     # cancelled. Once shipped, the item is out: staff close the loan instead.
@@ -422,6 +436,7 @@ OUT_OF_TURN: dict[Hub, OutOfTurn] = {
     Hub.ROUTE_LENDER: OutOfTurn.REFUSE,
     Hub.ROUTE_SKIP: OutOfTurn.REFUSE,
     Hub.ROUTE_RESTART: OutOfTurn.REFUSE,
+    Hub.ROUTE_NEXT: OutOfTurn.REFUSE,
     Hub.STAFF_CANCEL: OutOfTurn.REFUSE,
     Hub.STAFF_CLOSE: OutOfTurn.REFUSE,
     Hub.STAFF_MESSAGE: OutOfTurn.REFUSE,

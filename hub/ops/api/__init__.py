@@ -13,7 +13,6 @@ composition root: the hub knows connectors through the contract only.
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -42,29 +41,20 @@ def build(
 ) -> Api:
     """The API of a running hub: its staff actions are the console's (`rshub redeliver`,
     `rshub route`, `rshub deadletters replay`), with the client's name as who asked."""
-    from connectors.core.records import Redeliver, RouteAction, RouteCommand
-    from hub.ops import deliveries
+    from connectors.core.records import RouteAction
+    from hub.ops import actions
     from hub.ops import index as index_module
     from hub.ops import replay as replaying
 
-    wait = settings.reply_timeout_s
+    link = actions.Link(bootstrap, settings.reply_timeout_s)
     path = index_module.index_path(settings.data_dir)
 
     async def redeliver(txn: str, partner: str | None, by: str) -> tuple[int, str]:
-        order = Redeliver(
-            command_id=f"redeliver-{uuid.uuid4().hex}", transaction_id=txn, partner=partner, by=by
-        )
-        return await deliveries.send_control(bootstrap, txn, order, order.ref, wait)
+        # The API answers once the hub took the command (docs/api.md); the console waits.
+        return await actions.redeliver(link, txn, partner, by, wait=False)
 
     async def route(txn: str, action: str, lender: str | None, by: str) -> tuple[int, str]:
-        order = RouteCommand(
-            command_id=f"route-{uuid.uuid4().hex}",
-            transaction_id=txn,
-            action=RouteAction(action),
-            lender=lender,
-            by=by,
-        )
-        return await deliveries.send_control(bootstrap, txn, order, order.ref, wait)
+        return await actions.route(link, txn, RouteAction(action), lender, by)
 
     async def replay(ref: str, trust: bool, by: str) -> tuple[int, str]:
         index = index_module.Index(path)
