@@ -5,9 +5,9 @@ Pure: it takes a transaction row (None when there is none yet), one input and th
 returns the new row and the records to write (`Result`). The faust agent in `hub.runtime.agents`
 does the I/O and gives the time (the engine reads no clock). Inputs are a partner's
 `Message`, an outbound connector's `DeliveryResult`, the locate agent's `Located`, the
-timer's `Tick`, and the staff's `RouteCommand`, `Redeliver` and `StaffCommand`. Each is read into an input of
-the lifecycle table (`hub.domain.lifecycle`), whose row says what the hub does and where the
-transaction goes; effects may emit follow-ups that go through the table in turn.
+timer's `Tick`, and the staff's `RouteCommand`, `Redeliver` and `StaffCommand`. Each is read
+into an input of the lifecycle table (`hub.domain.lifecycle`), whose row says what the hub
+does and where the transaction goes; effects may emit follow-ups that go through the table in turn.
 
 Outputs are deterministic (ids derive from the input's id), and an input already applied is
 answered from memory: re-applying after a crash yields the same records, which downstream

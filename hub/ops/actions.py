@@ -17,6 +17,7 @@ CLI's part; nothing here renders HTML: the console's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -185,7 +186,7 @@ async def _staff(
         transaction_id=transaction_id,
         action=action,
         text=text.strip()[:2000],
-        to=to,  # type: ignore[arg-type]  # checked by the caller and by the model
+        to=to,  # checked by the caller and by the model
         by=by,
     )
     if not delivered:
@@ -333,10 +334,8 @@ class _Lines(_Follower):
             async with self.changed:
                 await self.changed.wait_for(enough)
 
-        try:
+        with contextlib.suppress(TimeoutError):  # what came in time is the answer
             await asyncio.wait_for(wait(), timeout_s)
-        except TimeoutError:
-            pass
 
     async def first(self, wanted: Any, timeout_s: float) -> dict[str, Any] | None:
         def found() -> dict[str, Any] | None:
@@ -354,3 +353,39 @@ class _Lines(_Follower):
 
         await self._until(lambda: len(found()) >= count, link.delivery_wait_s)
         return found()
+
+
+@dataclass(frozen=True)
+class Staff:
+    """The actions with their link bound, for a caller that keeps one (the console). Each
+    method is the function of the same name."""
+
+    link: Link
+
+    def can_message(self, symbol: str | None) -> bool:
+        return self.link.can_message(symbol)
+
+    async def route(
+        self, transaction_id: str, action: RouteAction, lender: str | None, by: str
+    ) -> Outcome:
+        return await route(self.link, transaction_id, action, lender, by)
+
+    async def cancel(self, transaction_id: str, reason: str, by: str) -> Outcome:
+        return await cancel(self.link, transaction_id, reason, by)
+
+    async def close(self, transaction_id: str, reason: str, by: str) -> Outcome:
+        return await close(self.link, transaction_id, reason, by)
+
+    async def note(self, transaction_id: str, text: str, by: str) -> Outcome:
+        return await note(self.link, transaction_id, text, by)
+
+    async def message(
+        self, transaction_id: str, to: str, text: str, by: str, recipient: str | None = None
+    ) -> Outcome:
+        return await message(self.link, transaction_id, to, text, by, recipient)
+
+    async def redeliver(self, transaction_id: str, partner: str | None, by: str) -> Outcome:
+        return await redeliver(self.link, transaction_id, partner, by)
+
+    async def redeliver_partner(self, partner: str, transaction_ids: list[str], by: str) -> Outcome:
+        return await redeliver_partner(self.link, partner, transaction_ids, by)

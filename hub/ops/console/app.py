@@ -5,6 +5,8 @@
     GET  /                                     open requests by state; search (Index.find)
     GET  /requests/{txn}                       one request: facts, routing, timeline, raw
     POST /requests/{txn}/redeliver             operators: send its waiting steps again
+    POST /requests/{txn}/{action}              operators: route, cancel, close, note, message
+                                               (hub.ops.actions; REQUEST_ACTIONS)
     GET  /partners                             each partner's load, open requests, last
                                                contact, delivery health, waiting deliveries
     POST /partners/{symbol}/redeliver          operators: send all that waits for it again
@@ -32,7 +34,7 @@ import socket
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +45,7 @@ from mode import Service
 
 from connectors.core.connections import SourceLimit, capped
 from connectors.core.directory import Directory
+from connectors.core.records import RouteAction
 from connectors.core.throttle import LoginThrottle
 from hub.ops import index as index_module
 from hub.ops import statistics
@@ -111,12 +114,16 @@ class Console(Service):
         redeliver: Redeliverer | None = None,
         replay: Replayer | None = None,
         acknowledge: Acknowledger | None = None,
+        staff: Any = None,
+        zone: tzinfo = UTC,
         **kwargs: Any,
     ) -> None:
         """`load`: open requests each lender holds (the rota's load view); `waiting`: steps
         waiting for delivery per partner (rshub deliveries); `redeliver(txn, partner, by)`,
         `replay(ref, letter, raw, trust_sender, by)` and `acknowledge(ref, letter, by,
-        note)`: the operators' actions, as the commands do them (hub.ops).
+        note)`: the operators' actions, as the commands do them (hub.ops); `staff`: the
+        request actions (a `hub.ops.actions.Staff`: reroute, cancel, close, note, message);
+        `zone`: the time zone pages show times in.
         `idle_timeout_s`: a connection without a whole request head within it (from connect,
         or from its last answer) is closed; the two caps: open connections from one source
         address, and in all."""
@@ -137,6 +144,8 @@ class Console(Service):
         self.redeliver_call = redeliver
         self.replay_call = replay
         self.acknowledge_call = acknowledge
+        self.staff = staff
+        self.zone = zone
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-index")
         self.index: index_module.Index | None = None
         self.clients: set[asyncio.Queue[tuple[str, dict[str, Any]] | None]] = set()
@@ -201,6 +210,7 @@ class Console(Service):
         app.router.add_get("/", self.requests)
         app.router.add_get("/requests/{txn}", self.request_page)
         app.router.add_post("/requests/{txn}/redeliver", self.redeliver_request)
+        app.router.add_post("/requests/{txn}/{action}", self.request_action)
         app.router.add_get("/partners", self.partners)
         app.router.add_post("/partners/{symbol}/redeliver", self.redeliver_partner)
         app.router.add_get("/deadletters", self.deadletters)
@@ -409,7 +419,17 @@ class Console(Service):
             response.set_status(404)
             return response
         row, story, routing, attention = found
-        content = pages.request_page(row, story, routing, attention, request[SESSION], now)
+        choices = None
+        if self.staff is not None:
+            choices = pages.StaffChoices(
+                lenders=[p.symbol for p in self.directory.partners if p.lends],
+                messageable={
+                    side: symbol
+                    for side, symbol in views.parties(row).items()
+                    if self.staff.can_message(symbol)
+                },
+            )
+        content = pages.request_page(row, story, routing, attention, request[SESSION], now, choices)
         return self.page(request, f"Request {txn}", content, "request", txn=txn)
 
     async def partners(self, request: web.Request) -> web.Response:
@@ -477,6 +497,27 @@ class Console(Service):
         partner = _field(request[FORM], "partner") or None
         said = await self._act(session, "redeliver", txn, self._redeliver(txn, partner, session))
         session.flash.append(said)
+        raise web.HTTPSeeOther(f"/requests/{txn}")
+
+    async def request_action(self, request: web.Request) -> web.Response:
+        """One of REQUEST_ACTIONS on a request, as `hub.ops.actions` does it for the CLI and
+        the API; the answer (done, or refused with the reason) is shown on its page."""
+        session = self._operator(request)
+        txn, name = request.match_info["txn"], request.match_info["action"]
+        if name not in REQUEST_ACTIONS:
+            raise web.HTTPNotFound(text=f"no action {name}")
+        form = request[FORM]
+        index = self._index()
+        row = await self.read(partial(index.transaction, txn))
+        said: Awaitable[tuple[int, str]]
+        if self.staff is None:
+            said = _done(2, f"{name} is not available in this console")
+        elif row is None:
+            said = _done(1, f"no request {txn} in the index (yet)")
+        else:
+            by = f"console:{session.user}"
+            said = REQUEST_ACTIONS[name](self.staff, txn, form, by, row)
+        session.flash.append(await self._act(session, name, txn, said))
         raise web.HTTPSeeOther(f"/requests/{txn}")
 
     async def redeliver_partner(self, request: web.Request) -> web.Response:
@@ -613,6 +654,43 @@ class Console(Service):
         if self.index is None:
             raise web.HTTPServiceUnavailable(text="the console is starting")
         return self.index
+
+
+Action = Callable[[Any, str, dict[str, str], str, dict[str, Any]], Awaitable[tuple[int, str]]]
+
+
+def _route(
+    staff: Any, txn: str, form: dict[str, str], by: str, row: dict[str, Any]
+) -> Awaitable[tuple[int, str]]:
+    how = _field(form, "how")
+    try:
+        action = RouteAction(how)
+    except ValueError:
+        return _done(2, f"no way to route called {how!r}")
+    named = action in (RouteAction.LENDER, RouteAction.SKIP)
+    lender = _field(form, "lender").strip() or None
+    if named and lender is None:
+        return _done(2, "choose the lender")
+    return staff.route(txn, action, lender if named else None, by)
+
+
+def _message(
+    staff: Any, txn: str, form: dict[str, str], by: str, row: dict[str, Any]
+) -> Awaitable[tuple[int, str]]:
+    to = _field(form, "to")
+    recipient = views.parties(row).get(to)
+    return staff.message(txn, to, _field(form, "text"), by, recipient)
+
+
+# The request actions of the console, by the last part of their path; each calls the
+# operations layer (`hub.ops.actions.Staff`) with the form's fields and who asked.
+REQUEST_ACTIONS: dict[str, Action] = {
+    "route": _route,
+    "cancel": lambda staff, txn, form, by, row: staff.cancel(txn, _field(form, "reason"), by),
+    "close": lambda staff, txn, form, by, row: staff.close(txn, _field(form, "reason"), by),
+    "note": lambda staff, txn, form, by, row: staff.note(txn, _field(form, "text"), by),
+    "message": _message,
+}
 
 
 def _text_fields(form: Any) -> dict[str, str]:

@@ -5,11 +5,13 @@ static console.js (the Content-Security-Policy forbids inline script)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from string import Template
 from typing import Any
 
 from connectors.core.directory import Partner
+from hub.domain.lifecycle import Hub, State, accepts
 from hub.ops.console import pretty
 from hub.ops.console.html import Html, fill, h, join, link, table, tag, url, void
 from hub.ops.console.html import row as table_row
@@ -295,6 +297,7 @@ def request_page(
     attention: str | None,
     session: Session,
     now: datetime,
+    staff: StaffChoices | None = None,
 ) -> Html:
     txn = row["id"]
     facts = [
@@ -321,6 +324,8 @@ def request_page(
                 button_id="redeliver",
             )
         )
+        if staff is not None:
+            parts.append(staff_actions(row, session, staff))
     parts.append(tag("h2", "Routing"))
     if routing:
         explained = "\n\n".join("\n".join(describe(d)) for d in routing)
@@ -348,6 +353,99 @@ def request_page(
     head = tag("tr", join(tag("th", c) for c in ("At", "What", "Summary", "Messages")))
     parts.append(tag("table", join([tag("thead", head), tag("tbody", join(rows))]), id="timeline"))
     return join(parts)
+
+
+@dataclass(frozen=True)
+class StaffChoices:
+    """What the request page offers an operator: the lenders staff may name, and the
+    parties whose protocol takes a message from staff (side -> symbol)."""
+
+    lenders: list[str]
+    messageable: dict[str, str]
+
+
+def _select(name: str, id_: str, options: Iterable[tuple[str, str]], chosen: str = "") -> Html:
+    return tag(
+        "select",
+        join(
+            tag("option", label, value=value, selected=value == chosen) for value, label in options
+        ),
+        name=name,
+        id=id_,
+    )
+
+
+def _text(name: str, id_: str, placeholder: str, required: bool = True) -> Html:
+    return void(
+        "input",
+        name=name,
+        id=id_,
+        placeholder=placeholder,
+        maxlength="2000",
+        size="40",
+        required=required,
+    )
+
+
+def staff_actions(row: dict[str, Any], session: Session, staff: StaffChoices) -> Html:
+    """The operator's forms for this request, those its state allows (the lifecycle table
+    decides: the state machine would refuse the others, and says why if asked anyway)."""
+    txn = row["id"]
+    try:
+        state = State(row.get("state") or "")
+    except ValueError:
+        state = State.NEW
+    current = row.get("lender") or ""
+    path = f"/requests/{txn}"
+    forms: list[Html] = []
+    if accepts(state, Hub.ROUTE_LENDER):
+        others = [s for s in staff.lenders if s != row.get("borrower")]
+        forms.append(
+            action(
+                f"{path}/route",
+                session,
+                "Ask this lender",
+                {"how": "lender"},
+                button_id="route-lender",
+                extra=_select("lender", "route-lender-to", ((s, s) for s in others)),
+            )
+        )
+        forms.append(
+            action(
+                f"{path}/route",
+                session,
+                "Never ask this lender",
+                {"how": "skip"},
+                button_id="route-skip",
+                extra=_select("lender", "route-skip-who", ((s, s) for s in others), current),
+            )
+        )
+    if accepts(state, Hub.ROUTE_NEXT):
+        label = f"Ask the next lender (take it back from {current})"
+        forms.append(action(f"{path}/route", session, label, {"how": "next"}, "route-next"))
+    if accepts(state, Hub.ROUTE_RESTART):
+        label = "Search holdings again (restart the rota)"
+        forms.append(action(f"{path}/route", session, label, {"how": "restart"}, "route-restart"))
+    if accepts(state, Hub.STAFF_CANCEL):
+        reason = _text("reason", "cancel-reason", "why (the borrower is told)", required=False)
+        forms.append(
+            action(f"{path}/cancel", session, "Cancel the request", None, "cancel", reason)
+        )
+    if accepts(state, Hub.STAFF_CLOSE):
+        reason = _text("reason", "close-reason", "why, e.g. returned outside the system")
+        forms.append(action(f"{path}/close", session, "Close the loan", None, "close", reason))
+    if accepts(state, Hub.STAFF_MESSAGE) and staff.messageable:
+        to = _select(
+            "to",
+            "message-to",
+            ((side, f"the {side}, {symbol}") for side, symbol in staff.messageable.items()),
+        )
+        text = _text("text", "message-text", "the message")
+        forms.append(action(f"{path}/message", session, "Send", None, "message", Html(to + text)))
+    if accepts(state, Hub.STAFF_NOTE):
+        text = _text("text", "note-text", "a note for the timeline (no partner sees it)")
+        forms.append(action(f"{path}/note", session, "Add note", None, "note", text))
+    return tag("div", join(forms), class_="staff-actions", id="staff-actions")
 
 
 def partners_page(

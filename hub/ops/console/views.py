@@ -37,6 +37,13 @@ def known_states(index: Index) -> list[str]:
     return [r["state"] for r in rows]
 
 
+def parties(row: dict[str, Any]) -> dict[str, str]:
+    """The request's borrower and the lender asked last (who holds it, if anybody does), by
+    side, from its index row."""
+    found = {"borrower": row.get("borrower"), "lender": row.get("lender")}
+    return {side: str(symbol) for side, symbol in found.items() if symbol}
+
+
 @dataclass
 class PartnerFigures:
     open_as_borrower: int = 0
