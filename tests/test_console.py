@@ -166,6 +166,33 @@ class Calls:
         return 0, f"acknowledged {ref}: {note}"
 
 
+class Staff:
+    """Stands for `hub.ops.actions.Staff`: records what the console asked of it."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[Any, ...]] = []
+
+    def can_message(self, symbol: str | None) -> bool:
+        return symbol == "SOUTH"  # stands for: only SOUTH's protocol has notifications
+
+    async def route(self, txn: str, action: Any, lender: str | None, by: str) -> tuple[int, str]:
+        self.asked.append(("route", txn, action.value, lender, by))
+        return 0, f"done: {txn} is now Requested"
+
+    async def cancel(self, txn: str, reason: str, by: str) -> tuple[int, str]:
+        self.asked.append(("cancel", txn, reason, by))
+        return 2, "refused: not possible in state Loaned: close the loan instead"
+
+    async def message(
+        self, txn: str, to: str, text: str, by: str, recipient: str | None = None
+    ) -> tuple[int, str]:
+        self.asked.append(("message", txn, to, text, by, recipient))
+        return 0, f"LenderNotification to {recipient}: sent"
+
+
+STAFF = Staff()
+
+
 @pytest.fixture
 def users_file(tmp_path: Path) -> Path:
     path = tmp_path / "secrets" / "console-users"
@@ -189,7 +216,9 @@ async def console(tmp_path: Path, users_file: Path) -> AsyncIterator[tuple[Conso
         redeliver=calls.redeliver,
         replay=calls.replay,
         acknowledge=calls.acknowledge,
+        staff=STAFF,
     )
+    STAFF.asked.clear()
     await running.start()
     try:
         yield running, calls
@@ -463,6 +492,65 @@ async def test_actions_need_the_csrf_token_and_the_operator_role(
             assert reply.status == 403
     assert len(calls.redelivered) == 2 and len(calls.replayed) == 2
     assert len(calls.acknowledged) == 1
+
+
+async def test_request_actions_reach_the_operations_layer_with_who_asked(
+    console: tuple[Console, Calls],
+) -> None:
+    running, _ = console
+    page_url = f"{base(running)}/requests/{TXN}"
+    async with client() as session:
+        assert (await log_in(session, running, "olive")).status == 303
+        async with session.get(page_url) as reply:
+            page = await reply.text()
+        token = csrf_of(page)
+        # Requested: rerouting, cancelling, a message and a note are offered; closing is not.
+        for offered in ("route-lender", "route-skip", "route-next", "route-restart", "cancel"):
+            assert f'id="{offered}"' in page, offered
+        assert 'id="close"' not in page
+        # A message only to the party whose protocol takes one (SOUTH, not NORTH).
+        assert "the lender, SOUTH" in page and "the borrower, NORTH" not in page
+        async with session.post(
+            f"{page_url}/message", data={"to": "lender", "text": "hi"}, allow_redirects=False
+        ) as reply:
+            assert reply.status == 403  # no CSRF token
+        async with session.post(
+            f"{page_url}/message", data={"csrf": token, "to": "lender", "text": "any news?"}
+        ) as reply:
+            assert "LenderNotification to SOUTH: sent" in await reply.text()
+        async with session.post(
+            f"{page_url}/route", data={"csrf": token, "how": "lender", "lender": "SOUTH"}
+        ) as reply:
+            assert f"done: {TXN} is now Requested" in await reply.text()
+        async with session.post(
+            f"{page_url}/cancel", data={"csrf": token, "reason": "patron left"}
+        ) as reply:
+            said = await reply.text()
+        assert '<p class="flash refused">cancel ' in said and "close the loan instead" in said
+        async with session.post(
+            f"{page_url}/route", data={"csrf": token, "how": "sideways"}
+        ) as reply:
+            assert "no way to route called" in await reply.text()
+        async with session.post(
+            f"{page_url}/fly", data={"csrf": token}, allow_redirects=False
+        ) as reply:
+            assert reply.status == 404
+    assert STAFF.asked == [
+        ("message", TXN, "lender", "any news?", "console:olive", "SOUTH"),
+        ("route", TXN, "lender", "SOUTH", "console:olive"),
+        ("cancel", TXN, "patron left", "console:olive"),
+    ]
+    async with client() as session:
+        assert (await log_in(session, running, "rita")).status == 303
+        async with session.get(page_url) as reply:
+            page = await reply.text()
+        assert 'id="staff-actions"' not in page
+        for action in ("route", "cancel", "close", "note", "message"):
+            async with session.post(
+                f"{page_url}/{action}", data={"csrf": csrf_of(page)}, allow_redirects=False
+            ) as reply:
+                assert reply.status == 403, action
+    assert len(STAFF.asked) == 3
 
 
 async def test_logout_and_removal_from_the_users_file_end_the_session(
