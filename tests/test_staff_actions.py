@@ -12,7 +12,7 @@ from connectors.core.records import RouteAction, StaffAction, StaffCommand, Verd
 from hub.domain.engine import apply
 from hub.domain.lifecycle import State
 from hub.domain.transaction import Result
-from tests.test_table import D, T0, TXN, deliveries, reach, route
+from tests.test_table import T0, TXN, D, deliveries, reach, route
 
 
 def command(action: StaffAction, text: str = "", to: str | None = None) -> StaffCommand:
