@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -688,3 +689,116 @@ async def test_statistics_page_and_csv_for_readers(console: tuple[Console, Calls
             assert reply.status == 400
     async with client() as stranger, stranger.get(f"{base(running)}/stats.csv") as reply:
         assert reply.status in (302, 303, 401, 403) or "login" in str(reply.url)
+
+
+# -- lists -------------------------------------------------------------------------------
+
+
+def fill_many(path: Path, count: int) -> None:
+    """`count` requests a minute apart from 2023-11-14 22:13:20 UTC, titled so that the
+    order by title is the reverse of the order by age."""
+    index = index_module.Index(path)
+    index.apply(
+        [
+            index_module.Record(
+                "ill.transactions",
+                0,
+                n,
+                1_700_000_000_000 + n * 60_000,
+                f"tLIST{n:04d}",
+                json.dumps(
+                    {
+                        "id": f"tLIST{n:04d}",
+                        "state": "Requested" if n % 2 else "Loaned",
+                        "borrower": "NORTH",
+                        "borrower_request_id": f"L-{n}",
+                        "request": {"bibliographic": {"title": f"Title {count - n:04d}"}},
+                        "attempts": [{"lender": "SOUTH"}],
+                    }
+                ).encode(),
+            )
+            for n in range(count)
+        ]
+    )
+    index.close()
+
+
+async def test_lists_page_sort_filter_by_date_and_show_local_times(
+    tmp_path: Path, users_file: Path
+) -> None:
+    path = tmp_path / "many.sqlite3"
+    fill_many(path, 60)
+    directory = Directory.model_validate(
+        {
+            "consortium": "T",
+            "partners": [
+                {"symbol": "NORTH", "name": "North", "protocol": "ncip", "endpoint": "http://n/"},
+                {
+                    "symbol": "SOUTH",
+                    "name": "South",
+                    "protocol": "ncip",
+                    "endpoint": "http://s/",
+                    "contact_name": "Sam <ILL desk>",
+                    "contact_email": "ill@south.test",
+                    "contact_phone": "+44 1 234",
+                },
+            ],
+        }
+    )
+
+    async def waiting() -> dict[str, list[dict[str, Any]]]:
+        step = {"transaction_id": "tLIST0001", "step": "Request", "status": "parked"}
+        return {"SOUTH": [{**step, "failures": 5, "next_at": None, "error": "refused"}]}
+
+    running = Console(
+        index_path=path,
+        users_file=users_file,
+        directory=directory,
+        zone=ZoneInfo("Europe/Berlin"),
+        waiting=waiting,
+    )
+    await running.start()
+    try:
+        async with client() as session:
+            assert (await log_in(session, running, "rita")).status == 303
+
+            async def listed(query: str) -> tuple[str, list[str]]:
+                async with session.get(f"{base(running)}/?{query}") as reply:
+                    page = await reply.text()
+                return page, re.findall(r'data-txn="(tLIST\d+)"', page)
+
+            page, rows = await listed("")
+            assert "1 to 50 of 60 requests · page 1 of 2" in page
+            assert rows[0] == "tLIST0059" and len(rows) == 50  # newest first
+            assert 'id="page-next"' in page and 'id="page-prev"' not in page
+            page, rows = await listed("page=2")
+            assert rows == [f"tLIST{n:04d}" for n in range(9, -1, -1)]
+            assert "51 to 60 of 60" in page and 'id="page-prev"' in page
+            # Sorted by title (A first), the oldest request's title comes last.
+            page, rows = await listed("sort=title&dir=asc")
+            assert rows[0] == "tLIST0059" and 'aria-sort="ascending"' in page
+            # Every state is offered, not only those seen; the filter counts what matches.
+            for state in ("RenewPending", "CancelPending", "Expired", "Loaned"):
+                assert f'<option value="{state}"' in page
+            page, rows = await listed("state=Loaned")
+            assert "of 30 requests" in page and len(rows) == 30
+            # Dates are days in the console's zone: the first request was made at 23:13 on
+            # 14 November in Berlin, the next ones on the 14th until 23:59, then the 15th.
+            page, rows = await listed("from=2023-11-15")
+            assert "of 13 requests" in page and "tLIST0046" not in rows
+            page, rows = await listed("to=2023-11-14")
+            assert "of 47 requests" in page
+            page, _ = await listed("from=14.11.2023")
+            assert "is not a date (YYYY-MM-DD); not used" in page and "of 60 requests" in page
+            async with session.get(f"{base(running)}/requests/tLIST0000") as reply:
+                request_page = await reply.text()
+            assert "2023-11-14 23:13:20 CET" in request_page
+            async with session.get(f"{base(running)}/partners") as reply:
+                partners = await reply.text()
+        # Who to call, next to the partner with deliveries waiting (and escaped).
+        south = partners[partners.index('data-partner="SOUTH"') :]
+        assert "contact: Sam &lt;ILL desk&gt;" in south and 'href="mailto:ill@south.test"' in south
+        north = partners[partners.index('data-partner="NORTH"') : partners.index("SOUTH")]
+        assert "contact:" not in north
+    finally:
+        await running.stop()

@@ -13,11 +13,10 @@
 from __future__ import annotations
 
 import getpass
-import os
 import socket
 import sys
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from connectors.core.directory import Directory
 from hub.ops.console.app import Console
@@ -27,21 +26,7 @@ from hub.ops.console.users import load as load_users
 from hub.ops.console.users import remove as remove_user
 from hub.runtime.settings import Settings
 
-__all__ = ["Console", "build", "console_zone", "user_command"]
-
-ZONE_ENV = "RSHUB_CONSOLE_TIMEZONE"
-
-
-def console_zone(environ: dict[str, str] | None = None) -> ZoneInfo:
-    """The time zone the console shows times in: RSHUB_CONSOLE_TIMEZONE (an IANA name such
-    as Europe/Berlin), default UTC. A name that is not a zone stops `serve` with the reason:
-    times shown in the wrong zone would mislead staff quietly."""
-    env = os.environ if environ is None else environ
-    name = env.get(ZONE_ENV) or "UTC"
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{ZONE_ENV}={name!r}: not a time zone (e.g. Europe/Berlin)") from None
+__all__ = ["Console", "build", "user_command"]
 
 
 def build(
@@ -104,7 +89,7 @@ def build(
         replay=replay,
         acknowledge=acknowledge,
         staff=staff,
-        zone=console_zone(),
+        zone=ZoneInfo(settings.console_timezone),  # checked when the settings were read
     )
 
 

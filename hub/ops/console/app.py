@@ -34,7 +34,7 @@ import socket
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ from connectors.core.connections import SourceLimit, capped
 from connectors.core.directory import Directory
 from connectors.core.records import RouteAction
 from connectors.core.throttle import LoginThrottle
+from hub.domain.lifecycle import State
 from hub.ops import index as index_module
 from hub.ops import statistics
 from hub.ops.console import pages, static, views
@@ -78,7 +79,9 @@ SECURITY_HEADERS = {
 MAX_FORM_BYTES = 64 * 1024
 HEARTBEAT_S = 15.0  # an SSE comment this often keeps proxies from closing the stream
 CLIENT_QUEUE = 1000  # live events buffered per browser; one that falls behind is dropped
-SEARCH_LIMIT = 100
+PAGE_SIZE = 50  # requests per page of the list
+# Every state a request can be in, for the list's filter (not only those the index has seen).
+ALL_STATES = [s.value for s in State if s is not State.NEW]
 DEADLETTER_LIMIT = 200
 
 SESSION = web.RequestKey("console_session", Session)
@@ -376,6 +379,12 @@ class Console(Service):
 
     async def requests(self, request: web.Request) -> web.Response:
         query = {k: v.strip() for k, v in request.query.items() if isinstance(v, str)}
+        errors: list[str] = []
+        created_from = self._day(query.get("from"), 0, "from", errors)
+        created_to = self._day(query.get("to"), 1, "to", errors)
+        sort = query.get("sort") if query.get("sort") in index_module.SORTS else "created"
+        descending = query.get("dir") != "asc"
+        page = _number(query.get("page"))
         criteria = index_module.Criteria(
             borrower=query.get("borrower") or None,
             request_id=query.get("request_id") or None,
@@ -385,21 +394,36 @@ class Console(Service):
             states=[query["state"]] if query.get("state") else [],
             open_only=bool(query.get("open")),
             needs_attention=bool(query.get("attention")),
-            limit=SEARCH_LIMIT,
+            limit=PAGE_SIZE,
+            created_from=created_from,
+            created_to=created_to,
+            sort=str(sort),
+            descending=descending,
+            offset=(page - 1) * PAGE_SIZE,
         )
         now = datetime.now(UTC)
         index = self._index()
 
-        def read() -> tuple[dict[str, int], list[str], list[dict[str, Any]]]:
-            return (
-                views.open_by_state(index),
-                views.known_states(index),
-                index.find(criteria, now, self.stuck),
-            )
+        def read() -> tuple[dict[str, int], tuple[list[dict[str, Any]], int]]:
+            return views.open_by_state(index), index.search(criteria, now, self.stuck)
 
-        counts, states, found = await self.read(read)
-        content = pages.requests_page(query, counts, states, found, now)
+        counts, (found, total) = await self.read(read)
+        listing = pages.Listing(found, total, criteria.offset, PAGE_SIZE, str(sort), descending)
+        content = pages.requests_page(query, counts, ALL_STATES, listing, now, self.zone, errors)
         return self.page(request, "Requests", content, "requests")
+
+    def _day(self, given: str | None, after: int, name: str, errors: list[str]) -> str | None:
+        """The start of a day given as YYYY-MM-DD (or of the day `after` it) in the console's
+        zone, as the index keeps times (ISO, UTC); a day that is not one is said, not used."""
+        if not given:
+            return None
+        try:
+            day = date.fromisoformat(given)
+        except ValueError:
+            errors.append(f"{name}: {given!r} is not a date (YYYY-MM-DD); not used")
+            return None
+        start = datetime.combine(day + timedelta(days=after), time(), tzinfo=self.zone)
+        return start.astimezone(UTC).isoformat()
 
     async def request_page(self, request: web.Request) -> web.Response:
         txn = request.match_info["txn"]
@@ -429,7 +453,9 @@ class Console(Service):
                     if self.staff.can_message(symbol)
                 },
             )
-        content = pages.request_page(row, story, routing, attention, request[SESSION], now, choices)
+        content = pages.request_page(
+            row, story, routing, attention, request[SESSION], now, choices, self.zone
+        )
         return self.page(request, f"Request {txn}", content, "request", txn=txn)
 
     async def partners(self, request: web.Request) -> web.Response:
@@ -442,7 +468,13 @@ class Console(Service):
             log.warning("console.waiting_unavailable", error=str(error)[:200])
             waiting = {}
         content = pages.partners_page(
-            list(self.directory.partners), figures, self.load(), waiting, request[SESSION], now
+            list(self.directory.partners),
+            figures,
+            self.load(),
+            waiting,
+            request[SESSION],
+            now,
+            self.zone,
         )
         return self.page(request, "Partners", content, "partners")
 
@@ -459,7 +491,7 @@ class Console(Service):
             return letters
 
         letters = await self.read(read)
-        content = pages.deadletters_page(letters, query, request[SESSION])
+        content = pages.deadletters_page(letters, query, request[SESSION], self.zone)
         return self.page(request, "Dead letters", content, "deadletters")
 
     async def stats(self, request: web.Request) -> web.Response:
@@ -717,6 +749,14 @@ def _local(target: str) -> str:
     if not LOCAL_PATH.fullmatch(target) or UNSAFE_DECODED.search(urllib.parse.unquote(target)):
         return ""
     return target
+
+
+def _number(given: str | None) -> int:
+    """A page number from the query: 1 unless a whole number of at least 1 is given."""
+    try:
+        return max(1, int(given or "1"))
+    except ValueError:
+        return 1
 
 
 async def _done(code: int, text: str) -> tuple[int, str]:

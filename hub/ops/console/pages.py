@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from string import Template
 from typing import Any
 
@@ -71,6 +71,10 @@ $message
 <label for="q-patron">Patron</label> <input id="q-patron" name="patron" value="$patron" size="10">
 <label for="q-lender">Lender</label> <input id="q-lender" name="lender" value="$lender" size="8">
 <label for="q-state">State</label> <select id="q-state" name="state">$states</select>
+<label for="q-from">Created from</label>
+<input id="q-from" name="from" type="date" value="$created_from">
+<label for="q-to">to</label> <input id="q-to" name="to" type="date" value="$created_to">
+<input type="hidden" name="sort" value="$sort"><input type="hidden" name="dir" value="$dir">
 <label><input type="checkbox" name="open" value="1"$open> open only</label>
 <label><input type="checkbox" name="attention" value="1"$attention> needs attention</label>
 <button type="submit" id="find">Find</button>
@@ -171,12 +175,93 @@ def age(since: str | None, now: datetime) -> str:
     return f"{max(seconds, 0):.0f}s"
 
 
+def when(value: str | None, zone: tzinfo) -> str:
+    """A stored time (ISO, UTC) as people read it where the console is used: in its zone
+    (RSHUB_CONSOLE_TIMEZONE), to the second, with the zone's abbreviation."""
+    if not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a list: its rows, how many match in all, where the page starts and its
+    size, and the order it is in."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    offset: int
+    size: int
+    sort: str
+    descending: bool
+
+
+# The list's columns: heading, and the order (a key of hub.ops.index.SORTS) it sorts by.
+REQUEST_COLUMNS: tuple[tuple[str, str | None], ...] = (
+    ("Request", "id"),
+    ("State", "state"),
+    ("Borrower", "borrower"),
+    ("Request id", "request_id"),
+    ("Patron", "patron"),
+    ("Lender", "lender"),
+    ("Created", "created"),
+    ("Last progress", "progressed"),
+    ("Title", "title"),
+    ("Needs attention", None),
+)
+
+
+def _heading(label: str, sort: str | None, query: dict[str, str], listing: Listing) -> Html:
+    if sort is None:
+        return tag("th", label)
+    current = listing.sort == sort
+    # A click on the column sorted by turns the order round; on another, newest or Z first
+    # for times, A first for names.
+    descending = (not listing.descending) if current else sort in ("created", "progressed")
+    target = url("/", **{**query, "sort": sort, "dir": "desc" if descending else "asc", "page": ""})
+    arrow = (" ▼" if listing.descending else " ▲") if current else ""
+    return tag(
+        "th",
+        link(target, label + arrow, id=f"sort-{sort}"),
+        aria_sort=("descending" if listing.descending else "ascending") if current else None,
+    )
+
+
+def _pager(query: dict[str, str], listing: Listing) -> Html:
+    pages = max(1, -(-listing.total // listing.size))
+    number = listing.offset // listing.size + 1
+    first = listing.offset + 1 if listing.rows else 0
+    last = listing.offset + len(listing.rows)
+    parts: list[Html] = [
+        tag(
+            "span",
+            f"{first} to {last} of {listing.total} requests · page {number} of {pages}",
+            id="paging",
+        )
+    ]
+    if number > 1:
+        parts.append(
+            link(url("/", **{**query, "page": str(number - 1)}), "← previous", id="page-prev")
+        )
+    if number < pages:
+        parts.append(link(url("/", **{**query, "page": str(number + 1)}), "next →", id="page-next"))
+    return tag("p", join(parts, " "), class_="pager")
+
+
 def requests_page(
     query: dict[str, str],
     counts: dict[str, int],
     states: list[str],
-    found: list[dict[str, Any]],
+    listing: Listing,
     now: datetime,
+    zone: tzinfo = UTC,
+    errors: Iterable[str] = (),
 ) -> Html:
     chosen = query.get("state", "")
     options = join(
@@ -191,6 +276,10 @@ def requests_page(
         patron=query.get("patron", ""),
         lender=query.get("lender", ""),
         states=options,
+        created_from=query.get("from", ""),
+        created_to=query.get("to", ""),
+        sort=listing.sort,
+        dir="desc" if listing.descending else "asc",
         open=Html(" checked") if query.get("open") else Html(""),
         attention=Html(" checked") if query.get("attention") else Html(""),
     )
@@ -213,42 +302,37 @@ def requests_page(
                 r.get("borrower_request_id") or "",
                 r.get("patron") or "",
                 r.get("lender") or "-",
-                age(r.get("created"), now),
+                tag(
+                    "span", when(r.get("created"), zone), title=f"{age(r.get('created'), now)} ago"
+                ),
+                when(r.get("progressed"), zone),
                 r.get("title") or "",
                 tag("span", r.get("attention") or "", class_="attention"),
             ],
             data_txn=r["id"],
         )
-        for r in found
+        for r in listing.rows
     )
-    head = tag(
-        "tr",
-        join(
-            tag("th", c)
-            for c in (
-                "Request",
-                "State",
-                "Borrower",
-                "Request id",
-                "Patron",
-                "Lender",
-                "Age",
-                "Title",
-                "Needs attention",
-            )
-        ),
-    )
+    shown = {k: v for k, v in query.items() if k != "page"}
+    head = tag("tr", join(_heading(label, key, shown, listing) for label, key in REQUEST_COLUMNS))
     results = (
-        tag("table", join([tag("thead", head), tag("tbody", rows)]), id="requests")
-        if found
-        else tag("p", "No request matches.", id="no-match")
+        join(
+            [
+                _pager(query, listing),
+                tag("table", join([tag("thead", head), tag("tbody", rows)]), id="requests"),
+            ]
+        )
+        if listing.rows
+        else tag("p", f"No request matches ({listing.total} in all).", id="no-match")
     )
+    problems = join(tag("p", e, class_="error") for e in errors)
     return join(
         [
             tag("h2", "Open requests by state"),
             by_state,
             tag("h2", "Find"),
             form,
+            problems,
             results,
             tag("h2", "Live"),
             tag("ol", "", id="live-log"),
@@ -298,6 +382,7 @@ def request_page(
     session: Session,
     now: datetime,
     staff: StaffChoices | None = None,
+    zone: tzinfo = UTC,
 ) -> Html:
     txn = row["id"]
     facts = [
@@ -308,8 +393,8 @@ def request_page(
         ("Title", row.get("title") or "-"),
         ("Author", row.get("author") or "-"),
         ("Lenders asked", (row.get("lenders") or "").strip(",") or "-"),
-        ("Created", f"{row.get('created') or '-'} ({age(row.get('created'), now)} ago)"),
-        ("Last progress", row.get("progressed") or "-"),
+        ("Created", f"{when(row.get('created'), zone)} ({age(row.get('created'), now)} ago)"),
+        ("Last progress", when(row.get("progressed"), zone)),
         ("Deliveries waiting", f"{row.get('waiting') or 0} ({row.get('parked') or 0} parked)"),
         ("Needs attention", tag("span", attention or "no", class_="attention")),
     ]
@@ -346,7 +431,12 @@ def request_page(
             details.append(_body_block(entry.get("body")))
         rows.append(
             table_row(
-                [entry.get("at"), KIND_LABELS.get(kind, kind), entry.get("summary"), join(details)],
+                [
+                    when(entry.get("at"), zone),
+                    KIND_LABELS.get(kind, kind),
+                    entry.get("summary"),
+                    join(details),
+                ],
                 class_="kind-" + kind.replace(" ", "-"),
             )
         )
@@ -455,6 +545,7 @@ def partners_page(
     waiting: dict[str, list[dict[str, Any]]],
     session: Session,
     now: datetime,
+    zone: tzinfo = UTC,
 ) -> Html:
     rows = []
     for partner in partners:
@@ -466,7 +557,11 @@ def partners_page(
         health = tag("span", f.health, class_=f"health {f.health}")
         tried = f"{f.sent} sent, {f.failed} failed, {f.retrying} retrying in 24 h"
         failure = (
-            tag("div", f"last failure {f.last_failure_at}: {f.last_failure}", class_="failure")
+            tag(
+                "div",
+                f"last failure {when(f.last_failure_at, zone)}: {f.last_failure}",
+                class_="failure",
+            )
             if f.last_failure
             else Html("")
         )
@@ -475,6 +570,8 @@ def partners_page(
             if session.operator and steps
             else Html("")
         )
+        # Who to call is shown where it is needed: next to a partner whose deliveries fail.
+        contact = _contact(partner) if f.health in ("failing", "degraded") or steps else Html("")
         rows.append(
             table_row(
                 [
@@ -495,7 +592,7 @@ def partners_page(
                             ),
                         ]
                     ),
-                    join([health, tag("div", tried), failure]),
+                    join([health, tag("div", tried), failure, contact]),
                     join([f"{len(steps) - parked} retrying, {parked} parked", redeliver]),
                 ],
                 data_partner=partner.symbol,
@@ -520,8 +617,22 @@ def partners_page(
     return tag("table", join([tag("thead", head), tag("tbody", join(rows))]), id="partners")
 
 
+def _contact(partner: Partner) -> Html:
+    """The partner's contact from the directory (contact_name, contact_email,
+    contact_phone), or a note that the directory gives none."""
+    parts: list[Html] = []
+    if partner.contact_name:
+        parts.append(h(partner.contact_name))
+    if partner.contact_email:
+        parts.append(link(f"mailto:{partner.contact_email}", partner.contact_email))
+    if partner.contact_phone:
+        parts.append(link(f"tel:{partner.contact_phone}", partner.contact_phone))
+    said = join(parts, ", ") if parts else Html("no contact in the directory")
+    return tag("div", join(["contact: ", said]), class_="contact")
+
+
 def deadletters_page(
-    letters: list[dict[str, Any]], query: dict[str, str], session: Session
+    letters: list[dict[str, Any]], query: dict[str, str], session: Session, zone: tzinfo = UTC
 ) -> Html:
     form = tag(
         "form",
@@ -566,7 +677,7 @@ def deadletters_page(
         rows.append(
             [
                 letter["ref"],
-                str(letter.get("at") or "")[:19],
+                when(letter.get("at"), zone),
                 letter.get("stage") or "?",
                 letter.get("partner") or "-",
                 letter.get("protocol") or "-",
