@@ -82,6 +82,14 @@ class Console:
         flash = self.wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "p.flash")))
         return flash.text, "refused" not in (flash.get_attribute("class") or "")
 
+    def submit_in(self, element: Any, label: str) -> tuple[str, bool]:
+        """Press the button labelled `label` inside `element` (a table row); the answer."""
+        button = element.find_element(By.XPATH, f".//button[.='{label}']")
+        button.click()
+        self.wait.until(seen.staleness_of(button))
+        flash = self.wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "p.flash")))
+        return flash.text, "refused" not in (flash.get_attribute("class") or "")
+
     def type(self, element_id: str, text: str) -> None:
         self.driver.find_element(By.ID, element_id).send_keys(text)
 
@@ -233,8 +241,17 @@ async def test_operator_redelivers_notes_and_closes_a_loan(
     # failed (not "done" before anything was tried).
     said, done = await off_loop(lambda: console.submit("redeliver"))
     assert not done and "Loaned to NORTH: failed" in said, said
+    # The same from the Partners page, for all that waits for NORTH; beside it, who to ask
+    # (the directory names nobody here).
+    await off_loop(lambda: driver.get(f"{console.base}/partners"))
+    row = driver.find_element(By.CSS_SELECTOR, 'tr[data-partner="NORTH"]')
+    assert "contact: no contact in the directory" in row.text
+    said, done = await off_loop(lambda: console.submit_in(row, "Redeliver"))
+    assert not done and "Loaned to NORTH: failed" in said, said
+    keep(driver, tmp_path, "actions-3-partner-failing")
     # NORTH is back: sent again, and this time taken.
     await north.start()
+    await off_loop(lambda: console.request(txn, "Loaned"))
     said, done = await off_loop(lambda: console.submit("redeliver"))
     assert done and said == "Loaned to NORTH: sent", said
     assert (await north.next()).event is Event.LOANED
