@@ -173,7 +173,7 @@ class Staff:
     def __init__(self) -> None:
         self.asked: list[tuple[Any, ...]] = []
 
-    def can_message(self, symbol: str | None) -> bool:
+    def can_message(self, symbol: str | None, to: str = "lender") -> bool:
         return symbol == "SOUTH"  # stands for: only SOUTH's protocol has notifications
 
     async def route(self, txn: str, action: Any, lender: str | None, by: str) -> tuple[int, str]:

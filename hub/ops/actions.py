@@ -83,15 +83,20 @@ class Link:
             carries={c.name: c.codec.events_out for c in registry},
         )
 
-    def can_message(self, symbol: str | None) -> bool:
-        """Whether staff can send `symbol` a message in its protocol (unknown: yes, and the
-        delivery's result will tell)."""
+    def can_message(self, symbol: str | None, to: str = "lender") -> bool:
+        """Whether staff can send `symbol`, the request's `to` (borrower or lender), a
+        message in its protocol: a lender gets it as the borrower's notification, the
+        borrower as the lender's. Unknown: yes, and the delivery's result will tell."""
         if self.directory is None or not self.carries or not symbol:
             return True
         partner = self.directory.partner(symbol)
         if partner is None or partner.protocol not in self.carries:
             return True
-        return bool(self.carries[partner.protocol] & {Event.LENDER_NOTE, Event.BORROWER_NOTE})
+        return NOTE_TO[to] in self.carries[partner.protocol]
+
+
+# The notification a message from staff travels as, by the side it goes to.
+NOTE_TO = {"borrower": Event.LENDER_NOTE, "lender": Event.BORROWER_NOTE}
 
 
 def _id(kind: str) -> str:
@@ -164,7 +169,7 @@ async def message(
     symbol when the caller knows it, to refuse at once when its protocol has no message."""
     if to not in ("borrower", "lender"):
         return Outcome(2, f"a message goes to the borrower or the lender, not {to!r}")
-    if not link.can_message(recipient):
+    if not link.can_message(recipient, to):
         assert link.directory is not None and recipient is not None
         partner = link.directory.partner(recipient)
         protocol = partner.protocol if partner else "?"
@@ -186,7 +191,7 @@ async def _staff(
         transaction_id=transaction_id,
         action=action,
         text=text.strip()[:2000],
-        to=to,  # checked by the caller and by the model
+        to=to,  # the model refuses any other than borrower and lender
         by=by,
     )
     if not delivered:
@@ -362,8 +367,8 @@ class Staff:
 
     link: Link
 
-    def can_message(self, symbol: str | None) -> bool:
-        return self.link.can_message(symbol)
+    def can_message(self, symbol: str | None, to: str = "lender") -> bool:
+        return self.link.can_message(symbol, to)
 
     async def route(
         self, transaction_id: str, action: RouteAction, lender: str | None, by: str

@@ -450,7 +450,7 @@ class Console(Service):
                 messageable={
                     side: symbol
                     for side, symbol in views.parties(row).items()
-                    if self.staff.can_message(symbol)
+                    if self.staff.can_message(symbol, side)
                 },
             )
         content = pages.request_page(

@@ -30,13 +30,6 @@ def open_by_state(index: Index) -> dict[str, int]:
     return {r["state"]: r["n"] for r in rows}
 
 
-def known_states(index: Index) -> list[str]:
-    rows = index.db.execute(
-        "SELECT DISTINCT state FROM transactions WHERE state IS NOT NULL ORDER BY state"
-    )
-    return [r["state"] for r in rows]
-
-
 def parties(row: dict[str, Any]) -> dict[str, str]:
     """The request's borrower and the lender asked last (who holds it, if anybody does), by
     side, from its index row."""
