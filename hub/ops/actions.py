@@ -21,7 +21,7 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -307,6 +307,9 @@ async def _command(link: Link, order: RouteCommand | Redeliver | StaffCommand) -
     return Outcome(0, f"done: {order.transaction_id} is now {verdict.state}")
 
 
+Wanted = Callable[[dict[str, Any]], bool]  # picks lines of ill.events
+
+
 class _Lines(_Follower):
     """The lines the state machine writes on ill.events for one transaction from now on:
     started before a command is sent, so nothing it causes is missed."""
@@ -319,37 +322,35 @@ class _Lines(_Follower):
         super().__init__(bootstrap_servers)
         self.transaction_id = transaction_id
         self.lines: list[dict[str, Any]] = []
-        self.changed = asyncio.Condition()
+        self.news = asyncio.Event()  # set by each line read; a waiter clears it and looks
 
     def handle(self, key: str, value: bytes | None) -> None:
         if key != self.transaction_id or value is None:
             return
         self.lines.append(json.loads(value))
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
+        self.news.set()
 
     def position(self, line: dict[str, Any] | None) -> int:
         return -1 if line is None else next(i for i, x in enumerate(self.lines) if x is line)
 
-    async def _until(self, enough: Any, timeout_s: float) -> None:
+    async def _until(self, enough: Callable[[], bool], timeout_s: float) -> None:
         async def wait() -> None:
-            async with self.changed:
-                await self.changed.wait_for(enough)
+            # Lines are read on this event loop: none comes between the look and the clear.
+            while not enough():
+                self.news.clear()
+                await self.news.wait()
 
         with contextlib.suppress(TimeoutError):  # what came in time is the answer
             await asyncio.wait_for(wait(), timeout_s)
 
-    async def first(self, wanted: Any, timeout_s: float) -> dict[str, Any] | None:
+    async def first(self, wanted: Wanted, timeout_s: float) -> dict[str, Any] | None:
         def found() -> dict[str, Any] | None:
             return next((line for line in self.lines if wanted(line)), None)
 
         await self._until(lambda: found() is not None, timeout_s)
         return found()
 
-    async def deliveries(self, wanted: Any, count: int, link: Link) -> list[dict[str, Any]]:
+    async def deliveries(self, wanted: Wanted, count: int, link: Link) -> list[dict[str, Any]]:
         """Up to `count` delivery results among the lines `wanted` picks, waiting at most the
         link's delivery wait for them."""
 
