@@ -802,3 +802,22 @@ async def test_lists_page_sort_filter_by_date_and_show_local_times(
         assert "contact:" not in north
     finally:
         await running.stop()
+
+
+async def test_dead_letters_filter_by_the_stages_and_partners_they_have(
+    console: tuple[Console, Calls],
+) -> None:
+    running, _ = console
+    async with client() as session:
+        assert (await log_in(session, running, "rita")).status == 303
+        async with session.get(f"{base(running)}/deadletters") as reply:
+            page = await reply.text()
+        assert "1 to 1 of 1 dead letters · page 1 of 1" in page
+        # Chosen from what is there, not typed: a typo cannot hide every letter.
+        assert '<option value="apply">apply</option>' in page
+        assert '<option value="NORTH">NORTH</option>' in page
+        async with session.get(f"{base(running)}/deadletters?stage=parse") as reply:
+            assert "No dead letters." in await reply.text()
+        async with session.get(f"{base(running)}/deadletters?partner=NORTH&stage=apply") as reply:
+            page = await reply.text()
+        assert f'href="/requests/{TXN}"' in page and "of 1 dead letters" in page

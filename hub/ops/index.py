@@ -821,6 +821,12 @@ class Index:
     def dead_letters(
         self, partner: str | None = None, stage: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
+        return self.dead_letter_page(partner, stage, limit)[0]
+
+    def dead_letter_page(
+        self, partner: str | None = None, stage: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Dead letters, newest first: `limit` from `offset`, and how many match in all."""
         where, args = ["1 = 1"], []
         if partner:
             where.append("partner = ?")
@@ -828,11 +834,26 @@ class Index:
         if stage:
             where.append("stage = ?")
             args.append(stage)
+        condition = " AND ".join(where)
+        total = self.db.execute(
+            f"SELECT count(*) FROM deadletters WHERE {condition}", args
+        ).fetchone()[0]
         rows = self.db.execute(
-            f"SELECT * FROM deadletters WHERE {' AND '.join(where)} ORDER BY at DESC LIMIT ?",
-            [*args, limit],
+            f"SELECT * FROM deadletters WHERE {condition} ORDER BY at DESC, ref DESC "
+            "LIMIT ? OFFSET ?",
+            [*args, limit, max(offset, 0)],
         )
-        return [dict(r) for r in rows]
+        return [dict(r) for r in rows], total
+
+    def dead_letter_values(self) -> tuple[list[str], list[str]]:
+        """The stages and the partners dead letters have, for a filter to choose from."""
+        stages = self.db.execute(
+            "SELECT DISTINCT stage FROM deadletters WHERE stage IS NOT NULL ORDER BY stage"
+        )
+        partners = self.db.execute(
+            "SELECT DISTINCT partner FROM deadletters WHERE partner IS NOT NULL ORDER BY partner"
+        )
+        return [r[0] for r in stages], [r[0] for r in partners]
 
     def dead_letter(self, ref: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM deadletters WHERE ref = ?", (ref,)).fetchone()

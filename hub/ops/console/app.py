@@ -82,7 +82,7 @@ CLIENT_QUEUE = 1000  # live events buffered per browser; one that falls behind i
 PAGE_SIZE = 50  # requests per page of the list
 # Every state a request can be in, for the list's filter (not only those the index has seen).
 ALL_STATES = [s.value for s in State if s is not State.NEW]
-DEADLETTER_LIMIT = 200
+DEADLETTER_PAGE = 50  # dead letters per page
 
 SESSION = web.RequestKey("console_session", Session)
 FORM = web.RequestKey("console_form", dict[str, str])  # the text fields of a POSTed form
@@ -480,18 +480,22 @@ class Console(Service):
 
     async def deadletters(self, request: web.Request) -> web.Response:
         query = {k: v.strip() for k, v in request.query.items() if isinstance(v, str)}
+        offset = (_number(query.get("page")) - 1) * DEADLETTER_PAGE
         index = self._index()
 
-        def read() -> list[dict[str, Any]]:
-            letters = index.dead_letters(
-                query.get("partner") or None, query.get("stage") or None, DEADLETTER_LIMIT
+        def read() -> tuple[list[dict[str, Any]], int, tuple[list[str], list[str]]]:
+            letters, total = index.dead_letter_page(
+                query.get("partner") or None, query.get("stage") or None, DEADLETTER_PAGE, offset
             )
             for letter in letters:
                 letter["replayable"] = bool(letter["audit_ref"] and index.raw(letter["audit_ref"]))
-            return letters
+            return letters, total, index.dead_letter_values()
 
-        letters = await self.read(read)
-        content = pages.deadletters_page(letters, query, request[SESSION], self.zone)
+        letters, total, (stages, partners) = await self.read(read)
+        listing = pages.Listing(letters, total, offset, DEADLETTER_PAGE, "at", True)
+        content = pages.deadletters_page(
+            listing, query, request[SESSION], self.zone, stages, partners
+        )
         return self.page(request, "Dead letters", content, "deadletters")
 
     async def stats(self, request: web.Request) -> web.Response:

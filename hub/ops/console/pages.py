@@ -233,7 +233,9 @@ def _heading(label: str, sort: str | None, query: dict[str, str], listing: Listi
     )
 
 
-def _pager(query: dict[str, str], listing: Listing) -> Html:
+def _pager(
+    query: dict[str, str], listing: Listing, path: str = "/", things: str = "requests"
+) -> Html:
     pages = max(1, -(-listing.total // listing.size))
     number = listing.offset // listing.size + 1
     first = listing.offset + 1 if listing.rows else 0
@@ -241,16 +243,16 @@ def _pager(query: dict[str, str], listing: Listing) -> Html:
     parts: list[Html] = [
         tag(
             "span",
-            f"{first} to {last} of {listing.total} requests · page {number} of {pages}",
+            f"{first} to {last} of {listing.total} {things} · page {number} of {pages}",
             id="paging",
         )
     ]
     if number > 1:
-        parts.append(
-            link(url("/", **{**query, "page": str(number - 1)}), "← previous", id="page-prev")
-        )
+        before = url(path, **{**query, "page": str(number - 1)})
+        parts.append(link(before, "← previous", id="page-prev"))
     if number < pages:
-        parts.append(link(url("/", **{**query, "page": str(number + 1)}), "next →", id="page-next"))
+        after = url(path, **{**query, "page": str(number + 1)})
+        parts.append(link(after, "next →", id="page-next"))
     return tag("p", join(parts, " "), class_="pager")
 
 
@@ -632,17 +634,34 @@ def _contact(partner: Partner) -> Html:
 
 
 def deadletters_page(
-    letters: list[dict[str, Any]], query: dict[str, str], session: Session, zone: tzinfo = UTC
+    listing: Listing,
+    query: dict[str, str],
+    session: Session,
+    zone: tzinfo = UTC,
+    stages: Iterable[str] = (),
+    partners: Iterable[str] = (),
 ) -> Html:
+    """`stages`, `partners`: the values the dead letters have, to filter by."""
+    letters = listing.rows
     form = tag(
         "form",
         join(
             [
                 tag("label", "Partner", for_="d-partner"),
-                void("input", id="d-partner", name="partner", value=query.get("partner", "")),
+                _select(
+                    "partner",
+                    "d-partner",
+                    [("", "any"), *((p, p) for p in partners)],
+                    query.get("partner", ""),
+                ),
                 tag("label", "Stage", for_="d-stage"),
-                void("input", id="d-stage", name="stage", value=query.get("stage", "")),
-                tag("button", "Filter", type="submit"),
+                _select(
+                    "stage",
+                    "d-stage",
+                    [("", "any"), *((s, s) for s in stages)],
+                    query.get("stage", ""),
+                ),
+                tag("button", "Filter", type="submit", id="d-filter"),
             ]
         ),
         method="get",
@@ -696,4 +715,6 @@ def deadletters_page(
         if rows
         else tag("p", "No dead letters.", id="deadletters")
     )
-    return join([form, listed])
+    shown = {k: v for k, v in query.items() if k != "page"}
+    pager = _pager(shown, listing, "/deadletters", "dead letters") if rows else Html("")
+    return join([form, pager, listed])
