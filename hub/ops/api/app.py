@@ -404,7 +404,7 @@ class Api:
         given = await self._staff_body(request, views.Route, True)
         if isinstance(given, web.Response):
             return given
-        if given.action != "restart" and not given.lender:
+        if given.action in ("lender", "skip") and not given.lender:
             return invalid("lender", f"a lender is needed to {given.action}")
         txn = request.match_info["transaction_id"]
         if await self._view(txn) is None:

@@ -74,7 +74,7 @@ class Redeliver(BaseModel):
 
 
 class Route(BaseModel):
-    action: Literal["lender", "skip", "restart"]
+    action: Literal["lender", "skip", "next", "restart"]
     lender: str | None = Field(None, description="for lender and skip: the lender's symbol")
 
 
