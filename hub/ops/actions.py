@@ -117,7 +117,7 @@ async def route(
         lender=lender,
         by=by,
     )
-    return await _command(link, order)
+    return await send(link, order)
 
 
 async def ask_lender(link: Link, transaction_id: str, lender: str, by: str) -> Outcome:
@@ -195,11 +195,11 @@ async def _staff(
         by=by,
     )
     if not delivered:
-        return await _command(link, order)
+        return await send(link, order)
     watch = _Lines(link.bootstrap, transaction_id)
     await watch.start()
     try:
-        said = await _command(link, order)
+        said = await send(link, order)
         if not said.done:
             return said
         ours = f"{order.ref}:"
@@ -221,11 +221,11 @@ async def redeliver(
         command_id=_id("redeliver"), transaction_id=transaction_id, partner=partner, by=by
     )
     if not wait:
-        return await _command(link, order)
+        return await send(link, order)
     watch = _Lines(link.bootstrap, transaction_id)
     await watch.start()
     try:
-        said = await _command(link, order)
+        said = await send(link, order)
         if not said.done:
             return said
         # The engine's own line says how many it sent; their results follow it (one key,
@@ -286,7 +286,7 @@ def _reported(said: Outcome, results: list[dict[str, Any]], link: Link, count: i
 # -- talking to the state machine ------------------------------------------------------------
 
 
-async def _command(link: Link, order: RouteCommand | Redeliver | StaffCommand) -> Outcome:
+async def send(link: Link, order: RouteCommand | Redeliver | StaffCommand) -> Outcome:
     """Send a staff command to ill.control and wait for the state machine's verdict."""
     verdicts = Verdicts(link.bootstrap)
     await verdicts.start()
