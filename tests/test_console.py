@@ -669,6 +669,7 @@ async def test_live_updates_stream_what_the_index_takes_in(
             event = json.loads(lines[-1].removeprefix(b"data: "))
             assert event["transaction_id"] == TXN
             assert event["summary"] == "Requested -> WillSupply (WillSupply from SOUTH)"
+            assert event["when"] == "2023-11-14 22:13:25 UTC"  # as the pages show times
 
 
 async def test_statistics_page_and_csv_for_readers(console: tuple[Console, Calls]) -> None:

@@ -670,6 +670,8 @@ class Console(Service):
                 log.warning("console.live_unavailable", error=str(error)[:200])
                 continue
             for event in found:
+                # Shown as the pages show times: in the console's zone.
+                event["when"] = pages.when(event.get("at"), self.zone)
                 for queue in list(self.clients):
                     try:
                         queue.put_nowait((str(event["type"]), event))
