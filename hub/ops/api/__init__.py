@@ -56,6 +56,13 @@ def build(
     async def route(txn: str, action: str, lender: str | None, by: str) -> tuple[int, str]:
         return await actions.route(link, txn, RouteAction(action), lender, by)
 
+    async def manage(txn: str, action: str, text: str, to: str | None, by: str) -> tuple[int, str]:
+        if action == "message":
+            assert to is not None  # the API asks for it
+            return await actions.message(link, txn, to, text, by)
+        act = {"cancel": actions.cancel, "close": actions.close, "note": actions.note}[action]
+        return await act(link, txn, text, by)
+
     async def replay(ref: str, trust: bool, by: str) -> tuple[int, str]:
         index = index_module.Index(path)
         try:
@@ -76,6 +83,7 @@ def build(
         redeliver=redeliver,
         route=route,
         replay=replay,
+        manage=manage,
         stuck=index_module.stuck_after(),
     )
 

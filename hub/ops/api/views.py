@@ -78,6 +78,17 @@ class Route(BaseModel):
     lender: str | None = Field(None, description="for lender and skip: the lender's symbol")
 
 
+class StaffAct(BaseModel):
+    action: Literal["cancel", "close", "note", "message"] = Field(
+        description="cancel the request, close a loan known to be finished, note something "
+        "on its timeline, or send the borrower or the lender a message"
+    )
+    text: str = Field(
+        "", max_length=2000, description="the reason (cancel, close), the note or the message"
+    )
+    to: Literal["borrower", "lender"] | None = Field(None, description="a message's recipient")
+
+
 class Replay(BaseModel):
     ref: str = Field(min_length=1, max_length=256, description="the dead letter's reference")
     trust_sender: bool = False
