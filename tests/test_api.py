@@ -257,6 +257,19 @@ async def test_a_library_cannot_see_or_touch_another_librarys_requests(
     status, problem, _ = await web.call("GET", "/requests?limit=0")
     assert status == 400 and problem["errors"][0]["field"] == "query"
 
+    # Staff actions need a staff token with the scope; done through the operations layer,
+    # with the client's name as who asked.
+    staff = Client(web.session, web.base, api["staff_token"])
+    path = f"/transactions/{txn}/staff"
+    status, problem, _ = await web.call("POST", path, {"action": "note", "text": "hi"})
+    assert status == 403
+    status, problem, _ = await staff.call("POST", path, {"action": "message", "text": "hi"})
+    assert status == 422 and problem["errors"][0]["field"] == "to"
+    status, done, _ = await staff.call("POST", path, {"action": "note", "text": "phoned"})
+    assert status == 200 and done["ok"], done
+    status, problem, _ = await staff.call("POST", path, {"action": "close", "text": "back"})
+    assert status == 409 and "cancel the request instead" in problem["detail"]
+
 
 @pytest.mark.kafka
 async def test_schemathesis_finds_no_server_error_in_any_operation(
@@ -287,4 +300,4 @@ async def test_schemathesis_finds_no_server_error_in_any_operation(
         output, _ = await asyncio.wait_for(run.communicate(), 600)
         text = output.decode(errors="replace")
         assert run.returncode == 0, text[-4000:]
-        assert "Tested: 14" in text, text[-2000:]  # every operation but the document itself
+        assert "Tested: 15" in text, text[-2000:]  # every operation but the document itself

@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -166,6 +167,33 @@ class Calls:
         return 0, f"acknowledged {ref}: {note}"
 
 
+class Staff:
+    """Stands for `hub.ops.actions.Staff`: records what the console asked of it."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[Any, ...]] = []
+
+    def can_message(self, symbol: str | None, to: str = "lender") -> bool:
+        return symbol == "SOUTH"  # stands for: only SOUTH's protocol has notifications
+
+    async def route(self, txn: str, action: Any, lender: str | None, by: str) -> tuple[int, str]:
+        self.asked.append(("route", txn, action.value, lender, by))
+        return 0, f"done: {txn} is now Requested"
+
+    async def cancel(self, txn: str, reason: str, by: str) -> tuple[int, str]:
+        self.asked.append(("cancel", txn, reason, by))
+        return 2, "refused: not possible in state Loaned: close the loan instead"
+
+    async def message(
+        self, txn: str, to: str, text: str, by: str, recipient: str | None = None
+    ) -> tuple[int, str]:
+        self.asked.append(("message", txn, to, text, by, recipient))
+        return 0, f"LenderNotification to {recipient}: sent"
+
+
+STAFF = Staff()
+
+
 @pytest.fixture
 def users_file(tmp_path: Path) -> Path:
     path = tmp_path / "secrets" / "console-users"
@@ -189,7 +217,9 @@ async def console(tmp_path: Path, users_file: Path) -> AsyncIterator[tuple[Conso
         redeliver=calls.redeliver,
         replay=calls.replay,
         acknowledge=calls.acknowledge,
+        staff=STAFF,
     )
+    STAFF.asked.clear()
     await running.start()
     try:
         yield running, calls
@@ -465,6 +495,65 @@ async def test_actions_need_the_csrf_token_and_the_operator_role(
     assert len(calls.acknowledged) == 1
 
 
+async def test_request_actions_reach_the_operations_layer_with_who_asked(
+    console: tuple[Console, Calls],
+) -> None:
+    running, _ = console
+    page_url = f"{base(running)}/requests/{TXN}"
+    async with client() as session:
+        assert (await log_in(session, running, "olive")).status == 303
+        async with session.get(page_url) as reply:
+            page = await reply.text()
+        token = csrf_of(page)
+        # Requested: rerouting, cancelling, a message and a note are offered; closing is not.
+        for offered in ("route-lender", "route-skip", "route-next", "route-restart", "cancel"):
+            assert f'id="{offered}"' in page, offered
+        assert 'id="close"' not in page
+        # A message only to the party whose protocol takes one (SOUTH, not NORTH).
+        assert "the lender, SOUTH" in page and "the borrower, NORTH" not in page
+        async with session.post(
+            f"{page_url}/message", data={"to": "lender", "text": "hi"}, allow_redirects=False
+        ) as reply:
+            assert reply.status == 403  # no CSRF token
+        async with session.post(
+            f"{page_url}/message", data={"csrf": token, "to": "lender", "text": "any news?"}
+        ) as reply:
+            assert "LenderNotification to SOUTH: sent" in await reply.text()
+        async with session.post(
+            f"{page_url}/route", data={"csrf": token, "how": "lender", "lender": "SOUTH"}
+        ) as reply:
+            assert f"done: {TXN} is now Requested" in await reply.text()
+        async with session.post(
+            f"{page_url}/cancel", data={"csrf": token, "reason": "patron left"}
+        ) as reply:
+            said = await reply.text()
+        assert '<p class="flash refused">cancel ' in said and "close the loan instead" in said
+        async with session.post(
+            f"{page_url}/route", data={"csrf": token, "how": "sideways"}
+        ) as reply:
+            assert "no way to route called" in await reply.text()
+        async with session.post(
+            f"{page_url}/fly", data={"csrf": token}, allow_redirects=False
+        ) as reply:
+            assert reply.status == 404
+    assert STAFF.asked == [
+        ("message", TXN, "lender", "any news?", "console:olive", "SOUTH"),
+        ("route", TXN, "lender", "SOUTH", "console:olive"),
+        ("cancel", TXN, "patron left", "console:olive"),
+    ]
+    async with client() as session:
+        assert (await log_in(session, running, "rita")).status == 303
+        async with session.get(page_url) as reply:
+            page = await reply.text()
+        assert 'id="staff-actions"' not in page
+        for action in ("route", "cancel", "close", "note", "message"):
+            async with session.post(
+                f"{page_url}/{action}", data={"csrf": csrf_of(page)}, allow_redirects=False
+            ) as reply:
+                assert reply.status == 403, action
+    assert len(STAFF.asked) == 3
+
+
 async def test_logout_and_removal_from_the_users_file_end_the_session(
     console: tuple[Console, Calls], users_file: Path
 ) -> None:
@@ -580,6 +669,7 @@ async def test_live_updates_stream_what_the_index_takes_in(
             event = json.loads(lines[-1].removeprefix(b"data: "))
             assert event["transaction_id"] == TXN
             assert event["summary"] == "Requested -> WillSupply (WillSupply from SOUTH)"
+            assert event["when"] == "2023-11-14 22:13:25 UTC"  # as the pages show times
 
 
 async def test_statistics_page_and_csv_for_readers(console: tuple[Console, Calls]) -> None:
@@ -600,3 +690,135 @@ async def test_statistics_page_and_csv_for_readers(console: tuple[Console, Calls
             assert reply.status == 400
     async with client() as stranger, stranger.get(f"{base(running)}/stats.csv") as reply:
         assert reply.status in (302, 303, 401, 403) or "login" in str(reply.url)
+
+
+# -- lists -------------------------------------------------------------------------------
+
+
+def fill_many(path: Path, count: int) -> None:
+    """`count` requests a minute apart from 2023-11-14 22:13:20 UTC, titled so that the
+    order by title is the reverse of the order by age."""
+    index = index_module.Index(path)
+    index.apply(
+        [
+            index_module.Record(
+                "ill.transactions",
+                0,
+                n,
+                1_700_000_000_000 + n * 60_000,
+                f"tLIST{n:04d}",
+                json.dumps(
+                    {
+                        "id": f"tLIST{n:04d}",
+                        "state": "Requested" if n % 2 else "Loaned",
+                        "borrower": "NORTH",
+                        "borrower_request_id": f"L-{n}",
+                        "request": {"bibliographic": {"title": f"Title {count - n:04d}"}},
+                        "attempts": [{"lender": "SOUTH"}],
+                    }
+                ).encode(),
+            )
+            for n in range(count)
+        ]
+    )
+    index.close()
+
+
+async def test_lists_page_sort_filter_by_date_and_show_local_times(
+    tmp_path: Path, users_file: Path
+) -> None:
+    path = tmp_path / "many.sqlite3"
+    fill_many(path, 60)
+    directory = Directory.model_validate(
+        {
+            "consortium": "T",
+            "partners": [
+                {"symbol": "NORTH", "name": "North", "protocol": "ncip", "endpoint": "http://n/"},
+                {
+                    "symbol": "SOUTH",
+                    "name": "South",
+                    "protocol": "ncip",
+                    "endpoint": "http://s/",
+                    "contact_name": "Sam <ILL desk>",
+                    "contact_email": "ill@south.test",
+                    "contact_phone": "+44 1 234",
+                },
+            ],
+        }
+    )
+
+    async def waiting() -> dict[str, list[dict[str, Any]]]:
+        step = {"transaction_id": "tLIST0001", "step": "Request", "status": "parked"}
+        return {"SOUTH": [{**step, "failures": 5, "next_at": None, "error": "refused"}]}
+
+    running = Console(
+        index_path=path,
+        users_file=users_file,
+        directory=directory,
+        zone=ZoneInfo("Europe/Berlin"),
+        waiting=waiting,
+    )
+    await running.start()
+    try:
+        async with client() as session:
+            assert (await log_in(session, running, "rita")).status == 303
+
+            async def listed(query: str) -> tuple[str, list[str]]:
+                async with session.get(f"{base(running)}/?{query}") as reply:
+                    page = await reply.text()
+                return page, re.findall(r'data-txn="(tLIST\d+)"', page)
+
+            page, rows = await listed("")
+            assert "1 to 50 of 60 requests · page 1 of 2" in page
+            assert rows[0] == "tLIST0059" and len(rows) == 50  # newest first
+            assert 'id="page-next"' in page and 'id="page-prev"' not in page
+            page, rows = await listed("page=2")
+            assert rows == [f"tLIST{n:04d}" for n in range(9, -1, -1)]
+            assert "51 to 60 of 60" in page and 'id="page-prev"' in page
+            # Sorted by title (A first), the oldest request's title comes last.
+            page, rows = await listed("sort=title&dir=asc")
+            assert rows[0] == "tLIST0059" and 'aria-sort="ascending"' in page
+            # Every state is offered, not only those seen; the filter counts what matches.
+            for state in ("RenewPending", "CancelPending", "Expired", "Loaned"):
+                assert f'<option value="{state}"' in page
+            page, rows = await listed("state=Loaned")
+            assert "of 30 requests" in page and len(rows) == 30
+            # Dates are days in the console's zone: the first request was made at 23:13 on
+            # 14 November in Berlin, the next ones on the 14th until 23:59, then the 15th.
+            page, rows = await listed("from=2023-11-15")
+            assert "of 13 requests" in page and "tLIST0046" not in rows
+            page, rows = await listed("to=2023-11-14")
+            assert "of 47 requests" in page
+            page, _ = await listed("from=14.11.2023")
+            assert "is not a date (YYYY-MM-DD); not used" in page and "of 60 requests" in page
+            async with session.get(f"{base(running)}/requests/tLIST0000") as reply:
+                request_page = await reply.text()
+            assert "2023-11-14 23:13:20 CET" in request_page
+            async with session.get(f"{base(running)}/partners") as reply:
+                partners = await reply.text()
+        # Who to call, next to the partner with deliveries waiting (and escaped).
+        south = partners[partners.index('data-partner="SOUTH"') :]
+        assert "contact: Sam &lt;ILL desk&gt;" in south and 'href="mailto:ill@south.test"' in south
+        north = partners[partners.index('data-partner="NORTH"') : partners.index("SOUTH")]
+        assert "contact:" not in north
+    finally:
+        await running.stop()
+
+
+async def test_dead_letters_filter_by_the_stages_and_partners_they_have(
+    console: tuple[Console, Calls],
+) -> None:
+    running, _ = console
+    async with client() as session:
+        assert (await log_in(session, running, "rita")).status == 303
+        async with session.get(f"{base(running)}/deadletters") as reply:
+            page = await reply.text()
+        assert "1 to 1 of 1 dead letters · page 1 of 1" in page
+        # Chosen from what is there, not typed: a typo cannot hide every letter.
+        assert '<option value="apply">apply</option>' in page
+        assert '<option value="NORTH">NORTH</option>' in page
+        async with session.get(f"{base(running)}/deadletters?stage=parse") as reply:
+            assert "No dead letters." in await reply.text()
+        async with session.get(f"{base(running)}/deadletters?partner=NORTH&stage=apply") as reply:
+            page = await reply.text()
+        assert f'href="/requests/{TXN}"' in page and "of 1 dead letters" in page

@@ -36,6 +36,8 @@ from connectors.core.records import (
     Redeliver,
     RouteAction,
     RouteCommand,
+    StaffAction,
+    StaffCommand,
     Tick,
     VerdictOutcome,
 )
@@ -201,6 +203,12 @@ def route(action: RouteAction, lender: str | None = None) -> RouteCommand:
         transaction_id=TXN,
         action=action,
         lender=lender,
+    )
+
+
+def staff(action: StaffAction, text: str = "said by staff", to: str | None = None) -> StaffCommand:
+    return StaffCommand(
+        command_id=f"staff-{action.value}", transaction_id=TXN, action=action, text=text, to=to
     )
 
 
@@ -390,6 +398,29 @@ def hub_case(state: State, name: Hub) -> Case:
         delivers = _cancel_to_holder(loan)
         record = route(RouteAction.RESTART)
         return Case(loan, record, T0, State.LOCATING, delivers, writes=("ill.locate",))
+    if name is Hub.ROUTE_NEXT:
+        loan = reach(state)
+
+        def moved_on(txn: Transaction) -> None:
+            assert txn.attempts[0].outcome == "moved on by staff"
+            assert txn.skipped_by_staff == []  # it may be asked again in a later round
+
+        delivers = [("L1", "Cancel"), ("L2", "Request"), ("B", "LenderNotification")]
+        return Case(loan, route(RouteAction.NEXT), T0, State.REQUESTED, delivers, moved_on)
+    if name is Hub.STAFF_CANCEL:
+        loan = reach(state)
+        delivers = [*_cancel_to_holder(loan), ("B", "CancelReply")]
+        return Case(loan, staff(StaffAction.CANCEL), T0, State.CANCELLED, delivers)
+    if name is Hub.STAFF_CLOSE:
+        loan = reach(state)
+        return Case(loan, staff(StaffAction.CLOSE), T0, State.LOAN_COMPLETED, [])
+    if name is Hub.STAFF_NOTE:
+        loan = reach(state)
+        return Case(loan, staff(StaffAction.NOTE), T0, state, [])
+    if name is Hub.STAFF_MESSAGE:
+        loan = reach(state)
+        record = staff(StaffAction.MESSAGE, to="borrower")
+        return Case(loan, record, T0, state, [("B", "LenderNotification")])
     loan = reach(state, delivering=True)
     if name is Hub.DELIVERED:
         pending = loan.in_flight()
@@ -505,6 +536,11 @@ FROM_RECORDS = frozenset(
         Hub.ROUTE_LENDER,
         Hub.ROUTE_SKIP,
         Hub.ROUTE_RESTART,
+        Hub.ROUTE_NEXT,
+        Hub.STAFF_CANCEL,
+        Hub.STAFF_CLOSE,
+        Hub.STAFF_NOTE,
+        Hub.STAFF_MESSAGE,
     }
 )
 FROM_CLOCK = frozenset(

@@ -152,6 +152,11 @@ class Partner(BaseModel):
         default_factory=dict,
         description="settings of the partner's protocol, checked by its connector at start-up",
     )
+    contact_name: str | None = Field(
+        None, description="who to ask when its deliveries fail (shown in the console)"
+    )
+    contact_email: str | None = Field(None, description="their email address")
+    contact_phone: str | None = Field(None, description="their telephone number")
     services: list[str] = Field(
         default_factory=lambda: ["loan", "copy"], description="what it supplies as a lender"
     )

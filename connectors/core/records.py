@@ -238,6 +238,7 @@ class RouteAction(StrEnum):
     LENDER = "lender"  # ask this lender now
     SKIP = "skip"  # never ask this lender for this request
     RESTART = "restart"  # search the catalogues again and rebuild the rota
+    NEXT = "next"  # take it back from the lender holding it and ask the next one
 
 
 class RouteCommand(BaseModel):
@@ -270,6 +271,30 @@ class Redeliver(BaseModel):
         return self.command_id
 
 
+class StaffAction(StrEnum):
+    CANCEL = "cancel"  # cancel the request: the lender holding it and the borrower are told
+    CLOSE = "close"  # a loan staff know is finished (returned outside the system): closed
+    NOTE = "note"  # a note on the timeline; no partner hears of it
+    MESSAGE = "message"  # a message to the borrower or the lender, in its protocol
+
+
+class StaffCommand(BaseModel):
+    """Staff acting on a request beyond its routing (the console, the API, the command line),
+    on ill.control: the engine decides, as for `RouteCommand`."""
+
+    kind: Literal["staff"] = "staff"
+    command_id: str
+    transaction_id: str
+    action: StaffAction
+    text: str = Field("", max_length=2000, description="the reason, the note or the message")
+    to: Literal["borrower", "lender"] | None = Field(None, description="a message's recipient")
+    by: str = Field("staff", description="who asked, for the record")
+
+    @property
+    def ref(self) -> str:
+        return self.command_id
+
+
 class PartnerBack(BaseModel):
     """A partner answered again after failed deliveries (ill.control, every partition): each
     worker asks its transactions with deliveries parked for that partner to send them."""
@@ -283,7 +308,7 @@ class PartnerBack(BaseModel):
         return f"back:{self.partner}:{self.at.isoformat()}"
 
 
-ControlRecord = Located | Tick | RouteCommand | Redeliver | PartnerBack
+ControlRecord = Located | Tick | RouteCommand | Redeliver | StaffCommand | PartnerBack
 Control = Annotated[ControlRecord, Field(discriminator="kind")]
 CONTROL: TypeAdapter[ControlRecord] = TypeAdapter(Control)
 

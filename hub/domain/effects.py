@@ -470,6 +470,42 @@ def nothing(run: Run, given: Input) -> Note:
     return None
 
 
+# -- staff ---------------------------------------------------------------------------------
+
+
+def tell_cancelled(run: Run, given: Input) -> Note:
+    """Staff cancelled the request: the borrower hears so as the answer to a cancel (ISO
+    18626's Cancelled status), the one form every protocol has for a request that ends
+    cancelled. A catalogue search still running is no longer waited for."""
+    txn = run.txn
+    txn.locate_id = None
+    reply = hub_message(
+        run, Event.CANCEL_REPLY, txn.borrower_request_id, answer=True, note=f"rshub: {given.why}"
+    )
+    deliveries.deliver(run, txn.borrower, reply, attempt=0)
+    return given.why
+
+
+def tell_partner(run: Run, given: Input) -> Note:
+    """Staff's message to one party, as the other party's notification would reach it: to
+    the borrower as the lender's (LenderNotification), to the lender as the borrower's, under
+    the request id that party knows. A protocol without notifications gets nothing (its
+    connector reports it not applicable)."""
+    txn = run.txn
+    assert given.role is not None
+    if given.role is Role.BORROWER:
+        note = hub_message(run, Event.LENDER_NOTE, txn.borrower_request_id, note=given.why)
+        deliveries.deliver(run, txn.borrower, note, attempt=0)
+        return f"message to {txn.borrower}"
+    attempt = txn.attempt
+    assert attempt is not None  # the engine refuses a message to a lender nobody is
+    note = hub_message(
+        run, Event.BORROWER_NOTE, attempt.request_id, sender=txn.borrower, note=given.why
+    )
+    deliveries.deliver(run, attempt.lender, note, attempt.number)
+    return f"message to {attempt.lender}"
+
+
 EFFECTS: dict[Effect, Callable[[Run, Input], Note]] = {
     Effect.TAKE_REQUEST: take_request,
     Effect.START: start,
@@ -495,4 +531,6 @@ EFFECTS: dict[Effect, Callable[[Run, Input], Note]] = {
     Effect.RESEND_DUE: resend_due,
     Effect.RESEND: resend,
     Effect.NONE: nothing,
+    Effect.TELL_CANCELLED: tell_cancelled,
+    Effect.TELL_PARTNER: tell_partner,
 }

@@ -5,9 +5,9 @@ Pure: it takes a transaction row (None when there is none yet), one input and th
 returns the new row and the records to write (`Result`). The faust agent in `hub.runtime.agents`
 does the I/O and gives the time (the engine reads no clock). Inputs are a partner's
 `Message`, an outbound connector's `DeliveryResult`, the locate agent's `Located`, the
-timer's `Tick`, and the staff's `RouteCommand` and `Redeliver`. Each is read into an input of
-the lifecycle table (`hub.domain.lifecycle`), whose row says what the hub does and where the
-transaction goes; effects may emit follow-ups that go through the table in turn.
+timer's `Tick`, and the staff's `RouteCommand`, `Redeliver` and `StaffCommand`. Each is read
+into an input of the lifecycle table (`hub.domain.lifecycle`), whose row says what the hub
+does and where the transaction goes; effects may emit follow-ups that go through the table in turn.
 
 Outputs are deterministic (ids derive from the input's id), and an input already applied is
 answered from memory: re-applying after a crash yields the same records, which downstream
@@ -38,6 +38,8 @@ from connectors.core.records import (
     Redeliver,
     RouteAction,
     RouteCommand,
+    StaffAction,
+    StaffCommand,
     StateChange,
     Tick,
     Verdict,
@@ -48,9 +50,11 @@ from hub.domain.deadlines import CHECKS
 from hub.domain.effects import EFFECTS
 from hub.domain.inputs import HUB, Input
 from hub.domain.lifecycle import (
+    ITEM_OUT,
     OUT_OF_TURN,
     REMEMBERS_PREVIOUS,
     ROUTABLE,
+    WITH_LENDER,
     Hub,
     IllegalTransition,
     OutOfTurn,
@@ -72,7 +76,7 @@ from hub.domain.transaction import (
     party,
 )
 
-Record = Message | DeliveryResult | Located | Tick | RouteCommand | Redeliver
+Record = Message | DeliveryResult | Located | Tick | RouteCommand | Redeliver | StaffCommand
 
 
 def apply(
@@ -385,6 +389,7 @@ ROUTES: dict[RouteAction, Hub] = {
     RouteAction.LENDER: Hub.ROUTE_LENDER,
     RouteAction.SKIP: Hub.ROUTE_SKIP,
     RouteAction.RESTART: Hub.ROUTE_RESTART,
+    RouteAction.NEXT: Hub.ROUTE_NEXT,
 }
 
 
@@ -406,11 +411,13 @@ def _route(
         return refuse(f"no transaction {key}")
     name = ROUTES[command.action]
     if not accepts(txn.state, name):
+        if command.action is RouteAction.NEXT and txn.state in ROUTABLE:
+            return refuse(f"not possible in state {txn.state.value}: no lender holds it yet")
         return refuse(
             f"not possible in state {txn.state.value}: routing can change only while the "
             f"request looks for a lender ({', '.join(sorted(s.value for s in ROUTABLE))})"
         )
-    if command.action is not RouteAction.RESTART:
+    if command.action in (RouteAction.LENDER, RouteAction.SKIP):
         partner = directory.partner(lender or "")
         if partner is None:
             return refuse(f"unknown partner {lender}")
@@ -422,6 +429,7 @@ def _route(
         RouteAction.LENDER: (f"staff sent the request to {lender}", f"{by} chose {lender}"),
         RouteAction.SKIP: (f"skipped by {by}", f"{lender} skipped by {by}"),
         RouteAction.RESTART: (f"rota restarted by {by}", None),
+        RouteAction.NEXT: (f"moved on by {by}", f"{by} asked the next lender"),
     }
     withdraw, why = texts[command.action]
     given = Input(name, sender=by, lender=lender, withdraw=withdraw, why=why)
@@ -455,6 +463,83 @@ def _redeliver(
     return _applied(run, answered=True)
 
 
+STAFF: dict[StaffAction, Hub] = {
+    StaffAction.CANCEL: Hub.STAFF_CANCEL,
+    StaffAction.CLOSE: Hub.STAFF_CLOSE,
+    StaffAction.NOTE: Hub.STAFF_NOTE,
+    StaffAction.MESSAGE: Hub.STAFF_MESSAGE,
+}
+
+
+def _states(states: frozenset[State]) -> str:
+    return ", ".join(sorted(s.value for s in states))
+
+
+# Why a staff action is refused in a state that has no row for it: what to do instead.
+STAFF_HINTS: dict[StaffAction, str] = {
+    StaffAction.CANCEL: (
+        "a request is cancelled while it looks for a lender "
+        f"({_states(frozenset({State.LOCATING}) | WITH_LENDER)}); once the item is out, "
+        "close the loan instead"
+    ),
+    StaffAction.CLOSE: (
+        f"a loan is closed by staff while its item is out ({_states(ITEM_OUT)}); "
+        "before it ships, cancel the request instead"
+    ),
+    StaffAction.MESSAGE: "the request is closed: there is nobody to tell",
+}
+
+
+def _staff(
+    txn: Transaction | None,
+    command: StaffCommand,
+    at: datetime,
+    directory: Directory,
+    load: LoadView | None,
+) -> Result:
+    """Staff cancel a request, close a loan, note something on its timeline or send a party
+    a message. The text is recorded on ill.events with the staff member's name."""
+    key, by, action = command.transaction_id, command.by, command.action
+    text = command.text.strip()
+    label = f"staff {action.value}" + (f" to the {command.to}" if command.to else "")
+
+    def refuse(error: str) -> Result:
+        return _refusal(txn, command.ref, key, by, label, error, at, staff=True)
+
+    if txn is None:
+        return refuse(f"no transaction {key}")
+    if not text and action is not StaffAction.CANCEL:
+        return refuse(f"a {action.value} needs its text (the reason, the note, the message)")
+    name = STAFF[action]
+    if not accepts(txn.state, name):
+        return refuse(f"not possible in state {txn.state.value}: {STAFF_HINTS[action]}")
+    role: Role | None = None
+    if action is StaffAction.MESSAGE:
+        if command.to not in ("borrower", "lender"):
+            return refuse("a message goes to the borrower or the lender")
+        role = Role(command.to)
+        attempt = txn.attempt
+        if role is Role.LENDER and (attempt is None or attempt.outcome is not None):
+            return refuse("no lender holds this request: there is no lender to tell")
+    said = f"{by}: {text}" if text else by
+    why = {
+        StaffAction.CANCEL: f"cancelled by staff ({said})",
+        StaffAction.CLOSE: f"closed by staff ({said})",
+        StaffAction.NOTE: f"note by {said}",
+        StaffAction.MESSAGE: f"rshub staff ({by}): {text}",
+    }[action]
+    given = Input(name, sender=by, role=role, why=why, withdraw=why)
+    run = Run(txn.working_copy(), directory, command.ref, at, load)
+    detail = _through_table(run, given, transition(txn.state, name, None, "staff"))
+    if action is not StaffAction.CANCEL:
+        detail = f"{detail}: {text}" if detail else why
+    # A note or a message changes nothing: a staff line, not a step of the loan's history
+    # (nor progress: a note does not make a stuck request look moving).
+    kind = "transition" if action in (StaffAction.CANCEL, StaffAction.CLOSE) else "staff"
+    run.record(kind, label, by, txn.state, detail)
+    return _applied(run, answered=True)
+
+
 @dataclass(frozen=True)
 class Reader:
     """How one kind of record enters the engine: its id, its reader, and whether someone
@@ -472,6 +557,7 @@ READERS: dict[type, Reader] = {
     Tick: Reader(lambda c: c.ref, _tick, answered=False),
     RouteCommand: Reader(lambda c: c.ref, _route, answered=True),
     Redeliver: Reader(lambda c: c.ref, _redeliver, answered=True),
+    StaffCommand: Reader(lambda c: c.ref, _staff, answered=True),
 }
 
 

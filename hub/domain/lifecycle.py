@@ -90,6 +90,13 @@ class Hub(StrEnum):
     # Silent partners (SILENT_ENDS below): a loan whose end neither party can report is
     # closed by the hub's clock.
     UNREPORTED_END = "UnreportedEnd"
+    # Staff: move on from the lender holding the request (it may be asked again later).
+    ROUTE_NEXT = "RouteNext"
+    # Staff acting on a request beyond its routing (StaffCommand; rows in _STAFF below).
+    STAFF_CANCEL = "StaffCancel"
+    STAFF_CLOSE = "StaffClose"
+    STAFF_NOTE = "StaffNote"
+    STAFF_MESSAGE = "StaffMessage"
 
 
 Input = Event | Hub
@@ -125,6 +132,10 @@ class Effect(StrEnum):
     RESEND_DUE = "resend_due"  # send the failed deliveries whose retry time came
     RESEND = "resend"  # send the waiting deliveries now (staff, or a partner back)
     NONE = "none"  # recorded and answered; nothing is passed on (a status query)
+    # Staff cancelled the request: the borrower hears it is cancelled (a CancelReply, yes).
+    TELL_CANCELLED = "tell_cancelled"
+    # Staff's message to the borrower or the lender, as a notification in its protocol.
+    TELL_PARTNER = "tell_partner"
 
 
 # Follow-up inputs each effect may emit; the exhaustiveness test checks every one of them
@@ -325,6 +336,39 @@ _HUB: list[Row] = [
     *[(s, Hub.REDELIVER, None, s, (Effect.RESEND,)) for s in State if s is not State.NEW],
 ]
 
+# -- staff actions -------------------------------------------------------------------------
+# What staff may do to a request beyond its routing (StaffCommand on ill.control: the console,
+# the API, the command line). Each is recorded with the staff member's name and text.
+_STAFF: list[Row] = [
+    # Ask the next lender: the one holding the request is withdrawn (one Cancel, if it may
+    # have it) and the rota goes on, as when a lender does not answer in time.
+    *[
+        (
+            s,
+            Hub.ROUTE_NEXT,
+            None,
+            State.REQUESTED,
+            (Effect.WITHDRAW, Effect.CLOSE_ATTEMPT, Effect.NEXT_LENDER),
+        )
+        for s in sorted(WITH_LENDER)
+    ],
+    # Cancel while the request looks for a lender: whoever holds it gets one Cancel in its
+    # protocol (or nothing, if it never received the request), the borrower hears it is
+    # cancelled. Once shipped, the item is out: staff close the loan instead.
+    (State.LOCATING, Hub.STAFF_CANCEL, None, State.CANCELLED, (Effect.TELL_CANCELLED,)),
+    *[
+        (s, Hub.STAFF_CANCEL, None, State.CANCELLED, (Effect.WITHDRAW, Effect.TELL_CANCELLED))
+        for s in sorted(WITH_LENDER)
+    ],
+    # A loan staff know is finished (returned outside the system, settled by phone): closed,
+    # with the reason on the timeline. No partner is told: both already know.
+    *[(s, Hub.STAFF_CLOSE, None, State.LOAN_COMPLETED, (Effect.NONE,)) for s in sorted(ITEM_OUT)],
+    # A note for the timeline, in any state; nothing changes, nobody is told.
+    *[(s, Hub.STAFF_NOTE, None, s, (Effect.NONE,)) for s in State if s is not State.NEW],
+    # A message to a party of an open request (the engine checks the lender is there).
+    *[(s, Hub.STAFF_MESSAGE, None, s, (Effect.TELL_PARTNER,)) for s in sorted(OPEN)],
+]
+
 
 def _table(rows: list[Row]) -> dict[tuple[State, Input, bool | None], Transition]:
     table: dict[tuple[State, Input, bool | None], Transition] = {}
@@ -498,7 +542,7 @@ _HUB_SILENT: list[Row] = [
 ]
 
 # The whole table, and the part keyed by partners' events.
-TABLE = _table(_PARTNERS + _HUB + _DEMANDS + _HUB_SILENT)
+TABLE = _table(_PARTNERS + _HUB + _DEMANDS + _HUB_SILENT + _STAFF)
 TRANSITIONS: dict[tuple[State, Event, bool | None], Transition] = {
     (state, given, answer): rule
     for (state, given, answer), rule in TABLE.items()
@@ -521,6 +565,10 @@ OUT_OF_TURN: dict[Hub, OutOfTurn] = {
     Hub.ROUTE_LENDER: OutOfTurn.REFUSE,
     Hub.ROUTE_SKIP: OutOfTurn.REFUSE,
     Hub.ROUTE_RESTART: OutOfTurn.REFUSE,
+    Hub.ROUTE_NEXT: OutOfTurn.REFUSE,
+    Hub.STAFF_CANCEL: OutOfTurn.REFUSE,
+    Hub.STAFF_CLOSE: OutOfTurn.REFUSE,
+    Hub.STAFF_MESSAGE: OutOfTurn.REFUSE,
 }
 
 # Inputs whose table key includes the yes/no answer.

@@ -4,6 +4,8 @@
                                         and requests staff must submit (ILLiad links),
                                         per partner
     rshub redeliver TXN [--partner SYM] send a transaction's waiting steps again now
+                                        (hub.ops.actions.redeliver also waits for the
+                                        try and says what came of it)
     rshub redeliver --partner SYM       send every step waiting for SYM again now
 
 The list is read from ill.transactions (the transaction table's changelog: the latest row of
@@ -15,7 +17,6 @@ itself when a partner answers again (ill.partners), which each worker turns into
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections import defaultdict
@@ -23,8 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.core.contract import FOR_STAFF
-from connectors.core.records import PartnerBack, Redeliver, VerdictOutcome
-from hub.kafka.followers import Verdicts, _Follower
+from connectors.core.records import PartnerBack, Redeliver
+from hub.kafka.followers import _Follower
 from hub.kafka.producer import KafkaIO
 from hub.kafka.topics import Topic
 
@@ -171,24 +172,11 @@ def describe(by_partner: dict[str, list[dict[str, Any]]]) -> list[str]:
 async def send_control(
     bootstrap: str, transaction_id: str, record: Any, ref: str, wait_s: float
 ) -> tuple[int, str]:
-    """Send a staff command to ill.control and wait for the state machine's verdict."""
-    verdicts = Verdicts(bootstrap)
-    await verdicts.start()
-    kafka = KafkaIO(bootstrap)
-    await kafka.start()
-    try:
-        answer = verdicts.expect(ref)
-        await kafka.send(Topic.CONTROL, transaction_id, record.model_dump_json().encode())
-        try:
-            verdict = await asyncio.wait_for(answer, wait_s)
-        except TimeoutError:
-            return 1, f"no answer from the hub within {wait_s:g} s (is it running?)"
-    finally:
-        await kafka.stop()
-        await verdicts.stop()
-    if verdict.outcome is VerdictOutcome.REFUSED:
-        return 2, f"refused: {verdict.error}"
-    return 0, f"done: {transaction_id} is now {verdict.state}"
+    """Send a staff command to ill.control and wait for the state machine's verdict (the
+    operations layer's, hub.ops.actions.send)."""
+    from hub.ops import actions
+
+    return await actions.send(actions.Link(bootstrap, wait_s), record)
 
 
 async def redeliver(

@@ -235,6 +235,28 @@ class Criteria:
     open_only: bool = False
     needs_attention: bool = False
     limit: int = 50
+    # Created at or after `created_from`, before `created_to` (ISO times, UTC).
+    created_from: str | None = None
+    created_to: str | None = None
+    # The order (a key of SORTS) and the page: `offset` rows skipped.
+    sort: str = "created"
+    descending: bool = True
+    offset: int = 0
+
+
+# The orders a list of transactions can be read in, by name; the id breaks ties, so paging
+# through equal values neither skips nor repeats a row.
+SORTS: dict[str, str] = {
+    "created": "created",
+    "progressed": "coalesce(progressed, created)",
+    "state": "state",
+    "borrower": "borrower",
+    "request_id": "borrower_request_id",
+    "patron": "patron",
+    "lender": "lender",
+    "title": "lower(title)",
+    "id": "id",
+}
 
 
 class Index:
@@ -502,6 +524,8 @@ class Index:
             )
         elif kind == "refused":
             summary = f"refused {change.get('event')}{who} in {before}"
+        elif kind == "staff":  # a staff note or message: the detail holds who and what
+            summary = f"{change.get('event')}{who}"
         else:  # what the engine made of a delivery report (next try, parked, next lender)
             summary = f"{change.get('event')} ({change.get('sender') or '?'})"
             kind = "decided"
@@ -621,6 +645,8 @@ class Index:
         elif kind == "redeliver":
             partner = f" to {command['partner']}" if command.get("partner") else ""
             summary = f"redeliver{partner} asked by {command.get('by')}"
+        elif kind == "staff":
+            return  # the engine's line on ill.events says what was done, or why not
         elif kind == "located":
             found = [f"{r.get('lender')}: {r.get('status')}" for r in command.get("results") or []]
             summary = "holdings: " + (", ".join(found) or "none")
@@ -633,8 +659,45 @@ class Index:
     # -- reading it ------------------------------------------------------------------------
 
     def find(self, criteria: Criteria, now: datetime, stuck: timedelta) -> list[dict[str, Any]]:
-        """Transactions matching every criterion given, newest first, each with `attention`:
-        why it needs staff, or None."""
+        """Transactions matching every criterion given, newest first (or in the criteria's
+        order), each with `attention`: why it needs staff, or None."""
+        return self.search(criteria, now, stuck)[0]
+
+    def search(
+        self, criteria: Criteria, now: datetime, stuck: timedelta
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the transactions matching every criterion (`limit` rows from
+        `offset`, in the criteria's order), and how many match in all."""
+        where, args = self._where(criteria, now)
+        direction = "DESC" if criteria.descending else "ASC"
+        order = f"{SORTS.get(criteria.sort, 'created')} {direction}, id {direction}"
+        condition = " AND ".join(where)
+        if not criteria.needs_attention:
+            total = self.db.execute(
+                f"SELECT count(*) FROM transactions WHERE {condition}", args
+            ).fetchone()[0]
+            rows = self.db.execute(
+                f"SELECT * FROM transactions WHERE {condition} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*args, criteria.limit, max(criteria.offset, 0)],
+            )
+            found = [dict(row) for row in rows]
+            for item in found:
+                item["attention"] = self.attention(item, now, stuck)
+            return found, total
+        # Why a request needs attention comes from several tables: every match is judged,
+        # then the page is cut from those that do.
+        matched = []
+        for row in self.db.execute(
+            f"SELECT * FROM transactions WHERE {condition} ORDER BY {order}", args
+        ):
+            item = dict(row)
+            item["attention"] = self.attention(item, now, stuck)
+            if item["attention"]:
+                matched.append(item)
+        start = max(criteria.offset, 0)
+        return matched[start : start + criteria.limit], len(matched)
+
+    def _where(self, criteria: Criteria, now: datetime) -> tuple[list[str], list[Any]]:
         where: list[str] = ["(state IS NOT NULL OR borrower IS NOT NULL)"]
         args: list[Any] = []
         for column, wanted in (
@@ -660,17 +723,13 @@ class Index:
         if criteria.older_than is not None:
             where.append("created <= ?")
             args.append((now - criteria.older_than).isoformat())
-        sql = f"SELECT * FROM transactions WHERE {' AND '.join(where)} ORDER BY created DESC"
-        found = []
-        for row in self.db.execute(sql, args):
-            item = dict(row)
-            item["attention"] = self.attention(item, now, stuck)
-            if criteria.needs_attention and not item["attention"]:
-                continue
-            found.append(item)
-            if len(found) >= criteria.limit:
-                break
-        return found
+        if criteria.created_from:
+            where.append("created >= ?")
+            args.append(criteria.created_from)
+        if criteria.created_to:
+            where.append("created < ?")
+            args.append(criteria.created_to)
+        return where, args
 
     def needing_attention(self, now: datetime, stuck: timedelta) -> int:
         """How many open transactions need staff, by the definition `find --needs-attention`
@@ -769,6 +828,12 @@ class Index:
     def dead_letters(
         self, partner: str | None = None, stage: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
+        return self.dead_letter_page(partner, stage, limit)[0]
+
+    def dead_letter_page(
+        self, partner: str | None = None, stage: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Dead letters, newest first: `limit` from `offset`, and how many match in all."""
         where, args = ["1 = 1"], []
         if partner:
             where.append("partner = ?")
@@ -776,11 +841,26 @@ class Index:
         if stage:
             where.append("stage = ?")
             args.append(stage)
+        condition = " AND ".join(where)
+        total = self.db.execute(
+            f"SELECT count(*) FROM deadletters WHERE {condition}", args
+        ).fetchone()[0]
         rows = self.db.execute(
-            f"SELECT * FROM deadletters WHERE {' AND '.join(where)} ORDER BY at DESC LIMIT ?",
-            [*args, limit],
+            f"SELECT * FROM deadletters WHERE {condition} ORDER BY at DESC, ref DESC "
+            "LIMIT ? OFFSET ?",
+            [*args, limit, max(offset, 0)],
         )
-        return [dict(r) for r in rows]
+        return [dict(r) for r in rows], total
+
+    def dead_letter_values(self) -> tuple[list[str], list[str]]:
+        """The stages and the partners dead letters have, for a filter to choose from."""
+        stages = self.db.execute(
+            "SELECT DISTINCT stage FROM deadletters WHERE stage IS NOT NULL ORDER BY stage"
+        )
+        partners = self.db.execute(
+            "SELECT DISTINCT partner FROM deadletters WHERE partner IS NOT NULL ORDER BY partner"
+        )
+        return [r[0] for r in stages], [r[0] for r in partners]
 
     def dead_letter(self, ref: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM deadletters WHERE ref = ?", (ref,)).fetchone()

@@ -4,6 +4,7 @@
     rshub route TXN --lender SYM      send the request to SYM now
     rshub route TXN --skip SYM        never ask SYM for this request
     rshub route TXN --restart         search the catalogues again and rebuild the rota
+    rshub route TXN --next            take it back from its lender and ask the next one
 
 Commands go to the state machine on ill.control; the answer (applied, or refused with the
 reason) is read back from ill.replies.
@@ -12,10 +13,9 @@ reason) is read back from ill.replies.
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
-from connectors.core.records import RouteAction, RouteCommand
+from connectors.core.records import RouteAction
 from hub.kafka.followers import _Follower
 from hub.kafka.topics import Topic
 
@@ -61,14 +61,14 @@ def describe(decision: dict[str, Any]) -> list[str]:
 
 
 async def command(
-    bootstrap: str, transaction_id: str, action: RouteAction, lender: str | None, wait_s: float
+    bootstrap: str,
+    transaction_id: str,
+    action: RouteAction,
+    lender: str | None,
+    wait_s: float,
+    by: str = "staff",
 ) -> tuple[int, str]:
-    order = RouteCommand(
-        command_id=f"route-{uuid.uuid4().hex}",
-        transaction_id=transaction_id,
-        action=action,
-        lender=lender,
-    )
-    from hub.ops.deliveries import send_control
+    """`rshub route`: the staff action of `hub.ops.actions` (the console's and the API's too)."""
+    from hub.ops import actions
 
-    return await send_control(bootstrap, transaction_id, order, order.ref, wait_s)
+    return await actions.route(actions.Link(bootstrap, wait_s), transaction_id, action, lender, by)

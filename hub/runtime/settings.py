@@ -187,6 +187,11 @@ class Settings(BaseModel):
     console_live_interval_s: float = Field(
         1.0, gt=0, description="how often the console's live updates look for news"
     )
+    # The console's one setting here (hub/ops/console reads it): times shown to staff.
+    console_timezone: str = Field(
+        "UTC",
+        description="time zone the console shows times in (an IANA name, e.g. Europe/Berlin)",
+    )
     api_enabled: bool = Field(
         True, description="serve the JSON API at /api/v1 on the HTTP port (docs/api.md)"
     )
@@ -207,6 +212,17 @@ class Settings(BaseModel):
         "start-up and rebalance chatter)",
     )
     validate_xsd: bool = Field(True, description="validate inbound XML against the XSDs")
+
+    @field_validator("console_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone (e.g. Europe/Berlin)") from None
+        return value
 
     @field_validator("log_level", "library_log_level", mode="before")
     @classmethod

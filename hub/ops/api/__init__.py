@@ -15,7 +15,6 @@ composition root: the hub knows connectors through the contract only.
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -44,30 +43,28 @@ def build(
 ) -> Api:
     """The API of a running hub: its staff actions are the console's (`rshub redeliver`,
     `rshub route`, `rshub deadletters replay`), with the client's name as who asked."""
-    from connectors.core.records import Redeliver, RouteAction, RouteCommand
-    from hub.ops import deliveries
+    from connectors.core.records import RouteAction
+    from hub.ops import actions
     from hub.ops import index as index_module
     from hub.ops import replay as replaying
     from hub.runtime import webhook_store, webhooks
 
-    wait = settings.reply_timeout_s
+    link = actions.Link(bootstrap, settings.reply_timeout_s)
     path = index_module.index_path(settings.data_dir)
 
     async def redeliver(txn: str, partner: str | None, by: str) -> tuple[int, str]:
-        order = Redeliver(
-            command_id=f"redeliver-{uuid.uuid4().hex}", transaction_id=txn, partner=partner, by=by
-        )
-        return await deliveries.send_control(bootstrap, txn, order, order.ref, wait)
+        # The API answers once the hub took the command (docs/api.md); the console waits.
+        return await actions.redeliver(link, txn, partner, by, wait=False)
 
     async def route(txn: str, action: str, lender: str | None, by: str) -> tuple[int, str]:
-        order = RouteCommand(
-            command_id=f"route-{uuid.uuid4().hex}",
-            transaction_id=txn,
-            action=RouteAction(action),
-            lender=lender,
-            by=by,
-        )
-        return await deliveries.send_control(bootstrap, txn, order, order.ref, wait)
+        return await actions.route(link, txn, RouteAction(action), lender, by)
+
+    async def manage(txn: str, action: str, text: str, to: str | None, by: str) -> tuple[int, str]:
+        if action == "message":
+            assert to is not None  # the API asks for it
+            return await actions.message(link, txn, to, text, by)
+        act = {"cancel": actions.cancel, "close": actions.close, "note": actions.note}[action]
+        return await act(link, txn, text, by)
 
     async def replay(ref: str, trust: bool, by: str) -> tuple[int, str]:
         index = index_module.Index(path)
@@ -89,6 +86,7 @@ def build(
         redeliver=redeliver,
         route=route,
         replay=replay,
+        manage=manage,
         stuck=index_module.stuck_after(),
         webhooks=webhook_store.path_in(settings.data_dir),
         event_ends=lambda: webhooks.event_ends(bootstrap),

@@ -83,6 +83,7 @@ class Api:
         redeliver: Staff | None = None,
         route: Staff | None = None,
         replay: Staff | None = None,
+        manage: Staff | None = None,
         stuck: timedelta = timedelta(hours=72),
         throttle: LoginThrottle | None = None,
         webhooks: Path | None = None,
@@ -90,14 +91,15 @@ class Api:
     ) -> None:
         """`row(txn)`: the transaction table's row in this worker, or None; `renews(lender)`:
         whether that lender's protocol has renewals; `redeliver(txn, partner, by)`,
-        `route(txn, action, lender, by)`, `replay(ref, trust_sender, by)`: the operators'
-        actions, as the console does them. `webhooks`: the subscriptions' store
+        `route(txn, action, lender, by)`, `replay(ref, trust_sender, by)`, `manage(txn,
+        action, text, to, by)` (cancel, close, note, message): the operators' actions, as
+        the console does them (hub.ops.actions). `webhooks`: the subscriptions' store
         (hub.runtime.webhook_store; None: no webhooks); `event_ends()`: the ends of
         ill.events now, where the first subscription's deliveries start."""
         self.intake, self.codec, self.tokens = intake, codec, tokens
         self.index_path, self.document = index_path, document
         self.row, self.renews = row, renews
-        self.staff = {"redeliver": redeliver, "route": route, "replay": replay}
+        self.staff = {"redeliver": redeliver, "route": route, "replay": replay, "manage": manage}
         self.stuck = stuck
         self.throttle = throttle or LoginThrottle()
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="api-index")
@@ -125,6 +127,7 @@ class Api:
         api.router.add_get("/transactions/{transaction_id}", self.read_transaction)
         api.router.add_post("/transactions/{transaction_id}/redeliver", self.redeliver)
         api.router.add_post("/transactions/{transaction_id}/route", self.route)
+        api.router.add_post("/transactions/{transaction_id}/staff", self.manage)
         api.router.add_post("/deadletters/replay", self.replay)
         api.router.add_post("/webhooks", self.subscribe)
         api.router.add_get("/webhooks", self.subscriptions)
@@ -486,7 +489,7 @@ class Api:
         given = await self._staff_body(request, views.Route, True)
         if isinstance(given, web.Response):
             return given
-        if given.action != "restart" and not given.lender:
+        if given.action in ("lender", "skip") and not given.lender:
             return invalid("lender", f"a lender is needed to {given.action}")
         txn = request.match_info["transaction_id"]
         if await self._view(txn) is None:
@@ -494,6 +497,23 @@ class Api:
         assert self.staff["route"] is not None
         return self._outcome(
             *await self.staff["route"](txn, given.action, given.lender, client.name)
+        )
+
+    async def manage(self, request: web.Request) -> web.Response:
+        client = await self._staff(request, "manage")
+        if isinstance(client, web.Response):
+            return client
+        given = await self._staff_body(request, views.StaffAct, True)
+        if isinstance(given, web.Response):
+            return given
+        if given.action == "message" and given.to is None:
+            return invalid("to", "a message goes to the borrower or the lender")
+        txn = request.match_info["transaction_id"]
+        if await self._view(txn) is None:
+            return problem(404, "no such request", "not_found")
+        assert self.staff["manage"] is not None
+        return self._outcome(
+            *await self.staff["manage"](txn, given.action, given.text, given.to, client.name)
         )
 
     async def replay(self, request: web.Request) -> web.Response:

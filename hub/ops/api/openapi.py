@@ -107,9 +107,9 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
     """The whole document; `place` and `action`: the API connector's request models."""
     models: list[type[BaseModel]] = [
         place, action, views.Accepted, views.RequestView, views.RequestPage, views.Outcome,
-        views.Redeliver, views.Route, views.Replay, views.Problem, views.WebhookCreate,
-        views.WebhookCreated, views.WebhookList, views.WebhookDeliveries, views.WebhookRedeliver,
-        views.PatronStatus, WebhookEvent,
+        views.Redeliver, views.Route, views.StaffAct, views.Replay, views.Problem,
+        views.WebhookCreate, views.WebhookCreated, views.WebhookList, views.WebhookDeliveries,
+        views.WebhookRedeliver, views.PatronStatus, WebhookEvent,
     ]  # fmt: skip
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     request = _id("request_id", "the borrower's own request id")
@@ -224,6 +224,18 @@ def document(place: type[BaseModel], action: type[BaseModel]) -> dict[str, Any]:
                 "summary": "staff: ask a lender now, skip one, or search again (scope `reroute`)",
                 "parameters": [transaction],
                 "requestBody": {"required": True, "content": _json(views.Route)},
+                "responses": {
+                    "200": {"description": "what the hub did", "content": _json(views.Outcome)},
+                    **_problems(*AUTH, 404, 409, 422, 503),
+                },
+            }
+        },
+        "/api/v1/transactions/{transaction_id}/staff": {
+            "post": {
+                "operationId": "manage",
+                "summary": "staff: cancel, close, note or send a message (scope `manage`)",
+                "parameters": [transaction],
+                "requestBody": {"required": True, "content": _json(views.StaffAct)},
                 "responses": {
                     "200": {"description": "what the hub did", "content": _json(views.Outcome)},
                     **_problems(*AUTH, 404, 409, 422, 503),

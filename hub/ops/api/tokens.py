@@ -25,9 +25,10 @@ from hub.ops import private_file
 
 # What a library's token may do with its own requests.
 LIBRARY_SCOPES = ("read", "request", "act")
-# Staff scopes: `read` every library's requests, and the console operators' actions.
+# Staff scopes: `read` every library's requests, and the console operators' actions
+# (`manage`: cancel, close, note, message).
 # (No `acknowledge`: the hub has no operator action that clears attention yet.)
-STAFF_SCOPES = ("read", "redeliver", "replay", "reroute")
+STAFF_SCOPES = ("read", "redeliver", "replay", "reroute", "manage")
 NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 TOKEN = re.compile(r"^rshub_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 NO_PARTNER = "-"

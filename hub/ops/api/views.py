@@ -90,8 +90,19 @@ class Redeliver(BaseModel):
 
 
 class Route(BaseModel):
-    action: Literal["lender", "skip", "restart"]
+    action: Literal["lender", "skip", "next", "restart"]
     lender: str | None = Field(None, description="for lender and skip: the lender's symbol")
+
+
+class StaffAct(BaseModel):
+    action: Literal["cancel", "close", "note", "message"] = Field(
+        description="cancel the request, close a loan known to be finished, note something "
+        "on its timeline, or send the borrower or the lender a message"
+    )
+    text: str = Field(
+        "", max_length=2000, description="the reason (cancel, close), the note or the message"
+    )
+    to: Literal["borrower", "lender"] | None = Field(None, description="a message's recipient")
 
 
 class Replay(BaseModel):

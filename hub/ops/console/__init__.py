@@ -15,8 +15,8 @@ from __future__ import annotations
 import getpass
 import socket
 import sys
-import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from connectors.core.directory import Directory
 from hub.ops.console.app import Console
@@ -38,21 +38,23 @@ def build(
     load: Any,
 ) -> Console:
     """The console of a running hub: its pages read the index `serve` keeps; its actions are
-    `rshub redeliver` and `rshub deadletters replay`, with the console user as who asked."""
-    from connectors.core.records import Redeliver
+    the staff actions of `hub.ops.actions` (as `rshub route`, `rshub redeliver`...) and
+    `rshub deadletters replay`/`ack`, with the console user as who asked."""
+    from hub.ops import actions
     from hub.ops import deliveries as delivery_cli
     from hub.ops import index as index_module
     from hub.ops import replay as replaying
 
+    staff = actions.Staff(actions.Link.of(settings, directory, bootstrap))
+
     async def redeliver(txn: str | None, partner: str | None, by: str) -> tuple[int, str]:
-        if txn is None:
-            return await delivery_cli.redeliver(bootstrap, None, partner, settings.reply_timeout_s)
-        order = Redeliver(
-            command_id=f"redeliver-{uuid.uuid4().hex}", transaction_id=txn, partner=partner, by=by
-        )
-        return await delivery_cli.send_control(
-            bootstrap, txn, order, order.ref, settings.reply_timeout_s
-        )
+        if txn is not None:
+            return await staff.redeliver(txn, partner, by)
+        assert partner is not None
+        # Request by request, so the operator hears what came of each try.
+        steps = (await delivery_cli.waiting(bootstrap)).get(partner, [])
+        txns = [s["transaction_id"] for s in steps if s["status"] in delivery_cli.WAITING]
+        return await staff.redeliver_partner(partner, txns, by)
 
     async def replay(
         ref: str, letter: dict[str, Any] | None, raw: dict[str, Any] | None, trust: bool, by: str
@@ -86,6 +88,8 @@ def build(
         redeliver=redeliver,
         replay=replay,
         acknowledge=acknowledge,
+        staff=staff,
+        zone=ZoneInfo(settings.console_timezone),  # checked when the settings were read
     )
 
 

@@ -5,6 +5,8 @@
     GET  /                                     open requests by state; search (Index.find)
     GET  /requests/{txn}                       one request: facts, routing, timeline, raw
     POST /requests/{txn}/redeliver             operators: send its waiting steps again
+    POST /requests/{txn}/{action}              operators: route, cancel, close, note, message
+                                               (hub.ops.actions; REQUEST_ACTIONS)
     GET  /partners                             each partner's load, open requests, last
                                                contact, delivery health, waiting deliveries
     POST /partners/{symbol}/redeliver          operators: send all that waits for it again
@@ -32,7 +34,7 @@ import socket
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,7 +45,9 @@ from mode import Service
 
 from connectors.core.connections import SourceLimit, capped
 from connectors.core.directory import Directory
+from connectors.core.records import RouteAction
 from connectors.core.throttle import LoginThrottle
+from hub.domain.lifecycle import State
 from hub.ops import index as index_module
 from hub.ops import statistics
 from hub.ops.console import pages, static, views
@@ -75,8 +79,10 @@ SECURITY_HEADERS = {
 MAX_FORM_BYTES = 64 * 1024
 HEARTBEAT_S = 15.0  # an SSE comment this often keeps proxies from closing the stream
 CLIENT_QUEUE = 1000  # live events buffered per browser; one that falls behind is dropped
-SEARCH_LIMIT = 100
-DEADLETTER_LIMIT = 200
+PAGE_SIZE = 50  # requests per page of the list
+# Every state a request can be in, for the list's filter (not only those the index has seen).
+ALL_STATES = [s.value for s in State if s is not State.NEW]
+DEADLETTER_PAGE = 50  # dead letters per page
 
 SESSION = web.RequestKey("console_session", Session)
 FORM = web.RequestKey("console_form", dict[str, str])  # the text fields of a POSTed form
@@ -111,12 +117,16 @@ class Console(Service):
         redeliver: Redeliverer | None = None,
         replay: Replayer | None = None,
         acknowledge: Acknowledger | None = None,
+        staff: Any = None,
+        zone: tzinfo = UTC,
         **kwargs: Any,
     ) -> None:
         """`load`: open requests each lender holds (the rota's load view); `waiting`: steps
         waiting for delivery per partner (rshub deliveries); `redeliver(txn, partner, by)`,
         `replay(ref, letter, raw, trust_sender, by)` and `acknowledge(ref, letter, by,
-        note)`: the operators' actions, as the commands do them (hub.ops).
+        note)`: the operators' actions, as the commands do them (hub.ops); `staff`: the
+        request actions (a `hub.ops.actions.Staff`: reroute, cancel, close, note, message);
+        `zone`: the time zone pages show times in.
         `idle_timeout_s`: a connection without a whole request head within it (from connect,
         or from its last answer) is closed; the two caps: open connections from one source
         address, and in all."""
@@ -137,6 +147,8 @@ class Console(Service):
         self.redeliver_call = redeliver
         self.replay_call = replay
         self.acknowledge_call = acknowledge
+        self.staff = staff
+        self.zone = zone
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-index")
         self.index: index_module.Index | None = None
         self.clients: set[asyncio.Queue[tuple[str, dict[str, Any]] | None]] = set()
@@ -201,6 +213,7 @@ class Console(Service):
         app.router.add_get("/", self.requests)
         app.router.add_get("/requests/{txn}", self.request_page)
         app.router.add_post("/requests/{txn}/redeliver", self.redeliver_request)
+        app.router.add_post("/requests/{txn}/{action}", self.request_action)
         app.router.add_get("/partners", self.partners)
         app.router.add_post("/partners/{symbol}/redeliver", self.redeliver_partner)
         app.router.add_get("/deadletters", self.deadletters)
@@ -366,6 +379,12 @@ class Console(Service):
 
     async def requests(self, request: web.Request) -> web.Response:
         query = {k: v.strip() for k, v in request.query.items() if isinstance(v, str)}
+        errors: list[str] = []
+        created_from = self._day(query.get("from"), 0, "from", errors)
+        created_to = self._day(query.get("to"), 1, "to", errors)
+        sort = query.get("sort") if query.get("sort") in index_module.SORTS else "created"
+        descending = query.get("dir") != "asc"
+        page = _number(query.get("page"))
         criteria = index_module.Criteria(
             borrower=query.get("borrower") or None,
             request_id=query.get("request_id") or None,
@@ -375,21 +394,36 @@ class Console(Service):
             states=[query["state"]] if query.get("state") else [],
             open_only=bool(query.get("open")),
             needs_attention=bool(query.get("attention")),
-            limit=SEARCH_LIMIT,
+            limit=PAGE_SIZE,
+            created_from=created_from,
+            created_to=created_to,
+            sort=str(sort),
+            descending=descending,
+            offset=(page - 1) * PAGE_SIZE,
         )
         now = datetime.now(UTC)
         index = self._index()
 
-        def read() -> tuple[dict[str, int], list[str], list[dict[str, Any]]]:
-            return (
-                views.open_by_state(index),
-                views.known_states(index),
-                index.find(criteria, now, self.stuck),
-            )
+        def read() -> tuple[dict[str, int], tuple[list[dict[str, Any]], int]]:
+            return views.open_by_state(index), index.search(criteria, now, self.stuck)
 
-        counts, states, found = await self.read(read)
-        content = pages.requests_page(query, counts, states, found, now)
+        counts, (found, total) = await self.read(read)
+        listing = pages.Listing(found, total, criteria.offset, PAGE_SIZE, str(sort), descending)
+        content = pages.requests_page(query, counts, ALL_STATES, listing, now, self.zone, errors)
         return self.page(request, "Requests", content, "requests")
+
+    def _day(self, given: str | None, after: int, name: str, errors: list[str]) -> str | None:
+        """The start of a day given as YYYY-MM-DD (or of the day `after` it) in the console's
+        zone, as the index keeps times (ISO, UTC); a day that is not one is said, not used."""
+        if not given:
+            return None
+        try:
+            day = date.fromisoformat(given)
+        except ValueError:
+            errors.append(f"{name}: {given!r} is not a date (YYYY-MM-DD); not used")
+            return None
+        start = datetime.combine(day + timedelta(days=after), time(), tzinfo=self.zone)
+        return start.astimezone(UTC).isoformat()
 
     async def request_page(self, request: web.Request) -> web.Response:
         txn = request.match_info["txn"]
@@ -409,7 +443,19 @@ class Console(Service):
             response.set_status(404)
             return response
         row, story, routing, attention = found
-        content = pages.request_page(row, story, routing, attention, request[SESSION], now)
+        choices = None
+        if self.staff is not None:
+            choices = pages.StaffChoices(
+                lenders=[p.symbol for p in self.directory.partners if p.lends],
+                messageable={
+                    side: symbol
+                    for side, symbol in views.parties(row).items()
+                    if self.staff.can_message(symbol, side)
+                },
+            )
+        content = pages.request_page(
+            row, story, routing, attention, request[SESSION], now, choices, self.zone
+        )
         return self.page(request, f"Request {txn}", content, "request", txn=txn)
 
     async def partners(self, request: web.Request) -> web.Response:
@@ -422,24 +468,34 @@ class Console(Service):
             log.warning("console.waiting_unavailable", error=str(error)[:200])
             waiting = {}
         content = pages.partners_page(
-            list(self.directory.partners), figures, self.load(), waiting, request[SESSION], now
+            list(self.directory.partners),
+            figures,
+            self.load(),
+            waiting,
+            request[SESSION],
+            now,
+            self.zone,
         )
         return self.page(request, "Partners", content, "partners")
 
     async def deadletters(self, request: web.Request) -> web.Response:
         query = {k: v.strip() for k, v in request.query.items() if isinstance(v, str)}
+        offset = (_number(query.get("page")) - 1) * DEADLETTER_PAGE
         index = self._index()
 
-        def read() -> list[dict[str, Any]]:
-            letters = index.dead_letters(
-                query.get("partner") or None, query.get("stage") or None, DEADLETTER_LIMIT
+        def read() -> tuple[list[dict[str, Any]], int, tuple[list[str], list[str]]]:
+            letters, total = index.dead_letter_page(
+                query.get("partner") or None, query.get("stage") or None, DEADLETTER_PAGE, offset
             )
             for letter in letters:
                 letter["replayable"] = bool(letter["audit_ref"] and index.raw(letter["audit_ref"]))
-            return letters
+            return letters, total, index.dead_letter_values()
 
-        letters = await self.read(read)
-        content = pages.deadletters_page(letters, query, request[SESSION])
+        letters, total, (stages, partners) = await self.read(read)
+        listing = pages.Listing(letters, total, offset, DEADLETTER_PAGE, "at", True)
+        content = pages.deadletters_page(
+            listing, query, request[SESSION], self.zone, stages, partners
+        )
         return self.page(request, "Dead letters", content, "deadletters")
 
     async def stats(self, request: web.Request) -> web.Response:
@@ -477,6 +533,27 @@ class Console(Service):
         partner = _field(request[FORM], "partner") or None
         said = await self._act(session, "redeliver", txn, self._redeliver(txn, partner, session))
         session.flash.append(said)
+        raise web.HTTPSeeOther(f"/requests/{txn}")
+
+    async def request_action(self, request: web.Request) -> web.Response:
+        """One of REQUEST_ACTIONS on a request, as `hub.ops.actions` does it for the CLI and
+        the API; the answer (done, or refused with the reason) is shown on its page."""
+        session = self._operator(request)
+        txn, name = request.match_info["txn"], request.match_info["action"]
+        if name not in REQUEST_ACTIONS:
+            raise web.HTTPNotFound(text=f"no action {name}")
+        form = request[FORM]
+        index = self._index()
+        row = await self.read(partial(index.transaction, txn))
+        said: Awaitable[tuple[int, str]]
+        if self.staff is None:
+            said = _done(2, f"{name} is not available in this console")
+        elif row is None:
+            said = _done(1, f"no request {txn} in the index (yet)")
+        else:
+            by = f"console:{session.user}"
+            said = REQUEST_ACTIONS[name](self.staff, txn, form, by, row)
+        session.flash.append(await self._act(session, name, txn, said))
         raise web.HTTPSeeOther(f"/requests/{txn}")
 
     async def redeliver_partner(self, request: web.Request) -> web.Response:
@@ -593,6 +670,8 @@ class Console(Service):
                 log.warning("console.live_unavailable", error=str(error)[:200])
                 continue
             for event in found:
+                # Shown as the pages show times: in the console's zone.
+                event["when"] = pages.when(event.get("at"), self.zone)
                 for queue in list(self.clients):
                     try:
                         queue.put_nowait((str(event["type"]), event))
@@ -613,6 +692,43 @@ class Console(Service):
         if self.index is None:
             raise web.HTTPServiceUnavailable(text="the console is starting")
         return self.index
+
+
+Action = Callable[[Any, str, dict[str, str], str, dict[str, Any]], Awaitable[tuple[int, str]]]
+
+
+def _route(
+    staff: Any, txn: str, form: dict[str, str], by: str, row: dict[str, Any]
+) -> Awaitable[tuple[int, str]]:
+    how = _field(form, "how")
+    try:
+        action = RouteAction(how)
+    except ValueError:
+        return _done(2, f"no way to route called {how!r}")
+    named = action in (RouteAction.LENDER, RouteAction.SKIP)
+    lender = _field(form, "lender").strip() or None
+    if named and lender is None:
+        return _done(2, "choose the lender")
+    return staff.route(txn, action, lender if named else None, by)
+
+
+def _message(
+    staff: Any, txn: str, form: dict[str, str], by: str, row: dict[str, Any]
+) -> Awaitable[tuple[int, str]]:
+    to = _field(form, "to")
+    recipient = views.parties(row).get(to)
+    return staff.message(txn, to, _field(form, "text"), by, recipient)
+
+
+# The request actions of the console, by the last part of their path; each calls the
+# operations layer (`hub.ops.actions.Staff`) with the form's fields and who asked.
+REQUEST_ACTIONS: dict[str, Action] = {
+    "route": _route,
+    "cancel": lambda staff, txn, form, by, row: staff.cancel(txn, _field(form, "reason"), by),
+    "close": lambda staff, txn, form, by, row: staff.close(txn, _field(form, "reason"), by),
+    "note": lambda staff, txn, form, by, row: staff.note(txn, _field(form, "text"), by),
+    "message": _message,
+}
 
 
 def _text_fields(form: Any) -> dict[str, str]:
@@ -639,6 +755,14 @@ def _local(target: str) -> str:
     if not LOCAL_PATH.fullmatch(target) or UNSAFE_DECODED.search(urllib.parse.unquote(target)):
         return ""
     return target
+
+
+def _number(given: str | None) -> int:
+    """A page number from the query: 1 unless a whole number of at least 1 is given."""
+    try:
+        return max(1, int(given or "1"))
+    except ValueError:
+        return 1
 
 
 async def _done(code: int, text: str) -> tuple[int, str]:

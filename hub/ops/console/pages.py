@@ -5,11 +5,13 @@ static console.js (the Content-Security-Policy forbids inline script)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from string import Template
 from typing import Any
 
 from connectors.core.directory import Partner
+from hub.domain.lifecycle import Hub, State, accepts
 from hub.ops.console import pretty
 from hub.ops.console.html import Html, fill, h, join, link, table, tag, url, void
 from hub.ops.console.html import row as table_row
@@ -69,6 +71,10 @@ $message
 <label for="q-patron">Patron</label> <input id="q-patron" name="patron" value="$patron" size="10">
 <label for="q-lender">Lender</label> <input id="q-lender" name="lender" value="$lender" size="8">
 <label for="q-state">State</label> <select id="q-state" name="state">$states</select>
+<label for="q-from">Created from</label>
+<input id="q-from" name="from" type="date" value="$created_from">
+<label for="q-to">to</label> <input id="q-to" name="to" type="date" value="$created_to">
+<input type="hidden" name="sort" value="$sort"><input type="hidden" name="dir" value="$dir">
 <label><input type="checkbox" name="open" value="1"$open> open only</label>
 <label><input type="checkbox" name="attention" value="1"$attention> needs attention</label>
 <button type="submit" id="find">Find</button>
@@ -169,12 +175,95 @@ def age(since: str | None, now: datetime) -> str:
     return f"{max(seconds, 0):.0f}s"
 
 
+def when(value: str | None, zone: tzinfo) -> str:
+    """A stored time (ISO, UTC) as people read it where the console is used: in its zone
+    (RSHUB_CONSOLE_TIMEZONE), to the second, with the zone's abbreviation."""
+    if not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a list: its rows, how many match in all, where the page starts and its
+    size, and the order it is in."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    offset: int
+    size: int
+    sort: str
+    descending: bool
+
+
+# The list's columns: heading, and the order (a key of hub.ops.index.SORTS) it sorts by.
+REQUEST_COLUMNS: tuple[tuple[str, str | None], ...] = (
+    ("Request", "id"),
+    ("State", "state"),
+    ("Borrower", "borrower"),
+    ("Request id", "request_id"),
+    ("Patron", "patron"),
+    ("Lender", "lender"),
+    ("Created", "created"),
+    ("Last progress", "progressed"),
+    ("Title", "title"),
+    ("Needs attention", None),
+)
+
+
+def _heading(label: str, sort: str | None, query: dict[str, str], listing: Listing) -> Html:
+    if sort is None:
+        return tag("th", label)
+    current = listing.sort == sort
+    # A click on the column sorted by turns the order round; on another, newest or Z first
+    # for times, A first for names.
+    descending = (not listing.descending) if current else sort in ("created", "progressed")
+    target = url("/", **{**query, "sort": sort, "dir": "desc" if descending else "asc", "page": ""})
+    arrow = (" ▼" if listing.descending else " ▲") if current else ""
+    return tag(
+        "th",
+        link(target, label + arrow, id=f"sort-{sort}"),
+        aria_sort=("descending" if listing.descending else "ascending") if current else None,
+    )
+
+
+def _pager(
+    query: dict[str, str], listing: Listing, path: str = "/", things: str = "requests"
+) -> Html:
+    pages = max(1, -(-listing.total // listing.size))
+    number = listing.offset // listing.size + 1
+    first = listing.offset + 1 if listing.rows else 0
+    last = listing.offset + len(listing.rows)
+    parts: list[Html] = [
+        tag(
+            "span",
+            f"{first} to {last} of {listing.total} {things} · page {number} of {pages}",
+            id="paging",
+        )
+    ]
+    if number > 1:
+        before = url(path, **{**query, "page": str(number - 1)})
+        parts.append(link(before, "← previous", id="page-prev"))
+    if number < pages:
+        after = url(path, **{**query, "page": str(number + 1)})
+        parts.append(link(after, "next →", id="page-next"))
+    return tag("p", join(parts, " "), class_="pager")
+
+
 def requests_page(
     query: dict[str, str],
     counts: dict[str, int],
     states: list[str],
-    found: list[dict[str, Any]],
+    listing: Listing,
     now: datetime,
+    zone: tzinfo = UTC,
+    errors: Iterable[str] = (),
 ) -> Html:
     chosen = query.get("state", "")
     options = join(
@@ -189,6 +278,10 @@ def requests_page(
         patron=query.get("patron", ""),
         lender=query.get("lender", ""),
         states=options,
+        created_from=query.get("from", ""),
+        created_to=query.get("to", ""),
+        sort=listing.sort,
+        dir="desc" if listing.descending else "asc",
         open=Html(" checked") if query.get("open") else Html(""),
         attention=Html(" checked") if query.get("attention") else Html(""),
     )
@@ -211,42 +304,37 @@ def requests_page(
                 r.get("borrower_request_id") or "",
                 r.get("patron") or "",
                 r.get("lender") or "-",
-                age(r.get("created"), now),
+                tag(
+                    "span", when(r.get("created"), zone), title=f"{age(r.get('created'), now)} ago"
+                ),
+                when(r.get("progressed"), zone),
                 r.get("title") or "",
                 tag("span", r.get("attention") or "", class_="attention"),
             ],
             data_txn=r["id"],
         )
-        for r in found
+        for r in listing.rows
     )
-    head = tag(
-        "tr",
-        join(
-            tag("th", c)
-            for c in (
-                "Request",
-                "State",
-                "Borrower",
-                "Request id",
-                "Patron",
-                "Lender",
-                "Age",
-                "Title",
-                "Needs attention",
-            )
-        ),
-    )
+    shown = {k: v for k, v in query.items() if k != "page"}
+    head = tag("tr", join(_heading(label, key, shown, listing) for label, key in REQUEST_COLUMNS))
     results = (
-        tag("table", join([tag("thead", head), tag("tbody", rows)]), id="requests")
-        if found
-        else tag("p", "No request matches.", id="no-match")
+        join(
+            [
+                _pager(query, listing),
+                tag("table", join([tag("thead", head), tag("tbody", rows)]), id="requests"),
+            ]
+        )
+        if listing.rows
+        else tag("p", f"No request matches ({listing.total} in all).", id="no-match")
     )
+    problems = join(tag("p", e, class_="error") for e in errors)
     return join(
         [
             tag("h2", "Open requests by state"),
             by_state,
             tag("h2", "Find"),
             form,
+            problems,
             results,
             tag("h2", "Live"),
             tag("ol", "", id="live-log"),
@@ -295,6 +383,8 @@ def request_page(
     attention: str | None,
     session: Session,
     now: datetime,
+    staff: StaffChoices | None = None,
+    zone: tzinfo = UTC,
 ) -> Html:
     txn = row["id"]
     facts = [
@@ -305,8 +395,8 @@ def request_page(
         ("Title", row.get("title") or "-"),
         ("Author", row.get("author") or "-"),
         ("Lenders asked", (row.get("lenders") or "").strip(",") or "-"),
-        ("Created", f"{row.get('created') or '-'} ({age(row.get('created'), now)} ago)"),
-        ("Last progress", row.get("progressed") or "-"),
+        ("Created", f"{when(row.get('created'), zone)} ({age(row.get('created'), now)} ago)"),
+        ("Last progress", when(row.get("progressed"), zone)),
         ("Deliveries waiting", f"{row.get('waiting') or 0} ({row.get('parked') or 0} parked)"),
         ("Needs attention", tag("span", attention or "no", class_="attention")),
     ]
@@ -321,6 +411,8 @@ def request_page(
                 button_id="redeliver",
             )
         )
+        if staff is not None:
+            parts.append(staff_actions(row, session, staff))
     parts.append(tag("h2", "Routing"))
     if routing:
         explained = "\n\n".join("\n".join(describe(d)) for d in routing)
@@ -341,13 +433,111 @@ def request_page(
             details.append(_body_block(entry.get("body")))
         rows.append(
             table_row(
-                [entry.get("at"), KIND_LABELS.get(kind, kind), entry.get("summary"), join(details)],
+                [
+                    when(entry.get("at"), zone),
+                    KIND_LABELS.get(kind, kind),
+                    entry.get("summary"),
+                    join(details),
+                ],
                 class_="kind-" + kind.replace(" ", "-"),
             )
         )
     head = tag("tr", join(tag("th", c) for c in ("At", "What", "Summary", "Messages")))
     parts.append(tag("table", join([tag("thead", head), tag("tbody", join(rows))]), id="timeline"))
     return join(parts)
+
+
+@dataclass(frozen=True)
+class StaffChoices:
+    """What the request page offers an operator: the lenders staff may name, and the
+    parties whose protocol takes a message from staff (side -> symbol)."""
+
+    lenders: list[str]
+    messageable: dict[str, str]
+
+
+def _select(name: str, id_: str, options: Iterable[tuple[str, str]], chosen: str = "") -> Html:
+    return tag(
+        "select",
+        join(
+            tag("option", label, value=value, selected=value == chosen) for value, label in options
+        ),
+        name=name,
+        id=id_,
+    )
+
+
+def _text(name: str, id_: str, placeholder: str, required: bool = True) -> Html:
+    return void(
+        "input",
+        name=name,
+        id=id_,
+        placeholder=placeholder,
+        maxlength="2000",
+        size="40",
+        required=required,
+    )
+
+
+def staff_actions(row: dict[str, Any], session: Session, staff: StaffChoices) -> Html:
+    """The operator's forms for this request, those its state allows (the lifecycle table
+    decides: the state machine would refuse the others, and says why if asked anyway)."""
+    txn = row["id"]
+    try:
+        state = State(row.get("state") or "")
+    except ValueError:
+        state = State.NEW
+    current = row.get("lender") or ""
+    path = f"/requests/{txn}"
+    forms: list[Html] = []
+    if accepts(state, Hub.ROUTE_LENDER):
+        others = [s for s in staff.lenders if s != row.get("borrower")]
+        forms.append(
+            action(
+                f"{path}/route",
+                session,
+                "Ask this lender",
+                {"how": "lender"},
+                button_id="route-lender",
+                extra=_select("lender", "route-lender-to", ((s, s) for s in others)),
+            )
+        )
+        forms.append(
+            action(
+                f"{path}/route",
+                session,
+                "Never ask this lender",
+                {"how": "skip"},
+                button_id="route-skip",
+                extra=_select("lender", "route-skip-who", ((s, s) for s in others), current),
+            )
+        )
+    if accepts(state, Hub.ROUTE_NEXT):
+        label = f"Ask the next lender (take it back from {current})"
+        forms.append(action(f"{path}/route", session, label, {"how": "next"}, "route-next"))
+    if accepts(state, Hub.ROUTE_RESTART):
+        label = "Search holdings again (restart the rota)"
+        forms.append(action(f"{path}/route", session, label, {"how": "restart"}, "route-restart"))
+    if accepts(state, Hub.STAFF_CANCEL):
+        reason = _text("reason", "cancel-reason", "why (the borrower is told)", required=False)
+        forms.append(
+            action(f"{path}/cancel", session, "Cancel the request", None, "cancel", reason)
+        )
+    if accepts(state, Hub.STAFF_CLOSE):
+        reason = _text("reason", "close-reason", "why, e.g. returned outside the system")
+        forms.append(action(f"{path}/close", session, "Close the loan", None, "close", reason))
+    if accepts(state, Hub.STAFF_MESSAGE) and staff.messageable:
+        to = _select(
+            "to",
+            "message-to",
+            ((side, f"the {side}, {symbol}") for side, symbol in staff.messageable.items()),
+        )
+        text = _text("text", "message-text", "the message")
+        forms.append(action(f"{path}/message", session, "Send", None, "message", Html(to + text)))
+    if accepts(state, Hub.STAFF_NOTE):
+        text = _text("text", "note-text", "a note for the timeline (no partner sees it)")
+        forms.append(action(f"{path}/note", session, "Add note", None, "note", text))
+    return tag("div", join(forms), class_="staff-actions", id="staff-actions")
 
 
 def partners_page(
@@ -357,6 +547,7 @@ def partners_page(
     waiting: dict[str, list[dict[str, Any]]],
     session: Session,
     now: datetime,
+    zone: tzinfo = UTC,
 ) -> Html:
     rows = []
     for partner in partners:
@@ -368,7 +559,11 @@ def partners_page(
         health = tag("span", f.health, class_=f"health {f.health}")
         tried = f"{f.sent} sent, {f.failed} failed, {f.retrying} retrying in 24 h"
         failure = (
-            tag("div", f"last failure {f.last_failure_at}: {f.last_failure}", class_="failure")
+            tag(
+                "div",
+                f"last failure {when(f.last_failure_at, zone)}: {f.last_failure}",
+                class_="failure",
+            )
             if f.last_failure
             else Html("")
         )
@@ -377,6 +572,8 @@ def partners_page(
             if session.operator and steps
             else Html("")
         )
+        # Who to call is shown where it is needed: next to a partner whose deliveries fail.
+        contact = _contact(partner) if f.health in ("failing", "degraded") or steps else Html("")
         rows.append(
             table_row(
                 [
@@ -397,7 +594,7 @@ def partners_page(
                             ),
                         ]
                     ),
-                    join([health, tag("div", tried), failure]),
+                    join([health, tag("div", tried), failure, contact]),
                     join([f"{len(steps) - parked} retrying, {parked} parked", redeliver]),
                 ],
                 data_partner=partner.symbol,
@@ -422,18 +619,49 @@ def partners_page(
     return tag("table", join([tag("thead", head), tag("tbody", join(rows))]), id="partners")
 
 
+def _contact(partner: Partner) -> Html:
+    """The partner's contact from the directory (contact_name, contact_email,
+    contact_phone), or a note that the directory gives none."""
+    parts: list[Html] = []
+    if partner.contact_name:
+        parts.append(h(partner.contact_name))
+    if partner.contact_email:
+        parts.append(link(f"mailto:{partner.contact_email}", partner.contact_email))
+    if partner.contact_phone:
+        parts.append(link(f"tel:{partner.contact_phone}", partner.contact_phone))
+    said = join(parts, ", ") if parts else Html("no contact in the directory")
+    return tag("div", join(["contact: ", said]), class_="contact")
+
+
 def deadletters_page(
-    letters: list[dict[str, Any]], query: dict[str, str], session: Session
+    listing: Listing,
+    query: dict[str, str],
+    session: Session,
+    zone: tzinfo = UTC,
+    stages: Iterable[str] = (),
+    partners: Iterable[str] = (),
 ) -> Html:
+    """`stages`, `partners`: the values the dead letters have, to filter by."""
+    letters = listing.rows
     form = tag(
         "form",
         join(
             [
                 tag("label", "Partner", for_="d-partner"),
-                void("input", id="d-partner", name="partner", value=query.get("partner", "")),
+                _select(
+                    "partner",
+                    "d-partner",
+                    [("", "any"), *((p, p) for p in partners)],
+                    query.get("partner", ""),
+                ),
                 tag("label", "Stage", for_="d-stage"),
-                void("input", id="d-stage", name="stage", value=query.get("stage", "")),
-                tag("button", "Filter", type="submit"),
+                _select(
+                    "stage",
+                    "d-stage",
+                    [("", "any"), *((s, s) for s in stages)],
+                    query.get("stage", ""),
+                ),
+                tag("button", "Filter", type="submit", id="d-filter"),
             ]
         ),
         method="get",
@@ -468,7 +696,7 @@ def deadletters_page(
         rows.append(
             [
                 letter["ref"],
-                str(letter.get("at") or "")[:19],
+                when(letter.get("at"), zone),
                 letter.get("stage") or "?",
                 letter.get("partner") or "-",
                 letter.get("protocol") or "-",
@@ -487,4 +715,6 @@ def deadletters_page(
         if rows
         else tag("p", "No dead letters.", id="deadletters")
     )
-    return join([form, listed])
+    shown = {k: v for k, v in query.items() if k != "page"}
+    pager = _pager(shown, listing, "/deadletters", "dead letters") if rows else Html("")
+    return join([form, pager, listed])

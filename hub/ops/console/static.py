@@ -66,7 +66,7 @@ JS = """
   source.onerror = function () { say("live: reconnecting"); };
   source.addEventListener("entry", function (message) {
     var e = JSON.parse(message.data);
-    log(String(e.at).slice(11, 19) + "  " + e.transaction_id + "  " + e.summary);
+    log(String(e.when).slice(11, 19) + "  " + e.transaction_id + "  " + e.summary);
     var rows = document.querySelectorAll("tr[data-txn]");
     for (var i = 0; i < rows.length; i++) {
       if (rows[i].dataset.txn === e.transaction_id && e.state) {
@@ -80,7 +80,7 @@ JS = """
       if (timeline) {
         var row = document.createElement("tr");
         row.className = "live kind-" + String(e.kind).replace(/[^a-z]/g, "-");
-        row.appendChild(cell("td", e.at));
+        row.appendChild(cell("td", e.when));
         row.appendChild(cell("td", e.kind));
         row.appendChild(cell("td", e.summary));
         row.appendChild(cell("td", "(live: reload for the messages)"));
@@ -92,13 +92,13 @@ JS = """
   });
   source.addEventListener("deadletter", function (message) {
     var d = JSON.parse(message.data);
-    log(String(d.at).slice(11, 19) + "  dead letter " + d.ref + " (" + d.stage + ", " +
+    log(String(d.when).slice(11, 19) + "  dead letter " + d.ref + " (" + d.stage + ", " +
         (d.partner || "-") + "): " + d.error);
     var listed = document.querySelector("table#deadletters tbody");
     if (listed && body.dataset.page === "deadletters") {
       var row = document.createElement("tr");
       row.className = "live kind-deadletter";
-      [d.ref, String(d.at).slice(0, 19), d.stage, d.partner || "-", "", d.transaction_id || "-",
+      [d.ref, d.when, d.stage, d.partner || "-", "", d.transaction_id || "-",
        d.error, "(reload to replay)"].forEach(function (value) {
         row.appendChild(cell("td", value));
       });

@@ -30,11 +30,11 @@ def open_by_state(index: Index) -> dict[str, int]:
     return {r["state"]: r["n"] for r in rows}
 
 
-def known_states(index: Index) -> list[str]:
-    rows = index.db.execute(
-        "SELECT DISTINCT state FROM transactions WHERE state IS NOT NULL ORDER BY state"
-    )
-    return [r["state"] for r in rows]
+def parties(row: dict[str, Any]) -> dict[str, str]:
+    """The request's borrower and the lender asked last (who holds it, if anybody does), by
+    side, from its index row."""
+    found = {"borrower": row.get("borrower"), "lender": row.get("lender")}
+    return {side: str(symbol) for side, symbol in found.items() if symbol}
 
 
 @dataclass
