@@ -1,0 +1,219 @@
+"""The read side over the operators' index and `ill.events`: `rshub find`, `show`,
+`deadletters` (list, replay, ack) and `tail`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hub.cli import running
+from hub.kafka.topics import Topic
+from hub.ops import replay as replaying
+from hub.runtime.settings import Settings
+
+
+async def _tail(bootstrap: str, from_beginning: bool) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.kafka import partition_ends
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        events = [
+            TopicPartition(Topic.EVENTS, p)
+            for p in sorted(consumer.partitions_for_topic(Topic.EVENTS) or ())
+        ]
+        consumer.assign(events)
+        if from_beginning:
+            await consumer.seek_to_beginning(*events)
+        else:  # not seek_to_end: the embedded broker's "latest" is short of the end
+            for tp, end in (await partition_ends.end_offsets(consumer, events)).items():
+                consumer.seek(tp, end)
+        async for record in consumer:
+            if record.value is None:  # a restored broker's filler (hub.kafka.snapshots)
+                continue
+            change = json.loads(record.value)
+            print(
+                f"{change['at']}  {change['transaction_id']}  {change['kind']:<10} "
+                f"{change['event']:<24} {change['from_state']} -> {change['to_state']}  "
+                f"{change.get('sender') or ''} {change.get('detail') or ''}".rstrip(),
+                flush=True,
+            )
+    finally:
+        await consumer.stop()
+
+
+def tail(settings: Settings, from_beginning: bool) -> int:
+    bootstrap = running.running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_tail(bootstrap, from_beginning))
+    return 0
+
+
+def duration(text: str) -> timedelta:
+    """3d, 12h, 30m (argparse type)."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number followed by d, h or m") from None
+
+
+def find(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.ops import index as index_module
+
+    try:
+        stuck = index_module.stuck_after()
+    except ValueError as error:
+        print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    criteria = index_module.Criteria(
+        borrower=args.borrower,
+        request_id=args.request_id,
+        patron=args.patron,
+        lender=args.lender,
+        title=" ".join(args.title or []) or None,
+        states=args.state or [],
+        older_than=args.older_than,
+        open_only=args.open,
+        needs_attention=args.needs_attention,
+        limit=args.limit,
+    )
+    now = datetime.now(UTC)
+    with running.open_index(settings, running.quiet_bootstrap(settings)) as index:
+        found = index.find(criteria, now, stuck)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0 if found else 1
+    if not found:
+        print("no transaction matches", file=sys.stderr)
+        return 1
+    for row in found:
+        title = (row.get("title") or "")[:40]
+        print(
+            f"{row['id']}  {row.get('state') or '?':<13} {row.get('borrower') or '?':<10} "
+            f"{row.get('borrower_request_id') or '':<16} -> {row.get('lender') or '-':<10} "
+            f"{running.age(row.get('created'), now):>5}  {title}"
+        )
+        if row.get("attention"):
+            print(f"    needs attention: {row['attention']}")
+    return 0
+
+
+def _raw_lines(raw: dict[str, Any]) -> list[str]:
+    """The raw bytes of a message: as text when they are text, else as hex."""
+    data = str(raw.get("body") or "").encode("latin-1")
+    head = f"raw ({raw.get('content_type') or '?'}, {len(data)} bytes, {raw.get('ref')}):"
+    try:
+        text = data.decode("utf-8")
+        printable = all(c.isprintable() or c in "\r\n\t" for c in text)
+    except UnicodeDecodeError:
+        printable = False
+    if printable:
+        body = text.splitlines() or [""]
+    else:
+        body = [data[i : i + 32].hex(" ") for i in range(0, len(data), 32)]
+    return [head, *("  " + line for line in body)]
+
+
+def show(settings: Settings, transaction_id: str, as_json: bool, raw: bool) -> int:
+    with running.open_index(settings, running.quiet_bootstrap(settings)) as index:
+        row = index.transaction(transaction_id)
+        story = index.story(transaction_id) if row else []
+    if row is None:
+        print(f"rshub: no transaction {transaction_id} in the index", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps({"transaction": row, "timeline": story}, indent=2, default=str))
+        return 0
+    print(
+        f"{row['id']}  {row.get('state') or '?'}  borrower {row.get('borrower') or '?'} "
+        f"request {row.get('borrower_request_id') or '?'}  patron {row.get('patron') or '-'}  "
+        f"lenders asked {row.get('lenders', '').strip(',') or '-'}"
+    )
+    if row.get("title"):
+        print(f"  {row['title']}" + (f" / {row['author']}" if row.get("author") else ""))
+    if row.get("needs_attention"):
+        print(f"  needs attention: {row['needs_attention']}")
+    shown: set[str] = set()
+    for entry in story:
+        print(f"{entry['at']}  {entry['kind']:<10} {entry['summary']}")
+        if raw and entry.get("raw") and entry["raw"]["ref"] not in shown:
+            shown.add(entry["raw"]["ref"])  # a refused message's bytes once, not twice
+            print("\n".join("      " + line for line in _raw_lines(entry["raw"])))
+    return 0
+
+
+def deadletters(settings: Settings, args: argparse.Namespace) -> int:
+    """`rshub deadletters [--partner SYM] [--stage S]`: refused messages and records, newest
+    first; `rshub deadletters replay REF`: the refused message again, as received."""
+    if args.action == "replay":
+        if not args.ref:
+            print("rshub: usage: rshub deadletters replay REF [--trust-sender]", file=sys.stderr)
+            return 2
+        return replay(settings, args.ref, args.trust_sender)
+    if args.action == "ack":
+        if not args.ref:
+            print("rshub: usage: rshub deadletters ack REF [--note TEXT]", file=sys.stderr)
+            return 2
+        return acknowledge(settings, args.ref, args.note or "")
+    with running.open_index(settings, running.quiet_bootstrap(settings)) as index:
+        letters = index.dead_letters(args.partner, args.stage, args.limit)
+        for letter in letters:
+            letter["replayable"] = bool(letter["audit_ref"] and index.raw(letter["audit_ref"]))
+    if args.json:
+        print(json.dumps(letters, indent=2))
+        return 0
+    if not letters:
+        print("no dead letters")
+        return 0
+    for letter in letters:
+        where = letter["transaction_id"] or "-"
+        print(
+            f"{letter['ref']:<22} {letter['at'][:19]}  {letter['stage'] or '?':<12} "
+            f"{letter['partner'] or '-':<10} {letter['protocol'] or '-':<10} {where}"
+        )
+        settled = letter["replayed"] or letter["acknowledged"]
+        hint = "  (replay: rshub deadletters replay REF)" if letter["replayable"] else ""
+        print(f"    {letter['error']}{'' if settled else hint}")
+        if letter["acknowledged"]:
+            print(f"    acknowledged by {letter['acknowledged']}")
+        if letter["replayed"]:
+            print(f"    replayed by {letter['replayed']}")
+    return 0
+
+
+def acknowledge(settings: Settings, ref: str, note: str) -> int:
+    """`rshub deadletters ack REF`: mark a dead letter settled (kept, marked)."""
+    bootstrap = running.running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    with running.open_index(settings, bootstrap) as index:
+        letter = index.dead_letter(ref)
+    code, text = asyncio.run(replaying.acknowledge(bootstrap, ref, letter, running.who(), note))
+    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def replay(settings: Settings, ref: str, trust_sender: bool) -> int:
+    """Feeds a dead letter's raw bytes, as its partner sent them, through the gateway again
+    with the directory as it is now (after the operator fixed it)."""
+    bootstrap = running.running_bootstrap(settings)
+    if not bootstrap:
+        return 2
+    with running.open_index(settings, bootstrap) as index:
+        letter = index.dead_letter(ref)
+        raw = index.raw(letter["audit_ref"]) if letter and letter["audit_ref"] else None
+    code, text = asyncio.run(
+        replaying.replay_letter(settings, bootstrap, ref, letter, raw, trust_sender, running.who())
+    )
+    print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
+    return code

@@ -1,0 +1,134 @@
+"""How the commands reach the hub they act on: its broker (configured, or the data
+folder's embedded one) and the operators' index; the small formatting they share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from connectors.core.contract import Registry
+from hub.kafka import embedded as kept_broker
+from hub.runtime.settings import Settings
+
+BROKER_FILE = "broker-address"
+
+
+BROKER_CHECK_S = 3.0
+
+
+class BrokerNote:
+    """`data_dir/broker-address`: where `rshub tail` and `route` found the embedded broker
+    of a running `rshub serve` before the broker outlived it (`broker.json` now); still
+    read, so a note an older serve left is honoured. Written atomically, removed only if
+    it still names the writer's broker."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / BROKER_FILE
+        self.written: str | None = None
+
+    def write(self, bootstrap: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{BROKER_FILE}.{os.getpid()}")
+        temporary.write_text(bootstrap)
+        os.replace(temporary, self.path)  # readers see the old address or the new, never half
+        self.written = bootstrap
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.written and self.path.read_text().strip() == self.written:
+                self.path.unlink()
+
+
+def answers(bootstrap: str) -> bool:
+    """Whether something accepts connections at the first bootstrap address."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=BROKER_CHECK_S):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def running_bootstrap(settings: Settings) -> str | None:
+    """The broker of a running hub: configured, or the data folder's embedded one (kept
+    alive by its keeper, or noted by an older serve), checked to answer."""
+    bootstrap = settings.bootstrap_servers
+    marker = settings.data_dir / BROKER_FILE
+    kept = None if bootstrap else kept_broker.running(settings.data_dir)
+    noted = not bootstrap and kept is None and marker.is_file()
+    if kept is not None:
+        bootstrap = kept.address
+    elif noted:
+        bootstrap = marker.read_text().strip()
+    if not bootstrap:
+        print("rshub: set KAFKA_BOOTSTRAP_SERVERS or start `rshub serve` first", file=sys.stderr)
+        return None
+    if not answers(bootstrap):
+        where = f"noted in {marker} by an `rshub serve` that has stopped?" if noted else ""
+        print(f"rshub: no broker answers at {bootstrap} {where}".rstrip(), file=sys.stderr)
+        return None
+    return bootstrap
+
+
+def redactors(registry: Registry) -> dict[str, Callable[[bytes], bytes]]:
+    """Per protocol, how its codec hides credentials in a body (the index keeps only that)."""
+    found = {}
+    for connector in registry:
+        redact = getattr(connector.codec, "redact", None)
+        if redact is not None:
+            found[connector.name] = redact
+    return found
+
+
+@contextlib.contextmanager
+def open_index(settings: Settings, bootstrap: str | None) -> Iterator[Any]:
+    """The operators' index, brought up to date with the topics first when a broker
+    answers (otherwise as the hub last left it, which is said)."""
+    from hub.ops import index as index_module
+    from hub.runtime import app as assembly
+
+    path = index_module.index_path(settings.data_dir)
+    index = index_module.Index(path, redactors(assembly.connectors(settings)))
+    try:
+        if bootstrap:
+            asyncio.run(index_module.catch_up(bootstrap, index))
+        else:
+            print(f"rshub: no broker answers; the index as last kept ({path})", file=sys.stderr)
+        yield index
+    finally:
+        index.close()
+
+
+def quiet_bootstrap(settings: Settings) -> str | None:
+    """The broker to catch up from, if one answers (no message when none does)."""
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers if answers(settings.bootstrap_servers) else None
+    kept = kept_broker.running(settings.data_dir)
+    return kept.address if kept and answers(kept.address) else None
+
+
+def age(since: str | None, now: datetime) -> str:
+    if not since:
+        return "-"
+    seconds = (now - datetime.fromisoformat(since)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def who() -> str:
+    """Who typed a staff command, for the timeline."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return "cli"
