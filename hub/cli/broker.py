@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,3 +76,18 @@ def broker_command(settings: Settings, action: str, force: bool) -> int:
             return 1
         print(f"compacted: the embedded broker at {again.address} holds the snapshot rewritten")
     return 0
+
+
+def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `broker` command's options."""
+    p_broker = sub.add_parser(
+        "broker",
+        help="the embedded broker that outlives `rshub serve`: status, stop, compact "
+        "(restart it from its snapshot: retention and compaction applied)",
+    )
+    p_broker.add_argument("action", choices=("status", "stop", "compact"))
+    p_broker.add_argument(
+        "--force",
+        action="store_true",
+        help="stop it even while a hub uses it (what it writes after the snapshot is lost)",
+    )

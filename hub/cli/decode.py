@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from connectors.core.contract import Registry
 from hub.runtime.settings import Settings
 
 
@@ -92,3 +94,10 @@ def decode(protocol: str, path: Path, settings: Settings) -> int:
         return 2
     print(decoded.message.model_dump_json(indent=2, exclude_none=True))
     return 0
+
+
+def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser], registry: Registry) -> None:
+    """The `decode` command's options: one of the registry's protocols, a file."""
+    p_decode = sub.add_parser("decode", help="print a partner message in canonical form")
+    p_decode.add_argument("protocol", choices=registry.names)
+    p_decode.add_argument("file", type=Path)

@@ -37,3 +37,16 @@ def redeliver(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
     return code
+
+
+def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The options of `deliveries` and `redeliver`."""
+    p_deliveries = sub.add_parser(
+        "deliveries", help="steps waiting for delivery (retrying and parked), per partner"
+    )
+    p_deliveries.add_argument("--json", action="store_true")
+    p_redeliver = sub.add_parser(
+        "redeliver", help="send a transaction's waiting steps (or all for a partner) again now"
+    )
+    p_redeliver.add_argument("transaction", nargs="?", metavar="TXN")
+    p_redeliver.add_argument("--partner", metavar="SYM", help="only the steps to this partner")

@@ -217,3 +217,48 @@ def replay(settings: Settings, ref: str, trust_sender: bool) -> int:
     )
     print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
     return code
+
+
+def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The options of `tail`, `find`, `show` and `deadletters`."""
+    p_tail = sub.add_parser("tail", help="follow ill.events")
+    p_tail.add_argument("--from-beginning", action="store_true")
+    p_find = sub.add_parser(
+        "find", help="find transactions in the index (all criteria given must match)"
+    )
+    p_find.add_argument("--borrower", metavar="SYM")
+    p_find.add_argument("--request-id", metavar="ID", help="the borrower's request id")
+    p_find.add_argument("--patron", metavar="ID")
+    p_find.add_argument("--lender", metavar="SYM", help="a lender that was asked")
+    p_find.add_argument("--title", nargs="+", metavar="WORD", help="words of title or author")
+    p_find.add_argument("--state", action="append", metavar="STATE", help="repeatable")
+    p_find.add_argument(
+        "--older-than", type=duration, metavar="AGE", help="created before: 3d, 12h, 30m"
+    )
+    p_find.add_argument("--open", action="store_true", help="open transactions only")
+    p_find.add_argument(
+        "--needs-attention",
+        action="store_true",
+        help="parked or failing deliveries, dead letters, or stuck (RSHUB_STUCK_AFTER_HOURS)",
+    )
+    p_find.add_argument("--limit", type=int, default=50)
+    p_find.add_argument("--json", action="store_true")
+    p_show = sub.add_parser("show", help="the whole story of one transaction")
+    p_show.add_argument("transaction", metavar="TXN")
+    p_show.add_argument("--json", action="store_true")
+    p_show.add_argument("--no-raw", action="store_true", help="leave out the raw messages")
+    p_dead = sub.add_parser(
+        "deadletters", help="refused messages with reasons; replay one (deadletters replay REF)"
+    )
+    p_dead.add_argument("action", nargs="?", choices=("list", "replay", "ack"), default="list")
+    p_dead.add_argument("--note", metavar="TEXT", help="ack: why it is settled")
+    p_dead.add_argument("ref", nargs="?", metavar="REF", help="a dead letter (from the list)")
+    p_dead.add_argument("--partner", metavar="SYM")
+    p_dead.add_argument("--stage", metavar="STAGE", help="parse, authenticate, address, apply")
+    p_dead.add_argument("--limit", type=int, default=50)
+    p_dead.add_argument("--json", action="store_true")
+    p_dead.add_argument(
+        "--trust-sender",
+        action="store_true",
+        help="replay a message refused before authentication (you know who sent it)",
+    )

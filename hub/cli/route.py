@@ -47,3 +47,17 @@ def route(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
     return code
+
+
+def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `route` command's options."""
+    p_route = sub.add_parser(
+        "route",
+        help="show a request's routing (route show TXN) or change it (route TXN --lender SYM)",
+    )
+    p_route.add_argument("words", nargs="+", metavar="show TXN | TXN")
+    p_route.add_argument("--lender", metavar="SYM", help="send the request to this lender now")
+    p_route.add_argument("--skip", metavar="SYM", help="never ask this lender for this request")
+    p_route.add_argument(
+        "--restart", action="store_true", help="search the catalogues again, rebuild the rota"
+    )

@@ -3,6 +3,7 @@ composed of the agents, the gateway, the API, the console and the index follower
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -10,6 +11,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -419,3 +421,31 @@ def serve(settings: Settings) -> int:
             if bound is not None:
                 bound.close()
     return 0
+
+
+def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser], registry: Registry) -> None:
+    """`serve`'s options: the directory, the HTTP port, a port per listening connector."""
+    p_serve = sub.add_parser(
+        "serve", help="run the hub (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    p_serve.add_argument("--directory", type=Path, help="consortium YAML (RSHUB_DIRECTORY)")
+    p_serve.add_argument("--port", type=int, help="HTTP port of the endpoints (RSHUB_HTTP_PORT)")
+    ports = [c for c in registry if "port" in c.settings.model_fields]
+    for connector in ports:  # a listening port per connector that has one
+        p_serve.add_argument(
+            f"--{connector.name}-port",
+            type=int,
+            help=f"TCP port of {connector.name} ({connector.env_prefix()}PORT)",
+        )
+
+
+def with_options(settings: Settings, args: argparse.Namespace, registry: Registry) -> Settings:
+    """The settings with `serve`'s command-line options applied over the environment's (a
+    connector's port through its environment variable, which the connector reads)."""
+    for connector in registry:
+        value = getattr(args, f"{connector.name}_port".replace("-", "_"), None)
+        if value is not None:
+            os.environ[f"{connector.env_prefix()}PORT"] = str(value)
+    options = (("directory", args.directory), ("http_port", args.port))
+    updates = {k: v for k, v in options if v is not None}
+    return Settings.model_validate({**settings.model_dump(), **updates})

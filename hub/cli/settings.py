@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from connectors.core.directory import DirectoryError
@@ -61,3 +62,11 @@ def show_settings(settings: Settings) -> int:
         state = "set" if is_set else "NOT SET"
         print(f"  {partner.symbol:<12} {option:<9} {source:<40} {state}")
     return 0
+
+
+def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `settings` command's options."""
+    sub.add_parser(
+        "settings",
+        help="list every setting: value in effect, default; whether each partner secret is set",
+    )

@@ -49,3 +49,23 @@ def stats(settings: Settings, args: argparse.Namespace) -> int:
             print(statistics.as_text(rows, title))
             print()
     return 0
+
+
+def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `stats` command's options."""
+    p_stats = sub.add_parser(
+        "stats", help="requests, fill rate and turnaround per library, pair or period"
+    )
+    p_stats.add_argument(
+        "--by", choices=("library", "pair", "month", "week", "day"), default="library"
+    )
+    p_stats.add_argument(
+        "--role",
+        choices=("borrower", "lender"),
+        help="with --by library: one role only (default: both tables)",
+    )
+    p_stats.add_argument("--from", dest="start", type=day, metavar="DATE", help="YYYY-MM-DD")
+    p_stats.add_argument("--to", dest="end", type=day, metavar="DATE", help="YYYY-MM-DD, exclusive")
+    output = p_stats.add_mutually_exclusive_group()
+    output.add_argument("--csv", action="store_true")
+    output.add_argument("--json", action="store_true")
