@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from hub.cli import broker, decode, deliveries, find, route, serve, stats, users
+from hub.cli import broker, check, decode, deliveries, find, route, serve, stats, users
 from hub.cli import settings as settings_command
 from hub.runtime import logs
 from hub.runtime.settings import Settings, SettingsError
@@ -54,6 +54,7 @@ COMMANDS: dict[str, Command] = {
     "decode": Command(lambda s, a: decode.decode(a.protocol, a.file, s), "own"),
     "tail": Command(lambda s, a: find.tail(s, a.from_beginning)),
     "settings": Command(lambda s, a: settings_command.show_settings(s), "own"),
+    "check": Command(lambda s, a: check.check(s), "own"),
     "route": Command(route.route),
     "find": Command(find.find),
     "stats": Command(stats.stats),
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     decode.arguments(sub, registry)
     find.arguments(sub)
     settings_command.arguments(sub)
+    check.arguments(sub)
     route.arguments(sub)
     stats.arguments(sub)
     deliveries.arguments(sub)
@@ -119,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "serve":
             settings = serve.with_options(settings, args, registry)
+        elif getattr(args, "directory", None) is not None:  # check, settings
+            settings = Settings.model_validate(
+                {**settings.model_dump(), "directory": args.directory}
+            )
     except SettingsError as error:
         print(f"rshub: {error}", file=sys.stderr)
         return 2

@@ -96,6 +96,35 @@ async def _ready(
     return await topics.unread(bootstrap, settings.app_id, watched)
 
 
+class NotStartable(Exception):
+    """Why the hub would not start with these settings and this directory: each problem
+    names the setting or the partner."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def load_checked(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> tuple[Registry, Directory, dict[str, Any]]:
+    """The connectors, the directory and the connectors' settings, checked as `serve` checks
+    them before it starts anything (`rshub check` runs just this); NotStartable else."""
+    from connectors.core import directory as directory_module
+    from hub.runtime import app as assembly
+
+    try:
+        registry = assembly.connectors(settings)
+        directory = directory_module.load(settings.directory, registry.reports, registry.needs)
+        loaded = assembly.connector_settings(registry, environ)
+    except (DirectoryError, SettingsError) as error:
+        raise NotStartable([str(error)]) from None
+    problems = registry.check(directory, loaded) + scaling_problems(settings, environ)
+    if problems:
+        raise NotStartable(problems)
+    return registry, directory, loaded
+
+
 def start_up_problems(
     directory: Directory, settings: Settings, environ: Mapping[str, str] | None = None
 ) -> list[str]:
@@ -144,32 +173,42 @@ def warn_placeholder_id_secret(environ: Mapping[str, str] | None = None) -> None
         )
 
 
-def warn_unset_secrets(directory: Directory) -> None:
-    """A partner whose secret is missing gets nothing but 401s: say so at start. A relay
-    member's own secret (query token, FromAgencyAuthentication) too: its calls are answered
-    Temporary Processing Failure until it is set (never sent empty)."""
+def unset_secrets(directory: Directory) -> list[dict[str, str]]:
+    """The secrets the directory names that are not set, each with what that stops: a
+    partner whose secret is missing gets nothing but 401s; a relay member's own secret
+    (query token, FromAgencyAuthentication) unset means its calls are answered Temporary
+    Processing Failure (never sent empty)."""
     from connectors.ncip_relay import codec as relay_codec
 
-    for partner, option, source, is_set in relay_codec.member_secrets(directory):
-        if not is_set:
-            log.warning(
-                "partner.secret_unset",
-                partner=partner.symbol,
-                direction=option,
-                secret=source,
-                effect="calls relayed to this member are not sent until it is set",
-            )
+    found = [
+        {
+            "partner": partner.symbol,
+            "direction": option,
+            "secret": source,
+            "effect": "calls relayed to this member are not sent until it is set",
+        }
+        for partner, option, source, is_set in relay_codec.member_secrets(directory)
+        if not is_set
+    ]
     for partner, direction, credential in directory.credentials():
         if credential.secret() is None:
-            log.warning(
-                "partner.secret_unset",
-                partner=partner.symbol,
-                direction=direction,
-                secret=credential.source(),
-                effect="this partner cannot authenticate"
-                if direction == "inbound"
-                else "rshub cannot log in to this partner",
+            found.append(
+                {
+                    "partner": partner.symbol,
+                    "direction": direction,
+                    "secret": credential.source(),
+                    "effect": "this partner cannot authenticate"
+                    if direction == "inbound"
+                    else "rshub cannot log in to this partner",
+                }
             )
+    return found
+
+
+def warn_unset_secrets(directory: Directory) -> None:
+    """Each secret the directory names and is not set, as a warning line at start."""
+    for unset in unset_secrets(directory):
+        log.warning("partner.secret_unset", **unset)
 
 
 def _agent_states(app: Any) -> dict[str, str]:
@@ -271,7 +310,6 @@ def serve(settings: Settings) -> int:
 
     _more_descriptors()
 
-    from connectors.core import directory as directory_module
     from hub.kafka.faust_app import active_items
     from hub.kafka.producer import KafkaIO
     from hub.ops import index as index_module
@@ -282,15 +320,9 @@ def serve(settings: Settings) -> int:
     from hub.runtime.relay import RelayDesk, connectors_replay_keys
 
     try:
-        registry = assembly.connectors(settings)
-        directory = directory_module.load(settings.directory, registry.reports, registry.needs)
-        loaded = assembly.connector_settings(registry)
-    except (DirectoryError, SettingsError) as error:
-        print(f"rshub: {error}", file=sys.stderr)
-        return 2
-    problems = registry.check(directory, loaded) + scaling_problems(settings)
-    if problems:
-        print(f"rshub: {'; '.join(problems)}", file=sys.stderr)
+        registry, directory, loaded = load_checked(settings)
+    except NotStartable as refused:
+        print(f"rshub: {'; '.join(refused.problems)}", file=sys.stderr)
         return 2
     warn_unset_secrets(directory)
     warn_placeholder_id_secret()
