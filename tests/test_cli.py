@@ -6,9 +6,11 @@ storage formats; mistyped states, stages and symbols are errors that name the va
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -103,3 +105,103 @@ def test_settings_takes_a_directory_and_lists_every_secret_never_a_value(tmp_pat
     done = rshub("settings", "--directory", str(EXAMPLE), env={"RSHUB_DATA_DIR": str(tmp_path)})
     assert f"{tmp_path / 'id-secret'} is made at first start" in done.stdout
     assert "$RSHUB_SECRET_NORTH" in done.stdout
+
+
+def _index_with_a_loan(data: Path) -> None:
+    """An operators' index as a hub left it: one loan asked of SOUTH, then EAST; one dead
+    letter."""
+    from hub.ops import index as index_module
+
+    index = index_module.Index(index_module.index_path(data))
+    now = datetime.now(UTC).isoformat()
+    index.db.execute(
+        "INSERT INTO transactions (id, state, borrower, borrower_request_id, title, lender, "
+        "lenders, deadlines, created, progressed, updated, snapshot_partition, snapshot_offset) "
+        "VALUES (?, 'Loaned', 'NORTH', 'R-1', 'The Name of the Rose', 'EAST', ',SOUTH,EAST,', "
+        "?, ?, ?, ?, 3, 41)",
+        ("txn-rose", json.dumps({"due": "2030-01-01T00:00:00+00:00"}), now, now, now),
+    )
+    index.db.execute(
+        "INSERT INTO deadletters (ref, at, stage, error, partner, protocol, detail) "
+        "VALUES ('ill.deadletter/0/7', ?, 'parse', 'not XML', 'NORTH', 'ncip', ?)",
+        (now, json.dumps({"bytes": 12})),
+    )
+    index.db.commit()
+    index.close()
+
+
+def test_find_prints_a_header_and_json_without_storage_formats(tmp_path: Path) -> None:
+    _index_with_a_loan(tmp_path)
+    env = {"RSHUB_DATA_DIR": str(tmp_path)}
+    text = rshub("find", env=env)
+    assert text.returncode == 0, text.stderr
+    header, row = text.stdout.splitlines()[:2]
+    assert header.split() == [
+        "TRANSACTION",
+        "STATE",
+        "BORROWER",
+        "REQUEST",
+        "LENDER",
+        "AGE",
+        "TITLE",
+    ]
+    assert row.split()[:4] == ["txn-rose", "Loaned", "NORTH", "R-1"]
+    assert header.index("STATE") == row.index("Loaned")  # the columns line up
+    [found] = json.loads(rshub("find", "--json", env=env).stdout)
+    assert found["lenders"] == ["SOUTH", "EAST"]
+    assert found["deadlines"] == {"due": "2030-01-01T00:00:00+00:00"}
+    assert "snapshot_offset" not in found and "snapshot_partition" not in found
+    shown = json.loads(rshub("show", "txn-rose", "--json", env=env).stdout)
+    assert shown["transaction"]["lenders"] == ["SOUTH", "EAST"]
+    [letter] = json.loads(rshub("deadletters", "--json", env=env).stdout)
+    assert letter["detail"] == {"bytes": 12}
+
+
+def test_a_mistyped_state_or_stage_is_an_error_naming_the_valid_ones(tmp_path: Path) -> None:
+    _index_with_a_loan(tmp_path)
+    env = {"RSHUB_DATA_DIR": str(tmp_path)}
+    done = rshub("find", "--state", "Loaned", "--state", "Requsted", env=env)
+    assert done.returncode == 2
+    assert "'Requsted' is not a state; did you mean Requested?" in done.stderr
+    assert "WillSupply" in done.stderr and "LoanCompleted" in done.stderr  # all are named
+    assert rshub("find", "--state", "loaned", env=env).returncode == 0  # case aside
+    done = rshub("deadletters", "--stage", "authentcate", env=env)
+    assert done.returncode == 2
+    assert "did you mean authenticate?" in done.stderr and "parse" in done.stderr
+    assert rshub("deadletters", "--stage", "parse", env=env).returncode == 0
+
+
+def test_an_unknown_symbol_gets_did_you_mean(tmp_path: Path) -> None:
+    _index_with_a_loan(tmp_path)
+    env = {"RSHUB_DATA_DIR": str(tmp_path), "RSHUB_DIRECTORY": str(EXAMPLE)}
+    done = rshub("find", "--borrower", "NROTH", env=env)
+    assert done.returncode == 1 and "NROTH is not a partner" in done.stderr
+    assert "did you mean NORTH?" in done.stderr
+    # A staff command with a mistyped lender is refused before anything is sent (no broker
+    # runs here: the answer comes from the directory).
+    done = rshub("route", "txn-rose", "--lender", "SOTUH", env=env)
+    assert done.returncode == 2 and "did you mean SOUTH?" in done.stderr
+    done = rshub("redeliver", "--partner", "east", env=env)
+    assert done.returncode == 2 and "did you mean EAST?" in done.stderr
+    done = rshub("deadletters", "--partner", "NORHT", env=env)
+    assert "did you mean NORTH?" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_console_user_add_without_a_terminal_says_to_use_password_stdin(tmp_path: Path) -> None:
+    env = {"RSHUB_DATA_DIR": str(tmp_path)}
+    done = rshub("console-user", "add", "ada", "--role", "operator", env=env)
+    assert done.returncode == 2
+    assert "--password-stdin" in done.stderr and "Traceback" not in done.stderr
+    done = rshub(
+        "console-user",
+        "add",
+        "ada",
+        "--role",
+        "operator",
+        "--password-stdin",
+        env=env,
+        stdin="a long enough password\n",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ada" in rshub("console-user", "list", env=env).stdout

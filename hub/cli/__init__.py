@@ -5,6 +5,7 @@ parser and `COMMANDS`, the table of what runs each command; none of them knows t
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from hub.runtime.settings import Settings, SettingsError
 @dataclass(frozen=True)
 class Command:
     """What runs a command, and how it logs: "own" (it prints and sets up logging itself, or
-    needs none), "people" (its output is for people: the Kafka clients' chatter is silenced),
-    "service" (`serve`: every line, JSON)."""
+    needs none), "people" (its output is for people: the Kafka clients are silenced, rshub's
+    own warnings stay), "service" (`serve`: every line, JSON)."""
 
     run: Callable[[Settings, argparse.Namespace], int]
     logs: str = "people"
@@ -60,8 +61,8 @@ COMMANDS: dict[str, Command] = {
     "stats": Command(stats.stats),
     "show": Command(lambda s, a: find.show(s, a.transaction, a.json, not a.no_raw)),
     "deadletters": Command(find.deadletters),
-    "deliveries": Command(lambda s, a: deliveries.deliveries(s, a.json), "service"),
-    "redeliver": Command(deliveries.redeliver, "service"),
+    "deliveries": Command(lambda s, a: deliveries.deliveries(s, a.json)),
+    "redeliver": Command(deliveries.redeliver),
     "console-user": Command(users.console_user, "own"),
     "api-token": Command(users.api_token, "own"),
     "openapi": Command(_openapi, "own"),
@@ -144,4 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             quiet_libraries=command.logs == "people",
             library_level=settings.library_log_level,
         )
+    if command.logs == "people":
+        # Not even the clients' errors: a command reports what went wrong in its own words
+        # (no broker answers, a time-out), and a JSON line from aiokafka between them reads
+        # as a second, different failure.
+        for name in logs.KAFKA_CLIENTS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     return command.run(settings, args)

@@ -29,6 +29,10 @@ def redeliver(settings: Settings, args: argparse.Namespace) -> int:
         usage = "rshub: usage: rshub redeliver (TXN [--partner SYM] | --partner SYM)"
         print(usage, file=sys.stderr)
         return 2
+    unknown = args.partner and running.unknown_partner(settings, args.partner)
+    if unknown:
+        print(f"rshub: {unknown}", file=sys.stderr)
+        return 2
     bootstrap = running.running_bootstrap(settings)
     if not bootstrap:
         return 2

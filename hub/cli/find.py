@@ -67,6 +67,44 @@ def duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(f"{text!r}: a number followed by d, h or m") from None
 
 
+# Where a transaction's row is stored, not what it says: left out of JSON output.
+STORAGE_COLUMNS = ("snapshot_partition", "snapshot_offset")
+# The stages a message or record is refused at (connectors.core.records.DeadLetter.stage);
+# `--stage` accepts these and any other the index holds.
+STAGES = ("parse", "authenticate", "address", "apply", "deliver", "intake", "relay")
+
+
+def public_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A transaction's index row as JSON readers want it: the lenders asked as a list (the
+    index keeps ",A,B," to match one with LIKE), its deadlines as an object, without the
+    storage bookkeeping."""
+    shown = {k: v for k, v in row.items() if k not in STORAGE_COLUMNS}
+    if "lenders" in shown:
+        shown["lenders"] = [s for s in str(shown["lenders"] or "").split(",") if s]
+    return _parsed(shown, "deadlines")
+
+
+def _parsed(row: dict[str, Any], column: str) -> dict[str, Any]:
+    """`column`, kept as JSON text in the index, as the JSON it holds."""
+    if isinstance(row.get(column), str):
+        row[column] = json.loads(row[column] or "null")
+    return row
+
+
+def _wrong_states(given: list[str]) -> str | None:
+    """What is wrong with `--state` values (None: each is a state, case aside)."""
+    from hub.domain.lifecycle import State
+
+    states = [state.value for state in State]
+    for word in given:
+        if word.lower() not in {state.lower() for state in states}:
+            return (
+                f"--state {word!r} is not a state{running.did_you_mean(word, states)} "
+                f"(states: {', '.join(states)})"
+            )
+    return None
+
+
 def find(settings: Settings, args: argparse.Namespace) -> int:
     from hub.ops import index as index_module
 
@@ -74,6 +112,10 @@ def find(settings: Settings, args: argparse.Namespace) -> int:
         stuck = index_module.stuck_after()
     except ValueError as error:
         print(f"rshub: {error}", file=sys.stderr)
+        return 2
+    wrong = _wrong_states(args.state or [])
+    if wrong:
+        print(f"rshub: {wrong}", file=sys.stderr)
         return 2
     criteria = index_module.Criteria(
         borrower=args.borrower,
@@ -90,16 +132,26 @@ def find(settings: Settings, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     with running.open_index(settings, running.quiet_bootstrap(settings)) as index:
         found = index.find(criteria, now, stuck)
+    if not found:
+        for symbol in (args.borrower, args.lender):
+            unknown = symbol and running.unknown_partner(settings, symbol)
+            if unknown:
+                print(f"rshub: {unknown}", file=sys.stderr)
     if args.json:
-        print(json.dumps(found, indent=2))
+        print(json.dumps([public_row(row) for row in found], indent=2))
         return 0 if found else 1
     if not found:
         print("no transaction matches", file=sys.stderr)
         return 1
+    width = max(len("TRANSACTION"), *(len(row["id"]) for row in found))
+    print(
+        f"{'TRANSACTION':<{width}}  {'STATE':<13} {'BORROWER':<10} {'REQUEST':<16}    "
+        f"{'LENDER':<10} {'AGE':>5}  TITLE"
+    )
     for row in found:
         title = (row.get("title") or "")[:40]
         print(
-            f"{row['id']}  {row.get('state') or '?':<13} {row.get('borrower') or '?':<10} "
+            f"{row['id']:<{width}}  {row.get('state') or '?':<13} {row.get('borrower') or '?':<10} "
             f"{row.get('borrower_request_id') or '':<16} -> {row.get('lender') or '-':<10} "
             f"{running.age(row.get('created'), now):>5}  {title}"
         )
@@ -132,7 +184,9 @@ def show(settings: Settings, transaction_id: str, as_json: bool, raw: bool) -> i
         print(f"rshub: no transaction {transaction_id} in the index", file=sys.stderr)
         return 1
     if as_json:
-        print(json.dumps({"transaction": row, "timeline": story}, indent=2, default=str))
+        print(
+            json.dumps({"transaction": public_row(row), "timeline": story}, indent=2, default=str)
+        )
         return 0
     print(
         f"{row['id']}  {row.get('state') or '?'}  borrower {row.get('borrower') or '?'} "
@@ -166,13 +220,25 @@ def deadletters(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         return acknowledge(settings, args.ref, args.note or "")
     with running.open_index(settings, running.quiet_bootstrap(settings)) as index:
+        held = index.db.execute("SELECT DISTINCT stage FROM deadletters WHERE stage IS NOT NULL")
+        stages = sorted({*STAGES, *(row[0] for row in held)})
+        if args.stage and args.stage not in stages:
+            print(
+                f"rshub: --stage {args.stage!r} is not a stage"
+                f"{running.did_you_mean(args.stage, stages)} (stages: {', '.join(stages)})",
+                file=sys.stderr,
+            )
+            return 2
         letters = index.dead_letters(args.partner, args.stage, args.limit)
         for letter in letters:
             letter["replayable"] = bool(letter["audit_ref"] and index.raw(letter["audit_ref"]))
     if args.json:
-        print(json.dumps(letters, indent=2))
+        print(json.dumps([_parsed(letter, "detail") for letter in letters], indent=2))
         return 0
     if not letters:
+        unknown = args.partner and running.unknown_partner(settings, args.partner)
+        if unknown:
+            print(f"rshub: {unknown}", file=sys.stderr)
         print("no dead letters")
         return 0
     for letter in letters:

@@ -15,12 +15,12 @@ def route(settings: Settings, args: argparse.Namespace) -> int:
     from hub.ops import routing as route_cli
 
     words = args.words
-    bootstrap = running.running_bootstrap(settings)
-    if not bootstrap:
-        return 2
     if words[0] == "show":
         if len(words) != 2:
             print("rshub: usage: rshub route show TXN", file=sys.stderr)
+            return 2
+        bootstrap = running.running_bootstrap(settings)
+        if not bootstrap:
             return 2
         with running.open_index(settings, bootstrap) as index:
             found = index.routing(words[1])
@@ -40,6 +40,14 @@ def route(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     action, lender = chosen[0]
+    # A mistyped symbol is answered here, with the nearest ones, before anything is sent.
+    unknown = lender and running.unknown_partner(settings, lender)
+    if unknown:
+        print(f"rshub: {unknown}", file=sys.stderr)
+        return 2
+    bootstrap = running.running_bootstrap(settings)
+    if not bootstrap:
+        return 2
     code, text = asyncio.run(
         route_cli.command(
             bootstrap, words[0], RouteAction(action), lender, settings.reply_timeout_s

@@ -18,9 +18,10 @@ from hub.kafka import embedded as kept_broker
 from hub.runtime.settings import Settings
 
 BROKER_FILE = "broker-address"
-
-
 BROKER_CHECK_S = 3.0
+# The lines say_hub has printed in this process (a command that finds the broker, then
+# opens the index, names its hub once).
+_said: set[str] = set()
 
 
 class BrokerNote:
@@ -74,7 +75,21 @@ def running_bootstrap(settings: Settings) -> str | None:
         where = f"noted in {marker} by an `rshub serve` that has stopped?" if noted else ""
         print(f"rshub: no broker answers at {bootstrap} {where}".rstrip(), file=sys.stderr)
         return None
+    say_hub(settings, bootstrap)
     return bootstrap
+
+
+def say_hub(settings: Settings, bootstrap: str) -> None:
+    """One line on stderr naming the hub a command acts on, its data folder and its broker:
+    a command run with another hub's environment would otherwise act on that hub silently."""
+    if settings.bootstrap_servers:
+        broker = f"Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS, RSHUB_APP_ID {settings.app_id})"
+    else:
+        broker = f"its embedded broker at {bootstrap}"
+    line = f"rshub: the hub of {settings.data_dir.resolve()}, {broker}"
+    if line not in _said:
+        _said.add(line)
+        print(line, file=sys.stderr)
 
 
 def redactors(registry: Registry) -> dict[str, Callable[[bytes], bytes]]:
@@ -98,12 +113,44 @@ def open_index(settings: Settings, bootstrap: str | None) -> Iterator[Any]:
     index = index_module.Index(path, redactors(assembly.connectors(settings)))
     try:
         if bootstrap:
+            say_hub(settings, bootstrap)
             asyncio.run(index_module.catch_up(bootstrap, index))
         else:
             print(f"rshub: no broker answers; the index as last kept ({path})", file=sys.stderr)
         yield index
     finally:
         index.close()
+
+
+def unknown_partner(settings: Settings, symbol: str) -> str | None:
+    """Why `symbol` names no partner of the directory, with the nearest symbols (a typo is
+    the usual cause); None if it is a partner, or if the directory cannot be read (the
+    hub then judges)."""
+
+    from connectors.core import directory as directory_module
+    from connectors.core.directory import DirectoryError
+    from hub.runtime import app as assembly
+
+    try:
+        registry = assembly.connectors(settings)
+        directory = directory_module.load(settings.directory, registry.reports, registry.needs)
+    except DirectoryError:
+        return None
+    symbols = [partner.symbol for partner in directory.partners]
+    if symbol in symbols:
+        return None
+    return f"{symbol} is not a partner in {settings.directory}" + did_you_mean(symbol, symbols)
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """`; did you mean X?` for the nearest of `choices` (case aside), else `; known: ...`."""
+    import difflib
+
+    by_lower = {choice.lower(): choice for choice in choices}
+    near = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    if near:  # the nearest only: "NORTH or SOUTH" for NROTH reads as a riddle
+        return f"; did you mean {by_lower[near[0]]}?"
+    return f"; known: {', '.join(sorted(choices)) or 'none'}"
 
 
 def quiet_bootstrap(settings: Settings) -> str | None:

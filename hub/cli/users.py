@@ -4,6 +4,7 @@ the files are kept by hub.ops; this module reads the command line."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from hub.runtime.settings import Settings
 
@@ -39,7 +40,26 @@ def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def console_user(settings: Settings, args: argparse.Namespace) -> int:
     from hub.ops.console import user_command
 
+    if args.action == "add" and args.name and not args.password_stdin and not _terminal():
+        # getpass would fall back to reading stdin with a warning, and end in a traceback
+        # on an empty one (cron, CI, a container without -t).
+        print(
+            "rshub: no terminal to ask the password on: give it on one line of stdin with "
+            f"--password-stdin (e.g. rshub console-user add {args.name} --role {args.role} "
+            "--password-stdin < file)",
+            file=sys.stderr,
+        )
+        return 2
     return user_command(settings, args.action, args.name, args.role, args.password_stdin)
+
+
+def _terminal() -> bool:
+    """Whether getpass can ask on a terminal (it opens /dev/tty, not stdin)."""
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return False
 
 
 def api_token(settings: Settings, args: argparse.Namespace) -> int:
