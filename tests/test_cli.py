@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.relay_fixtures import SUPPORTED, relay_partners
@@ -205,3 +206,17 @@ def test_console_user_add_without_a_terminal_says_to_use_password_stdin(tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert "ada" in rshub("console-user", "list", env=env).stdout
+
+
+@pytest.mark.kafka
+def test_commands_name_their_hub_and_print_no_library_log_lines(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "RSHUB_DATA_DIR": str(tmp_path)}
+    for args in (["deliveries", "--json"], ["find"], ["deadletters"], ["route", "show", "t0"]):
+        done = rshub(*args, env=env)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+        lines = done.stderr.splitlines()
+        assert not [line for line in lines if line.startswith("{")], (args, done.stderr)
+        said = f"rshub: the hub of {tmp_path.resolve()}, Kafka at {bootstrap}"
+        assert [line for line in lines if line.startswith(said)] == lines[:1], (args, lines)
