@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -156,6 +157,75 @@ def scaling_problems(settings: Settings, environ: Mapping[str, str] | None = Non
         f"folder); set {ID_SECRET_VARIABLE} to one generated secret for every worker, or "
         "RSHUB_SINGLE_WORKER=true if this hub runs alone"
     ]
+
+
+class DirectoryReload:
+    """`kill -HUP <pid of rshub serve>`: the directory file read again and, if `serve` would
+    start with it, used from then on; a bad one is refused with the reason in the log and
+    the hub keeps the one it had.
+
+    Every part of a running hub (transaction agent, outbound agents, gateway, relay, console,
+    API) holds the one Directory object `serve` loaded and reads it at each use, so the new
+    one is copied into that object. What was set up from the directory at start cannot follow
+    it, so a directory that needs those changed is refused with "restart": a protocol no
+    partner spoke at start (its listener and outbound agent were not started), and partners
+    whose listener was built for them (a mailbox read for one partner)."""
+
+    def __init__(self, settings: Settings, directory: Directory, listeners: list[Any]) -> None:
+        from hub.runtime import app as assembly
+
+        self.settings, self.directory = settings, directory
+        self.started_for = assembly.spoken(directory)
+        # Listeners that serve one partner (a mailbox) carry its symbol and protocol.
+        self.per_partner = {x.protocol for x in listeners if getattr(x, "partner", None)}
+
+    def __call__(self) -> None:
+        path = str(self.settings.directory)
+        reason = self.refusal()
+        if reason is not None:
+            log.error(
+                "directory.reload_refused",
+                directory=path,
+                reason=reason,
+                detail="the hub goes on with the directory it had",
+            )
+            return
+        log.info(
+            "directory.reloaded",
+            directory=path,
+            consortium=self.directory.consortium,
+            partners=len(self.directory.partners),
+        )
+        warn_unset_secrets(self.directory)
+
+    def refusal(self) -> str | None:
+        """Why the file cannot replace the directory in use (None: it has replaced it)."""
+        from hub.runtime import app as assembly
+
+        try:
+            _, new, _ = load_checked(self.settings)
+        except NotStartable as refused:
+            return "; ".join(refused.problems)
+        added = assembly.spoken(new) - self.started_for
+        if added:
+            return (
+                f"partners of {', '.join(sorted(added))}, which no partner spoke when this hub "
+                "started (no listener or outbound agent runs for it): restart the hub"
+            )
+        before = {p.symbol: p for p in self.directory.partners if p.protocol in self.per_partner}
+        after = {p.symbol: p for p in new.partners if p.protocol in self.per_partner}
+        changed = sorted(s for s in before.keys() | after.keys() if before.get(s) != after.get(s))
+        if changed:
+            return (
+                f"{', '.join(changed)} changed, added or removed, and its mailbox is read by a "
+                "listener set up at start: restart the hub"
+            )
+        for name in type(new).model_fields:
+            setattr(self.directory, name, getattr(new, name))
+        # Directory.partner's lookup cache, rebuilt when the partner count changes only (a
+        # public `replace` on connectors.core.directory.Directory would be the place for it).
+        self.directory._index = None
+        return None
 
 
 def warn_placeholder_id_secret(environ: Mapping[str, str] | None = None) -> None:
@@ -326,6 +396,9 @@ def serve(settings: Settings) -> int:
         return 2
     warn_unset_secrets(directory)
     warn_placeholder_id_secret()
+    # SIGHUP reloads the directory once the worker runs (DirectoryReload); until then it is
+    # ignored rather than ending the hub, its default.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Every port is taken before anything starts, the connectors' first: a port in use or
     # a listener set up wrongly is one clear line, not a failure after the broker, the
     # agents and the HTTP side are up.
@@ -440,6 +513,13 @@ def serve(settings: Settings) -> int:
             diagnostics.install(app)
 
         app.task(diagnose)
+        reload = DirectoryReload(settings, directory, listeners)
+
+        async def reload_on_hangup() -> None:
+            # In the worker's loop, between steps: no agent sees half a directory.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+
+        app.task(reload_on_hangup)
         worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
         # faust's start-up spinner writes terminal escapes (cursor show, backspace) into the
         # log even when it is a file: a JSON line prefixed with them is not JSON.
