@@ -57,19 +57,19 @@ def show_settings(settings: Settings) -> int:
     spoken = {p.protocol for p in directory.partners} if directory else None
     print("\nsecrets (never their values):")
     for owner, what, source, state in _hub_secrets(settings, registry, spoken):
-        print(f"  {owner:<12} {what:<24} {source:<40} {state}")
+        print(f"  {owner:<12} {what:<9} {source:<40} {state}")
     if directory is None:
         print(f"\npartner secrets: cannot read the directory: {unreadable}")
         return 0
     print(f"\npartner secrets ({settings.directory}):")
     for partner, direction, credential in directory.credentials():
         state = "set" if credential.secret() is not None else "NOT SET"
-        print(f"  {partner.symbol:<12} {direction:<24} {credential.source():<40} {state}")
+        print(f"  {partner.symbol:<12} {direction:<9} {credential.source():<40} {state}")
     from connectors.ncip_relay import codec as relay_codec
 
     for partner, option, source, is_set in relay_codec.member_secrets(directory):
         state = "set" if is_set else "NOT SET"
-        print(f"  {partner.symbol:<12} {option:<24} {source:<40} {state}")
+        print(f"  {partner.symbol:<12} {option:<9} {source:<40} {state}")
     return 0
 
 
