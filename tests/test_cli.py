@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hub.kafka.embedded import EmbeddedBroker, wait_for_metadata
 from tests.relay_fixtures import SUPPORTED, relay_partners
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,3 +221,18 @@ def test_commands_name_their_hub_and_print_no_library_log_lines(
         assert not [line for line in lines if line.startswith("{")], (args, done.stderr)
         said = f"rshub: the hub of {tmp_path.resolve()}, Kafka at {bootstrap}"
         assert [line for line in lines if line.startswith(said)] == lines[:1], (args, lines)
+
+
+@pytest.mark.kafka
+async def test_a_broker_no_hub_uses_is_named_not_a_traceback(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """KAFKA_BOOTSTRAP_SERVERS pointing at some other Kafka: the commands that act on a hub
+    say so (they ended in a CancelledError traceback from the Kafka client)."""
+    await wait_for_metadata(broker.bootstrap_servers)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "RSHUB_DATA_DIR": str(tmp_path)}
+    for args in (["deliveries"], ["redeliver", "--partner", "NORTH"], ["route", "t", "--restart"]):
+        done = rshub(*args, env=env)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "holds no ill.events topic: not a hub's broker" in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr

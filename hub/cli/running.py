@@ -15,6 +15,7 @@ from typing import Any
 
 from connectors.core.contract import Registry
 from hub.kafka import embedded as kept_broker
+from hub.kafka.topics import Topic
 from hub.runtime.settings import Settings
 
 BROKER_FILE = "broker-address"
@@ -75,8 +76,28 @@ def running_bootstrap(settings: Settings) -> str | None:
         where = f"noted in {marker} by an `rshub serve` that has stopped?" if noted else ""
         print(f"rshub: no broker answers at {bootstrap} {where}".rstrip(), file=sys.stderr)
         return None
+    if not asyncio.run(_holds_hub_topics(bootstrap)):
+        print(
+            f"rshub: the broker at {bootstrap} answers but holds no {Topic.EVENTS} topic: "
+            "not a hub's broker, or no hub has started on it yet",
+            file=sys.stderr,
+        )
+        return None
     say_hub(settings, bootstrap)
     return bootstrap
+
+
+async def _holds_hub_topics(bootstrap: str) -> bool:
+    """Whether the broker holds the topics a hub makes at start (on a broker without them
+    the commands' readers and writers fail deep in the Kafka client)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        return Topic.EVENTS in await consumer.topics()
+    finally:
+        await consumer.stop()
 
 
 def say_hub(settings: Settings, bootstrap: str) -> None:
