@@ -1,6 +1,7 @@
 """The `rshub` command: argparse and printing, one module per command group (serve, broker,
 decode, find, route, deliveries, stats, settings, users, peer, demo). This one holds the
-parser and `COMMANDS`, the table of what runs each command; none of them knows the others."""
+parser and `COMMANDS`, the table of what runs each command. Command modules share only
+running.py (how to reach the hub) and, for `check` and the SIGHUP reload, serve's checks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -25,7 +27,7 @@ class Command:
     own warnings stay), "service" (`serve`: every line, JSON)."""
 
     run: Callable[[Settings, argparse.Namespace], int]
-    logs: str = "people"
+    logs: Literal["own", "people", "service"] = "people"
 
 
 def _openapi(settings: Settings, args: argparse.Namespace) -> int:
