@@ -18,11 +18,12 @@ from hub.cli.process import HubProcess
 pytestmark = pytest.mark.kafka
 
 
-async def answer(hub: HubProcess, symbol: str) -> str:
-    """What the hub answers an unauthenticated NCIP message posted as from `symbol`."""
+async def answer(hub: HubProcess, symbol: str, secret: str = "") -> str:
+    """What the hub answers an NCIP message posted as from `symbol`."""
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     async with aiohttp.ClientSession() as session:
         body = b"<NCIPMessage/>"
-        async with session.post(f"{hub.url}/ncip/{symbol}", data=body) as reply:
+        async with session.post(f"{hub.url}/ncip/{symbol}", data=body, headers=headers) as reply:
             return await reply.text()
 
 
@@ -81,3 +82,15 @@ async def test_sighup_reloads_a_good_directory_and_refuses_a_bad_one(
     path.write_text(yaml.safe_dump(first))
     await hang_up(hub, "directory.reloaded")
     assert gone not in await answer(hub, "EAST")
+
+    # The same partners, NORTH's secret now in a file: its new secret is taken at once.
+    secret = tmp_path / "north-secret"
+    secret.write_text("north-rotated")
+    north = next(p for p in first["partners"] if p["symbol"] == "NORTH")
+    rotated = {"scheme": "bearer", "secret_file": str(secret)}
+    partners = [{**p, "inbound_auth": rotated} if p is north else p for p in first["partners"]]
+    refused = "credentials for NORTH not accepted"
+    assert refused in await answer(hub, "NORTH", "north-rotated")
+    path.write_text(yaml.safe_dump({**first, "partners": partners}))
+    await hang_up(hub, "directory.reloaded")
+    assert refused not in await answer(hub, "NORTH", "north-rotated")
