@@ -16,7 +16,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSITION_ROOT = {"hub.cli.commands", "hub.runtime.app", "hub.cli.demo", "hub.cli.peer"}
+# The whole CLI (each command group builds what it runs from the registry) and the runtime's app.
+COMPOSITION_ROOT = ("hub.cli", "hub.runtime.app")
 LAYERS = ("domain", "kafka", "runtime", "ops", "cli")
 # What each layer of hub/ may import of the others (issue 25): the domain is pure, Kafka knows
 # no loans, the runtime composes both, ops (CLI and console alike) sit on the runtime, and
@@ -78,7 +79,7 @@ def test_connectors_never_import_the_hub() -> None:
 
 def test_the_hub_runtime_knows_connectors_only_through_the_core() -> None:
     for module, imported in modules("hub").items():
-        if module in COMPOSITION_ROOT:
+        if any(inside(module, root) for root in COMPOSITION_ROOT):
             continue
         wrong = {
             name

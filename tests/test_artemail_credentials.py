@@ -11,7 +11,7 @@ from connectors.artemail.codec import ArtemailCodec
 from connectors.core.contract import Limits
 from connectors.core.records import AuditRecord
 from connectors.registry import CONNECTORS
-from hub.cli.commands import redactors
+from hub.cli.running import redactors
 from hub.ops import index as index_module
 from tests.test_artemail_codec import ENV, article_1301, render
 

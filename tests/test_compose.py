@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from connectors.core import directory as directory_module
-from hub.cli.commands import scaling_problems
+from hub.cli.serve import scaling_problems
 from hub.kafka import topics
 from hub.ops import index as index_module
 from hub.runtime import app as assembly

@@ -23,7 +23,8 @@ from connectors.core.directory import Directory, DirectoryError, load
 from connectors.core.model import Event, Message
 from connectors.iso10161 import codec
 from connectors.simulator import TcpLibrary
-from hub.cli.commands import BrokerNote, start_up_problems
+from hub.cli.running import BrokerNote
+from hub.cli.serve import start_up_problems
 from hub.kafka import topics
 from hub.runtime import app as assembly
 from hub.runtime import logs

@@ -16,7 +16,7 @@ import structlog
 import yaml
 
 from connectors.core.directory import Directory
-from hub.cli import commands
+from hub.cli import serve
 from tests.relay_fixtures import SUPPORTED, relay_partners
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_an_unset_member_secret_is_warned_at_start(
     monkeypatch.setenv("RSHUB_SOUTH_API_KEY", "south-key")
     directory = Directory.model_validate(yaml.safe_load(_directory(tmp_path).read_text()))
     with structlog.testing.capture_logs() as logs:
-        commands.warn_unset_secrets(directory)
+        serve.warn_unset_secrets(directory)
     warned = {(e["partner"], e["direction"]) for e in logs if e["event"] == "partner.secret_unset"}
     assert ("NORTH-CIRC", "from_agency_authentication") in warned
     assert ("SOUTH-CIRC", "query_token") not in warned

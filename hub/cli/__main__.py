@@ -1,5 +1,5 @@
 """python -m hub.cli"""
 
-from hub.cli.commands import main
+from hub.cli import main
 
 raise SystemExit(main())
