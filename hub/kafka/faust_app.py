@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.serializers import codecs
 
 from hub.kafka import codec as jsonbytes
+from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.steplog import Consumed, Encoded, Row
 from hub.kafka.topics import Topic
 
@@ -184,7 +184,7 @@ def active_items(app: Any, table: Any) -> list[tuple[str, Any]]:
     return [
         (key, row)
         for key, row in list(table.items())
-        if (murmur2(str(key).encode()) & 0x7FFFFFFF) % count in active
+        if PARTITIONER.hash(str(key).encode()) % count in active
     ]
 
 

@@ -32,6 +32,7 @@ from hub.kafka.faust_app import (
     to_every_partition,
     transactions_table,
 )
+from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.producer import KafkaIO
 from hub.kafka.topics import Topic
 from hub.runtime import relay
@@ -64,6 +65,7 @@ def faust_app(
         broker_heartbeat_interval=1.0,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_partitioner=PARTITIONER,  # Kafka's default, its hashes kept
         # Said, not defaulted: faust reads PROCESSING_GUARANTEE from the environment, and
         # `Producing` writes to the producer itself, past faust's transaction manager.
         processing_guarantee="at_least_once",
