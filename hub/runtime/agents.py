@@ -131,7 +131,14 @@ def create_app(
             await partner_back.handle(PartnerBack.model_validate_json(event.value))
 
     _outbound_agents(
-        app, settings, directory, connectors, connector_settings, delivering, writer, delivered
+        app,
+        settings,
+        directory,
+        connectors,
+        connector_settings,
+        delivering,
+        writer,
+        DurableTable(delivered, list, producing),
     )
     _relay_agent(app, settings, directory, connectors, connector_settings, hub_io, relay_answers)
 
@@ -164,14 +171,13 @@ def _outbound_agents(
     connector_settings: dict[str, Any] | None,
     delivering: set[str] | None,
     writer: Writer,
-    delivered: Any,
+    table: DurableTable,
 ) -> None:
     """One faust agent reading ill.outbound.<protocol> per connector with a sender (of those
     this worker delivers for), all sharing the partners' queues."""
     queues = PartnerQueues(settings.delivery_per_partner, settings.delivery_total)
     shared = settings.limits()
     partners_topic = app.topic(Topic.PARTNERS, **RAW)
-    table = DurableTable(delivered, list)
 
     async def announce(symbol: str) -> None:
         # Every partition: each worker looks after the transactions it holds.

@@ -250,8 +250,12 @@ class OutboundAgent:
             codec.content_type,
             command.transaction_id,
         )
-        await self.writer.write([as_output(Topic.AUDIT, command.transaction_id, audit)])
-        resent = await self._mark_sending(command, partition)
+        # Both durable before the call, in one round trip to the broker: neither needs the
+        # other first (a mark without its audit record is a re-send, audited again then).
+        resent, _ = await asyncio.gather(
+            self._mark_sending(command, partition),
+            self.writer.write([as_output(Topic.AUDIT, command.transaction_id, audit)]),
+        )
         attempted, tries = await self.send(partner, body)
         result.tries, result.detail = tries, attempted.detail[:1000]
         if resent:
