@@ -101,8 +101,13 @@ class OutboundAgent:
                 # Read before the steps it takes back have their turn (they wait behind a
                 # slow partner): they are not tried.
                 self.recalled.update(command.withdraws)
+                # The partner's place is taken around the call only (`attempt`): the records
+                # written before and after it keep no other delivery to the partner waiting.
                 await self.queues.submit(
-                    command.transaction_id, command.recipient, self.job(command, record, inputs)
+                    command.transaction_id,
+                    command.recipient,
+                    self.job(command, record, inputs),
+                    own_place=True,
                 )
         finally:
             await self.stop()
@@ -256,7 +261,8 @@ class OutboundAgent:
             self._mark_sending(command, partition),
             self.writer.write([as_output(Topic.AUDIT, command.transaction_id, audit)]),
         )
-        attempted, tries = await self.send(partner, body)
+        async with queues.place(command.recipient):
+            attempted, tries = await self.send(partner, body)
         result.tries, result.detail = tries, attempted.detail[:1000]
         if resent:
             result.detail = f"{RESENT}; {result.detail}"[:1000]
