@@ -14,6 +14,7 @@ the breakdown.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -60,7 +61,13 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "producing (faust's buffer, aiokafka's sender)",
-        ("(aiokafka/producer/", "(faust/transport/producer.py)", "(faust/topics.py)", "murmur2"),
+        (
+            "(aiokafka/producer/",
+            "(faust/transport/producer.py)",
+            "(faust/topics.py)",
+            "murmur2",
+            "(hub/kafka/partitioning.py)",
+        ),
     ),
     (
         "Kafka wire protocol: encoding requests, reading responses",
@@ -68,6 +75,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 OTHER = "other: event loop, timers, faust's services"
+KEEP = "RSHUB_BENCH_STAGES_RAW"  # a path: the sampler copies py-spy's raw stacks there
 
 
 def stage(stack: str) -> str:
@@ -162,6 +170,9 @@ class Sampler:
             return
         with self.output.open() as lines:
             self.samples = parse(lines)
+        keep = os.environ.get(KEEP)
+        if keep:  # the raw stacks, for a look by function (`python -m bench.stages FILE`)
+            shutil.copyfile(self.output, keep)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -170,3 +181,27 @@ def table(breakdown_: dict[str, dict[str, float]]) -> list[list[object]]:
         [name, 100 * row["share"], row.get("cpu_ms_per_request")]
         for name, row in breakdown_.items()
     ]
+
+
+def functions(lines: Iterable[str], top: int = 40) -> list[tuple[str, int, int]]:
+    """The functions with the most samples in py-spy's raw stacks: (frame, own samples,
+    samples it is on the stack of)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for line in lines:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        if not (stack and count.isdigit()):
+            continue
+        frames = stack.split(";")
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    return [(frame, own[frame], n) for frame, n in inclusive.most_common(top)] + [
+        (f"own: {frame}", n, inclusive[frame]) for frame, n in own.most_common(top)
+    ]
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as raw:
+        for frame, mine, under in functions(raw, int(sys.argv[2]) if len(sys.argv) > 2 else 40):
+            print(f"{mine:6d} {under:6d}  {frame}")

@@ -244,3 +244,29 @@ async def test_a_failed_step_holds_back_the_next_to_that_partner_until_its_retry
     assert queues.is_held("t1", "B") and not queues.is_held("t1", "L1")
     queues.release("t1", "B")
     assert not queues.is_held("t1", "B")
+
+
+async def test_a_job_holding_its_own_place_frees_it_after_the_call_not_after_its_writes() -> None:
+    queues = PartnerQueues(per_partner=1, total=10)
+    written = asyncio.Event()  # the first job's records after its call: held up
+    calls: list[str] = []
+
+    def job(name: str, after: asyncio.Event | None) -> Callable[[], Awaitable[bool]]:
+        async def run() -> bool:
+            async with queues.place("B"):
+                calls.append(name)
+            if after is not None:
+                await after.wait()
+            return True
+
+        return run
+
+    await queues.submit("t1", "B", job("t1", written), own_place=True)
+    await queues.submit("t2", "B", job("t2", None), own_place=True)
+    await queues.submit("t1", "B", job("t1-next", None), own_place=True)
+    while "t2" not in calls:  # its call is made while t1's writes are still under way
+        await asyncio.sleep(0)
+    assert calls == ["t1", "t2"]  # t1's next step waits for all of t1's first one
+    written.set()
+    await queues.drain()
+    assert calls == ["t1", "t2", "t1-next"]

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.serializers import codecs
 
 from hub.kafka import codec as jsonbytes
+from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.steplog import Consumed, Encoded, Row
 from hub.kafka.topics import Topic
 
@@ -106,6 +106,16 @@ class Records:
         await self._manual.ack(record.handle)
 
 
+class Changelog(NamedTuple):
+    """A table's changelog record as faust would write it: key and value already in the
+    table's serializers, on the key's partition."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int
+
+
 class Producing:
     """Records written in order to faust's producer, each call's after the previous one's."""
 
@@ -113,11 +123,22 @@ class Producing:
         self.app = app
         self._sending = asyncio.Lock()
 
-    async def write(self, records: Sequence[Encoded], row: Row | None = None) -> None:
+    async def write(
+        self, records: Sequence[Encoded], row: Row | None = None, *changelog: Changelog
+    ) -> None:
         futures = []
         # Straight to faust's producer, not through Topic.send (see the module's docstring):
         # same producer, same bytes, same partitioner (key only).
         producer = self.app.producer
+        if row is not None:
+            # The table's changelog record, as Table.send_changelog would write it (raw
+            # key, the row codec's bytes, the row's partition), without faust's buffer
+            # and its stampede guard; its callback only records offsets for persistent
+            # stores, and this table's is in memory.
+            changelog = (
+                Changelog(TRANSACTIONS_TOPIC, row.key.encode(), row.data, row.partition),
+                *changelog,
+            )
         async with self._sending:  # one step's records in order, before the next step's
             for record in records:
                 futures.append(
@@ -125,14 +146,10 @@ class Producing:
                         record.topic, record.key.encode(), record.value, None, None, None
                     )
                 )
-            if row is not None:
-                # The table's changelog record, as Table.send_changelog would write it (raw
-                # key, the row codec's bytes, the row's partition), without faust's buffer
-                # and its stampede guard; its callback only records offsets for persistent
-                # stores, and this table's is in memory.
+            for entry in changelog:
                 futures.append(
                     await producer.send(
-                        TRANSACTIONS_TOPIC, row.key.encode(), row.data, row.partition, None, None
+                        entry.topic, entry.key, entry.value, entry.partition, None, None
                     )
                 )
         for future in futures:
@@ -184,26 +201,49 @@ def active_items(app: Any, table: Any) -> list[tuple[str, Any]]:
     return [
         (key, row)
         for key, row in list(table.items())
-        if (murmur2(str(key).encode()) & 0x7FFFFFFF) % count in active
+        if PARTITIONER.hash(str(key).encode()) % count in active
     ]
 
 
 class DurableTable:
     """A faust table whose assignment returns once its changelog record is acknowledged
     (faust's own assignment only schedules it). `get` gives `missing()` for a key the table
-    lacks (`delivered`: an empty list; `relay_replays`: None)."""
+    lacks (`delivered`: an empty list; `relay_replays`: None). Given `producing`, the
+    changelog record goes straight to the producer (as `Producing.write` does for the
+    transactions table), serialized by the table's own changelog topic, so recovery reads
+    it back as faust wrote it; past faust's producer buffer, a measurable share of the
+    outbound agent's CPU."""
 
-    def __init__(self, table: Any, missing: Callable[[], Any] = lambda: None) -> None:
+    def __init__(
+        self,
+        table: Any,
+        missing: Callable[[], Any] = lambda: None,
+        producing: Producing | None = None,
+    ) -> None:
         self.table = table
         self.missing = missing
+        self.producing = producing
 
     def get(self, key: str) -> Any:
         return self.table.get(key, self.missing())
 
     async def set(self, partition: int, key: str, value: Any) -> None:
-        future = self.table.send_changelog(partition, key, value)
+        if self.producing is None:
+            future = self.table.send_changelog(partition, key, value)
+            self.table.data[key] = value
+            await future
+            return
+        record = self.changelog(partition, key, value)
         self.table.data[key] = value
-        await future
+        await self.producing.write((), None, record)
+
+    def changelog(self, partition: int, key: str, value: Any) -> Changelog:
+        """The changelog record `Table.send_changelog` would write."""
+        table = self.table
+        topic = table.changelog_topic
+        data, _ = topic.prepare_key(key, table.key_serializer)
+        encoded, _ = topic.prepare_value(value, table.value_serializer)
+        return Changelog(topic.get_topic_name(), data, encoded, partition)
 
 
 async def to_every_partition(topic: Any, key: str, value: bytes) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from connectors.core.records import AuditRecord, DeadLetter
 from hub.kafka.followers import ItemIndex, LoadIndex, Verdicts
+from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.topics import Topic
 
 log = structlog.get_logger(__name__)
@@ -33,6 +34,7 @@ class KafkaIO:
             bootstrap_servers=self.bootstrap_servers,
             acks="all",
             linger_ms=0,
+            partitioner=PARTITIONER,
             request_timeout_ms=10_000,  # a dead broker: a 503 to the partner within 10 s
         )
         await self.producer.start()

@@ -32,6 +32,7 @@ from hub.kafka.faust_app import (
     to_every_partition,
     transactions_table,
 )
+from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.producer import KafkaIO
 from hub.kafka.topics import Topic
 from hub.runtime import relay
@@ -65,6 +66,7 @@ def faust_app(
         broker_heartbeat_interval=1.0,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_partitioner=PARTITIONER,  # Kafka's default, its hashes kept
         # Said, not defaulted: faust reads PROCESSING_GUARANTEE from the environment, and
         # `Producing` writes to the producer itself, past faust's transaction manager.
         processing_guarantee="at_least_once",
@@ -130,7 +132,14 @@ def create_app(
             await partner_back.handle(PartnerBack.model_validate_json(event.value))
 
     _outbound_agents(
-        app, settings, directory, connectors, connector_settings, delivering, writer, delivered
+        app,
+        settings,
+        directory,
+        connectors,
+        connector_settings,
+        delivering,
+        writer,
+        DurableTable(delivered, list, producing),
     )
     _relay_agent(app, settings, directory, connectors, connector_settings, hub_io, relay_answers)
 
@@ -164,14 +173,13 @@ def _outbound_agents(
     connector_settings: dict[str, Any] | None,
     delivering: set[str] | None,
     writer: Writer,
-    delivered: Any,
+    table: DurableTable,
 ) -> None:
     """One faust agent reading ill.outbound.<protocol> per connector with a sender (of those
     this worker delivers for), all sharing the partners' queues."""
     queues = PartnerQueues(settings.delivery_per_partner, settings.delivery_total)
     shared = settings.limits()
     partners_topic = app.topic(Topic.PARTNERS, **RAW)
-    table = DurableTable(delivered, list)
 
     async def announce(symbol: str) -> None:
         # Every partition: each worker looks after the transactions it holds.

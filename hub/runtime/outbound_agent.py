@@ -101,8 +101,13 @@ class OutboundAgent:
                 # Read before the steps it takes back have their turn (they wait behind a
                 # slow partner): they are not tried.
                 self.recalled.update(command.withdraws)
+                # The partner's place is taken around the call only (`attempt`): the records
+                # written before and after it keep no other delivery to the partner waiting.
                 await self.queues.submit(
-                    command.transaction_id, command.recipient, self.job(command, record, inputs)
+                    command.transaction_id,
+                    command.recipient,
+                    self.job(command, record, inputs),
+                    own_place=True,
                 )
         finally:
             await self.stop()
@@ -250,9 +255,14 @@ class OutboundAgent:
             codec.content_type,
             command.transaction_id,
         )
-        await self.writer.write([as_output(Topic.AUDIT, command.transaction_id, audit)])
-        resent = await self._mark_sending(command, partition)
-        attempted, tries = await self.send(partner, body)
+        # Both durable before the call, in one round trip to the broker: neither needs the
+        # other first (a mark without its audit record is a re-send, audited again then).
+        resent, _ = await asyncio.gather(
+            self._mark_sending(command, partition),
+            self.writer.write([as_output(Topic.AUDIT, command.transaction_id, audit)]),
+        )
+        async with queues.place(command.recipient):
+            attempted, tries = await self.send(partner, body)
         result.tries, result.detail = tries, attempted.detail[:1000]
         if resent:
             result.detail = f"{RESENT}; {result.detail}"[:1000]

@@ -36,20 +36,31 @@ class PartnerQueues:
         self.held: set[tuple[str, str]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
+    def place(self, partner: str) -> asyncio.Semaphore:
+        """One of the partner's `per_partner` places, for a job submitted with `own_place`
+        (`async with queues.place(partner): ...`)."""
+        return self.partners[partner]
+
     def is_held(self, transaction_id: str, partner: str) -> bool:
         return (transaction_id, partner) in self.held
 
     def release(self, transaction_id: str, partner: str) -> None:
         self.held.discard((transaction_id, partner))
 
-    async def submit(self, transaction_id: str, partner: str, job: Job) -> None:
+    async def submit(
+        self, transaction_id: str, partner: str, job: Job, *, own_place: bool = False
+    ) -> None:
         """Queue a delivery; returns once it has a place (back-pressure on the reader), not
-        when it is done."""
+        when it is done. `own_place`: the job takes its place among the partner's
+        `per_partner` itself (`place`), around its call only, so that what it writes before
+        and after the call does not keep the partner's next delivery waiting."""
         await self.total.acquire()
         previous = self.chains.get(transaction_id)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.chains[transaction_id] = done
-        task = asyncio.create_task(self._run(transaction_id, partner, job, previous, done))
+        task = asyncio.create_task(
+            self._run(transaction_id, partner, job, previous, done, own_place)
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -60,12 +71,16 @@ class PartnerQueues:
         job: Job,
         previous: asyncio.Future[None] | None,
         done: asyncio.Future[None],
+        own_place: bool = False,
     ) -> None:
         try:
             if previous is not None:
                 await previous
-            async with self.partners[partner]:
+            if own_place:
                 accepted = await job()
+            else:
+                async with self.partners[partner]:
+                    accepted = await job()
             if not accepted:
                 self.held.add((transaction_id, partner))
         except Exception:

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import os
 import sys
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, NoReturn, Protocol
@@ -127,7 +128,9 @@ class TransactionAgent:
         # read from or written as: a step reads it back instead of validating the row again.
         # Valid only while the table holds that very value (recovery and rebalancing put new
         # ones there); the engine never changes the row it is given (it works on a copy).
-        self.rows: dict[str, tuple[Any, Transaction]] = {}
+        # An OrderedDict: evicting the oldest of a plain dict that keeps having entries
+        # removed and added scans the removed slots first (`next(iter(...))`), measurably.
+        self.rows: OrderedDict[str, tuple[Any, Transaction]] = OrderedDict()
 
     async def start(self) -> None:
         # The rota reads the load counts: rebuild them from ill.load before the first request.
@@ -314,10 +317,10 @@ class TransactionAgent:
 
     def _remember(self, key: str, value: Any, txn: Transaction) -> None:
         rows = self.rows
-        rows.pop(key, None)
         rows[key] = (value, txn)
+        rows.move_to_end(key)
         if len(rows) > ROW_CACHE:
-            del rows[next(iter(rows))]
+            rows.popitem(last=False)
 
 
 def _finished(
