@@ -5,6 +5,9 @@ taken; a partner whose protocol has none is refused before anything is sent."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -79,3 +82,48 @@ async def test_staff_message_reaches_each_party_in_its_protocol_or_is_refused(
     assert (await west.next()).event is Event.CANCEL
     assert (await east.next()).event is Event.CANCEL_REPLY
     assert west.received.empty() and east.received.empty() and south.received.empty()
+
+
+async def rshub(hub: HubProcess, *args: str) -> tuple[int, str, str]:
+    """The command line, as staff type it (not blocking the loop: the simulated libraries
+    answer the hub's deliveries from this one)."""
+    env = {k: v for k, v in hub.env.items() if k != "RSHUB_APP_ID"}
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", *args, env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(run.communicate(), 120)
+    assert run.returncode is not None
+    return run.returncode, out.decode(), err.decode()
+
+
+async def test_the_command_line_acts_through_the_same_layer(
+    hub: HubProcess, libraries: dict[str, Library]
+) -> None:
+    east, west, south = libraries["EAST"], libraries["WEST"], libraries["SOUTH"]
+    status, answer = await east.send(
+        Message(event=Event.REQUEST, request_id="E-10", patron_id="p", bibliographic=BOOK)
+    )
+    assert status == 200 and answer.ok
+    asked = await west.next()
+    txn = transaction_id("EAST", "E-10")
+
+    code, out, err = await rshub(hub, "note", txn, "patron phoned")
+    assert code == 0, err
+    code, out, err = await rshub(hub, "message", txn, "--to", "lender", "check the shelf")
+    assert (code, out.strip()) == (0, "BorrowerNotification to WEST: sent"), err
+    note = await west.next()
+    assert note.event is Event.BORROWER_NOTE and "check the shelf" in (note.note or "")
+    # Nothing is out yet: a close is refused, saying what to do instead, and changes nothing.
+    code, out, err = await rshub(hub, "close", txn, "--reason", "returned at the desk")
+    assert code == 2 and "Requested" in err, (out, err)
+    # The next lender: WEST gets one Cancel, SOUTH the request.
+    code, out, err = await rshub(hub, "route", txn, "--next")
+    assert code == 0, err
+    assert (await west.next()).event is Event.CANCEL
+    assert (await south.next()).event is Event.REQUEST
+    code, out, err = await rshub(hub, "cancel", txn, "--reason", "patron found it")
+    assert code == 0 and txn in out, err
+    assert (await south.next()).event is Event.CANCEL
+    code, out, err = await rshub(hub, "show", txn, "--no-raw")
+    assert "cli:" in out and "patron phoned" in out and "patron found it" in out, out
+    assert asked.request_id and west.received.empty()

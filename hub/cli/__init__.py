@@ -1,5 +1,5 @@
 """The `rshub` command: argparse and printing, one module per command group (serve, broker,
-decode, find, route, deliveries, stats, settings, users, peer, demo). This one holds the
+decode, find, route, staff, deliveries, stats, settings, users, peer, demo). This one holds the
 parser and `COMMANDS`, the table of what runs each command. Command modules share only
 running.py (how to reach the hub) and, for `check` and the SIGHUP reload, serve's checks."""
 
@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from hub.cli import broker, check, decode, deliveries, find, route, serve, stats, users
+from hub.cli import broker, check, decode, deliveries, find, route, serve, staff, stats, users
 from hub.cli import settings as settings_command
 from hub.runtime import logs
 from hub.runtime.settings import Settings, SettingsError
@@ -65,6 +65,10 @@ COMMANDS: dict[str, Command] = {
     "deadletters": Command(find.deadletters),
     "deliveries": Command(lambda s, a: deliveries.deliveries(s, a.json)),
     "redeliver": Command(deliveries.redeliver),
+    "cancel": Command(staff.staff),
+    "close": Command(staff.staff),
+    "note": Command(staff.staff),
+    "message": Command(staff.staff),
     "console-user": Command(users.console_user, "own"),
     "api-token": Command(users.api_token, "own"),
     "openapi": Command(_openapi, "own"),
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     settings_command.arguments(sub)
     check.arguments(sub)
     route.arguments(sub)
+    staff.arguments(sub)
     stats.arguments(sub)
     deliveries.arguments(sub)
     users.arguments(sub)

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from hub.cli import running
 from hub.runtime.settings import Settings
@@ -36,9 +38,18 @@ def redeliver(settings: Settings, args: argparse.Namespace) -> int:
     bootstrap = running.running_bootstrap(settings)
     if not bootstrap:
         return 2
-    code, text = asyncio.run(
-        delivery_cli.redeliver(bootstrap, args.transaction, args.partner, settings.reply_timeout_s)
-    )
+    work: Coroutine[Any, Any, tuple[int, str]]
+    if args.transaction:
+        # Reported after each step was tried (sent, or failed and why), as in the console.
+        from hub.cli.staff import link_to
+        from hub.ops import actions
+
+        work = actions.redeliver(
+            link_to(settings, bootstrap), args.transaction, args.partner, running.who()
+        )
+    else:
+        work = delivery_cli.redeliver(bootstrap, None, args.partner, settings.reply_timeout_s)
+    code, text = asyncio.run(work)
     print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
     return code
 

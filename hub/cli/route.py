@@ -33,9 +33,11 @@ def route(settings: Settings, args: argparse.Namespace) -> int:
     chosen = [(a, v) for a, v in (("lender", args.lender), ("skip", args.skip)) if v]
     if args.restart:
         chosen.append(("restart", None))
+    if args.next:
+        chosen.append(("next", None))
     if len(words) != 1 or len(chosen) != 1:
         print(
-            "rshub: usage: rshub route TXN (--lender SYM | --skip SYM | --restart)",
+            "rshub: usage: rshub route TXN (--lender SYM | --skip SYM | --next | --restart)",
             file=sys.stderr,
         )
         return 2
@@ -50,7 +52,12 @@ def route(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     code, text = asyncio.run(
         route_cli.command(
-            bootstrap, words[0], RouteAction(action), lender, settings.reply_timeout_s
+            bootstrap,
+            words[0],
+            RouteAction(action),
+            lender,
+            settings.reply_timeout_s,
+            running.who(),
         )
     )
     print(text if code == 0 else f"rshub: {text}", file=sys.stdout if code == 0 else sys.stderr)
@@ -66,6 +73,11 @@ def arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p_route.add_argument("words", nargs="+", metavar="show TXN | TXN")
     p_route.add_argument("--lender", metavar="SYM", help="send the request to this lender now")
     p_route.add_argument("--skip", metavar="SYM", help="never ask this lender for this request")
+    p_route.add_argument(
+        "--next",
+        action="store_true",
+        help="take it back from the lender holding it and ask the next (may be asked again)",
+    )
     p_route.add_argument(
         "--restart", action="store_true", help="search the catalogues again, rebuild the rota"
     )
