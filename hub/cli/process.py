@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from connectors.core.connections import free_port
 from hub.kafka import topics
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (hub/cli/process.py)
+PORT_ATTEMPTS = 3
+# What `rshub serve` says when a port it was given is taken (hub.cli.serve).
+PORT_TAKEN = re.compile(r"cannot listen on [^ ]+:(\d+) for .*Address already in use")
 
 
 class HubProcess:
@@ -51,15 +55,31 @@ class HubProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self, timeout: float = 90.0) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "serve"],
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        await self.wait_healthy(timeout)
+        # A port chosen free can be taken by another program before the hub binds it (other
+        # test runs, clients' ephemeral ports). The console's port is the hub's own business
+        # and is chosen again; the partners' ports are already in their settings, so the
+        # hub tries them again a moment later.
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            with self.log.open("ab") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "hub.cli", "serve"],
+                    env=self.env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                await self.wait_healthy(timeout)
+                return
+            except RuntimeError as exited:
+                taken = PORT_TAKEN.search(str(exited))
+                if taken is None or attempt == PORT_ATTEMPTS:
+                    raise
+            if int(taken.group(1)) == self.console_port:
+                self.console_port = free_port()
+                self.env["RSHUB_CONSOLE_PORT"] = str(self.console_port)
+            else:
+                await asyncio.sleep(1.0)  # back-off before the same port again
 
     async def wait_healthy(self, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
