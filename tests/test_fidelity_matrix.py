@@ -28,8 +28,10 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import pytest
 import yaml
+from pydantic_core import to_jsonable_python
 
 from connectors import translation
+from connectors.api import codec as api_codec
 from connectors.artemail.codec import ArtemailCodec
 from connectors.artemail.order import ascii_line
 from connectors.core import fidelity
@@ -54,6 +56,7 @@ from connectors.slnp.codec import SlnpCodec
 from connectors.slnp.simulator import SimulatedZfl, ZflClient
 from connectors.slnp.wire import render_command
 from hub.cli.process import HubProcess
+from hub.ops.api import tokens
 from tests.kafka_reader import wait_for_record
 from tests.mail_imap import wait_for_mails
 from tests.mail_servers import MailServers, available, mail_servers
@@ -170,6 +173,7 @@ BORROWERS = (
     Channel("B-10161", "ISO 10161", "B10161"),
     Channel("B-SLNP", "SLNP", "123ABC"),
     Channel("B-OU", "OpenURL 1.0"),
+    Channel("B-API", "API"),
 )
 LENDERS = (
     Channel("L-NCIP", "NCIP P2P", "01LNCIP_INST||MAIN"),
@@ -190,6 +194,8 @@ OU_TOKEN = "matrix-link-token"
 
 
 def carries(channel: Channel, service: ServiceType, borrowing: bool) -> frozenset[str]:
+    if channel.symbol == "B-API":
+        return api_codec.CARRIES  # the canonical request itself: a borrower only
     column = COLUMNS[channel.column]
     carried = column.carries(service) - column.withheld
     return carried | OPENURL_IN if borrowing and channel.symbol == "B-OU" else carried
@@ -219,6 +225,11 @@ def _one_line(text: Any) -> Any:
 AS_WRITTEN: dict[str, Callable[[Any], Any]] = {"L-ART": _art, "L-ILLIAD": _one_line}
 
 
+def _withheld(borrower: Channel) -> frozenset[str]:
+    column = COLUMNS.get(borrower.column)
+    return column.withheld if column else frozenset()
+
+
 def verdicts(sent: Message, arrived: Message, borrower: Channel, lender: Channel) -> dict[str, str]:
     """Field path -> what became of it between this borrower and this lender."""
     service = sent.service_type or ServiceType.LOAN
@@ -234,7 +245,7 @@ def verdicts(sent: Message, arrived: Message, borrower: Channel, lender: Channel
         if path in b_carries and path in l_carries:
             got = value(arrived, path)
             out[path] = YES if got == as_written(value(sent, path)) else f"{LOST} ({got!r})"
-        elif path in l_column.withheld or path in COLUMNS[borrower.column].withheld:
+        elif path in l_column.withheld or path in _withheld(borrower):
             out[path] = WITHHELD
         elif (path in b_carries or b_note) and l_column.note:
             out[path] = NOTE if readable(sent, path) in (arrived.note or "") else LOST
@@ -341,8 +352,14 @@ def directory(
                 },
             }
         )
+        # API borrowers name no lender either: one per lender, under the same rule.
+        partners.append(
+            {"symbol": f"B-API-{lender.symbol}", "name": "API", "protocol": "api", "lends": False}
+        )
         rotas.append({"name": f"to-{lender.symbol}", "members": [lender.symbol]})
-        rules.append({"rota": f"to-{lender.symbol}", "borrowers": [symbol]})
+        rules.append(
+            {"rota": f"to-{lender.symbol}", "borrowers": [symbol, f"B-API-{lender.symbol}"]}
+        )
     return {
         "consortium": "Fidelity matrix",
         "partners": partners,
@@ -362,6 +379,7 @@ class World:
     ou: OpenUrlServer
     slnp_port: int
     mails: dict[str, int]
+    api_tokens: dict[str, str]  # lender -> the token of the API borrower routed to it
 
 
 @pytest.fixture
@@ -394,6 +412,15 @@ async def world(bootstrap: str, servers: MailServers, tmp_path: Path) -> Any:
         "RSHUB_OPENURL_TOKEN": OU_TOKEN,
         "RSHUB_OPENURL_PATRON_KEY": NORTH_PATRON_KEY,
     }
+    api_tokens = {
+        lender.symbol: tokens.add(
+            tmp_path / "api-tokens",
+            f"matrix-{lender.symbol}",
+            f"B-API-{lender.symbol}",
+            ["request"],
+        )
+        for lender in LENDERS
+    }
     hub = HubProcess(bootstrap, path, tmp_path, env)
     async with running(libs), zfl_b, zfl_l:
         await ou.start()
@@ -403,7 +430,17 @@ async def world(bootstrap: str, servers: MailServers, tmp_path: Path) -> Any:
                 lib.hub_tcp = ("127.0.0.1", hub.iso10161_port)
         await hub.start()
         try:
-            yield World(bootstrap, hub, servers, libs, zfl_l, ou, slnp_port, {"bl": 0, "illiad": 0})
+            yield World(
+                bootstrap,
+                hub,
+                servers,
+                libs,
+                zfl_l,
+                ou,
+                slnp_port,
+                {"bl": 0, "illiad": 0},
+                api_tokens,
+            )
         finally:
             hub.stop()
             await ou.stop()
@@ -418,6 +455,28 @@ def _signed(patron: str, email: str) -> str:
     expires = str(int(datetime.now(UTC).timestamp()) + 600)
     sig = patron_signature(NORTH_PATRON_KEY, patron, email, expires)
     return f"&req_id={quote(patron)}&req.email={quote(email)}&req_exp={expires}&req_sig={sig}"
+
+
+def placed(sent: Message) -> dict[str, Any]:
+    """`sent` as a discovery layer places it through the JSON API (PlaceRequest)."""
+    patron = {"id": sent.patron_id, "name": value(sent, "patron_name"), "email": sent.patron_email}
+    assert sent.bibliographic is not None
+    body = {
+        "request_id": sent.request_id,
+        "bibliographic": sent.bibliographic.model_dump(exclude_none=True),
+        "patron": {k: v for k, v in patron.items() if v is not None},
+        "service": sent.service_type,
+        "format": sent.request_format,
+        "pickup_location": sent.pickup_location,
+        "need_before": sent.need_before,
+        "delivery_email": sent.delivery_email,
+        "delivery_address": sent.delivery_address,
+        "loan_condition": sent.loan_condition,
+        "max_cost": sent.max_cost,
+        "note": sent.note,
+    }
+    found: dict[str, Any] = to_jsonable_python({k: v for k, v in body.items() if v is not None})
+    return found
 
 
 async def ask(world: World, borrower: Channel, lender: Channel, sent: Message) -> None:
@@ -437,6 +496,17 @@ async def ask(world: World, borrower: Channel, lender: Channel, sent: Message) -
         ):
             assert reply.status == 201, (symbol, await reply.text())
         return
+    if borrower.symbol == "B-API":
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{world.hub.url}/api/v1/requests",
+                json=placed(sent),
+                headers={"Authorization": f"Bearer {world.api_tokens[lender.symbol]}"},
+            ) as placed_reply,
+        ):
+            assert placed_reply.status == 201, (lender.symbol, await placed_reply.text())
+        return
     if borrower.symbol == "B-SLNP":
         target = Partner(
             symbol=lender.symbol, name="L", protocol="slnp", agency_ids=[lender.agency]
@@ -445,8 +515,8 @@ async def ask(world: World, borrower: Channel, lender: Channel, sent: Message) -
         async with ZflClient("127.0.0.1", world.slnp_port) as zfl:
             assert (await zfl.login(*ZFL_LOGIN)).ok
             await zfl.raw(order)
-            reply = await zfl.reply()
-            assert reply.ok, (reply.error_type, reply.text)
+            answered = await zfl.reply()
+            assert answered.ok, (answered.error_type, answered.text)
         return
     lib = world.libs[borrower.symbol]
     if borrower.symbol == "B-ISO21":
@@ -515,7 +585,7 @@ async def arrival(world: World, lender: Channel) -> Message:
 
 async def refused(world: World, borrower: Channel, request_id: str) -> None:
     """The hub recorded the order to the BL as failed, saying why."""
-    symbol = "B-OU-L-ART" if borrower.symbol == "B-OU" else borrower.symbol
+    symbol = {"B-OU": "B-OU-L-ART", "B-API": "B-API-L-ART"}.get(borrower.symbol, borrower.symbol)
 
     def match(record: dict[str, Any]) -> bool:
         return (

@@ -36,6 +36,27 @@ from connectors.core.model import (
 )
 
 PROTOCOL = "api"
+# The canonical request fields a placed request carries (PlaceRequest is the canonical request:
+# every bibliographic field, the patron, service, format, pickup, need-before, both delivery
+# addresses, loan condition, maximum cost, note). tests/test_fidelity_matrix.py proves each
+# arrives where the lender's protocol carries it.
+CARRIES: frozenset[str] = frozenset(
+    {f"bibliographic.{name}" for name in Bibliographic.model_fields}
+    | {
+        "patron_id",
+        "patron_name",
+        "patron_email",
+        "delivery_address",
+        "delivery_email",
+        "pickup_location",
+        "service_type",
+        "request_format",
+        "loan_condition",
+        "need_before",
+        "max_cost",
+        "note",
+    }
+)
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://rshub.invalid/problems/"  # a URI per kind of problem (RFC 9457 3.1.1)
@@ -150,6 +171,8 @@ def to_request(call: PlaceRequest, sender: str) -> Message:
         pickup_location=call.pickup_location,
         delivery_email=call.delivery_email,
         delivery_address=call.delivery_address,
+        loan_condition=call.loan_condition,
+        max_cost=call.max_cost,
         note=call.note,
         correlation=Correlation(protocol=PROTOCOL, request_id=call.request_id),
     )

@@ -16,6 +16,7 @@ from connectors.core.model import (
     Bibliographic,
     Id,
     Moment,
+    Money,
     Note,
     RequestFormat,
     ServiceType,
@@ -66,6 +67,12 @@ class PlaceRequest(BaseModel):
     need_before: Moment | None = Field(None, description="not wanted after this moment")
     delivery_email: Address | None = Field(None, description="for electronic delivery")
     delivery_address: Address | None = None
+    loan_condition: Id | None = Field(
+        None, description="a condition on the loan the borrower asks for (ISO 18626 code)"
+    )
+    max_cost: Money | None = Field(
+        None, description="the most the borrower will pay, with its ISO 4217 currency"
+    )
     note: Note | None = Field(None, description="a note for the lender")
 
 
