@@ -286,16 +286,13 @@ class MailboxListener:
 
         if s.imap_tls is TlsMode.TLS:
             imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-                s.imap_host,
-                s.imap_port,
-                timeout=s.timeout_s,
-                ssl_context=tls_context(s),
-                conn_lost_cb=closed,
+                s.imap_host, s.imap_port, timeout=s.timeout_s, ssl_context=tls_context(s)
             )
         else:
-            imap = aioimaplib.IMAP4(
-                s.imap_host, s.imap_port, timeout=s.timeout_s, conn_lost_cb=closed
-            )
+            imap = aioimaplib.IMAP4(s.imap_host, s.imap_port, timeout=s.timeout_s)
+        # Set on the protocol object (made at once, connected later): IMAP4_SSL takes no
+        # `conn_lost_cb` argument in aioimaplib 2.0.
+        imap.protocol.conn_lost_cb = closed
         self._imap = imap
         await imap.wait_hello_from_server()
         if s.imap_tls is TlsMode.STARTTLS:
