@@ -205,7 +205,12 @@ async def hub_parts(
     token = tokens.add(tmp_path / "api-tokens", "web-discovery", "WEB", ["read", "request", "act"])
     other = tokens.add(tmp_path / "api-tokens", "other-ils", "OTHER", ["read"])
     staff = tokens.add(tmp_path / "api-tokens", "night-shift", None, ["read"])
-    hub = HubProcess(bootstrap, directory, tmp_path, {"RSHUB_OUTBOUND_BACKOFF_S": "0.1"})
+    hub = HubProcess(
+        bootstrap,
+        directory,
+        tmp_path,
+        {"RSHUB_OUTBOUND_BACKOFF_S": "0.1", "RSHUB_WEBHOOK_ALLOW_PRIVATE": "true"},
+    )
     libraries["VDX"].hub_tcp = ("127.0.0.1", hub.iso10161_port)
     await hub.start()
     async with aiohttp.ClientSession() as session, Receiver() as receiver:
@@ -335,6 +340,15 @@ async def test_a_delivery_refused_before_the_hub_is_killed_is_made_after_it_rest
     # The first change refused (it is in the outbox then), the hub dies before its next try
     # (a fraction of a second later): only the store can bring it back.
     await asyncio.wait_for(receiver.refused["down"].wait(), 60)
+
+    async def recorded() -> None:  # the refusal is in the store (nothing to await from here)
+        while True:
+            _, page, _ = await web_client.call("GET", f"/webhooks/{hook}/deliveries")
+            if any(item["attempts"] >= 1 for item in page["items"]):
+                return
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(recorded(), 30)
     receiver.failing["down"] = 0
     hub.kill()
     await hub.start()
@@ -342,3 +356,21 @@ async def test_a_delivery_refused_before_the_hub_is_killed_is_made_after_it_rest
     assert [t["state"] for t in told] == history
     status, page, _ = await web_client.call("GET", f"/webhooks/{hook}/deliveries")
     assert page["items"][-1]["attempts"] >= 2, page
+
+
+async def test_by_default_a_webhook_cannot_make_the_hub_call_inside_its_network() -> None:
+    from hub.runtime.webhooks import NotPublic, PublicOnly, refuse_private_literal
+
+    for url in (
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]/hook",
+        "http://10.0.0.5:6379/",
+        "http://169.254.169.254/latest/meta-data",
+        "https://192.168.1.1/",
+    ):
+        with pytest.raises(NotPublic):
+            refuse_private_literal(url)
+    refuse_private_literal("https://93.184.215.14/hook")  # a public number
+    refuse_private_literal("https://hooks.example.org/rshub")  # a name: checked as it resolves
+    with pytest.raises(NotPublic):
+        await PublicOnly().resolve("localhost", 80)

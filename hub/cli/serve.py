@@ -206,6 +206,8 @@ class DirectoryReload:
             _, new, _ = load_checked(self.settings)
         except NotStartable as refused:
             return "; ".join(refused.problems)
+        except Exception as error:  # a file half written, unreadable, a check that failed
+            return f"{type(error).__name__}: {error}"
         added = assembly.spoken(new) - self.started_for
         if added:
             return (

@@ -42,6 +42,7 @@ from hub.kafka.topics import Topic
 # How long a delivery's result is waited for after the hub applied the command, at least:
 # an outbound try includes its quick in-call retries and the partner's HTTP timeout.
 DELIVERY_WAIT_S = 30.0
+REDELIVER_AT_ONCE = 8  # a partner's requests sent again at once (redeliver_partner)
 RESENT = re.compile(r"(\d+) deliveries sent again")
 
 
@@ -250,9 +251,15 @@ async def redeliver_partner(
     what came of each (the requests are those `hub.ops.deliveries.waiting` lists for it)."""
     if not transaction_ids:
         return Outcome(0, f"nothing waits for {partner}")
-    outcomes = await asyncio.gather(
-        *(redeliver(link, txn, partner, by) for txn in dict.fromkeys(transaction_ids))
-    )
+    # Each redelivery holds its own Kafka clients while it waits for its result: a few at a
+    # time, so a partner back after a day's outage does not open thousands in the hub.
+    gate = asyncio.Semaphore(REDELIVER_AT_ONCE)
+
+    async def one(txn: str) -> Outcome:
+        async with gate:
+            return await redeliver(link, txn, partner, by)
+
+    outcomes = await asyncio.gather(*(one(txn) for txn in dict.fromkeys(transaction_ids)))
     failed = [o for o in outcomes if not o.done]
     text = "; ".join(o.text for o in outcomes)
     return Outcome(2 if failed else 0, text)
@@ -291,8 +298,8 @@ async def send(link: Link, order: RouteCommand | Redeliver | StaffCommand) -> Ou
     verdicts = Verdicts(link.bootstrap)
     await verdicts.start()
     kafka = KafkaIO(link.bootstrap)
-    await kafka.start()
     try:
+        await kafka.start()  # inside: a broker that fails it must not leave `verdicts` open
         answer = verdicts.expect(order.ref)
         await kafka.send(Topic.CONTROL, order.transaction_id, order.model_dump_json().encode())
         try:

@@ -195,6 +195,13 @@ class Settings(BaseModel):
     api_enabled: bool = Field(
         True, description="serve the JSON API at /api/v1 on the HTTP port (docs/api.md)"
     )
+    webhook_allow_private: bool = Field(
+        False,
+        description=(
+            "let webhooks reach loopback, private and link-local addresses (tests, a receiver "
+            "inside your own network); off: a library cannot make the hub call inside it"
+        ),
+    )
     api_tokens_file: Path | None = Field(
         None,
         description="the API's clients with their hashed tokens (rshub api-token add); "

@@ -27,13 +27,17 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+import aiohttp.resolver
 import structlog
 from mode import Service
 from prometheus_client import Counter, Gauge
@@ -173,6 +177,47 @@ async def event_ends(bootstrap: str) -> dict[int, int]:
         await consumer.stop()
 
 
+class NotPublic(OSError):
+    """A webhook's address is not on the public internet (RSHUB_WEBHOOK_ALLOW_PRIVATE)."""
+
+
+def _public(address: str) -> bool:
+    return ipaddress.ip_address(address.split("%", 1)[0]).is_global
+
+
+def refuse_private_literal(url: str) -> None:
+    """A URL naming a loopback, private or link-local address by number is refused (names are
+    checked as they resolve: PublicOnly)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").strip("[]")
+    try:
+        public = _public(host)
+    except ValueError:
+        return  # a name, not a number
+    if not public:
+        raise NotPublic(f"{host} is not a public address (RSHUB_WEBHOOK_ALLOW_PRIVATE)")
+
+
+class PublicOnly(aiohttp.resolver.ThreadedResolver):
+    """Resolves as usual and keeps only public addresses, at connect time (a name that
+    resolved to a public address when it was checked cannot turn private after)."""
+
+    async def resolve(self, host: str, port: int = 0, family: Any = socket.AF_INET) -> Any:
+        found = await super().resolve(host, port, family)
+        kept = [entry for entry in found if _public(entry["host"])]
+        if not kept:
+            raise NotPublic(f"{host} resolves to no public address (RSHUB_WEBHOOK_ALLOW_PRIVATE)")
+        return kept
+
+
+def _general(failure: BaseException) -> str:
+    """A failure to reach a receiver, as the library may read it."""
+    if isinstance(failure, TimeoutError | asyncio.TimeoutError):
+        return "no answer in time"
+    if isinstance(failure, aiohttp.ClientConnectorError | OSError):
+        return "could not connect"
+    return f"could not deliver ({type(failure).__name__})"
+
+
 class Webhooks(Service):
     def __init__(
         self,
@@ -186,6 +231,7 @@ class Webhooks(Service):
     ) -> None:
         super().__init__(**kwargs)
         self.enabled = settings.api_enabled  # subscriptions are made through the API only
+        self.allow_private = settings.webhook_allow_private
         self.directory, self.bootstrap = directory, bootstrap
         self.path = store_path or path_in(settings.data_dir)
         self.poll_s = poll_s
@@ -218,18 +264,20 @@ class Webhooks(Service):
         store: Store | None = None
         expected: dict[int, int] | None = None
         while not self.should_stop:
-            if store is None:
-                if not self.path.exists():  # no subscription was ever made here
-                    await self.sleep(self.poll_s)
-                    continue
-                store = self._store()
-            stored = await asyncio.to_thread(store.offsets)
-            if not stored:
-                await self._unfollow()
-                expected = None
+            if store is None and not self.path.exists():  # no subscription was made here
                 await self.sleep(self.poll_s)
                 continue
             try:
+                # Inside: a store that cannot be opened or read (disk, permissions) stops
+                # webhooks for a while, never the worker (a task that raises ends the app).
+                if store is None:
+                    store = self._store()
+                stored = await asyncio.to_thread(store.offsets)
+                if not stored:
+                    await self._unfollow()
+                    expected = None
+                    await self.sleep(self.poll_s)
+                    continue
                 expected = await self._read(store, stored, expected)
             except Exception as error:  # the broker went away, the disk is full: say so, and
                 # read again from what the store holds (nothing read since is lost)
@@ -303,12 +351,12 @@ class Webhooks(Service):
             return
         store: Store | None = None
         while not self.should_stop:
-            if store is None:
-                if not self.path.exists():
-                    await self.sleep(self.poll_s)
-                    continue
-                store = self._store()
+            if store is None and not self.path.exists():
+                await self.sleep(self.poll_s)
+                continue
             try:
+                if store is None:
+                    store = self._store()
                 wait = await self._deliver_due(store)
             except Exception as error:  # the store cannot be written: nothing is marked, so
                 # what was sent is sent again later under the same delivery id
@@ -330,10 +378,10 @@ class Webhooks(Service):
         if due:
             gate = asyncio.Semaphore(AT_ONCE)
             await asyncio.gather(*(self._send(store, d, gate) for d in due))
-        self._count(store)
+        await asyncio.to_thread(self._count, store)
         if due:
             return None
-        coming = store.next_due()
+        coming = await asyncio.to_thread(store.next_due)
         return self.poll_s if coming is None else min(self.poll_s, max(0.0, coming - now))
 
     def _count(self, store: Store) -> None:
@@ -342,12 +390,14 @@ class Webhooks(Service):
             WAITING.labels(partner, status).set(count)
 
     async def _send(self, store: Store, delivery: Delivery, gate: asyncio.Semaphore) -> None:
-        secret = store.secret(delivery.subscription)
-        sub = store.subscription(None, delivery.subscription)
+        # The store's calls wait for SQLite's lock (the API writes it too): off the loop.
+        secret = await asyncio.to_thread(store.secret, delivery.subscription)
+        sub = await asyncio.to_thread(store.subscription, None, delivery.subscription)
         if secret is None or sub is None:
             return  # removed while it waited: its deliveries went with it
         if self.session is None:
-            self.session = aiohttp.ClientSession()
+            resolver = None if self.allow_private else PublicOnly()
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
         headers = {
             "Content-Type": "application/json",
             DELIVERY: delivery.id,
@@ -357,6 +407,8 @@ class Webhooks(Service):
         error: str | None = None
         async with gate:
             try:
+                if not self.allow_private:
+                    refuse_private_literal(sub.url)
                 async with self.session.post(
                     sub.url,
                     data=delivery.body,
@@ -367,11 +419,15 @@ class Webhooks(Service):
                     await reply.content.read(4096)  # what it says back is not kept
                     if not 200 <= reply.status < 300:
                         error = f"HTTP {reply.status}"
+            except NotPublic as failure:
+                error = str(failure)
             except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as failure:
-                error = f"{type(failure).__name__}: {str(failure)[:200]}"
+                # Said generally: the library reads this, and the details of a failure to
+                # connect would map what answers where.
+                error = _general(failure)
         at = datetime.now(UTC)
         if error is None:
-            store.delivered(delivery.id, at, "")
+            await asyncio.to_thread(store.delivered, delivery.id, at, "")
             DELIVERED.labels(delivery.partner, "delivered").inc()
             log.info(
                 "webhook.delivered",
@@ -384,7 +440,7 @@ class Webhooks(Service):
             )
             return
         due, parked = self._next_try(delivery, time.time())
-        store.failed(delivery.id, at, error, due, parked)
+        await asyncio.to_thread(store.failed, delivery.id, at, error, due, parked)
         DELIVERED.labels(delivery.partner, "parked" if parked else "failed").inc()
         log.warning(
             "webhook.failed",

@@ -757,10 +757,13 @@ def _local(target: str) -> str:
     return target
 
 
+MAX_PAGE = 1_000_000  # beyond it an offset no longer fits SQLite's integer
+
+
 def _number(given: str | None) -> int:
     """A page number from the query: 1 unless a whole number of at least 1 is given."""
     try:
-        return max(1, int(given or "1"))
+        return min(max(1, int(given or "1")), MAX_PAGE)
     except ValueError:
         return 1
 
