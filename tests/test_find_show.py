@@ -224,3 +224,37 @@ def test_a_failing_delivery_and_a_silent_lender_need_attention_at_once(tmp_path:
     assert "SOUTH silent past its deadline (2026-03-02 11:00 UTC)" in found["t2"]
     assert index.needing_attention(now, timedelta(hours=72)) == 2  # what the gauge reads
     index.close()
+
+
+def test_a_link_left_for_staff_needs_attention_while_the_lender_holds_the_request(
+    tmp_path: Path,
+) -> None:
+    index = index_module.Index(tmp_path / "index.sqlite3")
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    row = {
+        "id": "t1",
+        "state": "Requested",
+        "borrower": "NORTH",
+        "borrower_request_id": "R1",
+        "attempts": [{"lender": "ILLIAD"}],
+        "pending": [],
+        "lender_deadline": "2026-03-07T12:00:00+00:00",
+    }
+    handed = {
+        "transaction_id": "t1",
+        "recipient": "ILLIAD",
+        "event": "Request",
+        "outcome": "sent",
+        "detail": "link for staff (the partner requires a login to submit): https://ill.x/?a=1",
+        "at": "2026-03-02T10:00:00+00:00",
+    }
+    index.apply(
+        [_record("ill.transactions", 0, "t1", row), _record("ill.delivery", 1, "t1", handed)]
+    )
+    found = index.find(index_module.Criteria(needs_attention=True), now, timedelta(hours=72))
+    assert [r["id"] for r in found] == ["t1"]
+    assert "a link for staff to submit to ILLIAD" in found[0]["attention"]
+    # Once the lender answered, the link is no longer anybody's work.
+    index.apply([_record("ill.transactions", 2, "t1", {**row, "state": "Loaned"})])
+    assert index.needing_attention(now, timedelta(hours=72)) == 0
+    index.close()

@@ -43,6 +43,7 @@ from typing import Any
 
 import structlog
 
+from connectors.core.contract import FOR_STAFF
 from connectors.core.records import audit_bytes
 from hub.kafka import codec as jsonbytes
 from hub.kafka import incarnation, partition_ends
@@ -103,6 +104,9 @@ WAITING_STATES = {
     "RenewPending": "the lender has not answered the renewal",
     "Returned": "the lender has not confirmed the return",
 }
+# States in which a lender holds the request unanswered: a step handed to staff as a link
+# is still theirs to submit only then (as `rshub deliveries` lists them).
+LINK_STATES = frozenset({"Requested", "WillSupply"})
 CLOSED_STATES = frozenset({"LoanCompleted", "CopyCompleted", "Cancelled", "Unfilled", "Expired"})
 
 SCHEMA = """
@@ -759,6 +763,9 @@ class Index:
             # From the first failed try, not after the whole retry schedule.
             reasons.append(str(row["failing"]))
         reasons += _overdue(row, now)
+        link = self._link_for_staff(row)
+        if link:
+            reasons.append(link)
         # Settled ones (acknowledged, replayed) do not count; nor staff commands refused
         # before they were answered at once (protocol rshub, written by earlier versions).
         letters = self.db.execute(
@@ -774,6 +781,21 @@ class Index:
             hours = (now - datetime.fromisoformat(since)).total_seconds() / 3600
             reasons.append(f"stuck: {waiting} for {hours:.0f} h")
         return "; ".join(reasons) or None
+
+    def _link_for_staff(self, row: dict[str, Any]) -> str | None:
+        """A step the hub could only hand to staff as a link to submit (a partner whose form
+        needs a login: ILLiad, Relais), while its lender holds the request unanswered."""
+        lender = row.get("lender")
+        if not lender or row.get("state") not in LINK_STATES:
+            return None
+        found = self.db.execute(
+            "SELECT at FROM entries WHERE transaction_id = ? AND kind = 'delivery' AND summary "
+            "LIKE ? ORDER BY at DESC LIMIT 1",
+            (row["id"], f"% to {lender}: sent %{FOR_STAFF}%"),
+        ).fetchone()
+        if found is None:
+            return None
+        return f"a link for staff to submit to {lender} (rshub deliveries), since {found[0][:16]}"
 
     def transaction(self, transaction_id: str) -> dict[str, Any] | None:
         row = self.db.execute(
