@@ -557,7 +557,11 @@ def partners_page(
         limit = partner.thresholds.max_open_incoming or partner.thresholds.overload
         held = load.get(partner.symbol, 0)
         health = tag("span", f.health, class_=f"health {f.health}")
-        tried = f"{f.sent} sent, {f.failed} failed, {f.retrying} retrying in 24 h"
+        # Tries of the last 24 h (each counted once, by what came of it) apart from the steps
+        # waiting now (the last column): one word for each, so the two never seem to disagree.
+        tried = (
+            f"in 24 h: {f.sent} sent, {f.retrying} failed and retried, {f.failed} failed and parked"
+        )
         failure = (
             tag(
                 "div",
@@ -595,7 +599,7 @@ def partners_page(
                         ]
                     ),
                     join([health, tag("div", tried), failure, contact]),
-                    join([f"{len(steps) - parked} retrying, {parked} parked", redeliver]),
+                    join([f"{len(steps) - parked} waiting to retry, {parked} parked", redeliver]),
                 ],
                 data_partner=partner.symbol,
             )
