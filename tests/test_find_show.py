@@ -258,3 +258,21 @@ def test_a_link_left_for_staff_needs_attention_while_the_lender_holds_the_reques
     index.apply([_record("ill.transactions", 2, "t1", {**row, "state": "Loaned"})])
     assert index.needing_attention(now, timedelta(hours=72)) == 0
     index.close()
+
+
+def test_staff_see_the_patrons_name_where_the_borrower_gave_it(tmp_path: Path) -> None:
+    from hub.ops.console.pages import _patron
+
+    index = index_module.Index(tmp_path / "index.sqlite3")
+    for n, given in enumerate(
+        (
+            {"patron_id": "P-1", "patron_name": "Ada Reader"},
+            {"patron_id": "P-2", "patron_given_name": "Grace", "patron_surname": "Hopper"},
+            {"patron_id": "P-3"},
+        )
+    ):
+        request = {"event": "Request", "sender": "NORTH", "request_id": f"R{n}", **given}
+        index.apply([_record("ill.inbound", n, f"t{n}", request)])
+    shown = [_patron(index.transaction(f"t{n}") or {}) for n in range(3)]
+    assert shown == ["P-1 (Ada Reader)", "P-2 (Grace Hopper)", "P-3"]
+    index.close()

@@ -285,6 +285,7 @@ class Index:
             ("deadletters", "replayed TEXT"),
             ("transactions", "failing TEXT"),
             ("transactions", "deadlines TEXT"),
+            ("transactions", "patron_name TEXT"),
         ):
             with contextlib.suppress(sqlite3.OperationalError):  # "duplicate column name"
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
@@ -478,12 +479,13 @@ class Index:
             self.db.execute(
                 "UPDATE transactions SET borrower = coalesce(borrower, ?), "
                 "borrower_request_id = coalesce(borrower_request_id, ?), "
-                "patron = coalesce(patron, ?), title = coalesce(title, ?), "
-                "author = coalesce(author, ?) WHERE id = ?",
+                "patron = coalesce(patron, ?), patron_name = coalesce(patron_name, ?), "
+                "title = coalesce(title, ?), author = coalesce(author, ?) WHERE id = ?",
                 (
                     sender,
                     message.get("request_id"),
                     message.get("patron_id"),
+                    _patron_name(message),
                     bibliographic.get("title"),
                     bibliographic.get("author"),
                     txn,
@@ -887,6 +889,12 @@ class Index:
     def dead_letter(self, ref: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM deadletters WHERE ref = ?", (ref,)).fetchone()
         return dict(row) if row else None
+
+
+def _patron_name(message: dict[str, Any]) -> str | None:
+    """The patron's name as the borrower gave it: whole, or given name and surname."""
+    parts = [message.get("patron_given_name"), message.get("patron_surname")]
+    return message.get("patron_name") or " ".join(p for p in parts if p) or None
 
 
 def _failing(pending: list[dict[str, Any]]) -> str | None:

@@ -302,7 +302,7 @@ def requests_page(
                 tag("span", r.get("state") or "?", class_="state"),
                 r.get("borrower") or "?",
                 r.get("borrower_request_id") or "",
-                r.get("patron") or "",
+                _patron(r),
                 r.get("lender") or "-",
                 tag(
                     "span", when(r.get("created"), zone), title=f"{age(r.get('created'), now)} ago"
@@ -391,7 +391,7 @@ def request_page(
         ("State", tag("span", row.get("state") or "?", id="state")),
         ("Borrower", row.get("borrower") or "?"),
         ("Borrower's request id", row.get("borrower_request_id") or "?"),
-        ("Patron", row.get("patron") or "-"),
+        ("Patron", _patron(row) or "-"),
         ("Title", row.get("title") or "-"),
         ("Author", row.get("author") or "-"),
         ("Lenders asked", (row.get("lenders") or "").strip(",") or "-"),
@@ -538,6 +538,12 @@ def staff_actions(row: dict[str, Any], session: Session, staff: StaffChoices) ->
         text = _text("text", "note-text", "a note for the timeline (no partner sees it)")
         forms.append(action(f"{path}/note", session, "Add note", None, "note", text))
     return tag("div", join(forms), class_="staff-actions", id="staff-actions")
+
+
+def _patron(row: dict[str, Any]) -> str:
+    """The patron as staff know them: the id and, where the borrower gave it, the name."""
+    name, patron = row.get("patron_name"), row.get("patron") or ""
+    return f"{patron} ({name})" if name and patron else name or patron
 
 
 def partners_page(
