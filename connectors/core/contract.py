@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from connectors.core.directory import Directory, Partner
 from connectors.core.model import Correlation, Event, Message
+from connectors.core.topics import OUTBOUND_PREFIX
 
 __all__ = [
     "Answer",
@@ -402,7 +403,7 @@ class Connector(Generic[OptionsT, SettingsT]):
 
     @property
     def outbound_topic(self) -> str:
-        return f"ill.outbound.{self.name}"
+        return f"{OUTBOUND_PREFIX}{self.name}"
 
     def env_prefix(self) -> str:
         return f"{self.ENV_PREFIX}{self.name.upper().replace('-', '_')}_"

@@ -6,6 +6,7 @@ goes back to the broker."""
 from __future__ import annotations
 
 from connectors.core.contract import Connector, HttpInbound
+from connectors.core.topics import Topic
 from connectors.ncip_relay import codec, front, sender
 from connectors.ncip_relay.options import RelayOptions, RelaySettings
 
@@ -17,7 +18,7 @@ CONNECTOR: Connector[RelayOptions, RelaySettings] = Connector(
     sender=sender.member_sender,
     options=RelayOptions,
     settings=RelaySettings,
-    topics=("ill.relay", "ill.relay.results"),
+    topics=(Topic.RELAY, Topic.RELAY_RESULTS),
     describe="NCIP broker relay (ILLiad, Relais, Navigator, VDX, WorldShare, SHAREit, GTBib-SOD, "
     "Clio II, INN-Reach -> members' NCIP responders)",
 )

@@ -11,8 +11,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.core.topics import Topic
 from hub.cli import running
-from hub.kafka.topics import Topic
 from hub.ops import replay as replaying
 from hub.runtime.settings import Settings
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.core.contract import Registry
+from connectors.core.topics import Topic
 from hub.kafka import embedded as kept_broker
-from hub.kafka.topics import Topic
 from hub.runtime.settings import Settings
 
 BROKER_FILE = "broker-address"

@@ -14,6 +14,7 @@ from datetime import timedelta
 from connectors.core.holdings import HoldingsResult, search_terms
 from connectors.core.model import Event, Message, Reason, Role, lender_request_id
 from connectors.core.records import Locate, RoutingDecision
+from connectors.core.topics import Topic
 from hub.domain import outbox as deliveries
 from hub.domain.inputs import Input
 from hub.domain.lifecycle import ROUTABLE, Effect, Hub, State
@@ -82,7 +83,7 @@ def start(run: Run, given: Input) -> Note:
         command = Locate(
             locate_id=txn.locate_id, transaction_id=txn.id, terms=terms, lenders=searchable
         )
-        run.write("ill.locate", command)
+        run.write(Topic.LOCATE, command)
         return None
     txn.locate_id = None
     run.emit(Input(Hub.LOCATED, note="nothing to search"))

@@ -45,6 +45,7 @@ from connectors.core.records import (
     Verdict,
     VerdictOutcome,
 )
+from connectors.core.topics import Topic
 from hub.domain import outbox as deliveries
 from hub.domain.deadlines import CHECKS
 from hub.domain.effects import EFFECTS
@@ -108,7 +109,7 @@ def _replay(txn: Transaction, ref: str, answered: bool) -> Result:
     )
     return Result(
         transaction=txn,
-        outputs=[*outputs, as_output("ill.replies", txn.id, verdict)],
+        outputs=[*outputs, as_output(Topic.REPLIES, txn.id, verdict)],
         verdict=verdict,
     )
 
@@ -166,7 +167,7 @@ def _applied(run: Run, answered: bool) -> Result:
     )
     return Result(
         transaction=txn,
-        outputs=[*outputs, as_output("ill.replies", txn.id, verdict)],
+        outputs=[*outputs, as_output(Topic.REPLIES, txn.id, verdict)],
         verdict=verdict,
     )
 
@@ -627,8 +628,8 @@ def _refusal(
         at=at,
     )
     outputs: list[Output] = [
-        *([] if staff else [as_output("ill.deadletter", key, letter)]),
-        as_output("ill.events", key, change),
-        as_output("ill.replies", key, verdict),
+        *([] if staff else [as_output(Topic.DEADLETTER, key, letter)]),
+        as_output(Topic.EVENTS, key, change),
+        as_output(Topic.REPLIES, key, verdict),
     ]
     return Result(transaction=txn, outputs=outputs, verdict=verdict)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from connectors.core.directory import Directory
 from connectors.core.records import RoutingDecision, StateChange
+from connectors.core.topics import OUTBOUND_PREFIX, Topic
 from hub.domain.addressing import item_key, retried_key
 from hub.domain.deadlines import settle
 from hub.domain.inputs import Input
@@ -51,7 +52,7 @@ class Run:
         self.outputs.append(as_output(topic, key or self.txn.id, record))
 
     def route(self, decision: RoutingDecision) -> None:
-        self.write("ill.routing", decision)
+        self.write(Topic.ROUTING, decision)
 
     def record(
         self, kind: str, event: str, sender: str | None, before: State, detail: str = ""
@@ -69,7 +70,7 @@ class Run:
             borrower=self.txn.borrower,
             request_id=self.txn.borrower_request_id,
         )
-        self.write("ill.events", change)
+        self.write(Topic.EVENTS, change)
         if kind == "transition":
             self.txn.history.append(
                 Step(
@@ -86,7 +87,7 @@ class Run:
         for partner in (lender, self.txn.borrower):
             value = {"transaction_id": self.txn.id} if alive else None
             self.outputs.append(
-                Output(topic="ill.items", key=item_key(partner, item_id), value=value)
+                Output(topic=Topic.ITEMS, key=item_key(partner, item_id), value=value)
             )
 
     def index_retried(self, request_id: str) -> None:
@@ -94,7 +95,7 @@ class Run:
         the gateway finds the transaction by it in ill.items, also after a restart."""
         key = retried_key(self.txn.borrower, request_id)
         self.outputs.append(
-            Output(topic="ill.items", key=key, value={"transaction_id": self.txn.id})
+            Output(topic=Topic.ITEMS, key=key, value={"transaction_id": self.txn.id})
         )
 
     def finish(self) -> list[Output]:
@@ -109,7 +110,7 @@ class Run:
         for output in self.outputs:
             value = output.value
             ours = value is not None and value.get("command_id") in self.created
-            if ours and value is not None and output.topic.startswith("ill.outbound."):
+            if ours and value is not None and output.topic.startswith(OUTBOUND_PREFIX):
                 value["state"] = state
         if txn.state in TERMINAL and self.state_before not in TERMINAL:
             attempt = txn.attempt
@@ -119,11 +120,11 @@ class Run:
         if after != self.open_before:
             if self.open_before:
                 key = load_key(self.open_before, txn.id)
-                self.outputs.append(Output(topic="ill.load", key=key, value=None))
+                self.outputs.append(Output(topic=Topic.LOAD, key=key, value=None))
             if after:
                 value = {"borrower": txn.borrower, "lender": after, "transaction_id": txn.id}
                 self.outputs.append(
-                    Output(topic="ill.load", key=load_key(after, txn.id), value=value)
+                    Output(topic=Topic.LOAD, key=load_key(after, txn.id), value=value)
                 )
         settle(txn, self.directory)
         return self.outputs

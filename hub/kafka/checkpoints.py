@@ -9,9 +9,9 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from connectors.core.topics import Topic
 from hub.kafka import partition_ends
 from hub.kafka.producer import KafkaIO
-from hub.kafka.topics import Topic
 
 TOPIC = Topic.CHECKPOINTS
 

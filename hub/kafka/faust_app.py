@@ -23,10 +23,10 @@ from typing import Any, NamedTuple, cast
 import faust
 from faust.serializers import codecs
 
+from connectors.core.topics import Topic
 from hub.kafka import codec as jsonbytes
 from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.steplog import Consumed, Encoded, Row
-from hub.kafka.topics import Topic
 
 ROW_CODEC = "rshub-json"  # the transactions table's values: see hub.kafka.codec
 TRANSACTIONS_TABLE = "transactions"

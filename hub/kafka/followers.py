@@ -20,6 +20,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.core.records import Verdict
+from connectors.core.topics import Topic
 from hub.domain.addressing import item_key, retried_key
 from hub.domain.load import LoadBook
 from hub.kafka import partition_ends, snapshots
@@ -112,7 +113,7 @@ class _Follower:
 
 
 class Verdicts(_Follower):
-    topic = "ill.replies"
+    topic = Topic.REPLIES
     # A partner's HTTP answer waits for a verdict another worker applied: no spacing. (With
     # one worker nothing is written here: verdicts are handed over in-process.)
     spacing_s = 0.0
@@ -144,7 +145,7 @@ class Verdicts(_Follower):
 
 
 class ItemIndex(_Follower):
-    topic = "ill.items"
+    topic = Topic.ITEMS
     from_beginning = True
 
     def __init__(self, bootstrap_servers: str) -> None:
@@ -169,7 +170,7 @@ class ItemIndex(_Follower):
 class LoadIndex(_Follower):
     """Follows the compacted ill.load topic into a `LoadBook` (open requests per lender)."""
 
-    topic = "ill.load"
+    topic = Topic.LOAD
     from_beginning = True
 
     def __init__(self, bootstrap_servers: str) -> None:

@@ -9,9 +9,9 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from connectors.core.records import AuditRecord, DeadLetter
+from connectors.core.topics import Topic
 from hub.kafka.followers import ItemIndex, LoadIndex, Verdicts
 from hub.kafka.partitioning import PARTITIONER
-from hub.kafka.topics import Topic
 
 log = structlog.get_logger(__name__)
 # Header naming the gateway instance waiting for a message's verdict: the agent that applies

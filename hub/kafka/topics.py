@@ -8,7 +8,6 @@ two identical) and `RSHUB_TOPICS_FILE` replaces them.
 from __future__ import annotations
 
 import asyncio
-from enum import StrEnum
 from pathlib import Path
 
 import structlog
@@ -19,36 +18,10 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, Field
 
 from connectors.core.contract import Registry
+from connectors.core.topics import OUTBOUND_PREFIX
 from hub.kafka import partition_ends
 
 log = structlog.get_logger(__name__)
-
-
-class Topic(StrEnum):
-    """The hub's topic names, each written once (topics.yaml declares them). A connector's
-    outbound topic is `OUTBOUND_PREFIX` and its name (`Connector.outbound_topic`). Never
-    rename one: faust recovers tables from changelogs by name, and readers outside the hub
-    follow ill.events."""
-
-    INBOUND = "ill.inbound"
-    DELIVERY = "ill.delivery"
-    TRANSACTIONS = "ill.transactions"  # the transactions table's changelog
-    ROUTING = "ill.routing"
-    EVENTS = "ill.events"
-    REPLIES = "ill.replies"
-    AUDIT = "ill.audit"
-    DEADLETTER = "ill.deadletter"
-    ITEMS = "ill.items"
-    LOCATE = "ill.locate"
-    CONTROL = "ill.control"
-    LOAD = "ill.load"
-    RELAY = "ill.relay"
-    RELAY_RESULTS = "ill.relay.results"
-    CHECKPOINTS = "ill.checkpoints"
-    PARTNERS = "ill.partners"
-
-
-OUTBOUND_PREFIX = "ill.outbound."
 
 
 class TopicSpec(BaseModel):

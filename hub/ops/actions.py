@@ -35,9 +35,9 @@ from connectors.core.records import (
     StaffCommand,
     VerdictOutcome,
 )
+from connectors.core.topics import Topic
 from hub.kafka.followers import Verdicts, _Follower
 from hub.kafka.producer import KafkaIO
-from hub.kafka.topics import Topic
 
 # How long a delivery's result is waited for after the hub applied the command, at least:
 # an outbound try includes its quick in-call retries and the partner's HTTP timeout.

@@ -25,9 +25,9 @@ from typing import Any
 
 from connectors.core.contract import FOR_STAFF
 from connectors.core.records import PartnerBack, Redeliver
+from connectors.core.topics import Topic
 from hub.kafka.followers import _Follower
 from hub.kafka.producer import KafkaIO
-from hub.kafka.topics import Topic
 
 WAITING = ("retry", "parked")
 STAFF = "staff"  # the status of a step delivered as a link staff must submit
@@ -57,7 +57,7 @@ class _ForStaff(_Follower):
     """Deliveries that left the step to a person (`FOR_STAFF`), read from ill.delivery: the
     transaction row forgets a delivery once it is accepted."""
 
-    topic = "ill.delivery"
+    topic = Topic.DELIVERY
     from_beginning = True
 
     def __init__(self, bootstrap_servers: str) -> None:

@@ -45,6 +45,7 @@ import structlog
 
 from connectors.core.contract import FOR_STAFF
 from connectors.core.records import audit_bytes
+from connectors.core.topics import OUTBOUND_PREFIX, Topic
 from hub.kafka import codec as jsonbytes
 from hub.kafka import incarnation, partition_ends
 
@@ -81,16 +82,15 @@ READ_TIMEOUT_MS = INDEX_MAX_WAIT_MS + 1000
 EMPTY_READS = 5
 
 TOPICS = (
-    "ill.transactions",
-    "ill.inbound",
-    "ill.audit",
-    "ill.events",
-    "ill.routing",
-    "ill.delivery",
-    "ill.deadletter",
-    "ill.control",
+    Topic.TRANSACTIONS,
+    Topic.INBOUND,
+    Topic.AUDIT,
+    Topic.EVENTS,
+    Topic.ROUTING,
+    Topic.DELIVERY,
+    Topic.DEADLETTER,
+    Topic.CONTROL,
 )
-OUTBOUND_PREFIX = "ill.outbound."
 
 # States in which the hub waits for a partner's next step within days; a transaction that
 # stays in one of them past the threshold is "stuck". Loaned and Received last until the
@@ -290,14 +290,14 @@ class Index:
             with contextlib.suppress(sqlite3.OperationalError):  # "duplicate column name"
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         self.handlers: dict[str, Callable[[Record, Any], None]] = {
-            "ill.transactions": self._snapshot,
-            "ill.inbound": self._inbound,
-            "ill.audit": self._audit,
-            "ill.events": self._event,
-            "ill.routing": self._routing,
-            "ill.delivery": self._delivery,
-            "ill.deadletter": self._deadletter,
-            "ill.control": self._control,
+            Topic.TRANSACTIONS: self._snapshot,
+            Topic.INBOUND: self._inbound,
+            Topic.AUDIT: self._audit,
+            Topic.EVENTS: self._event,
+            Topic.ROUTING: self._routing,
+            Topic.DELIVERY: self._delivery,
+            Topic.DEADLETTER: self._deadletter,
+            Topic.CONTROL: self._control,
         }
 
     def close(self) -> None:
@@ -325,7 +325,7 @@ class Index:
                     "AND offset >= ? AND transaction_id IS NOT NULL",
                     (now, topic, partition, start),
                 )
-                if topic == "ill.transactions":
+                if topic == Topic.TRANSACTIONS:
                     self.db.execute(
                         "INSERT OR IGNORE INTO lost (transaction_id, at) SELECT id, ? "
                         "FROM transactions WHERE snapshot_partition = ? AND snapshot_offset >= ?",
@@ -336,7 +336,7 @@ class Index:
                     "WHERE topic = ? AND partition = ? AND offset >= ?",
                     (label, topic, partition, start),
                 )
-                if topic == "ill.transactions":
+                if topic == Topic.TRANSACTIONS:
                     self.db.execute(
                         "UPDATE transactions SET snapshot_offset = -1 "
                         "WHERE snapshot_partition = ? AND snapshot_offset >= ?",
@@ -823,7 +823,7 @@ class Index:
         ):
             entries.append(
                 {
-                    "topic": "ill.audit",
+                    "topic": Topic.AUDIT,
                     "at": audit["at"],
                     "kind": "raw out",
                     "summary": f"bytes sent to {audit['partner']} ({audit['protocol']})",
@@ -834,7 +834,7 @@ class Index:
                     "offset": 0,
                 }
             )
-        entries.sort(key=lambda e: (e["at"], e["topic"] != "ill.inbound", e["offset"]))
+        entries.sort(key=lambda e: (e["at"], e["topic"] != Topic.INBOUND, e["offset"]))
         return entries
 
     def raw(self, ref: str) -> dict[str, Any] | None:

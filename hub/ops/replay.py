@@ -21,8 +21,8 @@ async def mark(
     """Mark a dead letter on ill.deadletter (the index shows the mark; the request it is
     about no longer needs attention for it)."""
     from connectors.core.records import DeadLetterMark
+    from connectors.core.topics import Topic
     from hub.kafka.producer import KafkaIO
-    from hub.kafka.topics import Topic
 
     record = DeadLetterMark(ref=letter["ref"], mark=what, by=by, note=note[:500])
     key = letter.get("transaction_id") or letter.get("partner") or "-"

@@ -16,8 +16,8 @@ import json
 from typing import Any
 
 from connectors.core.records import RouteAction
+from connectors.core.topics import Topic
 from hub.kafka.followers import _Follower
-from hub.kafka.topics import Topic
 
 
 class _Decisions(_Follower):

@@ -20,6 +20,7 @@ from connectors.core.directory import Directory
 from connectors.core.holdings import Client
 from connectors.core.model import now
 from connectors.core.records import Locate, Located, PartnerBack
+from connectors.core.topics import Topic
 from hub.domain.transaction import as_output
 from hub.kafka import consumer_guard, fetching
 from hub.kafka.faust_app import (
@@ -34,7 +35,6 @@ from hub.kafka.faust_app import (
 )
 from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.producer import KafkaIO
-from hub.kafka.topics import Topic
 from hub.runtime import relay
 from hub.runtime.locate import Locator
 from hub.runtime.outbound_agent import OutboundAgent

@@ -42,11 +42,11 @@ from connectors.core.contract import (
 from connectors.core.directory import Directory, authenticated
 from connectors.core.model import Event, Message
 from connectors.core.records import DeadLetter, Verdict, VerdictOutcome
+from connectors.core.topics import Topic
 from hub.domain.addressing import address
 from hub.domain.lifecycle import State
 from hub.kafka.checkpoints import Checkpoints
 from hub.kafka.producer import KafkaIO
-from hub.kafka.topics import Topic
 from hub.runtime import metrics
 from hub.runtime.refused import RefusedBudget
 from hub.runtime.relay import RelayDesk

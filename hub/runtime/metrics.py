@@ -38,8 +38,8 @@ from prometheus_client.registry import Collector
 
 from connectors.core.model import EITHER_SIDE, SENDER, Event
 from connectors.core.records import DeliveryOutcome, DeliveryResult
+from connectors.core.topics import Topic
 from hub.domain.lifecycle import TERMINAL
-from hub.kafka.topics import Topic
 
 # No `_created` series: a timestamp per label set doubles what is scraped and nobody graphs it.
 disable_created_metrics()

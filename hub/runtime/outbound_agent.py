@@ -16,9 +16,9 @@ from connectors.core.contract import Attempt, Connector, Outgoing, Sender
 from connectors.core.directory import Directory, Partner
 from connectors.core.model import NotApplicable, now
 from connectors.core.records import AuditRecord, Delivery, DeliveryOutcome, DeliveryResult
+from connectors.core.topics import Topic
 from hub.domain.transaction import as_output
 from hub.kafka.steplog import Consumed, Inputs
-from hub.kafka.topics import Topic
 from hub.runtime import metrics
 from hub.runtime.partner_queues import PartnerQueues
 from hub.runtime.settings import Settings

@@ -9,8 +9,8 @@ from typing import Any
 import structlog
 
 from connectors.core.records import PartnerBack, Redeliver
+from connectors.core.topics import Topic
 from hub.domain.transaction import Sending, as_output
-from hub.kafka.topics import Topic
 from hub.runtime.writing import Writer
 
 log = structlog.get_logger(__name__)

@@ -46,11 +46,11 @@ from connectors.core.records import (
     pack,
     unpack,
 )
+from connectors.core.topics import Topic
 from hub.kafka.faust_app import DurableTable, Records
 from hub.kafka.followers import _Follower
 from hub.kafka.producer import REPLY_TO, KafkaIO
 from hub.kafka.steplog import Consumed, Inputs
-from hub.kafka.topics import Topic
 from hub.runtime import metrics
 
 log = structlog.get_logger(__name__)

@@ -11,8 +11,8 @@ import structlog
 
 from connectors.core.model import now
 from connectors.core.records import Tick
+from connectors.core.topics import Topic
 from hub.domain.transaction import Output, as_output
-from hub.kafka.topics import Topic
 from hub.runtime.writing import Writer
 
 log = structlog.get_logger(__name__)

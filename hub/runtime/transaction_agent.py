@@ -34,12 +34,12 @@ from connectors.core.records import (
     Tick,
     Verdict,
 )
+from connectors.core.topics import Topic
 from hub.domain.engine import apply
 from hub.domain.load import LoadBook
 from hub.domain.transaction import REPLAY_LIMIT, Output, Result, Transaction, as_output
 from hub.kafka.producer import REPLY_TO
 from hub.kafka.steplog import Consumed, Encoded, Row, StepLog
-from hub.kafka.topics import Topic
 from hub.runtime import metrics
 from hub.runtime.writing import counted, encode, sized
 

@@ -44,8 +44,8 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.core.directory import Directory
+from connectors.core.topics import Topic
 from hub.kafka import partition_ends
-from hub.kafka.topics import Topic
 from hub.runtime import metrics
 from hub.runtime.settings import Settings
 from hub.runtime.webhook_store import Change, Delivery, Store, Subscription, path_in
