@@ -177,3 +177,31 @@ def test_only_the_secret_door_reads_the_environment_under_connectors() -> None:
         m: lines for m, lines in reads.items() if m not in {SECRET_DOOR, *NOT_YET_THROUGH_THE_DOOR}
     }
     assert not wrong, f"read the environment outside {SECRET_DOOR}: {wrong}"
+
+
+# Private names of the standard library the hub may use (a type for argparse's sub-parsers,
+# the exit that skips clean-up on a fatal broker refusal).
+STANDARD_PRIVATE = {"argparse._SubParsersAction", "os._exit"}
+
+
+def test_private_internals_of_dependencies_are_used_in_one_module_only() -> None:
+    # hub/kafka/internals.py names the versions it was written for; everywhere else reaches
+    # a private attribute only on its own object (self, cls, super()).
+    found = []
+    for path in sorted((ROOT / "hub").rglob("*.py")):
+        if path.name == "internals.py" and path.parent.name == "kafka":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                continue
+            if node.attr.startswith("__"):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and ast.unparse(owner.func) == "super":
+                continue
+            if ast.unparse(node) in STANDARD_PRIVATE:
+                continue
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+    assert not found, found

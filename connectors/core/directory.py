@@ -339,6 +339,13 @@ class Directory(BaseModel):
             raise ValueError("; ".join(problems))
         return self
 
+    def replace(self, new: Directory) -> None:
+        """Take every value of `new` in place (a reloaded directory: every running part of
+        the hub holds this object and reads it at each use)."""
+        for name in type(new).model_fields:
+            setattr(self, name, getattr(new, name))
+        self._index = None  # the lookup of partner(), rebuilt at its next use
+
     def partner(self, symbol: str) -> Partner | None:
         # Rebuilt if the list changed (tests edit directories in place); rota ranking asks
         # this for every member, so a scan would make a 500-lender rota quadratic. Read from

@@ -22,6 +22,7 @@ from connectors.core.contract import Registry
 from connectors.core.directory import Directory, DirectoryError
 from hub.cli import running
 from hub.kafka import embedded as kept_broker
+from hub.kafka import internals
 from hub.kafka.embedded import KeptBroker, wait_for_metadata
 from hub.runtime import diagnostics
 from hub.runtime.settings import Settings, SettingsError
@@ -222,11 +223,7 @@ class DirectoryReload:
                 f"{', '.join(changed)} changed, added or removed, and its mailbox is read by a "
                 "listener set up at start: restart the hub"
             )
-        for name in type(new).model_fields:
-            setattr(self.directory, name, getattr(new, name))
-        # Directory.partner's lookup cache, rebuilt when the partner count changes only (a
-        # public `replace` on connectors.core.directory.Directory would be the place for it).
-        self.directory._index = None
+        self.directory.replace(new)
         return None
 
 
@@ -289,7 +286,7 @@ def _agent_states(app: Any) -> dict[str, str]:
     states = {}
     for name, agent in app.agents.items():
         state = agent.state
-        if state == "running" and any(actor.crashed for actor in list(agent._actors)):
+        if state == "running" and internals.actor_crashed(agent):
             state = "crashed"
         states[name.rsplit(".", 1)[-1]] = state
     return states

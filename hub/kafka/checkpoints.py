@@ -10,7 +10,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.core.topics import Topic
-from hub.kafka import partition_ends
+from hub.kafka import internals, partition_ends
 from hub.kafka.producer import KafkaIO
 
 TOPIC = Topic.CHECKPOINTS
@@ -32,7 +32,7 @@ class Checkpoints:
         try:
             partitions = consumer.partitions_for_topic(TOPIC) or set()
             if not partitions:
-                await consumer._client.force_metadata_update()  # topic created at start-up
+                await internals.refresh_metadata(consumer)  # topic created at start-up
                 partitions = consumer.partitions_for_topic(TOPIC) or set()
             assigned = [TopicPartition(TOPIC, p) for p in sorted(partitions)]
             if not assigned:

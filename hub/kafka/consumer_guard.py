@@ -25,6 +25,8 @@ from typing import Any
 
 import structlog
 
+from hub.kafka import internals
+
 log = structlog.get_logger(__name__)
 
 CHECK_EVERY_S = 2.0  # a record dropped at a rebalance waits two looks: 2-4 s
@@ -34,9 +36,9 @@ def _next_unacked(consumer: Any, tp: Any, start: int) -> int:
     """The first offset on `tp` not acknowledged by an agent, counting from the committed
     offset, or from `start` (the partition's first offset, where faust begins a partition
     nobody has committed on yet)."""
-    committed = consumer._committed_offset.get(tp)
+    committed = internals.committed_offset(consumer, tp)
     following = start if committed is None else committed
-    for offset in sorted(consumer._acked.get(tp, ())):
+    for offset in sorted(internals.acked_offsets(consumer, tp)):
         if offset == following:
             following += 1
         elif offset > following:
@@ -46,11 +48,7 @@ def _next_unacked(consumer: Any, tp: Any, start: int) -> int:
 
 def _queued(app: Any) -> bool:
     """Any record waiting in an agent's channel queue (taken from Kafka, not yet tracked)."""
-    for channel in list(app.topics._topics):
-        queue = getattr(channel, "_queue", None)
-        if queue is not None and queue.qsize():
-            return True
-    return False
+    return internals.channel_queues_waiting(app)
 
 
 class SkippedRecords:
@@ -62,7 +60,7 @@ class SkippedRecords:
         """One look; returns the (partition, from, to) it sought back."""
         app = self.app
         consumer = app.consumer
-        if app.rebalancing or not consumer.flow_active or consumer._unacked_messages:
+        if app.rebalancing or not consumer.flow_active or internals.has_unacked(consumer):
             self.suspect.clear()
             return []
         if _queued(app):
@@ -74,7 +72,7 @@ class SkippedRecords:
             for tp in consumer.assignment()
             if tp.topic not in changelogs and not tp.topic.endswith("__assignor-__leader")
         ]
-        uncommitted = [tp for tp in streams if consumer._committed_offset.get(tp) is None]
+        uncommitted = [tp for tp in streams if internals.committed_offset(consumer, tp) is None]
         starts = await consumer.earliest_offsets(*uncommitted) if uncommitted else {}
         seen: dict[Any, tuple[int, int]] = {}
         for tp in streams:

@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from hub.kafka import partition_ends
+from hub.kafka import internals, partition_ends
 
 log = structlog.get_logger(__name__)
 
@@ -84,9 +84,7 @@ def fetch_wait_ms(configured: int | None, kind: str) -> int:
 
 def tune(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
     """Apply the wait to a consumer created elsewhere (faust builds its own), before start()."""
-    # aiokafka reads this attribute when start() builds the Fetcher; faust passes 1500 and
-    # offers no setting.
-    consumer._fetch_max_wait_ms = wait_ms
+    internals.set_fetch_wait(consumer, wait_ms)
 
 
 class Fetched(Enum):
@@ -161,11 +159,13 @@ def pace(consumer: AIOKafkaConsumer, pacer: Pacer) -> None:
     """Let `pacer` set the wait of each fetch `consumer` sends (after start(): aiokafka builds
     its Fetcher there). aiokafka has no hook for fetch responses, so the fetcher's per-response
     coroutine is wrapped on this instance; it reads `_fetch_max_wait_ms` for each request."""
-    fetcher = consumer._fetcher
+    fetcher = internals.fetcher(consumer)
     if fetcher is None:
         raise RuntimeError("pace() needs a started consumer")
-    original = fetcher._proc_fetch_request
+    internals.wrap_fetch_responses(fetcher, lambda original: _paced(original, fetcher, pacer))
 
+
+def _paced(original: internals.FetchHandler, fetcher: Any, pacer: Pacer) -> internals.FetchHandler:
     async def proc_fetch_request(assignment: Any, node_id: int, request: Any) -> bool:
         offsets = {
             TopicPartition(topic, partition): offset
@@ -184,19 +184,20 @@ def pace(consumer: AIOKafkaConsumer, pacer: Pacer) -> None:
                 and state.timestamp != before.get(tp)
                 and state.position == offsets[tp]
             }
-            pacer.fetched(classify(offsets, answered, fetcher._records))
-            fetcher._fetch_max_wait_ms = pacer.wait_ms()
+            pacer.fetched(classify(offsets, answered, internals.fetched_records(fetcher)))
+            internals.set_fetcher_wait(fetcher, pacer.wait_ms())
         return bool(got)
 
-    fetcher._proc_fetch_request = proc_fetch_request
+    return proc_fetch_request
 
 
 def polled(consumer: AIOKafkaConsumer, pacer: Pacer, got_records: bool) -> None:
     """The application took records from `consumer` (or found none): set the wait of the
     next fetch (aiokafka reads `_fetch_max_wait_ms` for each FetchRequest it builds)."""
     pacer.polled(got_records, time.monotonic())
-    if consumer._fetcher is not None:
-        consumer._fetcher._fetch_max_wait_ms = pacer.wait_ms()
+    fetcher = internals.fetcher(consumer)
+    if fetcher is not None:
+        internals.set_fetcher_wait(fetcher, pacer.wait_ms())
 
 
 def _state(assignment: Any, tp: TopicPartition) -> Any:
@@ -221,7 +222,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_start(self) -> None:
         await super().on_start()
         consumer = self._ensure_consumer()
-        consumer._fetcher._prefetch_backoff = PREFETCH_BACKOFF_S
+        internals.set_prefetch_backoff(internals.fetcher(consumer), PREFETCH_BACKOFF_S)
         if self.pacer is not None:
             pace(consumer, self.pacer)
 

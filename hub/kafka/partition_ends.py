@@ -17,7 +17,7 @@ for one byte with a short wait; its high watermark is the end. On Kafka that Fet
 no records (it starts at the end); on Tansu at most the newest batches. The same response
 gives the log start offset, which the index uses to notice a replaced broker.
 
-This module reaches into aiokafka's client (`consumer._client`) to send the Fetch, because the
+This module reaches into aiokafka's client (`internals.client`) to send the Fetch, because the
 consumer API has no call that returns the high watermark without consuming.
 """
 
@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.protocol.fetch import FetchRequest
+
+from hub.kafka import internals
 
 P = TypeVar("P", bound=Hashable)  # aiokafka's TopicPartition or faust's TP: (topic, partition)
 
@@ -65,7 +67,7 @@ async def bounds(consumer: AIOKafkaConsumer, partitions: Iterable[P]) -> dict[P,
     if not asked:
         return {}
     listed = await consumer.end_offsets([_tp(tp) for tp in asked])
-    return await _from_fetch(consumer._client, {tp: listed[_tp(tp)] for tp in asked})
+    return await _from_fetch(internals.client(consumer), {tp: listed[_tp(tp)] for tp in asked})
 
 
 def _tp(tp: Any) -> TopicPartition:

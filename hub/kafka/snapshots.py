@@ -45,7 +45,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from hub.kafka import partition_ends
+from hub.kafka import internals, partition_ends
 
 log = structlog.get_logger(__name__)
 
@@ -291,7 +291,7 @@ async def dump(bootstrap: str, since: Snapshot | None = None) -> Snapshot | None
     await consumer.start()
     try:
         names = sorted(await admin.list_topics())
-        await consumer._client.force_metadata_update()
+        await internals.refresh_metadata(consumer)
         counts = {name: len(consumer.partitions_for_topic(name) or ()) for name in names}
         configs = await _configs(admin, names)
         topics: dict[str, dict[str, Any]] = {

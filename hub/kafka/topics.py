@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from connectors.core.contract import Registry
 from connectors.core.topics import OUTBOUND_PREFIX
-from hub.kafka import partition_ends
+from hub.kafka import internals, partition_ends
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +116,7 @@ async def _unread(bootstrap_servers: str, group: str, names: list[str]) -> dict[
     await consumer.start()
     try:
         for name in names:  # a consumer that subscribes to nothing has no metadata for them
-            await consumer._client.add_topic(name)
+            await internals.add_topic(consumer, name)
         found: dict[str, int] = {}
         for name in names:
             partitions = [

@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from hub.kafka import internals
+
 log = structlog.get_logger(__name__)
 
 
@@ -50,24 +52,21 @@ def dump_consumer(app: Any) -> None:
     """The worker consumer's view: what it is assigned, what is paused, and per partition
     where it reads against what the broker holds."""
     consumer = app.consumer
-    kafka = consumer._thread._ensure_consumer()
-    active = getattr(consumer, "_active_partitions", None)
+    kafka = internals.worker_consumer(consumer)
+    active = internals.active_partitions(consumer)
     paused = {f"{tp.topic}:{tp.partition}" for tp in kafka.paused()}
     rows = []
     for tp in sorted(kafka.assignment()):
-        try:
-            position = kafka._subscription.subscription.assignment.state_value(tp).position
-        except Exception:  # no position yet
-            position = None
+        position = internals.position(kafka, tp)
         rows.append(
             {
                 "tp": f"{tp.topic}:{tp.partition}",
                 "position": position,
                 "highwater": kafka.highwater(tp),
                 "active": active is None or tp in active,
-                "read_offset": consumer._read_offset.get(tp),
-                "committed": consumer._committed_offset.get(tp),
-                "acked": len(consumer._acked.get(tp, ())) if hasattr(consumer, "_acked") else None,
+                "read_offset": internals.read_offset(consumer, tp),
+                "committed": internals.committed_offset(consumer, tp),
+                "acked": len(internals.acked_offsets(consumer, tp)),
             }
         )
     log.warning(
