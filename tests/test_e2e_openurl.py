@@ -152,7 +152,7 @@ async def test_a_patrons_loan_from_an_ncip_lender_ends_with_the_lenders_check_in
         Message(event=Event.LOAN_COMPLETED, request_id=asked.request_id, item_id="SOUTH-1")
     )
     assert status == 200 and answer.ok, answer
-    await until(lambda: fetch(browser, status_url), "Completed: the item is back with its library.")
+    await until(lambda: fetch(browser, status_url), "Completed: this loan is closed.")
 
 
 async def test_a_patrons_loan_from_an_iso10161_lender_ends_with_the_lenders_check_in(
@@ -174,7 +174,7 @@ async def test_a_patrons_loan_from_an_iso10161_lender_ends_with_the_lenders_chec
     ):
         status, answer = await vdx.send(Message(event=event, request_id=asked.request_id, **fields))
         assert status == 200 and answer.ok, (event, answer)
-    await until(lambda: fetch(browser, status_url), "Completed: the item is back with its library.")
+    await until(lambda: fetch(browser, status_url), "Completed: this loan is closed.")
     closed = await wait_for_record(
         ou.bootstrap,
         "ill.events",
