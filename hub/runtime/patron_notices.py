@@ -54,7 +54,7 @@ from hub.runtime.webhooks import event_ends, next_try, read_change
 log = structlog.get_logger(__name__)
 
 FILE = "patron-notices.sqlite3"
-MAIL_CONNECTORS = ("illiad_email", "artemail")  # whose SMTP settings the mail goes through
+MAIL_CONNECTORS = ("illiad-email", "artemail")  # whose SMTP settings the mail goes through
 POLL_S = 0.5
 FETCH_WAIT_MS = 500
 RETRY_AFTER_FAILURE_S = 5.0
