@@ -100,6 +100,13 @@ def test_the_directory_block_is_optional_typed_and_defaulted() -> None:
         PatronNotices.model_validate({"colour": "red"})
 
 
+def test_the_directory_reference_shows_the_block_as_the_model_says() -> None:
+    from hub.cli import reference
+
+    section = "\n".join(reference._section("PatronNotices", PatronNotices, None)).rstrip()
+    assert section in (Path(__file__).parent.parent / "docs" / "directory.md").read_text()
+
+
 def test_the_outbox_takes_a_notice_once_and_forgets_the_mail_once_sent(tmp_path: Path) -> None:
     store = patron_notices.Store(tmp_path / patron_notices.FILE)
     store.start({0: 3, 1: 0})
