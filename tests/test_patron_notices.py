@@ -19,13 +19,15 @@ import pytest
 import yaml
 
 from connectors.api.patron import state_text
-from connectors.core.directory import Partner, PatronNotices
+from connectors.core.contract import Attempt, Registry
+from connectors.core.directory import Directory, Partner, PatronNotices
 from connectors.core.model import Event
 from connectors.simulator import TcpLibrary, directory_yaml, running
 from hub.cli.process import HubProcess
 from hub.ops.api import tokens
 from hub.ops.api.patron import status_path
 from hub.runtime import patron_notices
+from hub.runtime.settings import Settings
 from hub.runtime.webhook_store import Change
 from tests import mail_servers as mail
 from tests.mail_imap import wait_for_mails
@@ -124,6 +126,63 @@ def test_the_outbox_takes_a_notice_once_and_forgets_the_mail_once_sent(tmp_path:
     assert store.status("t1:e1") == "sent" and store.due(1e12) == []
     assert store.db.execute("SELECT mail FROM notices").fetchone()[0] is None
     assert (tmp_path / patron_notices.FILE).stat().st_mode & 0o077 == 0
+
+
+class FlakySender:
+    """An SMTP sender whose answers are given: (ok, retryable) per try."""
+
+    def __init__(self, *answers: tuple[bool, bool]) -> None:
+        self.answers, self.sent = list(answers), 0
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, partner: Partner, body: bytes) -> Attempt:
+        self.sent += 1
+        ok, retryable = self.answers.pop(0)
+        return Attempt(ok, retryable, "refused: <bl@patrons.example>" if not ok else "ok")
+
+
+async def test_a_failed_mail_is_tried_again_on_the_librarys_schedule_and_a_refused_one_never(
+    tmp_path: Path,
+) -> None:
+    directory = Directory(
+        consortium="c",
+        partners=[
+            Partner(
+                symbol="WEB",
+                name="WEB",
+                protocol="api",
+                lends=False,
+                retry_minutes=[0.001],
+                parked_retry_minutes=0.002,
+                patron_notices=PatronNotices(),
+            )
+        ],
+    )
+    service = patron_notices.PatronNotices(
+        Settings(data_dir=tmp_path), directory, "", Registry([]), None, lambda _: ("other", None)
+    )
+    sender = FlakySender((False, True), (False, True), (True, False), (False, False))
+    service.sender = sender
+    store = patron_notices.Store(tmp_path / patron_notices.FILE)
+    store.take({}, [("t1:e1", "WEB", "t1", "Loaned", b"mail")], time.time())
+    await service._send_due(store)
+    assert store.status("t1:e1") == "waiting" and store.due(time.time()) == []
+    await asyncio.sleep(0.1)  # 0.06 s: the library's first retry
+    await service._send_due(store)
+    assert store.status("t1:e1") == "parked"  # its schedule is used up
+    await asyncio.sleep(0.15)
+    await service._send_due(store)
+    assert store.status("t1:e1") == "sent" and sender.sent == 3
+    row = store.db.execute("SELECT last_error, mail FROM notices").fetchone()
+    assert tuple(row) == (None, None)
+    store.take({}, [("t2:e1", "WEB", "t2", "Loaned", b"mail")], time.time())
+    await service._send_due(store)
+    assert store.status("t2:e1") == "failed" and store.due(time.time() + 1e6) == []
+    (error,) = store.db.execute("SELECT last_error FROM notices WHERE id = 't2:e1'").fetchone()
+    assert "@" not in error  # the server's words, which may name the patron, are not kept
 
 
 def test_facts_come_from_the_transaction_row() -> None:
@@ -238,6 +297,14 @@ async def test_the_patron_is_mailed_once_in_german_when_the_loan_ships_and_not_o
     status, done, _ = await web.call("POST", "/requests/W-1/received", None)
     assert status == 202, done
     await hears(vdx, Event.RECEIVED)
+    await asyncio.sleep(5)
+    assert servers.dovecot.count("bl") == 1
+    # Killed and started again: ill.events is read on from the stored position, no repeat.
+    hub_parts["hub"].kill()
+    await hub_parts["hub"].start()
+    status, done, _ = await web.call("POST", "/requests/W-1/returned", None)
+    assert status == 202, done
+    await hears(vdx, Event.SHIPPED_RETURN)
     await asyncio.sleep(5)
     assert servers.dovecot.count("bl") == 1
     with sqlite3.connect(hub_parts["dir"] / patron_notices.FILE) as db:

@@ -311,6 +311,10 @@ class TableLookup:
         self.app, self.table = app, table
 
     def __call__(self, transaction_id: str) -> Found:
+        recovered = getattr(getattr(self.app, "tables", None), "recovery", None)
+        completed = getattr(recovered, "completed", None)
+        if completed is not None and not completed.is_set():
+            return "wait", None  # the table is still being read back from its changelog
         owned = {self.table.changelog_topic.get_topic_name(), Topic.INBOUND}
         active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in owned}
         if not active:
@@ -430,7 +434,7 @@ class PatronNotices(Service):
             try:
                 wanted = self._wanted()
                 if not wanted:  # no library wants mail: read nothing (directory reloads)
-                    if self.path.exists():
+                    if self.consumer is not None or (self.store is None and self.path.exists()):
                         await asyncio.to_thread(self._store().forget_position)
                     await self._unfollow()
                     expected = None
