@@ -44,6 +44,7 @@ from connectors.core.contract import Registry, Sender
 from connectors.core.directory import Directory, Partner
 from connectors.core.directory import PatronNotices as Notices
 from connectors.core.model import id_key
+from hub.domain.lifecycle import State
 from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.topics import Topic
 from hub.runtime import metrics
@@ -408,6 +409,15 @@ class PatronNotices(Service):
         self.consumer: Any = None
         self.store: Store | None = None
         self.pruned = 0.0
+
+    async def on_start(self) -> None:
+        known = {state.value for state in State}
+        for symbol, notices in self._wanted().items():
+            unknown = sorted(set(notices.states) - known)
+            if unknown:  # the directory may not know the hub's states: said, not refused
+                log.warning("patron_notice.unknown_states", partner=symbol, states=unknown)
+        if self.sender is None and self._wanted():
+            log.warning("patron_notice.no_smtp", reason="no mail connector in this build")
 
     def _wanted(self) -> dict[str, Notices]:
         return {p.symbol: p.patron_notices for p in self.directory.partners if p.patron_notices}
