@@ -114,6 +114,47 @@ class Thresholds(BaseModel):
     )
 
 
+class PatronNotices(BaseModel):
+    """E-mail to the patron when a request of this borrowing library reaches a chosen state
+    (hub/runtime/patron_notices.py, docs/api.md: Patron e-mail). Sent only where the
+    request names the patron's e-mail address."""
+
+    model_config = ConfigDict(extra="forbid")
+    states: list[str] = Field(
+        default_factory=lambda: ["Loaned", "CopyCompleted", "Received", "Overdue"],
+        min_length=1,
+        description="the states whose reaching the patron is told of (Loaned, CopyCompleted: "
+        "shipped; Received: arrived for pickup; Overdue; any state name of the hub)",
+    )
+    language: str = Field(
+        "en",
+        pattern=r"^[a-z]{2}$",
+        description="the language of the mail (en, de built in; another falls back to English "
+        "words unless subject and template are given)",
+    )
+    from_address: str | None = Field(
+        None, description="the mail's sender (default: the SMTP settings' from_address)"
+    )
+    reply_to: str | None = Field(None, description="where the patron's answers go")
+    subject: str | None = Field(
+        None,
+        max_length=500,
+        description="the subject, with $title, $state, $request_id (default: the language's)",
+    )
+    template: str | None = Field(
+        None,
+        max_length=20_000,
+        description="the plain-text body, with $title, $state (in words), $due_date, "
+        "$request_id and $status_link (empty where unknown) (default: the language's)",
+    )
+    status_base_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="the hub's public address, for the patron's status link of requests "
+        "placed through the API (none: no link)",
+    )
+
+
 class Partner(BaseModel):
     model_config = ConfigDict(extra="forbid")
     symbol: str = Field(
@@ -198,6 +239,12 @@ class Partner(BaseModel):
         "nobody can report: counted from the borrower's return when this lender cannot "
         "report its check-in, else from the due date (or the request) when the borrower "
         "cannot report either; listed for staff until then",
+    )
+
+    patron_notices: PatronNotices | None = Field(
+        None,
+        description="e-mail to the patron of this borrowing library's requests on the states "
+        "it chooses (none: no mail)",
     )
 
     @field_validator("tls_client_cert_sha256")

@@ -9,6 +9,7 @@ server that is restarting; a 4xx answer or a network failure is retryable, a 5xx
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiosmtplib
 import structlog
@@ -20,6 +21,7 @@ from connectors.mail.listener import tls_context
 from connectors.mail.options import MailSettings, TlsMode
 
 log = structlog.get_logger(__name__)
+ADDRESS = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
 
 
 class SmtpSender:
@@ -40,7 +42,10 @@ class SmtpSender:
             await asyncio.sleep(self.limits.outbound_backoff_s * 2 ** (tries - 1))
             attempt = await self._once(body)
             tries += 1
-        log.info("smtp.send", partner=partner.symbol, ok=attempt.ok, detail=attempt.detail)
+        # The server's words may quote a recipient (a patron's address, for patron notices):
+        # logged without addresses.
+        detail = ADDRESS.sub("<address>", attempt.detail or "")
+        log.info("smtp.send", partner=partner.symbol, ok=attempt.ok, detail=detail)
         return attempt
 
     async def _once(self, body: bytes) -> Attempt:

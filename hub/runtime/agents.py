@@ -35,7 +35,7 @@ from hub.kafka.faust_app import (
 )
 from hub.kafka.partitioning import PARTITIONER
 from hub.kafka.producer import KafkaIO
-from hub.runtime import relay
+from hub.runtime import patron_notices, relay
 from hub.runtime.locate import Locator
 from hub.runtime.outbound_agent import OutboundAgent
 from hub.runtime.partner_back import PartnerBackAgent
@@ -162,6 +162,17 @@ def create_app(
         await timer.tick()
 
     app.add_dependency(Webhooks(settings, directory, bootstrap_servers))  # docs/api.md
+    app.add_dependency(
+        patron_notices.service(
+            app,
+            transactions,
+            settings,
+            directory,
+            bootstrap_servers,
+            connectors,
+            connector_settings,
+        )
+    )
     return app
 
 
