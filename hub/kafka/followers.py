@@ -179,3 +179,24 @@ class LoadIndex(_Follower):
 
     def handle(self, key: str, value: bytes | None) -> None:
         self.book.apply(key, None if value is None else json.loads(value))
+
+
+async def positioned_reader(
+    bootstrap: str, topic: str, client_id: str, wait_ms: int
+) -> AIOKafkaConsumer:
+    """A started consumer assigned every partition of `topic`, in no group: for a service
+    that keeps its own position beside its own work (webhooks, patron notices) and seeks
+    to it, so nothing is read twice into that work or skipped."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,  # the position is the service's, kept with its outbox
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=wait_ms,
+        client_id=client_id,
+    )
+    await consumer.start()
+    await consumer.topics()
+    partitions = sorted(consumer.partitions_for_topic(topic) or ())
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    return consumer

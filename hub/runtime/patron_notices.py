@@ -25,10 +25,9 @@ import contextlib
 import hashlib
 import hmac
 import os
-import sqlite3
 import string
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -46,8 +45,10 @@ from connectors.core.directory import PatronNotices as Notices
 from connectors.core.model import id_key
 from connectors.core.topics import Topic
 from hub.domain.lifecycle import State
+from hub.kafka import followers
 from hub.kafka.partitioning import PARTITIONER
 from hub.runtime import metrics
+from hub.runtime.private_db import PrivateDb
 from hub.runtime.settings import Settings
 from hub.runtime.webhook_store import Change
 from hub.runtime.webhooks import event_ends, next_try, read_change
@@ -178,30 +179,11 @@ class Notice:
     attempts: int
 
 
-class Store:
+class Store(PrivateDb):
     """The outbox and the position in ill.events (mode 0600: waiting mails hold addresses)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        super().__init__(path, SCHEMA)
 
     def offsets(self) -> dict[int, int]:
         return {r[0]: r[1] for r in self.db.execute("SELECT partition, next FROM offsets")}
@@ -542,23 +524,8 @@ class PatronNotices(Service):
         return ident, change.partner, change.transaction_id, change.state, mail
 
     async def _consumer(self) -> Any:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            group_id=None,  # the position is the store's, kept with the outbox
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-            client_id="rshub-patron-notices",
-        )
-        await consumer.start()
-        await consumer.topics()
-        consumer.assign(
-            [
-                TopicPartition(Topic.EVENTS, p)
-                for p in sorted(consumer.partitions_for_topic(Topic.EVENTS) or ())
-            ]
+        consumer = await followers.positioned_reader(
+            self.bootstrap, Topic.EVENTS, "rshub-patron-notices", FETCH_WAIT_MS
         )
         log.info("patron_notice.following", path=str(self.path))
         return consumer

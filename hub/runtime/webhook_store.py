@@ -19,15 +19,15 @@ This module does no I/O but the file: no Kafka, no HTTP, no clock (times are giv
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from hub.runtime.private_db import PrivateDb
 
 FILE = "webhooks.sqlite3"
 SECRET_PREFIX = "whsec_"
@@ -102,34 +102,12 @@ class Delivery:
     delivered_at: str | None
 
 
-class Store:
+class Store(PrivateDb):
     """One connection; the API and the service each hold their own (SQLite's WAL lets both
-    write, one at a time)."""
+    write, one at a time). Mode 0600: the secrets sign what the receivers trust."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Created readable by its owner only before SQLite writes a byte (its -wal and -shm
-        # files take the same mode): the secrets sign what the receivers trust.
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        super().__init__(path, SCHEMA)
 
     # -- subscriptions ---------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.core.directory import Directory
 from connectors.core.topics import Topic
-from hub.kafka import partition_ends
+from hub.kafka import followers, partition_ends
 from hub.runtime import metrics
 from hub.runtime.settings import Settings
 from hub.runtime.webhook_store import Change, Delivery, Store, Subscription, path_in
@@ -322,23 +322,8 @@ class Webhooks(Service):
         return expected
 
     async def _consumer(self) -> Any:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            group_id=None,  # the position is the store's, kept with the outbox
-            auto_offset_reset="earliest",  # read again is harmless: delivery ids repeat
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-            client_id="rshub-webhooks",
-        )
-        await consumer.start()
-        await consumer.topics()
-        consumer.assign(
-            [
-                TopicPartition(Topic.EVENTS, p)
-                for p in sorted(consumer.partitions_for_topic(Topic.EVENTS) or ())
-            ]
+        consumer = await followers.positioned_reader(
+            self.bootstrap, Topic.EVENTS, "rshub-webhooks", FETCH_WAIT_MS
         )
         log.info("webhook.following", path=str(self.path))
         return consumer
