@@ -7,6 +7,7 @@ it, as a killed process) at a chosen point."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from connectors.core.contract import Answer, Attempt, Codec, Fault, Limits, Refusal
@@ -40,6 +41,8 @@ class MemoryIntake:
         self.record_limit: int | None = None
         self.defects: set[str] = set()  # request ids whose handing over raises RuntimeError
         self.broker_up = True  # the gateway's view of the broker; False: nothing is stored
+        # Called while a mail is being handed over (a test delivers the next mail then).
+        self.during_take: Callable[[], None] | None = None
 
     async def take(
         self,
@@ -54,6 +57,8 @@ class MemoryIntake:
         # protocol's temporary failure (stage "unavailable").
         if not self.broker_up:
             raise self.unavailable(codec)
+        if self.during_take is not None:
+            self.during_take()
         try:
             await self.audit("in", codec.protocol, partner, body, content_type)
         except BrokerRefused:

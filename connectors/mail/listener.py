@@ -50,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_EXISTS = re.compile(rb"^\*? ?\d+ EXISTS", re.IGNORECASE)
 _ALREADY = re.compile(rb"ALREADYEXISTS|already exists", re.IGNORECASE)
 
 
@@ -321,16 +322,23 @@ class MailboxListener:
             await self._finish(imap, position)
         self.connected = True
         while True:
-            uids = await self._new(imap, last)
+            uids, arrived = await self._new(imap, last)
             for uid in uids:
                 await self._one(imap, intake, validity, uid)
                 last = uid
-            await self._wait(imap)
+            # The server tells of a mail once, in the answer to whichever command it was
+            # running when the mail came (a FETCH or MOVE of the mail before, this SEARCH):
+            # IDLE would not tell of it again. So only a SEARCH that found nothing and heard
+            # of no arrival lets the listener wait.
+            if not uids and not arrived:
+                await self._wait(imap)
 
-    async def _new(self, imap: aioimaplib.IMAP4, last: int) -> list[int]:
+    async def _new(self, imap: aioimaplib.IMAP4, last: int) -> tuple[list[int], bool]:
+        """The UIDs above `last`, and whether the answer told of a mail arriving meanwhile."""
         response = _ok(await imap.uid_search("UID", f"{last + 1}:*", charset=None), "SEARCH")
+        arrived = any(_EXISTS.match(bytes(line)) for line in response.lines[:-1])
         # `n:*` always matches the newest mail, even one at or below n.
-        return [uid for uid in _uids(response.lines) if uid > last]
+        return [uid for uid in _uids(response.lines) if uid > last], arrived
 
     async def _finish(self, imap: aioimaplib.IMAP4, position: Position) -> None:
         """Move mails taken before a restart that are still in the inbox."""
