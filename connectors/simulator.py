@@ -8,7 +8,8 @@ protocols; `library_for` builds one from a directory entry. The NCIP relay's bro
 member responders are in connectors/ncip_relay/simulator.py: they relay calls, not loans.
 
 `hang` makes a library take what the hub sends and never answer (a hung system): the hub's
-delivery times out. A library that is down is one that is not started."""
+delivery times out; `delay` (HTTP libraries) makes it answer that many seconds late (a slow
+or loaded system). A library that is down is one that is not started."""
 
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ class Library:
     # secret as a bearer token.
     authorization: str | None = None
     hang: bool = False
+    delay: float = 0.0  # seconds it takes to answer what the hub sends
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -135,6 +137,8 @@ class Library:
         self.received.put_nowait(self.dialect.decode(body))
         if self.hang:
             await self._stopping.wait()
+        elif self.delay:
+            await asyncio.sleep(self.delay)
         return web.Response(body=self.dialect.answer(body), content_type="application/xml")
 
     async def next(self, timeout: float = 60.0) -> Message:
