@@ -16,8 +16,11 @@ class PrivateDb:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         # Created readable by its owner only before SQLite writes a byte (its -wal and -shm
-        # files take the same mode).
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        # files take the same mode). Never opened here once it exists: closing a descriptor
+        # drops every lock this process holds on the file, so another process closing its
+        # connection would take this one's WAL away (the writes after it lost at a restart).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
