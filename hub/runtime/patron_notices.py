@@ -21,7 +21,7 @@ active in its table (the others are theirs). Never logged: the address or the bo
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -36,34 +36,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from mode import Service
 from prometheus_client import Counter, Gauge
 
 from connectors.core.contract import Registry, Sender
-from connectors.core.directory import Directory, Partner
+from connectors.core.directory import Directory
 from connectors.core.directory import PatronNotices as Notices
 from connectors.core.model import id_key
 from connectors.core.topics import Topic
 from hub.domain.lifecycle import State
-from hub.kafka import followers
 from hub.kafka.partitioning import PARTITIONER
 from hub.runtime import metrics
-from hub.runtime.private_db import PrivateDb
+from hub.runtime.outbox import POLL_S, Change, Outbox, event_ends, read_change
+from hub.runtime.private_db import PARKED, WAITING, PrivateDb
 from hub.runtime.settings import Settings
-from hub.runtime.webhook_store import Change
-from hub.runtime.webhooks import event_ends, next_try, read_change
 
 log = structlog.get_logger(__name__)
 
 FILE = "patron-notices.sqlite3"
 MAIL_CONNECTORS = ("illiad-email", "artemail")  # whose SMTP settings the mail goes through
-POLL_S = 0.5
-FETCH_WAIT_MS = 500
-RETRY_AFTER_FAILURE_S = 5.0
 WAIT_FOR_TABLE_S = 120.0  # a transaction this worker holds but its table lacks (recovering)
 KEEP_SENT = timedelta(days=90)
-PRUNE_EVERY_S = 3600.0
-WAITING, PARKED, SENT, FAILED = "waiting", "parked", "sent", "failed"
+SENT, FAILED = "sent", "failed"
 
 NOTICES = Counter(
     "rshub_patron_notices",
@@ -165,7 +158,6 @@ CREATE TABLE IF NOT EXISTS notices (
     state TEXT NOT NULL, mail BLOB, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     due REAL NOT NULL, last_error TEXT, created TEXT NOT NULL, sent_at TEXT);
 CREATE INDEX IF NOT EXISTS notices_due ON notices (status, due);
-CREATE TABLE IF NOT EXISTS offsets (partition INTEGER PRIMARY KEY, next INTEGER NOT NULL);
 """
 
 
@@ -182,17 +174,15 @@ class Notice:
 class Store(PrivateDb):
     """The outbox and the position in ill.events (mode 0600: waiting mails hold addresses)."""
 
+    OUTBOX = "notices"
+
     def __init__(self, path: Path) -> None:
         super().__init__(path, SCHEMA)
-
-    def offsets(self) -> dict[int, int]:
-        return {r[0]: r[1] for r in self.db.execute("SELECT partition, next FROM offsets")}
 
     def start(self, ends: dict[int, int]) -> None:
         """Where a first start follows from (what happened before is not told)."""
         with self._writing() as db:
-            if db.execute("SELECT COUNT(*) FROM offsets").fetchone()[0] == 0:
-                db.executemany("INSERT INTO offsets VALUES (?, ?)", sorted(ends.items()))
+            self._start_at(db, ends)
 
     def forget_position(self) -> None:
         """No library wants notices: a later one is told from then on, not of the past."""
@@ -214,9 +204,7 @@ class Store(PrivateDb):
                     " status, due, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (ident, partner, txn, state, mail, WAITING, now, _iso(now)),
                 ).rowcount
-            db.executemany(
-                "INSERT OR REPLACE INTO offsets VALUES (?, ?)", sorted(positions.items())
-            )
+            self._move_to(db, positions)
         return added
 
     def due(self, now: float, limit: int = 50) -> list[Notice]:
@@ -226,12 +214,6 @@ class Store(PrivateDb):
             (WAITING, PARKED, now, limit),
         ).fetchall()
         return [Notice(*row) for row in rows]
-
-    def next_due(self) -> float | None:
-        row = self.db.execute(
-            "SELECT MIN(due) FROM notices WHERE status IN (?, ?)", (WAITING, PARKED)
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
 
     def sent(self, ident: str, now: float) -> None:
         # The mail goes: no address or body is kept once it is sent.
@@ -260,20 +242,10 @@ class Store(PrivateDb):
         row = self.db.execute("SELECT status FROM notices WHERE id = ?", (ident,)).fetchone()
         return str(row[0]) if row else None
 
-    def counts(self) -> dict[tuple[str, str], int]:
-        return {
-            (r[0], r[1]): r[2]
-            for r in self.db.execute(
-                "SELECT partner, status, COUNT(*) FROM notices WHERE status IN (?, ?)"
-                " GROUP BY partner, status",
-                (WAITING, PARKED),
-            )
-        }
-
-    def prune(self, before: float) -> int:
+    def prune(self, before: datetime) -> int:
         return self.db.execute(
             "DELETE FROM notices WHERE status IN (?, ?) AND created < ?",
-            (SENT, FAILED, _iso(before)),
+            (SENT, FAILED, before.isoformat()),
         ).rowcount
 
 
@@ -353,7 +325,17 @@ def _status_path(borrower: str, request_id: str) -> str:
 # -- the service ---------------------------------------------------------------------------------
 
 
-class PatronNotices(Service):
+class PatronNotices(Outbox[Store, Notice]):
+    events = "patron_notice"
+    send_failed = "patron_notice.send_failed"
+    quiet = True  # a mail server's words may name the patron
+    client_id = "rshub-patron-notices"
+    batch = 200
+    at_once = 1  # patron mail is not urgent, the server is shared
+    keep = KEEP_SENT
+    waiting = NOTICES_WAITING
+    outcomes = NOTICES
+
     def __init__(
         self,
         settings: Settings,
@@ -367,10 +349,9 @@ class PatronNotices(Service):
         poll_s: float = POLL_S,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.directory, self.bootstrap, self.lookup = directory, bootstrap, lookup
-        self.path = store_path or settings.data_dir / FILE
-        self.poll_s = poll_s
+        path = store_path or settings.data_dir / FILE
+        super().__init__(directory, bootstrap, Store, path, poll_s, **kwargs)
+        self.lookup = lookup
         self.sender: Sender | None = None
         self.from_address, self.domain = "rshub@localhost", "rshub.invalid"
         for name in MAIL_CONNECTORS:
@@ -382,15 +363,12 @@ class PatronNotices(Service):
             self.from_address = str(getattr(own, "from_address", self.from_address))
             self.domain = str(getattr(own, "domain", self.domain))
             break
+        self.enabled = self.sender is not None  # no SMTP sender in this build: nothing to do
         api = connectors.get("api")
         pages = getattr(api.codec, "patron_pages", None) if api else None
         self.words: Callable[[str, str], str] = (
             pages.state_text if pages is not None else (lambda state, _lang: state)
         )
-        self.woken = asyncio.Event()
-        self.consumer: Any = None
-        self.store: Store | None = None
-        self.pruned = 0.0
 
     async def on_start(self) -> None:
         known = {state.value for state in State}
@@ -404,76 +382,21 @@ class PatronNotices(Service):
     def _wanted(self) -> dict[str, Notices]:
         return {p.symbol: p.patron_notices for p in self.directory.partners if p.patron_notices}
 
-    def _store(self) -> Store:
-        if self.store is None:
-            self.store = Store(self.path)
-        return self.store
+    async def _position(self) -> dict[int, int]:
+        if not self._wanted():  # no library wants mail: read nothing (directory reloads)
+            if self.consumer is not None or ("follow" not in self.stores and self.path.exists()):
+                await asyncio.to_thread(self._store("follow").forget_position)
+            return {}
+        store = self._store("follow")
+        stored = await asyncio.to_thread(store.offsets)
+        if not stored:
+            await asyncio.to_thread(store.start, await event_ends(self.bootstrap))
+            stored = await asyncio.to_thread(store.offsets)
+        return stored
 
-    async def on_shutdown(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.store is not None:
-            self.store.close()
-
-    # -- following ill.events --------------------------------------------------------------------
-
-    @Service.task
-    async def _follow(self) -> None:
-        if self.sender is None:
-            return  # no SMTP sender in this build
-        expected: dict[int, int] | None = None
-        while not self.should_stop:
-            try:
-                wanted = self._wanted()
-                if not wanted:  # no library wants mail: read nothing (directory reloads)
-                    if self.consumer is not None or (self.store is None and self.path.exists()):
-                        await asyncio.to_thread(self._store().forget_position)
-                    await self._unfollow()
-                    expected = None
-                    await self.sleep(self.poll_s)
-                    continue
-                store = self._store()
-                stored = await asyncio.to_thread(store.offsets)
-                if not stored:
-                    ends = await event_ends(self.bootstrap)
-                    await asyncio.to_thread(store.start, ends)
-                    stored = await asyncio.to_thread(store.offsets)
-                expected = await self._read(store, stored, expected, wanted)
-            except Exception as error:  # the broker or the disk: say so, read again from
-                # what the store holds (nothing read since is lost)
-                log.error("patron_notice.follow_failed", error=f"{type(error).__name__}: {error}")
-                await self._unfollow()
-                expected = None
-                await self.sleep(RETRY_AFTER_FAILURE_S)
-
-    async def _unfollow(self) -> None:
-        if self.consumer is not None:
-            consumer, self.consumer = self.consumer, None
-            await consumer.stop()
-
-    async def _read(
-        self,
-        store: Store,
-        stored: dict[int, int],
-        expected: dict[int, int] | None,
-        wanted: dict[str, Notices],
-    ) -> dict[int, int]:
-        from aiokafka import TopicPartition
-
-        if self.consumer is None:
-            self.consumer = await self._consumer()
-            expected = None
-        if stored != expected:
-            for partition, offset in stored.items():
-                self.consumer.seek(TopicPartition(Topic.EVENTS, partition), offset)
-            expected = dict(stored)
-        batch = await self.consumer.getmany(timeout_ms=FETCH_WAIT_MS * 2, max_records=200)
-        records = sorted(
-            (r for rs in batch.values() for r in rs), key=lambda r: (r.partition, r.offset)
-        )
-        if not records:
-            return expected
-        positions = dict(expected)
+    async def _take(self, store: Store, records: list[Any]) -> tuple[int, bool]:
+        wanted = self._wanted()
+        positions: dict[int, int] = {}
         made: list[tuple[str, str, str, str, bytes]] = []
         blocked: set[int] = set()  # partitions waiting for the table: read again later
         for record in records:
@@ -490,12 +413,7 @@ class PatronNotices(Service):
                     made.append(outcome)
             positions[record.partition] = record.offset + 1
         added = await asyncio.to_thread(store.take, positions, made, time.time())
-        if added:
-            self.woken.set()
-        if blocked:
-            await self.sleep(self.poll_s)
-            return {}  # seek to what the store holds: the waiting records are read again
-        return positions
+        return added, not blocked
 
     async def _notice(
         self, change: Change, notices: Notices
@@ -523,99 +441,27 @@ class PatronNotices(Service):
         mail = render_mail(notices, facts, address, self.from_address, self.domain, ident)
         return ident, change.partner, change.transaction_id, change.state, mail
 
-    async def _consumer(self) -> Any:
-        consumer = await followers.positioned_reader(
-            self.bootstrap, Topic.EVENTS, "rshub-patron-notices", FETCH_WAIT_MS
-        )
-        log.info("patron_notice.following", path=str(self.path))
-        return consumer
-
-    # -- sending ---------------------------------------------------------------------------------
-
-    @Service.task
-    async def _send_loop(self) -> None:
-        if self.sender is None:
-            return
-        while not self.should_stop:
-            if self.store is None and not self.path.exists():
-                await self.sleep(self.poll_s)
-                continue
-            try:
-                wait = await self._send_due(self._store())
-            except Exception as error:  # the store cannot be written: nothing is marked
-                log.error("patron_notice.send_failed", error=f"{type(error).__name__}")
-                wait = RETRY_AFTER_FAILURE_S
-            if wait is None:
-                continue
-            self.woken.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.woken.wait(), wait)
-
-    async def _send_due(self, store: Store) -> float | None:
-        now = time.time()
-        if now - self.pruned > PRUNE_EVERY_S:
-            self.pruned = now
-            await asyncio.to_thread(store.prune, now - KEEP_SENT.total_seconds())
-        due = await asyncio.to_thread(store.due, now)
-        for notice in due:  # one at a time: patron mail is not urgent, the server is shared
-            await self._send(store, notice)
-        await asyncio.to_thread(self._count, store)
-        if due:
-            return None
-        coming = await asyncio.to_thread(store.next_due)
-        return self.poll_s if coming is None else min(self.poll_s, max(0.0, coming - now))
-
-    def _count(self, store: Store) -> None:
-        NOTICES_WAITING.clear()
-        for (partner, status), count in store.counts().items():
-            NOTICES_WAITING.labels(partner, status).set(count)
-
     async def _send(self, store: Store, notice: Notice) -> None:
         assert self.sender is not None
-        partner = self.directory.partner(notice.partner) or Partner(
-            symbol=notice.partner, name=notice.partner, protocol="", lends=False
+        attempt = await self.sender.send(self._partner(notice.partner), notice.mail)
+        tried = notice.attempts + 1
+        said = log.bind(
+            partner=notice.partner, transaction_id=notice.transaction_id, notice=notice.id
         )
-        attempt = await self.sender.send(partner, notice.mail)
         if attempt.ok:
             await asyncio.to_thread(store.sent, notice.id, time.time())
             NOTICES.labels(notice.partner, "sent").inc()
-            log.info(
-                "patron_notice.sent",
-                partner=notice.partner,
-                transaction_id=notice.transaction_id,
-                state=notice.state,
-                notice=notice.id,
-                attempts=notice.attempts + 1,
-            )
+            said.info("patron_notice.sent", state=notice.state, attempts=tried)
             return
         # Said generally: the server's words may name the address.
         error = "refused by the mail server" if not attempt.retryable else "could not send"
         if not attempt.retryable:
             await asyncio.to_thread(store.failed, notice.id, error, None, False)
             NOTICES.labels(notice.partner, "refused").inc()
-            log.warning(
-                "patron_notice.refused",
-                partner=notice.partner,
-                transaction_id=notice.transaction_id,
-                notice=notice.id,
-            )
+            said.warning("patron_notice.refused")
             return
-        due, parked = next_try(
-            notice.attempts + 1,
-            tuple(partner.retry_minutes),
-            partner.parked_retry_minutes,
-            time.time(),
-        )
-        await asyncio.to_thread(store.failed, notice.id, error, due, parked)
-        NOTICES.labels(notice.partner, "parked" if parked else "failed").inc()
-        log.warning(
-            "patron_notice.failed",
-            partner=notice.partner,
-            transaction_id=notice.transaction_id,
-            notice=notice.id,
-            attempts=notice.attempts + 1,
-            parked=parked,
-            again_in_s=round(due - time.time(), 1),
+        await self._again(
+            notice.partner, tried, functools.partial(store.failed, notice.id, error), said
         )
 
 

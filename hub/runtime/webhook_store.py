@@ -5,10 +5,9 @@ follows ill.events into the outbox and delivers from it.
 
     subscriptions   a library's URL, its signing secret, the states it wants (none: all)
     deliveries      the outbox: one row per (subscription, state change), in the order read
-    offsets         the next ill.events offset per partition, written in the same SQLite
-                    transaction as the rows it produced, so a restart neither loses nor
-                    doubles a delivery (a delivery's id is the subscription's and the change's
-                    event id: reading a record twice inserts nothing)
+                    (a delivery's id is the subscription's and the change's event id: reading
+                    a record twice inserts nothing)
+    offsets         the position in ill.events (hub.runtime.private_db)
 
 The offsets exist only while a subscription does: the first subscription writes the ends
 of ill.events as of its creation (what happened before is not told), the removal of the
@@ -27,7 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hub.runtime.private_db import PrivateDb
+from hub.runtime.outbox import Change
+from hub.runtime.private_db import PARKED, WAITING, PrivateDb
 
 FILE = "webhooks.sqlite3"
 SECRET_PREFIX = "whsec_"
@@ -45,10 +45,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error TEXT, last_at TEXT, delivered_at TEXT);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, due);
 CREATE INDEX IF NOT EXISTS deliveries_order ON deliveries (subscription, transaction_id, seq);
-CREATE TABLE IF NOT EXISTS offsets (partition INTEGER PRIMARY KEY, next INTEGER NOT NULL);
 """
 
-WAITING, PARKED, DELIVERED = "waiting", "parked", "delivered"
+DELIVERED = "delivered"
 
 
 def path_in(data_dir: Path) -> Path:
@@ -68,20 +67,6 @@ class Subscription:
         """A change of state this subscription is told of: one it asked for, made after it
         was created (the follower may be behind the moment of creation)."""
         return (not self.states or state in self.states) and at >= self.created
-
-
-@dataclass(frozen=True)
-class Change:
-    """What the service takes from one ill.events record for the outbox."""
-
-    event_id: str
-    partner: str
-    transaction_id: str
-    request_id: str | None
-    event: str
-    from_state: str
-    state: str
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -105,6 +90,8 @@ class Delivery:
 class Store(PrivateDb):
     """One connection; the API and the service each hold their own (SQLite's WAL lets both
     write, one at a time). Mode 0600: the secrets sign what the receivers trust."""
+
+    OUTBOX = "deliveries"
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, SCHEMA)
@@ -130,8 +117,7 @@ class Store(PrivateDb):
                 "INSERT INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (ident, partner, url, secret, ",".join(sorted(wanted)), at.isoformat(), by),
             )
-            if db.execute("SELECT COUNT(*) FROM offsets").fetchone()[0] == 0:
-                db.executemany("INSERT INTO offsets VALUES (?, ?)", sorted(starts.items()))
+            self._start_at(db, starts)
         return Subscription(ident, partner, url, wanted, at, by), secret
 
     def remove(self, partner: str | None, ident: str) -> bool:
@@ -168,9 +154,6 @@ class Store(PrivateDb):
 
     # -- following ill.events ----------------------------------------------------------------
 
-    def offsets(self) -> dict[int, int]:
-        return {r[0]: r[1] for r in self.db.execute("SELECT partition, next FROM offsets")}
-
     def take(
         self, read: list[tuple[int, int, Change | None]], render: Any, now: float
     ) -> int | None:
@@ -181,7 +164,7 @@ class Store(PrivateDb):
         subscription went while it read)."""
         added = 0
         with self._writing() as db:
-            kept = {r[0]: r[1] for r in db.execute("SELECT partition, next FROM offsets")}
+            kept = self.offsets()
             if not kept:
                 return None
             by_partner: dict[str, list[Subscription]] = {}
@@ -217,7 +200,7 @@ class Store(PrivateDb):
                             now,
                         ),
                     ).rowcount
-            db.executemany("INSERT OR REPLACE INTO offsets VALUES (?, ?)", sorted(kept.items()))
+            self._move_to(db, kept)
         return added
 
     # -- delivering --------------------------------------------------------------------------
@@ -233,12 +216,6 @@ class Store(PrivateDb):
             (DELIVERED, now, DELIVERED, limit),
         ).fetchall()
         return [_delivery(row) for row in rows]
-
-    def next_due(self) -> float | None:
-        row = self.db.execute(
-            "SELECT MIN(due) FROM deliveries WHERE status != ?", (DELIVERED,)
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
 
     def delivered(self, ident: str, at: datetime, detail: str) -> None:
         self.db.execute(
@@ -284,17 +261,6 @@ class Store(PrivateDb):
             "DELETE FROM deliveries WHERE status = ? AND delivered_at < ?",
             (DELIVERED, before.isoformat()),
         ).rowcount
-
-    def counts(self) -> dict[tuple[str, str], int]:
-        """Deliveries not yet delivered, per partner and status."""
-        return {
-            (r[0], r[1]): r[2]
-            for r in self.db.execute(
-                "SELECT partner, status, COUNT(*) FROM deliveries WHERE status != ?"
-                " GROUP BY partner, status",
-                (DELIVERED,),
-            )
-        }
 
 
 def _subscription(row: sqlite3.Row) -> Subscription:
