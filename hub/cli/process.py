@@ -42,6 +42,10 @@ class HubProcess:
             "RSHUB_APP_ID": f"rshub-{uuid.uuid4().hex[:8]}",
             "RSHUB_REPLY_TIMEOUT_S": "45",
             "RSHUB_LOG_FORMAT": "json",
+            # The embedded broker holds a joining worker for half the session time-out (3 s
+            # of the default 6) and a restarted one for all of it: these hubs come and go
+            # often, on one machine, so they join in 1.5 s (heartbeats stay every second).
+            "RSHUB_BROKER_SESSION_TIMEOUT_S": "3",
             **(env or {}),
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "RSHUB_DIRECTORY": str(directory),

@@ -22,7 +22,7 @@ from connectors.core.model import now
 from connectors.core.records import Locate, Located, PartnerBack
 from connectors.core.topics import Topic
 from hub.domain.transaction import as_output
-from hub.kafka import consumer_guard, fetching
+from hub.kafka import consumer_guard, fetching, internals
 from hub.kafka.faust_app import (
     RAW,
     DurableTable,
@@ -72,6 +72,7 @@ def faust_app(
         processing_guarantee="at_least_once",
         web_enabled=True,
         table_cleanup_interval=3600.0,
+        TableManager=internals.TableManager,
     )
     app.fetch_wait_ms = (
         fetch_wait_ms
