@@ -71,7 +71,7 @@ def test_the_outbox_keeps_a_requests_order_and_reading_a_record_twice_adds_nothi
     ]
     store.failed(first[0].id, created, "HTTP 503", 100.0, parked=False)
     assert [d.transaction_id for d in store.due(1.0)] == ["t2"]
-    store.delivered(first[0].id, created, "")
+    store.delivered(first[0].id, created)
     assert [d.state for d in store.due(1.0)] == ["Loaned", "Requested"]
     body = json.loads(store.due(1.0)[0].body)
     assert body["state"] == "Loaned" and body["request_id"] == "W-1" and "detail" not in body

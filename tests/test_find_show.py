@@ -276,3 +276,27 @@ def test_staff_see_the_patrons_name_where_the_borrower_gave_it(tmp_path: Path) -
     shown = [_patron(index.transaction(f"t{n}") or {}) for n in range(3)]
     assert shown == ["P-1 (Ada Reader)", "P-2 (Grace Hopper)", "P-3"]
     index.close()
+
+
+def test_a_request_is_found_by_the_new_id_a_retry_gave_it(tmp_path: Path) -> None:
+    """An ISO 18626 Retry continues a request under a new id of the borrower's: staff looking
+    for either id find the one request (its first id stays the one shown)."""
+    index = index_module.Index(tmp_path / "index.sqlite3")
+    request = {"event": "Request", "sender": "NORTH", "request_id": "R-1"}
+    other = {"event": "Request", "sender": "NORTH", "request_id": "R-9"}
+    # As the ISO 18626 codec hands a Retry over: addressed by the first id, the new one kept.
+    retry = {"event": "Retry", "sender": "NORTH", "request_id": "R-1",
+             "previous_request_id": "R-2"}  # fmt: skip
+    index.apply(
+        [
+            _record("ill.inbound", 0, "t1", request),
+            _record("ill.inbound", 1, "t9", other),
+            _record("ill.inbound", 2, "t1", retry),
+        ]
+    )
+    now, stuck = datetime.now(UTC), timedelta(hours=72)
+    for wanted in ("R-1", "R-2"):
+        found = index.find(index_module.Criteria(request_id=wanted), now, stuck)
+        assert [(r["id"], r["borrower_request_id"]) for r in found] == [("t1", "R-1")]
+    assert index.find(index_module.Criteria(request_id="R-3"), now, stuck) == []
+    index.close()

@@ -196,7 +196,11 @@ async def positioned_reader(
         client_id=client_id,
     )
     await consumer.start()
-    await consumer.topics()
-    partitions = sorted(consumer.partitions_for_topic(topic) or ())
-    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    try:
+        await consumer.topics()
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+    except BaseException:  # the caller gets no consumer to stop: stop it here
+        await consumer.stop()
+        raise
     return consumer

@@ -124,6 +124,11 @@ CREATE TABLE IF NOT EXISTS transactions (
     snapshot_partition INTEGER, snapshot_offset INTEGER NOT NULL DEFAULT -1);
 CREATE INDEX IF NOT EXISTS transactions_request ON transactions (borrower, borrower_request_id);
 CREATE INDEX IF NOT EXISTS transactions_state ON transactions (state);
+-- A borrower's later ids for a request (an ISO 18626 Retry gives it one), which find it as its
+-- first id does.
+CREATE TABLE IF NOT EXISTS request_ids (
+    request_id TEXT NOT NULL, borrower TEXT NOT NULL, id TEXT NOT NULL,
+    PRIMARY KEY (request_id, borrower, id));
 CREATE TABLE IF NOT EXISTS entries (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
     transaction_id TEXT, at TEXT NOT NULL, kind TEXT NOT NULL, summary TEXT NOT NULL,
@@ -462,6 +467,12 @@ class Index:
         if message.get("request_id"):
             summary += f", request id {message['request_id']}"
         self._entry(record, "in", summary, txn, message.get("audit_ref"), message)
+        if event == "Retry" and message.get("previous_request_id"):
+            # The codec keeps a Retry's new id as previous_request_id (hub.domain.effects).
+            self.db.execute(
+                "INSERT OR IGNORE INTO request_ids (request_id, borrower, id) VALUES (?, ?, ?)",
+                (message["previous_request_id"], sender, txn),
+            )
         if event == "Request":  # until the first snapshot says more
             copy = message.get("service_type") == "Copy" or message.get("request_format") in (
                 "Digital",
@@ -706,14 +717,16 @@ class Index:
     def _where(self, criteria: Criteria, now: datetime) -> tuple[list[str], list[Any]]:
         where: list[str] = ["(state IS NOT NULL OR borrower IS NOT NULL)"]
         args: list[Any] = []
-        for column, wanted in (
-            ("borrower", criteria.borrower),
-            ("borrower_request_id", criteria.request_id),
-            ("patron", criteria.patron),
-        ):
+        for column, wanted in (("borrower", criteria.borrower), ("patron", criteria.patron)):
             if wanted:
                 where.append(f"{column} = ?")
                 args.append(wanted)
+        if criteria.request_id:
+            where.append(
+                "(borrower_request_id = ? OR id IN "
+                "(SELECT id FROM request_ids WHERE request_id = ?))"
+            )
+            args += [criteria.request_id] * 2
         if criteria.lender:
             where.append("lenders LIKE ?")
             args.append(f"%,{criteria.lender},%")

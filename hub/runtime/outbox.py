@@ -84,7 +84,7 @@ async def event_ends(bootstrap: str) -> dict[int, int]:
     """The end of each ill.events partition now: where an outbox starts to follow."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="rshub-webhooks-ends")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="rshub-outbox-ends")
     await consumer.start()
     try:
         await consumer.topics()

@@ -217,13 +217,12 @@ class Store(PrivateDb):
         ).fetchall()
         return [_delivery(row) for row in rows]
 
-    def delivered(self, ident: str, at: datetime, detail: str) -> None:
+    def delivered(self, ident: str, at: datetime) -> None:
         self.db.execute(
             "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = NULL,"
             " last_at = ?, delivered_at = ? WHERE id = ?",
             (DELIVERED, at.isoformat(), at.isoformat(), ident),
         )
-        del detail  # a success says nothing a receiver needs kept
 
     def failed(self, ident: str, at: datetime, error: str, due: float, parked: bool) -> None:
         self.db.execute(

@@ -248,7 +248,7 @@ class Webhooks(Outbox[Store, Delivery]):
             partner=delivery.partner, subscription=delivery.subscription, delivery=delivery.id
         )
         if error is None:
-            await asyncio.to_thread(store.delivered, delivery.id, at, "")
+            await asyncio.to_thread(store.delivered, delivery.id, at)
             DELIVERED.labels(delivery.partner, "delivered").inc()
             txn, state = delivery.transaction_id, delivery.state
             said.info("webhook.delivered", transaction_id=txn, state=state, attempts=tried)
