@@ -51,6 +51,7 @@ log = structlog.get_logger(__name__)
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _EXISTS = re.compile(rb"^\*? ?\d+ EXISTS", re.IGNORECASE)
+STOP_RECHECK_S = 1.0  # how often stop() cancels a session that has not ended yet
 _ALREADY = re.compile(rb"ALREADYEXISTS|already exists", re.IGNORECASE)
 
 
@@ -145,6 +146,7 @@ class MailboxListener:
         self._task: asyncio.Task[None] | None = None
         self._imap: aioimaplib.IMAP4 | None = None
         self._lost = asyncio.Event()  # set when the current connection closes
+        self._stopping = False
 
     def _limits(self, max_bytes: int) -> MailLimits:
         s = self.settings
@@ -159,7 +161,7 @@ class MailboxListener:
         `connecting` while it (re)connects or waits to, `stopped` once stopped, `dead` if
         the task ended otherwise (which no error in a mail or a session should cause)."""
         task = self._task
-        if task is None or task.cancelled():
+        if task is None or task.cancelled() or self._stopping:
             state = "stopped"
         elif task.done():
             state = "dead"
@@ -187,12 +189,13 @@ class MailboxListener:
                 "mailbox.limit_capped", mailbox=self.key, max_mail_bytes=wanted, limit=body_limit
             )
         self.limits = self._limits(min(wanted, body_limit))
+        self._stopping = False
         self._task = asyncio.create_task(self._run(intake), name=f"mailbox {self.key}")
         self._task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A listener task ends only when stopped; anything else is said loudly."""
-        if task.cancelled():
+        if task.cancelled() or self._stopping:
             return
         error = task.exception()
         detail = describe(error) if error else "returned"
@@ -200,10 +203,17 @@ class MailboxListener:
         log.error("mailbox.listener_ended", mailbox=self.key, error=detail, where=where_)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        self._stopping = True
+        task = self._task
+        while task is not None and not task.done():
+            # Cancelled again until it ends: Python 3.11's asyncio.wait_for (aioimaplib's
+            # commands wait with it) swallows a cancel that meets an answer arriving at the
+            # same moment, and the session would go on; `_stopping` ends its loops as well.
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_RECHECK_S)
+        if task is not None and not task.cancelled():
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                task.result()
         await self._release()  # if the task ended before it could
 
     async def wait_handled(self, count: int) -> None:
@@ -218,7 +228,7 @@ class MailboxListener:
 
     async def _run(self, intake: Intake) -> None:
         wait = self.settings.reconnect_s
-        while True:
+        while not self._stopping:
             self.connected = False
             try:
                 await self._session(intake)
@@ -244,6 +254,8 @@ class MailboxListener:
                 )
             finally:
                 await self._release()
+            if self._stopping:
+                return
             if self.connected:  # the session got going: the next failure starts afresh
                 wait = self.settings.reconnect_s
             self.connected = False
@@ -321,7 +333,7 @@ class MailboxListener:
         if position is not None:
             await self._finish(imap, position)
         self.connected = True
-        while True:
+        while not self._stopping:
             uids, arrived = await self._new(imap, last)
             for uid in uids:
                 await self._one(imap, intake, validity, uid)
