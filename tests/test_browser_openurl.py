@@ -35,6 +35,8 @@ from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
 from selenium.webdriver.support.select import Select  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
+from tests.page_waits import gone  # noqa: E402
+
 T = TypeVar("T")
 DUE = datetime(2027, 1, 15, tzinfo=UTC)
 WAIT_S = 60  # the longest a page may take to show what is awaited (a deadline, not a pace)
@@ -167,7 +169,7 @@ async def test_a_doi_only_link_asks_the_patron_for_the_title_the_lenders_need(
     before = driver.find_element(By.ID, "errors")
     await off_loop(send)  # the title still empty
     # The answer is a new page with the same element: wait for the old one to go first.
-    await off_loop(lambda: wait.until(seen.staleness_of(before)))
+    await off_loop(lambda: wait.until(gone(before)))
     await off_loop(lambda: wait.until(seen.presence_of_element_located((By.ID, "errors"))))
     assert "Give the title of the journal or book" in driver.find_element(By.ID, "errors").text
     assert ou.lenders["SOUTH"].received.empty()

@@ -22,6 +22,7 @@ from connectors.simulator import Library
 from hub.cli.process import HubProcess
 from hub.ops.console import users
 from tests.kafka_reader import wait_for_record
+from tests.page_waits import gone
 from tests.test_console_browser import (
     ATLAS,
     PASSWORD,
@@ -53,12 +54,12 @@ class Console:
         self.driver.find_element(By.ID, "password").send_keys(PASSWORD)
         button = self.driver.find_element(By.ID, "login")
         button.click()
-        self.wait.until(seen.staleness_of(button))
+        self.wait.until(gone(button))
 
     def log_out(self) -> None:
         button = self.driver.find_element(By.ID, "logout")
         button.click()
-        self.wait.until(seen.staleness_of(button))
+        self.wait.until(gone(button))
 
     def request(self, txn: str, state: str, shown: Callable[[Any], bool] | None = None) -> None:
         """Open the request's page once the index shows it in `state` (and `shown` holds):
@@ -78,7 +79,7 @@ class Console:
             fill()
         button = self.driver.find_element(By.ID, button_id)
         button.click()
-        self.wait.until(seen.staleness_of(button))  # the answer is a new page
+        self.wait.until(gone(button))  # the answer is a new page
         flash = self.wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "p.flash")))
         return flash.text, "refused" not in (flash.get_attribute("class") or "")
 
@@ -86,7 +87,7 @@ class Console:
         """Press the button labelled `label` inside `element` (a table row); the answer."""
         button = element.find_element(By.XPATH, f".//button[.='{label}']")
         button.click()
-        self.wait.until(seen.staleness_of(button))
+        self.wait.until(gone(button))
         flash = self.wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "p.flash")))
         return flash.text, "refused" not in (flash.get_attribute("class") or "")
 

@@ -37,6 +37,8 @@ from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
+from tests.page_waits import gone  # noqa: E402
+
 T = TypeVar("T")
 WAIT_S = 60  # the longest a page may take to show what is awaited (a deadline, not a pace)
 PASSWORD = "a long operator password"
@@ -131,7 +133,7 @@ async def test_operator_finds_a_request_and_sees_its_refused_message(
         button.click()
         # The answer is a new page with the same elements: wait for the old one to go
         # before reading, or a row of the previous answer is what is found.
-        wait.until(seen.staleness_of(button))
+        wait.until(gone(button))
 
     def found(browser: Any) -> bool:
         # The page reads the index the hub keeps from the topics when it is loaded: search
@@ -193,7 +195,7 @@ async def test_operator_finds_a_request_and_sees_its_refused_message(
         if label == "Acknowledge":
             row.find_element(By.NAME, "note").send_keys("returned outside the system")
         row.find_element(By.XPATH, f".//button[.='{label}']").click()
-        wait.until(seen.staleness_of(row))  # the answer is a new page
+        wait.until(gone(row))  # the answer is a new page
 
     await off_loop(lambda: click("Replay"))
     await off_loop(
