@@ -5,6 +5,7 @@ answered as a temporary failure at once."""
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import aiohttp
 import pytest
@@ -58,3 +59,8 @@ async def test_dead_broker_is_a_temporary_failure_at_once(
     status, answer = await north.send(request("N-DEAD"))
     assert loop.time() - started < 3
     assert status == 503 and answer.errors[0].startswith("Temporary Processing Failure")
+    # Stopped with the broker gone, the hub still stops by itself (it hung until SIGKILL:
+    # aiokafka's fetcher close raised in faust's consumer thread).
+    hub.stop()
+    assert hub.process is not None and hub.process.returncode != -signal.SIGKILL
+    assert "Traceback" not in hub.log.read_text()
