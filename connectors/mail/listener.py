@@ -274,14 +274,16 @@ class MailboxListener:
         imap, self._imap = self._imap, None
         if imap is None:
             return
-        if not self._lost.is_set():  # a closed connection has nobody to log out from
-            try:
-                await asyncio.wait_for(imap.logout(), min(self.settings.timeout_s, 5.0))
-            except Exception as error:  # a broken connection cannot log out: closed below
-                log.info("mailbox.logout_failed", mailbox=self.key, error=describe(error))
-        transport = getattr(imap.protocol, "transport", None)
-        if transport is not None and not transport.is_closing():
-            transport.close()
+        try:
+            if not self._lost.is_set():  # a closed connection has nobody to log out from
+                try:
+                    await asyncio.wait_for(imap.logout(), min(self.settings.timeout_s, 5.0))
+                except Exception as error:  # a broken connection cannot log out: closed below
+                    log.info("mailbox.logout_failed", mailbox=self.key, error=describe(error))
+        finally:  # also when stop() cancels the LOGOUT
+            transport = getattr(imap.protocol, "transport", None)
+            if transport is not None and not transport.is_closing():
+                transport.close()
 
     # -- one session ------------------------------------------------------------------------
 
@@ -333,6 +335,7 @@ class MailboxListener:
         if position is not None:
             await self._finish(imap, position)
         self.connected = True
+        again = False  # the last search was one again for an arrival it heard of
         while not self._stopping:
             uids, arrived = await self._new(imap, last)
             for uid in uids:
@@ -340,15 +343,24 @@ class MailboxListener:
                 last = uid
             # The server tells of a mail once, in the answer to whichever command it was
             # running when the mail came (a FETCH or MOVE of the mail before, this SEARCH):
-            # IDLE would not tell of it again. So only a SEARCH that found nothing and heard
-            # of no arrival lets the listener wait.
-            if not uids and not arrived:
-                await self._wait(imap)
+            # IDLE would not tell of it again. So the listener waits only after a search that
+            # found nothing and heard of no arrival (searching again once for an arrival: a
+            # server that always says EXISTS cannot keep it searching).
+            if uids or (arrived and not again):
+                again = not uids
+                continue
+            again = False
+            await self._wait(imap)
 
     async def _new(self, imap: aioimaplib.IMAP4, last: int) -> tuple[list[int], bool]:
-        """The UIDs above `last`, and whether the answer told of a mail arriving meanwhile."""
-        response = _ok(await imap.uid_search("UID", f"{last + 1}:*", charset=None), "SEARCH")
-        arrived = any(_EXISTS.match(bytes(line)) for line in response.lines[:-1])
+        """The UIDs above `last`, and whether the server told of a mail arriving meanwhile.
+        aioimaplib drops an untagged EXISTS that comes during a SEARCH unless a NOOP is
+        waiting for its answer, and then files it there: so a NOOP goes with the SEARCH."""
+        response, news = await asyncio.gather(
+            imap.uid_search("UID", f"{last + 1}:*", charset=None), imap.noop()
+        )
+        _ok(response, "SEARCH")
+        arrived = any(_EXISTS.match(bytes(line)) for line in news.lines[:-1])
         # `n:*` always matches the newest mail, even one at or below n.
         return [uid for uid in _uids(response.lines) if uid > last], arrived
 

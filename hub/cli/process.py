@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from connectors.core.connections import free_port
-from hub.kafka import topics
+from hub.kafka import fetching, topics
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (hub/cli/process.py)
 PORT_ATTEMPTS = 3
@@ -42,10 +42,6 @@ class HubProcess:
             "RSHUB_APP_ID": f"rshub-{uuid.uuid4().hex[:8]}",
             "RSHUB_REPLY_TIMEOUT_S": "45",
             "RSHUB_LOG_FORMAT": "json",
-            # The embedded broker holds a joining worker for half the session time-out (3 s
-            # of the default 6) and a restarted one for all of it: these hubs come and go
-            # often, on one machine, so they join in 1.5 s (heartbeats stay every second).
-            "RSHUB_BROKER_SESSION_TIMEOUT_S": "3",
             **(env or {}),
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "RSHUB_DIRECTORY": str(directory),
@@ -59,6 +55,17 @@ class HubProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self, timeout: float = 90.0) -> None:
+        if "RSHUB_BROKER_SESSION_TIMEOUT_S" not in self.env:
+            # The embedded broker holds a joining worker for half the session time-out (3 s
+            # of the default 6) and a restarted one for all of it: these hubs come and go
+            # often, so on that broker they join in 1.5 s (heartbeats stay every second).
+            # Apache Kafka refuses a session time-out under 6 s by default: left as it is.
+            try:
+                kind = await fetching.broker_kind(self.env["KAFKA_BOOTSTRAP_SERVERS"])
+            except Exception:  # no broker yet: the hub's own start says what is wrong
+                kind = "unknown"
+            if kind == "tansu":
+                self.env["RSHUB_BROKER_SESSION_TIMEOUT_S"] = "3"
         # A port chosen free can be taken by another program before the hub binds it (other
         # test runs, clients' ephemeral ports). The console's port is the hub's own business
         # and is chosen again; the partners' ports are already in their settings, so the

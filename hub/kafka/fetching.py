@@ -234,10 +234,10 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             if task is not None and task.cancelling():
                 raise  # this stop itself was cancelled
             # aiokafka 0.14's Fetcher.close() awaits a fetch it has just cancelled (one waiting
-            # out its back-off while the broker is unreachable) and so raises CancelledError:
+            # out its back-off, as while the broker is unreachable) and so raises CancelledError:
             # the consumer thread died there and the worker never finished stopping (SIGTERM
             # with the broker down hung until SIGKILL). The process is ending; say so and go.
-            log.warning("kafka.consumer_stop_cut_short", reason="broker unreachable")
+            log.warning("kafka.consumer_stop_cut_short")
 
     async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
         # faust's table recovery reads each changelog partition up to the end this returns;

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import structlog
@@ -38,9 +37,9 @@ class KafkaIO:
             partitioner=PARTITIONER,
             request_timeout_ms=10_000,  # a dead broker: a 503 to the partner within 10 s
         )
-        # Side by side: each connects and fetches on its own (a start is a few broker
-        # round trips and fetch waits, paid once per worker start).
-        await asyncio.gather(self.producer.start(), self.verdicts.start(), self.items.start())
+        await self.producer.start()
+        await self.verdicts.start()
+        await self.items.start()
         await self.items.ready.wait()
 
     async def stop(self) -> None:

@@ -162,11 +162,9 @@ class Gateway(Service):
         return app
 
     async def on_start(self) -> None:
-        # The relayer's follower reads relay results from now on; it and the producer's
-        # start side by side.
-        await asyncio.gather(
-            self.io.start(), *([self.relayer.start()] if self.relayer is not None else [])
-        )
+        await self.io.start()
+        if self.relayer is not None:
+            await self.relayer.start()  # its follower reads relay results from now on
         # keepalive_timeout: aiohttp closes a connection that has not completed a request
         # head within it (from connect, or from the last answer): the idle and header limit.
         # max_line_size: twice OpenURL's query limit, so an over-long link gets the OpenURL
