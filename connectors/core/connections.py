@@ -25,6 +25,7 @@ import structlog
 log = structlog.get_logger(__name__)
 LINGER_S = 2.0  # how long a hung-up partner may go on sending before the socket is closed
 LINGER_BYTES = 1_048_576  # and how much of it is read (and dropped) meanwhile
+ACCEPT_RETRY_S = 1.0  # out of descriptors: wait as asyncio's own server does, then accept again
 
 
 class ListenError(OSError):
@@ -74,35 +75,27 @@ class SourceLimit:
             del self.open[source]
 
 
-class _Capped(asyncio.Protocol):
-    """Wraps a protocol (aiohttp's request handler): aborts a connection over the source's
-    cap before the wrapped protocol sees it, and passes everything else through."""
+class _Admitted(asyncio.Protocol):
+    """Wraps a protocol (aiohttp's request handler) for a connection already admitted: passes
+    everything through and gives the connection's place back when it ends."""
 
-    def __init__(self, inner: asyncio.Protocol, limit: SourceLimit) -> None:
-        self.inner, self.limit = inner, limit
-        self.source: str | None = None
+    def __init__(self, inner: asyncio.Protocol, limit: SourceLimit, source: str) -> None:
+        self.inner, self.limit, self.source = inner, limit, source
+        self.made = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        source = source_of(transport)
-        if not self.limit.admit(source):
-            assert isinstance(transport, asyncio.Transport)  # a server's stream transport
-            transport.abort()
-            return
-        self.source = source
+        self.made = True
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.source is None:
-            return
         self.limit.release(self.source)
         self.inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.source is not None:
-            self.inner.data_received(data)
+        self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.source is not None else None
+        return self.inner.eof_received()
 
     def pause_writing(self) -> None:
         self.inner.pause_writing()
@@ -111,8 +104,65 @@ class _Capped(asyncio.Protocol):
         self.inner.resume_writing()
 
 
-def capped(factory: Callable[[], Any], limit: SourceLimit) -> Callable[[], asyncio.Protocol]:
-    return lambda: _Capped(factory(), limit)
+class CappedServer:
+    """A listening port that admits or refuses each connection the moment it accepts it.
+
+    A refused connection is closed before the next one is accepted, so a flood over the caps
+    holds no more descriptors than the caps allow. (asyncio's own server accepts up to 100
+    connections at a time and a protocol can refuse one only a few loop turns later: a flood
+    of idle connections on the console held every spare descriptor for a moment, and the
+    partners' ports could not accept.)"""
+
+    def __init__(self, factory: Callable[[], Any], limit: SourceLimit, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.factory, self.limit = factory, limit
+        self.sockets = [sock]
+        self.loop = asyncio.get_running_loop()
+        self.starting: set[asyncio.Task[None]] = set()
+        self.accepting = self.loop.create_task(self._accept(sock))
+
+    def is_serving(self) -> bool:
+        return not self.accepting.done()
+
+    def close(self) -> None:
+        """Stops accepting and closes the listening socket now; connections already admitted
+        are the wrapped server's to close (aiohttp's runner does on clean-up)."""
+        self.accepting.cancel()
+        for task in self.starting:
+            task.cancel()
+        sock = self.sockets[0]
+        if sock.fileno() >= 0:
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+
+    async def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, address = await self.loop.sock_accept(sock)
+            except OSError as error:  # out of descriptors or buffers: the kernel keeps the queue
+                log.warning("connection.accept_failed", port=self.limit.port_name, error=str(error))
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            source = str(address[0]) if isinstance(address, tuple) else "?"
+            if self.limit.admit(source):
+                task = self.loop.create_task(self._start(conn, source))
+                self.starting.add(task)
+                task.add_done_callback(self.starting.discard)
+            else:
+                conn.close()
+            # sock_accept returns at once while connections are queued: let the rest of the
+            # hub run between two of them.
+            await asyncio.sleep(0)
+
+    async def _start(self, conn: socket.socket, source: str) -> None:
+        protocol = _Admitted(self.factory(), self.limit, source)
+        try:
+            await self.loop.connect_accepted_socket(lambda: protocol, conn)
+        except BaseException:
+            if not protocol.made:  # never started: its place is given back here
+                self.limit.release(source)
+                conn.close()
+            raise
 
 
 async def hang_up(
@@ -145,7 +195,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_health(server: asyncio.Server | None, sources: SourceLimit) -> dict[str, Any]:
+def server_health(
+    server: asyncio.Server | CappedServer | None, sources: SourceLimit
+) -> dict[str, Any]:
     """A TCP listener's line in /health: serving or not, and the connections it holds."""
     serving = server is not None and server.is_serving()
     return {"state": "running" if serving else "stopped", "connections": sources.count}

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from connectors.core.connections import SourceLimit, capped
+from connectors.core.connections import CappedServer, SourceLimit, bind
 from connectors.core.contract import (
     Answer,
     Attempt,
@@ -130,7 +130,7 @@ class Gateway(Service):
         self.checkpoints = Checkpoints(io)
         self.refused_budget = RefusedBudget(settings.refused_audits_per_minute)
         self.runner: web.AppRunner | None = None
-        self.http: asyncio.Server | None = None
+        self.http: CappedServer | None = None
         self._broker_up = True
         self.broker_error = ""
 
@@ -180,14 +180,8 @@ class Gateway(Service):
         limit = SourceLimit(
             self.settings.max_connections_per_source, "http", self.settings.max_connections
         )
-        factory = capped(self.runner.server, limit)
-        loop = asyncio.get_running_loop()
-        if self.http_socket is not None:
-            self.http = await loop.create_server(factory, sock=self.http_socket)
-        else:
-            self.http = await loop.create_server(
-                factory, self.settings.http_host, self.settings.http_port
-            )
+        sock = self.http_socket or bind(self.settings.http_host, self.settings.http_port, "HTTP")
+        self.http = CappedServer(self.runner.server, limit, sock)
         log.info(
             "gateway.listening",
             host=self.settings.http_host,

@@ -43,7 +43,7 @@ import structlog
 from aiohttp import web
 from mode import Service
 
-from connectors.core.connections import SourceLimit, capped
+from connectors.core.connections import CappedServer, SourceLimit, bind
 from connectors.core.directory import Directory
 from connectors.core.records import RouteAction
 from connectors.core.throttle import LoginThrottle
@@ -153,7 +153,7 @@ class Console(Service):
         self.index: index_module.Index | None = None
         self.clients: set[asyncio.Queue[tuple[str, dict[str, Any]] | None]] = set()
         self.runner: web.AppRunner | None = None
-        self.server: asyncio.Server | None = None
+        self.server: CappedServer | None = None
         self.live_from: tuple[int, int] | None = None
 
     # -- service -------------------------------------------------------------------------
@@ -168,12 +168,8 @@ class Console(Service):
         )
         await self.runner.setup()
         assert self.runner.server is not None
-        factory = capped(self.runner.server, self.connections)
-        loop = asyncio.get_running_loop()
-        if self.sock is not None:
-            self.server = await loop.create_server(factory, sock=self.sock)
-        else:
-            self.server = await loop.create_server(factory, self.host, self.port)
+        sock = self.sock or bind(self.host, self.port, "the console")
+        self.server = CappedServer(self.runner.server, self.connections, sock)
         self.port = self.server.sockets[0].getsockname()[1]
         if not self.users.users():
             log.warning(
