@@ -418,6 +418,15 @@ def test_an_order_reads_back_beyond_its_first_line() -> None:
     )
     back = ArtemailCodec().decode(render(book), "X", Limits(max_body_bytes=1 << 20)).message
     assert back.bibliographic == book.bibliographic
+    # A volume and part of a multi-volume book keep apart from its edition (they shared the
+    # year line, and the reader took all of it after the year for the edition).
+    assert book.bibliographic is not None
+    for volumes in ({"volume": "2", "part": "1"}, {"volume": "12"}, {"part": "B"}):
+        volume = book.model_copy(
+            update={"bibliographic": book.bibliographic.model_copy(update=volumes)}
+        )
+        back = ArtemailCodec().decode(render(volume), "X", Limits(max_body_bytes=1 << 20)).message
+        assert back.bibliographic == volume.bibliographic, volumes
 
 
 def test_a_title_without_an_ascii_letter_is_refused_not_sent_garbled() -> None:

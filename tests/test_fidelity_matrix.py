@@ -148,10 +148,9 @@ NOT_COMPARED = frozenset({"note", "request_format"})
 YES, NOTE, CANNOT, WITHHELD, LOST = "yes", "note", "-", "withheld", "LOST"
 MIXED, REFUSED = "mixed", "refused"
 # Losses known and not yet cured, each with the reason (the matrix shows them as MIXED). A
-# book's ARTEmail year line holds year, VOL, PT and edition: a reader cannot tell a
-# many-word part from the edition, so the volume and edition do not read back.
+# book's ARTEmail year line holds year, VOL, PT and edition with nothing between them: a
+# reader cannot tell where a many-word part ends and the edition begins.
 KNOWN: dict[tuple[str, str, str], str] = {
-    ("L-ART", "loan", "bibliographic.volume"): MIXED,
     ("L-ART", "loan", "bibliographic.edition"): MIXED,
 }
 

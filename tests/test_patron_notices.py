@@ -25,9 +25,9 @@ from connectors.core.model import Event
 from connectors.simulator import TcpLibrary, directory_yaml, running
 from hub.cli.process import HubProcess
 from hub.ops.api import tokens
-from hub.ops.api.patron import status_path
 from hub.runtime import patron_notices
 from hub.runtime.settings import Settings
+from hub.runtime.status_links import status_path
 from hub.runtime.webhook_store import Change
 from tests import mail_servers as mail
 from tests.mail_imap import wait_for_mails
@@ -78,10 +78,6 @@ def test_the_mail_is_addressed_to_the_patron_from_the_library_in_its_language() 
     assert mail_["To"] == PATRON and mail_["From"] == "fernleihe@lib.example"
     assert mail_["Content-Language"] == "de" and "@hub.example>" in mail_["Message-ID"]
     assert "Zurückzugeben bis" in mail_.get_content()  # type: ignore[attr-defined]
-
-
-def test_the_status_link_is_the_apis_own() -> None:
-    assert patron_notices._status_path("WEB", "W-1") == status_path("WEB", "W-1")
 
 
 def test_the_directory_block_is_optional_typed_and_defaulted() -> None:

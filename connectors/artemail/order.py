@@ -311,12 +311,24 @@ def citation(line: str) -> dict[str, str] | None:
     return parts or None
 
 
+# A book's line as `bibliographic_lines` writes it: year, VOL, PT (a book's part) and edition,
+# each left out when empty ("1986 VOL 2 PT 1 2nd ed", "1986 2nd ed", "VOL 3").
+_BOOK_LINE = re.compile(
+    r"(?P<publication_date>\d{4})?(?:(?:^| )VOL (?P<volume>.+?))?"
+    r"(?:(?:^| )PT (?P<part>.+?))?(?:(?:^| )(?P<edition>.+))?"
+)
+
+
 def _book_year(line: str) -> dict[str, str] | None:
-    """A book's line of year and edition ("2000 2nd ed")."""
-    year, _, edition = line.partition(" ")
-    if not _YEAR.fullmatch(year):
+    """A book's line of year, volume, part and edition; None when the line is none (an
+    edition alone cannot be told from an author or a publisher)."""
+    found = _BOOK_LINE.fullmatch(line)
+    if found is None:
         return None
-    return {"publication_date": year, **({"edition": edition} if edition else {})}
+    parts = {k: v for k, v in found.groupdict().items() if v}
+    if not parts.keys() & {"publication_date", "volume", "part"}:
+        return None
+    return parts
 
 
 def read_bibliographic(lines: list[str]) -> dict[str, str]:
@@ -338,8 +350,6 @@ def read_bibliographic(lines: list[str]) -> dict[str, str]:
     others = []
     for line in rest:
         year = _book_year(line) if kind == "book" else None
-        if year is None:
-            year = citation(line) if kind == "book" else None
         if year is not None:
             out.update(year)
         else:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import os
 import string
 import time
@@ -41,7 +39,6 @@ from prometheus_client import Counter, Gauge
 from connectors.core.contract import Registry, Sender
 from connectors.core.directory import Directory
 from connectors.core.directory import PatronNotices as Notices
-from connectors.core.model import id_key
 from connectors.core.topics import Topic
 from hub.domain.lifecycle import State
 from hub.kafka.partitioning import PARTITIONER
@@ -49,6 +46,7 @@ from hub.runtime import metrics
 from hub.runtime.outbox import POLL_S, Change, Outbox, event_ends, read_change
 from hub.runtime.private_db import PARKED, WAITING, PrivateDb
 from hub.runtime.settings import Settings
+from hub.runtime.status_links import status_path
 
 log = structlog.get_logger(__name__)
 
@@ -298,7 +296,7 @@ def facts_of(
     request_id = change.request_id or str(row.get("borrower_request_id") or "")
     link = None
     if notices.status_base_url and has_status_page and request_id:
-        link = notices.status_base_url.rstrip("/") + _status_path(change.partner, request_id)
+        link = notices.status_base_url.rstrip("/") + status_path(change.partner, request_id)
     facts = Facts(
         request_id=request_id,
         title=str(title),
@@ -307,19 +305,6 @@ def facts_of(
         status_link=link,
     )
     return request.get("patron_email") or None, facts
-
-
-_STATUS_LABEL = b"rshub api status v1"
-
-
-def _status_path(borrower: str, request_id: str) -> str:
-    """The patron's status link, relative to the hub's address: as
-    `hub.ops.api.patron.status_path` makes it (the runtime may not import the ops layer; a
-    test holds the two equal)."""
-    key = hmac.new(id_key(), _STATUS_LABEL, hashlib.sha256).digest()
-    text = f"{borrower}\x00{request_id}".encode()
-    status_key = hmac.new(key, text, hashlib.sha256).hexdigest()[:32]
-    return f"/api/v1/status/{borrower}/{request_id}?key={status_key}"
 
 
 # -- the service ---------------------------------------------------------------------------------

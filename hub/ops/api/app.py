@@ -31,7 +31,7 @@ from connectors.core.throttle import LoginThrottle
 from hub.ops import index as index_module
 from hub.ops.api import patron, views
 from hub.ops.api.tokens import Client, TokenFile
-from hub.runtime import webhook_store
+from hub.runtime import status_links, webhook_store
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -263,7 +263,7 @@ class Api:
             accepted = json.loads(taken.body)
             txn = transaction_id(partner, accepted["request_id"])
             placed = accepted["accepted"] == Event.REQUEST.value
-            link = patron.status_path(partner, accepted["request_id"]) if placed else None
+            link = status_links.status_path(partner, accepted["request_id"]) if placed else None
             shown = views.Accepted(**accepted, transaction_id=txn, status_url=link)
             content = shown.model_dump_json().encode()
         kind = taken.content_type.split(";")[0]
@@ -298,7 +298,7 @@ class Api:
         title, the state in words and the dates, never the patron or the lender."""
         borrower, request_id = request.match_info["borrower"], request.match_info["request_id"]
         key = request.query.get("key", "")
-        if not patron.status_ok(borrower, request_id, key):
+        if not status_links.status_ok(borrower, request_id, key):
             return problem(404, "no such request", "not_found")
         found = await self._view(transaction_id(borrower, request_id))
         state = found.state if found else None
