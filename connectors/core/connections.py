@@ -139,6 +139,8 @@ class CappedServer:
         while True:
             try:
                 conn, address = await self.loop.sock_accept(sock)
+            except ConnectionAbortedError:
+                continue  # reset by the client before it was accepted: nothing to do
             except OSError as error:  # out of descriptors or buffers: the kernel keeps the queue
                 log.warning("connection.accept_failed", port=self.limit.port_name, error=str(error))
                 await asyncio.sleep(ACCEPT_RETRY_S)
