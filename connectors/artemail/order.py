@@ -311,24 +311,60 @@ def citation(line: str) -> dict[str, str] | None:
     return parts or None
 
 
-# A book's line as `bibliographic_lines` writes it: year, VOL, PT (a book's part) and edition,
-# each left out when empty ("1986 VOL 2 PT 1 2nd ed", "1986 2nd ed", "VOL 3").
-_BOOK_LINE = re.compile(
-    r"(?P<publication_date>\d{4})?(?:(?:^| )VOL (?P<volume>.+?))?"
-    r"(?:(?:^| )PT (?P<part>.+?))?(?:(?:^| )(?P<edition>.+))?"
+# The word of an edition statement, case and full stop aside: English "2nd ed", "Rev. edn",
+# German "3. Aufl.", French "2e éd.", Polish "Wyd. 12", Russian "Izd. 2", Dutch "2e druk",
+# "uitg.", Danish "udg.", Swedish "uppl.", Norwegian "utg.", Italian "ediz.".
+_EDITION_WORDS = frozenset(
+    {"ed", "edn", "edition", "éd", "aufl", "auflage", "wyd", "wydanie", "izd", "druk", "uitg"}
+    | {"udg", "udgave", "uppl", "upplaga", "utg", "utgave", "ediz", "edizione", "edición"}
+)
+# What may stand before that word and belongs to the edition ("2nd", "3.", "Rev.", "New").
+_EDITION_LEAD = re.compile(
+    r"\d+(?:st|nd|rd|th|e|er|re|\.)?|rev(?:ised)?\.?|new|enl(?:arged)?\.?|first|second|third",
+    re.IGNORECASE,
 )
 
 
+def _edition_off(text: str) -> tuple[str, str | None]:
+    """A volume or part that may end in the edition, written after it on the same line
+    ("2 2nd ed", "2 Wyd. 12"): the edition is told by its word, with the ordinal before it;
+    the volume or part keeps at least its first word. Without such a word, all of it is the
+    volume or part ("2 suppl")."""
+    words = text.split(" ")
+    for at, word in enumerate(words[1:], start=1):
+        if word.lower().rstrip(".") in _EDITION_WORDS:
+            start = at - 1 if at > 1 and _EDITION_LEAD.fullmatch(words[at - 1]) else at
+            return " ".join(words[:start]), " ".join(words[start:])
+    return text, None
+
+
 def _book_year(line: str) -> dict[str, str] | None:
-    """A book's line of year, volume, part and edition; None when the line is none (an
-    edition alone cannot be told from an author or a publisher)."""
-    found = _BOOK_LINE.fullmatch(line)
-    if found is None:
-        return None
-    parts = {k: v for k, v in found.groupdict().items() if v}
-    if not parts.keys() & {"publication_date", "volume", "part"}:
-        return None
-    return parts
+    """A book's line as `bibliographic_lines` writes it: year, VOL, PT (a book's part) and
+    edition, each left out when empty ("1986 VOL 2 PT 1 2nd ed", "1986 2nd ed", "VOL 3").
+    None when the line is none: it has a year or a volume (a line of PT alone with a comma
+    is a publisher's, such as "PT Gramedia, Jakarta")."""
+    year, _, rest = line.partition(" ")
+    if not _YEAR.fullmatch(year):
+        year, rest = "", line
+    found: dict[str, str] = {"publication_date": year} if year else {}
+    if not rest.startswith(("VOL ", "PT ")):
+        if not year:
+            return None
+        return {**found, "edition": rest} if rest else found
+    volume, part = "", ""
+    if rest.startswith("VOL "):
+        volume, _, part = rest[4:].partition(" PT ")
+    else:
+        part = rest[3:]
+        if not year and ", " in part:
+            return None
+    last, edition = _edition_off(part or volume)
+    if part:
+        part = last
+    else:
+        volume = last
+    found.update({k: v for k, v in (("volume", volume), ("part", part)) if v})
+    return {**found, "edition": edition} if edition else found
 
 
 def read_bibliographic(lines: list[str]) -> dict[str, str]:

@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 LINGER_S = 2.0  # how long a hung-up partner may go on sending before the socket is closed
 LINGER_BYTES = 1_048_576  # and how much of it is read (and dropped) meanwhile
 ACCEPT_RETRY_S = 1.0  # out of descriptors: wait as asyncio's own server does, then accept again
+ACCEPT_BATCH = 16  # connections accepted per readiness call of a capped port
 
 
 class ListenError(OSError):
@@ -77,18 +78,23 @@ class SourceLimit:
 
 class _Admitted(asyncio.Protocol):
     """Wraps a protocol (aiohttp's request handler) for a connection already admitted: passes
-    everything through and gives the connection's place back when it ends."""
+    everything through and gives the connection's place back, once, when it ends."""
 
     def __init__(self, inner: asyncio.Protocol, limit: SourceLimit, source: str) -> None:
         self.inner, self.limit, self.source = inner, limit, source
-        self.made = False
+        self.made = self.given_back = False
+
+    def give_back(self) -> None:
+        if not self.given_back:
+            self.given_back = True
+            self.limit.release(self.source)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.made = True
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.limit.release(self.source)
+        self.give_back()
         self.inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -107,64 +113,94 @@ class _Admitted(asyncio.Protocol):
 class CappedServer:
     """A listening port that admits or refuses each connection the moment it accepts it.
 
-    A refused connection is closed before the next one is accepted, so a flood over the caps
+    A refused connection is closed in the same call that accepted it, so a flood over the caps
     holds no more descriptors than the caps allow. (asyncio's own server accepts up to 100
     connections at a time and a protocol can refuse one only a few loop turns later: a flood
     of idle connections on the console held every spare descriptor for a moment, and the
-    partners' ports could not accept.)"""
+    partners' ports could not accept.) Accepting is a reader callback, as in asyncio's server:
+    no task holds an accepted socket that a cancel could drop, and an error in one accept is
+    the loop's to log while the port goes on accepting."""
 
     def __init__(self, factory: Callable[[], Any], limit: SourceLimit, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.factory, self.limit = factory, limit
         self.sockets = [sock]
         self.loop = asyncio.get_running_loop()
-        self.starting: set[asyncio.Task[None]] = set()
-        self.accepting = self.loop.create_task(self._accept(sock))
+        self.starting: dict[asyncio.Task[Any], tuple[socket.socket, _Admitted]] = {}
+        self.retry: asyncio.TimerHandle | None = None
+        self.serving = True
+        self.loop.add_reader(sock.fileno(), self._accept, sock)
 
     def is_serving(self) -> bool:
-        return not self.accepting.done()
+        return self.serving
 
     def close(self) -> None:
         """Stops accepting and closes the listening socket now; connections already admitted
         are the wrapped server's to close (aiohttp's runner does on clean-up)."""
-        self.accepting.cancel()
-        for task in self.starting:
-            task.cancel()
+        if not self.serving:
+            return
+        self.serving = False
         sock = self.sockets[0]
-        if sock.fileno() >= 0:
-            self.loop.remove_reader(sock.fileno())
-            sock.close()
+        self.loop.remove_reader(sock.fileno())
+        sock.close()
+        if self.retry is not None:
+            self.retry.cancel()
+        for task in list(self.starting):
+            task.cancel()  # `_started` gives its place back and closes its socket
 
-    async def _accept(self, sock: socket.socket) -> None:
-        while True:
+    def _resume(self, sock: socket.socket) -> None:
+        self.retry = None
+        if self.serving:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, sock: socket.socket) -> None:
+        """Up to ACCEPT_BATCH queued connections per call; the loop calls again while more
+        wait, with the rest of the hub's work in between."""
+        for _ in range(ACCEPT_BATCH):
             try:
-                conn, address = await self.loop.sock_accept(sock)
-            except ConnectionAbortedError:
-                continue  # reset by the client before it was accepted: nothing to do
-            except OSError as error:  # out of descriptors or buffers: the kernel keeps the queue
-                log.warning("connection.accept_failed", port=self.limit.port_name, error=str(error))
-                await asyncio.sleep(ACCEPT_RETRY_S)
-                continue
-            source = str(address[0]) if isinstance(address, tuple) else "?"
-            if self.limit.admit(source):
-                task = self.loop.create_task(self._start(conn, source))
-                self.starting.add(task)
-                task.add_done_callback(self.starting.discard)
-            else:
-                conn.close()
-            # sock_accept returns at once while connections are queued: let the rest of the
-            # hub run between two of them.
-            await asyncio.sleep(0)
+                conn, address = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # none left, or one reset by its client before it was accepted
+            except OSError as error:
+                # Out of descriptors or buffers: the kernel keeps the queue while the port
+                # pauses, as asyncio's own server does.
+                log.error("connection.accept_failed", port=self.limit.port_name, error=str(error))
+                self.loop.remove_reader(sock.fileno())
+                self.retry = self.loop.call_later(ACCEPT_RETRY_S, self._resume, sock)
+                return
+            self._admit(conn, address)
 
-    async def _start(self, conn: socket.socket, source: str) -> None:
-        protocol = _Admitted(self.factory(), self.limit, source)
+    def _admit(self, conn: socket.socket, address: Any) -> None:
+        """Refused: closed at once. An error here (a log sink gone, say) closes the
+        connection and is the loop's exception handler's to log; the port goes on."""
+        source = str(address[0]) if isinstance(address, tuple) else "?"
         try:
-            await self.loop.connect_accepted_socket(lambda: protocol, conn)
+            admitted = self.limit.admit(source)
         except BaseException:
-            if not protocol.made:  # never started: its place is given back here
-                self.limit.release(source)
-                conn.close()
+            conn.close()
             raise
+        if not admitted:
+            conn.close()
+            return
+        try:
+            protocol = _Admitted(self.factory(), self.limit, source)
+        except BaseException:
+            self.limit.release(source)
+            conn.close()
+            raise
+        task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: protocol, conn))
+        self.starting[task] = (conn, protocol)
+        task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[Any]) -> None:
+        conn, protocol = self.starting.pop(task)
+        if not protocol.made:  # never started (cancelled, perhaps before it ran)
+            protocol.give_back()
+            conn.close()
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "connection.start_failed", port=self.limit.port_name, error=repr(task.exception())
+            )
 
 
 async def hang_up(
