@@ -127,10 +127,20 @@ async def test_a_loan_survives_restarts_of_the_hub_on_the_embedded_broker(
     hub.kill()
     assert broker.running(data_dir) == kept
     await hub.start()
-    assert (await south.next()).event is Event.SHIPPED_RETURN
+    shipped = await south.next()
+    assert shipped.event is Event.SHIPPED_RETURN
     await say(south, Event.LOAN_COMPLETED, lender_id, item_id="BC-K1")
     assert (await north.next()).event is Event.LOAN_COMPLETED
-    assert south.received.empty() and north.received.empty()  # nothing twice
+    # Nothing twice, but for what the design allows: a kill during the call to SOUTH (the
+    # "sending" mark durable, the "delivered" one not) sends the step once more after the
+    # restart, the same message, and the hub says so (a slow machine lands the kill there).
+    again = []
+    while not south.received.empty():
+        again.append(south.received.get_nowait())
+    assert north.received.empty()
+    if again:
+        assert [m.message_id for m in again] == [shipped.message_id], again
+        assert hub.log.read_text().count('"delivery.resent"') == 1
 
     # The broker is not stopped under a running hub; once the hub is gone it is.
     refused = rshub("broker", "stop", data_dir=data_dir)
