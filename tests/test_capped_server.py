@@ -34,14 +34,19 @@ async def serving(limit: SourceLimit) -> AsyncIterator[tuple[CappedServer, int]]
         await runner.cleanup()
 
 
-async def peer_sees_the_end(conn: socket.socket) -> bool:
-    """Whether the hub closed the connection (EOF or reset) within 5 s."""
+async def closed_on_us(port: int) -> bool:
+    """Connects to the port and says whether the hub closes the connection (EOF or reset)
+    within 5 s."""
     loop = asyncio.get_running_loop()
+    conn = socket.socket()
     conn.setblocking(False)
     try:
+        await loop.sock_connect(conn, ("127.0.0.1", port))
         return await asyncio.wait_for(loop.sock_recv(conn, 1), 5) == b""
     except ConnectionError:
         return True
+    finally:
+        conn.close()
 
 
 async def test_a_connection_admitted_as_the_port_closes_gives_its_place_back() -> None:
@@ -57,14 +62,7 @@ async def test_a_connection_admitted_as_the_port_closes_gives_its_place_back() -
             return admitted
 
         limit.admit = admit_then_stop  # type: ignore[method-assign]
-        loop = asyncio.get_running_loop()
-        conn = socket.socket()
-        conn.setblocking(False)
-        await loop.sock_connect(conn, ("127.0.0.1", port))
-        try:
-            assert await peer_sees_the_end(conn)
-        finally:
-            conn.close()
+        assert await closed_on_us(port)
         assert not server.is_serving()
     assert limit.count == 0 and not limit.open
 
@@ -87,13 +85,7 @@ async def test_an_error_admitting_one_connection_leaves_the_port_accepting() -> 
                 return admit(source)
 
             limit.admit = failing_once  # type: ignore[method-assign]
-            conn = socket.socket()
-            conn.setblocking(False)
-            await loop.sock_connect(conn, ("127.0.0.1", port))
-            try:
-                assert await peer_sees_the_end(conn)
-            finally:
-                conn.close()
+            assert await closed_on_us(port)
             async with (
                 aiohttp.ClientSession() as session,
                 session.get(f"http://127.0.0.1:{port}/") as reply,
