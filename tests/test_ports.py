@@ -201,3 +201,14 @@ async def test_an_idle_flood_on_the_console_leaves_the_partners_ports_working(
                 flood.kill()
             await flood.wait()
             await console.stop()
+
+
+def test_a_free_port_is_below_the_ephemeral_range_and_never_handed_out_twice() -> None:
+    """Outgoing connections take their local ports from the ephemeral range: a port from
+    there could be taken before the simulator, peer or broker that asked for it listens."""
+    from connectors.core import connections
+
+    top = connections._ephemeral_start()
+    ports = [connections.free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert all(connections.LOWEST_FREE_PORT <= p < top for p in ports), ports

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import ssl
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -226,11 +228,39 @@ async def hang_up(
         await writer.wait_closed()
 
 
+# Where `free_port` looks: below the kernel's ephemeral range, which outgoing connections
+# take their local ports from. A port the kernel picks for a bind to port 0 is in that range,
+# so a connection made in between (to the broker, say) could take it before whoever asked
+# listened on it ("address already in use"; a CI run failed so).
+LOWEST_FREE_PORT = 10000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()  # never the same port twice from one process
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port free on loopback now (for simulators, tests and the embedded broker)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free on loopback now, outside the ephemeral range where possible (for
+    simulators, tests and the embedded broker)."""
+    top = _ephemeral_start()
+    for _ in range(200):
+        port = random.randrange(LOWEST_FREE_PORT, top) if top > LOWEST_FREE_PORT else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen = int(sock.getsockname()[1])
+        _handed_out.add(chosen)
+        return chosen
+    raise OSError("no free TCP port on loopback")
 
 
 def server_health(
