@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from connectors.core.connections import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -39,12 +40,6 @@ def blocks() -> list[tuple[str, list[str]]]:
 
 def pattern(line: str) -> re.Pattern[str]:
     return re.compile(".*?".join(re.escape(part) for part in line.split("<...>")))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_tutorial_is_found_whole() -> None:
