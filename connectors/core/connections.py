@@ -45,11 +45,6 @@ def bind(host: str, port: int, what: str) -> socket.socket:
         ) from None
 
 
-def source_of(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    return str(peer[0]) if peer else "?"
-
-
 class SourceLimit:
     """Counts open connections per source address and on the port in all; `admit` refuses
     one over either cap (one warning line per refused connection)."""
@@ -263,9 +258,7 @@ def free_port() -> int:
     raise OSError("no free TCP port on loopback")
 
 
-def server_health(
-    server: asyncio.Server | CappedServer | None, sources: SourceLimit
-) -> dict[str, Any]:
+def server_health(server: asyncio.Server | None, sources: SourceLimit) -> dict[str, Any]:
     """A TCP listener's line in /health: serving or not, and the connections it holds."""
     serving = server is not None and server.is_serving()
     return {"state": "running" if serving else "stopped", "connections": sources.count}
