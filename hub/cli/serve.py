@@ -388,6 +388,7 @@ def serve(settings: Settings) -> int:
     from hub.runtime.gateway import Gateway
     from hub.runtime.relay import RelayDesk, connectors_replay_keys
 
+    assembly.use_event_loop(settings)
     try:
         registry, directory, loaded = load_checked(settings)
     except NotStartable as refused:
