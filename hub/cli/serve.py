@@ -507,6 +507,7 @@ def serve(settings: Settings) -> int:
             consortium=directory.consortium,
             partners=len(directory.partners),
             protocols=registry.names,
+            event_loop=assembly.event_loop(),
         )
 
         async def diagnose() -> None:

@@ -50,6 +50,11 @@ def use_event_loop(settings: Settings) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def event_loop() -> str:
+    """The package of the loop the worker runs on ("uvloop" or "asyncio"), as logged."""
+    return type(asyncio.get_event_loop_policy()).__module__.partition(".")[0]
+
+
 def catalogue_clients() -> dict[str, Client]:
     from connectors.registry import catalogue_clients
 
