@@ -388,7 +388,6 @@ def serve(settings: Settings) -> int:
     from hub.runtime.gateway import Gateway
     from hub.runtime.relay import RelayDesk, connectors_replay_keys
 
-    assembly.use_event_loop(settings)
     try:
         registry, directory, loaded = load_checked(settings)
     except NotStartable as refused:
@@ -507,7 +506,6 @@ def serve(settings: Settings) -> int:
             consortium=directory.consortium,
             partners=len(directory.partners),
             protocols=registry.names,
-            event_loop=assembly.event_loop(),
         )
 
         async def diagnose() -> None:

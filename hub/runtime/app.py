@@ -5,7 +5,6 @@ registry; the rest of the hub knows connectors through `connectors.core.contract
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import importlib
 import os
@@ -37,22 +36,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG, GC_OLDER, GC_OLDER)
-
-
-def use_event_loop(settings: Settings) -> None:
-    """The worker's event loop (`event_loop`), chosen before anything makes a loop. uvloop
-    runs the same asyncio code with its loop, sockets and TLS in C (libuv): in `bench.hub`
-    the hub took about a quarter less CPU per request, which is a quarter more requests a
-    worker takes before it is CPU-bound."""
-    if settings.event_loop == "uvloop":
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def event_loop() -> str:
-    """The package of the loop the worker runs on ("uvloop" or "asyncio"), as logged."""
-    return type(asyncio.get_event_loop_policy()).__module__.partition(".")[0]
 
 
 def catalogue_clients() -> dict[str, Client]:

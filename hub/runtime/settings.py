@@ -219,11 +219,6 @@ class Settings(BaseModel):
         "start-up and rebalance chatter)",
     )
     validate_xsd: bool = Field(True, description="validate inbound XML against the XSDs")
-    event_loop: Literal["uvloop", "asyncio"] = Field(
-        "uvloop",
-        description="the worker's event loop: uvloop (about a quarter less CPU per request, "
-        "bench.hub), or asyncio, the standard library's",
-    )
 
     @field_validator("console_timezone")
     @classmethod
