@@ -224,9 +224,11 @@ async def test_idle_and_slow_connections_are_dropped() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port(running, "http"))
         writer.write(b"POST /ncip/NORTH HTTP/1.1\r\nHost: x\r\n")
         assert await closed_by_peer(reader, 5)
+        writer.close()  # our side too (left open, its transport is only collected, with a warning)
         # ISO 10161: a connection that sends nothing ...
         reader, writer = await asyncio.open_connection("127.0.0.1", port(running, "iso10161"))
         assert await closed_by_peer(reader, 5)
+        writer.close()
         # ... and one that sends part of an APDU, a byte at a time, inside the idle limit.
         apdu = TcpLibrary("VDX", "VDX-LIB").encode(Message(event=Event.REQUEST, request_id="R"))
         reader, writer = await asyncio.open_connection("127.0.0.1", port(running, "iso10161"))
@@ -238,6 +240,7 @@ async def test_idle_and_slow_connections_are_dropped() -> None:
             writer.write(bytes([byte]))
             await asyncio.sleep(0.1)  # the input under test: a trickle
         assert await closed_by_peer(reader, 5)
+        writer.close()
         assert loop.time() - started < 3
 
 
